@@ -1,0 +1,15 @@
+"""Built-in feeds: synthetic, csv and zmq."""
+
+from __future__ import annotations
+
+from roboframe.builtin.feeds.csvfile import CsvFeed
+from roboframe.builtin.feeds.synthetic import SyntheticFeed
+from roboframe.builtin.feeds.zmqsub import ZmqFeed
+from roboframe.plugins import hookimpl
+
+
+@hookimpl
+def roboframe_register_feeds(register):
+    register("synthetic", SyntheticFeed)
+    register("csv", CsvFeed)
+    register("zmq", ZmqFeed)

@@ -1,0 +1,40 @@
+"""Parsing times and intervals for feeds (UTC nanoseconds)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+_UNITS_NS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
+
+
+def interval_ns(text: str | int) -> int:
+    """``500ms``, ``5s``, ``1m``, ``1h``, ``1d``, or an integer of seconds."""
+    if isinstance(text, int):
+        return text * 10**9
+    for unit in ("ms", "s", "m", "h", "d"):
+        if text.endswith(unit) and text[: -len(unit)].isdigit():
+            return int(text[: -len(unit)]) * _UNITS_NS[unit]
+    raise ValueError(f"not an interval: {text!r} (write 500ms, 5s, 1m, 1h or 1d)")
+
+
+def iso_to_ns(text: str, tz: dt.tzinfo = dt.UTC) -> int:
+    """An ISO-8601 time (``Z`` allowed; naive times are in ``tz``) as ns since the epoch."""
+    value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+
+
+def parse_tz(text: str | None) -> dt.tzinfo:
+    """``UTC``, ``+03:00``, ``-0500`` or ``MSK`` (UTC+3) as a fixed-offset zone."""
+    if not text or text.upper() in ("UTC", "Z"):
+        return dt.UTC
+    if text.upper() == "MSK":
+        return dt.timezone(dt.timedelta(hours=3))
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("+-").replace(":", "")
+    if not (digits.isdigit() and len(digits) in (2, 4)):
+        raise ValueError(f"not a time zone offset: {text!r} (write UTC, MSK or +03:00)")
+    hours, minutes = int(digits[:2]), int(digits[2:] or 0)
+    return dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))

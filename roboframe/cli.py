@@ -1,0 +1,196 @@
+"""The ``roboframe`` command. Thin: every command calls into the package.
+
+Exit codes: 0 done; 1 the run failed (strategy error, plugin error, I/O);
+2 the robot file or the command line is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from roboframe.errors import ConfigError, RoboframeError
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+class ConfigExit(click.ClickException):
+    """A config problem: printed as is, exit code 2, no traceback."""
+
+    exit_code = EXIT_CONFIG
+
+    def show(self, file=None) -> None:
+        click.echo(self.format_message(), err=True)
+
+
+def _fail(exc: RoboframeError) -> click.ClickException:
+    if isinstance(exc, ConfigError):
+        return ConfigExit(str(exc))
+    err = click.ClickException(str(exc))
+    err.exit_code = EXIT_FAILED
+    return err
+
+
+def _setup_logging(verbose: int, quiet: int) -> None:
+    level = logging.WARNING - 10 * verbose + 10 * quiet
+    logging.basicConfig(
+        level=max(logging.DEBUG, min(logging.CRITICAL, level)),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
+@click.option("-q", "--quiet", count=True, help="Less output: no progress, errors only.")
+@click.version_option(package_name="roboframe")
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: int) -> None:
+    """Run deterministic, journaled trading robots declared in YAML."""
+    ctx.obj = {"verbose": verbose, "quiet": quiet}
+    _setup_logging(verbose, quiet)
+
+
+@main.command()
+@click.argument("robot_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--journal-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the run's journal goes (default: the robot file's journal.dir).",
+)
+@click.option("--duration", type=float, help="Stop after this many seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    robot_file: Path,
+    journal_dir: Path | None,
+    duration: float | None,
+    as_json: bool,
+) -> None:
+    """Run a robot until its feed ends, --duration passes, or Ctrl-C."""
+    from roboframe.config import load_robot
+    from roboframe.console import Progress, format_summary
+    from roboframe.core.robot import LiveRobot, RunOptions
+
+    quiet = ctx.obj["quiet"] > 0
+    progress = None if quiet else Progress()
+    try:
+        spec = load_robot(robot_file)
+        robot = LiveRobot(
+            spec, RunOptions(journal_dir=journal_dir, duration_s=duration, on_progress=progress)
+        )
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+
+    def interrupted(signum, _frame):
+        robot.request_stop("interrupted" if signum == signal.SIGINT else "terminated")
+
+    old = {s: signal.signal(s, interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        summary = robot.run()
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if progress is not None:
+            progress.done()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+    elif not quiet or summary["error"]:
+        click.echo(format_summary(summary))
+    if summary["error"]:
+        ctx.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.argument(
+    "robot_files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
+)
+def validate(robot_files: tuple[Path, ...]) -> None:
+    """Check robot files: schema, cross-field rules, plugins, strategy params."""
+    from roboframe.config import load_robot
+
+    bad = 0
+    for path in robot_files:
+        try:
+            spec = load_robot(path)
+        except ConfigError as exc:
+            bad += 1
+            click.echo(str(exc), err=True)
+            continue
+        except RoboframeError as exc:
+            bad += 1
+            click.echo(f"{path}: {exc}", err=True)
+            continue
+        symbols = ", ".join(spec.symbols)
+        click.echo(
+            f"{path}: ok ({spec.name}: {spec.strategy.plugin} on {symbols}, "
+            f"feed {spec.feed.plugin}, gateway {spec.gateway.plugin})"
+        )
+    if bad:
+        raise SystemExit(EXIT_CONFIG)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(as_json: bool) -> None:
+    """List plugins, their versions and what each registers."""
+    from roboframe.console import format_plugins
+    from roboframe.plugins import get_registry
+
+    try:
+        registry = get_registry()
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+    listing = list(registry.plugins.values())
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+    else:
+        click.echo(format_plugins(listing))
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of robot files (core plus installed plugins)."""
+    from roboframe.config import build_schema
+    from roboframe.plugins import get_registry
+
+    try:
+        click.echo(json.dumps(build_schema(get_registry()), indent=2, sort_keys=True))
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+
+
+@main.command()
+@click.argument("target")
+@click.argument("command")
+@click.argument("assignments", nargs=-1)
+@click.option("--timeout", type=float, default=3.0, show_default=True, help="Seconds to wait.")
+def ctl(target: str, command: str, assignments: tuple[str, ...], timeout: float) -> None:
+    """Send COMMAND to a running robot's control endpoint.
+
+    TARGET is a control address (ipc://..., tcp://...) or a robot file whose
+    control.address is set. COMMAND is status, pause, resume, reduce, stop,
+    flatten, cancel-all or set (with k=v arguments).
+    """
+    from roboframe.control import send_command
+
+    try:
+        reply = send_command(target, command, assignments, timeout=timeout)
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+    click.echo(json.dumps(reply, indent=2, sort_keys=True))
+    if not reply.get("ok"):
+        raise SystemExit(EXIT_FAILED)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

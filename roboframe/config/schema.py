@@ -1,0 +1,254 @@
+"""The JSON Schema of a robot file: core sections plus what plugins add.
+
+:func:`build_schema` is deterministic, so its output can be committed as
+``schemas/robot.schema.json`` for editors; a test fails when that copy is
+stale. Each feed, gateway and strategy class's ``params_schema`` is applied
+to ``params`` when ``plugin`` names it.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+SCHEMA_ID = "https://roboframe.dev/schemas/robot.schema.json"
+
+DECIMAL = {
+    "type": ["number", "string"],
+    "pattern": r"^-?[0-9]+(\.[0-9]+)?$",
+}
+DURATION = {
+    "type": ["integer", "string"],
+    "pattern": r"^[0-9]+(ms|s|m|h)$",
+    "minimum": 0,
+}
+ADDRESS_PATTERN = r"^(inproc|ipc|tcp)://.+$"
+
+
+def _d(base: dict, description: str, **extra: Any) -> dict:
+    return {**copy.deepcopy(base), "description": description, **extra}
+
+
+INSTRUMENT = {
+    "type": "object",
+    "description": "one traded instrument: how its prices map to ticks and money",
+    "additionalProperties": False,
+    "required": ["tick_size"],
+    "properties": {
+        "tick_size": _d(DECIMAL, "minimum price step, e.g. 1 for Si, 10 for RTS"),
+        "lot": {
+            "type": "integer",
+            "minimum": 1,
+            "default": 1,
+            "description": "contracts (units) per lot",
+        },
+        "point_value": _d(
+            DECIMAL,
+            "money per one whole point of price per contract (Si: 1; RTS: about 1.3 RUB)",
+            default=1,
+        ),
+        "currency": {
+            "type": "string",
+            "pattern": "^[A-Z]{3}$",
+            "default": "RUB",
+            "description": "currency of PnL, a 3-letter code such as RUB or USD",
+        },
+    },
+}
+
+
+def plugin_ref(kind: str, example: str) -> dict:
+    return {
+        "type": "object",
+        "description": f"the {kind} plugin and its params",
+        "additionalProperties": False,
+        "required": ["plugin"],
+        "properties": {
+            "plugin": {
+                "type": "string",
+                "minLength": 1,
+                "description": f"registered {kind} name (see 'roboframe plugins'), e.g. {example}",
+            },
+            "params": {
+                "type": "object",
+                "default": {},
+                "description": f"settings of the {kind}, checked by its own schema",
+            },
+        },
+    }
+
+
+RISK = {
+    "type": "object",
+    "description": "pre-trade limits; every order is checked against them",
+    "additionalProperties": False,
+    "properties": {
+        "allowed_symbols": {
+            "type": "array",
+            "items": {"type": "string"},
+            "uniqueItems": True,
+            "description": "symbols orders may be sent for (default: all symbols)",
+        },
+        "max_order_qty": {"type": "integer", "minimum": 1, "description": "largest order, in lots"},
+        "max_position": {
+            "type": ["integer", "object"],
+            "minimum": 0,
+            "additionalProperties": {"type": "integer", "minimum": 0},
+            "description": "largest absolute position in lots: one number for every "
+            "symbol, or a mapping symbol -> lots",
+        },
+        "max_orders_per_second": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "orders per second, measured in event time",
+        },
+        "max_daily_loss": _d(
+            DECIMAL,
+            "money lost in a UTC day after which the robot halts (only reducing orders pass)",
+        ),
+        "price_band_pct": _d(DECIMAL, "limit prices must be within this percent of the last price"),
+    },
+}
+
+JOURNAL = {
+    "type": "object",
+    "description": "where and how the run's journal is written",
+    "additionalProperties": False,
+    "properties": {
+        "dir": {
+            "type": "string",
+            "minLength": 1,
+            "description": "folder of the journal files (default runs/<name>)",
+        },
+        "fsync": {
+            "enum": ["never", "on_close", "always"],
+            "default": "on_close",
+            "description": "when to fsync: never, on_close, or always (every flush)",
+        },
+        "flush_ms": _d(
+            DURATION,
+            "longest time buffered events wait before reaching the OS; "
+            "write 500ms, 1s or a number of milliseconds",
+            default=200,
+        ),
+    },
+}
+
+LOOP = {
+    "type": "object",
+    "description": "the robot loop's socket and timers",
+    "additionalProperties": False,
+    "properties": {
+        "address": {
+            "type": "string",
+            "pattern": ADDRESS_PATTERN,
+            "default": "inproc://robo",
+            "description": "ZeroMQ address the loop binds: inproc://, ipc:// or tcp://",
+        },
+        "timer_ms": _d(
+            {"type": ["integer", "string", "null"], "pattern": DURATION["pattern"], "minimum": 1},
+            "heartbeat timer period (write 1s, 500ms ...), null for none",
+            default=None,
+        ),
+        "drain_ms": _d(
+            DURATION, "after stop, how long to wait for unacknowledged orders", default=1000
+        ),
+    },
+}
+
+CONTROL = {
+    "type": "object",
+    "description": "the control endpoint 'roboframe ctl' talks to",
+    "additionalProperties": False,
+    "properties": {
+        "address": {
+            "type": ["string", "null"],
+            "pattern": ADDRESS_PATTERN,
+            "default": None,
+            "description": "ZeroMQ address of the control endpoint (ipc:// or tcp://),"
+            " null for none",
+        },
+    },
+}
+
+CORE_SECTIONS = (
+    "name",
+    "description",
+    "symbols",
+    "feed",
+    "strategy",
+    "gateway",
+    "risk",
+    "journal",
+    "loop",
+    "control",
+)
+
+
+def core_schema() -> dict:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "roboframe robot",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "symbols", "feed", "strategy", "gateway"],
+        "properties": {
+            "name": {
+                "type": "string",
+                "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                "description": "robot name: letters, digits, '.', '_' and '-' "
+                "(it is part of every client order id and journal path)",
+            },
+            "description": {"type": "string", "description": "free text for people"},
+            "symbols": {
+                "type": "object",
+                "minProperties": 1,
+                "propertyNames": {"pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,31}$"},
+                "additionalProperties": INSTRUMENT,
+                "description": "the instruments the robot trades, by symbol",
+            },
+            "feed": plugin_ref("feed", "synthetic, csv, zmq"),
+            "strategy": plugin_ref("strategy", "sma-crossover, or package.module:Class"),
+            "gateway": plugin_ref("gateway", "paper"),
+            "risk": RISK,
+            "journal": JOURNAL,
+            "loop": LOOP,
+            "control": CONTROL,
+        },
+    }
+
+
+def _params_rules(table: dict) -> list[dict]:
+    rules = []
+    for name in sorted(table):
+        schema = getattr(table[name].obj, "params_schema", None) or {"type": "object"}
+        rules.append(
+            {
+                "if": {"properties": {"plugin": {"const": name}}, "required": ["plugin"]},
+                "then": {"properties": {"params": copy.deepcopy(schema)}},
+            }
+        )
+    return rules
+
+
+def build_schema(registry: Any) -> dict:
+    """The full schema: core sections, plugin params, plugin-contributed sections."""
+    schema = core_schema()
+    props = schema["properties"]
+    for section, table in (
+        ("feed", registry.feeds),
+        ("gateway", registry.gateways),
+        ("strategy", registry.strategies),
+    ):
+        rules = _params_rules(table)
+        if rules:
+            props[section]["allOf"] = rules
+        names = sorted(table)
+        if names:
+            props[section]["properties"]["plugin"]["examples"] = names
+    for section in sorted(registry.schema_fragments):
+        if section in CORE_SECTIONS:
+            continue
+        props[section] = copy.deepcopy(registry.schema_fragments[section].obj)
+    return schema

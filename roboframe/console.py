@@ -1,0 +1,101 @@
+"""What a person sees: progress lines, the run summary, plugin listings."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+
+def _pnl(value: str) -> str:
+    return f"{float(value):+,.2f}"
+
+
+class Progress:
+    """A progress line on stderr: rewritten in place on a terminal, else every few seconds."""
+
+    def __init__(self, stream: TextIO | None = None, every_s: float = 5.0) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.every_s = every_s
+        self._last = 0.0
+        self._width = 0
+
+    def __call__(self, status: dict) -> None:
+        now = time.monotonic()
+        if not self.tty and now - self._last < self.every_s:
+            return
+        self._last = now
+        line = progress_line(status)
+        if self.tty:
+            pad = max(0, self._width - len(line))
+            self.stream.write("\r" + line + " " * pad)
+            self._width = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty and self._width:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def progress_line(status: dict) -> str:
+    counters = status.get("counters", {})
+    parts = [
+        f"[{status.get('robot')}] {status.get('uptime_s', 0):.0f}s",
+        f"events {status.get('seq', 0):,}",
+        f"orders {counters.get('orders', 0)}",
+        f"fills {counters.get('fills', 0)}",
+        status.get("state", ""),
+    ]
+    for symbol, pos in sorted(status.get("positions", {}).items()):
+        parts.append(f"{symbol} {pos['position']:+d} {_pnl(pos['net_pnl'])}")
+    return " | ".join(parts)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [
+        f"robot      {summary['robot']}  (run {summary['run_id']})",
+        f"stopped    {summary['stop_reason'] or '-'}; state {summary['state']}",
+        f"events     {summary['events']:,} in {summary['messages']:,} messages, "
+        f"{summary['duration_s']:.1f}s",
+    ]
+    malformed = summary.get("malformed") or {}
+    if malformed:
+        detail = ", ".join(f"{k}: {v}" for k, v in sorted(malformed.items()))
+        lines.append(f"malformed  {sum(malformed.values())} dropped ({detail})")
+    lines.append(
+        f"orders     {summary['orders']} sent, {summary['fills']} fills, "
+        f"{summary['rejections']} rejected by risk, {summary['cancels']} cancels, "
+        f"{summary['open_orders']} still open"
+    )
+    if summary.get("error"):
+        lines.append(f"error      {summary['error']}")
+    lines.append("")
+    header = f"{'symbol':<12}{'position':>9}{'avg price':>12}{'last':>10}"
+    header += f"{'realized':>13}{'unrealized':>13}{'fees':>10}{'net PnL':>13}"
+    lines.append(header)
+    for symbol, pos in sorted(summary["positions"].items()):
+        lines.append(
+            f"{symbol:<12}{pos['position']:>+9d}{pos['avg_price'] or '-':>12}"
+            f"{pos['last_price'] or '-':>10}{_pnl(pos['realized_pnl']):>13}"
+            f"{_pnl(pos['unrealized_pnl']):>13}{float(pos['fees']):>10,.2f}"
+            f"{_pnl(pos['net_pnl']):>13} {pos['currency']}"
+        )
+    lines.append(f"{'total':<12}{'':>67}{_pnl(summary['net_pnl']):>13}")
+    lines.append("")
+    lines.append(f"journal    {summary['journal']}")
+    return "\n".join(lines)
+
+
+def format_plugins(plugins: list[dict]) -> str:
+    lines = []
+    for info in plugins:
+        version = f" {info['version']}" if info["version"] else ""
+        lines.append(f"{info['name']}{version}  ({info['source']})")
+        for kind in ("feeds", "gateways", "strategies", "config_sections"):
+            if info[kind]:
+                lines.append(f"    {kind.replace('_', ' ')}: {', '.join(info[kind])}")
+    return "\n".join(lines)

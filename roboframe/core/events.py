@@ -1,0 +1,146 @@
+"""Event and action types: the only things that cross a socket or the journal.
+
+Every type is an immutable ``msgspec.Struct`` encoded as a compact msgpack
+array whose first element is an integer *kind code*. Codes 100-199 belong to
+codec version 1 (see :mod:`roboframe.core.codec`); a future incompatible
+codec takes the next hundred, so an old reader sees an unknown kind instead of
+misreading a field.
+
+Numbers are exact: prices are integers counted in the instrument's ticks and
+quantities integers counted in lots (see :mod:`roboframe.core.instruments`).
+Times are integer nanoseconds since the Unix epoch, UTC, taken from the
+source of the event (exchange, file, publisher), never from the robot's clock.
+
+Inbound events (to the robot): :class:`Tick`, :class:`Bar`,
+:class:`OrderUpdate`, :class:`Fill`, :class:`Control`, :class:`Timer`.
+Actions (from the robot): :class:`NewOrder`, :class:`Cancel`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Side = Literal["buy", "sell"]
+OrderType = Literal["market", "limit"]
+OrderStatus = Literal["accepted", "rejected", "cancelled"]
+
+
+class Message(msgspec.Struct, frozen=True, array_like=True, tag_field="kind"):
+    """Base of every event and action."""
+
+
+# --- market data -------------------------------------------------------------
+
+
+class Tick(Message, tag=101):
+    """A trade print or a quote update for one symbol.
+
+    ``price``/``qty`` describe the last trade (``qty`` 0 when unknown);
+    ``bid``/``ask`` the best quotes (0 when not given).
+    """
+
+    symbol: str
+    ts: int
+    price: int
+    qty: int = 0
+    bid: int = 0
+    ask: int = 0
+
+
+class Bar(Message, tag=102):
+    """An OHLCV bar; ``ts`` is the bar's close time (when it became known)."""
+
+    symbol: str
+    ts: int
+    open: int
+    high: int
+    low: int
+    close: int
+    volume: int = 0
+
+
+# --- order path --------------------------------------------------------------
+
+
+class OrderUpdate(Message, tag=103):
+    """The gateway's or the risk engine's word on one order."""
+
+    client_id: str
+    ts: int
+    status: OrderStatus
+    reason: str = ""
+
+
+class Fill(Message, tag=104):
+    """One execution of an order. ``fee`` is an exact decimal string."""
+
+    client_id: str
+    ts: int
+    symbol: str
+    side: Side
+    qty: int
+    price: int
+    trade_id: str
+    fee: str = "0"
+
+
+# --- control and time --------------------------------------------------------
+
+
+class Control(Message, tag=105):
+    """A command into the robot: ``start``, ``stop``, ``pause``, ``resume``...
+
+    ``args`` is a mapping of plain JSON-able values.
+    """
+
+    command: str
+    ts: int
+    args: dict = {}
+
+
+class Timer(Message, tag=106):
+    """A timer firing; ``ts`` is the time the timer was due."""
+
+    name: str
+    ts: int
+
+
+# --- actions -----------------------------------------------------------------
+
+
+class NewOrder(Message, tag=151):
+    """Place an order. ``price`` is in ticks, 0 for a market order."""
+
+    client_id: str
+    symbol: str
+    side: Side
+    qty: int
+    type: OrderType = "market"
+    price: int = 0
+
+
+class Cancel(Message, tag=152):
+    """Cancel an open order."""
+
+    client_id: str
+
+
+class Batch(Message, tag=100):
+    """Several inbound events sent as one wire message (see the codec)."""
+
+    events: list[Tick | Bar | OrderUpdate | Fill | Control | Timer]
+
+
+MarketEvent = Tick | Bar
+Event = Tick | Bar | OrderUpdate | Fill | Control | Timer
+Action = NewOrder | Cancel
+
+EVENT_TYPES: tuple[type, ...] = (Tick, Bar, OrderUpdate, Fill, Control, Timer)
+ACTION_TYPES: tuple[type, ...] = (NewOrder, Cancel)
+
+
+def event_time(event: Event) -> int:
+    """The source time of any event, in nanoseconds."""
+    return event.ts

@@ -1,0 +1,102 @@
+"""The gateway contract: where a robot's orders go and its fills come from.
+
+The loop thread hands every batch of actions to :meth:`Gateway.submit`,
+which must return at once (send on a socket, append to a queue; never wait
+for a network). Everything the outside world says back -- accepted,
+rejected, cancelled, filled -- comes into the loop as events through the
+*trade stream*: a thread the runtime starts, which runs
+:meth:`Gateway.trade_stream` and gives it a socket connected to the loop.
+Those events are journaled like market data, which is what makes a live run
+replayable.
+
+Write a gateway by subclassing :class:`Gateway`::
+
+    class MyBroker(Gateway):
+        params_schema = {"type": "object", "required": ["url"]}
+
+        def open(self, runtime):
+            self.orders = runtime.context.socket(zmq.PUSH)   # loop -> thread
+            self.orders.bind(runtime.private_address("orders"))
+            ...
+
+        def submit(self, actions):
+            self.orders.send(codec.encode(actions))
+
+        def trade_stream(self, runtime, sender):
+            # runs in its own thread until runtime.stop is set;
+            # sender.send(codec.encode(Fill(...))) for every fill
+            ...
+
+The built-in paper exchange (:mod:`roboframe.builtin.paper`) is the worked
+example.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import zmq
+
+from roboframe.core.events import Action
+from roboframe.core.instruments import Instrument
+
+
+@dataclass
+class Runtime:
+    """What the runtime hands a gateway or stream: sockets, addresses, stop flag."""
+
+    robot: str
+    run_id: str
+    context: zmq.Context
+    loop_address: str
+    market_data_address: str | None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def private_address(self, what: str) -> str:
+        """An ``inproc://`` address unique to this run, for a gateway's own sockets."""
+        return f"inproc://{self.robot}.{self.run_id}.{what}"
+
+
+class Gateway:
+    """Base class of every order gateway."""
+
+    params_schema: ClassVar[dict] = {"type": "object"}
+    """JSON Schema of this gateway's ``params``; merged into the robot schema."""
+
+    needs_market_data: ClassVar[bool] = False
+    """True when the trade stream wants the robot's market data (paper fills).
+
+    The runtime then publishes every market-data message on
+    ``runtime.market_data_address`` (a PUB socket) before the loop sees it.
+    """
+
+    def __init__(
+        self,
+        params: dict[str, Any],
+        instruments: dict[str, Instrument],
+        *,
+        robot: str,
+    ) -> None:
+        self.params = params
+        self.instruments = instruments
+        self.robot = robot
+
+    def open(self, runtime: Runtime) -> None:
+        """Prepare sockets/connections. Called on the loop thread before any event."""
+
+    def submit(self, actions: list[Action]) -> None:
+        """Send actions on their way. Called on the loop thread; must not block."""
+        raise NotImplementedError
+
+    def trade_stream(self, runtime: Runtime, sender: zmq.Socket) -> None:
+        """Run in the trade-stream thread until ``runtime.stop`` is set.
+
+        Send every order update and fill, encoded with
+        :func:`roboframe.core.codec.encode`, on ``sender``.
+        """
+        runtime.stop.wait()
+
+    def close(self) -> None:
+        """Close what :meth:`open` opened. Called on the loop thread, last."""

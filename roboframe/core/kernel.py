@@ -1,0 +1,319 @@
+"""The robot kernel: strategy + own orders + positions + pre-trade risk.
+
+Pure: no I/O, no threads, no clock. :meth:`Kernel.handle` takes one event
+and returns the actions that passed risk; actions that did not pass become
+``OrderUpdate(status="rejected", reason="risk: ...")`` events, which the
+strategy sees at once and which are left in :attr:`Kernel.rejected` for the
+caller to journal. The live loop, backtests and replays all drive this one
+class, so they cannot disagree.
+
+Robot time (``ctx.time``, :attr:`Kernel.now`) is the latest source time
+seen; it never goes backwards, whichever stream an event came from.
+
+Client order ids are ``<robot>-<run>-<n>`` with ``n`` counting up from 1 in
+the order the strategy builds orders; a replay of the same events rebuilds
+the same ids, so a restarted robot can never send a different or a second
+order under an id the order store already holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from roboframe.core.book import Book
+from roboframe.core.context import Context
+from roboframe.core.events import (
+    Action,
+    Bar,
+    Cancel,
+    Control,
+    Fill,
+    NewOrder,
+    OrderUpdate,
+    Tick,
+    Timer,
+)
+from roboframe.core.orders import OrderBook
+from roboframe.core.strategy import INTERFACE_VERSION, Strategy
+from roboframe.errors import StrategyError
+from roboframe.risk.limits import ACTIVE, HALTED, PAUSED, REDUCING, STOPPED, RiskEngine
+
+log = logging.getLogger(__name__)
+
+_NONE: list[Action] = []
+_MAX_DEPTH = 8  # rejection -> on_order -> new actions -> rejection ...
+_DAY_NS = 86_400 * 1_000_000_000
+
+STATE_COMMANDS = {"pause": PAUSED, "resume": ACTIVE, "reduce": REDUCING, "halt": HALTED}
+
+
+class Kernel:
+    """One robot's whole business state, driven one event at a time."""
+
+    def __init__(self, spec: Any, run_id: str, strategy: Strategy) -> None:
+        if strategy.interface_version > INTERFACE_VERSION:
+            raise StrategyError(
+                f"strategy {type(strategy).__name__} needs strategy interface "
+                f"{strategy.interface_version}; this roboframe has {INTERFACE_VERSION}"
+            )
+        self.robot: str = spec.name
+        self.run_id = run_id
+        self.spec = spec
+        self.instruments = dict(spec.symbols)
+        self.symbols = tuple(sorted(self.instruments))
+        self.strategy = strategy
+        self.book = Book(self.instruments)
+        self.orders = OrderBook()
+        self.risk = RiskEngine(spec.risk, self.book, self.orders)
+        self.ctx = Context(self)
+        self.now = 0
+        self.rejected: list[OrderUpdate] = []
+        self.stop_reason = ""
+        self.seen_trades: set[tuple[str, str]] = set()
+        self.counters = dict.fromkeys(
+            ("events", "orders", "cancels", "fills", "rejections", "ignored", "duplicates"), 0
+        )
+        self._order_seq = 0
+        self._id_prefix = f"{self.robot}-{run_id}-"
+        self._positions = self.book.positions
+        self._watch_loss = spec.risk.max_daily_loss is not None
+        self._day_end = 0
+        self._handlers = {
+            Bar: self._on_bar,
+            Tick: self._on_tick,
+            Fill: self._on_fill,
+            OrderUpdate: self._on_order,
+            Control: self._on_control,
+            Timer: self._on_timer,
+        }
+
+    # -- entry point ----------------------------------------------------------
+
+    def handle(self, event: Any) -> list[Action]:
+        """Apply one event; return the actions to send (may be empty)."""
+        self.counters["events"] += 1
+        return self._handlers[type(event)](event)
+
+    def _advance(self, ts: int) -> None:
+        if ts > self.now:
+            self.now = ts
+
+    def next_client_id(self) -> str:
+        self._order_seq += 1
+        return f"{self._id_prefix}{self._order_seq}"
+
+    # -- market data: the hot path --------------------------------------------
+
+    def _on_bar(self, bar: Bar) -> list[Action]:
+        ts = bar.ts
+        if ts > self.now:
+            self.now = ts
+        pos = self._positions.get(bar.symbol)
+        if pos is None:
+            self.counters["ignored"] += 1
+            return _NONE
+        pos.last = bar.close
+        if self._watch_loss:
+            self._check_loss(ts, pos.qty)
+        out = self.strategy.handle_bar(bar, self.ctx)
+        return self._process(out, 0) if out else _NONE
+
+    def _on_tick(self, tick: Tick) -> list[Action]:
+        ts = tick.ts
+        if ts > self.now:
+            self.now = ts
+        pos = self._positions.get(tick.symbol)
+        if pos is None:
+            self.counters["ignored"] += 1
+            return _NONE
+        if tick.price:
+            pos.last = tick.price
+        if self._watch_loss:
+            self._check_loss(ts, pos.qty)
+        out = self.strategy.handle_tick(tick, self.ctx)
+        return self._process(out, 0) if out else _NONE
+
+    def _check_loss(self, ts: int, exposed: int) -> None:
+        ts = self.now
+        if ts >= self._day_end:
+            self._day_end = (ts // _DAY_NS + 1) * _DAY_NS
+            self.risk.watch_loss(ts)
+        elif exposed:
+            self.risk.watch_loss(ts)
+
+    # -- order path -----------------------------------------------------------
+
+    def _on_fill(self, fill: Fill) -> list[Action]:
+        self._advance(fill.ts)
+        key = (fill.client_id, fill.trade_id)
+        if key in self.seen_trades:
+            self.counters["duplicates"] += 1
+            log.warning("duplicate fill ignored: %s trade %s", fill.client_id, fill.trade_id)
+            return _NONE
+        if fill.symbol not in self._positions:
+            self.counters["ignored"] += 1
+            log.warning("fill for unknown symbol %s ignored", fill.symbol)
+            return _NONE
+        self.seen_trades.add(key)
+        self.orders.on_fill(fill)
+        self.book.apply_fill(fill)
+        self.counters["fills"] += 1
+        if self._watch_loss:
+            self.risk.watch_loss(fill.ts)
+        out = self.strategy.handle_fill(fill, self.ctx)
+        return self._process(out, 0) if out else _NONE
+
+    def _on_order(self, update: OrderUpdate) -> list[Action]:
+        self._advance(update.ts)
+        self.orders.on_update(update)
+        out = self.strategy.handle_order(update, self.ctx)
+        return self._process(out, 0) if out else _NONE
+
+    def _on_timer(self, timer: Timer) -> list[Action]:
+        self._advance(timer.ts)
+        out = self.strategy.handle_timer(timer, self.ctx)
+        return self._process(out, 0) if out else _NONE
+
+    # -- control --------------------------------------------------------------
+
+    def _on_control(self, cmd: Control) -> list[Action]:
+        self._advance(cmd.ts)
+        name = cmd.command
+        if name == "start":
+            self.risk.set_state(ACTIVE)
+            out = self.strategy.handle_start(cmd, self.ctx)
+        elif name == "stop":
+            if self.risk.state == STOPPED:
+                return _NONE
+            out = self.strategy.handle_stop(cmd, self.ctx)
+            actions = self._process(out, 0) if out else []
+            self.stop_reason = str(cmd.args.get("reason", ""))
+            self.risk.set_state(STOPPED, self.stop_reason)
+            return actions
+        elif name in STATE_COMMANDS:
+            self.risk.set_state(STATE_COMMANDS[name], str(cmd.args.get("reason", name)))
+            return _NONE
+        elif name == "cancel-all":
+            out = self.ctx.cancel_all()
+        elif name == "flatten":
+            out = [*self.ctx.cancel_all()]
+            for symbol in self.symbols:
+                qty = self._positions[symbol].qty
+                if qty:
+                    side = self.ctx.sell if qty > 0 else self.ctx.buy
+                    out.append(side(symbol, abs(qty)))
+        elif name == "set":
+            self.strategy.params = {**self.strategy.params, **cmd.args}
+            return _NONE
+        else:
+            self.counters["ignored"] += 1
+            log.warning("unknown control command %r ignored", name)
+            return _NONE
+        return self._process(out, 0) if out else _NONE
+
+    # -- actions through risk -------------------------------------------------
+
+    def _process(self, out: list, depth: int) -> list[Action]:
+        if type(out) is not list:
+            out = self._as_list(out)
+        actions: list[Action] = []
+        now = self.now
+        for action in out:
+            kind = type(action)
+            if kind is NewOrder:
+                reason = self._refuse_new(action, now)
+                if reason is None:
+                    self.orders.add(action, now)
+                    self.risk.note_sent(now)
+                    self.counters["orders"] += 1
+                    actions.append(action)
+                    continue
+                self.orders.add_rejected(action, now, reason)
+            elif kind is Cancel:
+                own = self.orders.open.get(action.client_id)
+                if own is not None and not own.cancel_pending:
+                    own.cancel_pending = True
+                    self.counters["cancels"] += 1
+                    actions.append(action)
+                    continue
+                reason = "order is not open" if own is None else "cancel already pending"
+            else:
+                raise StrategyError(
+                    f"strategy {type(self.strategy).__name__} returned {action!r}; "
+                    "expected NewOrder or Cancel (build them with ctx.buy/sell/cancel)"
+                )
+            actions.extend(self._reject(action.client_id, reason, depth))
+        return actions
+
+    def _refuse_new(self, order: NewOrder, now: int) -> str | None:
+        if order.client_id in self.orders.orders:
+            return f"duplicate client id {order.client_id}"
+        return self.risk.check_new(order, now)
+
+    def _reject(self, client_id: str, reason: str, depth: int) -> list[Action]:
+        update = OrderUpdate(client_id, self.now, "rejected", f"risk: {reason}")
+        self.rejected.append(update)
+        self.counters["rejections"] += 1
+        self.risk.rejections += 1
+        log.info("rejected %s: %s", client_id, reason)
+        out = self.strategy.handle_order(update, self.ctx)
+        if not out:
+            return _NONE
+        if depth >= _MAX_DEPTH:
+            raise StrategyError(
+                f"strategy {type(self.strategy).__name__} keeps answering risk rejections "
+                f"with new orders ({_MAX_DEPTH} levels deep); last: {reason}"
+            )
+        return self._process(out, depth + 1)
+
+    def _as_list(self, out: Any) -> list:
+        if isinstance(out, (NewOrder, Cancel)):
+            return [out]
+        try:
+            return list(out)
+        except TypeError:
+            raise StrategyError(
+                f"strategy {type(self.strategy).__name__} returned {out!r}; "
+                "expected a list of actions or None"
+            ) from None
+
+    # -- inspection -----------------------------------------------------------
+
+    def take_rejected(self) -> list[OrderUpdate]:
+        rejected, self.rejected = self.rejected, []
+        return rejected
+
+    def snapshot(self) -> dict:
+        """The robot's whole state as plain data (status, replay --until, analysis)."""
+        return {
+            "robot": self.robot,
+            "run_id": self.run_id,
+            "time": self.now,
+            "state": self.risk.state,
+            "halt_reason": self.risk.halt_reason,
+            "counters": dict(self.counters),
+            "positions": {s: p.snapshot() for s, p in self._positions.items()},
+            "net_pnl": str(self.book.net_money()),
+            "open_orders": [o.snapshot() for o in self.orders.open.values()],
+            "orders_total": len(self.orders.orders),
+            "anomalies": self.orders.anomalies,
+            "strategy": strategy_state(self.strategy),
+        }
+
+
+def strategy_state(strategy: Strategy) -> dict:
+    """A strategy's public attributes that are plain values."""
+    names = getattr(strategy, "state_attributes", None)
+    if names is None:
+        names = [n for n in vars(strategy) if not n.startswith("_") and n != "params"]
+    out = {}
+    for name in names:
+        value = getattr(strategy, name, None)
+        if isinstance(value, (bool, int, float, str)) or value is None:
+            out[name] = value
+        elif isinstance(value, dict) and all(
+            isinstance(v, (bool, int, float, str)) or v is None for v in value.values()
+        ):
+            out[name] = {str(k): v for k, v in value.items()}
+    return out

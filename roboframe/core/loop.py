@@ -1,0 +1,207 @@
+"""The robot loop: the one thread that owns all business logic.
+
+It binds one PULL socket (default ``inproc://robo``); the data, control and
+trade streams connect PUSH sockets to it. PUSH/PULL never drops a message:
+when the loop falls behind, a sender's queue fills to its high-water mark and
+the sender waits, so backpressure reaches the feed instead of events
+vanishing -- the original design's PUB/SUB would silently drop past the mark.
+
+For every message the loop: decodes it (a malformed one is counted, logged
+once per kind and dropped, and nothing of it reaches the journal or the
+kernel), gives its events sequence numbers, appends the raw bytes to the
+journal, lets the kernel handle each event, journals what each event made the
+robot do and hands the actions to the gateway. Before actions leave, the
+journal is flushed to the OS, so an order that left has its cause on disk.
+
+:meth:`RoboLoop.process` does all that for one message without sockets or
+threads, which is how tests and the benchmarks drive it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from roboframe.core import codec
+from roboframe.core.events import Batch, Control, Timer
+from roboframe.errors import StrategyError
+from roboframe.risk.limits import STOPPED
+
+log = logging.getLogger(__name__)
+
+_DRAIN_BUDGET = 4096  # messages per wake-up before timers and stop checks run
+
+
+class EmptyBatch(ValueError):
+    """A batch message with no events in it."""
+
+
+def malformed_kind(exc: Exception) -> str:
+    """A short, stable name for what was wrong with a message."""
+    if isinstance(exc, EmptyBatch):
+        return "empty batch"
+    text = str(exc)
+    if isinstance(exc, codec.ValidationError):
+        if text.startswith("Invalid value") and "$[0]" in text:
+            return "unknown event kind"
+        if "$[0]" in text or "Expected `array`" in text:
+            return "not an event"
+        return "invalid field"
+    return "not msgpack"
+
+
+class RoboLoop:
+    """Receive, sequence, journal, handle, send -- one message at a time."""
+
+    def __init__(
+        self,
+        kernel: Any,
+        journal: Any,
+        gateway: Any,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.kernel = kernel
+        self.journal = journal
+        self.gateway = gateway
+        self.clock = clock
+        self.seq = 0
+        self.messages = 0
+        self.malformed: dict[str, int] = {}
+        self.error: StrategyError | None = None
+        self._stop_reason: str | None = None
+
+    # -- the per-message path -------------------------------------------------
+
+    def process(self, raw: bytes) -> None:
+        """Handle one wire message (an event or a batch of events)."""
+        try:
+            msg = codec.decode(raw)
+        except codec.DecodeError as exc:
+            self._malformed(exc, raw)
+            return
+        if type(msg) is Batch:
+            events = msg.events
+            if not events:
+                self._malformed(EmptyBatch("batch has no events"), raw)
+                return
+        else:
+            events = (msg,)
+        seq = self.seq + 1
+        self.seq += len(events)
+        self.messages += 1
+        self.journal.append_message(seq, self.clock(), raw)
+        kernel = self.kernel
+        handle = kernel.handle
+        for event in events:
+            actions = handle(event)
+            if actions or kernel.rejected:
+                self._emit(seq, actions)
+            seq += 1
+
+    def inject(self, event: Any) -> None:
+        """Process an event made by the runtime itself (start, stop, timers)."""
+        self.process(codec.encode(event))
+
+    def _emit(self, seq: int, actions: list) -> None:
+        rejected = self.kernel.take_rejected()
+        self.journal.append_actions(seq, codec.encode_outputs(actions, rejected))
+        if actions:
+            self.journal.flush()
+            self.gateway.submit(actions)
+
+    def _malformed(self, exc: Exception, raw: bytes) -> None:
+        kind = malformed_kind(exc)
+        count = self.malformed.get(kind, 0) + 1
+        self.malformed[kind] = count
+        if count == 1:
+            log.warning(
+                "malformed message dropped (%s): %s; first bytes %r; further ones counted",
+                kind,
+                exc,
+                bytes(raw[:32]),
+            )
+
+    # -- time -----------------------------------------------------------------
+
+    def now(self) -> int:
+        """Time for events the loop makes: the wall clock, never before the last event."""
+        return max(self.clock(), self.kernel.now)
+
+    def start(self) -> None:
+        self.inject(Control("start", self.now()))
+
+    def stop(self, reason: str) -> None:
+        """Journal and handle a stop; the strategy's on_stop runs once."""
+        if self.kernel.risk.state != STOPPED:
+            self.inject(Control("stop", self.now(), {"reason": reason}))
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the running loop to stop soon (signal handlers, --duration)."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+
+    @property
+    def stopped(self) -> bool:
+        return self.kernel.risk.state == STOPPED
+
+    # -- the socket loop ------------------------------------------------------
+
+    def run(
+        self,
+        sock: zmq.Socket,
+        *,
+        timer_ms: int | None = None,
+        drain_ms: int = 1000,
+        deadline: float | None = None,
+        on_tick: Callable[[], None] | None = None,
+        tick_s: float = 1.0,
+    ) -> None:
+        """Serve ``sock`` until the robot is stopped and drained.
+
+        ``timer_ms`` injects a ``heartbeat`` timer event; ``deadline`` (a
+        ``time.monotonic()`` value) stops the run; ``on_tick`` is called about
+        every ``tick_s`` seconds (progress, status snapshots). After the stop
+        event the loop keeps serving fills and acknowledgements for up to
+        ``drain_ms`` while orders are unacknowledged.
+        """
+        recv = sock.recv
+        poll = sock.poll
+        process = self.process
+        noblock = zmq.NOBLOCK
+        mono = time.monotonic
+        next_timer = mono() + timer_ms / 1000 if timer_ms else None
+        next_tick = mono() + tick_s
+        drain_until: float | None = None
+        try:
+            while True:
+                if poll(100):
+                    for _ in range(_DRAIN_BUDGET):
+                        try:
+                            raw = recv(noblock)
+                        except zmq.Again:
+                            break
+                        process(raw)
+                now = mono()
+                if self._stop_reason is not None and not self.stopped:
+                    self.stop(self._stop_reason)
+                if deadline is not None and now >= deadline and not self.stopped:
+                    self.stop("duration reached")
+                if next_timer is not None and now >= next_timer and not self.stopped:
+                    self.inject(Timer("heartbeat", self.now()))
+                    next_timer = now + timer_ms / 1000
+                if on_tick is not None and now >= next_tick:
+                    on_tick()
+                    next_tick = now + tick_s
+                if self.stopped:
+                    if drain_until is None:
+                        drain_until = now + drain_ms / 1000
+                    if self.kernel.orders.unacknowledged() == 0 or now >= drain_until:
+                        return
+        except StrategyError as exc:
+            self.error = exc
+            log.error("robot stopped: %s (event seq %d)", exc, self.seq)

@@ -1,0 +1,169 @@
+"""The robot's own orders and their state machine.
+
+    new --accepted--> accepted --fill--> partially_filled --fill--> filled
+     |                   |                     |
+     +--rejected         +--cancelled <--------+
+     +--fill (an exchange may fill before it acknowledges)
+
+``new`` means sent, not yet acknowledged. A ``rejected`` update for an order
+that is already accepted is the refusal of a *cancel* (too late, already
+filled): the order keeps its state. Anything else impossible -- a fill for a
+finished order, more filled than ordered -- is counted as an anomaly and
+logged; positions still follow the fills, because the exchange is right.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from roboframe.core.events import Fill, NewOrder, OrderUpdate
+
+log = logging.getLogger(__name__)
+
+NEW = "new"
+ACCEPTED = "accepted"
+PARTIAL = "partially_filled"
+FILLED = "filled"
+CANCELLED = "cancelled"
+REJECTED = "rejected"
+OPEN_STATES = frozenset({NEW, ACCEPTED, PARTIAL})
+
+
+class OwnOrder:
+    """One order of this robot. Strategies read it; only the kernel changes it."""
+
+    __slots__ = (
+        "cancel_pending",
+        "client_id",
+        "created_ts",
+        "filled",
+        "price",
+        "qty",
+        "reason",
+        "side",
+        "status",
+        "symbol",
+        "type",
+        "updated_ts",
+    )
+
+    def __init__(self, order: NewOrder, ts: int) -> None:
+        self.client_id = order.client_id
+        self.symbol = order.symbol
+        self.side = order.side
+        self.qty = order.qty
+        self.type = order.type
+        self.price = order.price
+        self.status = NEW
+        self.filled = 0
+        self.created_ts = ts
+        self.updated_ts = ts
+        self.reason = ""
+        self.cancel_pending = False
+
+    @property
+    def remaining(self) -> int:
+        return self.qty - self.filled
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATES
+
+    def signed_remaining(self) -> int:
+        return self.remaining if self.side == "buy" else -self.remaining
+
+    def snapshot(self) -> dict:
+        return {s: getattr(self, s) for s in self.__slots__}
+
+    def __repr__(self) -> str:
+        return (
+            f"OwnOrder({self.client_id} {self.side} {self.qty} {self.symbol} "
+            f"{self.type}{' @' + str(self.price) if self.price else ''} {self.status} "
+            f"filled={self.filled})"
+        )
+
+
+class OrderBook:
+    """Every order of a run, by client id, in creation order."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, OwnOrder] = {}
+        self.open: dict[str, OwnOrder] = {}
+        self.anomalies = 0
+
+    def add(self, order: NewOrder, ts: int) -> OwnOrder:
+        own = OwnOrder(order, ts)
+        self.orders[own.client_id] = own
+        self.open[own.client_id] = own
+        return own
+
+    def add_rejected(self, order: NewOrder, ts: int, reason: str) -> OwnOrder:
+        own = OwnOrder(order, ts)
+        own.status = REJECTED
+        own.reason = reason
+        self.orders[own.client_id] = own
+        return own
+
+    def _anomaly(self, what: str) -> None:
+        self.anomalies += 1
+        log.warning("order anomaly: %s", what)
+
+    def on_update(self, update: OrderUpdate) -> OwnOrder | None:
+        own = self.orders.get(update.client_id)
+        if own is None:
+            self._anomaly(f"update for unknown order {update.client_id}")
+            return None
+        own.updated_ts = update.ts
+        status = update.status
+        if status == ACCEPTED:
+            if own.status == NEW:
+                own.status = ACCEPTED
+            elif own.status not in OPEN_STATES:
+                self._anomaly(f"accepted after {own.status}: {update.client_id}")
+        elif status == CANCELLED:
+            if own.status in OPEN_STATES:
+                own.status = CANCELLED
+                own.reason = update.reason
+                self.open.pop(own.client_id, None)
+            else:
+                self._anomaly(f"cancelled after {own.status}: {update.client_id}")
+        elif status == REJECTED:
+            if own.status == NEW:
+                own.status = REJECTED
+                own.reason = update.reason
+                self.open.pop(own.client_id, None)
+            else:  # a refused cancel
+                own.cancel_pending = False
+        return own
+
+    def on_fill(self, fill: Fill) -> OwnOrder | None:
+        own = self.orders.get(fill.client_id)
+        if own is None:
+            self._anomaly(f"fill for unknown order {fill.client_id}")
+            return None
+        if own.status not in OPEN_STATES:
+            self._anomaly(f"fill after {own.status}: {fill.client_id}")
+        own.filled += fill.qty
+        own.updated_ts = fill.ts
+        if own.filled >= own.qty:
+            if own.filled > own.qty:
+                self._anomaly(f"overfill {own.filled}/{own.qty}: {fill.client_id}")
+            own.status = FILLED
+            self.open.pop(own.client_id, None)
+        elif own.status in OPEN_STATES:
+            own.status = PARTIAL
+        return own
+
+    def pending_qty(self, symbol: str) -> tuple[int, int]:
+        """Remaining lots of open buy and sell orders for ``symbol``."""
+        buy = sell = 0
+        for own in self.open.values():
+            if own.symbol == symbol:
+                if own.side == "buy":
+                    buy += own.remaining
+                else:
+                    sell += own.remaining
+        return buy, sell
+
+    def unacknowledged(self) -> int:
+        return sum(1 for o in self.open.values() if o.status == NEW)

@@ -1,0 +1,213 @@
+"""Assembling a live robot run: plugins, kernel, journal, sockets, threads.
+
+:func:`run_robot` is what ``roboframe run`` calls. It builds the kernel from
+the robot spec, opens a new journal, binds the loop's socket, starts the
+three streams (data, trade, and control when an address is configured),
+runs the loop on the calling thread until the robot stops, shuts everything
+down in order and returns a summary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from roboframe.core import codec
+from roboframe.core.gateway import Runtime
+from roboframe.core.kernel import Kernel
+from roboframe.core.loop import RoboLoop
+from roboframe.core.streams import control_stream, data_stream, start_thread, trade_stream
+from roboframe.journal import JournalWriter
+from roboframe.plugins import Registry, get_plugin_manager, get_registry, resolve_strategy
+
+log = logging.getLogger(__name__)
+
+JOURNAL_SUFFIX = ".journal"
+
+
+def new_run_id(journal_dir: Path, now: dt.datetime | None = None) -> str:
+    """A run id from the UTC start time, unique within ``journal_dir``."""
+    now = now or dt.datetime.now(dt.UTC)
+    base = now.strftime("%Y%m%dT%H%M%SZ")
+    run_id, n = base, 1
+    while (journal_dir / f"{run_id}{JOURNAL_SUFFIX}").exists():
+        n += 1
+        run_id = f"{base}.{n}"
+    return run_id
+
+
+def make_strategy(spec: Any, registry: Registry | None = None):
+    cls, origin = resolve_strategy(spec.strategy.plugin, registry)
+    return cls(dict(spec.strategy.params)), cls, origin
+
+
+def journal_header(spec: Any, run_id: str, strategy_cls: type, mode: str) -> dict:
+    """Everything needed to rebuild the robot from its journal alone."""
+    from roboframe import __version__
+
+    return {
+        "robot": spec.name,
+        "run_id": run_id,
+        "mode": mode,
+        "config_hash": spec.config_hash,
+        "config": spec.raw,
+        "source": spec.source,
+        "strategy": {
+            "name": spec.strategy.plugin,
+            "class": f"{strategy_cls.__module__}:{strategy_cls.__qualname__}",
+            "version": str(strategy_cls.version),
+            "interface": strategy_cls.interface_version,
+        },
+        "codec": {"name": codec.CODEC, "version": codec.CODEC_VERSION},
+        "roboframe": __version__,
+    }
+
+
+@dataclass
+class RunOptions:
+    journal_dir: Path | None = None
+    duration_s: float | None = None
+    on_progress: Callable[[dict], None] | None = None
+    registry: Registry | None = None
+    run_id: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class LiveRobot:
+    """One live run of one robot; :meth:`run` blocks until it stops."""
+
+    def __init__(self, spec: Any, options: RunOptions | None = None) -> None:
+        self.spec = spec
+        self.options = options or RunOptions()
+        registry = self.options.registry or get_registry()
+        self.registry = registry
+        self.journal_dir = Path(self.options.journal_dir or spec.journal.dir)
+        self.journal_dir.mkdir(parents=True, exist_ok=True)
+        self.run_id = self.options.run_id or new_run_id(self.journal_dir)
+        self.journal_path = self.journal_dir / f"{self.run_id}{JOURNAL_SUFFIX}"
+        strategy, strategy_cls, _ = make_strategy(spec, registry)
+        self.kernel = Kernel(spec, self.run_id, strategy)
+        base_dir = Path(spec.source).parent if spec.source else Path.cwd()
+        feed_cls = registry.lookup("feeds", spec.feed.plugin).obj
+        self.feed = feed_cls(dict(spec.feed.params), self.kernel.instruments, base_dir=base_dir)
+        gw_cls = registry.lookup("gateways", spec.gateway.plugin).obj
+        self.gateway = gw_cls(dict(spec.gateway.params), self.kernel.instruments, robot=spec.name)
+        header = journal_header(spec, self.run_id, strategy_cls, "live")
+        self.journal = JournalWriter(self.journal_path, header, fsync=spec.journal.fsync)
+        self.loop = RoboLoop(self.kernel, self.journal, self.gateway)
+        self.status: dict = {}
+        self.started = time.monotonic()
+
+    def request_stop(self, reason: str) -> None:
+        self.loop.request_stop(reason)
+
+    def _snapshot(self) -> dict:
+        snap = self.kernel.snapshot()
+        snap["seq"] = self.loop.seq
+        snap["malformed"] = dict(self.loop.malformed)
+        snap["uptime_s"] = round(time.monotonic() - self.started, 3)
+        return snap
+
+    def _tick(self) -> None:
+        self.status = self._snapshot()  # replaced whole: the control thread reads it lock-free
+        if self.options.on_progress is not None:
+            self.options.on_progress(self.status)
+
+    def run(self) -> dict:
+        spec = self.spec
+        ctx = zmq.Context()
+        runtime = Runtime(
+            robot=spec.name,
+            run_id=self.run_id,
+            context=ctx,
+            loop_address=spec.loop.address,
+            market_data_address=f"inproc://{spec.name}.{self.run_id}.md",
+        )
+        sock = ctx.socket(zmq.PULL)
+        sock.setsockopt(zmq.LINGER, 0)
+        threads: list[threading.Thread] = []
+        pm = get_plugin_manager()
+        try:
+            sock.bind(spec.loop.address)
+            self.gateway.open(runtime)
+            pm.hook.roboframe_robot_start(
+                robot=spec, run_id=self.run_id, journal_path=str(self.journal_path)
+            )
+            self.loop.start()
+            self._tick()
+            threads.append(start_thread("trade-stream", trade_stream, self.gateway, runtime))
+            if spec.control.address:
+                threads.append(
+                    start_thread(
+                        "control-stream",
+                        control_stream,
+                        spec.control.address,
+                        runtime,
+                        lambda: self.status,
+                    )
+                )
+            tap = self.gateway.needs_market_data
+            threads.append(start_thread("data-stream", data_stream, self.feed, runtime, tap))
+            deadline = None
+            if self.options.duration_s is not None:
+                deadline = time.monotonic() + self.options.duration_s
+            self.loop.run(
+                sock,
+                timer_ms=spec.loop.timer_ms,
+                drain_ms=spec.loop.drain_ms,
+                deadline=deadline,
+                on_tick=self._tick,
+            )
+        finally:
+            runtime.stop.set()
+            for thread in threads:
+                thread.join(timeout=5)
+                if thread.is_alive():
+                    log.warning("%s did not stop in time", thread.name)
+            sock.close()
+            self.gateway.close()
+            self.journal.close()
+            if not any(t.is_alive() for t in threads):
+                ctx.term()
+        summary = self.summary()
+        try:
+            pm.hook.roboframe_robot_stop(robot=spec, run_id=self.run_id, summary=summary)
+        except Exception as exc:
+            log.warning("a robot_stop hook failed: %s", exc)
+        return summary
+
+    def summary(self) -> dict:
+        snap = self._snapshot()
+        kernel = self.kernel
+        return {
+            "robot": self.spec.name,
+            "run_id": self.run_id,
+            "journal": str(self.journal_path),
+            "state": snap["state"],
+            "stop_reason": "strategy error" if self.loop.error else self.kernel.stop_reason,
+            "error": str(self.loop.error) if self.loop.error else None,
+            "events": self.loop.seq,
+            "messages": self.loop.messages,
+            "malformed": snap["malformed"],
+            "orders": kernel.counters["orders"],
+            "fills": kernel.counters["fills"],
+            "rejections": kernel.counters["rejections"],
+            "cancels": kernel.counters["cancels"],
+            "open_orders": len(kernel.orders.open),
+            "positions": snap["positions"],
+            "net_pnl": snap["net_pnl"],
+            "duration_s": snap["uptime_s"],
+        }
+
+
+def run_robot(spec: Any, options: RunOptions | None = None) -> dict:
+    """Run ``spec`` live until it stops; return the summary."""
+    return LiveRobot(spec, options).run()

@@ -1,0 +1,155 @@
+"""The feeder threads: data, control and trade streams.
+
+Each stream runs in its own thread, owns its own sockets (ZeroMQ sockets are
+not thread-safe) and forwards what it hears to the loop through a PUSH
+socket connected to the loop's address. Sends use a short timeout and retry
+until the run stops, so a stream never drops an event and never hangs
+shutdown when the loop has stopped reading.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from roboframe.core import codec
+from roboframe.core.events import Control
+from roboframe.core.gateway import Gateway, Runtime
+
+log = logging.getLogger(__name__)
+
+_SEND_TIMEOUT_MS = 100
+
+
+def connect_sender(runtime: Runtime) -> zmq.Socket:
+    """A PUSH socket to the loop, with a send timeout and no linger."""
+    sock = runtime.context.socket(zmq.PUSH)
+    sock.setsockopt(zmq.SNDTIMEO, _SEND_TIMEOUT_MS)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(runtime.loop_address)
+    return sock
+
+
+def send(sock: zmq.Socket, raw: bytes, stop: threading.Event) -> bool:
+    """Send, waiting out a full queue; False only when the run is stopping."""
+    while True:
+        try:
+            sock.send(raw)
+            return True
+        except zmq.Again:
+            if stop.is_set():
+                return False
+
+
+def data_stream(feed: Any, runtime: Runtime, tap: bool) -> None:
+    """Forward the feed's messages to the loop; say ``stop`` when the feed ends.
+
+    With ``tap`` every message is first published on
+    ``runtime.market_data_address`` for a gateway that fills against it.
+    """
+    stop = runtime.stop
+    sender = connect_sender(runtime)
+    pub = None
+    if tap and runtime.market_data_address:
+        pub = runtime.context.socket(zmq.PUB)
+        pub.setsockopt(zmq.LINGER, 0)
+        pub.bind(runtime.market_data_address)
+    reason = "feed ended"
+    try:
+        for raw in feed.messages(stop):
+            if pub is not None:
+                pub.send(raw)
+            if not send(sender, raw, stop):
+                return
+    except Exception as exc:  # a broken feed stops the robot, it does not hang it
+        log.error("feed failed: %s: %s", type(exc).__name__, exc)
+        reason = f"feed failed: {exc}"
+    finally:
+        try:
+            feed.close()
+        except Exception as exc:
+            log.warning("feed close failed: %s", exc)
+    try:
+        if not stop.is_set():
+            end = Control("stop", getattr(feed, "last_ts", 0), {"reason": reason})
+            send(sender, codec.encode(end), stop)
+    finally:
+        sender.close()
+        if pub is not None:
+            pub.close()
+
+
+def trade_stream(gateway: Gateway, runtime: Runtime) -> None:
+    """Run the gateway's update feed; everything it sends goes to the loop."""
+    sender = connect_sender(runtime)
+    try:
+        gateway.trade_stream(runtime, sender)
+    except Exception as exc:
+        log.error("trade stream failed: %s: %s", type(exc).__name__, exc)
+        send(
+            sender,
+            codec.encode(Control("stop", 0, {"reason": f"gateway failed: {exc}"})),
+            runtime.stop,
+        )
+    finally:
+        sender.close()
+
+
+CONTROL_COMMANDS = ("pause", "resume", "reduce", "stop", "flatten", "cancel-all", "set")
+
+
+def control_stream(
+    address: str, runtime: Runtime, status: Callable[[], dict], clock=time.time_ns
+) -> None:
+    """Answer commands on a REP socket at ``address``; forward them as events.
+
+    A request is JSON ``{"command": "pause", "args": {...}}``; the reply is
+    JSON. ``status`` is answered from the loop's latest snapshot and is not
+    journaled; every other command becomes a :class:`Control` event.
+    """
+    stop = runtime.stop
+    rep = runtime.context.socket(zmq.REP)
+    rep.setsockopt(zmq.LINGER, 0)
+    rep.bind(address)
+    sender = connect_sender(runtime)
+    try:
+        while not stop.is_set():
+            if not rep.poll(100):
+                continue
+            raw = rep.recv()
+            reply = _control_reply(raw, sender, status, stop, clock)
+            rep.send(json.dumps(reply, default=str).encode())
+    finally:
+        rep.close()
+        sender.close()
+
+
+def _control_reply(raw: bytes, sender, status, stop, clock) -> dict:
+    try:
+        request = json.loads(raw)
+        command = request["command"]
+        args = request.get("args") or {}
+        if not isinstance(command, str) or not isinstance(args, dict):
+            raise TypeError("command must be a string and args an object")
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("bad control request %r: %s", raw[:64], exc)
+        return {"ok": False, "error": f"bad request: {exc}"}
+    if command == "status":
+        return {"ok": True, "status": status()}
+    if command not in CONTROL_COMMANDS:
+        known = ", ".join(("status", *CONTROL_COMMANDS))
+        return {"ok": False, "error": f"unknown command {command!r}; known: {known}"}
+    send(sender, codec.encode(Control(command, clock(), args)), stop)
+    return {"ok": True, "queued": command}
+
+
+def start_thread(name: str, target: Callable, *args: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,88 @@
+"""Every roboframe hook, in one place. This file is the plugin contract.
+
+Hooks are grouped by phase. Registration hooks receive a ``register``
+callback rather than returning values, so the core sees every registration
+and can reject a duplicate name with a message naming both plugins. All
+hooks are called with keyword arguments; a hook may grow new arguments and
+old implementations keep working, since pluggy passes each implementation
+only the arguments it names.
+
+The guide for plugin authors, with a complete example, is ``docs/plugins.md``.
+A test fails when a hook here is missing from that guide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("roboframe")
+
+# --- registration: called once per process, when the registry is built ------
+
+
+@hookspec
+def roboframe_register_feeds(register: Callable[[str, type], None]) -> None:
+    """Register market-data feed classes.
+
+    Call ``register(name, cls)`` once per feed; ``cls`` subclasses
+    :class:`roboframe.Feed`. ``name`` is what a robot file writes under
+    ``feed: plugin:``. A name registered twice fails, naming both plugins.
+    Returns nothing; every implementation is called.
+    """
+
+
+@hookspec
+def roboframe_register_gateways(register: Callable[[str, type], None]) -> None:
+    """Register order gateway classes.
+
+    Call ``register(name, cls)``; ``cls`` subclasses :class:`roboframe.Gateway`.
+    ``name`` is what a robot file writes under ``gateway: plugin:``.
+    Returns nothing; every implementation is called.
+    """
+
+
+@hookspec
+def roboframe_register_strategies(register: Callable[[str, type], None]) -> None:
+    """Register strategy classes under short names.
+
+    Call ``register(name, cls)``; ``cls`` subclasses :class:`roboframe.Strategy`.
+    A robot file names a strategy by this name or by an import path
+    ``package.module:Class``. Returns nothing; every implementation is called.
+    """
+
+
+@hookspec
+def roboframe_config_schema(register: Callable[[str, dict], None]) -> None:
+    """Contribute JSON Schema fragments to the robot-file schema.
+
+    Call ``register(section, schema)`` to allow a new top-level section
+    ``section`` in robot files, validated by ``schema`` (a JSON Schema
+    object). Core sections cannot be replaced. Params of registered feeds,
+    gateways and strategies need no fragment: their classes' ``params_schema``
+    is added automatically. Returns nothing; every implementation is called.
+    """
+
+
+# --- lifecycle: called around each robot run ---------------------------------
+
+
+@hookspec
+def roboframe_robot_start(robot: Any, run_id: str, journal_path: str) -> None:
+    """Called once when a robot run starts, before the first event.
+
+    ``robot`` is the validated :class:`roboframe.config.RobotSpec`. Must not
+    block; must not touch the robot's state. Every implementation is called.
+    """
+
+
+@hookspec
+def roboframe_robot_stop(robot: Any, run_id: str, summary: dict) -> None:
+    """Called once when a robot run has stopped and its journal is closed.
+
+    ``summary`` is the same dict ``roboframe run --json`` prints (events,
+    orders, fills, positions, PnL, journal path). Every implementation is
+    called; an exception is logged and does not change the exit code.
+    """

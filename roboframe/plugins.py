@@ -1,0 +1,253 @@
+"""The plugin manager and the registry of feeds, gateways and strategies.
+
+Nothing happens at import time. :func:`get_plugin_manager` builds the
+manager once, registers the built-in plugins with the same call a
+third-party plugin gets, then loads the ``roboframe`` entry-point group.
+:func:`get_registry` calls the registration hooks once and keeps what they
+registered, with the name of the plugin that registered each thing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from roboframe import hookspecs
+from roboframe.errors import PluginError
+
+log = logging.getLogger(__name__)
+
+PROJECT = "roboframe"
+ENTRY_POINT_GROUP = "roboframe"
+
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "roboframe.builtin.feeds",
+    "roboframe.builtin.gateways",
+    "roboframe.builtin.strategies",
+)
+
+KINDS = ("feeds", "gateways", "strategies")
+SINGULAR = {
+    "feeds": "feed",
+    "gateways": "gateway",
+    "strategies": "strategy",
+    "schema_fragments": "config section",
+}
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One registered feed, gateway or strategy and the plugin that gave it."""
+
+    kind: str
+    name: str
+    obj: Any
+    plugin: str
+
+
+@dataclass
+class Registry:
+    feeds: dict[str, Registered] = field(default_factory=dict)
+    gateways: dict[str, Registered] = field(default_factory=dict)
+    strategies: dict[str, Registered] = field(default_factory=dict)
+    schema_fragments: dict[str, Registered] = field(default_factory=dict)
+    plugins: dict[str, dict] = field(default_factory=dict)
+
+    def lookup(self, kind: str, name: str) -> Registered:
+        table: dict[str, Registered] = getattr(self, kind)
+        try:
+            return table[name]
+        except KeyError:
+            known = ", ".join(sorted(table)) or "none"
+            raise PluginError(f"unknown {SINGULAR[kind]} {name!r}; registered: {known}") from None
+
+
+_pm: pluggy.PluginManager | None = None
+_registry: Registry | None = None
+
+
+def _plugin_version(dist: importlib.metadata.Distribution | None) -> str:
+    if dist is None:
+        try:
+            return importlib.metadata.version(PROJECT)
+        except importlib.metadata.PackageNotFoundError:
+            return "dev"
+    return dist.version
+
+
+def build_plugin_manager(
+    builtins: Iterable[str] = BUILTIN_PLUGINS,
+    *,
+    entry_points: bool = True,
+    extra: Iterable[Any] = (),
+) -> pluggy.PluginManager:
+    """A fresh manager: built-ins, then entry points, then ``extra`` objects.
+
+    Raises :class:`PluginError` naming the plugin when one cannot be
+    imported, registers under a taken name or implements an unknown hook.
+    """
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm._roboframe_info = {}  # type: ignore[attr-defined]
+    for modname in builtins:
+        module = importlib.import_module(modname)
+        pm.register(module, name=modname)
+        pm._roboframe_info[modname] = {"version": _plugin_version(None), "source": "builtin"}
+    if entry_points:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin must not look like our bug
+                raise PluginError(
+                    f"plugin {ep.name!r} (entry point {ep.value!r}) failed to load: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            try:
+                pm.register(plugin, name=ep.name)
+            except ValueError as exc:
+                raise PluginError(f"plugin {ep.name!r} cannot be registered: {exc}") from exc
+            dist = getattr(ep, "dist", None)
+            pm._roboframe_info[ep.name] = {
+                "version": _plugin_version(dist),
+                "source": f"entry point {ep.value}",
+            }
+    for obj in extra:
+        name = getattr(obj, "__name__", None) or type(obj).__name__
+        pm.register(obj, name=name)
+        pm._roboframe_info[name] = {"version": "", "source": "registered in code"}
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        raise PluginError(f"plugin {name!r}: {exc}") from exc
+    return pm
+
+
+def build_registry(pm: pluggy.PluginManager) -> Registry:
+    """Call every registration hook, implementation by implementation."""
+    reg = Registry()
+    info = getattr(pm, "_roboframe_info", {})
+    for plugin_name, _plugin in pm.list_name_plugin():
+        reg.plugins[plugin_name] = {
+            "name": plugin_name,
+            "version": info.get(plugin_name, {}).get("version", ""),
+            "source": info.get(plugin_name, {}).get("source", ""),
+            "feeds": [],
+            "gateways": [],
+            "strategies": [],
+            "config_sections": [],
+        }
+    hooks = (
+        ("feeds", pm.hook.roboframe_register_feeds),
+        ("gateways", pm.hook.roboframe_register_gateways),
+        ("strategies", pm.hook.roboframe_register_strategies),
+        ("schema_fragments", pm.hook.roboframe_config_schema),
+    )
+    for kind, hook in hooks:
+        for impl in hook.get_hookimpls():  # registration order
+            plugin_name = impl.plugin_name
+            impl_register = _make_register(reg, kind, plugin_name)
+            try:
+                impl.function(register=impl_register)
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {plugin_name!r} failed in {hook.name}: {type(exc).__name__}: {exc}"
+                ) from exc
+    return reg
+
+
+def _make_register(reg: Registry, kind: str, plugin_name: str):
+    table: dict[str, Registered] = getattr(reg, kind)
+    listed = "config_sections" if kind == "schema_fragments" else kind
+
+    def register(name: str, obj: Any) -> None:
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"plugin {plugin_name!r} registered a {SINGULAR[kind]} with no name")
+        if name in table:
+            other = table[name].plugin
+            raise PluginError(
+                f"{SINGULAR[kind]} {name!r} is registered twice: "
+                f"by plugin {other!r} and by plugin {plugin_name!r}"
+            )
+        _check_registered(kind, name, obj, plugin_name)
+        table[name] = Registered(kind, name, obj, plugin_name)
+        if plugin_name in reg.plugins:
+            reg.plugins[plugin_name][listed].append(name)
+
+    return register
+
+
+def _check_registered(kind: str, name: str, obj: Any, plugin_name: str) -> None:
+    from roboframe.core.feed import Feed
+    from roboframe.core.gateway import Gateway
+    from roboframe.core.strategy import Strategy
+
+    base = {"feeds": Feed, "gateways": Gateway, "strategies": Strategy}.get(kind)
+    if base is not None and not (isinstance(obj, type) and issubclass(obj, base)):
+        raise PluginError(
+            f"plugin {plugin_name!r} registered {SINGULAR[kind]} {name!r} as {obj!r}, "
+            f"which is not a subclass of roboframe.{base.__name__}"
+        )
+    if kind == "schema_fragments" and not isinstance(obj, dict):
+        raise PluginError(f"plugin {plugin_name!r}: schema for section {name!r} must be a dict")
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide manager, built on first use."""
+    global _pm
+    if _pm is None:
+        _pm = build_plugin_manager()
+    return _pm
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built on first use."""
+    global _registry
+    if _registry is None:
+        _registry = build_registry(get_plugin_manager())
+    return _registry
+
+
+def reset() -> None:
+    """Forget the process-wide manager and registry (tests, long sessions)."""
+    global _pm, _registry
+    _pm = None
+    _registry = None
+
+
+def resolve_strategy(name: str, registry: Registry | None = None) -> tuple[type, str]:
+    """A strategy class from a registered name or ``package.module:Class``.
+
+    Returns the class and where it came from (plugin name or import path).
+    """
+    from roboframe.core.strategy import Strategy
+
+    registry = registry or get_registry()
+    if ":" not in name:
+        found = registry.lookup("strategies", name)
+        return found.obj, found.plugin
+    modname, _, attr = name.partition(":")
+    try:
+        module = importlib.import_module(modname)
+    except ImportError as exc:
+        raise PluginError(f"strategy {name!r}: cannot import module {modname!r}: {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise PluginError(f"strategy {name!r}: module {modname!r} has no {attr!r}")
+    if not (isinstance(obj, type) and issubclass(obj, Strategy)):
+        raise PluginError(f"strategy {name!r} is not a subclass of roboframe.Strategy")
+    return obj, name

@@ -1,0 +1,119 @@
+"""Re-running a journal through a fresh kernel.
+
+A journal's header holds the robot's whole validated config and its
+strategy; its frames hold every inbound message and what each event made the
+robot do. :func:`verify` feeds the messages to a new kernel and compares the
+produced actions and risk rejections with the journaled ones, event by
+event. Since the kernel is a pure function of its events, they match
+exactly -- under any ``PYTHONHASHSEED`` -- unless the journal was altered or
+the strategy's code changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from roboframe.core import codec
+from roboframe.core.events import Batch
+from roboframe.core.kernel import Kernel
+from roboframe.journal import JournalReader
+from roboframe.journal.format import ACTIONS, MESSAGE
+
+
+@dataclass
+class Divergence:
+    seq: int
+    event: Any
+    expected: tuple[list, list]
+    produced: tuple[list, list]
+
+    def __str__(self) -> str:
+        return (
+            f"seq {self.seq}: event {self.event!r}\n"
+            f"  journaled: actions {self.expected[0]!r}, rejected {self.expected[1]!r}\n"
+            f"  replayed:  actions {self.produced[0]!r}, rejected {self.produced[1]!r}"
+        )
+
+
+@dataclass
+class ReplayResult:
+    header: dict
+    kernel: Kernel
+    events: int = 0
+    compared: int = 0
+    divergence: Divergence | None = None
+    torn_tail: Any = None
+    outputs: dict[int, tuple[list, list]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.divergence is None
+
+
+def kernel_from_header(header: dict, registry=None) -> Kernel:
+    """A fresh kernel for the robot a journal header describes."""
+    from roboframe.config import spec_from_dict
+    from roboframe.core.robot import make_strategy
+
+    spec = spec_from_dict(header["config"], source=header.get("source"), registry=registry)
+    strategy, _, _ = make_strategy(spec, registry)
+    return Kernel(spec, header["run_id"], strategy)
+
+
+def iter_events(reader: JournalReader) -> Iterator[tuple[int, Any, Any]]:
+    """``(seq, event, record)`` for every journaled inbound event, and
+    ``(seq, None, record)`` for every action record."""
+    for record in reader.records():
+        if record.kind == MESSAGE:
+            msg = codec.decode(record.payload)
+            events = msg.events if type(msg) is Batch else (msg,)
+            for offset, event in enumerate(events):
+                yield record.seq + offset, event, record
+        elif record.kind == ACTIONS:
+            yield record.seq, None, record
+
+
+def verify(path: str | Path, *, registry=None, keep_outputs: bool = False) -> ReplayResult:
+    """Replay ``path`` and compare every event's outputs with the journal's."""
+    reader = JournalReader(path)
+    kernel = kernel_from_header(reader.header, registry)
+    result = ReplayResult(reader.header, kernel)
+    pending: dict[int, tuple[Any, tuple[list, list]]] = {}
+    message_at = -1
+    for seq, event, record in iter_events(reader):
+        if event is not None:
+            if record.offset != message_at:  # a new message: the last one's records are all in
+                message_at = record.offset
+                if pending and _unmatched(pending, result):
+                    return result
+            actions = kernel.handle(event)
+            produced = (list(actions), kernel.take_rejected())
+            result.events += 1
+            if produced[0] or produced[1]:
+                pending[seq] = (event, produced)
+                if keep_outputs:
+                    result.outputs[seq] = produced
+            continue
+        expected = codec.decode_outputs(record.payload)
+        expected = (list(expected[0]), list(expected[1]))
+        event, produced = pending.pop(seq, (None, ([], [])))
+        result.compared += 1
+        if produced != expected:
+            result.divergence = Divergence(seq, event, expected, produced)
+            return result
+    _unmatched(pending, result)
+    result.torn_tail = reader.torn_tail
+    return result
+
+
+def _unmatched(pending: dict, result: ReplayResult) -> bool:
+    """Outputs the replay produced that the journal never recorded."""
+    if not pending:
+        return False
+    seq = min(pending)
+    event, produced = pending[seq]
+    result.divergence = Divergence(seq, event, ([], []), produced)
+    return True

@@ -1,0 +1,163 @@
+"""Pre-trade limits and the robot's trading state.
+
+Trading states:
+
+- ``ACTIVE``: every check below applies.
+- ``PAUSED``: new orders are refused (``pause`` command); cancels pass, fills
+  are handled, the strategy keeps seeing data.
+- ``REDUCING``: only orders that reduce a position pass (``reduce`` command).
+- ``HALTED``: the daily-loss kill switch fired; reduce-only, until a
+  ``resume`` command. It does not reset by itself at the next day.
+- ``STOPPED``: the run is over; nothing new passes.
+
+Limits, all optional: allowed symbols; max order quantity; max position per
+symbol (counting open orders on the same side, the worst case); max orders
+per second measured in *event* time, so replay gives the same answer; max
+daily loss in money (net PnL since the first event of the UTC day, fees
+included); a price band around the last price for limit orders.
+
+A refusal is returned as a reason string; the kernel turns it into an
+``OrderUpdate(status="rejected")`` the strategy sees, and journals it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+from roboframe.core.events import NewOrder
+
+if TYPE_CHECKING:
+    from roboframe.core.book import Book
+    from roboframe.core.orders import OrderBook
+
+log = logging.getLogger(__name__)
+
+ACTIVE = "ACTIVE"
+PAUSED = "PAUSED"
+REDUCING = "REDUCING"
+HALTED = "HALTED"
+STOPPED = "STOPPED"
+
+_DAY_NS = 86_400 * 1_000_000_000
+_SECOND_NS = 1_000_000_000
+
+
+class RiskEngine:
+    """Checks one order at a time against the limits and the trading state."""
+
+    def __init__(self, spec, book: Book, orders: OrderBook) -> None:
+        self.book = book
+        self.orders = orders
+        self.state = ACTIVE
+        self.halt_reason = ""
+        self.allowed = frozenset(spec.allowed_symbols)
+        self.max_order_qty = spec.max_order_qty
+        self.max_position = dict(spec.max_position)
+        rate = spec.max_orders_per_second
+        self.max_rate = int(rate) if rate else None
+        self._sent: deque[int] = deque()
+        loss = spec.max_daily_loss
+        self.max_daily_loss = float(loss) if loss is not None else None
+        band = spec.price_band_pct
+        self.band = Fraction(str(band)) / 100 if band is not None else None
+        self._day = None
+        self._day_start = 0.0
+        self.rejections = 0
+
+    # -- state ----------------------------------------------------------------
+
+    def set_state(self, state: str, reason: str = "") -> None:
+        if state != self.state:
+            log.warning(
+                "trading state %s -> %s%s", self.state, state, f" ({reason})" if reason else ""
+            )
+        self.state = state
+        if state == HALTED:
+            self.halt_reason = reason
+
+    def watch_loss(self, now: int) -> None:
+        """Fire the kill switch when the day's loss passes the limit."""
+        limit = self.max_daily_loss
+        if limit is None:
+            return
+        day = now // _DAY_NS
+        total = self.book.total_money_float()
+        if day != self._day:
+            self._day = day
+            self._day_start = total
+            return
+        if self.state != HALTED and self._day_start - total > limit:
+            self.set_state(
+                HALTED,
+                f"daily loss {self._day_start - total:.2f} exceeds {limit:g}",
+            )
+
+    # -- checks ---------------------------------------------------------------
+
+    def check_new(self, order: NewOrder, now: int) -> str | None:
+        """``None`` when the order may go, else the reason it may not."""
+        state = self.state
+        symbol = order.symbol
+        if state != ACTIVE:
+            if state in (STOPPED, PAUSED):
+                return f"robot is {state.lower()}"
+            if not self._reduces(order):
+                why = self.halt_reason or "reduce only"
+                return f"robot is {state} ({why}): order would not reduce the position"
+        if symbol not in self.allowed:
+            return f"symbol {symbol} is not allowed"
+        qty = order.qty
+        if qty <= 0:
+            return f"quantity must be positive, got {qty}"
+        if self.max_order_qty is not None and qty > self.max_order_qty:
+            return f"quantity {qty} exceeds max_order_qty {self.max_order_qty}"
+        if order.type == "limit" and order.price <= 0:
+            return f"limit price must be positive, got {order.price}"
+        reason = self._check_position(order)
+        if reason:
+            return reason
+        if self.band is not None and order.type == "limit":
+            last = self.book.positions[symbol].last
+            if last and abs(order.price - last) > self.band * last:
+                pct = float(self.band * 100)
+                return (
+                    f"limit price {order.price} is outside the {pct:g}% band "
+                    f"around the last price {last} (ticks)"
+                )
+        if self.max_rate is not None:
+            sent = self._sent
+            while sent and sent[0] <= now - _SECOND_NS:
+                sent.popleft()
+            if len(sent) >= self.max_rate:
+                return f"more than {self.max_rate} orders per second"
+        return None
+
+    def note_sent(self, now: int) -> None:
+        if self.max_rate is not None:
+            self._sent.append(now)
+
+    def _check_position(self, order: NewOrder) -> str | None:
+        limit = self.max_position.get(order.symbol)
+        if limit is None:
+            return None
+        pos = self.book.positions[order.symbol].qty
+        buys, sells = self.orders.pending_qty(order.symbol)
+        if order.side == "buy":
+            worst = pos + buys + order.qty
+        else:
+            worst = -(pos - sells - order.qty)
+        if worst > limit:
+            return (
+                f"position could reach {worst} lots, over max_position {limit} for {order.symbol}"
+            )
+        return None
+
+    def _reduces(self, order: NewOrder) -> bool:
+        pos = self.book.positions[order.symbol].qty if order.symbol in self.book.positions else 0
+        buys, sells = self.orders.pending_qty(order.symbol)
+        if order.side == "buy":
+            return pos < 0 and buys + order.qty <= -pos
+        return pos > 0 and sells + order.qty <= pos

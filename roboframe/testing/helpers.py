@@ -1,0 +1,100 @@
+"""Small builders for specs and events, and a thread-free kernel driver."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from roboframe.core.events import Bar, Control, Fill, Tick
+
+MINUTE_NS = 60_000_000_000
+T0 = 1_795_000_000_000_000_000  # 2026-11-18T..., a fixed origin for hand-made events
+
+BASE_ROBOT: dict[str, Any] = {
+    "name": "test-robot",
+    "symbols": {
+        "Si-12.26": {"tick_size": 1, "lot": 1, "point_value": 1, "currency": "RUB"},
+        "RTS-12.26": {"tick_size": 10, "lot": 1, "point_value": 1.3, "currency": "RUB"},
+    },
+    "feed": {
+        "plugin": "synthetic",
+        "params": {"seed": 1, "bars": 10, "prices": {"Si-12.26": 92000}},
+    },
+    "strategy": {"plugin": "sma-crossover", "params": {"fast": 2, "slow": 3, "qty": 1}},
+    "gateway": {"plugin": "paper", "params": {}},
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "params":
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def make_spec(registry=None, **sections: Any):
+    """A validated RobotSpec: ``BASE_ROBOT`` with ``sections`` merged over it."""
+    from roboframe.config import spec_from_dict
+
+    return spec_from_dict(_merge(BASE_ROBOT, sections), registry=registry)
+
+
+def bar(
+    symbol: str,
+    minute: int,
+    close: int,
+    *,
+    open: int | None = None,
+    high: int | None = None,
+    low: int | None = None,
+    volume: int = 0,
+) -> Bar:
+    o = close if open is None else open
+    return Bar(
+        symbol,
+        T0 + minute * MINUTE_NS,
+        o,
+        max(o, close) if high is None else high,
+        min(o, close) if low is None else low,
+        close,
+        volume,
+    )
+
+
+def tick(symbol: str, second: int, price: int, qty: int = 1) -> Tick:
+    return Tick(symbol, T0 + second * 1_000_000_000, price, qty)
+
+
+def fill(
+    order, price: int, *, qty: int | None = None, trade_id: str = "T1", ts: int = 0, fee: str = "0"
+) -> Fill:
+    return Fill(
+        order.client_id,
+        ts or T0,
+        order.symbol,
+        order.side,
+        order.qty if qty is None else qty,
+        price,
+        trade_id,
+        fee,
+    )
+
+
+def run_events(spec, events, *, run_id: str = "r1", strategy=None, start: bool = True):
+    """Drive a fresh kernel with ``events``; return it and ``[(event, actions, rejected)]``."""
+    from roboframe.core.kernel import Kernel
+    from roboframe.core.robot import make_strategy
+
+    if strategy is None:
+        strategy, _, _ = make_strategy(spec)
+    kernel = Kernel(spec, run_id, strategy)
+    outputs = []
+    if start:
+        events = [Control("start", T0), *events]
+    for event in events:
+        actions = kernel.handle(event)
+        outputs.append((event, list(actions), kernel.take_rejected()))
+    return kernel, outputs

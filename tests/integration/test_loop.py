@@ -1,0 +1,180 @@
+"""The loop over real ZeroMQ sockets and a real journal file."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import zmq
+
+from roboframe.core import codec
+from roboframe.core.events import Control, Fill, NewOrder, OrderUpdate, Tick
+from roboframe.core.kernel import Kernel
+from roboframe.core.loop import RoboLoop
+from roboframe.core.strategy import Strategy
+from roboframe.journal import JournalReader, JournalWriter
+from roboframe.journal.format import ACTIONS, MESSAGE
+from roboframe.testing.helpers import T0, make_spec
+
+SI = "Si-12.26"
+RECV_TIMEOUT_MS = 5000
+
+
+class BuyEveryTenth(Strategy):
+    def __init__(self):
+        super().__init__({})
+        self.n = 0
+
+    def on_tick(self, tick, ctx):
+        self.n += 1
+        if self.n % 10 == 0:
+            return [ctx.buy(tick.symbol, 1)]
+        return None
+
+
+class RecordingGateway:
+    def __init__(self):
+        self.sent: list = []
+
+    def submit(self, actions):
+        self.sent.extend(actions)
+
+
+def ticks(n: int) -> list[bytes]:
+    return [codec.encode(Tick(SI, T0 + i, 92000 + i % 7, 1)) for i in range(n)]
+
+
+def make_loop(tmp_path, name="run"):
+    spec = make_spec()
+    kernel = Kernel(spec, "r1", BuyEveryTenth())
+    journal = JournalWriter(tmp_path / f"{name}.journal", {"robot": "test-robot"})
+    gateway = RecordingGateway()
+    return RoboLoop(kernel, journal, gateway, clock=lambda: 7), kernel, journal, gateway
+
+
+def push_all(ctx, address, frames):
+    sock = ctx.socket(zmq.PUSH)
+    sock.setsockopt(zmq.SNDTIMEO, RECV_TIMEOUT_MS)
+    sock.connect(address)
+    for frame in frames:
+        sock.send(frame)
+    sock.close(linger=RECV_TIMEOUT_MS)
+
+
+def serve(tmp_path, address, frames):
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    if address.endswith(":*"):
+        port = pull.bind_to_random_port(address[:-2])
+        address = f"{address[:-2]}:{port}"
+    else:
+        pull.bind(address)
+    loop, kernel, journal, gateway = make_loop(tmp_path)
+    loop.start()
+    stop = codec.encode(Control("stop", T0 + 10**9, {"reason": "test"}))
+    producer = threading.Thread(target=push_all, args=(ctx, address, [*frames, stop]))
+    producer.start()
+    done = threading.Event()
+    watchdog = threading.Timer(20, lambda: done.is_set() or loop.request_stop("watchdog"))
+    watchdog.start()
+    loop.run(pull, drain_ms=0)
+    done.set()
+    watchdog.cancel()
+    producer.join(5)
+    journal.close()
+    pull.close()
+    ctx.term()
+    return loop, kernel, journal, gateway
+
+
+@pytest.mark.parametrize("address", ["inproc://robo-test", "tcp://127.0.0.1:*"])
+def test_loop_sequences_journals_and_sends(tmp_path, address):
+    frames = ticks(200)
+    loop, kernel, journal, gateway = serve(tmp_path, address, frames)
+    assert loop.seq == 202  # start + 200 ticks + stop
+    assert kernel.risk.state == "STOPPED"
+    assert len(gateway.sent) == 20
+    assert all(isinstance(a, NewOrder) for a in gateway.sent)
+    reader = JournalReader(journal.path)
+    records = list(reader.records())
+    messages = [r for r in records if r.kind == MESSAGE]
+    assert [r.seq for r in messages] == list(range(1, 203))
+    assert [r.payload for r in messages[1:-1]] == frames
+    assert all(r.recv_ns == 7 for r in messages)
+    actions = [r for r in records if r.kind == ACTIONS]
+    assert [r.seq for r in actions] == [1 + i for i in range(10, 201, 10)]
+    first = codec.decode_outputs(actions[0].payload)
+    assert first[0] == [gateway.sent[0]] and first[1] == []
+
+
+def test_batches_get_one_sequence_number_per_event(tmp_path):
+    frames = ticks(25)
+    batch = codec.encode_batch(frames)
+    loop, kernel, journal, gateway = serve(tmp_path, "inproc://robo-batch", [batch])
+    assert loop.seq == 27
+    assert loop.messages == 3
+    assert len(gateway.sent) == 2
+    records = list(JournalReader(journal.path).records())
+    actions = [r.seq for r in records if r.kind == ACTIONS]
+    assert actions == [2 + 9, 2 + 19]  # the 10th and 20th tick of the batch starting at seq 2
+
+
+MALFORMED = [
+    (b"\xc1garbage", "not msgpack"),
+    (b"", "not msgpack"),
+    (codec.encode([999, "x", 1]), "unknown event kind"),
+    (codec.encode({"kind": 101}), "not an event"),
+    (codec.encode([101, SI, "not-a-time", 1]), "invalid field"),
+    (codec.encode(NewOrder("x", SI, "buy", 1)), "unknown event kind"),
+    (codec.encode_batch([]), "empty batch"),
+    (b"\x92\x64\x91\xc1", "not msgpack"),
+]
+
+
+def test_malformed_messages_are_counted_and_dropped(tmp_path, caplog):
+    good = ticks(30)
+    frames = []
+    for i, frame in enumerate(good):
+        frames.append(frame)
+        if i < len(MALFORMED):
+            frames.append(MALFORMED[i][0])
+    frames.append(MALFORMED[0][0])  # a second one of a kind is counted, not logged again
+    loop, kernel, journal, gateway = serve(tmp_path, "inproc://robo-bad", frames)
+    expected: dict[str, int] = {}
+    for _, kind in [*MALFORMED, MALFORMED[0]]:
+        expected[kind] = expected.get(kind, 0) + 1
+    assert loop.malformed == expected
+    assert loop.seq == 32  # every good event, nothing else
+    records = [r for r in JournalReader(journal.path).records() if r.kind == MESSAGE]
+    assert [r.payload for r in records[1:-1]] == good
+    logged = [r for r in caplog.records if "malformed message dropped" in r.getMessage()]
+    assert len(logged) == len(expected)
+
+
+def test_process_without_sockets_or_threads(tmp_path):
+    loop, kernel, journal, gateway = make_loop(tmp_path, "direct")
+    loop.start()
+    for frame in ticks(10):
+        loop.process(frame)
+    (order,) = gateway.sent
+    loop.process(codec.encode(OrderUpdate(order.client_id, T0, "accepted")))
+    loop.process(codec.encode(Fill(order.client_id, T0, SI, "buy", 1, 92000, "t1")))
+    assert kernel.ctx.position(SI) == 1
+    assert loop.seq == 13
+    journal.close()
+    kinds = [r.kind for r in JournalReader(journal.path).records()]
+    assert kinds == [MESSAGE] * 11 + [ACTIONS] + [MESSAGE] * 2
+
+
+def test_actions_are_flushed_to_the_file_before_the_gateway_sees_them(tmp_path):
+    loop, kernel, journal, gateway = make_loop(tmp_path, "flush")
+    seen_sizes = []
+    gateway.submit = lambda actions: seen_sizes.append(journal.path.stat().st_size)
+    loop.start()
+    for frame in ticks(10):
+        loop.process(frame)
+    assert len(seen_sizes) == 1
+    records = list(JournalReader(journal.path).records())  # readable while still open
+    assert records[-1].kind == ACTIONS and records[-1].seq == 11
+    journal.close()

@@ -1,0 +1,132 @@
+"""A third-party plugin found through a real ``roboframe`` entry point."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from .conftest import roboframe_cmd
+
+PLUGIN = """
+from roboframe import Bar, Feed, Strategy, hookimpl
+
+
+class Alternator(Strategy):
+    version = "2.5"
+    params_schema = {
+        "type": "object",
+        "properties": {"qty": {"type": "integer", "minimum": 1, "default": 1}},
+        "additionalProperties": False,
+    }
+
+    def on_bar(self, bar, ctx):
+        target = self.params["qty"] if bar.close % 2 else -self.params["qty"]
+        return ctx.order_target(bar.symbol, target)
+
+
+class StepFeed(Feed):
+    params_schema = {"type": "object", "properties": {"bars": {"type": "integer"}},
+                     "additionalProperties": False}
+
+    def events(self):
+        for i in range(self.params.get("bars", 10)):
+            for symbol in sorted(self.instruments):
+                p = 1000 + i
+                yield Bar(symbol, 1_795_000_000_000_000_000 + i * 60_000_000_000, p, p, p, p, 0)
+
+
+@hookimpl
+def roboframe_register_strategies(register):
+    register("alternator", Alternator)
+
+
+@hookimpl
+def roboframe_register_feeds(register):
+    register("steps", StepFeed)
+"""
+
+ROBOT = """\
+name: alt
+symbols:
+  Si-12.26: {tick_size: 1}
+feed: {plugin: steps, params: {bars: 40}}
+strategy: {plugin: alternator, params: {qty: 2}}
+gateway: {plugin: paper}
+journal: {dir: %s}
+"""
+
+
+@pytest.fixture
+def plugin_path(tmp_path):
+    """A tiny installed distribution: its module plus a dist-info with entry points."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "rf_alternator.py").write_text(textwrap.dedent(PLUGIN))
+    dist = site / "rf_alternator-0.3.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: rf-alternator\nVersion: 0.3.0\n")
+    (dist / "entry_points.txt").write_text("[roboframe]\nalternator = rf_alternator\n")
+    return site
+
+
+def test_plugins_lists_the_entry_point(plugin_path):
+    proc = roboframe_cmd("plugins", "--json", env={"PYTHONPATH": str(plugin_path)})
+    assert proc.returncode == 0, proc.stderr
+    listing = {p["name"]: p for p in json.loads(proc.stdout)}
+    assert listing["alternator"]["version"] == "0.3.0"
+    assert listing["alternator"]["strategies"] == ["alternator"]
+    assert listing["alternator"]["feeds"] == ["steps"]
+    assert "sma-crossover" in listing["roboframe.builtin.strategies"]["strategies"]
+
+
+def test_robot_runs_with_the_plugin_strategy_and_feed(plugin_path, tmp_path):
+    robot = tmp_path / "alt.yaml"
+    robot.write_text(ROBOT % (tmp_path / "runs"))
+    env = {"PYTHONPATH": str(plugin_path)}
+    proc = roboframe_cmd("validate", str(robot), env=env)
+    assert proc.returncode == 0, proc.stderr
+    proc = roboframe_cmd("-q", "run", str(robot), "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["events"] >= 42
+    assert summary["orders"] >= 2
+    # without the plugin installed, the same file is a config error naming the plugin
+    proc = roboframe_cmd("validate", str(robot))
+    assert proc.returncode == 2
+    assert "unknown" in proc.stderr and "steps" in proc.stderr
+
+
+def test_broken_plugin_fails_with_its_name(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "rf_broken.py").write_text("raise ImportError('missing dependency zzz')\n")
+    dist = site / "rf_broken-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: rf-broken\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[roboframe]\nbroken = rf_broken\n")
+    proc = roboframe_cmd("plugins", env={"PYTHONPATH": str(site)})
+    assert proc.returncode == 1
+    assert "plugin 'broken' (entry point 'rf_broken') failed to load" in proc.stderr
+    assert "missing dependency zzz" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_misspelt_hook_fails_with_the_plugin_name(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "rf_typo.py").write_text(
+        "from roboframe import hookimpl\n"
+        "@hookimpl\n"
+        "def roboframe_register_strategys(register):\n"
+        "    pass\n"
+    )
+    dist = site / "rf_typo-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: rf-typo\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[roboframe]\ntypo = rf_typo\n")
+    proc = roboframe_cmd("plugins", env={"PYTHONPATH": str(site)})
+    assert proc.returncode == 1
+    assert "plugin 'typo'" in proc.stderr
+    assert "roboframe_register_strategys" in proc.stderr

@@ -1,0 +1,147 @@
+"""A whole robot run: feed, loop, paper exchange, journal, summary, replay."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from roboframe.config import load_robot
+from roboframe.core.robot import LiveRobot, RunOptions
+from roboframe.journal import JournalReader
+from roboframe.replay import verify
+
+from .conftest import ROOT, roboframe_cmd
+
+
+def test_live_run_trades_and_journals(robot_file):
+    spec = load_robot(robot_file(bars=300, rate=3000))
+    robot = LiveRobot(spec, RunOptions())
+    summary = robot.run()
+    assert summary["stop_reason"] == "feed ended"
+    assert summary["state"] == "STOPPED"
+    assert summary["events"] >= 600 + 2  # bars of both symbols, start, stop, fills, acks
+    assert summary["orders"] > 0
+    assert summary["fills"] > 0
+    assert summary["error"] is None
+    assert set(summary["positions"]) == {"Si-12.26", "RTS-12.26"}
+    reader = JournalReader(summary["journal"])
+    assert reader.header["robot"] == "fast-robot"
+    assert reader.header["config_hash"] == spec.config_hash
+    assert reader.header["strategy"]["version"] == "1.0"
+    result = verify(summary["journal"])
+    assert result.ok, str(result.divergence)
+    assert result.events == summary["events"]
+    assert result.compared > 0
+    assert result.kernel.snapshot()["positions"] == summary["positions"]
+
+
+def test_replay_is_identical_under_other_hash_seeds(robot_file):
+    summary = LiveRobot(load_robot(robot_file(bars=200)), RunOptions()).run()
+    code = (
+        "import json, sys; from roboframe.replay import verify; "
+        "r = verify(sys.argv[1], keep_outputs=True); "
+        "print(json.dumps([r.ok, r.compared, sorted(map(repr, r.outputs.items()))]))"
+    )
+    seen = set()
+    for seed in ("0", "1", "4242"):
+        out = subprocess.run(
+            [sys.executable, "-c", code, summary["journal"]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            cwd=ROOT,
+        )
+        ok, compared, outputs = json.loads(out.stdout)
+        assert ok and compared > 0
+        seen.add(json.dumps(outputs))
+    assert len(seen) == 1
+
+
+def test_cli_run_prints_summary_and_exits_zero(robot_file):
+    proc = roboframe_cmd("run", str(robot_file(bars=100)))
+    assert proc.returncode == 0, proc.stderr
+    assert "robot      fast-robot" in proc.stdout
+    assert "stopped    feed ended; state STOPPED" in proc.stdout
+    assert "Si-12.26" in proc.stdout and "RTS-12.26" in proc.stdout
+    assert "journal    " in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_run_json_and_journal_dir_option(robot_file, tmp_path):
+    target = tmp_path / "elsewhere"
+    proc = roboframe_cmd(
+        "-q", "run", str(robot_file(bars=60)), "--json", "--journal-dir", str(target)
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["journal"].startswith(str(target))
+    assert os.path.exists(summary["journal"])
+
+
+def test_duration_stops_an_endless_feed(robot_file):
+    path = robot_file(bars=0, rate=200)
+    start = time.monotonic()
+    proc = roboframe_cmd("run", str(path), "--duration", "1.5", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - start < 30
+    summary = json.loads(proc.stdout)
+    assert summary["stop_reason"] == "duration reached"
+    assert summary["events"] > 100
+    assert verify(summary["journal"]).ok
+
+
+def test_ctrl_c_stops_cleanly(robot_file):
+    path = robot_file(bars=0, rate=500)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roboframe.cli", "run", str(path), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    summary = json.loads(out)
+    assert summary["stop_reason"] == "interrupted"
+    reader = JournalReader(summary["journal"])
+    records = list(reader.records())
+    assert reader.torn_tail is None
+    assert records and verify(summary["journal"]).ok
+
+
+def test_strategy_error_stops_the_robot_with_exit_1(robot_file, tmp_path):
+    module = tmp_path / "brokenstrat.py"
+    module.write_text(
+        "from roboframe import Strategy\n"
+        "class Broken(Strategy):\n"
+        "    def on_bar(self, bar, ctx):\n"
+        "        if bar.close % 7 == 0:\n"
+        "            raise RuntimeError('bad luck')\n"
+    )
+    path = robot_file(bars=200)
+    text = path.read_text().replace("plugin: sma-crossover", "plugin: brokenstrat:Broken")
+    text = text.replace("  params: {fast: 3, slow: 8, qty: 1}\n", "")
+    path.write_text(text)
+    proc = roboframe_cmd("run", str(path), env={"PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 1
+    assert "on_bar raised RuntimeError: bad luck while handling Bar(" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("fsync", ["never", "always"])
+def test_fsync_policies_run(robot_file, fsync):
+    path = robot_file(bars=50)
+    path.write_text(path.read_text().replace("journal:\n", f"journal:\n  fsync: {fsync}\n"))
+    summary = LiveRobot(load_robot(path), RunOptions()).run()
+    assert verify(summary["journal"]).ok

@@ -1,0 +1,200 @@
+"""The pure kernel on hand-made event sequences: orders, state machine, PnL."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+
+from roboframe.core.events import Cancel, Control, Fill, NewOrder, OrderUpdate
+from roboframe.core.kernel import Kernel
+from roboframe.core.strategy import Strategy
+from roboframe.errors import StrategyError
+from roboframe.testing.helpers import T0, bar, fill, make_spec, run_events
+
+SI = "Si-12.26"
+RTS = "RTS-12.26"
+
+
+class Scripted(Strategy):
+    """Answers each bar with whatever ``script(bar, ctx)`` returns; records updates."""
+
+    def __init__(self, script=None, on_order=None):
+        super().__init__({})
+        self.script = script or (lambda bar, ctx: None)
+        self.react = on_order or (lambda upd, ctx: None)
+        self.updates: list[OrderUpdate] = []
+        self.fills: list[Fill] = []
+
+    def on_bar(self, bar, ctx):
+        return self.script(bar, ctx)
+
+    def on_order(self, update, ctx):
+        self.updates.append(update)
+        return self.react(update, ctx)
+
+    def on_fill(self, fill, ctx):
+        self.fills.append(fill)
+
+
+def kernel_with(script=None, on_order=None, **sections) -> tuple[Kernel, Scripted]:
+    spec = make_spec(**sections)
+    strategy = Scripted(script, on_order)
+    kernel = Kernel(spec, "r1", strategy)
+    kernel.handle(Control("start", T0))
+    return kernel, strategy
+
+
+def test_sma_crossover_orders_on_hand_made_bars():
+    spec = make_spec(strategy={"plugin": "sma-crossover", "params": {"fast": 2, "slow": 3}})
+    closes = [100, 100, 100, 103, 104, 90, 80]
+    kernel, outputs = run_events(spec, [bar(SI, i, c) for i, c in enumerate(closes)])
+    sent = [(e.close, a) for e, actions, _ in outputs[1:] for a in actions]
+    # 100,100,100: averages equal, no signal; 103: fast above slow -> long 1
+    assert sent[0] == (103, NewOrder("test-robot-r1-1", SI, "buy", 1))
+    # the buy is still open (no fill came), so going short needs 2 lots: -1 - (+1 pending)
+    assert sent[1] == (90, NewOrder("test-robot-r1-2", SI, "sell", 2))
+    assert len(sent) == 2
+    assert kernel.counters["orders"] == 2
+
+
+def test_order_lifecycle_and_positions():
+    kernel, strat = kernel_with(lambda b, ctx: [ctx.buy(SI, 3)] if b.close == 100 else None)
+    (order,) = kernel.handle(bar(SI, 1, 100))
+    own = kernel.orders.orders[order.client_id]
+    assert own.status == "new"
+    kernel.handle(OrderUpdate(order.client_id, T0, "accepted"))
+    assert own.status == "accepted"
+    kernel.handle(fill(order, 100, qty=1, trade_id="a"))
+    assert (own.status, own.filled, kernel.ctx.position(SI)) == ("partially_filled", 1, 1)
+    kernel.handle(fill(order, 102, qty=2, trade_id="b"))
+    assert (own.status, own.filled, kernel.ctx.position(SI)) == ("filled", 3, 3)
+    assert order.client_id not in kernel.orders.open
+    assert kernel.ctx.avg_price(SI) == Fraction(304, 3)
+    assert len(strat.fills) == 2
+
+
+def test_duplicate_fill_is_ignored():
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 1)])
+    (order,) = kernel.handle(bar(SI, 1, 100))
+    kernel.handle(fill(order, 100, trade_id="x"))
+    kernel.handle(fill(order, 100, trade_id="x"))
+    assert kernel.ctx.position(SI) == 1
+    assert kernel.counters["duplicates"] == 1
+
+
+def test_cancel_and_rejected_cancel():
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 1, price=b.close - 5)])
+    (order,) = kernel.handle(bar(SI, 1, 100))
+    kernel.handle(OrderUpdate(order.client_id, T0, "accepted"))
+    strategy_cancel = kernel._process([Cancel(order.client_id)], 0)
+    assert strategy_cancel == [Cancel(order.client_id)]
+    # a second cancel while one is pending is refused by the kernel itself
+    assert kernel._process([Cancel(order.client_id)], 0) == []
+    assert kernel.take_rejected()[0].reason == "risk: cancel already pending"
+    # the exchange refuses the cancel: the order stays accepted
+    kernel.handle(OrderUpdate(order.client_id, T0, "rejected", "too late"))
+    own = kernel.orders.orders[order.client_id]
+    assert (own.status, own.cancel_pending) == ("accepted", False)
+    kernel.handle(OrderUpdate(order.client_id, T0, "cancelled"))
+    assert own.status == "cancelled" and not kernel.orders.open
+
+
+def test_gateway_rejection_of_new_order():
+    kernel, strat = kernel_with(lambda b, ctx: [ctx.sell(SI, 1)])
+    (order,) = kernel.handle(bar(SI, 1, 100))
+    kernel.handle(OrderUpdate(order.client_id, T0, "rejected", "no money"))
+    assert kernel.orders.orders[order.client_id].status == "rejected"
+    assert strat.updates[-1].reason == "no money"
+
+
+def test_pnl_realized_unrealized_and_fees():
+    kernel, _ = kernel_with()
+    o = NewOrder("x-1", RTS, "buy", 2)
+    kernel.orders.add(o, T0)
+    kernel.handle(Fill("x-1", T0, RTS, "buy", 2, 11000, "t1", "4.00"))
+    kernel.orders.add(NewOrder("x-2", RTS, "sell", 1), T0)
+    kernel.handle(Fill("x-2", T0, RTS, "sell", 1, 11010, "t2", "2.00"))
+    kernel.book.mark(RTS, 11020)
+    snap = kernel.book.positions[RTS].snapshot()
+    # RTS tick is 10 points at 1.3 RUB/point = 13 RUB per tick
+    assert snap["position"] == 1
+    assert snap["avg_price"] == "110000"
+    assert snap["realized_pnl"] == "130.00"  # 1 lot x 10 ticks x 13
+    assert snap["unrealized_pnl"] == "260.00"  # 1 lot x 20 ticks x 13
+    assert snap["fees"] == "6.00"
+    assert snap["net_pnl"] == "384.00"
+    assert kernel.ctx.pnl(RTS) == Decimal("384.00")
+
+
+def test_reversal_through_zero_resets_average_price():
+    kernel, _ = kernel_with()
+    kernel.orders.add(NewOrder("a", SI, "buy", 1), T0)
+    kernel.handle(Fill("a", T0, SI, "buy", 1, 100, "1"))
+    kernel.orders.add(NewOrder("b", SI, "sell", 3), T0)
+    kernel.handle(Fill("b", T0, SI, "sell", 3, 110, "2"))
+    pos = kernel.book.positions[SI]
+    assert pos.qty == -2 and pos.avg_price == 110
+    assert pos.realized_ticks() == 10
+
+
+def test_client_ids_are_robot_run_and_sequence():
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 1), ctx.sell(RTS, 1)])
+    actions = kernel.handle(bar(SI, 1, 100))
+    assert [a.client_id for a in actions] == ["test-robot-r1-1", "test-robot-r1-2"]
+
+
+def test_strategy_exception_names_the_event():
+    def boom(b, ctx):
+        raise ZeroDivisionError("oops")
+
+    kernel, _ = kernel_with(boom)
+    with pytest.raises(StrategyError, match=r"on_bar raised ZeroDivisionError: oops .*Bar\("):
+        kernel.handle(bar(SI, 1, 100))
+
+
+def test_strategy_returning_garbage_is_an_error():
+    kernel, _ = kernel_with(lambda b, ctx: ["buy!"])
+    with pytest.raises(StrategyError, match="expected NewOrder or Cancel"):
+        kernel.handle(bar(SI, 1, 100))
+
+
+def test_single_action_without_list_is_accepted():
+    kernel, _ = kernel_with(lambda b, ctx: ctx.buy(SI, 1))
+    assert len(kernel.handle(bar(SI, 1, 100))) == 1
+
+
+def test_unknown_symbol_is_ignored_and_counted():
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 1)])
+    assert kernel.handle(bar("GAZP", 1, 100)) == []
+    assert kernel.counters["ignored"] == 1
+
+
+def test_stop_runs_on_stop_once_and_blocks_new_orders():
+    class Flatten(Scripted):
+        stops = 0
+
+        def on_stop(self, event, ctx):
+            self.stops += 1
+            return [ctx.sell(SI, 1)]
+
+    spec = make_spec()
+    strat = Flatten(lambda b, ctx: [ctx.buy(SI, 1)])
+    kernel = Kernel(spec, "r1", strat)
+    kernel.handle(Control("start", T0))
+    kernel.handle(bar(SI, 1, 100))
+    out = kernel.handle(Control("stop", T0, {"reason": "test"}))
+    assert [a.side for a in out] == ["sell"]  # on_stop orders still pass risk
+    assert kernel.handle(Control("stop", T0)) == []
+    assert strat.stops == 1
+    assert kernel.risk.state == "STOPPED" and kernel.stop_reason == "test"
+    assert kernel.handle(bar(SI, 2, 100)) == []
+    assert kernel.take_rejected()[0].reason == "risk: robot is stopped"
+
+
+def test_robot_time_never_goes_backwards():
+    kernel, _ = kernel_with()
+    kernel.handle(bar(SI, 10, 100))
+    kernel.handle(OrderUpdate("nope", T0, "accepted"))
+    assert kernel.now == bar(SI, 10, 100).ts

@@ -1,0 +1,133 @@
+"""Pre-trade risk: each limit, the trading states and the kill switch."""
+
+from __future__ import annotations
+
+import pytest
+
+from roboframe.core.events import Control, Fill, NewOrder
+from roboframe.errors import StrategyError
+from roboframe.testing.helpers import MINUTE_NS, T0, bar
+
+from .test_kernel import RTS, SI, kernel_with
+
+
+def reasons(kernel) -> list[str]:
+    return [u.reason for u in kernel.take_rejected()]
+
+
+def test_max_order_qty_rejection_reaches_the_strategy():
+    kernel, strat = kernel_with(lambda b, ctx: [ctx.buy(SI, 6)], risk={"max_order_qty": 5})
+    assert kernel.handle(bar(SI, 1, 100)) == []
+    assert strat.updates[-1].status == "rejected"
+    assert strat.updates[-1].reason == "risk: quantity 6 exceeds max_order_qty 5"
+    assert kernel.orders.orders[strat.updates[-1].client_id].status == "rejected"
+    assert kernel.counters["rejections"] == 1
+
+
+def test_allowed_symbols():
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(RTS, 1)], risk={"allowed_symbols": [SI]})
+    assert kernel.handle(bar(SI, 1, 100)) == []
+    assert reasons(kernel) == ["risk: symbol RTS-12.26 is not allowed"]
+
+
+def test_max_position_counts_open_orders():
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 2)], risk={"max_position": 3})
+    assert len(kernel.handle(bar(SI, 1, 100))) == 1  # 0 + 2 <= 3
+    assert kernel.handle(bar(SI, 2, 100)) == []  # 0 + 2 pending + 2 > 3
+    assert reasons(kernel) == [
+        "risk: position could reach 4 lots, over max_position 3 for Si-12.26"
+    ]
+
+
+def test_max_position_per_symbol_mapping_for_shorts():
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.sell(RTS, 2)], risk={"max_position": {RTS: 1}})
+    assert kernel.handle(bar(SI, 1, 100)) == []
+    assert reasons(kernel) == [
+        "risk: position could reach 2 lots, over max_position 1 for RTS-12.26"
+    ]
+
+
+def test_orders_per_second_by_event_time():
+    kernel, _ = kernel_with(
+        lambda b, ctx: [ctx.buy(SI, 1), ctx.sell(SI, 1), ctx.buy(SI, 1)],
+        risk={"max_orders_per_second": 2},
+    )
+    assert len(kernel.handle(bar(SI, 1, 100))) == 2
+    assert reasons(kernel) == ["risk: more than 2 orders per second"]
+    # a minute of event time later the window is empty again
+    assert len(kernel.handle(bar(SI, 2, 100))) == 2
+
+
+def test_price_band_for_limit_orders():
+    kernel, _ = kernel_with(
+        lambda b, ctx: [ctx.buy(SI, 1, price=105), ctx.buy(SI, 1, price=106)],
+        risk={"price_band_pct": 5},
+    )
+    out = kernel.handle(bar(SI, 1, 100))
+    assert [a.price for a in out] == [105]
+    assert reasons(kernel) == [
+        "risk: limit price 106 is outside the 5% band around the last price 100 (ticks)"
+    ]
+
+
+def test_daily_loss_halts_and_only_reducing_orders_pass():
+    kernel, _ = kernel_with(risk={"max_daily_loss": 50})
+    kernel.handle(bar(SI, 1, 100))
+    kernel.orders.add(NewOrder("o1", SI, "buy", 2), T0)
+    kernel.handle(Fill("o1", T0 + MINUTE_NS, SI, "buy", 2, 100, "t1"))
+    kernel.handle(bar(SI, 2, 80))  # 2 lots x -20 ticks x 1 RUB = -40: still trading
+    assert kernel.risk.state == "ACTIVE"
+    kernel.handle(bar(SI, 3, 70))  # -60 RUB: past the limit
+    assert kernel.risk.state == "HALTED"
+    ctx = kernel.ctx
+    assert kernel._process([ctx.buy(SI, 1)], 0) == []
+    assert "would not reduce" in reasons(kernel)[0]
+    assert len(kernel._process([ctx.sell(SI, 2)], 0)) == 1
+    assert kernel._process([ctx.sell(SI, 1)], 0) == []  # would go past flat
+    kernel.handle(Control("resume", T0 + 4 * MINUTE_NS))
+    assert kernel.risk.state == "ACTIVE"
+
+
+def test_daily_loss_counts_from_the_start_of_each_day():
+    kernel, _ = kernel_with(risk={"max_daily_loss": 50})
+    kernel.orders.add(NewOrder("o1", SI, "buy", 1), T0)
+    kernel.handle(bar(SI, 0, 100))
+    kernel.handle(Fill("o1", T0, SI, "buy", 1, 100, "t1"))
+    day = 24 * 60
+    kernel.handle(bar(SI, day, 60))  # the new day starts at -40: that is its baseline
+    kernel.handle(bar(SI, day + 1, 20))  # -40 more today: under 50
+    assert kernel.risk.state == "ACTIVE"
+    kernel.handle(bar(SI, day + 2, 5))  # -55 today
+    assert kernel.risk.state == "HALTED"
+
+
+def test_pause_refuses_new_orders_but_handles_fills():
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 1)])
+    (order,) = kernel.handle(bar(SI, 1, 100))
+    kernel.handle(Control("pause", T0))
+    assert kernel.handle(bar(SI, 2, 100)) == []
+    assert reasons(kernel) == ["risk: robot is paused"]
+    kernel.handle(Fill(order.client_id, T0, SI, "buy", 1, 100, "f"))
+    assert kernel.ctx.position(SI) == 1
+    kernel.handle(Control("resume", T0))
+    assert len(kernel.handle(bar(SI, 3, 100))) == 1
+
+
+def test_flatten_and_cancel_all_commands():
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 2), ctx.buy(RTS, 1, price=b.close)])
+    si, rts = kernel.handle(bar(SI, 1, 100))
+    kernel.handle(Fill(si.client_id, T0, SI, "buy", 2, 100, "f"))
+    out = kernel.handle(Control("flatten", T0))
+    assert [type(a).__name__ for a in out] == ["Cancel", "NewOrder"]
+    assert out[0].client_id == rts.client_id
+    assert (out[1].side, out[1].qty, out[1].symbol) == ("sell", 2, SI)
+
+
+def test_rejection_chain_is_bounded():
+    kernel, _ = kernel_with(
+        lambda b, ctx: [ctx.buy(SI, 9)],
+        on_order=lambda u, ctx: [ctx.buy(SI, 9)],
+        risk={"max_order_qty": 1},
+    )
+    with pytest.raises(StrategyError, match="keeps answering risk rejections"):
+        kernel.handle(bar(SI, 1, 100))

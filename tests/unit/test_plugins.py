@@ -1,0 +1,91 @@
+"""The plugin manager and registry: built-ins, duplicates, bad registrations."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from roboframe import Strategy, hookimpl
+from roboframe.errors import PluginError
+from roboframe.plugins import (
+    BUILTIN_PLUGINS,
+    build_plugin_manager,
+    build_registry,
+    resolve_strategy,
+)
+
+
+def plugin(name: str, **hooks) -> types.SimpleNamespace:
+    ns = types.SimpleNamespace(__name__=name)
+    for hook, fn in hooks.items():
+        setattr(ns, hook, hookimpl(fn))
+    return ns
+
+
+class Dummy(Strategy):
+    pass
+
+
+def test_builtins_register_like_any_plugin():
+    reg = build_registry(build_plugin_manager(entry_points=False))
+    assert set(reg.feeds) >= {"synthetic", "csv", "zmq"}
+    assert set(reg.gateways) >= {"paper"}
+    assert set(reg.strategies) >= {"sma-crossover", "breakout"}
+    assert reg.strategies["sma-crossover"].plugin == "roboframe.builtin.strategies"
+    assert set(reg.plugins) >= set(BUILTIN_PLUGINS)
+
+
+def test_duplicate_name_names_both_plugins():
+    def reg_sma(register):
+        register("sma-crossover", Dummy)
+
+    pm = build_plugin_manager(
+        entry_points=False, extra=[plugin("copycat", roboframe_register_strategies=reg_sma)]
+    )
+    with pytest.raises(PluginError) as err:
+        build_registry(pm)
+    assert str(err.value) == (
+        "strategy 'sma-crossover' is registered twice: by plugin "
+        "'roboframe.builtin.strategies' and by plugin 'copycat'"
+    )
+
+
+def test_registering_a_non_strategy_fails():
+    def bad(register):
+        register("nope", object)
+
+    pm = build_plugin_manager(
+        entry_points=False, extra=[plugin("sloppy", roboframe_register_strategies=bad)]
+    )
+    with pytest.raises(PluginError, match="plugin 'sloppy' registered strategy 'nope'"):
+        build_registry(pm)
+
+
+def test_hook_raising_is_reported_with_plugin_name():
+    def boom(register):
+        raise KeyError("x")
+
+    pm = build_plugin_manager(
+        entry_points=False, extra=[plugin("explosive", roboframe_register_feeds=boom)]
+    )
+    with pytest.raises(PluginError, match="plugin 'explosive' failed in roboframe_register_feeds"):
+        build_registry(pm)
+
+
+def test_unknown_hook_fails_loudly():
+    with pytest.raises(PluginError, match="plugin 'typo'"):
+        build_plugin_manager(
+            entry_points=False, extra=[plugin("typo", roboframe_register_strategys=lambda r: 0)]
+        )
+
+
+def test_resolve_strategy_by_import_path():
+    cls, origin = resolve_strategy("roboframe.builtin.strategies.sma:SmaCrossover")
+    assert cls.__name__ == "SmaCrossover" and origin.endswith(":SmaCrossover")
+    with pytest.raises(PluginError, match="cannot import module 'no_such_mod'"):
+        resolve_strategy("no_such_mod:X")
+    with pytest.raises(PluginError, match="has no 'Nope'"):
+        resolve_strategy("roboframe.builtin.strategies.sma:Nope")
+    with pytest.raises(PluginError, match="not a subclass of roboframe.Strategy"):
+        resolve_strategy("roboframe.core.kernel:Kernel")
