@@ -67,9 +67,17 @@ def produce(ctx: zmq.Context, address: str, msgs: list[bytes], tail: bytes | Non
     push.close(linger=-1)
 
 
+_runs = iter(range(1, 10**9))
+
+
 def timed(ctx, address, msgs, consume, tail=None) -> float:
     pull = ctx.socket(zmq.PULL)
-    pull.bind(address)
+    if address.startswith("tcp://"):
+        port = pull.bind_to_random_port(address.rsplit(":", 1)[0])
+        address = f"{address.rsplit(':', 1)[0]}:{port}"
+    else:
+        address = f"{address}-{next(_runs)}"  # a fresh endpoint per run
+        pull.bind(address)
     t = threading.Thread(target=produce, args=(ctx, address, msgs, tail))
     start = time.perf_counter()
     t.start()

@@ -76,7 +76,13 @@ def _check_instruments(data: dict) -> list[Problem]:
     risk = data.get("risk", {})
     for key in ("max_daily_loss", "price_band_pct"):
         if key in risk and not _positive_decimal(risk[key]):
-            out.append((("risk", key), f"must be > 0, got {risk[key]!r}", None))
+            out.append(
+                (
+                    ("risk", key),
+                    f"must be > 0, got {risk[key]!r}",
+                    "a positive number; leave the field out for no limit",
+                )
+            )
     return out
 
 

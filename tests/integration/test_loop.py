@@ -111,7 +111,7 @@ def test_loop_sequences_journals_and_sends(tmp_path, address):
 def test_batches_get_one_sequence_number_per_event(tmp_path):
     frames = ticks(25)
     batch = codec.encode_batch(frames)
-    loop, kernel, journal, gateway = serve(tmp_path, "inproc://robo-batch", [batch])
+    loop, _kernel, journal, gateway = serve(tmp_path, "inproc://robo-batch", [batch])
     assert loop.seq == 27
     assert loop.messages == 3
     assert len(gateway.sent) == 2
@@ -140,7 +140,7 @@ def test_malformed_messages_are_counted_and_dropped(tmp_path, caplog):
         if i < len(MALFORMED):
             frames.append(MALFORMED[i][0])
     frames.append(MALFORMED[0][0])  # a second one of a kind is counted, not logged again
-    loop, kernel, journal, gateway = serve(tmp_path, "inproc://robo-bad", frames)
+    loop, _kernel, journal, _gateway = serve(tmp_path, "inproc://robo-bad", frames)
     expected: dict[str, int] = {}
     for _, kind in [*MALFORMED, MALFORMED[0]]:
         expected[kind] = expected.get(kind, 0) + 1
@@ -168,7 +168,7 @@ def test_process_without_sockets_or_threads(tmp_path):
 
 
 def test_actions_are_flushed_to_the_file_before_the_gateway_sees_them(tmp_path):
-    loop, kernel, journal, gateway = make_loop(tmp_path, "flush")
+    loop, _kernel, journal, gateway = make_loop(tmp_path, "flush")
     seen_sizes = []
     gateway.submit = lambda actions: seen_sizes.append(journal.path.stat().st_size)
     loop.start()

@@ -87,5 +87,5 @@ def test_resolve_strategy_by_import_path():
         resolve_strategy("no_such_mod:X")
     with pytest.raises(PluginError, match="has no 'Nope'"):
         resolve_strategy("roboframe.builtin.strategies.sma:Nope")
-    with pytest.raises(PluginError, match="not a subclass of roboframe.Strategy"):
+    with pytest.raises(PluginError, match=r"not a subclass of roboframe\.Strategy"):
         resolve_strategy("roboframe.core.kernel:Kernel")

@@ -1,0 +1,106 @@
+"""The ZeroMQ feed and the threaded paper gateway over real sockets."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+import zmq
+
+from roboframe.builtin.feeds.zmqsub import ZmqFeed
+from roboframe.builtin.paper import PaperGateway
+from roboframe.core import codec
+from roboframe.core.events import Bar, Batch, Fill, NewOrder, OrderUpdate, Tick
+from roboframe.core.gateway import Runtime
+from roboframe.core.instruments import Instrument
+from roboframe.core.streams import trade_stream
+
+SI, RTS = "Si-12.26", "RTS-12.26"
+INSTRUMENTS = {SI: Instrument(SI, Decimal(1)), RTS: Instrument(RTS, Decimal(10))}
+TIMEOUT_MS = 5000
+
+
+def recv_decoded(sock):
+    assert sock.poll(TIMEOUT_MS), "nothing arrived in time"
+    return codec.decode(sock.recv())
+
+
+@pytest.mark.parametrize("batch", [1, 64])
+def test_zmq_feed_subscribes_per_symbol_and_forwards_bytes(batch):
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    feed = ZmqFeed({"address": f"tcp://127.0.0.1:{port}", "batch": batch}, {SI: INSTRUMENTS[SI]})
+    feed.context = ctx
+    stop = threading.Event()
+    got: list[bytes] = []
+
+    def consume():
+        for raw in feed.messages(stop):
+            got.append(raw)
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    try:
+        want = [Tick(SI, i, 92000 + i, 1) for i in range(50)]
+        deadline = 0
+        while not got and deadline < 100:  # until the subscription is live
+            pub.send_multipart([SI.encode(), codec.encode(Tick(SI, -1, 1, 0))])
+            threading.Event().wait(0.02)
+            deadline += 1
+        for tick in want:
+            pub.send_multipart([SI.encode(), codec.encode(tick)])
+            pub.send_multipart([RTS.encode(), codec.encode(Tick(RTS, 0, 1, 1))])  # not ours
+            pub.send_multipart([b"Si-12.26X", codec.encode(Tick(SI, 0, 1, 1))])  # prefix only
+        end = threading.Event()
+        for _ in range(250):
+            events = []
+            for raw in list(got):
+                msg = codec.decode(raw)
+                events.extend(msg.events if isinstance(msg, Batch) else [msg])
+            real = [e for e in events if e.ts >= 0]
+            if len(real) >= len(want):
+                break
+            end.wait(0.02)
+        assert real == want
+    finally:
+        stop.set()
+        thread.join(5)
+        pub.close(0)
+        ctx.term()
+
+
+def test_zmq_feed_is_live_only():
+    from roboframe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="live only"):
+        ZmqFeed({}, INSTRUMENTS).events()
+
+
+def test_paper_gateway_fills_through_the_trade_stream():
+    ctx = zmq.Context()
+    runtime = Runtime("paper-test", "r1", ctx, "inproc://paper-loop", "inproc://paper-md")
+    loop = ctx.socket(zmq.PULL)
+    loop.bind(runtime.loop_address)
+    md = ctx.socket(zmq.PUB)
+    md.bind(runtime.market_data_address)
+    gateway = PaperGateway({"commission": "1"}, INSTRUMENTS, robot="paper-test")
+    gateway.open(runtime)
+    thread = threading.Thread(target=trade_stream, args=(gateway, runtime))
+    thread.start()
+    try:
+        threading.Event().wait(0.2)  # let the SUB connect
+        md.send(codec.encode(Bar(SI, 1, 100, 100, 100, 100)))
+        gateway.submit([NewOrder("o1", SI, "buy", 2)])
+        assert recv_decoded(loop) == OrderUpdate("o1", 1, "accepted")
+        md.send(codec.encode_batch([codec.encode(Bar(SI, 2, 103, 104, 102, 103))]))
+        assert recv_decoded(loop) == Fill("o1", 2, SI, "buy", 2, 103, "P1", "2")
+    finally:
+        runtime.stop.set()
+        thread.join(5)
+        gateway.close()
+        loop.close(0)
+        md.close(0)
+        ctx.term()
+    assert not thread.is_alive()
