@@ -111,6 +111,161 @@ def run(
 
 
 @main.command()
+@click.argument("robot_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    metavar="[SYMBOL=]FILE",
+    help="History (CSV); repeat for several files. Default: the robot's own feed.",
+)
+@click.option("--from", "start", metavar="DATE", help="First time to use (ISO-8601, UTC).")
+@click.option("--to", "end", metavar="DATE", help="Last time to use (a date includes its day).")
+@click.option("--cash", type=str, help="Initial cash (default: backtest.cash or 1000000).")
+@click.option(
+    "--fill-at",
+    type=click.Choice(["next", "close"]),
+    help="Market orders fill at the next price or at this bar's close.",
+)
+@click.option(
+    "--journal-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the journal goes (default: the robot file's journal.dir).",
+)
+@click.option("--no-journal", is_flag=True, help="Do not write a journal.")
+@click.option("--trades", "show_trades", is_flag=True, help="Also list every trade.")
+@click.option("--json", "as_json", is_flag=True, help="Print statistics as one JSON object.")
+@click.pass_context
+def backtest(
+    ctx: click.Context,
+    robot_file: Path,
+    data: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    cash: str | None,
+    fill_at: str | None,
+    journal_dir: Path | None,
+    no_journal: bool,
+    show_trades: bool,
+    as_json: bool,
+) -> None:
+    """Backtest a robot: its own kernel over history, through the paper exchange."""
+    from decimal import Decimal, InvalidOperation
+
+    from roboframe.backtest import run_backtest
+    from roboframe.config import load_robot
+    from roboframe.console import format_stats, format_trades
+
+    quiet = ctx.obj["quiet"] > 0
+
+    def progress(events: int) -> None:
+        if not quiet:
+            click.echo(f"... {events:,} market events", err=True)
+
+    try:
+        amount = Decimal(cash) if cash is not None else None
+    except InvalidOperation:
+        raise ConfigExit(f"--cash: {cash!r} is not a number") from None
+    try:
+        spec = load_robot(robot_file)
+        result = run_backtest(
+            spec,
+            data=list(data),
+            start=start,
+            end=end,
+            cash=amount,
+            fill_at=fill_at,
+            journal_dir=journal_dir,
+            journal=not no_journal,
+            progress=progress,
+        )
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+    except ValueError as exc:  # --from/--to that are not times
+        raise ConfigExit(f"bad --from/--to: {exc}") from None
+    stats = dict(result.stats)
+    if as_json:
+        out = {
+            **stats,
+            "robot": spec.name,
+            "journal": result.journal,
+            "elapsed_s": round(result.elapsed_s, 3),
+        }
+        if show_trades:
+            out["trade_list"] = result.trades
+        click.echo(json.dumps(out, indent=2, sort_keys=True))
+        return
+    rate = stats["events"] / result.elapsed_s if result.elapsed_s else 0
+    click.echo(format_stats(stats, title=f"{spec.name}: backtest ({rate:,.0f} events/s)"))
+    if show_trades:
+        click.echo(format_trades(result.trades))
+    if result.journal:
+        click.echo(f"journal    {result.journal}")
+
+
+@main.command()
+@click.argument("journal_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--verify", is_flag=True, help="Check every action against the journal.")
+@click.option("--until", type=int, metavar="SEQ", help="Print the robot's state after SEQ.")
+@click.option("--force", is_flag=True, help="Verify even if the strategy has changed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def replay(journal_file: Path, verify: bool, until: int | None, force: bool, as_json: bool) -> None:
+    """Replay a journal through a fresh kernel: verify it, or show state at any point."""
+    from roboframe import replay as rp
+    from roboframe.console import format_state
+
+    try:
+        if until is not None:
+            kernel, last = rp.state_at(journal_file, until)
+            state = {**kernel.snapshot(), "seq": last}
+            click.echo(json.dumps(state, indent=2, default=str) if as_json else format_state(state))
+            return
+        header = rp.JournalReader(journal_file).header
+        changes = rp.strategy_changes(header)
+        for change in changes:
+            click.echo(f"warning: {change}", err=True)
+        if changes and verify and not force:
+            click.echo(
+                "the strategy changed since this journal was written; "
+                "pass --force to verify anyway",
+                err=True,
+            )
+            raise SystemExit(EXIT_FAILED)
+        result = rp.verify(journal_file)
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+    if result.torn_tail is not None:
+        tail = result.torn_tail
+        click.echo(
+            f"note: torn last frame ignored ({tail.size} bytes at byte {tail.offset}: {tail.why})",
+            err=True,
+        )
+    if not result.ok:
+        click.echo(f"{journal_file}: divergence at {result.divergence}", err=True)
+        raise SystemExit(EXIT_FAILED)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": True,
+                    "events": result.events,
+                    "actions_compared": result.compared,
+                    "state": result.kernel.snapshot(),
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return
+    what = "verified" if verify else "replayed"
+    click.echo(
+        f"{journal_file}: ok, {result.events:,} events {what}, "
+        f"{result.compared:,} action records match "
+        f"(robot {header['robot']}, run {header['run_id']})"
+    )
+
+
+@main.command()
 @click.argument(
     "robot_files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
 )

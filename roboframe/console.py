@@ -99,3 +99,80 @@ def format_plugins(plugins: list[dict]) -> str:
             if info[kind]:
                 lines.append(f"    {kind.replace('_', ' ')}: {', '.join(info[kind])}")
     return "\n".join(lines)
+
+
+STAT_ROWS = (
+    ("start", "Start"),
+    ("end", "End"),
+    ("events", "Market events"),
+    ("initial_cash", "Initial cash"),
+    ("equity_final", "Equity final"),
+    ("equity_peak", "Equity peak"),
+    ("net_pnl", "Net PnL"),
+    ("return_pct", "Return [%]"),
+    ("max_drawdown_pct", "Max. drawdown [%]"),
+    ("exposure_pct", "Exposure [%]"),
+    ("trades", "Trades"),
+    ("open_trades_at_end", "  open at end (closed at last price)"),
+    ("win_rate_pct", "Win rate [%]"),
+    ("profit_factor", "Profit factor"),
+    ("best_trade", "Best trade"),
+    ("worst_trade", "Worst trade"),
+    ("avg_trade", "Avg. trade"),
+    ("fees", "Fees"),
+)
+
+
+def _stat(key: str, value: object) -> str:
+    if value is None:
+        return "-"
+    if key in ("start", "end") and isinstance(value, int):
+        import datetime as dt
+
+        return dt.datetime.fromtimestamp(value / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def format_stats(stats: dict, *, title: str = "") -> str:
+    lines = [title] if title else []
+    for key, label in STAT_ROWS:
+        lines.append(f"{label:<38}{_stat(key, stats.get(key)):>18}")
+    return "\n".join(lines)
+
+
+def format_state(state: dict) -> str:
+    lines = [
+        f"robot {state['robot']}  run {state['run_id']}  after seq {state['seq']}",
+        f"state {state['state']}  time {_stat('start', state['time'])}  net PnL {state['net_pnl']}",
+        "positions:",
+    ]
+    for symbol, pos in sorted(state["positions"].items()):
+        lines.append(
+            f"  {symbol:<12}{pos['position']:>+6d}  avg {pos['avg_price'] or '-'}"
+            f"  last {pos['last_price'] or '-'}  net {pos['net_pnl']}"
+        )
+    lines.append(f"open orders: {len(state['open_orders'])}")
+    for order in state["open_orders"]:
+        lines.append(
+            f"  {order['client_id']} {order['side']} {order['qty']} {order['symbol']}"
+            f" {order['type']} {order['status']} filled {order['filled']}"
+        )
+    lines.append("strategy:")
+    for key, value in sorted(state["strategy"].items()):
+        lines.append(f"  {key} = {value!r}")
+    return "\n".join(lines)
+
+
+def format_trades(trades: list[dict]) -> str:
+    lines = [f"{'symbol':<12}{'side':<6}{'qty':>4}{'entry':>12}{'exit':>12}{'PnL':>13}"]
+    for t in trades:
+        flag = "  (open at end)" if t["open_at_end"] else ""
+        lines.append(
+            f"{t['symbol']:<12}{t['side']:<6}{t['qty']:>4}{t['entry_price']:>12}"
+            f"{t['exit_price']:>12}{t['pnl']:>13,.2f}{flag}"
+        )
+    return "\n".join(lines)

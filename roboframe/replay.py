@@ -109,6 +109,41 @@ def verify(path: str | Path, *, registry=None, keep_outputs: bool = False) -> Re
     return result
 
 
+def state_at(path: str | Path, until: int, *, registry=None) -> tuple[Kernel, int]:
+    """The kernel after every event up to sequence number ``until``; and the last seq seen."""
+    reader = JournalReader(path)
+    kernel = kernel_from_header(reader.header, registry)
+    last = 0
+    for seq, event, _record in iter_events(reader):
+        if event is None:
+            continue
+        if seq > until:
+            break
+        kernel.handle(event)
+        kernel.take_rejected()
+        last = seq
+    return kernel, last
+
+
+def strategy_changes(header: dict, registry=None) -> list[str]:
+    """How the strategy or config now differs from what wrote the journal."""
+    from roboframe.config import spec_from_dict
+    from roboframe.core.robot import make_strategy, source_hash
+
+    spec = spec_from_dict(header["config"], source=header.get("source"), registry=registry)
+    _, cls, _ = make_strategy(spec, registry)
+    then = header.get("strategy", {})
+    changes = []
+    if str(cls.version) != then.get("version"):
+        changes.append(f"strategy version {then.get('version')} -> {cls.version}")
+    now_hash = source_hash(cls)
+    if then.get("source_sha256") and now_hash and now_hash != then["source_sha256"]:
+        changes.append(f"strategy source {cls.__module__} changed since the journal was written")
+    if spec.config_hash != header.get("config_hash"):
+        changes.append("config hash differs (the robot definition or its defaults changed)")
+    return changes
+
+
 def _unmatched(pending: dict, result: ReplayResult) -> bool:
     """Outputs the replay produced that the journal never recorded."""
     if not pending:

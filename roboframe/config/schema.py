@@ -171,6 +171,31 @@ CONTROL = {
     },
 }
 
+BACKTEST = {
+    "type": "object",
+    "description": "defaults for 'roboframe backtest' (flags override them)",
+    "additionalProperties": False,
+    "properties": {
+        "cash": _d(DECIMAL, "initial cash for equity and return figures", default=1000000),
+        "fill_at": {
+            "enum": ["next", "close"],
+            "default": "next",
+            "description": "market orders fill at the next price (next bar's open, "
+            "next tick) or at the current bar's close",
+        },
+        "kind": {
+            "enum": ["bar", "tick"],
+            "default": "bar",
+            "description": "what --data files hold",
+        },
+        "tz": {
+            "type": "string",
+            "default": "UTC",
+            "description": "zone of --data times without an offset: UTC, MSK, +03:00",
+        },
+    },
+}
+
 CORE_SECTIONS = (
     "name",
     "description",
@@ -215,6 +240,7 @@ def core_schema() -> dict:
             "journal": JOURNAL,
             "loop": LOOP,
             "control": CONTROL,
+            "backtest": BACKTEST,
         },
     }
 

@@ -92,6 +92,8 @@ class Book:
     def __init__(self, instruments: dict[str, Instrument]) -> None:
         self.instruments = instruments
         self.positions: dict[str, Position] = {s: Position(i) for s, i in instruments.items()}
+        self.open_count = 0  # symbols with a position
+        self.fees_float = 0.0  # all fees, for equity curves
 
     def apply_fill(self, fill: Fill) -> Position:
         pos = self.positions[fill.symbol]
@@ -101,7 +103,9 @@ class Book:
         pos.fills += 1
         pos.volume += fill.qty
         if fill.fee and fill.fee != "0":
-            pos.fees += Decimal(fill.fee)
+            fee = Decimal(fill.fee)
+            pos.fees += fee
+            self.fees_float += float(fee)
         old = pos.qty
         new = old + qty
         if old == 0 or (old > 0) == (qty > 0):  # opening or adding
@@ -111,6 +115,8 @@ class Book:
         else:  # reversing through zero
             pos.open_cost = Fraction(new * price)
         pos.qty = new
+        if (old == 0) != (new == 0):
+            self.open_count += 1 if new else -1
         if pos.last == 0:
             pos.last = price
         return pos

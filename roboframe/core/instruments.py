@@ -26,6 +26,7 @@ class Instrument:
     currency: str = "RUB"
     tick_value: Decimal = field(init=False)
     tick_value_float: float = field(init=False)
+    _tick_int: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.tick_size <= 0:
@@ -35,6 +36,8 @@ class Instrument:
         tv = self.tick_size * self.point_value * self.lot
         object.__setattr__(self, "tick_value", tv)
         object.__setattr__(self, "tick_value_float", float(tv))
+        whole = int(self.tick_size) if self.tick_size == int(self.tick_size) else 0
+        object.__setattr__(self, "_tick_int", whole)
 
     def to_ticks(self, price: str | int | float | Decimal, *, strict: bool = False) -> int:
         """Price in ticks, rounded half-even to the nearest tick.
@@ -42,6 +45,11 @@ class Instrument:
         With ``strict`` a price off the tick grid raises ``ValueError``.
         Floats are converted through their shortest repr (``0.1`` is 0.1).
         """
+        step = self._tick_int
+        if step and type(price) is str and price.isdigit():  # the common case, fast
+            ticks, rest = divmod(int(price), step)
+            if not rest:
+                return ticks
         try:
             value = Decimal(repr(price)) if isinstance(price, float) else Decimal(price)
         except (InvalidOperation, ValueError, TypeError):

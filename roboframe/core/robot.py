@@ -10,6 +10,8 @@ down in order and returns a summary.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import inspect
 import logging
 import threading
 import time
@@ -49,6 +51,15 @@ def make_strategy(spec: Any, registry: Registry | None = None):
     return cls(dict(spec.strategy.params)), cls, origin
 
 
+def source_hash(cls: type) -> str | None:
+    """SHA-256 (first 16 hex digits) of the module that defines ``cls``."""
+    try:
+        text = inspect.getsource(inspect.getmodule(cls))
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def journal_header(spec: Any, run_id: str, strategy_cls: type, mode: str) -> dict:
     """Everything needed to rebuild the robot from its journal alone."""
     from roboframe import __version__
@@ -65,6 +76,7 @@ def journal_header(spec: Any, run_id: str, strategy_cls: type, mode: str) -> dic
             "class": f"{strategy_cls.__module__}:{strategy_cls.__qualname__}",
             "version": str(strategy_cls.version),
             "interface": strategy_cls.interface_version,
+            "source_sha256": source_hash(strategy_cls),
         },
         "codec": {"name": codec.CODEC, "version": codec.CODEC_VERSION},
         "roboframe": __version__,

@@ -71,9 +71,9 @@ class RiskEngine:
 
     def set_state(self, state: str, reason: str = "") -> None:
         if state != self.state:
-            log.warning(
-                "trading state %s -> %s%s", self.state, state, f" ({reason})" if reason else ""
-            )
+            why = f" ({reason})" if reason else ""
+            level = logging.WARNING if state in (HALTED, REDUCING) else logging.INFO
+            log.log(level, "trading state %s -> %s%s", self.state, state, why)
         self.state = state
         if state == HALTED:
             self.halt_reason = reason

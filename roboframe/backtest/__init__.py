@@ -1,0 +1,67 @@
+"""Backtests: the robot's own kernel over history, in step with the paper exchange."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from roboframe.backtest.data import data_id, file_events, window
+from roboframe.backtest.engine import Backtest, BacktestResult
+from roboframe.errors import ConfigError
+
+__all__ = ["Backtest", "BacktestResult", "run_backtest"]
+
+
+def run_backtest(
+    spec: Any,
+    *,
+    data: list[str] | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    cash: Decimal | None = None,
+    fill_at: str | None = None,
+    journal_dir: Path | None = None,
+    journal: bool = True,
+    registry: Any = None,
+    progress=None,
+) -> BacktestResult:
+    """Backtest ``spec`` on ``data`` files (or on its own feed when none are given)."""
+    settings = spec.raw.get("backtest", {})
+    cash = Decimal(str(cash if cash is not None else settings.get("cash", 1_000_000)))
+    fill_at = fill_at or settings.get("fill_at", "next")
+    instruments = dict(spec.symbols)
+    if data:
+        events = file_events(
+            data, instruments, kind=settings.get("kind", "bar"), tz=settings.get("tz", "UTC")
+        )
+        ident = data_id(data)
+    else:
+        events, ident = _own_feed(spec, registry, instruments)
+    if start or end:
+        events = window(events, start, end)
+        ident += f"|{start or ''}..{end or ''}"
+    bt = Backtest(
+        spec,
+        events,
+        cash=cash,
+        fill_at=fill_at,
+        data_id=ident,
+        journal_dir=journal_dir,
+        journal=journal,
+        registry=registry,
+        progress=progress,
+    )
+    return bt.run()
+
+
+def _own_feed(spec: Any, registry: Any, instruments: dict):
+    from roboframe.plugins import get_registry
+
+    registry = registry or get_registry()
+    cls = registry.lookup("feeds", spec.feed.plugin).obj
+    if cls.live_only:
+        raise ConfigError(f"feed {spec.feed.plugin!r} is live only; give history with --data FILE")
+    base_dir = Path(spec.source).parent if spec.source else Path.cwd()
+    feed = cls(dict(spec.feed.params), instruments, base_dir=base_dir)
+    return feed.events(), f"feed:{spec.feed.plugin}"
