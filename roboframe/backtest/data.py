@@ -41,11 +41,16 @@ def file_events(
             if symbol not in instruments:
                 raise ConfigError(f"--data {arg}: {symbol!r} is not one of the robot's symbols")
             params["symbol"] = symbol
-        feed = CsvFeed(params, instruments)
-        streams.append(((e.ts, index, n, e) for n, e in enumerate(feed.events())))
+        streams.append(_keyed(CsvFeed(params, instruments), index))
     if len(streams) == 1:
         return (item[3] for item in streams[0])
     return (item[3] for item in heapq.merge(*streams))
+
+
+def _keyed(feed: CsvFeed, index: int) -> Iterator[tuple]:
+    """``(ts, file index, row number, event)``: a total order, events never compared."""
+    for n, event in enumerate(feed.events()):
+        yield event.ts, index, n, event
 
 
 def window(events, start: str | None, end: str | None) -> Iterator[Tick | Bar]:

@@ -31,7 +31,7 @@ from typing import Any
 from roboframe.backtest.stats import EquityTracker, round_trips, summarize
 from roboframe.builtin.paper import PaperExchange
 from roboframe.core import codec
-from roboframe.core.events import Bar, Control, Fill, Tick
+from roboframe.core.events import Bar, Batch, Control, Fill, Tick
 from roboframe.core.kernel import Kernel
 from roboframe.core.robot import JOURNAL_SUFFIX, journal_header, make_strategy
 from roboframe.journal import JournalWriter
@@ -104,7 +104,7 @@ class Backtest:
             self.writer = JournalWriter(self.journal_path, header, fsync=spec.journal.fsync)
         self.progress = progress
         self.fills: list[Fill] = []
-        self._pending: list[bytes] = []
+        self._pending: list[Any] = []  # events not yet in the journal
         self._pending_seq = 1
         self.seq = 0
 
@@ -113,9 +113,9 @@ class Backtest:
     def _flush_pending(self, recv_ns: int) -> None:
         pending = self._pending
         if pending:
-            raw = pending[0] if len(pending) == 1 else codec.encode_batch(pending)
+            raw = codec.encode(pending[0] if len(pending) == 1 else Batch(pending))
             self.writer.append_message(self._pending_seq, recv_ns, raw)
-            self._pending = []
+            pending.clear()  # cleared in place: run() holds a reference to it
         self._pending_seq = self.seq + 1
 
     def _feed(self, event: Any, depth: int = 0) -> None:
@@ -123,7 +123,7 @@ class Backtest:
         kernel = self.kernel
         self.seq += 1
         if self.writer is not None:
-            self._pending.append(codec.encode(event))
+            self._pending.append(event)
             if len(self._pending) >= _BATCH:
                 self._flush_pending(event.ts)
         actions = kernel.handlers[type(event)](event)
@@ -150,13 +150,20 @@ class Backtest:
         exchange = self.exchange
         book = kernel.book
         positions = book.positions
-        tracker = EquityTracker(float(self.cash))
-        contrib = dict.fromkeys(positions, 0.0)
-        tick_value = {s: p.inst.tick_value_float for s, p in positions.items()}
-        base = float(self.cash)
+        handlers = kernel.handlers
         feed = self._feed
+        act = self._act
+        writer = self.writer
+        pending = self._pending
+        flush_pending = self._flush_pending
+        last_seen = exchange.last
+        tick_value = {s: p.inst.tick_value_float for s, p in positions.items()}
+        contrib = dict.fromkeys(positions, 0.0)
+        cash = float(self.cash)
+        base = peak = cash
+        max_dd = 0.0
+        marks = exposed = 0
         first_ts = last_ts = 0
-        last_price: dict[str, tuple[int, int]] = {}
         progress, next_report = self.progress, 100_000
         for event in self.events:
             ts = event.ts
@@ -164,35 +171,67 @@ class Backtest:
                 first_ts = ts
                 feed(Control("start", ts))
             last_ts = ts
+            symbol = event.symbol
             if exchange.open_orders:
                 for answer in exchange.on_market(event):
                     feed(answer)
             else:
-                exchange.last[event.symbol] = event
-                exchange.ts = ts
-            feed(event)
-            symbol = event.symbol
+                last_seen[symbol] = event
+            # the market event itself: _feed inlined, this is the hot path
+            self.seq += 1
+            if writer is not None:
+                pending.append(event)  # encoded a batch at a time, in C
+                if len(pending) >= _BATCH:
+                    flush_pending(ts)
+            actions = handlers[type(event)](event)
+            if actions or kernel.rejected:
+                act(actions, ts, 0)
             pos = positions.get(symbol)
             if pos is None:
                 continue
-            contrib_now = (pos.cash + pos.qty * pos.last) * tick_value[symbol]
-            base += contrib_now - contrib[symbol]
-            contrib[symbol] = contrib_now
-            tracker.mark(base - book.fees_float, book.open_count > 0)
-            if progress is not None and tracker.events >= next_report:
-                progress(tracker.events)
+            now = (pos.cash + pos.qty * pos.last) * tick_value[symbol]
+            base += now - contrib[symbol]
+            contrib[symbol] = now
+            equity = base - book.fees_float
+            marks += 1
+            if book.open_count:
+                exposed += 1
+            if equity > peak:
+                peak = equity
+            elif peak > 0.0 and equity / peak - 1.0 < max_dd:
+                max_dd = equity / peak - 1.0
+            if progress is not None and marks >= next_report:
+                progress(marks)
                 next_report += 100_000
         if first_ts:
             feed(Control("stop", last_ts, {"reason": "data ended"}))
-        for symbol, pos in positions.items():
-            if pos.last:
-                last_price[symbol] = (last_ts, pos.last)
+        return self._finish(started, first_ts, last_ts, marks, exposed, peak, max_dd)
+
+    def _finish(
+        self,
+        started: float,
+        first_ts: int,
+        last_ts: int,
+        marks: int,
+        exposed: int,
+        peak: float,
+        max_dd: float,
+    ) -> BacktestResult:
+        kernel = self.kernel
+        positions = kernel.book.positions
         if self.writer is not None:
             self._flush_pending(last_ts)
             self.writer.close()
+        last_price = {s: (last_ts, p.last) for s, p in positions.items() if p.last}
+        tracker = EquityTracker(float(self.cash))
+        tracker.events, tracker.exposed, tracker.peak, tracker.max_dd = (
+            marks,
+            exposed,
+            peak,
+            max_dd,
+        )
+        tracker.equity = float(self.cash + kernel.book.net_money())
         fees = float(sum((p.fees for p in positions.values()), Decimal(0)))
-        final = float(self.cash + kernel.book.net_money())
-        tracker.equity = final
         trades = round_trips(self.fills, kernel.instruments, last_price)
         stats = summarize(trades, tracker, fees=fees, start=first_ts, end=last_ts)
         return BacktestResult(

@@ -41,7 +41,7 @@ class Position:
         self.symbol = inst.symbol
         self.qty = 0  # signed lots
         self.cash = 0  # ticks x lots
-        self.open_cost: Fraction = Fraction(0)  # ticks x lots of the open position
+        self.open_cost: int | Fraction = 0  # ticks x lots of the open position (exact)
         self.last = 0  # last price seen, ticks (0 = none yet)
         self.fees = Decimal(0)
         self.fills = 0
@@ -50,15 +50,15 @@ class Position:
     @property
     def avg_price(self) -> Fraction | None:
         """Average entry price of the open position, in ticks."""
-        return self.open_cost / self.qty if self.qty else None
+        return Fraction(self.open_cost) / self.qty if self.qty else None
 
     def total_ticks(self) -> int:
         return self.cash + self.qty * self.last
 
-    def unrealized_ticks(self) -> Fraction:
-        return self.qty * self.last - self.open_cost if self.qty else Fraction(0)
+    def unrealized_ticks(self) -> int | Fraction:
+        return self.qty * self.last - self.open_cost if self.qty else 0
 
-    def realized_ticks(self) -> Fraction:
+    def realized_ticks(self) -> int | Fraction:
         return self.total_ticks() - self.unrealized_ticks()
 
     def snapshot(self) -> dict:
@@ -110,10 +110,14 @@ class Book:
         new = old + qty
         if old == 0 or (old > 0) == (qty > 0):  # opening or adding
             pos.open_cost += qty * price
-        elif (old > 0) == (new > 0) or new == 0:  # reducing or closing
-            pos.open_cost = pos.open_cost * Fraction(new, old) if new else Fraction(0)
+        elif new == 0:  # closing
+            pos.open_cost = 0
+        elif (old > 0) == (new > 0):  # reducing: the average price stays
+            kept = pos.open_cost * new
+            whole = type(kept) is int and kept % old == 0
+            pos.open_cost = kept // old if whole else Fraction(kept, old)
         else:  # reversing through zero
-            pos.open_cost = Fraction(new * price)
+            pos.open_cost = new * price
         pos.qty = new
         if (old == 0) != (new == 0):
             self.open_count += 1 if new else -1

@@ -77,6 +77,8 @@ class Kernel:
         self._order_seq = 0
         self._id_prefix = f"{self.robot}-{run_id}-"
         self._positions = self.book.positions
+        self._user_on_bar = strategy.on_bar
+        self._user_on_tick = strategy.on_tick
         self._watch_loss = spec.risk.max_daily_loss is not None
         self._day_end = 0
         self.handlers = {
@@ -119,7 +121,10 @@ class Kernel:
         pos.last = bar.close
         if self._watch_loss:
             self._check_loss(ts, pos.qty)
-        out = self.strategy.handle_bar(bar, self.ctx)
+        try:  # Strategy.handle_bar inlined: one call less on the hottest path
+            out = self._user_on_bar(bar, self.ctx)
+        except Exception as exc:
+            raise self.strategy._fail("on_bar", bar, exc) from exc
         return self._process(out, 0) if out else _NONE
 
     def _on_tick(self, tick: Tick) -> list[Action]:
@@ -134,7 +139,10 @@ class Kernel:
             pos.last = tick.price
         if self._watch_loss:
             self._check_loss(ts, pos.qty)
-        out = self.strategy.handle_tick(tick, self.ctx)
+        try:  # Strategy.handle_tick inlined, as for bars
+            out = self._user_on_tick(tick, self.ctx)
+        except Exception as exc:
+            raise self.strategy._fail("on_tick", tick, exc) from exc
         return self._process(out, 0) if out else _NONE
 
     def _check_loss(self, ts: int, exposed: int) -> None:

@@ -17,13 +17,16 @@ def interval_ns(text: str | int) -> int:
     raise ValueError(f"not an interval: {text!r} (write 500ms, 5s, 1m, 1h or 1d)")
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
 def iso_to_ns(text: str, tz: dt.tzinfo = dt.UTC) -> int:
     """An ISO-8601 time (``Z`` allowed; naive times are in ``tz``) as ns since the epoch."""
-    value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    value = dt.datetime.fromisoformat(text.strip())
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
-    delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    return (value - _EPOCH) // _MICROSECOND * 1000
 
 
 def parse_tz(text: str | None) -> dt.tzinfo:

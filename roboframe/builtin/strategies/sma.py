@@ -57,34 +57,46 @@ class SmaCrossover(Strategy):
         self.slow = int(params.get("slow", 30))
         self.qty = int(params.get("qty", 1))
         self.long_only = bool(params.get("long_only", False))
-        self._windows: dict[str, deque] = {}
-        self._sums: dict[str, list[int]] = {}
         self.signal: dict[str, int] = {}
+        self._state: dict[str, _Averages] = {}
 
     def on_bar(self, bar, ctx):
-        symbol = bar.symbol
-        window = self._windows.get(symbol)
-        if window is None:
-            window = self._windows[symbol] = deque()
-            self._sums[symbol] = [0, 0]
-        sums = self._sums[symbol]
+        state = self._state.get(bar.symbol)
+        if state is None:
+            state = self._state[bar.symbol] = _Averages()
         close = bar.close
+        window = state.window
         window.append(close)
-        sums[0] += close
-        sums[1] += close
+        fast_sum = state.fast_sum + close
+        slow_sum = state.slow_sum + close
         n = len(window)
         fast, slow = self.fast, self.slow
         if n > fast:
-            sums[0] -= window[n - 1 - fast]
+            fast_sum -= window[n - 1 - fast]
         if n > slow:
-            sums[1] -= window.popleft()
+            slow_sum -= window.popleft()
             n -= 1
+        state.fast_sum = fast_sum
+        state.slow_sum = slow_sum
         if n < slow:
             return None
-        diff = sums[0] * slow - sums[1] * fast
+        diff = fast_sum * slow - slow_sum * fast
         signal = 1 if diff > 0 else (-1 if diff < 0 else 0)
-        if signal == 0 or signal == self.signal.get(symbol):
+        if signal == 0 or signal == state.signal:
             return None
-        self.signal[symbol] = signal
+        state.signal = signal
+        self.signal[bar.symbol] = signal
         target = self.qty if signal > 0 else (0 if self.long_only else -self.qty)
-        return ctx.order_target(symbol, target)
+        return ctx.order_target(bar.symbol, target)
+
+
+class _Averages:
+    """Running sums of one symbol's last ``fast`` and ``slow`` closes."""
+
+    __slots__ = ("fast_sum", "signal", "slow_sum", "window")
+
+    def __init__(self) -> None:
+        self.window: deque[int] = deque()
+        self.fast_sum = 0
+        self.slow_sum = 0
+        self.signal = 0

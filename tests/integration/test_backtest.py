@@ -1,0 +1,280 @@
+"""Backtest and replay from the command line: same kernel, verified, deterministic."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+from roboframe.config import load_robot
+from roboframe.core import codec
+from roboframe.core.events import NewOrder
+from roboframe.core.robot import LiveRobot, RunOptions
+from roboframe.journal import ACTIONS, JournalReader
+
+from .conftest import ROOT, roboframe_cmd
+
+ROBOT = """\
+name: csv-robot
+symbols:
+  Si-12.26: {{tick_size: 1}}
+feed:
+  plugin: csv
+  params: {{path: bars.csv, symbol: Si-12.26, rate: {rate}}}
+strategy:
+  plugin: sma-crossover
+  params: {{fast: 3, slow: 7}}
+gateway:
+  plugin: paper
+journal:
+  dir: {journal}
+"""
+
+
+def write_bars(path, n=240):
+    """A wave, so the averages cross many times; integer prices."""
+    lines = ["Date,Open,High,Low,Close,Volume"]
+    prev = 92000
+    for i in range(n):
+        close = 92000 + round(400 * math.sin(i / 9.0)) + (i % 5)
+        opening = prev + (i % 3) - 1  # small gaps: next open differs from this close
+        lines.append(
+            f"2026-12-01T{7 + i // 60:02d}:{i % 60:02d}:00Z,{opening},"
+            f"{max(opening, close) + 3},{min(opening, close) - 3},{close},0"
+        )
+        prev = close
+    path.write_text("\n".join(lines) + "\n")
+
+
+def robot(tmp_path, rate=0):
+    write_bars(tmp_path / "bars.csv")
+    path = tmp_path / "robot.yaml"
+    path.write_text(ROBOT.format(rate=rate, journal=tmp_path / "runs"))
+    return path
+
+
+def new_orders(journal_path):
+    out = []
+    for record in JournalReader(journal_path).records():
+        if record.kind == ACTIONS:
+            actions, _rejected = codec.decode_outputs(record.payload)
+            out += [(a.symbol, a.side, a.qty, a.type) for a in actions if type(a) is NewOrder]
+    return out
+
+
+def backtest_json(*args, env=None):
+    proc = roboframe_cmd("-q", "backtest", *args, "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_backtest_and_live_run_give_the_same_orders(tmp_path):
+    path = robot(tmp_path, rate=200)
+    live = LiveRobot(load_robot(path), RunOptions()).run()
+    bt = backtest_json(str(path), "--data", str(tmp_path / "bars.csv"))
+    live_orders = new_orders(live["journal"])
+    assert len(live_orders) >= 5
+    assert live_orders == new_orders(bt["journal"])
+
+
+def test_backtest_json_has_stable_keys_and_a_verifiable_journal(tmp_path):
+    stats = backtest_json(str(robot(tmp_path)))
+    for key in (
+        "trades",
+        "equity_final",
+        "return_pct",
+        "max_drawdown_pct",
+        "win_rate_pct",
+        "profit_factor",
+        "exposure_pct",
+        "net_pnl",
+        "open_trades_at_end",
+    ):
+        assert key in stats
+    assert stats["events"] == 240 and stats["trades"] > 5
+    proc = roboframe_cmd("replay", stats["journal"], "--verify")
+    assert proc.returncode == 0, proc.stderr
+    assert "events verified" in proc.stdout and "action records match" in proc.stdout
+
+
+def test_backtest_table_output(tmp_path):
+    proc = roboframe_cmd("backtest", str(robot(tmp_path)), "--trades")
+    assert proc.returncode == 0, proc.stderr
+    for label in (
+        "Return [%]",
+        "Max. drawdown [%]",
+        "Win rate [%]",
+        "Profit factor",
+        "Exposure [%]",
+        "Equity final",
+        "Trades",
+    ):
+        assert label in proc.stdout
+    assert "(open at end)" in proc.stdout or "open at end (closed at last price)" in proc.stdout
+
+
+def test_journals_are_byte_identical_across_runs_and_hash_seeds(tmp_path):
+    path = robot(tmp_path)
+    contents = set()
+    for seed in ("0", "1", "777"):
+        out = tmp_path / f"j{seed}"
+        stats = backtest_json(str(path), "--journal-dir", str(out), env={"PYTHONHASHSEED": seed})
+        contents.add(open(stats["journal"], "rb").read())
+    assert len(contents) == 1
+
+
+def test_from_to_window_and_fill_at_close(tmp_path):
+    path = robot(tmp_path)
+    part = backtest_json(
+        str(path), "--from", "2026-12-01T08:00:00Z", "--to", "2026-12-01T09:59:00Z", "--no-journal"
+    )
+    assert part["events"] == 120 and part["journal"] is None
+    close = backtest_json(str(path), "--fill-at", "close", "--no-journal", "--cash", "500000")
+    nxt = backtest_json(str(path), "--no-journal", "--cash", "500000")
+    assert close["initial_cash"] == 500000.0
+    assert close["trades"] == nxt["trades"] and close["equity_final"] != nxt["equity_final"]
+
+
+def test_multi_symbol_files_are_merged_in_time_order(tmp_path):
+    write_bars(tmp_path / "si.csv")
+    (tmp_path / "rts.csv").write_text(
+        "Date,Open,High,Low,Close\n2026-12-01T07:00:30Z,110000,110010,109990,110000\n"
+        "2026-12-01T07:01:00Z,110000,110010,109990,110010\n"
+    )
+    path = tmp_path / "two.yaml"
+    path.write_text(
+        ROBOT.format(rate=0, journal=tmp_path / "runs").replace(
+            "  Si-12.26: {tick_size: 1}", "  Si-12.26: {tick_size: 1}\n  RTS-12.26: {tick_size: 10}"
+        )
+    )
+    stats = backtest_json(
+        str(path),
+        "--data",
+        f"Si-12.26={tmp_path / 'si.csv'}",
+        "--data",
+        f"RTS-12.26={tmp_path / 'rts.csv'}",
+    )
+    assert stats["events"] == 242
+    times = []
+    symbols = []
+    reader = JournalReader(stats["journal"])
+    from roboframe.replay import iter_events
+
+    for _seq, event, _rec in iter_events(reader):
+        if event is not None and hasattr(event, "close"):
+            times.append(event.ts)
+            symbols.append(event.symbol)
+    assert times == sorted(times)
+    assert symbols[:3] == ["Si-12.26", "RTS-12.26", "Si-12.26"]  # 07:00, 07:00:30, 07:01 (Si first)
+
+
+def test_replay_verify_on_a_live_journal(tmp_path):
+    summary = LiveRobot(load_robot(robot(tmp_path, rate=0)), RunOptions()).run()
+    proc = roboframe_cmd("replay", summary["journal"], "--verify")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_tampered_journal_is_refused(tmp_path):
+    stats = backtest_json(str(robot(tmp_path)))
+    data = bytearray(open(stats["journal"], "rb").read())
+    data[len(data) // 2] ^= 0x10
+    open(stats["journal"], "wb").write(bytes(data))
+    proc = roboframe_cmd("replay", stats["journal"], "--verify")
+    assert proc.returncode == 1
+    assert "corrupt at byte" in proc.stderr and "refusing to read past it" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+STRATEGY = """
+from roboframe import Strategy
+
+class Flip(Strategy):
+    version = "{version}"
+
+    def on_bar(self, bar, ctx):
+        if bar.close % {modulo} == 0:
+            return ctx.order_target(bar.symbol, 1 if ctx.position(bar.symbol) <= 0 else -1)
+"""
+
+
+def test_changed_strategy_warns_and_diverges_on_request(tmp_path):
+    (tmp_path / "flipmod.py").write_text(STRATEGY.format(version="1.0", modulo=3))
+    path = robot(tmp_path)
+    path.write_text(
+        path.read_text()
+        .replace("plugin: sma-crossover", "plugin: flipmod:Flip")
+        .replace("  params: {fast: 3, slow: 7}\n", "")
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    stats = backtest_json(str(path), env=env)
+    assert roboframe_cmd("replay", stats["journal"], "--verify", env=env).returncode == 0
+    (tmp_path / "flipmod.py").write_text(STRATEGY.format(version="1.1", modulo=4))
+    proc = roboframe_cmd("replay", stats["journal"], "--verify", env=env)
+    assert proc.returncode == 1
+    assert "warning: strategy version 1.0 -> 1.1" in proc.stderr
+    assert "pass --force to verify anyway" in proc.stderr
+    proc = roboframe_cmd("replay", stats["journal"], "--verify", "--force", env=env)
+    assert proc.returncode == 1
+    assert "divergence at seq" in proc.stderr
+    assert "journaled: actions" in proc.stderr and "replayed:  actions" in proc.stderr
+
+
+def test_replay_until_prints_the_state_at_that_point(tmp_path):
+    stats = backtest_json(str(robot(tmp_path)))
+    first_fill = None
+    from roboframe.core.events import Fill
+    from roboframe.replay import iter_events
+
+    for seq, event, _rec in iter_events(JournalReader(stats["journal"])):
+        if isinstance(event, Fill):
+            first_fill = (seq, event)
+            break
+    seq, fill = first_fill
+    before = json.loads(
+        roboframe_cmd("replay", stats["journal"], "--until", str(seq - 1), "--json").stdout
+    )
+    after = json.loads(
+        roboframe_cmd("replay", stats["journal"], "--until", str(seq), "--json").stdout
+    )
+    sign = 1 if fill.side == "buy" else -1
+    pos_before = before["positions"]["Si-12.26"]["position"]
+    assert after["positions"]["Si-12.26"]["position"] == pos_before + sign * fill.qty
+    assert before["seq"] == seq - 1 and after["seq"] == seq
+    assert len(before["open_orders"]) == 1 and after["open_orders"] == []
+    assert "signal" in after["strategy"]
+    text = roboframe_cmd("replay", stats["journal"], "--until", str(seq))
+    assert f"after seq {seq}" in text.stdout and "positions:" in text.stdout
+
+
+def test_backtest_of_live_only_feed_needs_data(tmp_path):
+    path = robot(tmp_path)
+    path.write_text(
+        path.read_text().replace(
+            "  plugin: csv\n  params: {path: bars.csv, symbol: Si-12.26, rate: 0}", "  plugin: zmq"
+        )
+    )
+    proc = roboframe_cmd("backtest", str(path))
+    assert proc.returncode == 2
+    assert "feed 'zmq' is live only; give history with --data FILE" in proc.stderr
+
+
+def test_backtest_in_a_subprocess_matches_in_process(tmp_path):
+    path = robot(tmp_path)
+    stats = backtest_json(str(path), "--no-journal")
+    code = (
+        "import json,sys; from roboframe.config import load_robot;"
+        "from roboframe.backtest import run_backtest;"
+        "print(json.dumps(run_backtest(load_robot(sys.argv[1]), journal=False).stats))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ},
+    )
+    inproc = json.loads(out.stdout)
+    assert inproc == {k: v for k, v in stats.items() if k in inproc}
