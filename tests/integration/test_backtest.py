@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from roboframe.config import load_robot
 from roboframe.core import codec
@@ -121,7 +122,7 @@ def test_journals_are_byte_identical_across_runs_and_hash_seeds(tmp_path):
     for seed in ("0", "1", "777"):
         out = tmp_path / f"j{seed}"
         stats = backtest_json(str(path), "--journal-dir", str(out), env={"PYTHONHASHSEED": seed})
-        contents.add(open(stats["journal"], "rb").read())
+        contents.add(Path(stats["journal"]).read_bytes())
     assert len(contents) == 1
 
 
@@ -178,9 +179,10 @@ def test_replay_verify_on_a_live_journal(tmp_path):
 
 def test_tampered_journal_is_refused(tmp_path):
     stats = backtest_json(str(robot(tmp_path)))
-    data = bytearray(open(stats["journal"], "rb").read())
+    journal = Path(stats["journal"])
+    data = bytearray(journal.read_bytes())
     data[len(data) // 2] ^= 0x10
-    open(stats["journal"], "wb").write(bytes(data))
+    journal.write_bytes(bytes(data))
     proc = roboframe_cmd("replay", stats["journal"], "--verify")
     assert proc.returncode == 1
     assert "corrupt at byte" in proc.stderr and "refusing to read past it" in proc.stderr
