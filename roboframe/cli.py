@@ -39,11 +39,31 @@ def _fail(exc: RoboframeError) -> click.ClickException:
 
 def _setup_logging(verbose: int, quiet: int) -> None:
     level = logging.WARNING - 10 * verbose + 10 * quiet
-    logging.basicConfig(
-        level=max(logging.DEBUG, min(logging.CRITICAL, level)),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(max(logging.DEBUG, min(logging.CRITICAL, level)))
+
+
+def _verbosity(func):
+    """``-v``/``-q`` after the command too: ``roboframe run robot.yaml -q``."""
+
+    def more(ctx: click.Context, param: click.Parameter, value: int) -> int:
+        if value:
+            ctx.obj[param.name] = ctx.obj.get(param.name, 0) + value
+            _setup_logging(ctx.obj["verbose"], ctx.obj["quiet"])
+        return value
+
+    func = click.option(
+        "-v",
+        "--verbose",
+        "verbose",
+        count=True,
+        expose_value=False,
+        callback=more,
+        help="More log output.",
+    )(func)
+    return click.option(
+        "-q", "--quiet", "quiet", count=True, expose_value=False, callback=more, help="Less output."
+    )(func)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,6 +86,7 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
 )
 @click.option("--duration", type=float, help="Stop after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@_verbosity
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -135,6 +156,7 @@ def run(
 @click.option("--no-journal", is_flag=True, help="Do not write a journal.")
 @click.option("--trades", "show_trades", is_flag=True, help="Also list every trade.")
 @click.option("--json", "as_json", is_flag=True, help="Print statistics as one JSON object.")
+@_verbosity
 @click.pass_context
 def backtest(
     ctx: click.Context,

@@ -174,6 +174,7 @@ class RoboLoop:
         deadline: float | None = None,
         on_tick: Callable[[], None] | None = None,
         tick_s: float = 1.0,
+        flush_ms: int = 200,
     ) -> None:
         """Serve ``sock`` until the robot is stopped and drained.
 
@@ -181,7 +182,8 @@ class RoboLoop:
         ``time.monotonic()`` value) stops the run; ``on_tick`` is called about
         every ``tick_s`` seconds (progress, status snapshots). After the stop
         event the loop keeps serving fills and acknowledgements for up to
-        ``drain_ms`` while orders are unacknowledged.
+        ``drain_ms`` while orders are unacknowledged. Buffered journal frames
+        reach the OS at least every ``flush_ms``.
         """
         sock.setsockopt(zmq.RCVTIMEO, _IDLE_MS)
         recv = sock.recv
@@ -190,6 +192,8 @@ class RoboLoop:
         mono = time.monotonic
         next_timer = mono() + timer_ms / 1000 if timer_ms else None
         next_tick = mono() + tick_s
+        flush_every = flush_ms / 1000
+        next_flush = mono() + flush_every
         drain_until: float | None = None
         served = 0
         try:
@@ -211,6 +215,9 @@ class RoboLoop:
                 if next_timer is not None and now >= next_timer and not self.stopped:
                     self.inject(Timer("heartbeat", self.now()))
                     next_timer = now + timer_ms / 1000
+                if now >= next_flush:
+                    self.journal.flush()
+                    next_flush = now + flush_every
                 if on_tick is not None and now >= next_tick:
                     on_tick()
                     next_tick = now + tick_s

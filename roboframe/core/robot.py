@@ -175,6 +175,7 @@ class LiveRobot:
                 sock,
                 timer_ms=spec.loop.timer_ms,
                 drain_ms=spec.loop.drain_ms,
+                flush_ms=spec.journal.flush_ms,
                 deadline=deadline,
                 on_tick=self._tick,
             )

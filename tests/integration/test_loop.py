@@ -178,3 +178,22 @@ def test_actions_are_flushed_to_the_file_before_the_gateway_sees_them(tmp_path):
     records = list(JournalReader(journal.path).records())  # readable while still open
     assert records[-1].kind == ACTIONS and records[-1].seq == 11
     journal.close()
+
+
+def test_idle_loop_flushes_the_journal_every_flush_ms(tmp_path):
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.bind("inproc://robo-idle")
+    loop, _kernel, journal, _gateway = make_loop(tmp_path, "idle")
+    loop.start()  # buffered, not yet in the file
+    size_before = journal.path.stat().st_size
+    timer = threading.Timer(0.6, lambda: loop.request_stop("test"))
+    timer.start()
+    loop.run(pull, drain_ms=0, flush_ms=50)
+    timer.join()
+    assert size_before < journal.path.stat().st_size  # flushed while idle, before close
+    records = list(JournalReader(journal.path).records())
+    assert [r.seq for r in records if r.kind == MESSAGE] == [1, 2]
+    journal.close()
+    pull.close()
+    ctx.term()
