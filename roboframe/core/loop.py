@@ -65,8 +65,10 @@ class RoboLoop:
         gateway: Any,
         *,
         clock: Callable[[], int] = time.time_ns,
+        wall_clock: bool = True,
     ) -> None:
         self.kernel = kernel
+        self.wall_clock = wall_clock
         self.journal = journal
         self.gateway = gateway
         self.clock = clock
@@ -143,8 +145,15 @@ class RoboLoop:
     # -- time -----------------------------------------------------------------
 
     def now(self) -> int:
-        """Time for events the loop makes: the wall clock, never before the last event."""
-        return max(self.clock(), self.kernel.now)
+        """Time for events the loop makes (start, stop, timers).
+
+        With a real-time feed, the wall clock (never before the last event);
+        with recorded or synthetic data, whose times may lie anywhere, the
+        robot's own time, so a timer never pushes robot time past the data.
+        """
+        if self.wall_clock:
+            return max(self.clock(), self.kernel.now)
+        return self.kernel.now
 
     def start(self) -> None:
         self.inject(Control("start", self.now()))

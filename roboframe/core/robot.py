@@ -114,7 +114,8 @@ class LiveRobot:
         self.gateway = gw_cls(dict(spec.gateway.params), self.kernel.instruments, robot=spec.name)
         header = journal_header(spec, self.run_id, strategy_cls, "live")
         self.journal = JournalWriter(self.journal_path, header, fsync=spec.journal.fsync)
-        self.loop = RoboLoop(self.kernel, self.journal, self.gateway)
+        # real-time feeds run on the wall clock; recorded and synthetic ones on their own
+        self.loop = RoboLoop(self.kernel, self.journal, self.gateway, wall_clock=feed_cls.live_only)
         self.status: dict = {}
         self.started = time.monotonic()
 
