@@ -200,6 +200,7 @@ def backtest(
             journal_dir=journal_dir,
             journal=not no_journal,
             progress=progress,
+            keep_trades=show_trades,
         )
     except RoboframeError as exc:
         raise _fail(exc) from None

@@ -25,6 +25,7 @@ def run_backtest(
     journal: bool = True,
     registry: Any = None,
     progress=None,
+    keep_trades: bool = False,
 ) -> BacktestResult:
     """Backtest ``spec`` on ``data`` files (or on its own feed when none are given)."""
     settings = spec.raw.get("backtest", {})

@@ -28,7 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from roboframe.backtest.stats import EquityTracker, round_trips, summarize
+from roboframe.backtest.stats import EquityTracker, Ledger, summarize
 from roboframe.builtin.paper import PaperExchange
 from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Control, Fill, Tick
@@ -79,6 +79,7 @@ class Backtest:
         journal: bool = True,
         registry: Any = None,
         progress: Callable[[int], None] | None = None,
+        keep_trades: bool = False,
     ) -> None:
         self.spec = spec
         self.events = events
@@ -103,7 +104,7 @@ class Backtest:
             header["backtest"] = {"data": data_id, "cash": str(self.cash), "fill_at": fill_at}
             self.writer = JournalWriter(self.journal_path, header, fsync=spec.journal.fsync)
         self.progress = progress
-        self.fills: list[Fill] = []
+        self.ledger = Ledger(self.kernel.instruments, keep=keep_trades)
         self._pending: list[Any] = []  # events not yet in the journal
         self._pending_seq = 1
         self.seq = 0
@@ -128,7 +129,7 @@ class Backtest:
                 self._flush_pending(event.ts)
         actions = kernel.handlers[type(event)](event)
         if type(event) is Fill:
-            self.fills.append(event)
+            self.ledger.on_fill(event)
         if actions or kernel.rejected:
             self._act(actions, event.ts, depth)
 
@@ -232,11 +233,11 @@ class Backtest:
         )
         tracker.equity = float(self.cash + kernel.book.net_money())
         fees = float(sum((p.fees for p in positions.values()), Decimal(0)))
-        trades = round_trips(self.fills, kernel.instruments, last_price)
-        stats = summarize(trades, tracker, fees=fees, start=first_ts, end=last_ts)
+        self.ledger.finish(last_price)
+        stats = summarize(self.ledger, tracker, fees=fees, start=first_ts, end=last_ts)
         return BacktestResult(
             stats=stats,
-            trades=[t.as_dict(kernel.instruments[t.symbol]) for t in trades],
+            trades=[t.as_dict(kernel.instruments[t.symbol]) for t in self.ledger.trades],
             journal=str(self.journal_path) if self.journal_path else None,
             kernel=kernel,
             elapsed_s=time.perf_counter() - started,

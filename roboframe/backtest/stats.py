@@ -44,26 +44,52 @@ class Trade:
         }
 
 
-def round_trips(
-    fills: list[Fill], instruments: dict[str, Instrument], last: dict[str, tuple[int, int]]
-) -> list[Trade]:
-    """FIFO round trips from fills; ``last`` maps symbol -> (ts, price) for open ends."""
-    lots: dict[str, deque] = {}
-    trades: list[Trade] = []
-    for fill in fills:
-        inst = instruments[fill.symbol]
-        tv = float(inst.tick_value)
+class Ledger:
+    """Round trips matched first-in-first-out per symbol, fill by fill.
+
+    Keeps only the open lots and running totals, so memory does not grow with
+    the number of trades; ``keep`` also keeps every :class:`Trade` (for
+    ``--trades`` listings).
+    """
+
+    def __init__(self, instruments: dict[str, Instrument], *, keep: bool = False) -> None:
+        self.instruments = instruments
+        self.keep = keep
+        self.trades: list[Trade] = []
+        self.lots: dict[str, deque] = {}
+        self.count = self.wins = self.open_at_end = 0
+        self.gross_profit = self.gross_loss = 0.0
+        self.best = -math.inf
+        self.worst = math.inf
+
+    def _close(self, trade: Trade) -> None:
+        pnl = trade.pnl
+        self.count += 1
+        if pnl > 0:
+            self.wins += 1
+            self.gross_profit += pnl
+        elif pnl < 0:
+            self.gross_loss -= pnl
+        self.best = max(self.best, pnl)
+        self.worst = min(self.worst, pnl)
+        if trade.open_at_end:
+            self.open_at_end += 1
+        if self.keep:
+            self.trades.append(trade)
+
+    def on_fill(self, fill: Fill) -> None:
+        tv = self.instruments[fill.symbol].tick_value_float
         sign = 1 if fill.side == "buy" else -1
         fee_per_lot = float(Decimal(fill.fee)) / fill.qty if fill.qty else 0.0
-        book = lots.setdefault(fill.symbol, deque())
+        book = self.lots.setdefault(fill.symbol, deque())
         qty = fill.qty
         while qty and book and book[0][0] * sign < 0:  # closes the oldest opposite lot
             lot_qty, ts, price, fee = book[0]
             take = min(qty, abs(lot_qty))
-            side = "long" if lot_qty > 0 else "short"
             move = (fill.price - price) if lot_qty > 0 else (price - fill.price)
             pnl = move * take * tv - (fee + fee_per_lot) * take
-            trades.append(Trade(fill.symbol, side, take, ts, price, fill.ts, fill.price, pnl))
+            side = "long" if lot_qty > 0 else "short"
+            self._close(Trade(fill.symbol, side, take, ts, price, fill.ts, fill.price, pnl))
             qty -= take
             if take == abs(lot_qty):
                 book.popleft()
@@ -71,25 +97,40 @@ def round_trips(
                 book[0] = (lot_qty - take * (1 if lot_qty > 0 else -1), ts, price, fee)
         if qty:
             book.append((sign * qty, fill.ts, fill.price, fee_per_lot))
-    for symbol in sorted(lots):
-        tv = float(instruments[symbol].tick_value)
-        end_ts, end_price = last.get(symbol, (0, 0))
-        for lot_qty, ts, price, fee in lots[symbol]:
-            move = (end_price - price) if lot_qty > 0 else (price - end_price)
-            trades.append(
-                Trade(
-                    symbol,
-                    "long" if lot_qty > 0 else "short",
-                    abs(lot_qty),
-                    ts,
-                    price,
-                    end_ts,
-                    end_price,
-                    move * abs(lot_qty) * tv - fee * abs(lot_qty),
-                    open_at_end=True,
+
+    def finish(self, last: dict[str, tuple[int, int]]) -> None:
+        """Close what is still open at the last price, flagged ``open_at_end``."""
+        for symbol in sorted(self.lots):
+            tv = self.instruments[symbol].tick_value_float
+            end_ts, end_price = last.get(symbol, (0, 0))
+            for lot_qty, ts, price, fee in self.lots[symbol]:
+                move = (end_price - price) if lot_qty > 0 else (price - end_price)
+                qty = abs(lot_qty)
+                self._close(
+                    Trade(
+                        symbol,
+                        "long" if lot_qty > 0 else "short",
+                        qty,
+                        ts,
+                        price,
+                        end_ts,
+                        end_price,
+                        move * qty * tv - fee * qty,
+                        open_at_end=True,
+                    )
                 )
-            )
-    return trades
+        self.lots = {}
+
+
+def round_trips(
+    fills: list[Fill], instruments: dict[str, Instrument], last: dict[str, tuple[int, int]]
+) -> list[Trade]:
+    """FIFO round trips of ``fills``; ``last`` maps symbol -> (ts, price) for open ends."""
+    ledger = Ledger(instruments, keep=True)
+    for fill in fills:
+        ledger.on_fill(fill)
+    ledger.finish(last)
+    return ledger.trades
 
 
 class EquityTracker:
@@ -124,13 +165,16 @@ def _num(value: float) -> float | None:
 
 
 def summarize(
-    trades: list[Trade], tracker: EquityTracker, *, fees: float, start: int, end: int
+    trades: list[Trade] | Ledger, tracker: EquityTracker, *, fees: float, start: int, end: int
 ) -> dict[str, Any]:
     """The statistics table, with stable keys (``--json`` prints exactly this)."""
-    pnls = [t.pnl for t in trades]
-    wins = [p for p in pnls if p > 0]
-    losses = [p for p in pnls if p < 0]
-    gross_loss = -sum(losses)
+    if isinstance(trades, Ledger):
+        ledger = trades
+    else:
+        ledger = Ledger({})
+        for trade in trades:
+            ledger._close(trade)
+    count = ledger.count
     final = tracker.equity
     cash = tracker.cash
     return {
@@ -139,19 +183,21 @@ def summarize(
         "events": tracker.events,
         "initial_cash": round(cash, 2),
         "equity_final": round(final, 2),
-        "equity_peak": round(tracker.peak, 2),
+        "equity_peak": round(max(tracker.peak, final), 2),
         "net_pnl": round(final - cash, 2),
         "return_pct": _num((final / cash - 1.0) * 100 if cash else float("nan")),
         "max_drawdown_pct": _num(tracker.max_dd * 100),
         "exposure_pct": _num(
             tracker.exposed / tracker.events * 100 if tracker.events else float("nan")
         ),
-        "trades": len(trades),
-        "open_trades_at_end": sum(1 for t in trades if t.open_at_end),
-        "win_rate_pct": _num(len(wins) / len(trades) * 100 if trades else float("nan")),
-        "profit_factor": _num(sum(wins) / gross_loss if gross_loss else float("nan")),
-        "best_trade": _num(max(pnls)) if pnls else None,
-        "worst_trade": _num(min(pnls)) if pnls else None,
-        "avg_trade": _num(sum(pnls) / len(pnls)) if pnls else None,
+        "trades": count,
+        "open_trades_at_end": ledger.open_at_end,
+        "win_rate_pct": _num(ledger.wins / count * 100 if count else float("nan")),
+        "profit_factor": _num(
+            ledger.gross_profit / ledger.gross_loss if ledger.gross_loss else float("nan")
+        ),
+        "best_trade": _num(ledger.best) if count else None,
+        "worst_trade": _num(ledger.worst) if count else None,
+        "avg_trade": _num((ledger.gross_profit - ledger.gross_loss) / count) if count else None,
         "fees": round(fees, 2),
     }

@@ -19,6 +19,7 @@ order under an id the order store already holds.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import Any
 
 from roboframe.core.book import Book
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 _NONE: list[Action] = []
 _MAX_DEPTH = 8  # rejection -> on_order -> new actions -> rejection ...
 _DAY_NS = 86_400 * 1_000_000_000
+_SEEN_TRADES = 100_000  # fills remembered to drop a repeated one
 
 STATE_COMMANDS = {"pause": PAUSED, "resume": ACTIVE, "reduce": REDUCING, "halt": HALTED}
 
@@ -71,6 +73,7 @@ class Kernel:
         self.rejected: list[OrderUpdate] = []
         self.stop_reason = ""
         self.seen_trades: set[tuple[str, str]] = set()
+        self._seen_order: deque[tuple[str, str]] = deque()
         self.counters = dict.fromkeys(
             ("orders", "cancels", "fills", "rejections", "ignored", "duplicates"), 0
         )
@@ -167,6 +170,9 @@ class Kernel:
             log.warning("fill for unknown symbol %s ignored", fill.symbol)
             return _NONE
         self.seen_trades.add(key)
+        self._seen_order.append(key)
+        if len(self._seen_order) > _SEEN_TRADES:  # duplicates arrive close to the original
+            self.seen_trades.discard(self._seen_order.popleft())
         self.orders.on_fill(fill)
         self.book.apply_fill(fill)
         self.counters["fills"] += 1
@@ -307,7 +313,7 @@ class Kernel:
             "positions": {s: p.snapshot() for s, p in self._positions.items()},
             "net_pnl": str(self.book.net_money()),
             "open_orders": [o.snapshot() for o in self.orders.open.values()],
-            "orders_total": len(self.orders.orders),
+            "orders_total": self.orders.total,
             "anomalies": self.orders.anomalies,
             "strategy": strategy_state(self.strategy),
         }

@@ -15,6 +15,7 @@ logged; positions still follow the fills, because the exchange is right.
 from __future__ import annotations
 
 import logging
+from collections import deque
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate
 
@@ -84,17 +85,33 @@ class OwnOrder:
 
 
 class OrderBook:
-    """Every order of a run, by client id, in creation order."""
+    """The run's orders by client id: every open one, and the latest finished ones.
 
-    def __init__(self) -> None:
+    Finished orders (filled, cancelled, rejected) are kept for late updates
+    and for inspection up to ``keep_finished``; older ones are forgotten, so
+    a robot's memory does not grow with the number of orders it has sent.
+    """
+
+    def __init__(self, keep_finished: int = 10_000) -> None:
         self.orders: dict[str, OwnOrder] = {}
         self.open: dict[str, OwnOrder] = {}
         self.anomalies = 0
+        self.total = 0
+        self._finished: deque[str] = deque()
+        self._keep = keep_finished
+
+    def _finish(self, own: OwnOrder) -> None:
+        self.open.pop(own.client_id, None)
+        finished = self._finished
+        finished.append(own.client_id)
+        if len(finished) > self._keep:
+            self.orders.pop(finished.popleft(), None)
 
     def add(self, order: NewOrder, ts: int) -> OwnOrder:
         own = OwnOrder(order, ts)
         self.orders[own.client_id] = own
         self.open[own.client_id] = own
+        self.total += 1
         return own
 
     def add_rejected(self, order: NewOrder, ts: int, reason: str) -> OwnOrder:
@@ -102,6 +119,8 @@ class OrderBook:
         own.status = REJECTED
         own.reason = reason
         self.orders[own.client_id] = own
+        self.total += 1
+        self._finish(own)
         return own
 
     def _anomaly(self, what: str) -> None:
@@ -124,14 +143,14 @@ class OrderBook:
             if own.status in OPEN_STATES:
                 own.status = CANCELLED
                 own.reason = update.reason
-                self.open.pop(own.client_id, None)
+                self._finish(own)
             else:
                 self._anomaly(f"cancelled after {own.status}: {update.client_id}")
         elif status == REJECTED:
             if own.status == NEW:
                 own.status = REJECTED
                 own.reason = update.reason
-                self.open.pop(own.client_id, None)
+                self._finish(own)
             else:  # a refused cancel
                 own.cancel_pending = False
         return own
@@ -148,8 +167,10 @@ class OrderBook:
         if own.filled >= own.qty:
             if own.filled > own.qty:
                 self._anomaly(f"overfill {own.filled}/{own.qty}: {fill.client_id}")
+            was_open = own.status in OPEN_STATES
             own.status = FILLED
-            self.open.pop(own.client_id, None)
+            if was_open:
+                self._finish(own)
         elif own.status in OPEN_STATES:
             own.status = PARTIAL
         return own
