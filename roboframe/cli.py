@@ -86,6 +86,11 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
 )
 @click.option("--duration", type=float, help="Stop after this many seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the robot's last run if it did not stop (after a crash).",
+)
 @_verbosity
 @click.pass_context
 def run(
@@ -94,6 +99,7 @@ def run(
     journal_dir: Path | None,
     duration: float | None,
     as_json: bool,
+    resume: bool,
 ) -> None:
     """Run a robot until its feed ends, --duration passes, or Ctrl-C."""
     from roboframe.config import load_robot
@@ -105,7 +111,10 @@ def run(
     try:
         spec = load_robot(robot_file)
         robot = LiveRobot(
-            spec, RunOptions(journal_dir=journal_dir, duration_s=duration, on_progress=progress)
+            spec,
+            RunOptions(
+                journal_dir=journal_dir, duration_s=duration, on_progress=progress, resume=resume
+            ),
         )
     except RoboframeError as exc:
         raise _fail(exc) from None
@@ -288,6 +297,105 @@ def replay(journal_file: Path, verify: bool, until: int | None, force: bool, as_
     )
 
 
+@main.group()
+def feed() -> None:
+    """Market-data tools."""
+
+
+@feed.command("publish")
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--robot",
+    "robot_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Robot file whose symbols (tick sizes) a CSV SOURCE uses.",
+)
+@click.option("--bind", default="tcp://*:5561", show_default=True, help="PUB address.")
+@click.option(
+    "--speed", default="1x", show_default=True, help="Pace by event time: 10x, 0.5x, or max."
+)
+@click.option(
+    "--wait",
+    "wait_s",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds to wait for subscribers before the first event.",
+)
+def feed_publish(
+    source: Path, robot_file: Path | None, bind: str, speed: str, wait_s: float
+) -> None:
+    """Publish SOURCE (a robot file's feed, or a CSV with --robot) on a PUB socket."""
+    from roboframe.backtest import feed_events
+    from roboframe.config import load_robot
+    from roboframe.publisher import parse_speed, publish
+
+    try:
+        pace = parse_speed(speed)
+    except ValueError:
+        raise ConfigExit(f"--speed: {speed!r} is not 10x, 0.5x or max") from None
+    try:
+        if source.suffix in (".yaml", ".yml"):
+            spec = load_robot(source)
+            events = feed_events(spec, None)
+        else:
+            if robot_file is None:
+                raise ConfigExit("a CSV source needs --robot ROBOT_FILE for its symbols")
+            spec = load_robot(robot_file)
+            events = feed_events(spec, [str(source)])
+        sent = publish(
+            events,
+            bind,
+            speed=pace,
+            wait_s=wait_s,
+            on_bound=lambda a: click.echo(f"publishing on {a}", err=True),
+        )
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        raise SystemExit(0) from None
+    click.echo(f"published {sent:,} events", err=True)
+
+
+@main.command()
+@click.option(
+    "--store",
+    "store_url",
+    required=True,
+    envvar="ROBOFRAME_STORE_URL",
+    help="Order store URL (postgresql://..., mongodb://...).",
+)
+@click.option(
+    "--feed",
+    "feed_address",
+    default="tcp://127.0.0.1:5561",
+    show_default=True,
+    help="Market-data publisher to fill against.",
+)
+@click.option("--commission", default="0", show_default=True, help="Fee per lot per fill.")
+@click.option("--slippage-ticks", type=int, default=0, show_default=True)
+@_verbosity
+def exchange(store_url: str, feed_address: str, commission: str, slippage_ticks: int) -> None:
+    """Run a paper exchange process that serves every robot's orders from the store."""
+    import threading
+    from decimal import Decimal
+
+    from roboframe.exchange import ExchangeProcess
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    process = ExchangeProcess(
+        store_url, feed_address, commission=Decimal(commission), slippage_ticks=slippage_ticks
+    )
+    try:
+        process.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+    click.echo(f"exchange stopped: {process.counts}", err=True)
+
+
 @main.command()
 @click.argument(
     "robot_files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
@@ -336,13 +444,19 @@ def plugins(as_json: bool) -> None:
 
 
 @main.command()
-def schema() -> None:
+@click.option(
+    "--published",
+    is_flag=True,
+    help="Only built-ins and first-party plugins (schemas/robot.schema.json).",
+)
+def schema(published: bool) -> None:
     """Print the JSON Schema of robot files (core plus installed plugins)."""
     from roboframe.config import build_schema
-    from roboframe.plugins import get_registry
+    from roboframe.plugins import get_registry, published_registry
 
     try:
-        click.echo(json.dumps(build_schema(get_registry()), indent=2, sort_keys=True))
+        registry = published_registry() if published else get_registry()
+        click.echo(json.dumps(build_schema(registry), indent=2, sort_keys=True))
     except RoboframeError as exc:
         raise _fail(exc) from None
 

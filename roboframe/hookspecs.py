@@ -55,6 +55,17 @@ def roboframe_register_strategies(register: Callable[[str, type], None]) -> None
 
 
 @hookspec
+def roboframe_register_stores(register: Callable[[str, type], None]) -> None:
+    """Register order-store backends by URL scheme.
+
+    Call ``register(scheme, cls)``, e.g. ``register("postgresql", PgStore)``;
+    ``roboframe exchange --store URL`` and store-backed gateways open
+    ``cls(url)`` for URLs of that scheme. Returns nothing; every
+    implementation is called.
+    """
+
+
+@hookspec
 def roboframe_config_schema(register: Callable[[str, dict], None]) -> None:
     """Contribute JSON Schema fragments to the robot-file schema.
 

@@ -35,10 +35,13 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 )
 
 KINDS = ("feeds", "gateways", "strategies")
+FIRST_PARTY = ("roboframe_postgres",)
+"""Plugins that live in this repository under plugins/, packaged like third-party ones."""
 SINGULAR = {
     "feeds": "feed",
     "gateways": "gateway",
     "strategies": "strategy",
+    "stores": "order store",
     "schema_fragments": "config section",
 }
 
@@ -58,6 +61,7 @@ class Registry:
     feeds: dict[str, Registered] = field(default_factory=dict)
     gateways: dict[str, Registered] = field(default_factory=dict)
     strategies: dict[str, Registered] = field(default_factory=dict)
+    stores: dict[str, Registered] = field(default_factory=dict)
     schema_fragments: dict[str, Registered] = field(default_factory=dict)
     plugins: dict[str, dict] = field(default_factory=dict)
 
@@ -145,12 +149,14 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
             "feeds": [],
             "gateways": [],
             "strategies": [],
+            "stores": [],
             "config_sections": [],
         }
     hooks = (
         ("feeds", pm.hook.roboframe_register_feeds),
         ("gateways", pm.hook.roboframe_register_gateways),
         ("strategies", pm.hook.roboframe_register_strategies),
+        ("stores", pm.hook.roboframe_register_stores),
         ("schema_fragments", pm.hook.roboframe_config_schema),
     )
     for kind, hook in hooks:
@@ -218,6 +224,17 @@ def get_registry() -> Registry:
     if _registry is None:
         _registry = build_registry(get_plugin_manager())
     return _registry
+
+
+def published_registry() -> Registry:
+    """Built-ins plus the first-party plugins: what ``schemas/robot.schema.json`` covers."""
+    modules = []
+    for name in FIRST_PARTY:
+        try:
+            modules.append(importlib.import_module(name))
+        except ImportError as exc:
+            raise PluginError(f"first-party plugin {name} is not installed: {exc}") from exc
+    return build_registry(build_plugin_manager(entry_points=False, extra=modules))
 
 
 def reset() -> None:

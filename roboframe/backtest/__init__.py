@@ -10,7 +10,7 @@ from roboframe.backtest.data import data_id, file_events, window
 from roboframe.backtest.engine import Backtest, BacktestResult
 from roboframe.errors import ConfigError
 
-__all__ = ["Backtest", "BacktestResult", "run_backtest"]
+__all__ = ["Backtest", "BacktestResult", "feed_events", "run_backtest"]
 
 
 def run_backtest(
@@ -31,14 +31,7 @@ def run_backtest(
     settings = spec.raw.get("backtest", {})
     cash = Decimal(str(cash if cash is not None else settings.get("cash", 1_000_000)))
     fill_at = fill_at or settings.get("fill_at", "next")
-    instruments = dict(spec.symbols)
-    if data:
-        events = file_events(
-            data, instruments, kind=settings.get("kind", "bar"), tz=settings.get("tz", "UTC")
-        )
-        ident = data_id(data)
-    else:
-        events, ident = _own_feed(spec, registry, instruments)
+    events, ident = feed_events(spec, data, registry=registry, with_id=True)
     if start or end:
         events = window(events, start, end)
         ident += f"|{start or ''}..{end or ''}"
@@ -54,6 +47,20 @@ def run_backtest(
         progress=progress,
     )
     return bt.run()
+
+
+def feed_events(spec: Any, data: list[str] | None, *, registry: Any = None, with_id: bool = False):
+    """The robot's history: ``data`` files merged in time order, or its own feed."""
+    settings = spec.raw.get("backtest", {})
+    instruments = dict(spec.symbols)
+    if data:
+        events = file_events(
+            data, instruments, kind=settings.get("kind", "bar"), tz=settings.get("tz", "UTC")
+        )
+        ident = data_id(data)
+    else:
+        events, ident = _own_feed(spec, registry, instruments)
+    return (events, ident) if with_id else events
 
 
 def _own_feed(spec: Any, registry: Any, instruments: dict):

@@ -50,11 +50,15 @@ class _Resting:
 
 
 class PaperExchange:
-    """A matching engine that fills orders against market data."""
+    """A matching engine that fills orders against market data.
+
+    ``instruments`` limits the symbols it accepts; None accepts any symbol
+    (the stand-alone exchange process, which serves many robots).
+    """
 
     def __init__(
         self,
-        instruments: dict[str, Instrument],
+        instruments: dict[str, Instrument] | None,
         *,
         commission: Decimal | str | float = 0,
         slippage_ticks: int = 0,
@@ -94,7 +98,7 @@ class PaperExchange:
         return out
 
     def _invalid(self, order: NewOrder) -> str | None:
-        if order.symbol not in self.instruments:
+        if self.instruments is not None and order.symbol not in self.instruments:
             return f"unknown symbol {order.symbol}"
         if order.qty <= 0:
             return f"quantity must be positive, got {order.qty}"
@@ -214,11 +218,7 @@ class PaperGateway(Gateway):
     }
 
     def open(self, runtime: Runtime) -> None:
-        self._orders_address = runtime.private_address("paper-orders")
-        self._push = runtime.context.socket(zmq.PUSH)
-        self._push.setsockopt(zmq.SNDHWM, 0)
-        self._push.setsockopt(zmq.LINGER, 0)
-        self._push.bind(self._orders_address)
+        self._push, self._pull = order_pipe(runtime, "paper-orders")
 
     def engine(self) -> PaperExchange:
         p = self.params
@@ -237,9 +237,7 @@ class PaperGateway(Gateway):
 
         engine = self.engine()
         ctx = runtime.context
-        orders = ctx.socket(zmq.PULL)
-        orders.setsockopt(zmq.LINGER, 0)
-        orders.connect(self._orders_address)
+        orders = self._pull  # handed over to this thread; the loop thread never touches it
         market = ctx.socket(zmq.SUB)
         market.setsockopt(zmq.LINGER, 0)
         market.setsockopt(zmq.SUBSCRIBE, b"")
@@ -265,6 +263,25 @@ class PaperGateway(Gateway):
 
     def close(self) -> None:
         self._push.close()
+
+
+def order_pipe(runtime: Runtime, name: str) -> tuple[zmq.Socket, zmq.Socket]:
+    """A PUSH/PULL pair, connected before any thread starts, for orders from the loop.
+
+    Connecting both ends here means :meth:`Gateway.submit` can never block
+    waiting for the trade stream to connect; the unlimited send queue means it
+    never blocks on a slow one either. The PULL end is handed to the
+    trade-stream thread and used only there from then on.
+    """
+    address = runtime.private_address(name)
+    pull = runtime.context.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    pull.bind(address)
+    push = runtime.context.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, 0)
+    push.setsockopt(zmq.LINGER, 0)
+    push.connect(address)
+    return push, pull
 
 
 def _market_events(sock: zmq.Socket):

@@ -9,7 +9,7 @@ type's fields in declaration order::
 
     Tick   [101, symbol, ts, price, qty, bid, ask]
     Bar    [102, symbol, ts, open, high, low, close, volume]
-    OrderUpdate [103, client_id, ts, status, reason]
+    OrderUpdate [103, client_id, ts, status, reason, ref]
     Fill   [104, client_id, ts, symbol, side, qty, price, trade_id, fee]
     Control [105, command, ts, args]
     Timer  [106, name, ts]

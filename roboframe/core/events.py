@@ -65,12 +65,17 @@ class Bar(Message, tag=102):
 
 
 class OrderUpdate(Message, tag=103):
-    """The gateway's or the risk engine's word on one order."""
+    """The gateway's or the risk engine's word on one order.
+
+    ``ref`` is the gateway's own reference for the update (an order store's
+    row id), which lets a trade stream resume after it without repeats.
+    """
 
     client_id: str
     ts: int
     status: OrderStatus
     reason: str = ""
+    ref: str = ""
 
 
 class Fill(Message, tag=104):

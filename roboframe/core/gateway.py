@@ -53,6 +53,8 @@ class Runtime:
     loop_address: str
     market_data_address: str | None
     stop: threading.Event = field(default_factory=threading.Event)
+    store_positions: tuple[int, int] | None = None
+    """For a resumed run: the last order-store (trade id, event id) its journal holds."""
 
     def private_address(self, what: str) -> str:
         """An ``inproc://`` address unique to this run, for a gateway's own sockets."""

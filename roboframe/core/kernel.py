@@ -220,6 +220,18 @@ class Kernel:
                 if qty:
                     side = self.ctx.sell if qty > 0 else self.ctx.buy
                     out.append(side(symbol, abs(qty)))
+        elif name == "restarted":  # a resumed run: state was rebuilt from the journal
+            log.info("run resumed after seq %s", cmd.args.get("after_seq"))
+            return _NONE
+        elif name == "gateway":  # the trade stream says the order path is down or up
+            down = cmd.args.get("status") == "down"
+            self.risk.gateway_down = str(cmd.args.get("reason") or "down") if down else ""
+            log.warning(
+                "order path %s%s",
+                "down" if down else "up",
+                f": {self.risk.gateway_down}" if down else "",
+            )
+            return _NONE
         elif name == "set":
             self.strategy.params = {**self.strategy.params, **cmd.args}
             return _NONE
@@ -309,6 +321,7 @@ class Kernel:
             "time": self.now,
             "state": self.risk.state,
             "halt_reason": self.risk.halt_reason,
+            "order_path": f"down: {self.risk.gateway_down}" if self.risk.gateway_down else "up",
             "counters": dict(self.counters),
             "positions": {s: p.snapshot() for s, p in self._positions.items()},
             "net_pnl": str(self.book.net_money()),

@@ -23,10 +23,12 @@ from typing import Any
 import zmq
 
 from roboframe.core import codec
+from roboframe.core.events import Control
 from roboframe.core.gateway import Runtime
 from roboframe.core.kernel import Kernel
 from roboframe.core.loop import RoboLoop
 from roboframe.core.streams import control_stream, data_stream, start_thread, trade_stream
+from roboframe.errors import RoboframeError
 from roboframe.journal import JournalWriter
 from roboframe.plugins import Registry, get_plugin_manager, get_registry, resolve_strategy
 
@@ -90,6 +92,7 @@ class RunOptions:
     on_progress: Callable[[dict], None] | None = None
     registry: Registry | None = None
     run_id: str | None = None
+    resume: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -103,21 +106,52 @@ class LiveRobot:
         self.registry = registry
         self.journal_dir = Path(self.options.journal_dir or spec.journal.dir)
         self.journal_dir.mkdir(parents=True, exist_ok=True)
-        self.run_id = self.options.run_id or new_run_id(self.journal_dir)
-        self.journal_path = self.journal_dir / f"{self.run_id}{JOURNAL_SUFFIX}"
         strategy, strategy_cls, _ = make_strategy(spec, registry)
-        self.kernel = Kernel(spec, self.run_id, strategy)
+        self.resumed = self._resume(spec, strategy) if self.options.resume else None
+        if self.resumed is not None:
+            self.run_id = self.resumed.run_id
+            self.journal_path = self.resumed.path
+            self.kernel = self.resumed.kernel
+            self.journal = JournalWriter.open_append(self.journal_path, fsync=spec.journal.fsync)
+        else:
+            self.run_id = self.options.run_id or new_run_id(self.journal_dir)
+            self.journal_path = self.journal_dir / f"{self.run_id}{JOURNAL_SUFFIX}"
+            self.kernel = Kernel(spec, self.run_id, strategy)
+            header = journal_header(spec, self.run_id, strategy_cls, "live")
+            self.journal = JournalWriter(self.journal_path, header, fsync=spec.journal.fsync)
         base_dir = Path(spec.source).parent if spec.source else Path.cwd()
         feed_cls = registry.lookup("feeds", spec.feed.plugin).obj
         self.feed = feed_cls(dict(spec.feed.params), self.kernel.instruments, base_dir=base_dir)
         gw_cls = registry.lookup("gateways", spec.gateway.plugin).obj
         self.gateway = gw_cls(dict(spec.gateway.params), self.kernel.instruments, robot=spec.name)
-        header = journal_header(spec, self.run_id, strategy_cls, "live")
-        self.journal = JournalWriter(self.journal_path, header, fsync=spec.journal.fsync)
         # real-time feeds run on the wall clock; recorded and synthetic ones on their own
         self.loop = RoboLoop(self.kernel, self.journal, self.gateway, wall_clock=feed_cls.live_only)
+        if self.resumed is not None:
+            self.loop.seq = self.resumed.last_seq
         self.status: dict = {}
         self.started = time.monotonic()
+
+    def _resume(self, spec: Any, strategy: Any):
+        from roboframe.core.resume import latest_unfinished, rebuild
+
+        path = latest_unfinished(self.journal_dir, JOURNAL_SUFFIX)
+        if path is None:
+            log.info("no earlier run to resume: starting a new one")
+            return None
+        try:
+            resumed = rebuild(path, spec, strategy)
+        except RoboframeError as exc:
+            if "already stopped" in str(exc):
+                log.info("%s; starting a new run", exc)
+                return None
+            raise
+        log.warning(
+            "resuming run %s after seq %d (%d orders to resubmit)",
+            resumed.run_id,
+            resumed.last_seq,
+            len(resumed.unacknowledged),
+        )
+        return resumed
 
     def request_stop(self, reason: str) -> None:
         self.loop.request_stop(reason)
@@ -143,6 +177,7 @@ class LiveRobot:
             context=ctx,
             loop_address=spec.loop.address,
             market_data_address=f"inproc://{spec.name}.{self.run_id}.md",
+            store_positions=self.resumed.store_positions if self.resumed else None,
         )
         sock = ctx.socket(zmq.PULL)
         sock.setsockopt(zmq.LINGER, 0)
@@ -154,7 +189,14 @@ class LiveRobot:
             pm.hook.roboframe_robot_start(
                 robot=spec, run_id=self.run_id, journal_path=str(self.journal_path)
             )
-            self.loop.start()
+            if self.resumed is None:
+                self.loop.start()
+            else:
+                self.loop.inject(
+                    Control("restarted", self.loop.now(), {"after_seq": self.resumed.last_seq})
+                )
+                if self.resumed.unacknowledged:  # already journaled; the store dedups
+                    self.gateway.submit(self.resumed.unacknowledged)
             self._tick()
             threads.append(start_thread("trade-stream", trade_stream, self.gateway, runtime))
             if spec.control.address:

@@ -66,6 +66,7 @@ class RiskEngine:
         self._day = None
         self._day_start = 0.0
         self.rejections = 0
+        self.gateway_down = ""  # why the order path is unavailable; "" when it is up
 
     # -- state ----------------------------------------------------------------
 
@@ -101,6 +102,8 @@ class RiskEngine:
         """``None`` when the order may go, else the reason it may not."""
         state = self.state
         symbol = order.symbol
+        if self.gateway_down:
+            return f"order path unavailable ({self.gateway_down})"
         if state != ACTIVE:
             if state in (STOPPED, PAUSED):
                 return f"robot is {state.lower()}"

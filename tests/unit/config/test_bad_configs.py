@@ -46,7 +46,7 @@ CASES = {
     "same_control": BASE
     + "loop:\n  address: ipc://robo.sock\ncontrol:\n  address: ipc://robo.sock\n",
     "unknown_feed": BASE.replace("plugin: synthetic", "plugin: synthetik"),
-    "unknown_gateway": BASE.replace("plugin: paper", "plugin: quik"),
+    "unknown_gateway": BASE.replace("plugin: paper", "plugin: papper"),
     "unknown_strategy": BASE.replace("plugin: sma-crossover", "plugin: sma"),
     "strategy_import": BASE.replace("plugin: sma-crossover", "plugin: no_such_pkg.mod:Strat"),
     "strategy_param_schema": BASE.replace("{fast: 10, slow: 30}", "{fast: 0, slow: 30}"),
@@ -145,7 +145,8 @@ EXPECTED = {
         "  hint: did you mean 'synthetic'?"
     ),
     "unknown_gateway": (
-        "{dir}/robot.yaml:12: gateway.plugin: unknown gateway 'quik'\n  hint: registered: paper"
+        "{dir}/robot.yaml:12: gateway.plugin: unknown gateway 'papper'\n"
+        "  hint: did you mean 'paper'?"
     ),
     "unknown_strategy": (
         "{dir}/robot.yaml:9: strategy.plugin: unknown strategy 'sma'\n"

@@ -1,0 +1,323 @@
+"""The PostgreSQL order store: three tables, a trigger, LISTEN/NOTIFY.
+
+Schema (created by :meth:`PgStore.setup`, idempotent)::
+
+    rf_orders(id bigserial PK, robot, run_id, client_id UNIQUE, symbol, side,
+              qty, type, price, ts, status, filled)
+    rf_order_events(id bigserial PK, robot, client_id, kind, reason, ts)
+        kind: cancel_request | accepted | rejected | cancelled
+    rf_trades(id bigserial PK, robot, client_id, symbol, side, qty, price, fee, ts)
+
+Triggers send ``NOTIFY rf_robot_<name>`` for every trade and exchange-side
+event of that robot, and ``NOTIFY rf_exchange`` for every new order and
+cancel request. Notifications only wake listeners; what they read is always
+"rows after id N", so a notification lost while a listener was disconnected
+(LISTEN/NOTIFY keeps none) costs nothing.
+
+A URL may carry ``?schema=NAME`` to keep the tables in their own schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+
+from roboframe.core.events import Fill, NewOrder, OrderUpdate
+from roboframe.store.base import OrderStore, StoredOrder, StoreUnavailable
+
+DDL = """
+CREATE TABLE IF NOT EXISTS rf_orders (
+    id bigserial PRIMARY KEY,
+    robot text NOT NULL,
+    run_id text NOT NULL,
+    client_id text NOT NULL UNIQUE,
+    symbol text NOT NULL,
+    side text NOT NULL,
+    qty bigint NOT NULL,
+    type text NOT NULL,
+    price bigint NOT NULL,
+    ts bigint NOT NULL,
+    status text NOT NULL DEFAULT 'new',
+    filled bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS rf_orders_open ON rf_orders (id) WHERE status IN ('new', 'accepted');
+CREATE TABLE IF NOT EXISTS rf_order_events (
+    id bigserial PRIMARY KEY,
+    robot text NOT NULL,
+    client_id text NOT NULL,
+    kind text NOT NULL,
+    reason text NOT NULL DEFAULT '',
+    ts bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rf_order_events_robot ON rf_order_events (robot, id);
+CREATE TABLE IF NOT EXISTS rf_trades (
+    id bigserial PRIMARY KEY,
+    robot text NOT NULL,
+    client_id text NOT NULL,
+    symbol text NOT NULL,
+    side text NOT NULL,
+    qty bigint NOT NULL,
+    price bigint NOT NULL,
+    fee text NOT NULL DEFAULT '0',
+    ts bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rf_trades_robot ON rf_trades (robot, id);
+CREATE OR REPLACE FUNCTION rf_notify() RETURNS trigger AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'rf_orders' THEN
+        PERFORM pg_notify('rf_exchange', 'order:' || NEW.id);
+    ELSIF TG_TABLE_NAME = 'rf_order_events' THEN
+        IF NEW.kind = 'cancel_request' THEN
+            PERFORM pg_notify('rf_exchange', 'cancel:' || NEW.id);
+        ELSE
+            PERFORM pg_notify(rf_channel(NEW.robot), 'event:' || NEW.id);
+        END IF;
+    ELSE
+        PERFORM pg_notify(rf_channel(NEW.robot), 'trade:' || NEW.id);
+    END IF;
+    RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE OR REPLACE FUNCTION rf_channel(robot text) RETURNS text AS $$
+    SELECT 'rf_robot_' || substr(md5(robot), 1, 16)
+$$ LANGUAGE sql IMMUTABLE;
+DROP TRIGGER IF EXISTS rf_orders_notify ON rf_orders;
+CREATE TRIGGER rf_orders_notify AFTER INSERT ON rf_orders
+    FOR EACH ROW EXECUTE FUNCTION rf_notify();
+DROP TRIGGER IF EXISTS rf_order_events_notify ON rf_order_events;
+CREATE TRIGGER rf_order_events_notify AFTER INSERT ON rf_order_events
+    FOR EACH ROW EXECUTE FUNCTION rf_notify();
+DROP TRIGGER IF EXISTS rf_trades_notify ON rf_trades;
+CREATE TRIGGER rf_trades_notify AFTER INSERT ON rf_trades
+    FOR EACH ROW EXECUTE FUNCTION rf_notify();
+"""
+
+
+def robot_channel(robot: str) -> str:
+    """The NOTIFY channel of a robot (robot names may not be valid identifiers)."""
+    return "rf_robot_" + hashlib.md5(robot.encode()).hexdigest()[:16]
+
+
+def split_schema(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``schema`` query parameter, and that schema."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    schema = query.pop("schema", None)
+    return urlunsplit(parts._replace(query=urlencode(query))), schema
+
+
+class PgStore(OrderStore):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.dsn, self.schema = split_schema(url)
+        self.conn: psycopg.Connection | None = None
+        self._listening: list[str] = []
+        self.connect()
+
+    # -- connection -----------------------------------------------------------
+
+    def connect(self) -> None:
+        try:
+            self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=3)
+            if self.schema:
+                try:
+                    self.conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                except psycopg.errors.UniqueViolation:
+                    pass  # created at the same moment by another connection
+                self.conn.execute(f'SET search_path TO "{self.schema}"')
+            for channel in self._listening:
+                self.conn.execute(f"LISTEN {channel}")
+        except psycopg.OperationalError as exc:
+            self.conn = None
+            raise StoreUnavailable(str(exc).strip().splitlines()[0]) from exc
+
+    def reconnect(self) -> None:
+        self.close()
+        self.connect()
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            finally:
+                self.conn = None
+
+    def _exec(self, sql: str, params: tuple = ()) -> psycopg.Cursor:
+        if self.conn is None:
+            raise StoreUnavailable("not connected")
+        try:
+            return self.conn.execute(sql, params)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self.close()
+            raise StoreUnavailable(str(exc).strip().splitlines()[0] or "connection lost") from exc
+
+    def setup(self) -> None:
+        """Create what is missing; an advisory lock keeps concurrent setups apart."""
+        if self.conn is None:
+            raise StoreUnavailable("not connected")
+        try:
+            with self.conn.transaction():
+                self.conn.execute("SELECT pg_advisory_xact_lock(724311)")
+                exists = self.conn.execute(
+                    "SELECT to_regclass('rf_trades') IS NOT NULL"
+                ).fetchone()[0]
+                if not exists:
+                    self.conn.execute(DDL)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self.close()
+            raise StoreUnavailable(str(exc).strip() or "connection lost") from exc
+
+    def fileno(self) -> int | None:
+        return self.conn.fileno() if self.conn is not None else None
+
+    def wait(self, timeout: float) -> bool:
+        if self.conn is None:
+            raise StoreUnavailable("not connected")
+        try:
+            return bool(list(self.conn.notifies(timeout=timeout)))
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self.close()
+            raise StoreUnavailable(str(exc).strip() or "connection lost") from exc
+
+    def _listen(self, channel: str) -> None:
+        self._exec(f"LISTEN {channel}")
+        if channel not in self._listening:
+            self._listening.append(channel)
+
+    # -- robot side -----------------------------------------------------------
+
+    def insert_order(self, robot: str, run_id: str, order: NewOrder, ts: int) -> bool:
+        cur = self._exec(
+            "INSERT INTO rf_orders (robot, run_id, client_id, symbol, side, qty, type, price, ts)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (client_id) DO NOTHING",
+            (
+                robot,
+                run_id,
+                order.client_id,
+                order.symbol,
+                order.side,
+                order.qty,
+                order.type,
+                order.price,
+                ts,
+            ),
+        )
+        return cur.rowcount == 1
+
+    def request_cancel(self, robot: str, client_id: str, ts: int) -> None:
+        self._exec(
+            "INSERT INTO rf_order_events (robot, client_id, kind, ts) "
+            "VALUES (%s, %s, 'cancel_request', %s)",
+            (robot, client_id, ts),
+        )
+
+    def listen_robot(self, robot: str) -> None:
+        self._listen(robot_channel(robot))
+
+    def changes_after(self, robot: str, prefix: str, trade_id: int, event_id: int):
+        like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        fills = [
+            (row[0], Fill(row[1], row[7], row[2], row[3], row[4], row[5], str(row[0]), row[6]))
+            for row in self._exec(
+                "SELECT id, client_id, symbol, side, qty, price, fee, ts FROM rf_trades "
+                "WHERE robot = %s AND id > %s AND client_id LIKE %s ORDER BY id",
+                (robot, trade_id, like),
+            )
+        ]
+        updates = [
+            (row[0], OrderUpdate(row[1], row[4], row[2], row[3], str(row[0])))
+            for row in self._exec(
+                "SELECT id, client_id, kind, reason, ts FROM rf_order_events WHERE robot = %s "
+                "AND id > %s AND kind <> 'cancel_request' AND client_id LIKE %s ORDER BY id",
+                (robot, event_id, like),
+            )
+        ]
+        return fills, updates
+
+    # -- exchange side --------------------------------------------------------
+
+    def listen_exchange(self) -> None:
+        self._listen("rf_exchange")
+
+    def _stored(self, rows) -> list[StoredOrder]:
+        return [
+            StoredOrder(r[0], r[1], NewOrder(r[2], r[3], r[4], r[5], r[6], r[7]), r[8], r[9], r[10])
+            for r in rows
+        ]
+
+    _ORDER_COLUMNS = "id, robot, client_id, symbol, side, qty, type, price, ts, status, filled"
+
+    def open_orders(self) -> list[StoredOrder]:
+        return self._stored(
+            self._exec(
+                f"SELECT {self._ORDER_COLUMNS} FROM rf_orders "
+                "WHERE status IN ('new', 'accepted') ORDER BY id"
+            )
+        )
+
+    def new_requests(self, order_id: int, event_id: int):
+        orders = self._stored(
+            self._exec(
+                f"SELECT {self._ORDER_COLUMNS} FROM rf_orders WHERE id > %s ORDER BY id",
+                (order_id,),
+            )
+        )
+        cancels = [
+            (r[0], r[1], r[2])
+            for r in self._exec(
+                "SELECT id, robot, client_id FROM rf_order_events "
+                "WHERE id > %s AND kind = 'cancel_request' ORDER BY id",
+                (event_id,),
+            )
+        ]
+        return orders, cancels
+
+    def max_request_ids(self) -> tuple[int, int]:
+        order = self._exec("SELECT coalesce(max(id), 0) FROM rf_orders").fetchone()[0]
+        event = self._exec("SELECT coalesce(max(id), 0) FROM rf_order_events").fetchone()[0]
+        return order, event
+
+    def _transaction(self):
+        if self.conn is None:
+            raise StoreUnavailable("not connected")
+        return self.conn.transaction()
+
+    def record_update(self, robot: str, update: OrderUpdate) -> int:
+        status = {"accepted": "accepted", "rejected": "rejected", "cancelled": "cancelled"}
+        with self._transaction():
+            row = self._exec(
+                "INSERT INTO rf_order_events (robot, client_id, kind, reason, ts) "
+                "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                (robot, update.client_id, update.status, update.reason, update.ts),
+            ).fetchone()
+            self._exec(
+                "UPDATE rf_orders SET status = %s WHERE client_id = %s "
+                "AND status IN ('new', 'accepted')",
+                (status[update.status], update.client_id),
+            )
+        return row[0]
+
+    def record_fill(self, robot: str, fill: Fill) -> int:
+        with self._transaction():
+            row = self._exec(
+                "INSERT INTO rf_trades (robot, client_id, symbol, side, qty, price, fee, ts) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (
+                    robot,
+                    fill.client_id,
+                    fill.symbol,
+                    fill.side,
+                    fill.qty,
+                    fill.price,
+                    fill.fee,
+                    fill.ts,
+                ),
+            ).fetchone()
+            self._exec(
+                "UPDATE rf_orders SET filled = filled + %s, "
+                "status = CASE WHEN filled + %s >= qty THEN 'filled' ELSE status END "
+                "WHERE client_id = %s",
+                (fill.qty, fill.qty, fill.client_id),
+            )
+        return row[0]

@@ -1,0 +1,212 @@
+"""A gateway whose orders go through an order store (the original "slow variant").
+
+The robot writes each order into the store (the unique client id makes a
+retried or replayed insert a no-op) and learns of updates and fills through
+the store's change feed, filtered by its name. One thread -- the trade
+stream -- owns the store connection: it inserts what :meth:`submit` hands it,
+listens for notifications and reads "everything after the last id I saw".
+
+Outages: when the store cannot be reached, the stream tells the loop (a
+journaled ``Control("gateway", status=down)`` event, after which risk refuses
+new orders), keeps the orders it was given, and retries with backoff. On
+reconnect it writes the kept orders, catches up on every update and fill it
+missed, and tells the loop the order path is up again. Nothing is lost and,
+thanks to the unique client ids and trade ids, nothing is doubled.
+
+Backends subclass :class:`StoreGateway` and name the URL schemes they take;
+``roboframe-postgres`` and ``roboframe-mongo`` do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, ClassVar
+
+import zmq
+
+from roboframe.core import codec
+from roboframe.core.events import Cancel, Control, NewOrder
+from roboframe.core.gateway import Gateway, Runtime
+from roboframe.errors import ConfigError
+from roboframe.store.base import OrderStore, StoreUnavailable, open_store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL_ENV = "ROBOFRAME_STORE_URL"
+
+
+class StoreGateway(Gateway):
+    schemes: ClassVar[tuple[str, ...]] = ()
+    params_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "url": {"type": "string", "description": "order store URL"},
+            "url_env": {
+                "type": "string",
+                "default": DEFAULT_URL_ENV,
+                "description": "environment variable holding the URL when url is not given",
+            },
+            "poll_ms": {
+                "type": "integer",
+                "minimum": 10,
+                "default": 1000,
+                "description": "read the store at least this often even without notifications",
+            },
+        },
+    }
+
+    def store_url(self) -> str:
+        url = self.params.get("url") or os.environ.get(
+            self.params.get("url_env", DEFAULT_URL_ENV), ""
+        )
+        if not url:
+            env = self.params.get("url_env", DEFAULT_URL_ENV)
+            raise ConfigError(
+                f"gateway {self.robot}: no order store URL: set gateway.params.url "
+                f"or the {env} environment variable"
+            )
+        return url
+
+    def open(self, runtime: Runtime) -> None:
+        from roboframe.builtin.paper import order_pipe
+
+        self.url = self.store_url()
+        self._push, self._pull = order_pipe(runtime, "store-orders")
+        self.resume_from: tuple[int, int] | None = getattr(runtime, "store_positions", None)
+
+    def submit(self, actions: list) -> None:
+        self._push.send(codec.encode(actions))
+
+    def close(self) -> None:
+        self._push.close()
+
+    def trade_stream(self, runtime: Runtime, sender: zmq.Socket) -> None:
+        stream = _StoreStream(self, runtime, sender)
+        try:
+            stream.run()
+        finally:
+            stream.close()
+
+
+class _StoreStream:
+    """The trade-stream side of :class:`StoreGateway`, one thread."""
+
+    def __init__(self, gateway: StoreGateway, runtime: Runtime, sender: zmq.Socket) -> None:
+        self.gw = gateway
+        self.robot = gateway.robot
+        self.runtime = runtime
+        self.sender = sender
+        self.orders = gateway._pull  # handed over to this thread
+        self.waiting: list[Any] = []  # actions not yet written to the store
+        self.store: OrderStore | None = None
+        # the run's own orders only; a resumed run starts after what its journal holds
+        self.prefix = f"{self.robot}-{runtime.run_id}-"
+        self.position = gateway.resume_from or (0, 0)
+        self.down = ""
+        self.poll_s = gateway.params.get("poll_ms", 1000) / 1000
+
+    def close(self) -> None:
+        self.orders.close()
+        if self.store is not None:
+            self.store.close()
+
+    def send(self, event: Any) -> None:
+        from roboframe.core.streams import send
+
+        send(self.sender, codec.encode(event), self.runtime.stop)
+
+    # -- connection state -----------------------------------------------------
+
+    def _connect(self) -> None:
+        if self.store is None:
+            self.store = open_store(self.gw.url)
+        else:
+            self.store.reconnect()
+        self.store.setup()
+        self.store.listen_robot(self.robot)
+
+    def _set_down(self, reason: str) -> None:
+        if not self.down:
+            log.warning(
+                "order store unavailable: %s; new orders are refused until it is back", reason
+            )
+            self.send(Control("gateway", 0, {"status": "down", "reason": reason}))
+        self.down = reason
+
+    def _set_up(self) -> None:
+        if self.down:
+            log.warning("order store is back; catching up")
+            self.send(Control("gateway", 0, {"status": "up"}))
+        self.down = ""
+
+    # -- work -----------------------------------------------------------------
+
+    def _write_waiting(self) -> None:
+        store = self.store
+        while self.waiting:
+            action = self.waiting[0]
+            if type(action) is NewOrder:
+                store.insert_order(self.robot, self.runtime.run_id, action, time.time_ns())
+            elif type(action) is Cancel:
+                store.request_cancel(self.robot, action.client_id, time.time_ns())
+            self.waiting.pop(0)
+
+    def _catch_up(self) -> None:
+        trade_id, event_id = self.position
+        fills, updates = self.store.changes_after(self.robot, self.prefix, trade_id, event_id)
+        for ref, update in updates:
+            self.send(update)
+            event_id = ref
+        for ref, fill in fills:
+            self.send(fill)
+            trade_id = ref
+        self.position = (trade_id, event_id)
+
+    def _drain_orders(self) -> None:
+        while True:
+            try:
+                raw = self.orders.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.waiting.extend(codec.decode_actions(raw))
+
+    def run(self) -> None:
+        stop = self.runtime.stop
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                if self.store is None or self.store.fileno() is None or self.down:
+                    self._connect()
+                    self._write_waiting()
+                    self._catch_up()
+                    self._set_up()
+                    backoff = 0.2
+                self._serve(stop)
+            except StoreUnavailable as exc:
+                self._set_down(str(exc))
+                self._drain_orders()
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _serve(self, stop) -> None:
+        """Until the store fails or the run stops: write orders, read changes."""
+        poller = zmq.Poller()
+        poller.register(self.orders, zmq.POLLIN)
+        fd = self.store.fileno()
+        if fd is not None:
+            poller.register(fd, zmq.POLLIN)
+        next_poll = time.monotonic() + self.poll_s
+        while not stop.is_set():
+            ready = dict(poller.poll(50))
+            if self.orders in ready:
+                self._drain_orders()
+                self._write_waiting()
+            now = time.monotonic()
+            if (fd is not None and fd in ready) or now >= next_poll:
+                self._catch_up()
+                while self.store.wait(0):  # notifications only wake us; read until quiet
+                    self._catch_up()
+                next_poll = now + self.poll_s

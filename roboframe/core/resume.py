@@ -1,0 +1,84 @@
+"""Resuming a run after a crash: the journal rebuilds the robot exactly.
+
+The latest journal of the robot that did not reach its stop is reopened: a
+torn last frame is cut, every journaled event is fed to a fresh kernel (the
+same pure function, so the same state), and the run continues in the same
+file with the next sequence number. Orders the journal holds but the gateway
+may never have received (still unacknowledged) are submitted again; an order
+store's unique client ids make that a no-op when they did arrive. The
+trade stream resumes after the last store trade and update the journal
+holds, so nothing is missed and nothing is repeated.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from roboframe.core.events import Fill, NewOrder, OrderUpdate
+from roboframe.core.kernel import Kernel
+from roboframe.errors import ConfigError, RoboframeError
+from roboframe.journal import JournalReader, recover
+from roboframe.risk.limits import STOPPED
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Resumed:
+    path: Path
+    run_id: str
+    kernel: Kernel
+    last_seq: int
+    store_positions: tuple[int, int]
+    unacknowledged: list[NewOrder]
+
+
+def latest_unfinished(journal_dir: Path, suffix: str) -> Path | None:
+    """The newest live-run journal in ``journal_dir`` (backtests excluded)."""
+    runs = sorted(p for p in journal_dir.glob(f"*{suffix}") if not p.name.startswith("bt-"))
+    return runs[-1] if runs else None
+
+
+def _ref(text: str) -> int:
+    return int(text) if text.isdigit() else 0
+
+
+def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
+    """Feed ``path``'s events to a fresh kernel; refuse a finished or foreign run."""
+    from roboframe.replay import iter_events
+
+    cut = recover(path)
+    if cut:
+        log.warning("%s: cut a torn last frame of %d bytes", path, cut)
+    reader = JournalReader(path)
+    header = reader.header
+    if header.get("robot") != spec.name:
+        raise ConfigError(f"{path} belongs to robot {header.get('robot')!r}, not {spec.name!r}")
+    if header.get("config_hash") != spec.config_hash:
+        raise ConfigError(
+            f"{path}: the robot file changed since that run started; "
+            "it cannot be resumed (start a new run)"
+        )
+    kernel = Kernel(spec, header["run_id"], strategy)
+    last_seq = trade = event_ref = 0
+    for seq, event, _record in iter_events(reader):
+        if event is None:
+            continue
+        kernel.handle(event)
+        kernel.take_rejected()
+        last_seq = seq
+        if type(event) is Fill:
+            trade = max(trade, _ref(event.trade_id))
+        elif type(event) is OrderUpdate:
+            event_ref = max(event_ref, _ref(event.ref))
+    if kernel.risk.state == STOPPED:
+        raise RoboframeError(f"{path}: that run has already stopped")
+    unacked = [
+        NewOrder(o.client_id, o.symbol, o.side, o.qty, o.type, o.price)
+        for o in kernel.orders.open.values()
+        if o.status == "new"
+    ]
+    return Resumed(path, header["run_id"], kernel, last_seq, (trade, event_ref), unacked)

@@ -1,0 +1,74 @@
+"""``roboframe feed publish``: one market-data publisher for many robots.
+
+Publishes every event of a feed (a robot file's own feed, or a CSV file) on
+a ZeroMQ PUB socket as two frames ``[symbol, encoded event]``, so each robot
+and the exchange process subscribe to the symbols they need, as in the
+original design. ``speed`` paces by the events' own times (``10`` plays ten
+times faster than real time); ``None`` sends as fast as possible.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+
+import zmq
+
+from roboframe.core import codec
+from roboframe.core.events import Bar, Tick
+
+
+def publish(
+    events: Iterable[Tick | Bar],
+    bind: str,
+    *,
+    speed: float | None = None,
+    wait_s: float = 1.0,
+    stop: threading.Event | None = None,
+    on_bound=None,
+) -> int:
+    """Publish ``events``; return how many were sent."""
+    stop = stop or threading.Event()
+    ctx = zmq.Context.instance()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 1000)
+    pub.setsockopt(zmq.SNDHWM, 1_000_000)
+    if bind.endswith(":0"):
+        port = pub.bind_to_random_port(bind[:-2])
+        bind = f"{bind[:-2]}:{port}"
+    else:
+        pub.bind(bind)
+    if on_bound is not None:
+        on_bound(bind)
+    sent = 0
+    try:
+        if stop.wait(wait_s):  # let subscribers connect: PUB drops what nobody hears
+            return 0
+        first_ts = None
+        started = time.monotonic()
+        for event in events:
+            if speed:
+                if first_ts is None:
+                    first_ts = event.ts
+                due = started + (event.ts - first_ts) / 1e9 / speed
+                delay = due - time.monotonic()
+                if delay > 0 and stop.wait(delay):
+                    break
+            if stop.is_set():
+                break
+            pub.send_multipart([event.symbol.encode(), codec.encode(event)])
+            sent += 1
+    finally:
+        pub.close()
+    return sent
+
+
+def parse_speed(text: str) -> float | None:
+    """``10x``, ``0.5x``, ``10`` or ``max``."""
+    if text in ("max", "0", "0x"):
+        return None
+    value = float(text.rstrip("xX"))
+    if value <= 0:
+        raise ValueError("speed must be positive")
+    return value

@@ -1,0 +1,116 @@
+"""The contract every order-store backend implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from roboframe.core.events import Fill, NewOrder, OrderUpdate
+from roboframe.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class StoredOrder:
+    """A row of the orders collection, as the exchange side sees it."""
+
+    id: int
+    robot: str
+    order: NewOrder
+    ts: int
+    status: str
+    filled: int
+
+
+class OrderStore:
+    """One connection to an order store. Not thread-safe: one per thread.
+
+    Every method may raise :class:`StoreUnavailable` when the store cannot be
+    reached; callers retry after :meth:`reconnect`.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    # -- both sides -----------------------------------------------------------
+
+    def setup(self) -> None:
+        """Create tables/collections, indexes and triggers if missing."""
+        raise NotImplementedError
+
+    def reconnect(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def fileno(self) -> int | None:
+        """A socket to poll for notifications, or None to poll by time."""
+        return None
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a change notification; True if one came."""
+        raise NotImplementedError
+
+    # -- robot side -----------------------------------------------------------
+
+    def insert_order(self, robot: str, run_id: str, order: NewOrder, ts: int) -> bool:
+        """Insert an order; False when one with its client id exists (a no-op)."""
+        raise NotImplementedError
+
+    def request_cancel(self, robot: str, client_id: str, ts: int) -> None:
+        raise NotImplementedError
+
+    def listen_robot(self, robot: str) -> None:
+        """Start receiving change notifications for ``robot``."""
+        raise NotImplementedError
+
+    def changes_after(
+        self, robot: str, prefix: str, trade_id: int, event_id: int
+    ) -> tuple[list[tuple[int, Fill]], list[tuple[int, OrderUpdate]]]:
+        """Fills and order updates of ``robot``'s orders whose client id starts with
+        ``prefix`` (one run's), after the given ids, oldest first, with their ids."""
+        raise NotImplementedError
+
+    # -- exchange side --------------------------------------------------------
+
+    def listen_exchange(self) -> None:
+        """Start receiving notifications of new orders and cancel requests."""
+        raise NotImplementedError
+
+    def open_orders(self) -> list[StoredOrder]:
+        """Orders not yet filled, cancelled or rejected, oldest first."""
+        raise NotImplementedError
+
+    def new_requests(
+        self, order_id: int, event_id: int
+    ) -> tuple[list[StoredOrder], list[tuple[int, str, str]]]:
+        """Orders after ``order_id`` and cancel requests ``(id, robot, client_id)``
+        after ``event_id``."""
+        raise NotImplementedError
+
+    def record_update(self, robot: str, update: OrderUpdate) -> int:
+        """Write an accepted/rejected/cancelled event; return its id."""
+        raise NotImplementedError
+
+    def record_fill(self, robot: str, fill: Fill) -> int:
+        """Write a trade (its ``trade_id`` is ignored); return its id."""
+        raise NotImplementedError
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached right now."""
+
+
+def open_store(url: str, registry: Any = None) -> OrderStore:
+    """An :class:`OrderStore` for ``url``, from the backend registered for its scheme."""
+    from roboframe.plugins import get_registry
+
+    registry = registry or get_registry()
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    aliases = {"postgres": "postgresql", "mongodb+srv": "mongodb"}
+    found = registry.stores.get(aliases.get(scheme, scheme))
+    if found is None:
+        known = ", ".join(sorted(registry.stores)) or "none"
+        hint = " (pip install ./plugins/roboframe-postgres or ./plugins/roboframe-mongo)"
+        raise ConfigError(f"no order store for {scheme or url!r} URLs; installed: {known}{hint}")
+    return found.obj(url)
