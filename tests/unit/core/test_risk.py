@@ -131,3 +131,13 @@ def test_rejection_chain_is_bounded():
     )
     with pytest.raises(StrategyError, match="keeps answering risk rejections"):
         kernel.handle(bar(SI, 1, 100))
+
+
+def test_order_path_down_refuses_new_orders_until_up():
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 1)])
+    kernel.handle(Control("gateway", T0, {"status": "down", "reason": "store unreachable"}))
+    assert kernel.handle(bar(SI, 1, 100)) == []
+    assert reasons(kernel) == ["risk: order path unavailable (store unreachable)"]
+    assert kernel.snapshot()["order_path"] == "down: store unreachable"
+    kernel.handle(Control("gateway", T0, {"status": "up"}))
+    assert len(kernel.handle(bar(SI, 2, 100))) == 1

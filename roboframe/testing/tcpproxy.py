@@ -1,0 +1,80 @@
+"""A TCP proxy a test can cut: a real network outage between a client and a server.
+
+``cut()`` closes every connection and refuses new ones until ``restore()``;
+clients see exactly what a dead server or a broken link looks like.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+
+
+class TcpProxy:
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = threading.Event()
+        self.up.set()
+        self._stop = threading.Event()
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        sel = selectors.DefaultSelector()
+        sel.register(self.listener, selectors.EVENT_READ)
+        while not self._stop.is_set():
+            for key, _ in sel.select(0.05):
+                if key.fileobj is self.listener:
+                    client, _ = self.listener.accept()
+                    if not self.up.is_set():
+                        client.close()
+                        continue
+                    try:
+                        server = socket.create_connection(self.target, timeout=3)
+                    except OSError:
+                        client.close()
+                        continue
+                    with self._lock:
+                        self._pairs.append((client, server))
+                    sel.register(client, selectors.EVENT_READ, server)
+                    sel.register(server, selectors.EVENT_READ, client)
+                else:
+                    src, dst = key.fileobj, key.data
+                    try:
+                        data = src.recv(65536)
+                        if data:
+                            dst.sendall(data)
+                            continue
+                    except OSError:
+                        pass
+                    self._drop(sel, src, dst)
+            if not self.up.is_set():
+                with self._lock:
+                    pairs, self._pairs = self._pairs, []
+                for a, b in pairs:
+                    self._drop(sel, a, b)
+        sel.close()
+
+    def _drop(self, sel, a: socket.socket, b: socket.socket) -> None:
+        for sock in (a, b):
+            try:
+                sel.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+            sock.close()
+
+    def cut(self) -> None:
+        self.up.clear()
+
+    def restore(self) -> None:
+        self.up.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.listener.close()
