@@ -6,6 +6,7 @@ clients see exactly what a dead server or a broken link looks like.
 
 from __future__ import annotations
 
+import contextlib
 import selectors
 import socket
 import threading
@@ -62,10 +63,8 @@ class TcpProxy:
 
     def _drop(self, sel, a: socket.socket, b: socket.socket) -> None:
         for sock in (a, b):
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 sel.unregister(sock)
-            except (KeyError, ValueError):
-                pass
             sock.close()
 
     def cut(self) -> None:

@@ -114,7 +114,7 @@ def test_robot_survives_a_store_outage(tmp_path, pg_url):
         elif isinstance(event, Fill):
             fills.append((event.client_id, event.trade_id))
         elif event is None and record.kind == ACTIONS:
-            actions, rejected = codec.decode_outputs(record.payload)
+            actions, _rejected = codec.decode_outputs(record.payload)
             orders += [a.client_id for a in actions if isinstance(a, NewOrder)]
     assert controls[:2] == ["down", "up"]
     dsn, schema = split_schema(pg_url)
