@@ -19,6 +19,7 @@ A URL may carry ``?schema=NAME`` to keep the tables in their own schema.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -121,10 +122,9 @@ class PgStore(OrderStore):
         try:
             self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=3)
             if self.schema:
-                try:
+                # another connection may create it at the same moment
+                with contextlib.suppress(psycopg.errors.UniqueViolation):
                     self.conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                except psycopg.errors.UniqueViolation:
-                    pass  # created at the same moment by another connection
                 self.conn.execute(f'SET search_path TO "{self.schema}"')
             for channel in self._listening:
                 self.conn.execute(f"LISTEN {channel}")
