@@ -37,11 +37,14 @@ class ExchangeProcess:
         *,
         commission: Decimal = Decimal(0),
         slippage_ticks: int = 0,
+        fill_at: str = "next",
         poll_s: float = 1.0,
     ) -> None:
         self.store_url = store_url
         self.feed_address = feed_address
-        self.engine = PaperExchange(None, commission=commission, slippage_ticks=slippage_ticks)
+        self.engine = PaperExchange(
+            None, commission=commission, slippage_ticks=slippage_ticks, fill_at=fill_at
+        )
         self.owner: dict[str, str] = {}  # client id -> robot
         self.unwritten: list[tuple[str, object]] = []  # (robot, update or fill)
         self.positions = (0, 0)  # last order id, last cancel-request id read
@@ -93,14 +96,12 @@ class ExchangeProcess:
         self.positions = (order_pos, cancel_pos)
 
     def _write(self) -> None:
-        while self.unwritten:
-            robot, item = self.unwritten[0]
-            if type(item) is Fill:
-                self.store.record_fill(robot, item)
-                self.counts["fills"] += 1
-            else:
-                self.store.record_update(robot, item)
-            self.unwritten.pop(0)
+        if not self.unwritten:
+            return
+        batch = list(self.unwritten)
+        self.store.record_many(batch)  # one transaction: all of it, or none and retry
+        del self.unwritten[: len(batch)]
+        self.counts["fills"] += sum(1 for _, item in batch if type(item) is Fill)
 
     # -- market data ----------------------------------------------------------
 

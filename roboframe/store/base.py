@@ -96,6 +96,14 @@ class OrderStore:
         """Write a trade (its ``trade_id`` is ignored); return its id."""
         raise NotImplementedError
 
+    def record_many(self, items: list[tuple[str, OrderUpdate | Fill]]) -> None:
+        """Write several updates and fills, in order; backends may batch them."""
+        for robot, item in items:
+            if type(item) is Fill:
+                self.record_fill(robot, item)
+            else:
+                self.record_update(robot, item)
+
 
 class StoreUnavailable(Exception):
     """The store cannot be reached right now."""

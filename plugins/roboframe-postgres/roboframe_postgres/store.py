@@ -175,7 +175,7 @@ class PgStore(OrderStore):
         if self.conn is None:
             raise StoreUnavailable("not connected")
         try:
-            return bool(list(self.conn.notifies(timeout=timeout)))
+            return bool(list(self.conn.notifies(timeout=timeout, stop_after=1)))
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.close()
             raise StoreUnavailable(str(exc).strip() or "connection lost") from exc
@@ -217,23 +217,31 @@ class PgStore(OrderStore):
 
     def changes_after(self, robot: str, prefix: str, trade_id: int, event_id: int):
         like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        fills = [
-            (row[0], Fill(row[1], row[7], row[2], row[3], row[4], row[5], str(row[0]), row[6]))
-            for row in self._exec(
+        with self._pipeline():  # both queries in one round trip
+            trades = self._exec(
                 "SELECT id, client_id, symbol, side, qty, price, fee, ts FROM rf_trades "
                 "WHERE robot = %s AND id > %s AND client_id LIKE %s ORDER BY id",
                 (robot, trade_id, like),
             )
-        ]
-        updates = [
-            (row[0], OrderUpdate(row[1], row[4], row[2], row[3], str(row[0])))
-            for row in self._exec(
+            events = self._exec(
                 "SELECT id, client_id, kind, reason, ts FROM rf_order_events WHERE robot = %s "
                 "AND id > %s AND kind <> 'cancel_request' AND client_id LIKE %s ORDER BY id",
                 (robot, event_id, like),
             )
+        fills = [
+            (row[0], Fill(row[1], row[7], row[2], row[3], row[4], row[5], str(row[0]), row[6]))
+            for row in trades.fetchall()
+        ]
+        updates = [
+            (row[0], OrderUpdate(row[1], row[4], row[2], row[3], str(row[0])))
+            for row in events.fetchall()
         ]
         return fills, updates
+
+    def _pipeline(self):
+        if self.conn is None:
+            raise StoreUnavailable("not connected")
+        return _Guarded(self, self.conn.pipeline())
 
     # -- exchange side --------------------------------------------------------
 
@@ -321,3 +329,21 @@ class PgStore(OrderStore):
                 (fill.qty, fill.qty, fill.client_id),
             )
         return row[0]
+
+
+class _Guarded:
+    """A pipeline context whose connection errors become StoreUnavailable."""
+
+    def __init__(self, store: PgStore, pipeline) -> None:
+        self.store = store
+        self.pipeline = pipeline
+
+    def __enter__(self):
+        return self.pipeline.__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return self.pipeline.__exit__(*exc)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as err:
+            self.store.close()
+            raise StoreUnavailable(str(err).strip() or "connection lost") from err

@@ -1,0 +1,152 @@
+"""Order sent -> fill visible to the robot, through the PostgreSQL order store.
+
+Measured side by side in one run, on the same server:
+
+- raw: INSERT on one connection -> NOTIFY (by trigger) received on another,
+  no roboframe code: the floor of any store-backed order path;
+- roboframe: the robot's gateway writes the order into the store, the paper
+  exchange process (a thread here, its own connection) is notified, fills it
+  at the last bar's close and writes the trade, the robot's trade stream is
+  notified, reads it and delivers the Fill to the loop's socket.
+
+A store round trip is two notifications (robot -> exchange -> robot), so the
+fair comparison for "what roboframe adds" is against twice the raw figure.
+Prints p50/p99 in milliseconds and orders/s. Usage:
+python bench/order_latency.py [-n 2000] [--url postgresql://postgres@127.0.0.1:5432/test]
+The fast path (orders straight over ZeroMQ) is not built yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import zmq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from roboframe.core import codec
+from roboframe.core.events import Bar, Fill, NewOrder
+from roboframe.core.gateway import Runtime
+from roboframe.core.instruments import Instrument
+from roboframe.core.streams import trade_stream
+from roboframe.exchange import ExchangeProcess
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def raw_notify(url: str, n: int) -> list[float]:
+    import psycopg
+    from roboframe_postgres.store import PgStore, robot_channel
+
+    writer, listener = PgStore(url), PgStore(url)
+    writer.setup()
+    listener.listen_robot("raw")
+    lat = []
+    for i in range(n):
+        start = time.perf_counter()
+        writer.conn.execute(
+            "INSERT INTO rf_trades (robot, client_id, symbol, side, qty, price, ts) "
+            "VALUES ('raw', %s, 'SI', 'buy', 1, 1, 0)",
+            (f"raw-{i}",),
+        )
+        while not listener.wait(1.0):
+            pass
+        lat.append(time.perf_counter() - start)
+    writer.close()
+    listener.close()
+    del psycopg, robot_channel
+    return lat
+
+
+def roboframe_path(url: str, n: int) -> tuple[list[float], float]:
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    stop = threading.Event()
+    ready = threading.Event()
+    exchange = ExchangeProcess(url, f"tcp://127.0.0.1:{port}", fill_at="close", poll_s=1.0)
+    ex_thread = threading.Thread(target=exchange.run, args=(stop, ready), daemon=True)
+    ex_thread.start()
+    assert ready.wait(10), "exchange did not start"
+    time.sleep(0.5)
+    pub.send_multipart([b"SI", codec.encode(Bar("SI", 1, 100, 100, 100, 100))])
+    time.sleep(0.3)
+    from roboframe_postgres import roboframe_register_gateways
+
+    gateways = {}
+    roboframe_register_gateways(lambda name, cls: gateways.setdefault(name, cls))
+    runtime = Runtime("bench", "b1", ctx, "inproc://bench-loop", None)
+    loop = ctx.socket(zmq.PULL)
+    loop.bind(runtime.loop_address)
+    gw = gateways["postgres"](
+        {"url": url, "poll_ms": 1000}, {"SI": Instrument("SI", Decimal(1))}, robot="bench"
+    )
+    gw.open(runtime)
+    stream = threading.Thread(target=trade_stream, args=(gw, runtime), daemon=True)
+    stream.start()
+    time.sleep(0.5)
+    lat = []
+    started = time.perf_counter()
+    for i in range(n):
+        cid = f"bench-b1-{i}"
+        t0 = time.perf_counter()
+        gw.submit([NewOrder(cid, "SI", "buy", 1)])
+        while True:
+            if not loop.poll(5000):
+                raise SystemExit(f"no fill for {cid} within 5 s")
+            event = codec.decode(loop.recv())
+            if type(event) is Fill and event.client_id == cid:
+                break
+        lat.append(time.perf_counter() - t0)
+    rate = n / (time.perf_counter() - started)
+    runtime.stop.set()
+    stop.set()
+    stream.join(5)
+    ex_thread.join(5)
+    gw.close()
+    loop.close(0)
+    pub.close(0)
+    ctx.term()
+    return lat, rate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=2000)
+    ap.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
+    args = ap.parse_args()
+    import psycopg
+
+    schema = f"rf_bench_{uuid.uuid4().hex[:8]}"
+    url = f"{args.url}{'&' if '?' in args.url else '?'}schema={schema}"
+    try:
+        raw = raw_notify(url, args.n)
+        ours, rate = roboframe_path(url, args.n)
+    finally:
+        with psycopg.connect(args.url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    r50, r99 = pct(raw, 0.5) * 1e3, pct(raw, 0.99) * 1e3
+    o50, o99 = pct(ours, 0.5) * 1e3, pct(ours, 0.99) * 1e3
+    print(f"PostgreSQL order path, {args.n:,} orders, one at a time")
+    print(f"{'':<44}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"{'raw INSERT -> NOTIFY (one hop)':<44}{r50:>9.3f}{r99:>9.3f}")
+    print(f"{'raw, two hops (robot->exchange->robot)':<44}{2 * r50:>9.3f}{2 * r99:>9.3f}")
+    print(f"{'roboframe order -> fill at the robot':<44}{o50:>9.3f}{o99:>9.3f}")
+    print(
+        f"roboframe adds {o50 - 2 * r50:+.3f} ms at p50 over two raw hops; "
+        f"{rate:,.0f} orders/s sequentially (mean {statistics.mean(ours) * 1e3:.3f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
