@@ -244,18 +244,33 @@ def backtrader_variant(path: Path, bars: int) -> dict:
     return {"bars": len(df), "seconds": elapsed, "trades": int(total.get("total", 0))}
 
 
-def count_ties(path: Path, bars: int) -> int:
-    """Bars where the exact fast and slow averages are equal (ties float tools split)."""
+def count_ties(path: Path, bars: int) -> tuple[int, int | None]:
+    """Bars where the exact averages are equal, and bars where pandas' float rolling
+    means (what backtesting.py and backtrader compare) disagree with the exact sign."""
     _o, _h, _lo, c = load_columns(path)
+    n = min(bars, len(c))
+    exact = [0] * n
     ties = 0
-    fast_sum = sum(c[:FAST])
-    slow_sum = sum(c[:SLOW])
-    for i in range(SLOW, min(bars, len(c))):
+    fast_sum = sum(c[SLOW - FAST - 1 : SLOW - 1])  # windows ending at bar SLOW - 2
+    slow_sum = sum(c[: SLOW - 1])
+    for i in range(SLOW - 1, n):
         fast_sum += c[i] - c[i - FAST]
-        slow_sum += c[i] - c[i - SLOW]
-        if fast_sum * SLOW == slow_sum * FAST:
-            ties += 1
-    return ties
+        slow_sum += c[i] - (c[i - SLOW] if i >= SLOW else 0)
+        diff = fast_sum * SLOW - slow_sum * FAST
+        exact[i] = (diff > 0) - (diff < 0)
+        ties += diff == 0
+    try:
+        import pandas as pd
+    except ImportError:
+        return ties, None
+    closes = pd.Series(list(c[:n]), dtype=float)
+    fast = closes.rolling(FAST).mean()
+    slow = closes.rolling(SLOW).mean()
+    flips = 0
+    for i in range(SLOW - 1, n):
+        d = float(fast.iat[i] - slow.iat[i])
+        flips += ((d > 0) - (d < 0)) != exact[i]
+    return ties, flips
 
 
 VARIANTS = {
@@ -359,14 +374,19 @@ def main() -> None:
             f"   roboframe / plain loop with journal: "
             f"{rows['roboframe']['rate'] / rows['plain+journal']['rate']:.2f}"
         )
-    ties = count_ties(path, peer_bars)
+    ties, flips = count_ties(path, peer_bars)
     for peer in ("backtesting.py", "backtrader"):
         if peer in rows and rows[peer]["bars"] == args.n and "roboframe" in rows:
             diff = rows[peer]["trades"] - rows["roboframe"]["trades"]
-            print(
-                f"trades {peer} - roboframe: {diff:+d} "
-                f"(exact ties between the averages on this walk: {ties})"
-            )
+            print(f"trades {peer} - roboframe: {diff:+d}")
+    print(
+        f"on this walk: {ties} bars where the exact averages tie and "
+        f"{flips if flips is not None else '?'} where float rolling means disagree in sign. "
+        "roboframe holds its side through a tie and reverses after it; backtesting.py's "
+        "crossover() needs strictly below then above, so it misses a crossing that passes "
+        "through a tie, and it needs a crossing for its first entry; backtrader's CrossOver "
+        "remembers the last non-zero difference, as roboframe does"
+    )
 
 
 if __name__ == "__main__":

@@ -262,7 +262,9 @@ class PaperGateway(Gateway):
             market.close()
 
     def close(self) -> None:
-        self._push.close()
+        push = getattr(self, "_push", None)  # open() may have failed before making it
+        if push is not None:
+            push.close()
 
 
 def order_pipe(runtime: Runtime, name: str) -> tuple[zmq.Socket, zmq.Socket]:

@@ -81,7 +81,9 @@ class StoreGateway(Gateway):
         self._push.send(codec.encode(actions))
 
     def close(self) -> None:
-        self._push.close()
+        push = getattr(self, "_push", None)  # open() may have failed before making it
+        if push is not None:
+            push.close()
 
     def trade_stream(self, runtime: Runtime, sender: zmq.Socket) -> None:
         stream = _StoreStream(self, runtime, sender)

@@ -232,7 +232,7 @@ class LiveRobot:
             self.gateway.close()
             self.journal.close()
             if not any(t.is_alive() for t in threads):
-                ctx.term()
+                ctx.destroy(linger=0)  # also closes what a failed start left open
         summary = self.summary()
         try:
             pm.hook.roboframe_robot_stop(robot=spec, run_id=self.run_id, summary=summary)

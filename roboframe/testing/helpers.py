@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import time
+from collections.abc import Callable
 from typing import Any
 
 from roboframe.core.events import Bar, Control, Fill, Tick
@@ -98,3 +100,13 @@ def run_events(spec, events, *, run_id: str = "r1", strategy=None, start: bool =
         actions = kernel.handle(event)
         outputs.append((event, list(actions), kernel.take_rejected()))
     return kernel, outputs
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` seconds pass; its last answer."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())

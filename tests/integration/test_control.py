@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 from roboframe.config import load_robot
 from roboframe.control import send_command
@@ -12,17 +11,9 @@ from roboframe.core.events import Control
 from roboframe.core.robot import LiveRobot, RunOptions
 from roboframe.journal import JournalReader
 from roboframe.journal.format import MESSAGE
+from roboframe.testing.helpers import wait_for
 
 from .conftest import roboframe_cmd
-
-
-def wait_for(predicate, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_commands_reach_the_loop_and_the_journal(robot_file, tmp_path):

@@ -58,17 +58,23 @@ journal: {dir: %s}
 """
 
 
+def install(tmp_path, module: str, source: str, entry: str, version: str = "1.0"):
+    """A tiny installed distribution: its module plus a dist-info with a
+    ``roboframe`` entry point, found by importlib.metadata on PYTHONPATH."""
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / f"{module}.py").write_text(source)
+    dist = site / f"{module}-{version}.dist-info"
+    dist.mkdir()
+    name = module.replace("_", "-")
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (dist / "entry_points.txt").write_text(f"[roboframe]\n{entry} = {module}\n")
+    return site
+
+
 @pytest.fixture
 def plugin_path(tmp_path):
-    """A tiny installed distribution: its module plus a dist-info with entry points."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "rf_alternator.py").write_text(textwrap.dedent(PLUGIN))
-    dist = site / "rf_alternator-0.3.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: rf-alternator\nVersion: 0.3.0\n")
-    (dist / "entry_points.txt").write_text("[roboframe]\nalternator = rf_alternator\n")
-    return site
+    return install(tmp_path, "rf_alternator", textwrap.dedent(PLUGIN), "alternator", "0.3.0")
 
 
 def test_plugins_lists_the_entry_point(plugin_path):
@@ -99,13 +105,7 @@ def test_robot_runs_with_the_plugin_strategy_and_feed(plugin_path, tmp_path):
 
 
 def test_broken_plugin_fails_with_its_name(tmp_path):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "rf_broken.py").write_text("raise ImportError('missing dependency zzz')\n")
-    dist = site / "rf_broken-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: rf-broken\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[roboframe]\nbroken = rf_broken\n")
+    site = install(tmp_path, "rf_broken", "raise ImportError('missing dependency zzz')\n", "broken")
     proc = roboframe_cmd("plugins", env={"PYTHONPATH": str(site)})
     assert proc.returncode == 1
     assert "plugin 'broken' (entry point 'rf_broken') failed to load" in proc.stderr
@@ -114,18 +114,13 @@ def test_broken_plugin_fails_with_its_name(tmp_path):
 
 
 def test_misspelt_hook_fails_with_the_plugin_name(tmp_path):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "rf_typo.py").write_text(
+    source = (
         "from roboframe import hookimpl\n"
         "@hookimpl\n"
         "def roboframe_register_strategys(register):\n"
         "    pass\n"
     )
-    dist = site / "rf_typo-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: rf-typo\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[roboframe]\ntypo = rf_typo\n")
+    site = install(tmp_path, "rf_typo", source, "typo")
     proc = roboframe_cmd("plugins", env={"PYTHONPATH": str(site)})
     assert proc.returncode == 1
     assert "plugin 'typo'" in proc.stderr

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate
+from roboframe.errors import ConfigError
 from roboframe.store.base import OrderStore, StoredOrder, StoreUnavailable
 
 DDL = """
@@ -105,6 +107,8 @@ def split_schema(url: str) -> tuple[str, str | None]:
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
     schema = query.pop("schema", None)
+    if schema is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", schema):
+        raise ConfigError(f"order store URL: schema {schema!r} must be letters, digits and _")
     return urlunsplit(parts._replace(query=urlencode(query))), schema
 
 

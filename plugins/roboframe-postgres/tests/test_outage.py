@@ -25,6 +25,7 @@ from roboframe.exchange import ExchangeProcess
 from roboframe.journal import ACTIONS, JournalReader
 from roboframe.publisher import publish
 from roboframe.replay import iter_events, verify
+from roboframe.testing.helpers import wait_for
 from roboframe.testing.tcpproxy import TcpProxy
 
 ROBOT = """\
@@ -43,15 +44,6 @@ gateway:
 journal:
   dir: {dir}
 """
-
-
-def wait_for(predicate, timeout=10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_robot_survives_a_store_outage(tmp_path, pg_url):
