@@ -47,7 +47,7 @@ class ExchangeProcess:
         )
         self.owner: dict[str, str] = {}  # client id -> robot
         self.unwritten: list[tuple[str, object]] = []  # (robot, update or fill)
-        self.positions = (0, 0)  # last order id, last cancel-request id read
+        self.handled: list[int] = []  # cancel requests answered, to mark in the store
         self.store: OrderStore | None = None
         self.poll_s = poll_s
         self.counts = {"orders": 0, "fills": 0, "cancels": 0}
@@ -63,15 +63,13 @@ class ExchangeProcess:
         self.store.listen_exchange()
 
     def _reload(self) -> None:
-        """Orders still open in the store become resting orders again."""
-        self.positions = self.store.max_request_ids()
+        """Orders acknowledged before a restart rest again; new ones are read as new."""
         for stored in self.store.open_orders():
-            if stored.id > self.positions[0]:
-                continue
-            self._take(stored, acknowledge=stored.status == "new")
-            resting = self.engine.open_orders.get(stored.order.client_id)
-            if resting is not None:
-                resting.filled = stored.filled
+            if stored.status == "accepted":
+                self._take(stored, acknowledge=False)
+                resting = self.engine.open_orders.get(stored.order.client_id)
+                if resting is not None:
+                    resting.filled = stored.filled
         log.info("exchange: %d open orders reloaded", len(self.engine.open_orders))
 
     def _take(self, stored, acknowledge: bool = True) -> None:
@@ -82,26 +80,27 @@ class ExchangeProcess:
         self.counts["orders"] += 1
 
     def _read_requests(self) -> None:
-        orders, cancels = self.store.new_requests(*self.positions)
-        order_pos, cancel_pos = self.positions
+        orders, cancels = self.store.new_requests()
         for stored in orders:
-            order_pos = stored.id
-            if stored.status == "new":
+            if stored.order.client_id not in self.owner:  # taken; acknowledgement not written
                 self._take(stored)
         for ref, robot, client_id in cancels:
-            cancel_pos = ref
+            if ref in self.handled:
+                continue
             self.owner.setdefault(client_id, robot)
             self.unwritten.extend((robot, a) for a in self.engine.submit(Cancel(client_id)))
+            self.handled.append(ref)
             self.counts["cancels"] += 1
-        self.positions = (order_pos, cancel_pos)
 
     def _write(self) -> None:
-        if not self.unwritten:
-            return
-        batch = list(self.unwritten)
-        self.store.record_many(batch)  # one transaction: all of it, or none and retry
-        del self.unwritten[: len(batch)]
-        self.counts["fills"] += sum(1 for _, item in batch if type(item) is Fill)
+        if self.unwritten:
+            batch = list(self.unwritten)
+            self.store.record_many(batch)  # one transaction: all of it, or none and retry
+            del self.unwritten[: len(batch)]
+            self.counts["fills"] += sum(1 for _, item in batch if type(item) is Fill)
+        if self.handled:
+            self.store.mark_handled(self.handled)
+            self.handled = []
 
     # -- market data ----------------------------------------------------------
 
@@ -162,13 +161,16 @@ class ExchangeProcess:
         if fd is not None:
             poller.register(fd, zmq.POLLIN)
         next_poll = 0.0
+        timeout = 50 if fd is not None else 5  # change streams have no socket to poll
         while not stop.is_set():
-            ready = dict(poller.poll(50))
+            ready = dict(poller.poll(timeout))
             if sub in ready:
                 self._on_market(sub)
             now = time.monotonic()
-            if (fd is not None and fd in ready) or now >= next_poll:
-                self.store.wait(0)
+            woke = fd in ready if fd is not None else self.store.wait(0)
+            if woke or now >= next_poll:
+                if fd is not None:
+                    self.store.wait(0)
                 self._read_requests()
                 next_poll = now + self.poll_s
             self._write()

@@ -35,7 +35,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 )
 
 KINDS = ("feeds", "gateways", "strategies")
-FIRST_PARTY = ("roboframe_postgres",)
+FIRST_PARTY = ("roboframe_postgres", "roboframe_mongo")
 """Plugins that live in this repository under plugins/, packaged like third-party ones."""
 SINGULAR = {
     "feeds": "feed",

@@ -201,13 +201,16 @@ class _StoreStream:
         if fd is not None:
             poller.register(fd, zmq.POLLIN)
         next_poll = time.monotonic() + self.poll_s
+        # a store without a socket to poll (change streams) is asked every few ms
+        timeout = 50 if fd is not None else 5
         while not stop.is_set():
-            ready = dict(poller.poll(50))
+            ready = dict(poller.poll(timeout))
             if self.orders in ready:
                 self._drain_orders()
                 self._write_waiting()
             now = time.monotonic()
-            if (fd is not None and fd in ready) or now >= next_poll:
+            woke = fd in ready if fd is not None else self.store.wait(0)
+            if woke or now >= next_poll:
                 self._catch_up()
                 while self.store.wait(0):  # notifications only wake us; read until quiet
                     self._catch_up()

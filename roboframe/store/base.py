@@ -81,15 +81,27 @@ class OrderStore:
         """Orders not yet filled, cancelled or rejected, oldest first."""
         raise NotImplementedError
 
-    def new_requests(
-        self, order_id: int, event_id: int
-    ) -> tuple[list[StoredOrder], list[tuple[int, str, str]]]:
-        """Orders after ``order_id`` and cancel requests ``(id, robot, client_id)``
-        after ``event_id``."""
+    def new_requests(self) -> tuple[list[StoredOrder], list[tuple[int, str, str]]]:
+        """Orders not yet acknowledged (status ``new``), and cancel requests not yet
+        handled, ``(id, robot, client_id)``, oldest first.
+
+        Selected by state, not by "ids after N": ids are handed out before
+        commit, so concurrent robots can commit them out of order, and a reader
+        going by ids could step over one and lose an order.
+        """
+        raise NotImplementedError
+
+    def mark_handled(self, cancel_ids: list[int]) -> None:
+        """Cancel requests the exchange side has answered."""
         raise NotImplementedError
 
     def record_update(self, robot: str, update: OrderUpdate) -> int:
-        """Write an accepted/rejected/cancelled event; return its id."""
+        """Write an accepted/rejected/cancelled event; return its id.
+
+        Trades and order events are written by one exchange-side process per
+        store, serially, so their ids become visible in order and robots may
+        read "after id N" safely.
+        """
         raise NotImplementedError
 
     def record_fill(self, robot: str, fill: Fill) -> int:

@@ -46,14 +46,18 @@ CREATE TABLE IF NOT EXISTS rf_orders (
     filled bigint NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS rf_orders_open ON rf_orders (id) WHERE status IN ('new', 'accepted');
+CREATE INDEX IF NOT EXISTS rf_orders_new ON rf_orders (id) WHERE status = 'new';
 CREATE TABLE IF NOT EXISTS rf_order_events (
     id bigserial PRIMARY KEY,
     robot text NOT NULL,
     client_id text NOT NULL,
     kind text NOT NULL,
     reason text NOT NULL DEFAULT '',
-    ts bigint NOT NULL
+    ts bigint NOT NULL,
+    handled boolean NOT NULL DEFAULT false
 );
+CREATE INDEX IF NOT EXISTS rf_order_events_pending ON rf_order_events (id)
+    WHERE kind = 'cancel_request' AND NOT handled;
 CREATE INDEX IF NOT EXISTS rf_order_events_robot ON rf_order_events (robot, id);
 CREATE TABLE IF NOT EXISTS rf_trades (
     id bigserial PRIMARY KEY,
@@ -268,71 +272,82 @@ class PgStore(OrderStore):
             )
         )
 
-    def new_requests(self, order_id: int, event_id: int):
-        orders = self._stored(
-            self._exec(
-                f"SELECT {self._ORDER_COLUMNS} FROM rf_orders WHERE id > %s ORDER BY id",
-                (order_id,),
+    def new_requests(self):
+        with self._pipeline():  # both queries in one round trip
+            orders = self._exec(
+                f"SELECT {self._ORDER_COLUMNS} FROM rf_orders WHERE status = 'new' ORDER BY id"
             )
-        )
-        cancels = [
-            (r[0], r[1], r[2])
-            for r in self._exec(
+            cancels = self._exec(
                 "SELECT id, robot, client_id FROM rf_order_events "
-                "WHERE id > %s AND kind = 'cancel_request' ORDER BY id",
-                (event_id,),
+                "WHERE kind = 'cancel_request' AND NOT handled ORDER BY id"
             )
-        ]
-        return orders, cancels
+        return self._stored(orders.fetchall()), [tuple(r) for r in cancels.fetchall()]
 
-    def max_request_ids(self) -> tuple[int, int]:
-        order = self._exec("SELECT coalesce(max(id), 0) FROM rf_orders").fetchone()[0]
-        event = self._exec("SELECT coalesce(max(id), 0) FROM rf_order_events").fetchone()[0]
-        return order, event
+    def mark_handled(self, cancel_ids: list[int]) -> None:
+        if cancel_ids:
+            self._exec(
+                "UPDATE rf_order_events SET handled = true WHERE id = ANY(%s)", (list(cancel_ids),)
+            )
 
     def _transaction(self):
         if self.conn is None:
             raise StoreUnavailable("not connected")
-        return self.conn.transaction()
+        return _Guarded(self, self.conn.transaction())
+
+    def _record_update(self, robot: str, update: OrderUpdate) -> psycopg.Cursor:
+        cur = self._exec(
+            "INSERT INTO rf_order_events (robot, client_id, kind, reason, ts) "
+            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            (robot, update.client_id, update.status, update.reason, update.ts),
+        )
+        self._exec(
+            "UPDATE rf_orders SET status = %s WHERE client_id = %s "
+            "AND status IN ('new', 'accepted')",
+            (update.status, update.client_id),
+        )
+        return cur
+
+    def _record_fill(self, robot: str, fill: Fill) -> psycopg.Cursor:
+        cur = self._exec(
+            "INSERT INTO rf_trades (robot, client_id, symbol, side, qty, price, fee, ts) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (
+                robot,
+                fill.client_id,
+                fill.symbol,
+                fill.side,
+                fill.qty,
+                fill.price,
+                fill.fee,
+                fill.ts,
+            ),
+        )
+        self._exec(
+            "UPDATE rf_orders SET filled = filled + %s, "
+            "status = CASE WHEN filled + %s >= qty THEN 'filled' ELSE status END "
+            "WHERE client_id = %s",
+            (fill.qty, fill.qty, fill.client_id),
+        )
+        return cur
 
     def record_update(self, robot: str, update: OrderUpdate) -> int:
-        status = {"accepted": "accepted", "rejected": "rejected", "cancelled": "cancelled"}
         with self._transaction():
-            row = self._exec(
-                "INSERT INTO rf_order_events (robot, client_id, kind, reason, ts) "
-                "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                (robot, update.client_id, update.status, update.reason, update.ts),
-            ).fetchone()
-            self._exec(
-                "UPDATE rf_orders SET status = %s WHERE client_id = %s "
-                "AND status IN ('new', 'accepted')",
-                (status[update.status], update.client_id),
-            )
-        return row[0]
+            cur = self._record_update(robot, update)
+        return cur.fetchone()[0]
 
     def record_fill(self, robot: str, fill: Fill) -> int:
         with self._transaction():
-            row = self._exec(
-                "INSERT INTO rf_trades (robot, client_id, symbol, side, qty, price, fee, ts) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                (
-                    robot,
-                    fill.client_id,
-                    fill.symbol,
-                    fill.side,
-                    fill.qty,
-                    fill.price,
-                    fill.fee,
-                    fill.ts,
-                ),
-            ).fetchone()
-            self._exec(
-                "UPDATE rf_orders SET filled = filled + %s, "
-                "status = CASE WHEN filled + %s >= qty THEN 'filled' ELSE status END "
-                "WHERE client_id = %s",
-                (fill.qty, fill.qty, fill.client_id),
-            )
-        return row[0]
+            cur = self._record_fill(robot, fill)
+        return cur.fetchone()[0]
+
+    def record_many(self, items: list) -> None:
+        """Updates and fills ``[(robot, OrderUpdate | Fill)]`` in one transaction."""
+        with self._transaction():
+            for robot, item in items:
+                if type(item) is Fill:
+                    self._record_fill(robot, item)
+                else:
+                    self._record_update(robot, item)
 
 
 class _Guarded:

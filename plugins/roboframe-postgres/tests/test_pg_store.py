@@ -34,7 +34,7 @@ def test_insert_is_idempotent_on_client_id(stores):
     robot, exchange = stores
     assert robot.insert_order("alpha", "r1", order(1), 10) is True
     assert robot.insert_order("alpha", "r1", order(1), 11) is False  # a retry: no second order
-    orders, _ = exchange.new_requests(0, 0)
+    orders, _ = exchange.new_requests()
     assert [o.order.client_id for o in orders] == ["alpha-r1-1"]
     assert orders[0].ts == 10
 
@@ -94,11 +94,14 @@ def test_cancel_requests_reach_the_exchange_side(stores):
     robot.insert_order("alpha", "r1", order(1), 1)
     robot.request_cancel("alpha", "alpha-r1-1", 2)
     assert exchange.wait(2.0) is True
-    orders, cancels = exchange.new_requests(0, 0)
+    orders, cancels = exchange.new_requests()
     assert len(orders) == 1 and cancels == [(1, "alpha", "alpha-r1-1")]
-    assert exchange.new_requests(orders[0].id, 1) == ([], [])
-    # the robot does not hear its own cancel request as an update
-    assert robot.changes_after("alpha", "alpha-r1-", 0, 0) == ([], [])
+    exchange.record_update("alpha", OrderUpdate("alpha-r1-1", 3, "accepted"))
+    exchange.mark_handled([1])
+    assert exchange.new_requests() == ([], [])  # acknowledged and answered: nothing left
+    # the robot hears the exchange's answer, never its own cancel request
+    _, updates = robot.changes_after("alpha", "alpha-r1-", 0, 0)
+    assert [u.status for _, u in updates] == ["accepted"]
 
 
 def test_concurrent_setup_is_safe(pg_url):

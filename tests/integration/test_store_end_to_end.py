@@ -1,4 +1,5 @@
-"""Separate processes: publisher, paper exchange, two robots on one PostgreSQL store.
+"""Separate processes: publisher, paper exchange, two robots on one order store
+(PostgreSQL, and MongoDB through SecantusDB).
 
 Each robot must receive exactly its own fills; a robot killed with SIGKILL and
 resumed must lose and duplicate nothing.
@@ -14,8 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg
-from roboframe_postgres.store import split_schema
+import pytest
 
 from roboframe.core import codec
 from roboframe.core.events import Fill, NewOrder
@@ -44,7 +44,7 @@ strategy:
   plugin: sma-crossover
   params: {{fast: {fast}, slow: {slow}}}
 gateway:
-  plugin: postgres
+  plugin: {gateway}
   params: {{url: "{url}", poll_ms: 200}}
 journal:
   dir: {dir}
@@ -81,7 +81,47 @@ def journal_fills_and_orders(path: Path):
     return fills, orders
 
 
-def test_two_robots_kill_and_resume(tmp_path, pg_url):
+def store_contents(url: str) -> tuple[dict, dict]:
+    """Per robot: sorted (client_id, trade id, qty) of its trades, sorted order ids."""
+    trades, orders = {}, {}
+    if url.startswith("postgresql"):
+        import psycopg
+        from roboframe_postgres.store import split_schema
+
+        dsn, schema = split_schema(url)
+        with psycopg.connect(dsn) as conn:
+            conn.execute(f'SET search_path TO "{schema}"')
+            for robot in ("alpha", "beta"):
+                trades[robot] = sorted(
+                    conn.execute(
+                        "SELECT client_id, id::text, qty FROM rf_trades WHERE robot = %s", (robot,)
+                    ).fetchall()
+                )
+                orders[robot] = sorted(
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT client_id FROM rf_orders WHERE robot = %s", (robot,)
+                    ).fetchall()
+                )
+        return trades, orders
+    import pymongo
+
+    client = pymongo.MongoClient(url)
+    db = client.get_default_database()
+    for robot in ("alpha", "beta"):
+        trades[robot] = sorted(
+            (d["client_id"], str(d["id"]), d["qty"]) for d in db.trades.find({"name": robot})
+        )
+        orders[robot] = sorted(d["client_id"] for d in db.orders.find({"name": robot}))
+    client.close()
+    return trades, orders
+
+
+@pytest.mark.parametrize(
+    ("gateway", "url_fixture"), [("postgres", "pg_url"), ("mongo", "mongo_url")]
+)
+def test_two_robots_kill_and_resume(tmp_path, request, gateway, url_fixture):
+    url = request.getfixturevalue(url_fixture)
     port = free_port()
     (tmp_path / "market.yaml").write_text(SOURCE)
     robots = {}
@@ -89,16 +129,20 @@ def test_two_robots_kill_and_resume(tmp_path, pg_url):
         path = tmp_path / f"{name}.yaml"
         path.write_text(
             ROBOT.format(
-                name=name, port=port, fast=fast, slow=slow, url=pg_url, dir=tmp_path / "runs" / name
+                name=name,
+                port=port,
+                fast=fast,
+                slow=slow,
+                url=url,
+                gateway=gateway,
+                dir=tmp_path / "runs" / name,
             )
         )
         robots[name] = path
     logs = open(tmp_path / "processes.log", "w")  # noqa: SIM115
     procs = []
     try:
-        exchange = spawn(
-            "exchange", "--store", pg_url, "--feed", f"tcp://127.0.0.1:{port}", log=logs
-        )
+        exchange = spawn("exchange", "--store", url, "--feed", f"tcp://127.0.0.1:{port}", log=logs)
         procs.append(exchange)
         alpha = spawn("-q", "run", str(robots["alpha"]), "--duration", "30", "--json", log=logs)
         beta = spawn("-q", "run", str(robots["beta"]), "--duration", "9", "--json", log=logs)
@@ -144,26 +188,7 @@ def test_two_robots_kill_and_resume(tmp_path, pg_url):
         Path(summary_a["journal"]).name
     ]
 
-    dsn, schema = split_schema(pg_url)
-    with psycopg.connect(dsn) as conn:
-        conn.execute(f'SET search_path TO "{schema}"')
-        store_trades = {
-            robot: sorted(
-                conn.execute(
-                    "SELECT client_id, id::text, qty FROM rf_trades WHERE robot = %s", (robot,)
-                ).fetchall()
-            )
-            for robot in ("alpha", "beta")
-        }
-        store_orders = {
-            robot: sorted(
-                r[0]
-                for r in conn.execute(
-                    "SELECT client_id FROM rf_orders WHERE robot = %s", (robot,)
-                ).fetchall()
-            )
-            for robot in ("alpha", "beta")
-        }
+    store_trades, store_orders = store_contents(url)
     for name, summary in (("alpha", summary_a), ("beta", summary_b)):
         fills, orders = journal_fills_and_orders(Path(summary["journal"]))
         assert len(orders) >= 2, f"{name} traded too little to prove anything"

@@ -1,0 +1,308 @@
+"""The MongoDB order store: collections, counters and change streams.
+
+Collections (in the URL's database, default ``roboframe``)::
+
+    orders        {id, name, run_id, client_id (unique), symbol, side, qty, type, price,
+                   ts, status, filled}
+    order_events  {id, name, client_id, kind, reason, ts}
+    trades        {id, name, client_id, symbol, side, qty, price, fee, ts}
+    counters      {_id: collection, seq}   -- increasing ids, one $inc each
+
+``name`` is the robot's name, as in the original design. A robot's trade
+stream watches inserts into ``trades`` and ``order_events`` whose
+``fullDocument.name`` is its name; the exchange side watches inserts into
+``orders`` and cancel requests. As with PostgreSQL, a change only wakes the
+reader, which then reads "everything after id N", so an event missed while a
+stream was down is read on the next catch-up.
+
+Change streams need a replica set: a single-node replica set is enough.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+import pymongo
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from roboframe.core.events import Fill, NewOrder, OrderUpdate
+from roboframe.store.base import OrderStore, StoredOrder, StoreUnavailable
+
+AFTER = pymongo.ReturnDocument.AFTER
+
+
+def _plain_all(cursor) -> list[dict]:
+    """Documents with BSON Int64 turned into plain ints (the codec takes only ints)."""
+    return [
+        {
+            k: int(v)
+            if type(v) is not int and isinstance(v, int) and not isinstance(v, bool)
+            else v
+            for k, v in doc.items()
+        }
+        for doc in cursor
+    ]
+
+
+class MongoStore(OrderStore):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.client = pymongo.MongoClient(url, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000)
+        self.db = self.client.get_default_database("roboframe")
+        self.stream = None
+        self._watch: list | None = None
+        try:
+            self.client.admin.command("ping")
+        except PyMongoError as exc:
+            raise StoreUnavailable(str(exc).splitlines()[0]) from exc
+
+    def _guard(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DuplicateKeyError:
+            raise
+        except PyMongoError as exc:
+            self._close_stream()
+            raise StoreUnavailable(str(exc).splitlines()[0] or "unavailable") from exc
+
+    # -- connection -----------------------------------------------------------
+
+    def setup(self) -> None:
+        self._guard(self.db.orders.create_index, "client_id", unique=True)
+        for coll in ("orders", "order_events", "trades"):
+            self._guard(self.db[coll].create_index, [("name", 1), ("id", 1)])
+            self._guard(self.db[coll].create_index, "id")
+
+    def reconnect(self) -> None:
+        self._close_stream()
+        self._guard(self.client.admin.command, "ping")
+        if self._watch is not None:
+            self._open_stream()
+
+    def close(self) -> None:
+        self._close_stream()
+        self.client.close()
+
+    def _close_stream(self) -> None:
+        if self.stream is not None:
+            with contextlib.suppress(PyMongoError):
+                self.stream.close()
+            self.stream = None
+
+    def _open_stream(self) -> None:
+        self.stream = self._guard(self.db.watch, self._watch, max_await_time_ms=20)
+
+    def wait(self, timeout: float) -> bool:
+        if self.stream is None:
+            if self._watch is None:
+                raise StoreUnavailable("not watching")
+            self._open_stream()
+        change = self._guard(self.stream.try_next)
+        return change is not None
+
+    def _next_id(self, coll: str) -> int:
+        doc = self._guard(
+            self.db.counters.find_one_and_update,
+            {"_id": coll},
+            {"$inc": {"seq": 1}},
+            upsert=True,
+            return_document=AFTER,
+        )
+        return doc["seq"]
+
+    # -- robot side -----------------------------------------------------------
+
+    def insert_order(self, robot: str, run_id: str, order: NewOrder, ts: int) -> bool:
+        if self._guard(self.db.orders.find_one, {"client_id": order.client_id}, {"_id": 1}):
+            return False
+        doc = {
+            "id": self._next_id("orders"),
+            "name": robot,
+            "run_id": run_id,
+            "client_id": order.client_id,
+            "symbol": order.symbol,
+            "side": order.side,
+            "qty": order.qty,
+            "type": order.type,
+            "price": order.price,
+            "ts": ts,
+            "status": "new",
+            "filled": 0,
+        }
+        try:
+            self._guard(self.db.orders.insert_one, doc)
+        except DuplicateKeyError:
+            return False  # inserted by a concurrent retry: still exactly one order
+        return True
+
+    def request_cancel(self, robot: str, client_id: str, ts: int) -> None:
+        self._guard(
+            self.db.order_events.insert_one,
+            {
+                "id": self._next_id("order_events"),
+                "name": robot,
+                "client_id": client_id,
+                "kind": "cancel_request",
+                "reason": "",
+                "ts": ts,
+            },
+        )
+
+    def listen_robot(self, robot: str) -> None:
+        # the original design's pipeline, widened to the order events collection
+        self._watch = [
+            {
+                "$match": {
+                    "operationType": "insert",
+                    "fullDocument.name": robot,
+                    "ns.coll": {"$in": ["trades", "order_events"]},
+                    "fullDocument.kind": {"$ne": "cancel_request"},
+                }
+            }
+        ]
+        self._open_stream()
+
+    def changes_after(self, robot: str, prefix: str, trade_id: int, event_id: int):
+        mine = {"name": robot, "client_id": {"$regex": "^" + re.escape(prefix)}}
+        trades = self._guard(
+            lambda: _plain_all(self.db.trades.find({**mine, "id": {"$gt": trade_id}}).sort("id", 1))
+        )
+        events = self._guard(
+            lambda: _plain_all(
+                self.db.order_events.find(
+                    {**mine, "id": {"$gt": event_id}, "kind": {"$ne": "cancel_request"}}
+                ).sort("id", 1)
+            )
+        )
+        fills = [
+            (
+                d["id"],
+                Fill(
+                    d["client_id"],
+                    d["ts"],
+                    d["symbol"],
+                    d["side"],
+                    d["qty"],
+                    d["price"],
+                    str(d["id"]),
+                    d["fee"],
+                ),
+            )
+            for d in trades
+        ]
+        updates = [
+            (d["id"], OrderUpdate(d["client_id"], d["ts"], d["kind"], d["reason"], str(d["id"])))
+            for d in events
+        ]
+        return fills, updates
+
+    # -- exchange side --------------------------------------------------------
+
+    def listen_exchange(self) -> None:
+        self._watch = [
+            {
+                "$match": {
+                    "operationType": "insert",
+                    "$or": [
+                        {"ns.coll": "orders"},
+                        {"ns.coll": "order_events", "fullDocument.kind": "cancel_request"},
+                    ],
+                }
+            }
+        ]
+        self._open_stream()
+
+    @staticmethod
+    def _stored(docs) -> list[StoredOrder]:
+        return [
+            StoredOrder(
+                d["id"],
+                d["name"],
+                NewOrder(d["client_id"], d["symbol"], d["side"], d["qty"], d["type"], d["price"]),
+                d["ts"],
+                d["status"],
+                d["filled"],
+            )
+            for d in docs
+        ]
+
+    def open_orders(self) -> list[StoredOrder]:
+        return self._stored(
+            self._guard(
+                lambda: _plain_all(
+                    self.db.orders.find({"status": {"$in": ["new", "accepted"]}}).sort("id", 1)
+                )
+            )
+        )
+
+    def new_requests(self):
+        orders = self._guard(
+            lambda: _plain_all(self.db.orders.find({"status": "new"}).sort("id", 1))
+        )
+        cancels = self._guard(
+            lambda: _plain_all(
+                self.db.order_events.find(
+                    {"kind": "cancel_request", "handled": {"$ne": True}}
+                ).sort("id", 1)
+            )
+        )
+        return self._stored(orders), [(d["id"], d["name"], d["client_id"]) for d in cancels]
+
+    def mark_handled(self, cancel_ids: list[int]) -> None:
+        if cancel_ids:
+            self._guard(
+                self.db.order_events.update_many,
+                {"id": {"$in": list(cancel_ids)}},
+                {"$set": {"handled": True}},
+            )
+
+    def record_update(self, robot: str, update: OrderUpdate) -> int:
+        new_id = self._next_id("order_events")
+        self._guard(
+            self.db.order_events.insert_one,
+            {
+                "id": new_id,
+                "name": robot,
+                "client_id": update.client_id,
+                "kind": update.status,
+                "reason": update.reason,
+                "ts": update.ts,
+            },
+        )
+        self._guard(
+            self.db.orders.update_one,
+            {"client_id": update.client_id, "status": {"$in": ["new", "accepted"]}},
+            {"$set": {"status": update.status}},
+        )
+        return new_id
+
+    def record_fill(self, robot: str, fill: Fill) -> int:
+        new_id = self._next_id("trades")
+        self._guard(
+            self.db.trades.insert_one,
+            {
+                "id": new_id,
+                "name": robot,
+                "client_id": fill.client_id,
+                "symbol": fill.symbol,
+                "side": fill.side,
+                "qty": fill.qty,
+                "price": fill.price,
+                "fee": fill.fee,
+                "ts": fill.ts,
+            },
+        )
+        order = self._guard(
+            self.db.orders.find_one_and_update,
+            {"client_id": fill.client_id},
+            {"$inc": {"filled": fill.qty}},
+            return_document=AFTER,
+        )
+        if order is not None and order["filled"] >= order["qty"]:
+            self._guard(
+                self.db.orders.update_one,
+                {"client_id": fill.client_id},
+                {"$set": {"status": "filled"}},
+            )
+        return new_id
