@@ -7,7 +7,8 @@ Measured side by side in one run, on the same server:
 - roboframe: the robot's gateway writes the order into the store, the paper
   exchange process (a thread here, its own connection) is notified, fills it
   at the last bar's close and writes the trade, the robot's trade stream is
-  notified, reads it and delivers the Fill to the loop's socket.
+  notified, reads it and delivers the Fill to the loop's socket. The exchange runs
+  in its own process, as it would in production.
 
 A store round trip is two notifications (robot -> exchange -> robot), so the
 fair comparison for "what roboframe adds" is against twice the raw figure.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -36,7 +38,6 @@ from roboframe.core.events import Bar, Fill, NewOrder
 from roboframe.core.gateway import Runtime
 from roboframe.core.instruments import Instrument
 from roboframe.core.streams import trade_stream
-from roboframe.exchange import ExchangeProcess
 
 
 def pct(values: list[float], q: float) -> float:
@@ -72,12 +73,22 @@ def roboframe_path(url: str, n: int) -> tuple[list[float], float]:
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
     port = pub.bind_to_random_port("tcp://127.0.0.1")
-    stop = threading.Event()
-    ready = threading.Event()
-    exchange = ExchangeProcess(url, f"tcp://127.0.0.1:{port}", fill_at="close", poll_s=1.0)
-    ex_thread = threading.Thread(target=exchange.run, args=(stop, ready), daemon=True)
-    ex_thread.start()
-    assert ready.wait(10), "exchange did not start"
+    exchange = subprocess.Popen(  # its own process, as in production: no shared GIL
+        [
+            sys.executable,
+            "-m",
+            "roboframe.cli",
+            "-q",
+            "exchange",
+            "--store",
+            url,
+            "--feed",
+            f"tcp://127.0.0.1:{port}",
+            "--fill-at",
+            "close",
+        ],
+    )
+    time.sleep(2.0)
     time.sleep(0.5)
     pub.send_multipart([b"SI", codec.encode(Bar("SI", 1, 100, 100, 100, 100))])
     time.sleep(0.3)
@@ -110,9 +121,9 @@ def roboframe_path(url: str, n: int) -> tuple[list[float], float]:
         lat.append(time.perf_counter() - t0)
     rate = n / (time.perf_counter() - started)
     runtime.stop.set()
-    stop.set()
+    exchange.terminate()
+    exchange.wait(10)
     stream.join(5)
-    ex_thread.join(5)
     gw.close()
     loop.close(0)
     pub.close(0)

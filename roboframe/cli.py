@@ -374,8 +374,17 @@ def feed_publish(
 )
 @click.option("--commission", default="0", show_default=True, help="Fee per lot per fill.")
 @click.option("--slippage-ticks", type=int, default=0, show_default=True)
+@click.option(
+    "--fill-at",
+    type=click.Choice(["next", "close"]),
+    default="next",
+    show_default=True,
+    help="Market orders fill at the next price or the last close.",
+)
 @_verbosity
-def exchange(store_url: str, feed_address: str, commission: str, slippage_ticks: int) -> None:
+def exchange(
+    store_url: str, feed_address: str, commission: str, slippage_ticks: int, fill_at: str
+) -> None:
     """Run a paper exchange process that serves every robot's orders from the store."""
     import threading
     from decimal import Decimal
@@ -385,7 +394,11 @@ def exchange(store_url: str, feed_address: str, commission: str, slippage_ticks:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     process = ExchangeProcess(
-        store_url, feed_address, commission=Decimal(commission), slippage_ticks=slippage_ticks
+        store_url,
+        feed_address,
+        commission=Decimal(commission),
+        slippage_ticks=slippage_ticks,
+        fill_at=fill_at,
     )
     try:
         process.run(stop)

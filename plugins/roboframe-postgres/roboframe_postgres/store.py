@@ -341,8 +341,9 @@ class PgStore(OrderStore):
         return cur.fetchone()[0]
 
     def record_many(self, items: list) -> None:
-        """Updates and fills ``[(robot, OrderUpdate | Fill)]`` in one transaction."""
-        with self._transaction():
+        """Updates and fills ``[(robot, OrderUpdate | Fill)]`` in one transaction, sent
+        as one pipeline (one network round trip instead of one per statement)."""
+        with self._pipeline(), self._transaction():
             for robot, item in items:
                 if type(item) is Fill:
                     self._record_fill(robot, item)
