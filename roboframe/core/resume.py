@@ -26,6 +26,10 @@ from roboframe.risk.limits import STOPPED
 log = logging.getLogger(__name__)
 
 
+class RunFinished(RoboframeError):
+    """The latest run reached its stop: there is nothing to resume."""
+
+
 @dataclass
 class Resumed:
     path: Path
@@ -75,7 +79,7 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
         elif type(event) is OrderUpdate:
             event_ref = max(event_ref, _ref(event.ref))
     if kernel.risk.state == STOPPED:
-        raise RoboframeError(f"{path}: that run has already stopped")
+        raise RunFinished(f"{path}: that run has already stopped")
     unacked = [
         NewOrder(o.client_id, o.symbol, o.side, o.qty, o.type, o.price)
         for o in kernel.orders.open.values()

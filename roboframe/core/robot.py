@@ -28,7 +28,6 @@ from roboframe.core.gateway import Runtime
 from roboframe.core.kernel import Kernel
 from roboframe.core.loop import RoboLoop
 from roboframe.core.streams import control_stream, data_stream, start_thread, trade_stream
-from roboframe.errors import RoboframeError
 from roboframe.journal import JournalWriter
 from roboframe.plugins import Registry, get_plugin_manager, get_registry, resolve_strategy
 
@@ -108,6 +107,8 @@ class LiveRobot:
         self.journal_dir.mkdir(parents=True, exist_ok=True)
         strategy, strategy_cls, _ = make_strategy(spec, registry)
         self.resumed = self._resume(spec, strategy) if self.options.resume else None
+        if self.options.resume and self.resumed is None:
+            strategy, _, _ = make_strategy(spec, registry)  # the old run's replay touched it
         if self.resumed is not None:
             self.run_id = self.resumed.run_id
             self.journal_path = self.resumed.path
@@ -132,7 +133,7 @@ class LiveRobot:
         self.started = time.monotonic()
 
     def _resume(self, spec: Any, strategy: Any):
-        from roboframe.core.resume import latest_unfinished, rebuild
+        from roboframe.core.resume import RunFinished, latest_unfinished, rebuild
 
         path = latest_unfinished(self.journal_dir, JOURNAL_SUFFIX)
         if path is None:
@@ -140,11 +141,9 @@ class LiveRobot:
             return None
         try:
             resumed = rebuild(path, spec, strategy)
-        except RoboframeError as exc:
-            if "already stopped" in str(exc):
-                log.info("%s; starting a new run", exc)
-                return None
-            raise
+        except RunFinished as exc:
+            log.info("%s; starting a new run", exc)
+            return None
         log.warning(
             "resuming run %s after seq %d (%d orders to resubmit)",
             resumed.run_id,

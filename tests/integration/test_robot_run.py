@@ -8,13 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from roboframe.config import load_robot
 from roboframe.core.robot import LiveRobot, RunOptions
 from roboframe.journal import JournalReader
-from roboframe.replay import verify
+from roboframe.replay import iter_events, verify
 
 from .conftest import ROOT, roboframe_cmd
 
@@ -44,7 +45,7 @@ def test_live_run_trades_and_journals(robot_file):
 def test_replay_is_identical_under_other_hash_seeds(robot_file):
     summary = LiveRobot(load_robot(robot_file(bars=200)), RunOptions()).run()
     code = (
-        "import json, sys; from roboframe.replay import verify; "
+        "import json, sys; from roboframe.replay import iter_events, verify; "
         "r = verify(sys.argv[1], keep_outputs=True); "
         "print(json.dumps([r.ok, r.compared, sorted(map(repr, r.outputs.items()))]))"
     )
@@ -145,3 +146,35 @@ def test_fsync_policies_run(robot_file, fsync):
     path.write_text(path.read_text().replace("journal:\n", f"journal:\n  fsync: {fsync}\n"))
     summary = LiveRobot(load_robot(path), RunOptions()).run()
     assert verify(summary["journal"]).ok
+
+
+def test_resume_after_a_finished_run_starts_fresh_and_replays_exactly(robot_file):
+    path = robot_file(bars=120)
+    first = LiveRobot(load_robot(path), RunOptions()).run()
+    time.sleep(1.1)  # run ids are whole seconds
+    second = LiveRobot(load_robot(path), RunOptions(resume=True)).run()
+    assert second["run_id"] != first["run_id"]  # the first run had stopped: a new run
+    assert verify(second["journal"]).ok  # its strategy started fresh, not from run one
+
+
+def test_resume_continues_a_killed_run_in_the_same_journal(robot_file):
+    path = robot_file(bars=0, rate=300)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roboframe.cli", "-q", "run", str(path)], cwd=ROOT
+    )
+    time.sleep(2.0)
+    proc.kill()  # SIGKILL: no stop event, maybe a torn last frame
+    proc.wait(10)
+    out = roboframe_cmd("-q", "run", str(path), "--resume", "--duration", "1", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    journals = list(Path(summary["journal"]).parent.glob("*.journal"))
+    assert journals == [Path(summary["journal"])]
+    result = verify(summary["journal"])
+    assert result.ok and result.events == summary["events"]
+    restarted = [
+        e
+        for _s, e, _r in iter_events(JournalReader(summary["journal"]))
+        if e is not None and getattr(e, "command", "") == "restarted"
+    ]
+    assert len(restarted) == 1
