@@ -381,9 +381,20 @@ def feed_publish(
     show_default=True,
     help="Market orders fill at the next price or the last close.",
 )
+@click.option(
+    "--orders",
+    "orders_address",
+    metavar="ADDRESS",
+    help="Also take orders straight from robots here (the zmq fast path).",
+)
 @_verbosity
 def exchange(
-    store_url: str, feed_address: str, commission: str, slippage_ticks: int, fill_at: str
+    store_url: str,
+    feed_address: str,
+    commission: str,
+    slippage_ticks: int,
+    fill_at: str,
+    orders_address: str | None,
 ) -> None:
     """Run a paper exchange process that serves every robot's orders from the store."""
     import threading
@@ -399,6 +410,7 @@ def exchange(
         commission=Decimal(commission),
         slippage_ticks=slippage_ticks,
         fill_at=fill_at,
+        orders_address=orders_address,
     )
     try:
         process.run(stop)

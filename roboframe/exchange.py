@@ -1,5 +1,12 @@
 """``roboframe exchange``: a paper exchange process behind an order store.
 
+With ``--orders ADDRESS`` it also serves the fast path: robots with the ``zmq``
+gateway send orders straight to a ROUTER socket and get acknowledgements and
+fills back the same way at once; the exchange writes every order, update and
+trade to the store right after, under ids it reserved in the store
+beforehand, so the store stays the source of truth and a robot catching up
+from it sees the very same ids.
+
 It is what a real broker bridge replaces, and the worked example of one
 (``docs/gateways.md``): it watches the store for new orders and cancel
 requests, fills them against the market-data publisher every robot uses,
@@ -19,11 +26,12 @@ import threading
 import time
 from decimal import Decimal
 
+import msgspec
 import zmq
 
 from roboframe.builtin.paper import PaperExchange
 from roboframe.core import codec
-from roboframe.core.events import Bar, Batch, Cancel, Fill, Tick
+from roboframe.core.events import Bar, Batch, Cancel, Fill, NewOrder, Tick
 from roboframe.store.base import OrderStore, StoreUnavailable, open_store
 
 log = logging.getLogger(__name__)
@@ -39,9 +47,15 @@ class ExchangeProcess:
         slippage_ticks: int = 0,
         fill_at: str = "next",
         poll_s: float = 1.0,
+        orders_address: str | None = None,
     ) -> None:
         self.store_url = store_url
         self.feed_address = feed_address
+        self.orders_address = orders_address  # the fast path: a ROUTER robots connect to
+        self.fast: dict[str, bytes] = {}  # client id -> robot's socket identity
+        self.outbox: list[tuple[str, object]] = []  # fast-path answers waiting for an id
+        self.ids: dict[str, list[int]] = {"trades": [], "order_events": []}
+        self.router: zmq.Socket | None = None
         self.engine = PaperExchange(
             None, commission=commission, slippage_ticks=slippage_ticks, fill_at=fill_at
         )
@@ -76,8 +90,64 @@ class ExchangeProcess:
         self.owner[stored.order.client_id] = stored.robot
         for answer in self.engine.submit(stored.order):
             if acknowledge or type(answer) is Fill:
-                self.unwritten.append((stored.robot, answer))
+                self._answer(stored.robot, answer)
         self.counts["orders"] += 1
+
+    def _answer(self, robot: str, event) -> None:
+        """Store-path answers go to the store; fast-path ones to the robot first."""
+        if event.client_id in self.fast:
+            self.outbox.append((robot, event))
+        else:
+            self.unwritten.append((robot, event))
+
+    # -- the fast path --------------------------------------------------------
+
+    def _on_orders(self) -> None:
+        """Orders straight from robots: answered at once, written to the store behind."""
+        while True:
+            try:
+                identity, payload = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError:
+                continue  # not two frames
+            robot = identity.decode(errors="replace")
+            try:
+                actions = codec.decode_actions(payload)
+            except codec.DecodeError:
+                log.warning("exchange: malformed order message from %s dropped", robot)
+                continue
+            for action in actions:
+                cid = action.client_id
+                if type(action) is NewOrder:
+                    if cid in self.owner:
+                        continue  # a resubmitted order: the first one stands
+                    self.owner[cid] = robot
+                    self.fast[cid] = identity
+                    self.unwritten.append((robot, action))  # the order row, behind
+                    for answer in self.engine.submit(action):
+                        self._answer(robot, answer)
+                    self.counts["orders"] += 1
+                else:
+                    self.fast.setdefault(cid, identity)
+                    for answer in self.engine.submit(action):
+                        self._answer(robot, answer)
+                    self.counts["cancels"] += 1
+
+    def _send_outbox(self) -> None:
+        """Give fast-path answers their store ids, send them, queue them for the store."""
+        for kind in ("trades", "order_events"):
+            if len(self.ids[kind]) < 64 and self.outbox:
+                self.ids[kind].extend(self.store.reserve_ids(kind, 256))
+        while self.outbox:
+            robot, event = self.outbox[0]
+            if type(event) is Fill:
+                event = msgspec.structs.replace(event, trade_id=str(self.ids["trades"].pop(0)))
+            else:
+                event = msgspec.structs.replace(event, ref=str(self.ids["order_events"].pop(0)))
+            self.router.send_multipart([self.fast[event.client_id], codec.encode(event)])
+            self.unwritten.append((robot, event))
+            self.outbox.pop(0)
 
     def _read_requests(self) -> None:
         orders, cancels = self.store.new_requests()
@@ -88,15 +158,25 @@ class ExchangeProcess:
             if ref in self.handled:
                 continue
             self.owner.setdefault(client_id, robot)
-            self.unwritten.extend((robot, a) for a in self.engine.submit(Cancel(client_id)))
+            for answer in self.engine.submit(Cancel(client_id)):
+                self._answer(robot, answer)
             self.handled.append(ref)
             self.counts["cancels"] += 1
 
     def _write(self) -> None:
-        if self.unwritten:
-            batch = list(self.unwritten)
+        while self.unwritten:
+            if type(self.unwritten[0][1]) is NewOrder:  # a fast-path order's row
+                robot, order = self.unwritten[0]
+                run_id = order.client_id[len(robot) + 1 :].rsplit("-", 1)[0]
+                self.store.insert_order(robot, run_id, order, self.engine.ts)
+                self.unwritten.pop(0)
+                continue
+            n = 0
+            while n < len(self.unwritten) and type(self.unwritten[n][1]) is not NewOrder:
+                n += 1
+            batch = self.unwritten[:n]
             self.store.record_many(batch)  # one transaction: all of it, or none and retry
-            del self.unwritten[: len(batch)]
+            del self.unwritten[:n]
             self.counts["fills"] += sum(1 for _, item in batch if type(item) is Fill)
         if self.handled:
             self.store.mark_handled(self.handled)
@@ -117,7 +197,7 @@ class ExchangeProcess:
             for event in msg.events if type(msg) is Batch else (msg,):
                 if type(event) in (Tick, Bar):
                     for fill in self.engine.on_market(event):
-                        self.unwritten.append((self.owner.get(fill.client_id, ""), fill))
+                        self._answer(self.owner.get(fill.client_id, ""), fill)
 
     # -- the process ----------------------------------------------------------
 
@@ -127,6 +207,11 @@ class ExchangeProcess:
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.connect(self.feed_address)
+        if self.orders_address:
+            self.router = ctx.socket(zmq.ROUTER)
+            self.router.setsockopt(zmq.LINGER, 0)
+            self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a gone robot reads the store
+            self.router.bind(self.orders_address)
         backoff = 0.2
         connected = False
         try:
@@ -151,12 +236,16 @@ class ExchangeProcess:
                     backoff = min(backoff * 2, 5.0)
         finally:
             sub.close()
+            if self.router is not None:
+                self.router.close()
             if self.store is not None:
                 self.store.close()
 
     def _serve(self, sub: zmq.Socket, stop: threading.Event) -> None:
         poller = zmq.Poller()
         poller.register(sub, zmq.POLLIN)
+        if self.router is not None:
+            poller.register(self.router, zmq.POLLIN)
         fd = self.store.fileno()
         if fd is not None:
             poller.register(fd, zmq.POLLIN)
@@ -164,8 +253,12 @@ class ExchangeProcess:
         timeout = 50 if fd is not None else 5  # change streams have no socket to poll
         while not stop.is_set():
             ready = dict(poller.poll(timeout))
+            if self.router is not None and self.router in ready:
+                self._on_orders()
             if sub in ready:
                 self._on_market(sub)
+            if self.outbox:
+                self._send_outbox()
             now = time.monotonic()
             woke = fd in ready if fd is not None else self.store.wait(0)
             if woke or now >= next_poll:

@@ -96,7 +96,8 @@ class OrderStore:
         raise NotImplementedError
 
     def record_update(self, robot: str, update: OrderUpdate) -> int:
-        """Write an accepted/rejected/cancelled event; return its id.
+        """Write an accepted/rejected/cancelled event; return its id (``update.ref``
+        when it holds a reserved id).
 
         Trades and order events are written by one exchange-side process per
         store, serially, so their ids become visible in order and robots may
@@ -105,7 +106,14 @@ class OrderStore:
         raise NotImplementedError
 
     def record_fill(self, robot: str, fill: Fill) -> int:
-        """Write a trade (its ``trade_id`` is ignored); return its id."""
+        """Write a trade; return its id (``fill.trade_id`` when it is a reserved id)."""
+        raise NotImplementedError
+
+    def reserve_ids(self, kind: str, n: int) -> list[int]:
+        """Reserve ``n`` increasing ids for ``kind`` ("trades" or "order_events"), for a
+        writer that tells robots about a fill before writing it (the fast path): it
+        puts a reserved id in ``Fill.trade_id`` / ``OrderUpdate.ref``, and the record
+        methods store the row under that id."""
         raise NotImplementedError
 
     def record_many(self, items: list[tuple[str, OrderUpdate | Fill]]) -> None:

@@ -45,7 +45,7 @@ strategy:
   params: {{fast: {fast}, slow: {slow}}}
 gateway:
   plugin: {gateway}
-  params: {{url: "{url}", poll_ms: 200}}
+  params: {{url: "{url}", poll_ms: 200{extra}}}
 journal:
   dir: {dir}
 """
@@ -118,11 +118,12 @@ def store_contents(url: str) -> tuple[dict, dict]:
 
 
 @pytest.mark.parametrize(
-    ("gateway", "url_fixture"), [("postgres", "pg_url"), ("mongo", "mongo_url")]
+    ("gateway", "url_fixture"),
+    [("postgres", "pg_url"), ("mongo", "mongo_url"), ("zmq", "pg_url"), ("zmq", "mongo_url")],
 )
 def test_two_robots_kill_and_resume(tmp_path, request, gateway, url_fixture):
     url = request.getfixturevalue(url_fixture)
-    port = free_port()
+    port, orders_port = free_port(), free_port()
     (tmp_path / "market.yaml").write_text(SOURCE)
     robots = {}
     for name, fast, slow in (("alpha", 2, 5), ("beta", 3, 7)):
@@ -135,6 +136,7 @@ def test_two_robots_kill_and_resume(tmp_path, request, gateway, url_fixture):
                 slow=slow,
                 url=url,
                 gateway=gateway,
+                extra=f', address: "tcp://127.0.0.1:{orders_port}"' if gateway == "zmq" else "",
                 dir=tmp_path / "runs" / name,
             )
         )
@@ -142,7 +144,10 @@ def test_two_robots_kill_and_resume(tmp_path, request, gateway, url_fixture):
     logs = open(tmp_path / "processes.log", "w")  # noqa: SIM115
     procs = []
     try:
-        exchange = spawn("exchange", "--store", url, "--feed", f"tcp://127.0.0.1:{port}", log=logs)
+        fast = ["--orders", f"tcp://127.0.0.1:{orders_port}"] if gateway == "zmq" else []
+        exchange = spawn(
+            "exchange", "--store", url, "--feed", f"tcp://127.0.0.1:{port}", *fast, log=logs
+        )
         procs.append(exchange)
         alpha = spawn("-q", "run", str(robots["alpha"]), "--duration", "30", "--json", log=logs)
         beta = spawn("-q", "run", str(robots["beta"]), "--duration", "9", "--json", log=logs)

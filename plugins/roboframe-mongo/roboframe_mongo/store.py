@@ -32,6 +32,11 @@ from roboframe.store.base import OrderStore, StoredOrder, StoreUnavailable
 AFTER = pymongo.ReturnDocument.AFTER
 
 
+def _reserved(text: str) -> int | None:
+    """An id the writer reserved (digits), or None to take the next one."""
+    return int(text) if text.isdigit() else None
+
+
 def _plain_all(cursor) -> list[dict]:
     """Documents with BSON Int64 turned into plain ints (the codec takes only ints)."""
     return [
@@ -100,6 +105,17 @@ class MongoStore(OrderStore):
             self._open_stream()
         change = self._guard(self.stream.try_next)
         return change is not None
+
+    def reserve_ids(self, kind: str, n: int) -> list[int]:
+        doc = self._guard(
+            self.db.counters.find_one_and_update,
+            {"_id": kind},
+            {"$inc": {"seq": n}},
+            upsert=True,
+            return_document=AFTER,
+        )
+        top = int(doc["seq"])
+        return list(range(top - n + 1, top + 1))
 
     def _next_id(self, coll: str) -> int:
         doc = self._guard(
@@ -258,7 +274,7 @@ class MongoStore(OrderStore):
             )
 
     def record_update(self, robot: str, update: OrderUpdate) -> int:
-        new_id = self._next_id("order_events")
+        new_id = _reserved(update.ref) or self._next_id("order_events")
         self._guard(
             self.db.order_events.insert_one,
             {
@@ -278,7 +294,7 @@ class MongoStore(OrderStore):
         return new_id
 
     def record_fill(self, robot: str, fill: Fill) -> int:
-        new_id = self._next_id("trades")
+        new_id = _reserved(fill.trade_id) or self._next_id("trades")
         self._guard(
             self.db.trades.insert_one,
             {

@@ -101,6 +101,11 @@ CREATE TRIGGER rf_trades_notify AFTER INSERT ON rf_trades
 """
 
 
+def _reserved(text: str) -> int | None:
+    """An id the writer reserved (digits), or None to let the table assign one."""
+    return int(text) if text.isdigit() else None
+
+
 def robot_channel(robot: str) -> str:
     """The NOTIFY channel of a robot (robot names may not be valid identifiers)."""
     return "rf_robot_" + hashlib.md5(robot.encode()).hexdigest()[:16]
@@ -294,11 +299,27 @@ class PgStore(OrderStore):
             raise StoreUnavailable("not connected")
         return _Guarded(self, self.conn.transaction())
 
+    def reserve_ids(self, kind: str, n: int) -> list[int]:
+        table = {"trades": "rf_trades", "order_events": "rf_order_events"}[kind]
+        rows = self._exec(
+            f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)",
+            (n,),
+        ).fetchall()
+        return [r[0] for r in rows]
+
     def _record_update(self, robot: str, update: OrderUpdate) -> psycopg.Cursor:
         cur = self._exec(
-            "INSERT INTO rf_order_events (robot, client_id, kind, reason, ts) "
-            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-            (robot, update.client_id, update.status, update.reason, update.ts),
+            "INSERT INTO rf_order_events (id, robot, client_id, kind, reason, ts) VALUES "
+            "(coalesce(%s, nextval(pg_get_serial_sequence('rf_order_events', 'id'))), "
+            "%s, %s, %s, %s, %s) RETURNING id",
+            (
+                _reserved(update.ref),
+                robot,
+                update.client_id,
+                update.status,
+                update.reason,
+                update.ts,
+            ),
         )
         self._exec(
             "UPDATE rf_orders SET status = %s WHERE client_id = %s "
@@ -309,9 +330,11 @@ class PgStore(OrderStore):
 
     def _record_fill(self, robot: str, fill: Fill) -> psycopg.Cursor:
         cur = self._exec(
-            "INSERT INTO rf_trades (robot, client_id, symbol, side, qty, price, fee, ts) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            "INSERT INTO rf_trades (id, robot, client_id, symbol, side, qty, price, fee, ts) "
+            "VALUES (coalesce(%s, nextval(pg_get_serial_sequence('rf_trades', 'id'))), "
+            "%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (
+                _reserved(fill.trade_id),
                 robot,
                 fill.client_id,
                 fill.symbol,

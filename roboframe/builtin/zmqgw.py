@@ -1,0 +1,129 @@
+"""The fast path: orders straight to the exchange process over ZeroMQ.
+
+The robot's DEALER socket (identity: the robot's name) sends orders to the
+exchange's ROUTER (``roboframe exchange --orders tcp://*:5570``), and the
+acknowledgements and fills come straight back. The exchange writes every
+order, update and trade to the order store right after, under ids it
+reserved there beforehand, so the ids a robot gets over ZeroMQ are the ids
+the store holds. The store stays the source of truth: this trade stream also
+reads the store ("after id N", like the store gateway) and forwards whatever
+the socket did not bring -- after a restart, a reconnect, or a message the
+ROUTER could not deliver while the robot was away. Ids already delivered are
+remembered, so nothing arrives twice.
+"""
+
+from __future__ import annotations
+
+import time
+
+import zmq
+
+from roboframe.builtin.storegw import StoreGateway, _StoreStream
+from roboframe.core import codec
+from roboframe.core.events import Fill, OrderUpdate
+
+
+class FastGateway(StoreGateway):
+    params_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["address"],
+        "properties": {
+            **StoreGateway.params_schema["properties"],
+            "address": {
+                "type": "string",
+                "pattern": "^(inproc|ipc|tcp)://.+$",
+                "description": "the exchange's order endpoint (roboframe exchange "
+                "--orders), e.g. tcp://127.0.0.1:5570",
+            },
+        },
+    }
+
+    def trade_stream(self, runtime, sender) -> None:
+        stream = _FastStream(self, runtime, sender)
+        try:
+            stream.run()
+        finally:
+            stream.close()
+
+
+class _FastStream(_StoreStream):
+    def __init__(self, gateway: FastGateway, runtime, sender) -> None:
+        super().__init__(gateway, runtime, sender)
+        self.dealer = runtime.context.socket(zmq.DEALER)
+        self.dealer.setsockopt(zmq.IDENTITY, gateway.robot.encode())
+        self.dealer.setsockopt(zmq.LINGER, 0)
+        self.dealer.connect(gateway.params["address"])
+        self.seen_trades: set[int] = set()
+        self.seen_events: set[int] = set()
+
+    def close(self) -> None:
+        self.dealer.close()
+        super().close()
+
+    def _write_waiting(self) -> None:
+        if self.waiting:  # straight to the exchange; it writes the store behind
+            self.dealer.send(codec.encode(self.waiting))
+            self.waiting = []
+
+    def _forward(self, event) -> None:
+        """Send a store-identified event once, whichever way it came first."""
+        if type(event) is Fill:
+            ref, seen, floor = int(event.trade_id), self.seen_trades, self.position[0]
+        else:
+            ref, seen, floor = int(event.ref), self.seen_events, self.position[1]
+        if ref <= floor or ref in seen:
+            return
+        seen.add(ref)
+        self.send(event)
+
+    def _catch_up(self) -> None:
+        trade_id, event_id = self.position
+        fills, updates = self.store.changes_after(self.robot, self.prefix, trade_id, event_id)
+        for ref, update in updates:
+            self._forward(update)
+            event_id = ref
+        for ref, fill in fills:
+            self._forward(fill)
+            trade_id = ref
+        self.position = (trade_id, event_id)
+        self.seen_trades = {r for r in self.seen_trades if r > trade_id}
+        self.seen_events = {r for r in self.seen_events if r > event_id}
+
+    def _on_dealer(self) -> None:
+        while True:
+            try:
+                raw = self.dealer.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                event = codec.decode(raw)
+            except codec.DecodeError:
+                continue  # the loop would count it; nothing of ours to forward
+            if type(event) in (Fill, OrderUpdate):
+                self._forward(event)
+
+    def _serve(self, stop) -> None:
+        poller = zmq.Poller()
+        poller.register(self.orders, zmq.POLLIN)
+        poller.register(self.dealer, zmq.POLLIN)
+        fd = self.store.fileno()
+        if fd is not None:
+            poller.register(fd, zmq.POLLIN)
+        next_poll = time.monotonic() + self.poll_s
+        while not stop.is_set():
+            ready = dict(poller.poll(50))
+            if self.orders in ready:
+                self._drain_orders()
+                self._write_waiting()
+            if self.dealer in ready:
+                self._on_dealer()
+            now = time.monotonic()
+            if now >= next_poll:  # the store is for what the socket missed: no hurry
+                if fd is not None:
+                    while self.store.wait(0):
+                        pass
+                else:
+                    self.store.wait(0)
+                self._catch_up()
+                next_poll = now + self.poll_s
