@@ -14,7 +14,8 @@ A store round trip is two notifications (robot -> exchange -> robot), so the
 fair comparison for "what roboframe adds" is against twice the raw figure.
 Prints p50/p99 in milliseconds and orders/s. Usage:
 python bench/order_latency.py [-n 2000] [--url postgresql://postgres@127.0.0.1:5432/test]
-The fast path (orders straight over ZeroMQ) is not built yet.
+Then the fast path: orders straight to the exchange over ZeroMQ and back,
+the store written behind, next to a raw DEALER/ROUTER round trip.
 """
 
 from __future__ import annotations
@@ -69,10 +70,45 @@ def raw_notify(url: str, n: int) -> list[float]:
     return lat
 
 
-def roboframe_path(url: str, n: int) -> tuple[list[float], float]:
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def raw_zmq_roundtrip(n: int) -> list[float]:
+    """DEALER -> ROUTER -> DEALER over tcp loopback, the echo in another process."""
+    port = free_port()
+    code = (
+        "import zmq,sys; c=zmq.Context(); r=c.socket(zmq.ROUTER); "
+        f"r.bind('tcp://127.0.0.1:{port}'); "
+        "[r.send_multipart(r.recv_multipart()) for _ in range(int(sys.argv[1]))]"
+    )
+    echo = subprocess.Popen([sys.executable, "-c", code, str(n + 1)])
+    ctx = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(f"tcp://127.0.0.1:{port}")
+    dealer.send(b"warm-up")
+    dealer.recv()
+    lat = []
+    for _ in range(n):
+        start = time.perf_counter()
+        dealer.send(b"x" * 40)
+        dealer.recv()
+        lat.append(time.perf_counter() - start)
+    echo.wait(10)
+    dealer.close(0)
+    ctx.term()
+    return lat
+
+
+def roboframe_path(url: str, n: int, fast: bool = False) -> tuple[list[float], float]:
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
     port = pub.bind_to_random_port("tcp://127.0.0.1")
+    orders_port = free_port()
     exchange = subprocess.Popen(  # its own process, as in production: no shared GIL
         [
             sys.executable,
@@ -86,6 +122,7 @@ def roboframe_path(url: str, n: int) -> tuple[list[float], float]:
             f"tcp://127.0.0.1:{port}",
             "--fill-at",
             "close",
+            *(["--orders", f"tcp://127.0.0.1:{orders_port}"] if fast else []),
         ],
     )
     time.sleep(2.0)
@@ -94,13 +131,18 @@ def roboframe_path(url: str, n: int) -> tuple[list[float], float]:
     time.sleep(0.3)
     from roboframe_postgres import roboframe_register_gateways
 
-    gateways = {}
+    from roboframe.builtin.zmqgw import FastGateway
+
+    gateways = {"zmq": FastGateway}
     roboframe_register_gateways(lambda name, cls: gateways.setdefault(name, cls))
     runtime = Runtime("bench", "b1", ctx, "inproc://bench-loop", None)
     loop = ctx.socket(zmq.PULL)
     loop.bind(runtime.loop_address)
-    gw = gateways["postgres"](
-        {"url": url, "poll_ms": 1000}, {"SI": Instrument("SI", Decimal(1))}, robot="bench"
+    params = {"url": url, "poll_ms": 1000}
+    if fast:
+        params["address"] = f"tcp://127.0.0.1:{orders_port}"
+    gw = gateways["zmq" if fast else "postgres"](
+        params, {"SI": Instrument("SI", Decimal(1))}, robot="bench"
     )
     gw.open(runtime)
     stream = threading.Thread(target=trade_stream, args=(gw, runtime), daemon=True)
@@ -109,7 +151,7 @@ def roboframe_path(url: str, n: int) -> tuple[list[float], float]:
     lat = []
     started = time.perf_counter()
     for i in range(n):
-        cid = f"bench-b1-{i}"
+        cid = f"bench-b1-{'f' if fast else 's'}{i}"
         t0 = time.perf_counter()
         gw.submit([NewOrder(cid, "SI", "buy", 1)])
         while True:
@@ -143,6 +185,8 @@ def main() -> None:
     try:
         raw = raw_notify(url, args.n)
         ours, rate = roboframe_path(url, args.n)
+        raw_zmq = raw_zmq_roundtrip(args.n)
+        fast, fast_rate = roboframe_path(url, args.n, fast=True)
     finally:
         with psycopg.connect(args.url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
@@ -156,6 +200,15 @@ def main() -> None:
     print(
         f"roboframe adds {o50 - 2 * r50:+.3f} ms at p50 over two raw hops; "
         f"{rate:,.0f} orders/s sequentially (mean {statistics.mean(ours) * 1e3:.3f} ms)"
+    )
+    z50, z99 = pct(raw_zmq, 0.5) * 1e3, pct(raw_zmq, 0.99) * 1e3
+    f50, f99 = pct(fast, 0.5) * 1e3, pct(fast, 0.99) * 1e3
+    print(f"\nZeroMQ fast path over tcp loopback, {args.n:,} orders, one at a time")
+    print(f"{'raw DEALER/ROUTER round trip':<44}{z50:>9.3f}{z99:>9.3f}")
+    print(f"{'roboframe order -> fill at the robot (zmq)':<44}{f50:>9.3f}{f99:>9.3f}")
+    print(
+        f"the fast path adds {f50 - z50:+.3f} ms at p50 over the raw round trip; "
+        f"{fast_rate:,.0f} orders/s sequentially; the store is written behind it"
     )
 
 

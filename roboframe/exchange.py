@@ -22,6 +22,7 @@ once the store is back.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from decimal import Decimal
@@ -56,6 +57,7 @@ class ExchangeProcess:
         self.outbox: list[tuple[str, object]] = []  # fast-path answers waiting for an id
         self.ids: dict[str, list[int]] = {"trades": [], "order_events": []}
         self.router: zmq.Socket | None = None
+        self.writer: StoreWriter | None = None
         self.engine = PaperExchange(
             None, commission=commission, slippage_ticks=slippage_ticks, fill_at=fill_at
         )
@@ -124,7 +126,7 @@ class ExchangeProcess:
                         continue  # a resubmitted order: the first one stands
                     self.owner[cid] = robot
                     self.fast[cid] = identity
-                    self.unwritten.append((robot, action))  # the order row, behind
+                    self.writer.put((robot, action))  # the order row, behind
                     for answer in self.engine.submit(action):
                         self._answer(robot, answer)
                     self.counts["orders"] += 1
@@ -146,7 +148,7 @@ class ExchangeProcess:
             else:
                 event = msgspec.structs.replace(event, ref=str(self.ids["order_events"].pop(0)))
             self.router.send_multipart([self.fast[event.client_id], codec.encode(event)])
-            self.unwritten.append((robot, event))
+            self.writer.put((robot, event))  # the store, behind the hot path
             self.outbox.pop(0)
 
     def _read_requests(self) -> None:
@@ -164,20 +166,10 @@ class ExchangeProcess:
             self.counts["cancels"] += 1
 
     def _write(self) -> None:
-        while self.unwritten:
-            if type(self.unwritten[0][1]) is NewOrder:  # a fast-path order's row
-                robot, order = self.unwritten[0]
-                run_id = order.client_id[len(robot) + 1 :].rsplit("-", 1)[0]
-                self.store.insert_order(robot, run_id, order, self.engine.ts)
-                self.unwritten.pop(0)
-                continue
-            n = 0
-            while n < len(self.unwritten) and type(self.unwritten[n][1]) is not NewOrder:
-                n += 1
-            batch = self.unwritten[:n]
-            self.store.record_many(batch)  # one transaction: all of it, or none and retry
-            del self.unwritten[:n]
-            self.counts["fills"] += sum(1 for _, item in batch if type(item) is Fill)
+        if self.unwritten:
+            fills = sum(1 for _, item in self.unwritten if type(item) is Fill)
+            write_items(self.store, self.unwritten)  # removes what it wrote
+            self.counts["fills"] += fills
         if self.handled:
             self.store.mark_handled(self.handled)
             self.handled = []
@@ -208,6 +200,8 @@ class ExchangeProcess:
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.connect(self.feed_address)
         if self.orders_address:
+            self.writer = StoreWriter(self.store_url, stop)
+            self.writer.start()
             self.router = ctx.socket(zmq.ROUTER)
             self.router.setsockopt(zmq.LINGER, 0)
             self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a gone robot reads the store
@@ -238,6 +232,7 @@ class ExchangeProcess:
             sub.close()
             if self.router is not None:
                 self.router.close()
+                self.writer.join(30)  # it drains what it holds before it stops
             if self.store is not None:
                 self.store.close()
 
@@ -267,3 +262,62 @@ class ExchangeProcess:
                 self._read_requests()
                 next_poll = now + self.poll_s
             self._write()
+
+
+def write_items(store: OrderStore, items: list) -> None:
+    """Write ``[(robot, NewOrder | OrderUpdate | Fill)]`` in order, removing from
+    ``items`` what is written: order rows one by one (idempotent), runs of updates
+    and fills as one transaction each, so a retry after a failure repeats nothing."""
+    while items:
+        robot, item = items[0]
+        if type(item) is NewOrder:
+            run_id = item.client_id[len(robot) + 1 :].rsplit("-", 1)[0]
+            store.insert_order(robot, run_id, item, 0)
+            del items[0]
+            continue
+        j = 0
+        while j < len(items) and type(items[j][1]) is not NewOrder:
+            j += 1
+        store.record_many(items[:j])
+        del items[:j]
+
+
+class StoreWriter(threading.Thread):
+    """Writes the fast path's orders, updates and fills to the store, in order, on its
+    own connection, so the exchange never waits for the store between two orders.
+    While the store is away it keeps everything and retries."""
+
+    def __init__(self, url: str, stop: threading.Event) -> None:
+        super().__init__(name="store-writer", daemon=True)
+        self.url = url
+        self.stop = stop
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.store: OrderStore | None = None
+
+    def put(self, item: tuple) -> None:
+        self.queue.put(item)
+
+    def run(self) -> None:
+        pending: list = []
+        backoff = 0.2
+        while not (self.stop.is_set() and self.queue.empty() and not pending):
+            try:
+                pending.append(self.queue.get(timeout=0.05))
+                while True:
+                    pending.append(self.queue.get_nowait())
+            except queue.Empty:
+                pass
+            if not pending:
+                continue
+            try:
+                if self.store is None:
+                    self.store = open_store(self.url)
+                write_items(self.store, pending)  # removes what it wrote
+                backoff = 0.2
+            except StoreUnavailable as exc:
+                log.warning("exchange: store writer waiting for the store: %s", exc)
+                self.store = None
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        if self.store is not None:
+            self.store.close()
