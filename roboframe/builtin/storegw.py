@@ -157,15 +157,23 @@ class _StoreStream:
             self.waiting.pop(0)
 
     def _catch_up(self) -> None:
+        """Everything of this run after the last ids read, oldest first."""
         trade_id, event_id = self.position
         fills, updates = self.store.changes_after(self.robot, self.prefix, trade_id, event_id)
         for ref, update in updates:
-            self.send(update)
+            self._forward(update)
             event_id = ref
         for ref, fill in fills:
-            self.send(fill)
+            self._forward(fill)
             trade_id = ref
         self.position = (trade_id, event_id)
+        self._caught_up()
+
+    def _forward(self, event: Any) -> None:
+        self.send(event)
+
+    def _caught_up(self) -> None:
+        """Called after each read of the store (the fast path prunes what it saw)."""
 
     def _drain_orders(self) -> None:
         while True:

@@ -77,16 +77,8 @@ class _FastStream(_StoreStream):
         seen.add(ref)
         self.send(event)
 
-    def _catch_up(self) -> None:
+    def _caught_up(self) -> None:
         trade_id, event_id = self.position
-        fills, updates = self.store.changes_after(self.robot, self.prefix, trade_id, event_id)
-        for ref, update in updates:
-            self._forward(update)
-            event_id = ref
-        for ref, fill in fills:
-            self._forward(fill)
-            trade_id = ref
-        self.position = (trade_id, event_id)
         self.seen_trades = {r for r in self.seen_trades if r > trade_id}
         self.seen_events = {r for r in self.seen_events if r > event_id}
 
