@@ -37,11 +37,11 @@ class ConfigProblem:
         self.hint = hint
 
     def __str__(self) -> str:
-        where = self.path or "<config>"
+        where = self.path or ""
         if self.line is not None:
-            where = f"{where}:{self.line}"
-        field = f" {self.field}:" if self.field else ""
-        text = f"{where}:{field} {self.message}"
+            where = f"{where or '<config>'}:{self.line}"
+        field = f"{self.field}: " if self.field else ""
+        text = f"{where}: {field}{self.message}" if where else f"{field}{self.message}"
         if self.hint:
             text += f"\n  hint: {self.hint}"
         return text
