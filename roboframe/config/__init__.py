@@ -164,7 +164,10 @@ def _build_spec(raw: dict, shown: str | None) -> RobotSpec:
         strategy=PluginRef(raw["strategy"]["plugin"], frozen(raw["strategy"]["params"])),
         gateway=PluginRef(raw["gateway"]["plugin"], frozen(raw["gateway"]["params"])),
         risk=RiskSpec(
-            allowed_symbols=tuple(risk.get("allowed_symbols") or sorted(symbols)),
+            # absent: every symbol; an explicit empty list: none (a deliberate lock-out)
+            allowed_symbols=tuple(
+                sorted(symbols) if risk.get("allowed_symbols") is None else risk["allowed_symbols"]
+            ),
             max_order_qty=risk.get("max_order_qty"),
             max_position=frozen(limits or {}),
             max_orders_per_second=risk.get("max_orders_per_second"),

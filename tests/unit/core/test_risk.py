@@ -141,3 +141,9 @@ def test_order_path_down_refuses_new_orders_until_up():
     assert kernel.snapshot()["order_path"] == "down: store unreachable"
     kernel.handle(Control("gateway", T0, {"status": "up"}))
     assert len(kernel.handle(bar(SI, 2, 100))) == 1
+
+
+def test_empty_allowed_symbols_allows_nothing():
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 1)], risk={"allowed_symbols": []})
+    assert kernel.handle(bar(SI, 1, 100)) == []
+    assert reasons(kernel) == ["risk: symbol Si-12.26 is not allowed"]
