@@ -481,7 +481,9 @@ def schema(published: bool) -> None:
 
     try:
         registry = published_registry() if published else get_registry()
-        click.echo(json.dumps(build_schema(registry), indent=2, sort_keys=True))
+        click.echo(
+            json.dumps(build_schema(registry, open_names=published), indent=2, sort_keys=True)
+        )
     except RoboframeError as exc:
         raise _fail(exc) from None
 

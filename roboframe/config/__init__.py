@@ -14,9 +14,9 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from roboframe.config.checks import apply_defaults, check_all, check_strategy_params
-from roboframe.config.messages import describe
-from roboframe.config.schema import build_schema
+from roboframe.config.checks import apply_defaults, check_all
+from roboframe.config.messages import Problem, describe, type_name
+from roboframe.config.schema import CORE_SECTIONS, build_schema
 from roboframe.config.spec import (
     ControlSpec,
     JournalSpec,
@@ -26,6 +26,7 @@ from roboframe.config.spec import (
     RobotSpec,
     config_hash,
     frozen,
+    parse_duration_ms,
 )
 from roboframe.config.yamlload import line_of, load_yaml, render_path
 from roboframe.core.instruments import instruments_from_config
@@ -33,6 +34,12 @@ from roboframe.errors import ConfigError, ConfigProblem
 
 __all__ = [
     "ConfigError",
+    "ConfigProblem",
+    "ControlSpec",
+    "JournalSpec",
+    "LoopSpec",
+    "PluginRef",
+    "RiskSpec",
     "RobotSpec",
     "build_schema",
     "load_robot",
@@ -40,54 +47,63 @@ __all__ = [
     "spec_from_dict",
 ]
 
-_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
-
-
-def parse_duration_ms(value: int | str | None) -> int | None:
-    """``500ms``, ``1s``, ``2m``, ``1h`` or an integer of milliseconds."""
-    if value is None or isinstance(value, int):
-        return value
-    for unit in ("ms", "s", "m", "h"):
-        if value.endswith(unit) and value[: -len(unit)].isdigit():
-            return int(value[: -len(unit)]) * _UNITS_MS[unit]
-    raise ValueError(f"not a duration: {value!r}")
+OVERRIDE_HINT = "the value comes from an override, not from the file"
 
 
 def load_robot(
     path: str | Path, *, registry: Any = None, overrides: dict[str, Any] | None = None
 ) -> RobotSpec:
-    """Load and validate a robot file."""
+    """Load and validate a robot file.
+
+    ``registry`` defaults to :func:`roboframe.plugins.get_registry`.
+    ``overrides`` maps dotted field paths to values set before validation,
+    e.g. ``{"journal.dir": "/tmp/run1"}``; values are used as given (parse
+    command-line text before passing it). Raises :class:`ConfigError` with
+    every problem found, sorted by line.
+    """
     path = Path(path)
     data, lines = load_yaml(path)
     return _validate(data, lines, str(path), registry, overrides)
 
 
 def spec_from_dict(data: dict, *, source: str | None = None, registry: Any = None) -> RobotSpec:
-    """Validate plain data (a journal header's config, a test's dict)."""
+    """Validate plain data (a journal header's ``raw``, a test's dict); no line numbers."""
     return _validate(copy.deepcopy(data), {}, source, registry, None)
 
 
-def _fail(problems: list[tuple], lines: dict, shown: str | None) -> ConfigError:
+def _fail(
+    problems: list[Problem], lines: dict, shown: str | None, overridden: frozenset = frozenset()
+) -> ConfigError:
     seen = set()
     out = []
     for path, message, hint in problems:
-        key = (path, message)
-        if key in seen:
+        if (path, message) in seen:
             continue
-        seen.add(key)
+        seen.add((path, message))
         line = line_of(lines, path) if lines else None
+        if any(path[: len(o)] == o for o in overridden):
+            line, hint = None, f"{hint}; {OVERRIDE_HINT}" if hint else OVERRIDE_HINT
         out.append(ConfigProblem(shown, line, render_path(path), message, hint))
-    out.sort(key=lambda p: (p.line or 0, p.field))
+    out.sort(key=lambda p: (p.line or 0, p.field, p.message))
     return ConfigError(out)
 
 
-def _apply_overrides(data: dict, overrides: dict[str, Any]) -> None:
+def _apply_overrides(data: dict, overrides: dict[str, Any], shown: str | None) -> frozenset:
+    """Set each dotted field; return the paths that were set."""
+    done = set()
     for dotted, value in overrides.items():
+        parts = tuple(str(dotted).split("."))
+        if not all(parts):
+            raise ConfigError([ConfigProblem(shown, None, str(dotted), "not a field path")])
         node = data
-        *parents, last = dotted.split(".")
-        for part in parents:
+        for depth, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
-        node[last] = value
+            if not isinstance(node, dict):
+                message = f"cannot set: {'.'.join(parts[: depth + 1])} is not a mapping"
+                raise ConfigError([ConfigProblem(shown, None, str(dotted), message)])
+        node[parts[-1]] = copy.deepcopy(value)
+        done.add(parts)
+    return frozenset(done)
 
 
 def _validate(data: Any, lines: dict, shown: str | None, registry: Any, overrides) -> RobotSpec:
@@ -96,31 +112,18 @@ def _validate(data: Any, lines: dict, shown: str | None, registry: Any, override
 
         registry = get_registry()
     if not isinstance(data, dict):
-        raise _fail(
-            [
-                (
-                    (),
-                    f"the file must be a mapping of sections, got a {type(data).__name__}",
-                    "start with 'name: my-robot' and see robots/si.yaml",
-                )
-            ],
-            lines,
-            shown,
-        )
-    if overrides:
-        _apply_overrides(data, overrides)
+        message = f"the file must be a mapping of sections, got a {type_name(data)}"
+        hint = "start with 'name: my-robot' and see robots/si.yaml"
+        raise _fail([((), message, hint)], lines, shown)
+    overridden = _apply_overrides(data, overrides, shown) if overrides else frozenset()
     validator = Draft202012Validator(build_schema(registry))
-    problems = [describe(e) for e in validator.iter_errors(data)]
+    problems = [p for error in validator.iter_errors(data) for p in describe(error)]
     if problems:
-        raise _fail(problems, lines, shown)
+        raise _fail(problems, lines, shown, overridden)
     problems, strategy_cls = check_all(data, registry)
     if problems:
-        raise _fail(problems, lines, shown)
-    raw = _with_defaults(data, registry, strategy_cls)
-    problems = check_strategy_params(strategy_cls, raw["strategy"]["params"])
-    if problems:
-        raise _fail(problems, lines, shown)
-    return _build_spec(raw, shown)
+        raise _fail(problems, lines, shown, overridden)
+    return _build_spec(_with_defaults(data, registry, strategy_cls), shown)
 
 
 def _with_defaults(data: dict, registry: Any, strategy_cls: type) -> dict:
@@ -128,9 +131,9 @@ def _with_defaults(data: dict, registry: Any, strategy_cls: type) -> dict:
     raw.setdefault("description", "")
     for section, table in (("feed", registry.feeds), ("gateway", registry.gateways)):
         cls = table[raw[section]["plugin"]].obj
-        raw[section]["params"] = apply_defaults(cls.params_schema, raw[section].get("params", {}))
+        raw[section]["params"] = apply_defaults(cls, raw[section].get("params", {}))
     strategy = raw["strategy"]
-    strategy["params"] = apply_defaults(strategy_cls.params_schema, strategy.get("params", {}))
+    strategy["params"] = apply_defaults(strategy_cls, strategy.get("params", {}))
     raw.setdefault("risk", {})
     journal = raw.setdefault("journal", {})
     journal.setdefault("dir", f"runs/{raw['name']}")
@@ -148,14 +151,25 @@ def _decimal(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
-def _build_spec(raw: dict, shown: str | None) -> RobotSpec:
-    symbols = instruments_from_config(raw["symbols"])
-    risk = raw["risk"]
+def _risk_spec(risk: dict, symbols: list[str]) -> RiskSpec:
     limits = risk.get("max_position")
     if isinstance(limits, int):
         limits = dict.fromkeys(symbols, limits)
-    from roboframe.config.schema import CORE_SECTIONS
+    rate = risk.get("max_orders_per_second")
+    allowed = risk.get("allowed_symbols", symbols)  # an empty list allows nothing
+    return RiskSpec(
+        allowed_symbols=tuple(allowed),
+        max_order_qty=risk.get("max_order_qty"),
+        max_position=frozen(limits or {}),
+        max_orders_per_second=None if rate is None else float(rate),
+        max_daily_loss=_decimal(risk.get("max_daily_loss")),
+        price_band_pct=_decimal(risk.get("price_band_pct")),
+    )
 
+
+def _build_spec(raw: dict, shown: str | None) -> RobotSpec:
+    symbols = instruments_from_config(raw["symbols"])
+    loop = raw["loop"]
     return RobotSpec(
         name=raw["name"],
         description=raw["description"],
@@ -163,26 +177,16 @@ def _build_spec(raw: dict, shown: str | None) -> RobotSpec:
         feed=PluginRef(raw["feed"]["plugin"], frozen(raw["feed"]["params"])),
         strategy=PluginRef(raw["strategy"]["plugin"], frozen(raw["strategy"]["params"])),
         gateway=PluginRef(raw["gateway"]["plugin"], frozen(raw["gateway"]["params"])),
-        risk=RiskSpec(
-            # absent: every symbol; an explicit empty list: none (a deliberate lock-out)
-            allowed_symbols=tuple(
-                sorted(symbols) if risk.get("allowed_symbols") is None else risk["allowed_symbols"]
-            ),
-            max_order_qty=risk.get("max_order_qty"),
-            max_position=frozen(limits or {}),
-            max_orders_per_second=risk.get("max_orders_per_second"),
-            max_daily_loss=_decimal(risk.get("max_daily_loss")),
-            price_band_pct=_decimal(risk.get("price_band_pct")),
-        ),
+        risk=_risk_spec(raw["risk"], sorted(symbols)),
         journal=JournalSpec(
             dir=raw["journal"]["dir"],
             fsync=raw["journal"]["fsync"],
             flush_ms=parse_duration_ms(raw["journal"]["flush_ms"]),
         ),
         loop=LoopSpec(
-            address=raw["loop"]["address"],
-            timer_ms=parse_duration_ms(raw["loop"]["timer_ms"]),
-            drain_ms=parse_duration_ms(raw["loop"]["drain_ms"]),
+            address=loop["address"],
+            timer_ms=parse_duration_ms(loop["timer_ms"]),
+            drain_ms=parse_duration_ms(loop["drain_ms"]),
         ),
         control=ControlSpec(address=raw["control"]["address"]),
         extra=frozen({k: v for k, v in raw.items() if k not in CORE_SECTIONS}),

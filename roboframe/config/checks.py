@@ -1,17 +1,24 @@
 """Checks a schema cannot express: symbols that must exist, plugins that must
-resolve, strategy params that must satisfy the strategy's own rules."""
+resolve, strategy params that must satisfy the strategy's own rules.
+
+They run after the schema passed, so every section has the right shape.
+Each returns ``(field path, message, hint)`` problems; the caller adds lines.
+"""
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
-from roboframe.config.messages import describe, did_you_mean
+from roboframe.config.messages import Problem, describe, did_you_mean, unknown_plugin
+from roboframe.config.spec import parse_duration_ms
 from roboframe.errors import PluginError
 
-Problem = tuple[tuple, str, str | None]  # (path, message, hint)
+IMPORT_HINT = "check the import path package.module:Class and that the package is installed"
 
 
 def check_all(data: dict, registry: Any) -> tuple[list[Problem], type | None]:
@@ -22,36 +29,34 @@ def check_all(data: dict, registry: Any) -> tuple[list[Problem], type | None]:
     problems += _check_risk_symbols(data.get("risk", {}), symbols)
     problems += _check_feed_symbols(data.get("feed", {}).get("params", {}), symbols)
     problems += _check_addresses(data)
+    problems += _check_timer(data.get("loop", {}))
     for section, kind in (("feed", "feeds"), ("gateway", "gateways")):
         name = data[section]["plugin"]
         if name not in getattr(registry, kind):
-            problems.append(_unknown_plugin(section, kind, name, registry))
-    strategy_cls = None
-    try:
-        from roboframe.plugins import resolve_strategy
-
-        strategy_cls, _ = resolve_strategy(data["strategy"]["plugin"], registry)
-    except PluginError as exc:
-        name = data["strategy"]["plugin"]
-        if ":" in name:
-            problems.append(
-                (
-                    ("strategy", "plugin"),
-                    str(exc),
-                    "check the import path package.module:Class and that the package is installed",
-                )
-            )
-        else:
-            problems.append(_unknown_plugin("strategy", "strategies", name, registry))
+            problems.append(unknown_plugin(section, name, sorted(getattr(registry, kind))))
+    strategy_cls, problem = _resolve_strategy(data["strategy"]["plugin"], registry)
+    if problem:
+        problems.append(problem)
+    if strategy_cls is not None:
+        params = apply_defaults(strategy_cls, data["strategy"].get("params", {}))
+        problems += check_strategy_params(strategy_cls, params)
     return problems, strategy_cls
 
 
-def _unknown_plugin(section: str, kind: str, name: str, registry: Any) -> Problem:
-    known = sorted(getattr(registry, kind))
-    hint = did_you_mean(name, known) or f"registered: {', '.join(known) or 'none'}"
-    if section == "strategy":
-        hint += "; or name a class as package.module:Class"
-    return (section, "plugin"), f"unknown {section} {name!r}", hint
+def _resolve_strategy(name: str, registry: Any) -> tuple[type | None, Problem | None]:
+    from roboframe.plugins import resolve_strategy
+
+    where = ("strategy", "plugin")
+    if ":" not in name and name not in registry.strategies:
+        return None, unknown_plugin("strategy", name, sorted(registry.strategies))
+    try:
+        cls, _ = resolve_strategy(name, registry)
+    except PluginError as exc:
+        return None, (where, str(exc), IMPORT_HINT)
+    except Exception as exc:  # the user's module raised while being imported
+        message = f"strategy {name!r}: importing it raised {type(exc).__name__}: {exc}"
+        return None, (where, message, "fix the error in the strategy's module")
+    return cls, None
 
 
 def _positive_decimal(value: Any) -> bool:
@@ -124,6 +129,17 @@ def _check_feed_symbols(params: dict, symbols: list[str]) -> list[Problem]:
                         did_you_mean(symbol, symbols) or f"symbols: {', '.join(symbols)}",
                     )
                 )
+    listed = params.get("symbols")
+    if isinstance(listed, list):
+        for i, symbol in enumerate(listed):
+            if isinstance(symbol, str) and symbol not in symbols:
+                out.append(
+                    (
+                        ("feed", "params", "symbols", i),
+                        f"{symbol!r} is not in symbols",
+                        did_you_mean(symbol, symbols) or f"symbols: {', '.join(symbols)}",
+                    )
+                )
     symbol = params.get("symbol")
     if isinstance(symbol, str) and symbol not in symbols:
         out.append(
@@ -134,6 +150,19 @@ def _check_feed_symbols(params: dict, symbols: list[str]) -> list[Problem]:
             )
         )
     return out
+
+
+def _check_timer(loop: dict) -> list[Problem]:
+    value = loop.get("timer_ms")
+    if value is not None and parse_duration_ms(value) == 0:
+        return [
+            (
+                ("loop", "timer_ms"),
+                f"must be at least 1ms, got {value!r}",
+                "leave timer_ms out (or null) for no heartbeat timer",
+            )
+        ]
+    return []
 
 
 def _check_addresses(data: dict) -> list[Problem]:
@@ -151,27 +180,35 @@ def _check_addresses(data: dict) -> list[Problem]:
 
 
 def check_strategy_params(cls: type, params: dict) -> list[Problem]:
-    """The strategy's own schema and ``validate_params`` on ``params``."""
+    """The strategy's own schema, then its ``validate_params``, on ``params``."""
     schema = getattr(cls, "params_schema", None) or {"type": "object"}
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        message = f"strategy {cls.__name__} has an invalid params_schema: {exc.message}"
+        return [(("strategy", "plugin"), message, "fix params_schema in the strategy class")]
     out: list[Problem] = []
     for error in Draft202012Validator(schema).iter_errors(params):
-        path, message, hint = describe(error)
-        out.append((("strategy", "params", *path), message, hint))
-    if out:
+        out += [(("strategy", "params", *path), m, h) for path, m, h in describe(error)]
+    validate = getattr(cls, "validate_params", None)
+    if out or validate is None:
         return out
     try:
-        extra = cls.validate_params(params)
+        extra = validate(params)
     except Exception as exc:
-        return [(("strategy", "params"), f"{cls.__name__}.validate_params failed: {exc}", None)]
+        message = f"{cls.__name__}.validate_params raised {type(exc).__name__}: {exc}"
+        return [(("strategy", "params"), message, None)]
     for field, message in extra or []:
-        out.append((("strategy", "params", *str(field).split(".")), message, None))
+        parts = [p for p in str(field or "").split(".") if p]
+        out.append((("strategy", "params", *parts), message, None))
     return out
 
 
-def apply_defaults(schema: dict, params: dict) -> dict:
-    """``params`` with the schema's top-level property defaults filled in."""
+def apply_defaults(cls: type, params: dict) -> dict:
+    """``params`` with the top-level ``default`` values of ``cls.params_schema`` filled in."""
+    schema = getattr(cls, "params_schema", None) or {}
     out = dict(params)
     for key, prop in (schema.get("properties") or {}).items():
         if key not in out and isinstance(prop, dict) and "default" in prop:
-            out[key] = prop["default"]
+            out[key] = copy.deepcopy(prop["default"])
     return out

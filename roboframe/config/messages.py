@@ -1,4 +1,10 @@
-"""Turning jsonschema's errors into messages for people, with hints."""
+"""Turning jsonschema's errors into messages for people, with hints.
+
+Every message names what was wrong and what was found; the hint comes from
+the schema property's ``description`` unless a better one is known (a
+"did you mean" for a misspelt field or plugin). The texts are stable: the
+bad-config tests assert them exactly.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,13 @@ import difflib
 from typing import Any
 
 from jsonschema.exceptions import ValidationError
+
+from roboframe.config.schema import ADDRESS_PATTERN, DECIMAL_PATTERN, DURATION_PATTERN
+
+Problem = tuple[tuple, str, str | None]  # (field path, message, hint)
+
+PLUGIN_SECTIONS = ("feed", "gateway", "strategy")
+STRATEGY_CLASS_HINT = "or name a class as package.module:Class"
 
 _TYPE_NAMES = {
     "integer": "an integer",
@@ -17,8 +30,15 @@ _TYPE_NAMES = {
     "null": "null",
 }
 
+_PATTERN_WANTS = {
+    DECIMAL_PATTERN: "a number",
+    DURATION_PATTERN: "a duration such as 500ms, 1s, 2m, 1h or a number of milliseconds",
+    ADDRESS_PATTERN: "a ZeroMQ address inproc://..., ipc://... or tcp://...",
+}
+
 
 def type_name(value: Any) -> str:
+    """The YAML-level name of a value's type, as people write it."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -36,56 +56,110 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
+def show(value: Any, limit: int = 60) -> str:
+    """``repr`` of a value, cut short when long."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def did_you_mean(word: str, choices: list[str]) -> str | None:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    """``did you mean 'x'?`` for the closest choice, or None."""
+    close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}?" if close else None
 
 
-def describe(error: ValidationError) -> tuple[tuple, str, str | None]:
-    """``(field path, message, hint)`` for one schema error."""
+def unknown_plugin(section: str, name: str, known: list[str]) -> Problem:
+    """The problem of a ``plugin`` naming nothing registered."""
+    hint = did_you_mean(name, known)
+    if hint is None:
+        hint = f"registered: {', '.join(sorted(known)) or 'none'}"
+        if section == "strategy":
+            hint += f"; {STRATEGY_CLASS_HINT}"
+    return (section, "plugin"), f"unknown {section} {name!r}", hint
+
+
+def _wanted(names: list[str]) -> str:
+    words = [_TYPE_NAMES.get(n, n) for n in names]
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _plugin_names(error: ValidationError) -> list[str]:
+    if error.validator == "enum":
+        return list(error.validator_value)
+    for branch in error.validator_value:
+        if isinstance(branch, dict) and "enum" in branch:
+            return list(branch["enum"])
+    return []
+
+
+def describe(error: ValidationError) -> list[Problem]:
+    """The problems one schema error stands for (one per unknown field)."""
     path = tuple(error.absolute_path)
-    value = error.instance
     schema = error.schema if isinstance(error.schema, dict) else {}
-    hint = schema.get("description")
     kind = error.validator
-    if kind == "additionalProperties" and isinstance(value, dict):
-        allowed = sorted((schema.get("properties") or {}).keys())
-        extra = sorted(k for k in value if k not in allowed)
-        key = extra[0] if extra else "?"
-        hint = did_you_mean(key, allowed) or (
-            f"allowed fields: {', '.join(allowed)}" if allowed else None
-        )
-        return (*path, key), f"unknown field {key!r}", hint
+    if kind == "additionalProperties" and isinstance(error.instance, dict):
+        return _unknown_fields(path, error.instance, schema)
+    if "propertyNames" in error.relative_schema_path:
+        return [((*path, error.instance), f"invalid name {show(error.instance)}", _hint(schema))]
+    if kind in ("enum", "anyOf") and path[1:] == ("plugin",) and path[0] in PLUGIN_SECTIONS:
+        if not isinstance(error.instance, str):
+            return []  # the type error says it
+        return [unknown_plugin(path[0], error.instance, _plugin_names(error))]
     if kind == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         sub = (schema.get("properties") or {}).get(missing, {})
-        return path, f"missing required field {missing!r}", sub.get("description")
+        return [(path, f"missing required field {missing!r}", _hint(sub))]
+    return [(path, _message(error, schema), _hint(schema))]
+
+
+def _hint(schema: Any) -> str | None:
+    return schema.get("description") if isinstance(schema, dict) else None
+
+
+def _unknown_fields(path: tuple, value: dict, schema: dict) -> list[Problem]:
+    allowed = sorted((schema.get("properties") or {}).keys())
+    out = []
+    for key in value:
+        if key in allowed:
+            continue
+        hint = did_you_mean(key, allowed) or (
+            f"allowed fields: {', '.join(allowed)}" if allowed else "no fields are allowed here"
+        )
+        out.append(((*path, key), f"unknown field {key!r}", hint))
+    return out
+
+
+def _message(error: ValidationError, schema: dict) -> str:
+    """The message of one error at one field, without the field."""
+    kind, value, limit = error.validator, error.instance, error.validator_value
+    got = show(value)
     if kind == "type":
-        expected = error.validator_value
-        names = [expected] if isinstance(expected, str) else list(expected)
-        wanted = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
-        return path, f"expected {wanted}, got {value!r} ({type_name(value)})", hint
-    if kind == "minimum":
-        return path, f"must be >= {error.validator_value}, got {value!r}", hint
-    if kind == "exclusiveMinimum":
-        return path, f"must be > {error.validator_value}, got {value!r}", hint
-    if kind == "maximum":
-        return path, f"must be <= {error.validator_value}, got {value!r}", hint
-    if kind == "exclusiveMaximum":
-        return path, f"must be < {error.validator_value}, got {value!r}", hint
-    if kind == "enum":
-        options = ", ".join(str(v) for v in error.validator_value)
-        return path, f"must be one of: {options}; got {value!r}", hint
-    if kind == "const":
-        return path, f"must be {error.validator_value!r}, got {value!r}", hint
+        names = [limit] if isinstance(limit, str) else list(limit)
+        wanted = _PATTERN_WANTS.get(schema.get("pattern", ""), _wanted(names))
+        return f"expected {wanted}, got {got} ({type_name(value)})"
     if kind == "pattern":
-        return path, f"invalid value {value!r}", hint
-    if kind in ("minProperties", "minItems", "minLength"):
-        return path, "must not be empty", hint
-    if kind in ("maxLength", "maxItems", "maxProperties"):
-        return path, f"is too long (at most {error.validator_value})", hint
-    if kind == "uniqueItems":
-        return path, "has duplicate items", hint
-    if kind == "propertyNames":
-        return path, f"invalid name {value!r}", hint
-    return path, error.message, hint
+        wanted = _PATTERN_WANTS.get(limit)
+        return f"expected {wanted}, got {got}" if wanted else f"invalid value {got}"
+    simple = {
+        "minimum": f"must be >= {limit}, got {got}",
+        "exclusiveMinimum": f"must be > {limit}, got {got}",
+        "maximum": f"must be <= {limit}, got {got}",
+        "exclusiveMaximum": f"must be < {limit}, got {got}",
+        "const": f"must be {limit!r}, got {got}",
+        "minProperties": "must not be empty",
+        "minItems": "must not be empty" if limit == 1 else f"must have at least {limit} items",
+        "minLength": "must not be empty" if limit == 1 else f"must be at least {limit} characters",
+        "maxLength": f"is too long (at most {limit} characters)",
+        "maxItems": f"has too many items (at most {limit})",
+        "maxProperties": f"has too many fields (at most {limit})",
+        "uniqueItems": "has duplicate items",
+        "multipleOf": f"must be a multiple of {limit}, got {got}",
+    }
+    if kind in simple:
+        return simple[kind]
+    if kind == "enum":
+        options = ", ".join(str(v) for v in limit)
+        return f"must be one of: {options}; got {got}"
+    return error.message

@@ -11,18 +11,25 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from roboframe.errors import PluginError
+from roboframe.plugins import SINGULAR
+
 SCHEMA_ID = "https://roboframe.dev/schemas/robot.schema.json"
 
-DECIMAL = {
-    "type": ["number", "string"],
-    "pattern": r"^-?[0-9]+(\.[0-9]+)?$",
-}
-DURATION = {
-    "type": ["integer", "string"],
-    "pattern": r"^[0-9]+(ms|s|m|h)$",
-    "minimum": 0,
-}
+DECIMAL_PATTERN = r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+DURATION_PATTERN = r"^[0-9]+(ms|s|m|h)?$"
 ADDRESS_PATTERN = r"^(inproc|ipc|tcp)://.+$"
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+CLASS_PATTERN = rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$"
+"""``package.module:Class``, a strategy named by its import path."""
+
+DECIMAL = {"type": ["number", "string"], "pattern": DECIMAL_PATTERN}
+"""Money and prices: a number, or a numeric string kept exact (``"0.01"``)."""
+DURATION = {"type": ["integer", "string"], "pattern": DURATION_PATTERN, "minimum": 0}
+"""``500ms``, ``1s``, ``2m``, ``1h`` or an integer of milliseconds."""
 
 
 def _d(base: dict, description: str, **extra: Any) -> dict:
@@ -146,7 +153,7 @@ LOOP = {
             "description": "ZeroMQ address the loop binds: inproc://, ipc:// or tcp://",
         },
         "timer_ms": _d(
-            {"type": ["integer", "string", "null"], "pattern": DURATION["pattern"], "minimum": 1},
+            {"type": ["integer", "string", "null"], "pattern": DURATION_PATTERN, "minimum": 1},
             "heartbeat timer period (write 1s, 500ms ...), null for none",
             default=None,
         ),
@@ -229,7 +236,11 @@ def core_schema() -> dict:
             "symbols": {
                 "type": "object",
                 "minProperties": 1,
-                "propertyNames": {"pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,31}$"},
+                "propertyNames": {
+                    "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,31}$",
+                    "description": "a symbol: up to 32 letters, digits and . _ : / @ -, "
+                    "starting with a letter or digit",
+                },
                 "additionalProperties": INSTRUMENT,
                 "description": "the instruments the robot trades, by symbol",
             },
@@ -245,21 +256,57 @@ def core_schema() -> dict:
     }
 
 
+def _checked_params_schema(entry: Any) -> dict:
+    """A plugin class's ``params_schema``; a broken one is the plugin's error."""
+    schema = getattr(entry.obj, "params_schema", None) or {"type": "object"}
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        kind = SINGULAR.get(entry.kind, entry.kind)
+        raise PluginError(
+            f"{kind} {entry.name!r} of plugin {entry.plugin!r} has an invalid params_schema: "
+            f"{exc.message}"
+        ) from None
+    return copy.deepcopy(schema)
+
+
 def _params_rules(table: dict) -> list[dict]:
     rules = []
     for name in sorted(table):
-        schema = getattr(table[name].obj, "params_schema", None) or {"type": "object"}
         rules.append(
             {
                 "if": {"properties": {"plugin": {"const": name}}, "required": ["plugin"]},
-                "then": {"properties": {"params": copy.deepcopy(schema)}},
+                "then": {"properties": {"params": _checked_params_schema(table[name])}},
             }
         )
     return rules
 
 
-def build_schema(registry: Any) -> dict:
-    """The full schema: core sections, plugin params, plugin-contributed sections."""
+def _constrain_plugin(section: str, prop: dict, names: list[str], open_names: bool) -> None:
+    """``plugin`` must be a registered name (a strategy may also be ``module:Class``).
+
+    With ``open_names`` (the published schema, read by editors on machines with
+    other plugins installed) the names are only offered as examples.
+    """
+    if not names:
+        return  # nothing registered: the cross-field checks report the name
+    if open_names:
+        prop["examples"] = names
+        return
+    if section == "strategy":
+        prop["anyOf"] = [{"enum": names}, {"pattern": CLASS_PATTERN}]
+    else:
+        prop["enum"] = names
+
+
+def build_schema(registry: Any, *, open_names: bool = False) -> dict:
+    """The full schema: core sections, plugin params, plugin-contributed sections.
+
+    ``open_names`` leaves plugin names open (see :func:`_constrain_plugin`).
+
+    Deterministic for a given registry (plugins in name order), so
+    ``json.dumps(..., sort_keys=True)`` of it can be committed.
+    """
     schema = core_schema()
     props = schema["properties"]
     for section, table in (
@@ -270,11 +317,10 @@ def build_schema(registry: Any) -> dict:
         rules = _params_rules(table)
         if rules:
             props[section]["allOf"] = rules
-        names = sorted(table)
-        if names:
-            props[section]["properties"]["plugin"]["examples"] = names
+        plugin = props[section]["properties"]["plugin"]
+        _constrain_plugin(section, plugin, sorted(table), open_names)
     for section in sorted(registry.schema_fragments):
-        if section in CORE_SECTIONS:
-            continue
+        if section in props:
+            continue  # a plugin cannot redefine a core section
         props[section] = copy.deepcopy(registry.schema_fragments[section].obj)
     return schema

@@ -1,4 +1,11 @@
-"""The frozen, validated form of a robot file."""
+"""The frozen, validated form of a robot file.
+
+A :class:`RobotSpec` is what every part of roboframe reads: the kernel its
+risk limits and symbols, the loop its addresses and timers, the journal its
+folder. ``raw`` keeps the validated file as plain JSON-able data with the
+defaults filled in; a journal header stores it, and ``config_hash`` (the
+SHA-256 of its canonical JSON) tells whether two runs had the same robot.
+"""
 
 from __future__ import annotations
 
@@ -66,10 +73,29 @@ class RobotSpec:
     config_hash: str
 
 
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+
+
+def parse_duration_ms(value: int | str | None) -> int | None:
+    """``500ms``, ``1s``, ``2m``, ``1h`` or an integer (or digit string) of milliseconds."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str):
+        if value.isdigit():
+            return int(value)
+        for unit in ("ms", "s", "m", "h"):  # "ms" before "m" and "s"
+            number = value[: -len(unit)]
+            if value.endswith(unit) and number.isdigit():
+                return int(number) * _UNITS_MS[unit]
+    raise ValueError(f"not a duration: {value!r}")
+
+
 def config_hash(raw: dict) -> str:
+    """SHA-256 hex of the canonical JSON of ``raw`` (sorted keys, no spaces)."""
     data = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(data.encode()).hexdigest()
 
 
 def frozen(mapping: Mapping) -> Mapping:
+    """A read-only view of a copy of ``mapping``."""
     return MappingProxyType(dict(mapping))

@@ -121,7 +121,7 @@ EXPECTED = {
         "  hint: a positive number such as 1, 10 or 0.01"
     ),
     "tick_text": (
-        "{dir}/robot.yaml:4: symbols.RTS-12.26.tick_size: invalid value 'ten'\n"
+        "{dir}/robot.yaml:4: symbols.RTS-12.26.tick_size: expected a number, got 'ten'\n"
         "  hint: minimum price step, e.g. 1 for Si, 10 for RTS"
     ),
     "bad_fsync": (
@@ -129,11 +129,11 @@ EXPECTED = {
         "  hint: when to fsync: never, on_close, or always (every flush)"
     ),
     "bad_duration": (
-        "{dir}/robot.yaml:18: loop.timer_ms: invalid value '5 minutes'\n"
+        "{dir}/robot.yaml:18: loop.timer_ms: expected a duration such as 500ms, 1s, 2m, 1h or a number of milliseconds, got '5 minutes'\n"
         "  hint: heartbeat timer period (write 1s, 500ms ...), null for none"
     ),
     "bad_address": (
-        "{dir}/robot.yaml:18: loop.address: invalid value 'http://robo'\n"
+        "{dir}/robot.yaml:18: loop.address: expected a ZeroMQ address inproc://..., ipc://... or tcp://..., got 'http://robo'\n"
         "  hint: ZeroMQ address the loop binds: inproc://, ipc:// or tcp://"
     ),
     "same_control": (
