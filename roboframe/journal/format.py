@@ -1,55 +1,98 @@
-"""The journal's on-disk format, version 1.
+"""The journal's on-disk format, version 1 -- enough to parse it in any language.
 
-All integers are little-endian.
+A journal is one append-only file per run. All integers are little-endian;
+CRC-32 is the zlib/PNG/Ethernet one (``zlib.crc32``, polynomial 0xEDB88320,
+initial value and final xor 0xFFFFFFFF).
 
-File header::
+File header: 18 fixed bytes, then the JSON header::
 
-    magic      8 bytes   b"RFJOURNL"
-    version    u16       format version (1)
-    length     u32       length of the JSON header that follows
-    crc        u32       CRC-32 of the JSON header bytes
-    header     length bytes of UTF-8 JSON (sorted keys, no spaces)
+    offset  size    field
+    0       8       magic     b"RFJOURNL"
+    8       2       version   u16, format version (1)
+    10      4       length    u32, length of the JSON header
+    14      4       crc       u32, CRC-32 of the JSON header bytes
+    18      length  header    the JSON header; the first frame starts at 18 + length
 
-Then frames, back to back until the end of the file::
+The JSON header is UTF-8 (in practice ASCII: non-ASCII is ``\\u`` escaped),
+one object, keys sorted, no whitespace, so identical input gives identical
+bytes. It is whatever the caller described (robot, run id, config, strategy,
+codec ...) plus ``"format_version"``. The journal adds no clock of its own.
 
-    length     u32       payload length
-    crc        u32       CRC-32 of the 17 bytes kind..recv_ns, then the payload
-    kind       u8        record kind (below)
-    seq        u64       sequence number
-    recv_ns    i64       receive time, ns since the epoch (0 when not applicable)
-    payload    length bytes
+Then frames, back to back until the end of the file; each is a 25-byte head
+and a payload::
+
+    offset  size    field
+    0       4       length    u32, payload length in bytes
+    4       4       crc       u32, CRC-32 of head bytes 8-24 (kind, seq, recv_ns) + payload
+    8       1       kind      u8, record kind (below)
+    9       8       seq       u64, sequence number
+    17      8       recv_ns   i64, receive time, ns since the Unix epoch (0 if none)
+    25      length  payload   opaque bytes
 
 Record kinds:
 
-- ``MESSAGE`` (1): one inbound wire message exactly as the loop received it:
-  one event, or a batch whose events are numbered ``seq, seq+1, ...``.
-- ``ACTIONS`` (2): what event ``seq`` made the robot do, encoded
-  ``[actions, risk rejections]`` (:func:`roboframe.core.codec.encode_outputs`).
+- ``MESSAGE`` (1): one inbound wire message exactly as the loop received it,
+  holding one event or a batch of ``n`` events numbered ``seq .. seq+n-1``.
+  ``seq`` strictly increases from one MESSAGE frame to the next.
+- ``ACTIONS`` (2): what event ``seq`` made the robot do (the encoded
+  outputs, :func:`roboframe.core.codec.encode_outputs`); ``recv_ns`` is 0.
 - ``NOTE`` (3): reserved for annotations and checkpoints.
 
-A reader skips kinds it does not know. A torn last frame -- the file ends
-inside it, or its checksum fails and nothing follows it -- is what a crash
-mid-write leaves; readers stop before it and report it. A bad frame with
-more data after it is corruption, and readers refuse the file.
+Readers skip kinds they do not know, so new kinds need no new version.
+
+A bad frame is one whose length exceeds :data:`MAX_PAYLOAD`, whose bytes run
+past the end of the file, or whose checksum fails. It is a *torn tail* -- the
+trace of a crash mid-write, to be ignored and cut -- when no valid frame
+starts at any byte offset after its start (a valid frame: whole head and
+payload inside the file, length within limits, checksum good; an all-zero
+head never is one). Otherwise the file is corrupt, and readers refuse it.
+A reader may bound the work of that search and, past the bound, refuse the
+file as undecided rather than guess.
 """
 
 from __future__ import annotations
 
+import json
 import struct
+import zlib
+from typing import Any
 
 MAGIC = b"RFJOURNL"
 FORMAT_VERSION = 1
 
-FILE_HEAD = struct.Struct("<8sHII")  # magic, version, header length, header crc
-FRAME_HEAD = struct.Struct("<IIBQq")  # payload length, crc, kind, seq, recv_ns
-CRC_PART = struct.Struct("<BQq")  # what the crc covers before the payload
+FILE_HEAD = struct.Struct("<8sHII")  # magic, version, JSON length, JSON crc (18 bytes)
+FRAME_HEAD = struct.Struct("<IIBQq")  # payload length, crc, kind, seq, recv_ns (25 bytes)
 LEN_CRC = struct.Struct("<II")  # the first two fields of FRAME_HEAD
+CRC_PART = struct.Struct("<BQq")  # kind, seq, recv_ns: what the crc covers before the payload
+CRC_FROM = LEN_CRC.size  # the crc covers FRAME_HEAD bytes CRC_FROM.. and the payload
 
 MESSAGE = 1
 ACTIONS = 2
 NOTE = 3
 
 KIND_NAMES = {MESSAGE: "message", ACTIONS: "actions", NOTE: "note"}
+KNOWN_KINDS = frozenset(KIND_NAMES)
 
-MAX_PAYLOAD = 256 * 1024 * 1024  # larger length fields are corruption, not data
+MAX_PAYLOAD = 256 * 1024 * 1024  # a larger length field is corruption, not data
 FSYNC_POLICIES = ("never", "on_close", "always")
+
+
+def _json_default(value: Any) -> Any:
+    """Values JSON lacks: sets sorted (never in hash order), anything else as ``str``."""
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    return str(value)
+
+
+def encode_header(header: dict[str, Any]) -> bytes:
+    """The file header bytes for ``header``: byte-stable, ``format_version`` added.
+
+    Raises ``TypeError``/``ValueError`` for what cannot be stored stably
+    (non-string keys, NaN or infinite floats); the writer reports them.
+    """
+    body = dict(header)
+    body["format_version"] = FORMAT_VERSION
+    data = json.dumps(
+        body, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_json_default
+    ).encode()
+    return FILE_HEAD.pack(MAGIC, FORMAT_VERSION, len(data), zlib.crc32(data)) + data

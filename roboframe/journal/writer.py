@@ -1,10 +1,17 @@
-"""Appending to a journal: buffered, framed, checksummed."""
+"""Appending to a journal: buffered, framed, checksummed.
+
+The appenders are the hottest code in a run (one call per inbound message,
+up to a million a second), so they are closures over local names built once
+per writer, and they do no checks: the loop is the only source of sequence
+numbers and makes them increase; readers verify that MESSAGE ``seq``
+increases, so a writer bug is found on the first read, not hidden.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,32 +19,56 @@ from roboframe.errors import JournalError
 from roboframe.journal.format import (
     ACTIONS,
     CRC_PART,
-    FILE_HEAD,
     FORMAT_VERSION,
     FSYNC_POLICIES,
     LEN_CRC,
-    MAGIC,
     MESSAGE,
+    encode_header,
 )
 
 
-def encode_header(header: dict[str, Any]) -> bytes:
-    """The file header bytes for ``header`` (byte-stable: sorted, compact JSON)."""
-    body = dict(header)
-    body["format_version"] = FORMAT_VERSION
-    data = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
-    return FILE_HEAD.pack(MAGIC, FORMAT_VERSION, len(data), zlib.crc32(data)) + data
+def _check_options(fsync: str, buffer_bytes: int) -> None:
+    if fsync not in FSYNC_POLICIES:
+        raise JournalError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}; got {fsync!r}")
+    if not isinstance(buffer_bytes, int) or buffer_bytes < 0:
+        raise JournalError(f"buffer_bytes must be a whole number >= 0; got {buffer_bytes!r}")
+
+
+def _closed(*_args: object) -> None:
+    raise JournalError("the journal is closed; nothing more can be appended")
 
 
 class JournalWriter:
-    """Appends records to a new journal file.
+    """Appends records to a journal file; ``JournalWriter(path, header)`` starts a new one.
 
-    ``append_message`` and ``append_actions`` only append to a memory buffer;
-    the buffer goes to the OS when it passes ``buffer_bytes`` and on
-    :meth:`flush`. ``fsync``: ``never``; ``on_close`` (default) -- once, when
-    the journal is closed; ``always`` -- on every flush. Sequence numbers are
-    not checked on the hot path; the loop is their only source.
+    Appends go to a memory buffer, which goes to the operating system when it
+    passes ``buffer_bytes`` and on :meth:`flush`. ``fsync`` says when the
+    data is forced to disk: ``never``; ``on_close`` (default), once when the
+    journal is closed; ``always``, at every flush (including buffer spills).
+
+    Usable as a context manager; :meth:`close` is idempotent. A run never
+    reuses a file: a new writer refuses an existing path, and
+    :meth:`open_append` is the one way to continue a journal (after a crash).
     """
+
+    append_message: Callable[[int, int, bytes], None]
+    """``append_message(seq, recv_ns, payload)``: one inbound wire message as
+    received -- an event, or a batch whose events are ``seq, seq+1, ...``.
+    ``seq`` must exceed the previous message's; that is not checked here."""
+
+    append_actions: Callable[[int, bytes], None]
+    """``append_actions(seq, payload)``: the encoded outputs of event ``seq``."""
+
+    append_record: Callable[[int, int, int, bytes], None]
+    """``append_record(kind, seq, recv_ns, payload)``: any kind (NOTE, or a
+    kind of a newer roboframe); not on the hot path."""
+
+    header: dict[str, Any]
+    """The journal's header, ``format_version`` included."""
+    last_seq: int
+    """``seq`` of the last MESSAGE frame :meth:`open_append` found (0 for a new journal)."""
+    recovered: int
+    """Bytes of torn tail :meth:`open_append` cut (0 for a new journal)."""
 
     def __init__(
         self,
@@ -46,117 +77,201 @@ class JournalWriter:
         *,
         fsync: str = "on_close",
         buffer_bytes: int = 1 << 16,
-        _append: bool = False,
     ) -> None:
-        if fsync not in FSYNC_POLICIES:
-            raise JournalError(f"fsync must be one of {', '.join(FSYNC_POLICIES)}; got {fsync!r}")
-        self.path = Path(path)
-        self.fsync = fsync
-        self.buffer_bytes = buffer_bytes
-        self.header = header
-        self.last_seq = 0
-        self._buf = bytearray()
-        self.bytes_written = 0
-        self.closed = False
+        _check_options(fsync, buffer_bytes)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if _append:
-                self._file = open(self.path, "ab")  # noqa: SIM115
-            else:
-                self._file = open(self.path, "xb")  # noqa: SIM115
+            head = encode_header(header)
+        except (TypeError, ValueError) as exc:
+            raise JournalError(f"journal header cannot be stored: {exc}") from None
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            file = open(path, "xb", buffering=0)  # noqa: SIM115 -- closed by close()
         except FileExistsError:
-            raise JournalError(
-                f"journal {self.path} already exists; a run never reuses one"
-            ) from None
+            raise JournalError(f"journal {path} already exists; a run never reuses one") from None
         except OSError as exc:
-            raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from None
-        self._bind_appenders()
-        if not _append:
-            self._buf += encode_header(header)
-            self.flush()
-        self.bytes_written = self._file.tell()
+            raise JournalError(f"cannot create journal {path}: {exc.strerror}") from None
+        self._setup(path, file, fsync, buffer_bytes, new=True)
+        self.header = {**header, "format_version": FORMAT_VERSION}
+        self._buf += head
+        self.flush()
+        if fsync == "always":
+            self._sync_dir()
 
     @classmethod
-    def open_append(cls, path: str | Path, *, fsync: str = "on_close") -> JournalWriter:
-        """Continue an existing journal after a crash: cut a torn tail, then append."""
-        from roboframe.journal.reader import JournalReader, recover
+    def open_append(
+        cls, path: str | Path, *, fsync: str = "on_close", buffer_bytes: int = 1 << 16
+    ) -> JournalWriter:
+        """Continue an existing journal after a crash.
 
-        recover(path)
+        Reads the whole file once (refusing a corrupt one), cuts a torn tail
+        (:attr:`recovered` says how many bytes), and appends after the last
+        good frame. :attr:`header` is the journal's header and
+        :attr:`last_seq` the ``seq`` of its last MESSAGE frame (the first
+        event of that message, if it was a batch; 0 if there is none).
+        """
+        from roboframe.journal.reader import JournalReader
+
+        _check_options(fsync, buffer_bytes)
+        path = Path(path)
         reader = JournalReader(path)
         last = 0
         for record in reader.records():
             if record.kind == MESSAGE:
                 last = record.seq
-        writer = cls(path, reader.header, fsync=fsync, _append=True)
-        writer.last_seq = last
-        return writer
+        try:
+            file = open(path, "r+b", buffering=0)  # noqa: SIM115 -- closed by close()
+            if reader.torn_tail is not None:
+                file.truncate(reader.torn_tail.offset)
+                if fsync != "never":
+                    os.fsync(file.fileno())
+            file.seek(0, os.SEEK_END)
+        except OSError as exc:
+            raise JournalError(f"cannot append to journal {path}: {exc.strerror}") from None
+        self = cls.__new__(cls)
+        self._setup(path, file, fsync, buffer_bytes, new=False)
+        self.header = reader.header
+        self.last_seq = last
+        self.recovered = reader.torn_tail.size if reader.torn_tail is not None else 0
+        return self
+
+    def _setup(self, path: Path, file: Any, fsync: str, buffer_bytes: int, *, new: bool) -> None:
+        self.path = path
+        self.fsync = fsync
+        self.buffer_bytes = buffer_bytes
+        self.last_seq = 0
+        self.recovered = 0
+        self.closed = False
+        self._file = file
+        self._new = new
+        self._buf = bytearray()
+        self._on_os = file.seek(0, os.SEEK_END)
+        self._synced = -1  # _on_os at the last fsync
+        self._bind_appenders()
 
     # -- the hot path ---------------------------------------------------------
 
     def _bind_appenders(self) -> None:
-        """Build the append functions as closures over locals: this is the hot
-        path (up to a million calls a second), and local lookups are cheapest."""
+        """Build the appenders as closures over locals (the cheapest lookups)."""
         buf = self._buf
         extend = buf.extend
         pack_part = CRC_PART.pack
         pack_head = LEN_CRC.pack
         crc32 = zlib.crc32
         limit = self.buffer_bytes
-        write = self._write
-
-        def append_record(kind: int, seq: int, recv_ns: int, payload: bytes) -> None:
-            body = pack_part(kind, seq, recv_ns) + payload
-            extend(pack_head(len(payload), crc32(body)))
-            extend(body)
-            if len(buf) > limit:
-                write()
+        spill = self.flush if self.fsync == "always" else self._drain
+        frames = 0
 
         def append_message(seq: int, recv_ns: int, payload: bytes) -> None:
+            nonlocal frames
+            frames += 1
             body = pack_part(MESSAGE, seq, recv_ns) + payload
             extend(pack_head(len(payload), crc32(body)))
             extend(body)
             if len(buf) > limit:
-                write()
+                spill()
 
         def append_actions(seq: int, payload: bytes) -> None:
-            append_record(ACTIONS, seq, 0, payload)
+            nonlocal frames
+            frames += 1
+            body = pack_part(ACTIONS, seq, 0) + payload
+            extend(pack_head(len(payload), crc32(body)))
+            extend(body)
+            if len(buf) > limit:
+                spill()
 
-        self.append_record = append_record
+        def append_record(kind: int, seq: int, recv_ns: int, payload: bytes) -> None:
+            nonlocal frames
+            body = pack_part(kind, seq, recv_ns) + payload  # struct.error on bad fields
+            frames += 1
+            extend(pack_head(len(payload), crc32(body)))
+            extend(body)
+            if len(buf) > limit:
+                spill()
+
+        def count() -> int:
+            return frames
+
         self.append_message = append_message
-        """Append one inbound message (an event, or a batch starting at ``seq``)."""
         self.append_actions = append_actions
-        """Append the encoded outputs of event ``seq``."""
+        self.append_record = append_record
+        self._count = count
+
+    @property
+    def frames(self) -> int:
+        """Frames appended by this writer (buffered ones included)."""
+        return self._count()
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes of the file handed to the operating system (the header included)."""
+        return self._on_os
+
+    @property
+    def bytes_buffered(self) -> int:
+        """Bytes appended but not yet handed to the operating system."""
+        return len(self._buf)
 
     # -- durability -----------------------------------------------------------
 
-    def _write(self) -> None:
+    def _drain(self) -> None:
+        """Hand the buffer to the OS, coping with short writes; on error keep
+        what was not written, so a retried flush continues exactly."""
+        if self._file.closed:  # an appender captured before close() spilled
+            _closed()
+        buf = self._buf
+        done = 0
         try:
-            self._file.write(self._buf)
+            with memoryview(buf) as view:
+                while done < len(buf):
+                    done += self._file.write(view[done:])
         except OSError as exc:
             raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from None
-        self.bytes_written += len(self._buf)
-        self._buf.clear()
+        finally:
+            del buf[:done]
+            self._on_os += done
 
     def flush(self) -> None:
-        """Hand everything buffered to the OS (and fsync with ``always``)."""
+        """Hand everything buffered to the OS; with ``fsync="always"`` also to disk."""
         if self._buf:
-            self._write()
-        try:
-            self._file.flush()
-            if self.fsync == "always":
-                os.fsync(self._file.fileno())
-        except OSError as exc:
-            raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from None
+            self._drain()
+        if self.fsync == "always" and self._synced != self._on_os:
+            self._sync()
 
-    def close(self) -> None:
-        if self.closed:
+    def _sync(self) -> None:
+        try:
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise JournalError(f"cannot sync journal {self.path}: {exc.strerror}") from None
+        self._synced = self._on_os
+
+    def _sync_dir(self) -> None:
+        """Make the new file's directory entry durable too (best effort: POSIX only)."""
+        try:
+            fd = os.open(self.path.parent, os.O_RDONLY)
+        except OSError:
             return
         try:
-            self.flush()
-            if self.fsync != "never":
-                os.fsync(self._file.fileno())
+            os.fsync(fd)
+        except OSError:
+            pass
         finally:
-            self.closed = True
+            os.close(fd)
+
+    def close(self) -> None:
+        """Flush, fsync unless the policy is ``never``, close. Later calls do nothing."""
+        if self.closed:
+            return
+        self.closed = True
+        self.append_message = self.append_actions = self.append_record = _closed
+        try:
+            if self._buf:
+                self._drain()
+            if self.fsync != "never" and self._synced != self._on_os:
+                self._sync()
+                if self._new and self.fsync == "on_close":
+                    self._sync_dir()
+        finally:
             self._file.close()
 
     def __enter__(self) -> JournalWriter:
@@ -164,3 +279,7 @@ class JournalWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{self.frames} frames"
+        return f"<JournalWriter {str(self.path)!r} {state}>"
