@@ -31,7 +31,7 @@ def run_backtest(
     settings = spec.raw.get("backtest", {})
     cash = Decimal(str(cash if cash is not None else settings.get("cash", 1_000_000)))
     fill_at = fill_at or settings.get("fill_at", "next")
-    events, ident = feed_events(spec, data, registry=registry, with_id=True)
+    events, ident = feed_events(spec, data, registry=registry, with_id=True, finite=not end)
     if start or end:
         events = window(events, start, end)
         ident += f"|{start or ''}..{end or ''}"
@@ -49,8 +49,18 @@ def run_backtest(
     return bt.run()
 
 
-def feed_events(spec: Any, data: list[str] | None, *, registry: Any = None, with_id: bool = False):
-    """The robot's history: ``data`` files merged in time order, or its own feed."""
+def feed_events(
+    spec: Any,
+    data: list[str] | None,
+    *,
+    registry: Any = None,
+    with_id: bool = False,
+    finite: bool = False,
+):
+    """The robot's history: ``data`` files merged in time order, or its own feed.
+
+    ``finite`` refuses an own feed that never ends (a backtest without ``--to``).
+    """
     settings = spec.raw.get("backtest", {})
     instruments = dict(spec.symbols)
     if data:
@@ -59,11 +69,11 @@ def feed_events(spec: Any, data: list[str] | None, *, registry: Any = None, with
         )
         ident = data_id(data)
     else:
-        events, ident = _own_feed(spec, registry, instruments)
+        events, ident = _own_feed(spec, registry, instruments, finite)
     return (events, ident) if with_id else events
 
 
-def _own_feed(spec: Any, registry: Any, instruments: dict):
+def _own_feed(spec: Any, registry: Any, instruments: dict, finite: bool):
     from roboframe.plugins import get_registry
 
     registry = registry or get_registry()
@@ -72,4 +82,10 @@ def _own_feed(spec: Any, registry: Any, instruments: dict):
         raise ConfigError(f"feed {spec.feed.plugin!r} is live only; give history with --data FILE")
     base_dir = Path(spec.source).parent if spec.source else Path.cwd()
     feed = cls(dict(spec.feed.params), instruments, base_dir=base_dir)
+    if finite and feed.endless:
+        raise ConfigError(
+            f"feed {spec.feed.plugin!r} is endless with these params, so a backtest on it "
+            "would never finish; give it an end (synthetic: bars: N), --to DATE, "
+            "or history with --data FILE"
+        )
     return feed.events(), f"feed:{spec.feed.plugin}"

@@ -1,34 +1,43 @@
 """The paper exchange: a deterministic matching engine and its live gateway.
 
 :class:`PaperExchange` is pure -- no I/O, no threads, no clock -- so a
-backtest can run it in step with the data. Its rules:
+backtest runs it in step with the data and the stand-alone exchange process
+(:mod:`roboframe.exchange`) reuses it. Its rules:
 
 - An order is acknowledged (``accepted``) at once, or ``rejected`` when its
   symbol is unknown, its quantity is not positive or a limit price is not
-  positive. A cancel of an open order answers ``cancelled``; of anything else,
-  a ``rejected`` update for that order (the kernel reads it as a refused
+  positive. A ``NewOrder`` whose client id is still open is acknowledged
+  again and not placed twice; one whose id finished recently is ignored.
+- A cancel of an open order answers ``cancelled``; of anything else, a
+  ``rejected`` update for that order (the kernel reads it as a refused
   cancel).
-- Market orders fill at the *next* price after they arrive: the next bar's
-  open, or the next tick's ask (buy) / bid (sell) when the tick has quotes,
-  else its trade price. ``fill_at: close`` fills at the close of the bar that
-  is current when the order arrives (for backtests deciding on that close).
-  ``slippage_ticks`` moves every market fill against the trader.
-- Limit orders fill when the market trades *through* them -- a buy limit when
-  a bar's low (or a tick's price) is strictly below the limit, a sell limit
-  when strictly above; touching is not enough. The fill price is the limit, or
-  a bar's open when the bar opened beyond it (a gap through a resting order).
-- When the data has volume (bar volume, tick quantity > 0), an order fills at
-  most that much per event; the rest waits for the next event. Volume 0 means
-  unknown: the whole order fills.
-- Fees are ``commission`` per lot, as exact decimal strings.
-- Orders are matched in arrival order; trade ids are ``P1``, ``P2``, ...
+- Market orders fill at the *next* price of their symbol after they arrive:
+  the next bar's open, or the next tick's ask (buy) / bid (sell) when the tick
+  has quotes, else its trade price. With ``fill_at="close"`` they fill at
+  once, whole, at the current price -- the close of the symbol's last bar (a
+  last tick's ask/bid/price) -- for backtests that decide on a bar's close;
+  before any price they wait for the next one. ``slippage_ticks`` moves every
+  market fill against the trader, never below one tick.
+- Limit orders fill when the market trades *through* them: a buy limit when a
+  bar's low (a tick's price) is strictly below the limit, a sell limit when a
+  bar's high (a tick's price) is strictly above. Touching is not enough. A
+  bar fills at the limit or at its open when it opened beyond it (a gap:
+  ``min(limit, open)`` for a buy, ``max`` for a sell); a tick at the limit.
+- When the data has volume (bar volume, tick quantity > 0), the orders of
+  that symbol share it in arrival order and each fills at most what is left;
+  the rest stays open for the next event. Volume 0 means unknown: everything
+  fills.
+- Fees are ``commission`` per lot per fill, exact decimal strings.
+- Orders are matched in arrival order (FIFO); trade ids are ``P1``, ``P2``...
+- Acknowledgements carry the ts given to :meth:`PaperExchange.submit` (by
+  default the last market event's); fills the ts of the event that filled them.
 """
 
 from __future__ import annotations
 
 import logging
-from decimal import Decimal
-from typing import Any
+import threading
+from decimal import Decimal, InvalidOperation
 
 import zmq
 
@@ -36,17 +45,30 @@ from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Cancel, Fill, NewOrder, OrderUpdate, Tick
 from roboframe.core.gateway import Gateway, Runtime
 from roboframe.core.instruments import Instrument
+from roboframe.core.streams import send
+from roboframe.errors import ConfigError, GatewayError
 
 log = logging.getLogger(__name__)
 
+FILL_AT = ("next", "close")
+POLL_MS = 100
 
-class _Resting:
-    __slots__ = ("filled", "order", "ready")
 
-    def __init__(self, order: NewOrder, ready: bool) -> None:
+class RestingOrder:
+    """An open order inside the engine: the order and how much of it has filled."""
+
+    __slots__ = ("filled", "order")
+
+    def __init__(self, order: NewOrder) -> None:
         self.order = order
         self.filled = 0
-        self.ready = ready  # a market order waits for the next price
+
+    @property
+    def remaining(self) -> int:
+        return self.order.qty - self.filled
+
+    def __repr__(self) -> str:
+        return f"RestingOrder({self.order!r}, filled={self.filled})"
 
 
 class PaperExchange:
@@ -54,6 +76,8 @@ class PaperExchange:
 
     ``instruments`` limits the symbols it accepts; None accepts any symbol
     (the stand-alone exchange process, which serves many robots).
+    ``open_orders`` maps client id to :class:`RestingOrder` in arrival order;
+    ``last`` holds the last market event of each symbol.
     """
 
     def __init__(
@@ -63,38 +87,62 @@ class PaperExchange:
         commission: Decimal | str | float = 0,
         slippage_ticks: int = 0,
         fill_at: str = "next",
+        remember_finished: int = 65_536,
     ) -> None:
+        try:
+            self.commission = Decimal(str(commission))
+        except InvalidOperation:
+            raise ConfigError(
+                f"paper exchange: commission {commission!r} is not a number"
+            ) from None
+        if not self.commission.is_finite():
+            raise ConfigError(f"paper exchange: commission {commission!r} is not a number")
+        if int(slippage_ticks) < 0:
+            raise ConfigError(f"paper exchange: slippage_ticks must be >= 0, got {slippage_ticks}")
+        if fill_at not in FILL_AT:
+            raise ConfigError(f"paper exchange: fill_at must be next or close, got {fill_at!r}")
         self.instruments = instruments
-        self.commission = Decimal(str(commission))
         self.slippage = int(slippage_ticks)
         self.fill_at = fill_at
-        self.open_orders: dict[str, _Resting] = {}
+        self.open_orders: dict[str, RestingOrder] = {}
         self.last: dict[str, Tick | Bar] = {}
         self.trades = 0
         self.ts = 0
+        self._finished: dict[str, None] = {}  # recently finished ids, oldest first
+        self._remember = remember_finished
 
     # -- orders ---------------------------------------------------------------
 
-    def submit(self, action: NewOrder | Cancel, ts: int | None = None) -> list[Any]:
+    def submit(self, action: NewOrder | Cancel, ts: int | None = None) -> list[OrderUpdate | Fill]:
+        """Take one action; its acknowledgement (and, with ``fill_at="close"``, fill)."""
         ts = self.ts if ts is None else ts
-        if isinstance(action, Cancel):
-            resting = self.open_orders.pop(action.client_id, None)
-            if resting is None:
-                return [OrderUpdate(action.client_id, ts, "rejected", "cancel: order not open")]
-            return [OrderUpdate(action.client_id, ts, "cancelled")]
-        reason = self._invalid(action)
+        if type(action) is Cancel:
+            return self._cancel(action.client_id, ts)
+        return self._place(action, ts)
+
+    def _cancel(self, client_id: str, ts: int) -> list[OrderUpdate | Fill]:
+        if self.open_orders.pop(client_id, None) is None:
+            return [OrderUpdate(client_id, ts, "rejected", "cancel: order not open")]
+        self._forget(client_id)
+        return [OrderUpdate(client_id, ts, "cancelled")]
+
+    def _place(self, order: NewOrder, ts: int) -> list[OrderUpdate | Fill]:
+        cid = order.client_id
+        if cid in self.open_orders:  # resubmitted (a resumed robot): not placed twice
+            return [OrderUpdate(cid, ts, "accepted")]
+        if cid in self._finished:
+            return []
+        reason = self._invalid(order)
         if reason:
-            return [OrderUpdate(action.client_id, ts, "rejected", reason)]
-        out: list[Any] = [OrderUpdate(action.client_id, ts, "accepted")]
-        if action.client_id in self.open_orders:
-            return [OrderUpdate(action.client_id, ts, "rejected", "duplicate client id")]
-        resting = _Resting(action, ready=action.type == "limit")
-        self.open_orders[action.client_id] = resting
-        if action.type == "market" and self.fill_at == "close":
-            last = self.last.get(action.symbol)
-            if isinstance(last, Bar):
-                price = last.close + (self.slippage if action.side == "buy" else -self.slippage)
-                out += self._fill(resting, max(price, 1), resting.order.qty, last.ts)
+            return [OrderUpdate(cid, ts, "rejected", reason)]
+        resting = RestingOrder(order)
+        self.open_orders[cid] = resting
+        out: list[OrderUpdate | Fill] = [OrderUpdate(cid, ts, "accepted")]
+        if order.type == "market" and self.fill_at == "close":
+            last = self.last.get(order.symbol)
+            if last is not None:
+                price = self._market_price(order, last, at_close=True)
+                out.append(self._fill(resting, price, order.qty, last.ts))
         return out
 
     def _invalid(self, order: NewOrder) -> str | None:
@@ -109,42 +157,36 @@ class PaperExchange:
     # -- market data ----------------------------------------------------------
 
     def on_market(self, event: Tick | Bar) -> list[Fill]:
-        """Fill what this event allows; then orders waiting for a next price are ready."""
+        """Fill what this event allows, oldest order first."""
         self.ts = event.ts
         self.last[event.symbol] = event
+        if not self.open_orders:
+            return []
         fills: list[Fill] = []
         available = event.volume if type(event) is Bar else event.qty
-        unlimited = available <= 0
+        limited = available > 0
         for resting in list(self.open_orders.values()):
             order = resting.order
             if order.symbol != event.symbol:
                 continue
-            if not resting.ready:
-                resting.ready = True  # arrived before this event: this is its next price
-                if order.type == "market":
-                    price = self._market_price(order, event)
-                else:
+            if order.type == "limit":
+                price = self._limit_price(order, event)
+                if price is None:
                     continue
             else:
-                price = (
-                    self._limit_price(order, event)
-                    if order.type == "limit"
-                    else (self._market_price(order, event))
-                )
-            if price is None:
-                continue
-            qty = order.qty - resting.filled
-            if not unlimited:
-                qty = min(qty, available)
-                if qty <= 0:
+                price = self._market_price(order, event)
+            qty = resting.remaining
+            if limited:
+                if available <= 0:
                     break
+                qty = min(qty, available)
                 available -= qty
-            fills += self._fill(resting, price, qty, event.ts)
+            fills.append(self._fill(resting, price, qty, event.ts))
         return fills
 
-    def _market_price(self, order: NewOrder, event: Tick | Bar) -> int:
+    def _market_price(self, order: NewOrder, event: Tick | Bar, at_close: bool = False) -> int:
         if type(event) is Bar:
-            base = event.open
+            base = event.close if at_close else event.open
         elif order.side == "buy":
             base = event.ask or event.price
         else:
@@ -154,41 +196,46 @@ class PaperExchange:
     @staticmethod
     def _limit_price(order: NewOrder, event: Tick | Bar) -> int | None:
         limit = order.price
+        buy = order.side == "buy"
         if type(event) is Bar:
-            if order.side == "buy" and event.low < limit:
+            if buy and event.low < limit:
                 return min(limit, event.open)
-            if order.side == "sell" and event.high > limit:
+            if not buy and event.high > limit:
                 return max(limit, event.open)
             return None
-        if order.side == "buy" and event.price < limit:
-            return limit
-        if order.side == "sell" and event.price > limit:
+        if (buy and event.price < limit) or (not buy and event.price > limit):
             return limit
         return None
 
-    def _fill(self, resting: _Resting, price: int, qty: int, ts: int) -> list[Fill]:
+    def _fill(self, resting: RestingOrder, price: int, qty: int, ts: int) -> Fill:
         order = resting.order
         resting.filled += qty
         if resting.filled >= order.qty:
-            self.open_orders.pop(order.client_id, None)
+            del self.open_orders[order.client_id]
+            self._forget(order.client_id)
         self.trades += 1
-        fee = self.commission * qty
-        return [
-            Fill(
-                order.client_id,
-                ts,
-                order.symbol,
-                order.side,
-                qty,
-                price,
-                f"P{self.trades}",
-                str(fee),
-            )
-        ]
+        fee = str(self.commission * qty)
+        return Fill(
+            order.client_id, ts, order.symbol, order.side, qty, price, f"P{self.trades}", fee
+        )
+
+    def _forget(self, client_id: str) -> None:
+        """Remember a finished id (to ignore resubmissions), up to a bounded number."""
+        finished = self._finished
+        finished[client_id] = None
+        if len(finished) > self._remember:
+            del finished[next(iter(finished))]  # the oldest: dicts keep insertion order
 
 
 class PaperGateway(Gateway):
-    """The embedded paper exchange, running in the trade-stream thread."""
+    """The embedded paper exchange, running in the trade-stream thread.
+
+    The loop thread sends orders through a PUSH/PULL pair (:func:`order_pipe`);
+    the trade stream runs :class:`PaperExchange` against the market data the
+    runtime publishes on ``runtime.market_data_address`` and sends every
+    update and fill to the loop. Acknowledgements carry the ts of the last
+    market event the exchange saw: no wall clock anywhere.
+    """
 
     needs_market_data = True
     params_schema = {
@@ -209,7 +256,7 @@ class PaperGateway(Gateway):
                 "description": "ticks every market fill moves against you",
             },
             "fill_at": {
-                "enum": ["next", "close"],
+                "enum": list(FILL_AT),
                 "default": "next",
                 "description": "market orders fill at the next price, or at the "
                 "current bar's close",
@@ -217,10 +264,11 @@ class PaperGateway(Gateway):
         },
     }
 
-    def open(self, runtime: Runtime) -> None:
-        self._push, self._pull = order_pipe(runtime, "paper-orders")
+    _push: zmq.Socket | None = None
+    _pull: zmq.Socket | None = None
 
-    def engine(self) -> PaperExchange:
+    def make_engine(self) -> PaperExchange:
+        """A fresh matching engine with this gateway's params."""
         p = self.params
         return PaperExchange(
             self.instruments,
@@ -229,16 +277,22 @@ class PaperGateway(Gateway):
             fill_at=p.get("fill_at", "next"),
         )
 
+    def open(self, runtime: Runtime) -> None:
+        """Check the params and make the order pipe (loop thread)."""
+        self.make_engine()  # bad params fail here, before any thread starts
+        self._push, self._pull = order_pipe(runtime, "paper-orders")
+
     def submit(self, actions: list) -> None:
+        """One frame per batch of actions; never blocks (unlimited queue)."""
         self._push.send(codec.encode(actions))
 
     def trade_stream(self, runtime: Runtime, sender: zmq.Socket) -> None:
-        from roboframe.core.streams import send
-
-        engine = self.engine()
-        ctx = runtime.context
+        """Match orders against market data until ``runtime.stop`` is set."""
+        if not runtime.market_data_address:
+            raise GatewayError("the paper gateway needs the robot's market data address")
+        engine = self.make_engine()
         orders = self._pull  # handed over to this thread; the loop thread never touches it
-        market = ctx.socket(zmq.SUB)
+        market = runtime.context.socket(zmq.SUB)
         market.setsockopt(zmq.LINGER, 0)
         market.setsockopt(zmq.SUBSCRIBE, b"")
         market.connect(runtime.market_data_address)
@@ -248,42 +302,59 @@ class PaperGateway(Gateway):
         stop = runtime.stop
         try:
             while not stop.is_set():
-                ready = dict(poller.poll(100))
-                if market in ready:  # prices first: an order sees the price after it
+                ready = dict(poller.poll(POLL_MS))
+                if market in ready:  # prices first: an order never fills at a price before it
                     for event in _market_events(market):
-                        for fill in engine.on_market(event):
-                            send(sender, codec.encode(fill), stop)
+                        _send_all(sender, engine.on_market(event), stop)
                 if orders in ready:
-                    for action in codec.decode_actions(orders.recv()):
-                        for update in engine.submit(action):
-                            send(sender, codec.encode(update), stop)
+                    for action in _actions(orders):
+                        _send_all(sender, engine.submit(action), stop)
         finally:
-            orders.close()
-            market.close()
+            orders.close(linger=0)
+            market.close(linger=0)
 
     def close(self) -> None:
-        push = getattr(self, "_push", None)  # open() may have failed before making it
+        """Close the loop's end of the order pipe."""
+        push, self._push = self._push, None  # open() may have failed before making it
         if push is not None:
-            push.close()
+            push.close(linger=0)
 
 
 def order_pipe(runtime: Runtime, name: str) -> tuple[zmq.Socket, zmq.Socket]:
     """A PUSH/PULL pair, connected before any thread starts, for orders from the loop.
 
     Connecting both ends here means :meth:`Gateway.submit` can never block
-    waiting for the trade stream to connect; the unlimited send queue means it
-    never blocks on a slow one either. The PULL end is handed to the
-    trade-stream thread and used only there from then on.
+    waiting for the trade stream to connect; the unlimited send queue
+    (``SNDHWM`` 0) means it never blocks on a slow one either. The PULL end is
+    handed to the trade-stream thread (starting a thread is the memory barrier
+    ZeroMQ asks for) and used only there from then on.
     """
     address = runtime.private_address(name)
     pull = runtime.context.socket(zmq.PULL)
     pull.setsockopt(zmq.LINGER, 0)
+    pull.setsockopt(zmq.RCVHWM, 0)
     pull.bind(address)
     push = runtime.context.socket(zmq.PUSH)
     push.setsockopt(zmq.SNDHWM, 0)
     push.setsockopt(zmq.LINGER, 0)
     push.connect(address)
     return push, pull
+
+
+def _send_all(sender: zmq.Socket, events: list, stop: threading.Event) -> None:
+    for event in events:
+        if not send(sender, codec.encode(event), stop):
+            return
+
+
+def _actions(sock: zmq.Socket):
+    """Every action waiting on the order socket, in arrival order."""
+    while True:
+        try:
+            raw = sock.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        yield from codec.decode_actions(raw)
 
 
 def _market_events(sock: zmq.Socket):

@@ -61,6 +61,11 @@ class Feed:
     live_only: ClassVar[bool] = False
     """True when :meth:`events` cannot be iterated offline (a network feed)."""
 
+    @property
+    def endless(self) -> bool:
+        """True when :meth:`events` never ends (a backtest on it would never finish)."""
+        return False
+
     def __init__(
         self,
         params: dict[str, Any],

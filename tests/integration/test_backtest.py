@@ -262,6 +262,20 @@ def test_backtest_of_live_only_feed_needs_data(tmp_path):
     assert "feed 'zmq' is live only; give history with --data FILE" in proc.stderr
 
 
+def test_backtest_of_endless_feed_is_refused(tmp_path):
+    path = robot(tmp_path)
+    path.write_text(
+        path.read_text().replace(
+            "  plugin: csv\n  params: {path: bars.csv, symbol: Si-12.26, rate: 0}",
+            "  plugin: synthetic\n  params: {seed: 1, prices: {Si-12.26: 92000}}",
+        )
+    )
+    proc = roboframe_cmd("backtest", str(path))
+    assert proc.returncode == 2
+    assert "is endless with these params" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_backtest_in_a_subprocess_matches_in_process(tmp_path):
     path = robot(tmp_path)
     stats = backtest_json(str(path), "--no-journal")

@@ -1,6 +1,8 @@
-"""Built-in feeds: synthetic, csv and zmq."""
+"""Built-in feeds, registered like any plugin's: ``synthetic``, ``csv`` and ``zmq``."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from roboframe.builtin.feeds.csvfile import CsvFeed
 from roboframe.builtin.feeds.synthetic import SyntheticFeed
@@ -9,7 +11,7 @@ from roboframe.plugins import hookimpl
 
 
 @hookimpl
-def roboframe_register_feeds(register):
+def roboframe_register_feeds(register: Callable[[str, type], None]) -> None:
     register("synthetic", SyntheticFeed)
     register("csv", CsvFeed)
     register("zmq", ZmqFeed)

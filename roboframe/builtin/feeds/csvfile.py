@@ -1,50 +1,156 @@
-"""Bars or ticks from a CSV file, streamed line by line.
+"""Bars or ticks from a CSV file, streamed line by line (never loaded whole).
 
-Columns (header names are case-insensitive; order does not matter):
+Columns (header names are case-insensitive, may be wrapped in ``<>`` as in
+Finam exports, and may come in any order; other columns are ignored):
 
 Bars (``kind: bar``, the default)::
 
-    Date,Open,High,Low,Close,Volume[,Symbol]
+    Date,Open,High,Low,Close[,Volume][,Symbol]
 
 Ticks (``kind: tick``)::
 
     Date,Price[,Volume][,Bid,Ask][,Symbol]
 
-The time column may be called ``Date``, ``Time``, ``Datetime`` or
-``Timestamp`` and hold ISO-8601 (``2026-12-01T10:00:00Z``,
-``2026-12-01 10:00:00``, ``2026-12-01``) or epoch seconds, milliseconds or
-nanoseconds (by magnitude). MOEX/Finam exports with separate ``<DATE>``
-(``YYYYMMDD``) and ``<TIME>`` (``HHMMSS``) columns work too; angle brackets
-and a ``<TICKER>`` column are understood. Times without an offset are in
-``tz`` (default UTC; ``MSK`` or ``+03:00`` for exchange time). For bars the
-time is taken as the bar's close time unless ``time_is: open`` and
-``interval`` are given.
+Also understood: ``Last`` for ``Price``; ``Vol``, ``Qty`` or ``Quantity``
+for ``Volume``; ``Ticker`` for ``Symbol``. ``columns`` renames anything else,
+``{file column: standard name}``, e.g. ``{Close Price: close}``.
 
-Without a symbol column, ``symbol`` names the robot symbol the file is for.
-Prices are converted to ticks exactly (decimal arithmetic, rounded to the
-nearest tick). A bad row stops the feed with the file name and line number.
-Rows must be in time order.
+The time column may be called ``Date``, ``Time``, ``Datetime`` or
+``Timestamp`` and hold:
+
+- ISO-8601: ``2026-12-01T10:00:00Z``, ``2026-12-01 10:00[:00[.123456789]]``,
+  ``2026-12-01`` (fractions of a second are kept to the nanosecond);
+- ``YYYYMMDD`` in a ``Date`` column with ``HHMMSS`` (or ``HH:MM:SS``) in a
+  separate ``Time`` column -- MOEX/Finam exports;
+- epoch seconds, milliseconds, microseconds or nanoseconds, told apart by
+  magnitude (seconds may have a decimal fraction).
+
+Times without an offset are in ``tz`` (``UTC`` by default; ``MSK`` or
+``+03:00`` for Moscow exchange time). A bar's time is its close time, unless
+``time_is: open`` with ``interval`` says the file stamps bars at their open.
+
+Without a symbol column -- or when ``symbol`` is set, which then wins over
+the column -- every row belongs to the robot symbol ``symbol`` (a robot with
+one symbol needs neither). Prices become ticks with decimal arithmetic
+(:meth:`Instrument.to_ticks`, no floats), rounded half-even to the nearest
+tick. Volumes must be whole numbers; empty means 0 (unknown).
+
+Rows must be in time order. A bad row -- short, a value that is not a
+number or a time, a symbol the robot does not trade, ``high`` below ``low``,
+time going backwards -- stops the feed with a
+:class:`~roboframe.errors.ConfigError` naming the file, the line and the
+column. ``docs/feeds.md`` has examples.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import datetime as dt
+import re
+from collections.abc import Callable, Iterator
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 from roboframe.builtin.feeds.timeparse import interval_ns, iso_to_ns, parse_tz
 from roboframe.core.events import Bar, Tick
 from roboframe.core.feed import PACING_SCHEMA, Feed
-from roboframe.errors import ConfigError
+from roboframe.errors import ConfigError, ConfigProblem
 
-_TIME_NAMES = ("date", "time", "datetime", "timestamp")
+STANDARD = ("date", "time", "datetime", "timestamp", "open", "high", "low", "close")
+STANDARD += ("volume", "price", "bid", "ask", "symbol")
+ALIASES = {"last": "price", "vol": "volume", "qty": "volume", "quantity": "volume"}
+ALIASES |= {"ticker": "symbol"}
+TIME_NAMES = ("datetime", "timestamp", "date", "time")
+REQUIRED = {"bar": ("open", "high", "low", "close"), "tick": ("price",)}
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+_FRACTION = re.compile(r"^(.*\d[T ]?\d{2}:?\d{2}:?\d{2})[.,](\d+)(.*)$")
 
 
-def _norm(name: str) -> str:
+class _BadRow(ValueError):
+    """A row problem, already worded for people."""
+
+
+def norm(name: str) -> str:
+    """A header name as matched: trimmed, without Finam's ``<>``, lower case."""
     return name.strip().strip("<>").strip().lower()
 
 
+def parse_volume(text: str) -> int:
+    """A whole, non-negative quantity; empty is 0 (unknown)."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    if not text:
+        return 0
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise _BadRow(f"{text!r} is not a number") from None
+    if not value.is_finite() or value < 0 or value != value.to_integral_value():
+        raise _BadRow(f"{text!r} is not a whole non-negative number")
+    return int(value)
+
+
+def parse_time(text: str, tz: dt.tzinfo) -> int:
+    """One time cell as UTC nanoseconds: ISO-8601, ``YYYYMMDD`` or epoch."""
+    text = text.strip()
+    if text.isdigit():
+        if len(text) == 8 and text[:2] in ("19", "20"):
+            return iso_to_ns(f"{text[:4]}-{text[4:6]}-{text[6:]}", tz)
+        value = int(text)
+        for limit, scale in ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3)):
+            if value < limit:
+                return value * scale
+        return value
+    extra = 0
+    if "." in text or "," in text:  # a fraction of a second, kept to the nanosecond
+        whole, dot, frac = text.partition(".")
+        if dot and whole.isdigit() and frac.isdigit() and int(whole) < 10**11:
+            return int(whole) * 10**9 + int(frac[:9].ljust(9, "0"))  # epoch seconds
+        match = _FRACTION.match(text)
+        if match:
+            text = match.group(1) + match.group(3)
+            extra = int(match.group(2)[:9].ljust(9, "0"))
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise _BadRow(f"{text!r} is not a time (ISO-8601, YYYYMMDD or epoch)") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    return (value - _EPOCH) // _MICROSECOND * 1000 + extra
+
+
+def parse_date_and_time(day: str, clock: str, tz: dt.tzinfo) -> int:
+    """Separate ``YYYYMMDD`` (or ``YYYY-MM-DD``) and ``HHMMSS`` (or ``HH:MM:SS``) cells."""
+    if len(day.strip()) > 10:  # a whole date and time already
+        return parse_time(day, tz)
+    day, clock = day.strip().replace("-", ""), clock.strip().replace(":", "")
+    clock, _, frac = clock.partition(".")
+    if not (len(day) == 8 and day.isdigit()):
+        raise _BadRow(f"date {day!r} is not YYYYMMDD")
+    if not (clock.isdigit() and len(clock) <= 6 and (not frac or frac.isdigit())):
+        raise _BadRow(f"time {clock!r} is not HHMMSS")
+    clock = clock.zfill(6)
+    text = f"{day[:4]}-{day[4:6]}-{day[6:]}T{clock[:2]}:{clock[2:4]}:{clock[4:]}"
+    try:
+        return iso_to_ns(text, tz) + (int(frac[:9].ljust(9, "0")) if frac else 0)
+    except ValueError:
+        raise _BadRow(f"{day} {clock} is not a valid date and time") from None
+
+
+def ns_to_iso(ns: int) -> str:
+    """UTC nanoseconds as ISO-8601, for messages."""
+    seconds, frac = divmod(ns, 10**9)
+    when = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{when}.{frac:09d}Z" if frac else f"{when}Z"
+
+
 class CsvFeed(Feed):
+    """Bars or ticks of a CSV file; see the module docstring for the columns."""
+
     params_schema = {
         "type": "object",
         "additionalProperties": False,
@@ -53,28 +159,38 @@ class CsvFeed(Feed):
             "path": {
                 "type": "string",
                 "minLength": 1,
-                "description": "CSV file, relative to the robot file's folder",
+                "description": "CSV file, relative to the robot file's folder, or absolute",
             },
-            "symbol": {"type": "string", "description": "robot symbol of a one-symbol file"},
-            "kind": {
-                "enum": ["bar", "tick"],
-                "default": "bar",
-                "description": "rows are bars or ticks",
+            "symbol": {
+                "type": "string",
+                "minLength": 1,
+                "description": "robot symbol every row belongs to (wins over a Symbol column)",
             },
+            "kind": {"enum": ["bar", "tick"], "default": "bar", "description": "bars or ticks"},
             "tz": {
                 "type": "string",
                 "default": "UTC",
                 "description": "time zone of times without an offset: UTC, MSK, +03:00",
             },
+            "columns": {
+                "type": "object",
+                "additionalProperties": {"enum": sorted(STANDARD)},
+                "description": "rename columns: {file column: standard name}",
+            },
             "time_is": {
                 "enum": ["close", "open"],
                 "default": "close",
-                "description": "whether a bar's time is its open or close time",
+                "description": "whether a bar's time is its close or its open time",
             },
             "interval": {
                 "type": "string",
                 "pattern": "^[0-9]+(ms|s|m|h|d)$",
                 "description": "bar length, needed with time_is: open",
+            },
+            "encoding": {
+                "type": "string",
+                "default": "utf-8-sig",
+                "description": "text encoding of the file, e.g. cp1251 for some Russian exports",
             },
             "delimiter": {
                 "type": "string",
@@ -88,82 +204,123 @@ class CsvFeed(Feed):
     }
 
     def file_path(self) -> Path:
+        """The data file: ``path`` as given when absolute, else under ``base_dir``."""
         path = Path(self.params["path"])
         return path if path.is_absolute() else self.base_dir / path
 
-    def _error(self, line: int | None, message: str) -> ConfigError:
-        where = f"{self.file_path()}:{line}" if line else str(self.file_path())
-        return ConfigError(f"{where}: {message}")
+    def error(self, line: int | None, message: str) -> ConfigError:
+        """A :class:`ConfigError` located at ``file:line``."""
+        problem = ConfigProblem(str(self.file_path()), line, "", message)
+        return ConfigError([problem])
 
     def events(self) -> Iterator[Bar | Tick]:
+        """Yield one event per data row, checking time order."""
         path = self.file_path()
         try:
-            handle = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115
+            encoding = self.params.get("encoding", "utf-8-sig")
+            handle = open(path, newline="", encoding=encoding)  # noqa: SIM115
         except OSError as exc:
-            raise self._error(None, f"cannot open CSV feed: {exc.strerror}") from None
+            raise self.error(None, f"cannot open CSV feed: {exc.strerror}") from None
+        except LookupError:
+            raise self.error(None, f"unknown encoding {encoding!r}") from None
         with handle:
             reader = csv.reader(handle, delimiter=self.params.get("delimiter", ","))
-            header = next(reader, None)
+            try:
+                header = next(reader, None)
+            except UnicodeDecodeError as exc:
+                raise self._undecodable(1, exc) from None
+            except csv.Error as exc:
+                raise self.error(1, f"not a CSV file: {exc}") from None
             if header is None:
-                raise self._error(1, "empty file")
-            columns = {_norm(h): i for i, h in enumerate(header)}
-            make = self._columns(columns)
+                raise self.error(1, "empty file: expected a header line (see docs/feeds.md)")
+            self._header = header
+            cols = self._columns(header)
+            make, width = self._maker(cols)
+            yield from self._rows(reader, make, width, cols)
+
+    def _rows(self, reader: Any, make: Callable, width: int, cols: dict[str, int]):
+        previous = None
+        try:
             for row in reader:
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue
+                if len(row) < width:
+                    if not row or (len(row) == 1 and not row[0].strip()):
+                        continue  # a blank line
+                    raise self.error(
+                        reader.line_num, f"expected at least {width} fields, found {len(row)}"
+                    )
                 try:
-                    yield make(row)
-                except (ValueError, IndexError, KeyError) as exc:
-                    raise self._error(reader.line_num, f"bad row: {exc}") from None
+                    event = make(row)
+                except ValueError as exc:
+                    raise self._explain(reader.line_num, row, cols, exc) from None
+                if previous is not None and event.ts < previous:
+                    raise self.error(
+                        reader.line_num,
+                        f"time goes backwards ({ns_to_iso(event.ts)} after "
+                        f"{ns_to_iso(previous)}): rows must be in time order",
+                    )
+                previous = event.ts
+                yield event
+        except UnicodeDecodeError as exc:
+            raise self._undecodable(reader.line_num + 1, exc) from None
+        except csv.Error as exc:
+            raise self.error(reader.line_num, f"unreadable line: {exc}") from None
 
-    def _columns(self, cols: dict[str, int]):
+    def _undecodable(self, line: int, exc: UnicodeDecodeError) -> ConfigError:
+        encoding = self.params.get("encoding", "utf-8-sig")
+        return self.error(
+            None,
+            f"cannot read the file as {encoding} (at or after line {line}: {exc.reason}); "
+            "set params.encoding, e.g. cp1251",
+        )
+
+    # -- the header -----------------------------------------------------------
+
+    def _columns(self, header: list[str]) -> dict[str, int]:
+        """Standard column name -> index, after ``columns`` renames and aliases."""
+        renames = {norm(k): v for k, v in (self.params.get("columns") or {}).items()}
+        cols: dict[str, int] = {}
+        for index, raw in enumerate(header):
+            name = norm(raw)
+            name = renames.get(name, ALIASES.get(name, name))
+            if name in cols and name in STANDARD:
+                raise self.error(1, f"two columns give {name!r}: rename one with params.columns")
+            cols.setdefault(name, index)
         kind = self.params.get("kind", "bar")
-        need = ("open", "high", "low", "close") if kind == "bar" else ("price",)
-        missing = [c for c in need if c not in cols]
-        if "last" in cols and kind == "tick":
-            missing = []
-            cols = {**cols, "price": cols["last"]}
-        time_col = next((cols[n] for n in _TIME_NAMES if n in cols), None)
-        if time_col is None:
-            missing.append("Date")
+        missing = [c for c in REQUIRED[kind] if c not in cols]
+        if not any(n in cols for n in TIME_NAMES):
+            missing.insert(0, "date")
         if missing:
-            raise self._error(
+            found = ", ".join(norm(h) for h in header) or "none"
+            raise self.error(
                 1,
-                f"missing column(s) {', '.join(missing)}; found "
-                f"{', '.join(cols) or 'none'} (see docs/feeds.md)",
+                f"missing column(s) {', '.join(missing)} for kind {kind}; found {found} "
+                "(see docs/feeds.md)",
             )
-        symbol_col = cols.get("symbol", cols.get("ticker"))
-        fixed = self.params.get("symbol")
-        if symbol_col is None and fixed is None:
-            if len(self.instruments) != 1:
-                raise self._error(
-                    1, "no Symbol column: set params.symbol to the robot symbol this file is for"
-                )
-            fixed = next(iter(self.instruments))
-        when = self._time_parser(cols, time_col)
-        volume_col = cols.get("volume", cols.get("vol"))
+        return cols
+
+    def _maker(self, cols: dict[str, int]) -> tuple[Callable[[list[str]], Bar | Tick], int]:
+        """A fast row -> event function and the number of fields it needs."""
+        self._symbol_of = symbol_of = self._symbol_reader(cols)
+        self._when = when = self._time_reader(cols)
         instruments = self.instruments
+        vol = cols.get("volume")
+        width = max(i for k, i in cols.items() if k in STANDARD) + 1
+        if self.params.get("kind", "bar") == "bar":
+            o, h, lo, c = (cols[k] for k in REQUIRED["bar"])
 
-        def symbol_of(row: list[str]) -> str:
-            name = fixed if symbol_col is None else row[symbol_col].strip()
-            if name not in instruments:
-                raise ValueError(f"symbol {name!r} is not one of the robot's symbols")
-            return name
-
-        def volume_of(row: list[str]) -> int:
-            return int(float(row[volume_col])) if volume_col is not None else 0
-
-        if kind == "bar":
-            o, h, lo, c = (cols[k] for k in ("open", "high", "low", "close"))
-
-            def make(row: list[str]) -> Bar:
+            def make_bar(row: list[str]) -> Bar:
                 sym = symbol_of(row)
                 tt = instruments[sym].to_ticks
-                return Bar(
-                    sym, when(row), tt(row[o]), tt(row[h]), tt(row[lo]), tt(row[c]), volume_of(row)
-                )
+                op, high, low, close = tt(row[o]), tt(row[h]), tt(row[lo]), tt(row[c])
+                volume = parse_volume(row[vol]) if vol is not None else 0
+                if not (low <= op <= high and low <= close <= high):
+                    raise _BadRow(
+                        f"inconsistent bar: open {row[o]}, high {row[h]}, low {row[lo]}, "
+                        f"close {row[c]} (need low <= open, close <= high)"
+                    )
+                return Bar(sym, when(row), op, high, low, close, volume)
 
-            return make
+            return make_bar, width
         p, bid, ask = cols["price"], cols.get("bid"), cols.get("ask")
 
         def make_tick(row: list[str]) -> Tick:
@@ -173,39 +330,83 @@ class CsvFeed(Feed):
                 sym,
                 when(row),
                 tt(row[p]),
-                volume_of(row),
-                tt(row[bid]) if bid is not None and row[bid] else 0,
-                tt(row[ask]) if ask is not None and row[ask] else 0,
+                parse_volume(row[vol]) if vol is not None else 0,
+                tt(row[bid]) if bid is not None and row[bid].strip() else 0,
+                tt(row[ask]) if ask is not None and row[ask].strip() else 0,
             )
 
-        return make_tick
+        return make_tick, width
 
-    def _time_parser(self, cols: dict[str, int], time_col: int):
-        tz = parse_tz(self.params.get("tz"))
-        shift = 0
-        if self.params.get("time_is") == "open":
-            if "interval" not in self.params:
-                raise self._error(1, "time_is: open needs params.interval (the bar length)")
-            shift = interval_ns(self.params["interval"])
-        if "date" in cols and "time" in cols:  # MOEX/Finam: YYYYMMDD + HHMMSS
+    def _symbol_reader(self, cols: dict[str, int]) -> Callable[[list[str]], str]:
+        instruments = self.instruments
+        known = ", ".join(sorted(instruments)) or "none"
+        fixed = self.params.get("symbol")
+        if fixed is not None:
+            if fixed not in instruments:
+                raise self.error(
+                    None, f"params.symbol {fixed!r} is not one of the robot's symbols ({known})"
+                )
+            return lambda row: fixed
+        col = cols.get("symbol")
+        if col is None:
+            if len(instruments) != 1:
+                raise self.error(
+                    1, "no Symbol column: set params.symbol to the robot symbol this file is for"
+                )
+            only = next(iter(instruments))
+            return lambda row: only
+
+        def read(row: list[str]) -> str:
+            name = row[col].strip()
+            if name not in instruments:
+                raise _BadRow(f"symbol {name!r} is not one of the robot's symbols ({known})")
+            return name
+
+        return read
+
+    def _time_reader(self, cols: dict[str, int]) -> Callable[[list[str]], int]:
+        try:
+            tz = parse_tz(self.params.get("tz"))
+            shift = 0
+            if self.params.get("time_is") == "open":
+                if "interval" not in self.params:
+                    raise ValueError("time_is: open needs params.interval (the bar length)")
+                shift = interval_ns(self.params["interval"])
+        except ValueError as exc:
+            raise self.error(None, str(exc)) from None
+        header = self._header
+        if "date" in cols and "time" in cols and not ("datetime" in cols or "timestamp" in cols):
             d, t = cols["date"], cols["time"]
+            self._time_label = f"columns {header[d].strip()} and {header[t].strip()}"
+            return lambda row: parse_date_and_time(row[d], row[t], tz) + shift
+        col = next(cols[n] for n in TIME_NAMES if n in cols)
+        self._time_label = f"column {header[col].strip()}"
+        if shift:
+            return lambda row: parse_time(row[col], tz) + shift
+        return lambda row: parse_time(row[col], tz)
 
-            def split(row: list[str]) -> int:
-                day, clock = row[d].strip(), row[t].strip().replace(":", "").zfill(6)
-                text = f"{day[:4]}-{day[4:6]}-{day[6:8]}T{clock[:2]}:{clock[2:4]}:{clock[4:6]}"
-                return iso_to_ns(text, tz) + shift
-
-            return split
-
-        def single(row: list[str]) -> int:
-            text = row[time_col].strip()
-            if text.isdigit():
-                value = int(text)
-                if value < 10**11:
-                    return value * 10**9 + shift
-                if value < 10**14:
-                    return value * 10**6 + shift
-                return value + shift
-            return iso_to_ns(text, tz) + shift
-
-        return single
+    def _explain(self, line: int, row: list[str], cols: dict[str, int], exc: Exception):
+        """Find which cell of a failed row is wrong; a ConfigError saying so."""
+        try:
+            symbol = self._symbol_of(row)
+        except ValueError as err:
+            return self.error(line, str(err))
+        to_ticks = self.instruments[symbol].to_ticks
+        for key in ("open", "high", "low", "close", "price", "bid", "ask", "volume"):
+            index = cols.get(key)
+            if index is None:
+                continue
+            cell = row[index]
+            try:
+                if key == "volume":
+                    parse_volume(cell)
+                elif cell.strip() or key not in ("bid", "ask"):
+                    to_ticks(cell)
+            except ValueError as err:
+                what = err if key == "volume" else f"{cell!r} is not a price"
+                return self.error(line, f"column {self._header[index].strip()}: {what}")
+        try:
+            self._when(row)
+        except ValueError as err:
+            return self.error(line, f"{self._time_label}: {err}")
+        return self.error(line, str(exc))

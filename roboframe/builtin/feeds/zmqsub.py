@@ -1,18 +1,26 @@
-"""Market data from a ZeroMQ publisher, as in the original design.
+"""Market data from a ZeroMQ publisher, as in the original design. Live runs only.
 
 The publisher (``roboframe feed publish`` or any program) sends two-frame
-messages ``[symbol, event]`` on a PUB socket, ``event`` encoded with
-:mod:`roboframe.core.codec`. This feed SUBscribes to each robot symbol's
-topic and forwards the event bytes to the loop without decoding them (with
-``batch`` > 1, messages that arrive together are joined into one batch).
-Live runs only.
+messages ``[symbol, event]`` on a PUB socket: ``symbol`` is the robot symbol
+in UTF-8, ``event`` a :class:`~roboframe.core.events.Tick` or
+:class:`~roboframe.core.events.Bar` encoded with
+:func:`roboframe.core.codec.encode`. This feed SUBscribes to each robot
+symbol's topic, keeps only messages whose topic is exactly one of them (a
+ZeroMQ subscription is a prefix match), and forwards the event bytes to the
+loop without decoding them; the loop validates them and counts malformed
+ones. Messages that are already waiting when the feed looks are joined into
+one :class:`~roboframe.core.events.Batch` of up to ``batch`` events, so a
+robot that fell behind catches up at batch speed.
 
-Note that a SUB socket drops messages past its high-water mark when the
-robot cannot keep up: stale market data is the one thing a robot may lose.
+A batch holding one malformed event is dropped whole by the loop; with a
+publisher you do not trust, set ``batch: 1``. A SUB socket drops messages
+past its high-water mark (``hwm``) when the robot cannot keep up: stale market
+data is the one thing a robot may lose, never orders or fills.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 
@@ -22,8 +30,15 @@ from roboframe.core import codec
 from roboframe.core.feed import PACING_SCHEMA, Feed
 from roboframe.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS = "tcp://127.0.0.1:5561"
+POLL_MS = 100
+
 
 class ZmqFeed(Feed):
+    """A SUB socket on a market-data publisher, subscribed per robot symbol."""
+
     live_only = True
     params_schema = {
         "type": "object",
@@ -32,59 +47,91 @@ class ZmqFeed(Feed):
             "address": {
                 "type": "string",
                 "pattern": "^(inproc|ipc|tcp)://.+$",
-                "default": "tcp://127.0.0.1:5561",
+                "default": DEFAULT_ADDRESS,
                 "description": "publisher address to connect to",
             },
             "hwm": {
                 "type": "integer",
                 "minimum": 0,
                 "default": 100000,
-                "description": "SUB receive high-water mark (messages)",
+                "description": "SUB receive high-water mark, in messages (0: unlimited)",
             },
             "batch": {
                 **PACING_SCHEMA["batch"],
-                "default": 1,
-                "description": "most messages joined into one batch for the loop; "
-                "a batch with one malformed event is dropped whole, so the default 1 "
-                "forwards each message on its own",
+                "default": 256,
+                "description": "most waiting messages joined into one batch for the loop; "
+                "1 forwards each on its own (a batch with one malformed event is dropped whole)",
             },
         },
     }
 
     context: zmq.Context | None = None
+    """The runtime's context (``feed.context = ctx``); else ``zmq.Context.instance()``."""
 
-    def events(self):
-        raise ConfigError("the zmq feed is live only: backtests need a file feed (csv)")
+    dropped: int = 0
+    """Messages ignored: not two frames, or a topic that only starts with a symbol."""
 
-    def messages(self, stop: threading.Event) -> Iterator[bytes]:
+    _sock: zmq.Socket | None = None
+
+    def events(self) -> Iterator:
+        raise ConfigError(
+            "the zmq feed is live only: it has no history to iterate; "
+            "backtests need a file feed (csv) or --data FILE"
+        )
+
+    def _connect(self) -> zmq.Socket:
+        """The SUB socket, made in the calling thread (sockets are not thread-safe)."""
         ctx = self.context or zmq.Context.instance()
         sock = ctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, int(self.params.get("hwm", 100000)))
         for symbol in sorted(self.instruments):
             sock.setsockopt(zmq.SUBSCRIBE, symbol.encode())
-        sock.connect(self.params.get("address", "tcp://127.0.0.1:5561"))
+        sock.connect(self.params.get("address", DEFAULT_ADDRESS))
         self._sock = sock
-        limit = int(self.params.get("batch", 1))
-        recv = sock.recv_multipart
-        topics = {s.encode() for s in self.instruments}
+        return sock
+
+    def messages(self, stop: threading.Event) -> Iterator[bytes]:
+        """Forward event bytes until ``stop``; several waiting ones as one batch."""
+        sock = self._connect()
+        limit = int(self.params.get("batch", 256))
+        topics = frozenset(s.encode() for s in self.instruments)  # membership tests only
         try:
             while not stop.is_set():
-                if not sock.poll(100):
+                if not sock.poll(POLL_MS):
                     continue
-                chunk: list[bytes] = []
-                while len(chunk) < limit:
-                    try:
-                        frames = recv(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    # a prefix subscription also matches longer topics: keep exact ones
-                    if len(frames) == 2 and frames[0] in topics:
-                        chunk.append(frames[1])
+                chunk = self._drain(sock, topics, limit)
                 if len(chunk) == 1:
                     yield chunk[0]
                 elif chunk:
                     yield codec.encode_batch(chunk)
         finally:
-            sock.close()
-            self._sock = None
+            self.close()
+
+    def _drain(self, sock: zmq.Socket, topics: frozenset[bytes], limit: int) -> list[bytes]:
+        """Up to ``limit`` waiting event payloads, without blocking."""
+        chunk: list[bytes] = []
+        recv = sock.recv_multipart
+        while len(chunk) < limit:
+            try:
+                frames = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if len(frames) == 2 and frames[0] in topics:
+                chunk.append(frames[1])
+                continue
+            self.dropped += 1
+            if self.dropped == 1:
+                log.warning(
+                    "zmq feed: ignoring a message that is not [symbol, event] for one of the "
+                    "robot's symbols (topic %r, %d frames); further ones are counted",
+                    frames[0][:64],
+                    len(frames),
+                )
+        return chunk
+
+    def close(self) -> None:
+        """Close the socket at once (linger 0). Safe to call more than once."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close(linger=0)

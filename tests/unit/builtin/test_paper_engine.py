@@ -1,84 +1,272 @@
-"""The paper matching engine on hand-made market data."""
+"""The paper matching engine on hand-made market data, with exact expected fills."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from roboframe.builtin.paper import PaperExchange
 from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Tick
 from roboframe.core.instruments import Instrument
+from roboframe.errors import ConfigError
 
-SI = "Si-12.26"
-INST = {SI: Instrument(SI, Decimal(1))}
-
-
-def bar(ts, o, h, lo, c, v=0):
-    return Bar(SI, ts, o, h, lo, c, v)
+SI, RTS = "Si-12.26", "RTS-12.26"
+INST = {SI: Instrument(SI, Decimal(1)), RTS: Instrument(RTS, Decimal(10))}
 
 
-def test_market_order_fills_at_next_bar_open_with_slippage_and_fee():
+def bar(ts, o, h, lo, c, v=0, symbol=SI):
+    return Bar(symbol, ts, o, h, lo, c, v)
+
+
+def buy(cid, qty=1, price=0, symbol=SI):
+    return NewOrder(cid, symbol, "buy", qty, "limit" if price else "market", price)
+
+
+def sell(cid, qty=1, price=0, symbol=SI):
+    return NewOrder(cid, symbol, "sell", qty, "limit" if price else "market", price)
+
+
+def fill(cid, ts, side, qty, price, n, fee="0", symbol=SI):
+    return Fill(cid, ts, symbol, side, qty, price, f"P{n}", fee)
+
+
+# -- market orders ----------------------------------------------------------------
+
+
+def test_market_order_fills_at_next_bar_open():
+    ex = PaperExchange(INST)
+    assert ex.on_market(bar(1, 100, 101, 99, 100)) == []
+    assert ex.submit(buy("a", 3), 1) == [OrderUpdate("a", 1, "accepted")]
+    assert ex.open_orders["a"].remaining == 3
+    assert ex.on_market(bar(2, 105, 106, 104, 105)) == [fill("a", 2, "buy", 3, 105, 1)]
+    assert not ex.open_orders
+    assert ex.on_market(bar(3, 110, 110, 110, 110)) == []
+
+
+def test_slippage_moves_market_fills_against_the_trader_with_exact_fees():
     ex = PaperExchange(INST, commission="2.5", slippage_ticks=2)
-    ex.on_market(bar(1, 100, 101, 99, 100))
-    assert ex.submit(NewOrder("a", SI, "buy", 3), 1) == [OrderUpdate("a", 1, "accepted")]
+    ex.submit(buy("b", 3), 1)
+    ex.submit(sell("s", 1), 1)
     assert ex.on_market(bar(2, 105, 106, 104, 105)) == [
-        Fill("a", 2, SI, "buy", 3, 107, "P1", "7.5")
+        fill("b", 2, "buy", 3, 107, 1, fee="7.5"),
+        fill("s", 2, "sell", 1, 103, 2, fee="2.5"),
     ]
+
+
+def test_fees_are_exact_decimals():
+    ex = PaperExchange(INST, commission=Decimal("0.1"))
+    ex.submit(buy("a", 3), 1)
+    assert ex.on_market(bar(2, 100, 100, 100, 100))[0].fee == "0.3"  # never 0.30000000000000004
+
+
+def test_slippage_never_below_one_tick():
+    ex = PaperExchange(INST, slippage_ticks=5)
+    ex.submit(sell("s"), 1)
+    assert ex.on_market(bar(2, 3, 3, 3, 3))[0].price == 1
+
+
+def test_market_order_on_ticks_takes_the_quote_or_the_trade_price():
+    ex = PaperExchange(INST, slippage_ticks=1)
+    ex.submit(buy("b"), 1)
+    ex.submit(sell("s"), 1)
+    assert ex.on_market(Tick(SI, 5, 100, 0, bid=99, ask=101)) == [
+        fill("b", 5, "buy", 1, 102, 1),
+        fill("s", 5, "sell", 1, 98, 2),
+    ]
+    ex.submit(buy("b2"), 6)
+    assert ex.on_market(Tick(SI, 7, 100, 0)) == [fill("b2", 7, "buy", 1, 101, 3)]
+
+
+def test_orders_wait_for_their_own_symbol():
+    ex = PaperExchange(INST)
+    ex.submit(buy("a", symbol=RTS), 1)
+    assert ex.on_market(bar(2, 100, 100, 100, 100)) == []
+    rts_bar = bar(3, 11000, 11000, 11000, 11000, symbol=RTS)
+    assert ex.on_market(rts_bar) == [fill("a", 3, "buy", 1, 11000, 1, symbol=RTS)]
+
+
+def test_fill_at_close_fills_at_once_at_the_current_bar_close():
+    ex = PaperExchange(INST, fill_at="close", slippage_ticks=1)
+    ex.on_market(bar(1, 100, 103, 99, 102))
+    assert ex.submit(buy("a", 2), 1) == [
+        OrderUpdate("a", 1, "accepted"),
+        fill("a", 1, "buy", 2, 103, 1),
+    ]
+    ex.on_market(Tick(SI, 2, 104, 1, bid=103, ask=105))
+    assert ex.submit(sell("s"), 2)[1] == fill("s", 2, "sell", 1, 102, 2)  # bid - 1
     assert not ex.open_orders
 
 
-def test_market_sell_at_tick_bid():
-    ex = PaperExchange(INST)
-    ex.submit(NewOrder("s", SI, "sell", 1), 1)
-    assert ex.on_market(Tick(SI, 5, 100, 1, bid=99, ask=101)) == [
-        Fill("s", 5, SI, "sell", 1, 99, "P1", "0")
-    ]
+def test_fill_at_close_before_any_price_waits_for_the_next_one():
+    ex = PaperExchange(INST, fill_at="close")
+    assert ex.submit(buy("a"), 0) == [OrderUpdate("a", 0, "accepted")]
+    assert ex.on_market(bar(1, 100, 103, 99, 102)) == [fill("a", 1, "buy", 1, 100, 1)]
 
 
-def test_fill_at_close_for_backtests():
+def test_fill_at_close_leaves_limit_orders_resting():
     ex = PaperExchange(INST, fill_at="close")
     ex.on_market(bar(1, 100, 103, 99, 102))
-    out = ex.submit(NewOrder("a", SI, "buy", 1), 1)
-    assert out[1] == Fill("a", 1, SI, "buy", 1, 102, "P1", "0")
+    assert ex.submit(buy("l", price=101), 1) == [OrderUpdate("l", 1, "accepted")]
+    assert ex.on_market(bar(2, 102, 102, 100, 101)) == [fill("l", 2, "buy", 1, 101, 1)]
 
 
-def test_limit_needs_trade_through_not_touch():
+# -- limit orders -----------------------------------------------------------------
+
+
+def test_buy_limit_fills_on_trade_through_not_on_touch():
     ex = PaperExchange(INST)
-    ex.submit(NewOrder("b", SI, "buy", 1, "limit", 100), 1)
-    assert ex.on_market(bar(2, 102, 103, 100, 101)) == []  # touched 100: no fill
-    assert ex.on_market(bar(3, 101, 102, 99, 100)) == [Fill("b", 3, SI, "buy", 1, 100, "P1", "0")]
+    ex.submit(buy("b", price=100), 1)
+    assert ex.on_market(bar(2, 102, 103, 100, 101)) == []  # low touched 100
+    assert ex.on_market(Tick(SI, 3, 100, 5)) == []  # a trade at 100
+    assert ex.on_market(bar(4, 101, 102, 99, 100)) == [fill("b", 4, "buy", 1, 100, 1)]
 
 
-def test_limit_gap_fills_at_open():
+def test_sell_limit_fills_on_trade_through_not_on_touch():
     ex = PaperExchange(INST)
-    ex.submit(NewOrder("s", SI, "sell", 1, "limit", 100), 1)
-    assert ex.on_market(bar(2, 105, 106, 104, 105))[0].price == 105
+    ex.submit(sell("s", price=100), 1)
+    assert ex.on_market(bar(2, 98, 100, 97, 99)) == []
+    assert ex.on_market(Tick(SI, 3, 100, 5)) == []
+    assert ex.on_market(Tick(SI, 4, 101, 5)) == [fill("s", 4, "sell", 1, 100, 1)]
 
 
-def test_partial_fills_by_volume():
+def test_limit_gap_fills_at_the_better_open():
     ex = PaperExchange(INST)
-    ex.submit(NewOrder("b", SI, "buy", 5, "limit", 100), 1)
-    first = ex.on_market(Tick(SI, 2, 99, 2))
-    second = ex.on_market(Tick(SI, 3, 98, 10))
-    assert [(f.qty, f.price) for f in first + second] == [(2, 100), (3, 100)]
+    ex.submit(sell("s", price=100), 1)
+    ex.submit(buy("b", price=100), 1)
+    assert ex.on_market(bar(2, 105, 106, 104, 105)) == [fill("s", 2, "sell", 1, 105, 1)]
+    assert ex.on_market(bar(3, 95, 96, 94, 95)) == [fill("b", 3, "buy", 1, 95, 2)]
+
+
+def test_tick_trade_through_fills_at_the_limit():
+    ex = PaperExchange(INST)
+    ex.submit(buy("b", price=100), 1)
+    assert ex.on_market(Tick(SI, 2, 90, 0)) == [fill("b", 2, "buy", 1, 100, 1)]
+
+
+# -- volume -----------------------------------------------------------------------
+
+
+def test_partial_fills_by_tick_quantity():
+    ex = PaperExchange(INST)
+    ex.submit(buy("b", 5, price=100), 1)
+    assert ex.on_market(Tick(SI, 2, 99, 2)) == [fill("b", 2, "buy", 2, 100, 1)]
+    assert ex.open_orders["b"].remaining == 3
+    assert ex.on_market(Tick(SI, 3, 98, 10)) == [fill("b", 3, "buy", 3, 100, 2)]
     assert not ex.open_orders
 
 
-def test_volume_is_shared_in_arrival_order():
+def test_bar_volume_is_shared_in_arrival_order():
     ex = PaperExchange(INST)
-    ex.submit(NewOrder("a", SI, "buy", 2), 1)
-    ex.submit(NewOrder("b", SI, "buy", 2), 1)
-    fills = ex.on_market(bar(2, 100, 100, 100, 100, v=3))
-    assert [(f.client_id, f.qty) for f in fills] == [("a", 2), ("b", 1)]
-    fills = ex.on_market(bar(3, 101, 101, 101, 101, v=3))
-    assert [(f.client_id, f.qty, f.price) for f in fills] == [("b", 1, 101)]
+    ex.submit(buy("a", 2), 1)
+    ex.submit(buy("b", 2), 1)
+    ex.submit(sell("c", 1), 1)
+    assert ex.on_market(bar(2, 100, 100, 100, 100, v=3)) == [
+        fill("a", 2, "buy", 2, 100, 1),
+        fill("b", 2, "buy", 1, 100, 2),
+    ]
+    assert ex.on_market(bar(3, 101, 101, 101, 101, v=3)) == [
+        fill("b", 3, "buy", 1, 101, 3),
+        fill("c", 3, "sell", 1, 101, 4),
+    ]
 
 
-def test_cancel_and_rejects():
+def test_volume_zero_means_unknown_and_fills_everything():
     ex = PaperExchange(INST)
-    ex.submit(NewOrder("b", SI, "buy", 1, "limit", 90), 1)
+    ex.submit(buy("a", 1000), 1)
+    assert ex.on_market(bar(2, 100, 100, 100, 100, v=0))[0].qty == 1000
+
+
+# -- cancels, rejects, identity ---------------------------------------------------
+
+
+def test_cancel_open_order_and_refuse_other_cancels():
+    ex = PaperExchange(INST)
+    ex.submit(buy("b", 3, price=90), 1)
     assert ex.submit(Cancel("b"), 2) == [OrderUpdate("b", 2, "cancelled")]
-    assert ex.submit(Cancel("b"), 3) == [OrderUpdate("b", 3, "rejected", "cancel: order not open")]
-    assert ex.submit(NewOrder("x", "GAZP", "buy", 1), 4)[0].reason == "unknown symbol GAZP"
-    assert ex.submit(NewOrder("y", SI, "buy", 0), 4)[0].status == "rejected"
-    assert ex.submit(NewOrder("z", SI, "buy", 1, "limit", 0), 4)[0].status == "rejected"
-    assert ex.on_market(bar(5, 80, 80, 70, 75)) == []
+    assert ex.on_market(bar(3, 80, 80, 70, 75)) == []
+    assert ex.submit(Cancel("b"), 4) == [OrderUpdate("b", 4, "rejected", "cancel: order not open")]
+    assert ex.submit(Cancel("zz"), 4) == [
+        OrderUpdate("zz", 4, "rejected", "cancel: order not open")
+    ]
+
+
+def test_cancel_after_a_partial_fill_and_after_a_full_fill():
+    ex = PaperExchange(INST)
+    ex.submit(buy("p", 3, price=100), 1)
+    ex.submit(buy("f", 1), 1)
+    ex.on_market(Tick(SI, 2, 99, 1))  # f takes nothing: p came first and took the 1 lot
+    assert ex.submit(Cancel("p"), 3) == [OrderUpdate("p", 3, "cancelled")]
+    assert ex.on_market(Tick(SI, 4, 99, 0)) == [fill("f", 4, "buy", 1, 99, 2)]
+    assert ex.submit(Cancel("f"), 5)[0].status == "rejected"
+
+
+@pytest.mark.parametrize(
+    ("order", "reason"),
+    [
+        (buy("x", symbol="GAZP"), "unknown symbol GAZP"),
+        (buy("x", 0), "quantity must be positive, got 0"),
+        (sell("x", -2), "quantity must be positive, got -2"),
+        (NewOrder("x", SI, "buy", 1, "limit", 0), "limit price must be positive, got 0"),
+        (NewOrder("x", SI, "sell", 1, "limit", -5), "limit price must be positive, got -5"),
+    ],
+)
+def test_rejects(order, reason):
+    ex = PaperExchange(INST)
+    assert ex.submit(order, 7) == [OrderUpdate("x", 7, "rejected", reason)]
+    assert not ex.open_orders
+    assert ex.on_market(bar(8, 100, 100, 1, 100)) == []
+
+
+def test_any_symbol_without_instruments():
+    ex = PaperExchange(None)
+    assert ex.submit(buy("x", symbol="GAZP"), 1)[0].status == "accepted"
+
+
+def test_resubmitted_orders_are_not_placed_twice():
+    ex = PaperExchange(INST)
+    ex.submit(buy("a", 2, price=90), 1)
+    assert ex.submit(buy("a", 2, price=90), 2) == [OrderUpdate("a", 2, "accepted")]
+    assert list(ex.open_orders) == ["a"]
+    ex.submit(buy("m"), 2)
+    ex.on_market(bar(3, 100, 100, 100, 100))
+    assert ex.submit(buy("m"), 4) == []  # finished: ignored, never filled again
+    assert ex.on_market(bar(5, 100, 100, 100, 100)) == []
+
+
+def test_finished_ids_are_remembered_up_to_a_bound():
+    ex = PaperExchange(INST, remember_finished=2)
+    for cid in ("a", "b", "c"):
+        ex.submit(buy(cid), 1)
+        ex.submit(Cancel(cid), 1)
+    assert ex.submit(buy("c"), 2) == []
+    assert ex.submit(buy("a"), 2) == [OrderUpdate("a", 2, "accepted")]  # forgotten
+
+
+def test_ack_ts_defaults_to_the_last_market_event():
+    ex = PaperExchange(INST)
+    assert ex.submit(buy("a", price=1))[0].ts == 0
+    ex.on_market(bar(42, 100, 100, 100, 100))
+    assert ex.submit(buy("b", price=1)) == [OrderUpdate("b", 42, "accepted")]
+
+
+def test_trade_ids_count_up_and_runs_are_identical():
+    def run() -> list:
+        ex = PaperExchange(INST, commission="1.25", slippage_ticks=1)
+        out = ex.submit(buy("a", 4), 1) + ex.submit(sell("b", 2, price=103), 1)
+        for i, (o, h, lo, c) in enumerate([(100, 101, 99, 100), (102, 105, 101, 104)]):
+            out += ex.on_market(bar(10 + i, o, h, lo, c, v=3))
+        return out
+
+    first = run()
+    assert [f.trade_id for f in first if type(f) is Fill] == ["P1", "P2", "P3"]
+    assert first == run()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"commission": "two"}, {"commission": "NaN"}, {"slippage_ticks": -1}, {"fill_at": "open"}],
+)
+def test_bad_settings(kwargs):
+    with pytest.raises(ConfigError, match="paper exchange"):
+        PaperExchange(INST, **kwargs)

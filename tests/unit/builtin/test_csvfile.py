@@ -1,0 +1,301 @@
+"""The CSV feed on real files: every time form, columns, exact prices, errors."""
+
+from __future__ import annotations
+
+import tracemalloc
+from decimal import Decimal
+
+import jsonschema
+import pytest
+
+from roboframe.builtin.feeds.csvfile import CsvFeed
+from roboframe.core.events import Bar, Tick
+from roboframe.core.instruments import Instrument
+from roboframe.errors import ConfigError
+
+SI, RTS, BR = "Si-12.26", "RTS-12.26", "BR-1.27"
+INSTRUMENTS = {
+    SI: Instrument(SI, Decimal(1)),
+    RTS: Instrument(RTS, Decimal(10)),
+    BR: Instrument(BR, Decimal("0.01")),
+}
+T0 = 1_796_119_200_000_000_000  # 2026-12-01T10:00:00Z
+HOUR = 3600 * 10**9
+
+
+def feed(tmp_path, text, instruments=INSTRUMENTS, **params):
+    (tmp_path / "data.csv").write_text(text)
+    return CsvFeed({"path": "data.csv", **params}, instruments, base_dir=tmp_path)
+
+
+def one_bar_time(tmp_path, header, cells, **params) -> int:
+    text = f"{header},Open,High,Low,Close,Volume\n{cells},1,1,1,1,1\n"
+    (event,) = feed(tmp_path, text, symbol=SI, **params).events()
+    return event.ts
+
+
+@pytest.mark.parametrize(
+    ("header", "cells", "ts"),
+    [
+        ("Date", "2026-12-01T10:00:00Z", T0),
+        ("Datetime", "2026-12-01T13:00:00+03:00", T0),
+        ("Timestamp", "2026-12-01 10:00:00", T0),
+        ("Time", "2026-12-01 10:00", T0),
+        ("DATE", "2026-12-01", T0 - 10 * HOUR),
+        ("date", "20261201", T0 - 10 * HOUR),
+        ("Date", "2026-12-01T10:00:00.123456789Z", T0 + 123_456_789),
+        ("Date", "2026-12-01 10:00:00.5", T0 + 500_000_000),
+        ("Date,Time", "20261201,100000", T0),
+        ("<DATE>,<TIME>", "20261201,100000", T0),
+        ("Date,Time", "2026-12-01,10:00:00", T0),
+        ("Date,Time", "20261201,90000", T0 - HOUR),
+        ("Date,Time", "20261201,100000.25", T0 + 250_000_000),
+        ("Date", "1796119200", T0),
+        ("Date", "1796119200.5", T0 + 500_000_000),
+        ("Date", "1796119200123", T0 + 123_000_000),
+        ("Date", "1796119200123456", T0 + 123_456_000),
+        ("Date", "1796119200123456789", T0 + 123_456_789),
+    ],
+)
+def test_time_forms(tmp_path, header, cells, ts):
+    assert one_bar_time(tmp_path, header, cells) == ts
+
+
+@pytest.mark.parametrize(
+    ("header", "cells", "tz", "ts"),
+    [
+        ("Date", "2026-12-01 13:00:00", "MSK", T0),
+        ("Date", "2026-12-01 13:00:00", "+03:00", T0),
+        ("Date", "2026-12-01 05:00:00", "-0500", T0),
+        ("Date", "2026-12-01T10:00:00Z", "MSK", T0),  # an explicit offset wins
+        ("Date,Time", "20261201,130000", "MSK", T0),
+        ("Date", "1796119200", "MSK", T0),  # epoch times are UTC
+    ],
+)
+def test_time_zones(tmp_path, header, cells, tz, ts):
+    assert one_bar_time(tmp_path, header, cells, tz=tz) == ts
+
+
+def test_bars_with_exact_prices(tmp_path):
+    events = feed(
+        tmp_path,
+        "Date,Open,High,Low,Close,Volume\n"
+        "2026-12-01T10:00:00Z,64.35,64.50,64.10,64.45,12\n"
+        "2026-12-01T10:01:00Z,64.45,64.455,64.45,64.45,3.0\n",
+        symbol=BR,
+    ).events()
+    first, second = events
+    assert first == Bar(BR, T0, 6435, 6450, 6410, 6445, 12)
+    assert second.high == 6446 and second.volume == 3  # 64.455 -> half-even to 64.46
+
+
+def test_symbol_column_and_finam_export(tmp_path):
+    events = feed(
+        tmp_path,
+        "<TICKER>,<PER>,<DATE>,<TIME>,<OPEN>,<HIGH>,<LOW>,<CLOSE>,<VOL>\n"
+        "Si-12.26,1,20261201,130000,92001,92010,91990,92005,40\n"
+        "RTS-12.26,1,20261201,130000,110010,110050,109990,110030,7\n",
+        tz="MSK",
+    ).events()
+    assert list(events) == [
+        Bar(SI, T0, 92001, 92010, 91990, 92005, 40),
+        Bar(RTS, T0, 11001, 11005, 10999, 11003, 7),
+    ]
+
+
+def test_symbol_param_wins_over_the_column(tmp_path):
+    text = "Date,Symbol,Open,High,Low,Close\n2026-12-01T10:00:00Z,SPFB.Si,1,2,1,2\n"
+    (bar,) = feed(tmp_path, text, symbol=SI).events()
+    assert bar.symbol == SI and bar.volume == 0  # no volume column: unknown
+
+
+def test_one_symbol_robot_needs_no_symbol(tmp_path):
+    text = "Date,Open,High,Low,Close\n2026-12-01T10:00:00Z,1,2,1,2\n"
+    (bar,) = feed(tmp_path, text, instruments={SI: INSTRUMENTS[SI]}).events()
+    assert bar.symbol == SI
+
+
+def test_columns_renames_and_other_columns_are_ignored(tmp_path):
+    text = "When,Note,First,Max,Min,Last Price,Lots\n2026-12-01T10:00:00Z,hello,100,103,99,102,5\n"
+    columns = {"When": "date", "First": "open", "MAX": "high", "min": "low"}
+    columns |= {"Last Price": "close", "Lots": "volume"}
+    (bar,) = feed(tmp_path, text, symbol=SI, columns=columns).events()
+    assert bar == Bar(SI, T0, 100, 103, 99, 102, 5)
+
+
+def test_ticks_with_quotes(tmp_path):
+    events = feed(
+        tmp_path,
+        "timestamp,last,qty,bid,ask,ticker\n"
+        "1796119200,92001,2,92000,92002,Si-12.26\n"
+        "1796119200500,92003,1,,,Si-12.26\n"
+        "1796119201000,92004,,,,Si-12.26\n",
+        kind="tick",
+    ).events()
+    assert list(events) == [
+        Tick(SI, T0, 92001, 2, 92000, 92002),
+        Tick(SI, T0 + 500_000_000, 92003, 1, 0, 0),
+        Tick(SI, T0 + 10**9, 92004, 0, 0, 0),
+    ]
+
+
+def test_bar_time_at_open_is_shifted_to_the_close(tmp_path):
+    ts = one_bar_time(tmp_path, "Date", "2026-12-01T09:55:00Z", time_is="open", interval="5m")
+    assert ts == T0
+
+
+def test_absolute_path_and_delimiter(tmp_path):
+    path = tmp_path / "sub" / "bars.csv"
+    path.parent.mkdir()
+    path.write_text("Date;Open;High;Low;Close\n2026-12-01T10:00:00Z;1;2;1;2\n")
+    params = {"path": str(path), "symbol": SI, "delimiter": ";"}
+    (bar,) = CsvFeed(params, INSTRUMENTS, base_dir=tmp_path / "elsewhere").events()
+    assert bar.close == 2
+
+
+def test_other_encodings(tmp_path):
+    text = "Date,Name,Open,High,Low,Close\n2026-12-01T10:00:00Z,Доллар,1,2,1,2\n"
+    (tmp_path / "data.csv").write_bytes(text.encode("cp1251"))
+    params = {"path": "data.csv", "symbol": SI}
+    with pytest.raises(
+        ConfigError, match=r"data.csv: cannot read the file as utf-8-sig .*params.encoding"
+    ):
+        list(CsvFeed(params, INSTRUMENTS, base_dir=tmp_path).events())
+    (bar,) = CsvFeed({**params, "encoding": "cp1251"}, INSTRUMENTS, base_dir=tmp_path).events()
+    assert bar.close == 2
+
+
+def test_blank_lines_are_skipped(tmp_path):
+    text = "Date,Open,High,Low,Close\n\n2026-12-01T10:00:00Z,1,2,1,2\n\n"
+    assert len(list(feed(tmp_path, text, symbol=SI).events())) == 1
+
+
+GOOD = "2026-12-01T10:00:00Z,1,2,1,2"
+
+
+@pytest.mark.parametrize(
+    ("text", "params", "message"),
+    [
+        ("", {"symbol": SI}, ":1: empty file: expected a header line"),
+        (
+            "Date,Open,High,Close\n1,2,3,4\n",
+            {"symbol": SI},
+            ":1: missing column(s) low for kind bar; found date, open, high, close",
+        ),
+        (
+            "When,Price\n1,2\n",
+            {"symbol": SI, "kind": "tick"},
+            ":1: missing column(s) date for kind tick; found when, price",
+        ),
+        (
+            "Date,Open,High,Low,Close\n" + GOOD + "\n2026-12-01T10:01:00Z,1,2,x,1\n",
+            {"symbol": SI},
+            ":3: column Low: 'x' is not a price",
+        ),
+        (
+            "Date,Open,High,Low,Close,Volume\n" + GOOD + ",1.5\n",
+            {"symbol": SI},
+            ":2: column Volume: '1.5' is not a whole non-negative number",
+        ),
+        (
+            "Date,Open,High,Low,Close,Symbol\n" + GOOD + ",GAZP\n",
+            {},
+            ":2: symbol 'GAZP' is not one of the robot's symbols (BR-1.27, RTS-12.26, Si-12.26)",
+        ),
+        (
+            "Date,Open,High,Low,Close\n" + GOOD + "\n",
+            {},
+            ":1: no Symbol column: set params.symbol to the robot symbol this file is for",
+        ),
+        (
+            "Date,Open,High,Low,Close\nsoon,1,2,1,2\n",
+            {"symbol": SI},
+            ":2: column Date: 'soon' is not a time (ISO-8601, YYYYMMDD or epoch)",
+        ),
+        (
+            "Date,Time,Open,High,Low,Close\n2026120,100000,1,2,1,2\n",
+            {"symbol": SI},
+            ":2: columns Date and Time: date '2026120' is not YYYYMMDD",
+        ),
+        (
+            "Date,Open,High,Low,Close\n" + GOOD + "\n2026-12-01T10:00:00Z,1,2\n",
+            {"symbol": SI},
+            ":3: expected at least 5 fields, found 3",
+        ),
+        (
+            "Date,Open,High,Low,Close\n2026-12-01T10:00:00Z,3,2,1,2\n",
+            {"symbol": SI},
+            ":2: inconsistent bar: open 3, high 2, low 1, close 2",
+        ),
+        (
+            "Date,Open,High,Low,Close\n2026-12-01T10:01:00Z,1,2,1,2\n" + GOOD + "\n",
+            {"symbol": SI},
+            ":3: time goes backwards (2026-12-01T10:00:00Z after 2026-12-01T10:01:00Z)",
+        ),
+        (
+            "Date,Open,High,Low,Close,Vol,Volume\n" + GOOD + ",1,1\n",
+            {"symbol": SI},
+            ":1: two columns give 'volume': rename one with params.columns",
+        ),
+    ],
+)
+def test_bad_files_name_the_file_and_line(tmp_path, text, params, message):
+    with pytest.raises(ConfigError) as err:
+        list(feed(tmp_path, text, **params).events())
+    assert str(err.value).startswith(f"{tmp_path / 'data.csv'}{message}")
+
+
+def test_error_after_good_rows_comes_in_order(tmp_path):
+    text = "Date,Open,High,Low,Close\n" + GOOD + "\n2026-12-01T10:01:00Z,1,2,1,?\n"
+    events = feed(tmp_path, text, symbol=SI).events()
+    assert next(events).ts == T0
+    with pytest.raises(ConfigError, match=r"data.csv:3: column Close: '\?' is not a price"):
+        next(events)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"path": "nope.csv", "symbol": SI}, "nope.csv: cannot open CSV feed: No such file"),
+        ({"path": "data.csv", "symbol": "GAZP"}, "params.symbol 'GAZP' is not one of the robot"),
+        ({"path": "data.csv", "symbol": SI, "tz": "Mars"}, "not a time zone offset"),
+        ({"path": "data.csv", "symbol": SI, "time_is": "open"}, "needs params.interval"),
+    ],
+)
+def test_bad_params(tmp_path, params, message):
+    (tmp_path / "data.csv").write_text("Date,Open,High,Low,Close\n" + GOOD + "\n")
+    with pytest.raises(ConfigError, match=message):
+        list(CsvFeed(params, INSTRUMENTS, base_dir=tmp_path).events())
+
+
+def test_a_large_file_is_streamed_not_loaded(tmp_path):
+    rows = 100_000
+    path = tmp_path / "big.csv"
+    with path.open("w") as out:
+        out.write("Date,Open,High,Low,Close,Volume\n")
+        for i in range(rows):
+            out.write(f"{1796108400 + i * 60},92000,92002,91999,{92000 + i % 3},1\n")
+    size = path.stat().st_size
+    events = CsvFeed({"path": "big.csv", "symbol": SI}, INSTRUMENTS, base_dir=tmp_path).events()
+    tracemalloc.start()
+    try:
+        count, close = 0, 0
+        for event in events:
+            count += 1
+            close = event.close
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == rows and close == 92000 + (rows - 1) % 3
+    assert peak < size / 10, f"peak {peak} bytes for a {size}-byte file: not streamed"
+
+
+def test_params_schema():
+    schema = CsvFeed.params_schema
+    assert schema["additionalProperties"] is False
+    assert all(p.get("description") for p in schema["properties"].values())
+    jsonschema.validate({"path": "a.csv", "columns": {"Px": "price"}, "rate": 10}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"path": "a.csv", "columns": {"Px": "prix"}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"path": "a.csv", "speed": 2}, schema)
