@@ -236,6 +236,94 @@ def backtest(
 
 
 @main.command()
+@click.argument("journals", nargs=-1, required=True)
+@click.option(
+    "--db",
+    default="analysis.db",
+    show_default=True,
+    help="Analysis database: a file (SQLite), postgresql://... or mongodb://...",
+)
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), help="Write HTML.")
+@click.option("--json", "as_json", is_flag=True, help="Print every run's statistics as JSON.")
+@click.option("--store", "store_url", help="Order store URL to reconcile fills against.")
+@click.option("--robot", help="With --store: the robot whose runs to reconcile (default: all).")
+@_verbosity
+def analyze(
+    journals: tuple[str, ...],
+    db: str,
+    report: Path | None,
+    as_json: bool,
+    store_url: str | None,
+    robot: str | None,
+) -> None:
+    """Replay journals (files, folders, globs) into an analysis database."""
+    from roboframe.analyze import analyze as run_analysis
+    from roboframe.analyze import journal_paths
+    from roboframe.console import format_stats
+
+    if robot and not store_url:
+        raise ConfigExit("--robot selects runs to reconcile; give the order store with --store")
+    paths = journal_paths(journals)
+    if not paths:
+        raise ConfigExit(f"no journals found in: {' '.join(journals)}")
+
+    def shown(run) -> None:
+        if as_json:
+            return
+        title = f"{run.robot} {run.run_id} ({run.mode}{'' if run.complete else ', still running'})"
+        click.echo(format_stats(run.stats, title=title))
+        if run.reconciliation is not None:
+            click.echo(_reconciliation_text(run.reconciliation))
+        click.echo()
+
+    try:
+        result = run_analysis(paths, db=db, store_url=store_url, robot=robot, on_run=shown)
+        if report is not None:
+            from roboframe.analyze.report import write_report
+            from roboframe.plugins import get_registry
+
+            sections = sorted((n, r.obj) for n, r in get_registry().report_sections.items())
+            write_report(report, result.runs, sections)
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for problem in result.problems:
+        click.echo(f"error: {problem}", err=True)
+    if as_json:
+        out = [
+            {
+                "robot": r.robot,
+                "run_id": r.run_id,
+                "mode": r.mode,
+                "journal": r.journal,
+                "journal_key": r.key,
+                "complete": r.complete,
+                "stats": r.stats,
+                **({"reconciliation": r.reconciliation} if r.reconciliation is not None else {}),
+            }
+            for r in result.runs
+        ]
+        click.echo(json.dumps(out, indent=2, sort_keys=True))
+    else:
+        click.echo(f"{len(result.runs)} run(s) analysed into {db}", err=True)
+        if report is not None:
+            click.echo(f"report written to {report}", err=True)
+    differences = sum(len(r.reconciliation or ()) for r in result.runs)
+    if result.problems or differences:
+        raise SystemExit(EXIT_FAILED)
+
+
+def _reconciliation_text(differences: list[dict]) -> str:
+    if not differences:
+        return "reconciliation: store and journal agree"
+    lines = [f"reconciliation: {len(differences)} difference(s)"]
+    for d in differences:
+        lines.append(f"  {d['kind']:<19} trade {d['trade_id']}: {d['detail']}")
+    return "\n".join(lines)
+
+
+@main.command()
 @click.argument("journal_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--verify", is_flag=True, help="Check every action against the journal.")
 @click.option("--until", type=int, metavar="SEQ", help="Print the robot's state after SEQ.")

@@ -77,6 +77,39 @@ def roboframe_config_schema(register: Callable[[str, dict], None]) -> None:
     """
 
 
+@hookspec
+def roboframe_register_analysis_stores(register: Callable[[str, type], None]) -> None:
+    """Register analysis-database backends by URL scheme.
+
+    Call ``register(scheme, cls)``, e.g. ``register("postgresql", PgAnalysisStore)``;
+    ``roboframe analyze --db URL`` opens ``cls(url)`` for URLs of that scheme.
+    ``cls`` follows :class:`roboframe.analyze.store.AnalysisStore`; SQLite is
+    built in. Returns nothing; every implementation is called.
+    """
+
+
+@hookspec
+def roboframe_register_statistics(register: Callable[[str, type], None]) -> None:
+    """Register statistics the analyzer adds to every run's table.
+
+    Call ``register(name, cls)``. For each run the analyzer makes ``cls()``,
+    calls ``on_event(event, kernel)`` after the kernel handled each event
+    (read-only: never change the kernel), and stores ``result()`` (a JSON-able
+    value) under ``name`` in the run's statistics. Returns nothing.
+    """
+
+
+@hookspec
+def roboframe_register_report_sections(register: Callable[[str, Callable], None]) -> None:
+    """Register sections of the analyzer's HTML report.
+
+    Call ``register(title, render)``; ``render(runs)`` gets the list of
+    :class:`roboframe.analyze.model.RunReport` and returns an HTML fragment
+    (escape what you did not write). A section that raises is replaced by an
+    error note; the report is still written. Returns nothing.
+    """
+
+
 # --- lifecycle: called around each robot run ---------------------------------
 
 

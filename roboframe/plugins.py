@@ -29,6 +29,7 @@ ENTRY_POINT_GROUP = "roboframe"
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
+    "roboframe.builtin.analysis",
     "roboframe.builtin.feeds",
     "roboframe.builtin.gateways",
     "roboframe.builtin.strategies",
@@ -43,6 +44,9 @@ SINGULAR = {
     "strategies": "strategy",
     "stores": "order store",
     "schema_fragments": "config section",
+    "analysis_stores": "analysis database",
+    "statistics": "statistic",
+    "report_sections": "report section",
 }
 
 
@@ -63,6 +67,9 @@ class Registry:
     strategies: dict[str, Registered] = field(default_factory=dict)
     stores: dict[str, Registered] = field(default_factory=dict)
     schema_fragments: dict[str, Registered] = field(default_factory=dict)
+    analysis_stores: dict[str, Registered] = field(default_factory=dict)
+    statistics: dict[str, Registered] = field(default_factory=dict)
+    report_sections: dict[str, Registered] = field(default_factory=dict)
     plugins: dict[str, dict] = field(default_factory=dict)
 
     def lookup(self, kind: str, name: str) -> Registered:
@@ -151,6 +158,9 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
             "strategies": [],
             "stores": [],
             "config_sections": [],
+            "analysis_stores": [],
+            "statistics": [],
+            "report_sections": [],
         }
     hooks = (
         ("feeds", pm.hook.roboframe_register_feeds),
@@ -158,6 +168,9 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
         ("strategies", pm.hook.roboframe_register_strategies),
         ("stores", pm.hook.roboframe_register_stores),
         ("schema_fragments", pm.hook.roboframe_config_schema),
+        ("analysis_stores", pm.hook.roboframe_register_analysis_stores),
+        ("statistics", pm.hook.roboframe_register_statistics),
+        ("report_sections", pm.hook.roboframe_register_report_sections),
     )
     for kind, hook in hooks:
         for impl in hook.get_hookimpls():  # registration order
@@ -205,6 +218,11 @@ def _check_registered(kind: str, name: str, obj: Any, plugin_name: str) -> None:
         raise PluginError(
             f"plugin {plugin_name!r} registered {SINGULAR[kind]} {name!r} as {obj!r}, "
             f"which is not a subclass of roboframe.{base.__name__}"
+        )
+    if kind in ("statistics", "report_sections", "analysis_stores") and not callable(obj):
+        raise PluginError(
+            f"plugin {plugin_name!r} registered {SINGULAR[kind]} {name!r} as {obj!r}, "
+            "which is not callable"
         )
     if kind == "schema_fragments" and not isinstance(obj, dict):
         raise PluginError(f"plugin {plugin_name!r}: schema for section {name!r} must be a dict")

@@ -1,0 +1,157 @@
+"""The analyzer: every journal replayed into a database, and a report.
+
+``roboframe analyze runs/**/*.journal`` replays each journal through the
+kernel of the robot that wrote it and writes the run, its events, actions,
+fills, orders, round-trip trades and the robot's state after every event to
+a database (SQLite ``analysis.db`` by default; PostgreSQL or MongoDB through
+their plugins). ``docs/analyzer.md`` documents the tables and has example
+queries.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from roboframe.analyze.model import RunReport
+from roboframe.analyze.store import AnalysisStore
+from roboframe.analyze.timeline import RunAnalysis, journal_key
+from roboframe.core.robot import JOURNAL_SUFFIX
+from roboframe.errors import ConfigError, JournalError, RoboframeError
+
+__all__ = [
+    "AnalysisStore",
+    "AnalyzeResult",
+    "RunReport",
+    "analyze",
+    "journal_key",
+    "journal_paths",
+    "open_analysis_store",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB = "analysis.db"
+
+
+@dataclass
+class AnalyzeResult:
+    runs: list[RunReport] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # journals that could not be analysed
+    warnings: list[str] = field(default_factory=list)
+
+
+def open_analysis_store(url: str, registry: Any = None) -> AnalysisStore:
+    """The analysis database at ``url``: a plain path is an SQLite file."""
+    from roboframe.plugins import get_registry
+
+    registry = registry or get_registry()
+    scheme = url.split("://", 1)[0] if "://" in url else "sqlite"
+    aliases = {"postgres": "postgresql", "mongodb+srv": "mongodb"}
+    found = registry.analysis_stores.get(aliases.get(scheme, scheme))
+    if found is None:
+        known = ", ".join(sorted(registry.analysis_stores)) or "none"
+        hint = " (pip install ./plugins/roboframe-postgres or ./plugins/roboframe-mongo)"
+        raise ConfigError(f"no analysis database for {scheme!r} URLs; installed: {known}{hint}")
+    store = found.obj(url if "://" in url else f"sqlite:///{url}")
+    store.setup()
+    return store
+
+
+def journal_paths(args: Iterable[str]) -> list[Path]:
+    """Journal files named by ``args``: files, folders (searched recursively)
+    and glob patterns (``runs/**/*.journal``), each once, in name order."""
+    found: dict[str, Path] = {}
+    for arg in args:
+        path = Path(arg)
+        if path.is_dir():
+            matches = list(path.rglob(f"*{JOURNAL_SUFFIX}"))
+        elif any(ch in arg for ch in "*?["):
+            matches = [Path(p) for p in glob.glob(arg, recursive=True)]
+        else:
+            matches = [path]
+        for match in matches:
+            found.setdefault(str(match), match)
+    return [found[k] for k in sorted(found)]
+
+
+def analyze(
+    paths: Iterable[str | Path],
+    *,
+    db: str = DEFAULT_DB,
+    registry: Any = None,
+    store_url: str | None = None,
+    robot: str | None = None,
+    on_run: Callable[[RunReport], None] | None = None,
+) -> AnalyzeResult:
+    """Analyse every journal in ``paths`` (files, folders, globs) into the database ``db``.
+
+    With ``store_url`` and ``robot``, runs of that robot are also reconciled
+    against the order store (``RunReport.reconciliation``). A journal that
+    cannot be read is reported in ``problems`` and the others go on.
+    """
+    from roboframe.plugins import get_registry
+
+    registry = registry or get_registry()
+    statistics = sorted((name, r.obj) for name, r in registry.statistics.items())
+    result = AnalyzeResult()
+    order_store = None
+    if store_url:
+        from roboframe.store import open_store
+
+        order_store = open_store(store_url, registry)
+        order_store.setup()
+    sink_store = open_analysis_store(db, registry)
+    try:
+        for path in journal_paths(str(p) for p in paths):
+            report = _one(path, sink_store, registry, statistics, order_store, robot, result)
+            if report is not None:
+                result.runs.append(report)
+                if on_run is not None:
+                    on_run(report)
+    finally:
+        sink_store.close()
+        if order_store is not None:
+            order_store.close()
+    return result
+
+
+def _one(path, sink_store, registry, statistics, order_store, robot, result) -> RunReport | None:
+    try:
+        analysis = RunAnalysis(
+            path,
+            registry=registry,
+            statistics=statistics,
+            keep_fills=order_store is not None,
+        )
+    except (JournalError, ConfigError, RoboframeError) as exc:
+        result.problems.append(f"{path}: {exc}")
+        return None
+    try:
+        sink_store.begin_run(analysis.run)
+        report = analysis.replay(sink_store.write)
+        sink_store.commit_run()
+    except (JournalError, RoboframeError) as exc:
+        sink_store.abort_run()
+        result.problems.append(f"{path}: {exc}")
+        return None
+    except BaseException:
+        sink_store.abort_run()
+        raise
+    if analysis.divergences:
+        result.warnings.append(
+            f"{path}: the replay differs from the journal at {analysis.divergences} event(s) "
+            f"(first: {analysis.first_divergence}); the strategy or its config changed since "
+            "the run; the analysis shows what the current code would have done"
+        )
+    if order_store is not None and (robot is None or robot == report.robot):
+        from roboframe.analyze.reconcile import reconcile
+
+        report.reconciliation = reconcile(
+            order_store, report.robot, report.run_id, analysis.fills, analysis.kernel.instruments
+        )
+    return report

@@ -1,0 +1,501 @@
+"""Replaying one journal into the rows of the analysis database.
+
+:class:`RunAnalysis` feeds a journal's inbound events through a fresh kernel
+of the robot that wrote it (as ``replay`` does) and, after each event, turns
+what changed into rows: the event, the actions it caused, fills, finished
+orders, the robot's state, the positions it touched, and the strategy's
+state when it changed. Rows go to a sink in batches, so memory stays flat
+however long the journal.
+
+The statistics follow the backtest's own arithmetic step by step (equity
+marked after every market event, trades matched first in, first out), so a
+backtest's journal analysed here gives exactly the table ``backtest``
+printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from roboframe.analyze.model import TRADE_MARKS, Curve, RunReport
+from roboframe.analyze.tables import run_number
+from roboframe.backtest.stats import EquityTracker, Ledger, summarize
+from roboframe.core import codec
+from roboframe.core.events import Bar, Batch, Cancel, Control, Fill, NewOrder, OrderUpdate, Tick
+from roboframe.core.orders import OPEN_STATES
+from roboframe.journal import JournalReader
+from roboframe.journal.format import ACTIONS, MESSAGE
+from roboframe.replay import kernel_from_header
+from roboframe.risk.limits import STOPPED
+
+DEFAULT_CASH = Decimal(1_000_000)
+BATCH_ROWS = 20_000
+"""Rows a table collects before they go to the sink."""
+
+_KIND = {Bar: "bar", Tick: "tick", Fill: "fill", OrderUpdate: "order", Control: "control"}
+_to_builtins = msgspec.to_builtins
+_dumps = msgspec.json.encode
+
+Sink = Callable[[str, list[tuple]], None]
+"""``sink(table, rows)``: receives each batch of rows of one table."""
+
+
+def journal_key(header: dict) -> str:
+    """A journal's identity: SHA-256 of its header (robot, run id, config, strategy...).
+
+    A journal keeps its key as it grows, so analysing a running robot again
+    replaces that run's rows instead of adding a second run.
+    """
+    text = json.dumps(header, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def initial_cash(header: dict) -> Decimal:
+    """The backtest's cash for a backtest journal; the robot's ``backtest.cash`` otherwise."""
+    cash = (header.get("backtest") or {}).get("cash")
+    if cash is None:
+        cash = (header.get("config", {}).get("backtest") or {}).get("cash", DEFAULT_CASH)
+    return Decimal(str(cash))
+
+
+class _Rows:
+    """Per-table row buffers, flushed to the sink when full."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.tables: dict[str, list[tuple]] = {}
+
+    def table(self, name: str) -> list[tuple]:
+        rows = self.tables.get(name)
+        if rows is None:
+            rows = self.tables[name] = []
+        return rows
+
+    def flush(self, name: str | None = None) -> None:
+        for table in [name] if name else list(self.tables):
+            rows = self.tables.get(table)
+            if rows:
+                self.sink(table, rows[:])  # the sink may keep the list (a writer thread)
+                rows.clear()  # in place: the replay loop holds references to these lists
+
+
+class RunAnalysis:
+    """One journal, replayed into rows; :meth:`replay` returns its :class:`RunReport`."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        registry: Any = None,
+        statistics: Iterable[tuple[str, type]] = (),
+        keep_fills: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.reader = JournalReader(self.path)
+        header = self.reader.header
+        self.header = header
+        self.key = journal_key(header)
+        self.run = run_number(self.key)
+        self.kernel = kernel_from_header(header, registry)
+        self.cash = initial_cash(header)
+        self.extra_stats = [(name, cls()) for name, cls in statistics]
+        self.fills: list[Fill] | None = [] if keep_fills else None  # for reconciliation
+        self.divergences = 0
+        self.first_divergence: str | None = None
+
+    # -- the run row ----------------------------------------------------------
+
+    def run_row(self, *, first_seq=None, last_seq=None, start=None, end=None, events=0,
+                complete=False, verified=None, stats=None) -> tuple:  # fmt: skip
+        h = self.header
+        strategy = h.get("strategy") or {}
+        return (
+            self.run,
+            self.key,
+            str(self.path),
+            h.get("robot"),
+            h.get("run_id"),
+            h.get("mode"),
+            h.get("config_hash"),
+            strategy.get("name"),
+            strategy.get("version"),
+            h.get("roboframe"),
+            first_seq,
+            last_seq,
+            start,
+            end,
+            events,
+            int(complete),
+            None if verified is None else int(verified),
+            None if stats is None else json.dumps(stats, sort_keys=True),
+        )
+
+    # -- the replay -----------------------------------------------------------
+
+    def replay(self, sink: Sink) -> RunReport:
+        rows = _Rows(sink)
+        kernel = self.kernel
+        handlers = kernel.handlers
+        book = kernel.book
+        positions = book.positions
+        instruments = kernel.instruments
+        tick_size = {s: float(i.tick_size) for s, i in instruments.items()}
+        tick_value = {s: p.inst.tick_value_float for s, p in positions.items()}
+        contrib = dict.fromkeys(positions, 0.0)
+        ledger = Ledger(instruments, keep=False)
+        marks: list = []  # first TRADE_MARKS round trips, for the report
+        ledger_close = ledger._close
+
+        def keep_marks(trade) -> None:
+            ledger_close(trade)
+            write_trade(trade)
+
+        ledger._close = keep_marks  # every round trip also becomes a row
+        trades_rows = rows.table("trades")
+        run = self.run
+
+        def write_trade(trade) -> None:
+            inst = instruments[trade.symbol]
+            row = trade.as_dict(inst)
+            n = ledger.count
+            trades_rows.append(
+                (run, n, trade.symbol, trade.side, trade.qty, trade.entry_ts,
+                 float(row["entry_price"]), trade.exit_ts, float(row["exit_price"]),
+                 trade.pnl, int(trade.open_at_end))
+            )  # fmt: skip
+            if len(marks) < TRADE_MARKS:
+                marks.append(row)
+            if len(trades_rows) >= BATCH_ROWS:
+                rows.flush("trades")
+
+        cash = float(self.cash)
+        base = peak = cash
+        max_dd = 0.0
+        n_marks = exposed = 0
+        first_ts = last_ts = 0
+        equity_curve, drawdown_curve = Curve(), Curve()
+        position_curves = {s: Curve() for s in positions}
+        price_curves = {s: Curve() for s in positions}
+        events_rows = rows.table("events")
+        states_rows = rows.table("states")
+        positions_rows = rows.table("positions")
+        strategy_rows = rows.table("strategy_states")
+        extra = self.extra_stats
+        equity = cash
+        last_strategy = None
+        pending: dict[int, tuple] = {}  # seq -> produced outputs, until the journal's record
+        message_at = -1
+        first_seq = last_seq = None
+        count = 0
+        fills_before = 0
+        open_orders: dict[str, tuple[int, int]] = {}  # client id -> (seq, ts) of creation
+        snapshot = _state_reader(kernel.strategy)
+        risk = kernel.risk
+        open_now = kernel.orders.open
+        pnl = dict.fromkeys(positions, (0.0, 0.0))  # symbol -> (realized, unrealized)
+        realized = unrealized = 0.0
+
+        for record in self.reader.records():
+            if record.kind == ACTIONS:
+                self._compare(record, pending)
+                continue
+            if record.kind != MESSAGE:
+                continue
+            if pending and record.offset != message_at:
+                self._unmatched(pending)
+            message_at = record.offset
+            msg = codec.decode(record.payload)
+            batch = msg.events if type(msg) is Batch else (msg,)
+            for offset, event in enumerate(batch):
+                seq = record.seq + offset
+                if first_seq is None:
+                    first_seq = seq
+                last_seq = seq
+                count += 1
+                kind = type(event)
+                actions = handlers[kind](event)
+                rejected = kernel.take_rejected()
+                ts = event.ts
+                symbol = getattr(event, "symbol", None)
+                events_rows.append(
+                    (run, seq, ts, record.recv_ns, _KIND.get(kind, kind.__name__.lower()),
+                     symbol, _event_data(event, tick_size))
+                )  # fmt: skip
+                if actions or rejected:
+                    pending[seq] = (list(actions), rejected)
+                    self._write_actions(rows, seq, ts, actions, rejected, open_orders)
+                touched = None
+                if kind is Bar or kind is Tick:
+                    if not first_ts:
+                        first_ts = ts
+                    last_ts = ts
+                    pos = positions.get(symbol)
+                    if pos is not None:
+                        now = (pos.cash + pos.qty * pos.last) * tick_value[symbol]
+                        base += now - contrib[symbol]
+                        contrib[symbol] = now
+                        equity = base - book.fees_float
+                        n_marks += 1
+                        if book.open_count:
+                            exposed += 1
+                        if equity > peak:
+                            peak = equity
+                        elif peak > 0.0 and equity / peak - 1.0 < max_dd:
+                            max_dd = equity / peak - 1.0
+                        touched = pos
+                        equity_curve.add(ts, equity)
+                        drawdown_curve.add(ts, (equity / peak - 1.0) * 100 if peak > 0 else 0.0)
+                        price_curves[symbol].add(ts, pos.last * tick_size[symbol])
+                elif kind is Fill:
+                    if self.fills is not None:
+                        self.fills.append(event)
+                    if kernel.counters["fills"] != fills_before:  # not a duplicate
+                        fills_before = kernel.counters["fills"]
+                        ledger.on_fill(event)
+                        touched = positions[event.symbol]
+                        position_curves[event.symbol].add(ts, touched.qty)
+                        rows.table("fills").append(
+                            (run, seq, ts, event.client_id, event.symbol, event.side, event.qty,
+                             event.price * tick_size[event.symbol], event.trade_id,
+                             float(Decimal(event.fee)))
+                        )  # fmt: skip
+                    self._finish_order(rows, event.client_id, seq, ts, open_orders)
+                elif kind is OrderUpdate:
+                    self._finish_order(rows, event.client_id, seq, ts, open_orders)
+                for _, stat in extra:
+                    stat.on_event(event, kernel)
+                if touched is not None:
+                    row = _position_row(run, seq, touched, tick_size, tick_value)
+                    positions_rows.append(row)
+                    pnl[touched.symbol] = (row[6], row[7])
+                    realized = unrealized = 0.0
+                    for r, u in pnl.values():
+                        realized += r
+                        unrealized += u
+                states_rows.append(
+                    (run, seq, ts, cash + realized + unrealized - book.fees_float,
+                     realized, unrealized, book.fees_float, len(open_now), risk.state)
+                )  # fmt: skip
+                state = snapshot()
+                if state != last_strategy:
+                    last_strategy = state
+                    strategy_rows.append((run, seq, _dumps(state).decode()))
+            if len(events_rows) >= BATCH_ROWS:
+                rows.flush()
+        if pending:
+            self._unmatched(pending)
+        for cid, (seq, ts) in sorted(open_orders.items()):
+            self._order_row(rows, cid, seq, ts, None, None)
+        torn = self.reader.torn_tail
+        complete = torn is None and kernel.risk.state == STOPPED  # the run ended
+        last_price = {s: (last_ts, p.last) for s, p in positions.items() if p.last}
+        ledger.finish(last_price)
+        tracker = EquityTracker(cash)
+        tracker.events, tracker.exposed, tracker.peak, tracker.max_dd = (
+            n_marks,
+            exposed,
+            peak,
+            max_dd,
+        )
+        tracker.equity = float(self.cash + book.net_money())
+        fees = float(sum((p.fees for p in positions.values()), Decimal(0)))
+        stats = summarize(ledger, tracker, fees=fees, start=first_ts, end=last_ts)
+        for name, stat in extra:
+            stats[name] = stat.result()
+        rows.flush()
+        sink(
+            "runs",
+            [
+                self.run_row(
+                    first_seq=first_seq,
+                    last_seq=last_seq,
+                    start=first_ts or None,
+                    end=last_ts or None,
+                    events=count,
+                    complete=complete,
+                    verified=self.divergences == 0,
+                    stats=stats,
+                )
+            ],
+        )
+        return RunReport(
+            key=self.key,
+            robot=str(self.header.get("robot")),
+            run_id=str(self.header.get("run_id")),
+            mode=str(self.header.get("mode")),
+            journal=str(self.path),
+            stats=stats,
+            equity=equity_curve.finished(),
+            drawdown=drawdown_curve.finished(),
+            positions={s: c.finished() for s, c in position_curves.items()},
+            prices={s: c.finished() for s, c in price_curves.items()},
+            trades=marks,
+            complete=complete,
+        )
+
+    # -- actions and orders ---------------------------------------------------
+
+    def _write_actions(self, rows, seq, ts, actions, rejected, open_orders) -> None:
+        table = rows.table("actions")
+        tick = self.kernel.instruments
+        n = 0
+        for action in actions:
+            if type(action) is NewOrder:
+                price = (
+                    action.price * float(tick[action.symbol].tick_size) if action.price else None
+                )
+                table.append(
+                    (self.run, seq, n, "new", action.client_id, action.symbol, action.side,
+                     action.qty, action.type, price, None)
+                )  # fmt: skip
+                open_orders[action.client_id] = (seq, ts)
+            elif type(action) is Cancel:
+                table.append(
+                    (self.run, seq, n, "cancel", action.client_id, None, None, None, None, None,
+                     None)
+                )  # fmt: skip
+            n += 1
+        for update in rejected:
+            own = self.kernel.orders.orders.get(update.client_id)
+            table.append(
+                (self.run, seq, n, "rejected", update.client_id,
+                 own.symbol if own else None, own.side if own else None,
+                 own.qty if own else None, own.type if own else None, None, update.reason)
+            )  # fmt: skip
+            n += 1
+            if own is not None:
+                self._order_row(rows, update.client_id, seq, ts, seq, ts)
+
+    def _finish_order(self, rows, cid: str, seq: int, ts: int, open_orders: dict) -> None:
+        created = open_orders.get(cid)
+        if created is None:
+            return
+        own = self.kernel.orders.orders.get(cid)
+        if own is None or own.status not in OPEN_STATES:
+            del open_orders[cid]
+            self._order_row(rows, cid, created[0], created[1], seq, ts)
+
+    def _order_row(self, rows, cid, seq, ts, done_seq, done_ts) -> None:
+        own = self.kernel.orders.orders.get(cid)
+        if own is None:
+            return
+        inst = self.kernel.instruments[own.symbol]
+        price = own.price * float(inst.tick_size) if own.price else None
+        status = "open" if own.status in OPEN_STATES else own.status
+        rows.table("orders").append(
+            (self.run, cid, seq, ts, own.symbol, own.side, own.qty, own.type, price, status,
+             own.filled, done_seq, done_ts, own.reason or None)
+        )  # fmt: skip
+
+    # -- verification against the journal's own records -----------------------
+
+    def _compare(self, record, pending: dict) -> None:
+        expected = codec.decode_outputs(record.payload)
+        expected = (list(expected[0]), list(expected[1]))
+        produced = pending.pop(record.seq, ([], []))
+        if produced != expected:
+            self._diverged(f"seq {record.seq}: journaled {expected!r}, replayed {produced!r}")
+
+    def _unmatched(self, pending: dict) -> None:
+        for seq in sorted(pending):
+            self._diverged(f"seq {seq}: replayed {pending[seq]!r}, journal recorded nothing")
+        pending.clear()
+
+    def _diverged(self, text: str) -> None:
+        self.divergences += 1
+        if self.first_divergence is None:
+            self.first_divergence = text
+
+
+def _event_data(event: Any, tick_size: dict[str, float]) -> str:
+    """The event's fields as a JSON object, prices in price units."""
+    kind = type(event)
+    if kind is Bar:
+        t = tick_size.get(event.symbol, 1.0)
+        data = {
+            "open": event.open * t,
+            "high": event.high * t,
+            "low": event.low * t,
+            "close": event.close * t,
+            "volume": event.volume,
+        }
+    elif kind is Tick:
+        t = tick_size.get(event.symbol, 1.0)
+        data = {"price": event.price * t, "qty": event.qty, "bid": event.bid * t,
+                "ask": event.ask * t}  # fmt: skip
+    elif kind is Fill:
+        t = tick_size.get(event.symbol, 1.0)
+        data = _fields(event)
+        data["price"] = event.price * t
+    else:
+        data = _fields(event)
+    return _dumps(data).decode()
+
+
+def _fields(event: Any) -> dict:
+    return {f: _to_builtins(getattr(event, f)) for f in event.__struct_fields__}
+
+
+def _position_row(run, seq, pos, tick_size, tick_value) -> tuple:
+    """``positions`` row of one symbol; realized PnL is before fees."""
+    symbol = pos.symbol
+    t, tv = tick_size[symbol], tick_value[symbol]
+    qty = pos.qty
+    if qty:
+        cost = pos.open_cost
+        unrealized = float((qty * pos.last - cost) * tv)
+        avg = float(cost) / qty * t
+    else:
+        unrealized, avg = 0.0, None
+    return (
+        run,
+        seq,
+        symbol,
+        qty,
+        avg,
+        pos.last * t if pos.last else None,
+        (pos.cash + qty * pos.last) * tv - unrealized,
+        unrealized,
+    )
+
+
+_PLAIN = frozenset({bool, int, float, str, type(None)})
+
+
+def _state_reader(strategy: Any) -> Callable[[], dict]:
+    """A fast :func:`roboframe.core.kernel.strategy_state` for one strategy object.
+
+    Same result; the attribute names are looked up again only when the
+    strategy gains or loses attributes.
+    """
+    declared = getattr(strategy, "state_attributes", None)
+    attrs = vars(strategy)
+    cache: list = [-1, ()]
+
+    def names() -> tuple:
+        if declared is not None:
+            return tuple(declared)
+        if len(attrs) != cache[0]:
+            cache[0] = len(attrs)
+            cache[1] = tuple(n for n in attrs if not n.startswith("_") and n != "params")
+        return cache[1]
+
+    def read() -> dict:
+        out = {}
+        for name in names():
+            value = getattr(strategy, name, None)
+            kind = type(value)
+            if kind in _PLAIN:
+                out[name] = value
+            elif kind is dict and all(type(v) in _PLAIN for v in value.values()):
+                out[name] = {str(k): v for k, v in value.items()}
+        return out
+
+    return read

@@ -1,0 +1,86 @@
+"""Hand-made journals with states known at known sequence numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from roboframe.core import codec
+from roboframe.core.events import Control, NewOrder, OrderUpdate
+from roboframe.core.kernel import Kernel
+from roboframe.core.robot import journal_header, make_strategy
+from roboframe.core.strategy import Strategy
+from roboframe.journal import JournalWriter
+from roboframe.testing.helpers import MINUTE_NS, T0, bar, fill, make_spec
+
+SI = "Si-12.26"
+
+
+class Scripted(Strategy):
+    """Buys 2 on the first bar, offers 1 at 110 on the second; counts bars."""
+
+    def __init__(self, params) -> None:
+        super().__init__(params)
+        self.bars = 0
+        self.last_close = 0
+        self._hidden = "not state"
+
+    def on_bar(self, bar, ctx):
+        self.bars += 1
+        self.last_close = bar.close
+        if self.bars == 1:
+            return [ctx.buy(bar.symbol, 2)]
+        if self.bars == 2:
+            return [ctx.sell(bar.symbol, 1, price=110)]
+        return None
+
+
+def scripted_spec(**sections):
+    return make_spec(
+        strategy={"plugin": "tests.unit.analyze.journals:Scripted", "params": {}},
+        **sections,
+    )
+
+
+def write_journal(path: Path, spec, events, *, run_id: str = "r1", mode: str = "live") -> list:
+    """Drive a kernel with ``events`` (callables of the last actions may make them)
+    and journal everything like a live run; return ``[(seq, event, actions)]``."""
+    strategy, cls, _ = make_strategy(spec)
+    kernel = Kernel(spec, run_id, strategy)
+    header = journal_header(spec, run_id, cls, mode)
+    out = []
+    sent: list[NewOrder] = []
+    with JournalWriter(path, header, fsync="never") as writer:
+        for seq, item in enumerate(events, start=1):
+            event = item(sent) if callable(item) else item
+            writer.append_message(seq, event.ts, codec.encode(event))
+            actions = list(kernel.handle(event))
+            rejected = kernel.take_rejected()
+            if actions or rejected:
+                writer.append_actions(seq, codec.encode_outputs(actions, rejected))
+            sent += [a for a in actions if isinstance(a, NewOrder)]
+            out.append((seq, event, actions))
+    return out
+
+
+def at(minute: int) -> int:
+    return T0 + minute * MINUTE_NS
+
+
+def scripted_events(stop: bool = True) -> list:
+    """seq 1 start; 2 bar 100 (buy 2); 3 accepted; 4 fill 2 @ 101 fee 1; 5 bar 105
+    (sell 1 limit 110); 6 accepted; 7 bar 111; 8 fill 1 @ 110 fee 0.5; 9 bar 108;
+    10 stop."""
+    events = [
+        Control("start", at(0)),
+        bar(SI, 1, 100),
+        lambda sent: OrderUpdate(sent[0].client_id, at(1), "accepted"),
+        lambda sent: fill(sent[0], 101, trade_id="T1", ts=at(1) + 1, fee="1"),
+        bar(SI, 2, 105),
+        lambda sent: OrderUpdate(sent[1].client_id, at(2), "accepted"),
+        bar(SI, 3, 111),
+        lambda sent: fill(sent[1], 110, trade_id="T2", ts=at(3) + 1, fee="0.5"),
+        bar(SI, 4, 108),
+    ]
+    if stop:
+        events.append(Control("stop", at(4), {"reason": "test over"}))
+    return events
