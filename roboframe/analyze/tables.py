@@ -110,7 +110,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "orders": ("run", "client_id"),
     "trades": ("run", "n"),
     "states": ("run", "seq"),
-    "positions": ("run", "seq", "symbol"),
+    "positions": ("run", "symbol", "seq"),  # "a symbol's position as of seq N" reads it
     "strategy_states": ("run", "seq"),
 }
 """Each table's unique key (a primary key in SQL, a unique index in MongoDB)."""
@@ -119,7 +119,6 @@ INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
     "runs": (("journal_key",), ("robot", "start_ts")),
     "events": (("run", "ts"),),
     "fills": (("run", "trade_id"),),
-    "positions": (("run", "symbol", "seq"),),
     "trades": (("run", "pnl"),),
 }
 """Further indexes: runs by journal and robot, events by time, fills by trade id."""

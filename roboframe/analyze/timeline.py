@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -189,7 +190,6 @@ class RunAnalysis:
         strategy_rows = rows.table("strategy_states")
         extra = self.extra_stats
         equity = cash
-        last_strategy = None
         pending: dict[int, tuple] = {}  # seq -> produced outputs, until the journal's record
         message_at = -1
         first_seq = last_seq = None
@@ -284,8 +284,7 @@ class RunAnalysis:
                      realized, unrealized, book.fees_float, len(open_now), risk.state)
                 )  # fmt: skip
                 state = snapshot()
-                if state != last_strategy:
-                    last_strategy = state
+                if state is not None:
                     strategy_rows.append((run, seq, _dumps(state).decode()))
             if len(events_rows) >= BATCH_ROWS:
                 rows.flush()
@@ -469,33 +468,53 @@ def _position_row(run, seq, pos, tick_size, tick_value) -> tuple:
 _PLAIN = frozenset({bool, int, float, str, type(None)})
 
 
-def _state_reader(strategy: Any) -> Callable[[], dict]:
-    """A fast :func:`roboframe.core.kernel.strategy_state` for one strategy object.
+def _state_reader(strategy: Any) -> Callable[[], dict | None]:
+    """Reads the strategy's analysable state (as
+    :func:`roboframe.core.kernel.strategy_state`, for exactly the plain types)
+    and returns it only when it differs from the last one read, else None.
 
-    Same result; the attribute names are looked up again only when the
-    strategy gains or loses attributes.
+    The hot path is one C-level ``attrgetter`` call and a tuple comparison;
+    mapping values are kept as copies, so a mutated mapping counts as a change.
     """
     declared = getattr(strategy, "state_attributes", None)
     attrs = vars(strategy)
-    cache: list = [-1, ()]
+    seen = {"size": -1, "names": (), "getter": None, "values": None, "state": None}
 
-    def names() -> tuple:
+    def refresh() -> None:
         if declared is not None:
-            return tuple(declared)
-        if len(attrs) != cache[0]:
-            cache[0] = len(attrs)
-            cache[1] = tuple(n for n in attrs if not n.startswith("_") and n != "params")
-        return cache[1]
+            names = tuple(declared)
+        else:
+            names = tuple(n for n in attrs if not n.startswith("_") and n != "params")
+        seen["size"], seen["names"] = len(attrs), names
+        seen["getter"] = operator.attrgetter(*names) if len(names) > 1 else None
+        seen["values"] = None
 
-    def read() -> dict:
-        out = {}
-        for name in names():
-            value = getattr(strategy, name, None)
+    def current() -> tuple:
+        getter = seen["getter"]
+        if getter is not None:
+            try:
+                return getter(strategy)
+            except AttributeError:  # a declared attribute not (yet) set
+                pass
+        return tuple(getattr(strategy, n, None) for n in seen["names"])
+
+    def read() -> dict | None:
+        if seen["size"] == -1 or (declared is None and len(attrs) != seen["size"]):
+            refresh()
+        values = current()
+        if values == seen["values"]:
+            return None
+        seen["values"] = tuple(dict(v) if type(v) is dict else v for v in values)
+        state = {}
+        for name, value in zip(seen["names"], values, strict=True):
             kind = type(value)
             if kind in _PLAIN:
-                out[name] = value
+                state[name] = value
             elif kind is dict and all(type(v) in _PLAIN for v in value.values()):
-                out[name] = {str(k): v for k, v in value.items()}
-        return out
+                state[name] = {str(k): v for k, v in value.items()}
+        if state == seen["state"]:
+            return None
+        seen["state"] = state
+        return state
 
     return read
