@@ -19,6 +19,13 @@ def roboframe_register_stores(register):
 
 
 @hookimpl
+def roboframe_register_analysis_stores(register):
+    from roboframe_mongo.analysis import MongoAnalysisStore
+
+    register("mongodb", MongoAnalysisStore)
+
+
+@hookimpl
 def roboframe_register_gateways(register):
     from roboframe.builtin.storegw import StoreGateway
 

@@ -16,6 +16,13 @@ def roboframe_register_stores(register):
 
 
 @hookimpl
+def roboframe_register_analysis_stores(register):
+    from roboframe_postgres.analysis import PgAnalysisStore
+
+    register("postgresql", PgAnalysisStore)
+
+
+@hookimpl
 def roboframe_register_gateways(register):
     from roboframe.builtin.storegw import StoreGateway
 
