@@ -34,9 +34,11 @@ from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Control, Fill, Tick
 from roboframe.core.kernel import Kernel
 from roboframe.core.robot import JOURNAL_SUFFIX, journal_header, make_strategy
+from roboframe.errors import StrategyError
 from roboframe.journal import JournalWriter
 
 _BATCH = 512  # events per journal frame between actions
+_MAX_TIMERS = 1_000_000  # timer events between two market events before it is a bug
 
 
 @dataclass
@@ -143,6 +145,21 @@ class Backtest:
             for answer in self.exchange.submit(action, ts):
                 self._feed(answer, depth + 1)
 
+    def _fire_timers(self, until: int) -> None:
+        """Timers due up to ``until``, each at its own time -- every period of a
+        repeating timer, also across gaps in the data."""
+        kernel = self.kernel
+        fired = 0
+        while kernel.next_due <= until:
+            for timer in kernel.due_timers(until):
+                self._feed(timer)
+                fired += 1
+            if fired > _MAX_TIMERS:
+                raise StrategyError(
+                    f"more than {_MAX_TIMERS:,} timer events before one market event at "
+                    f"{until}; does a timer handler set a timer in the past?"
+                )
+
     # -- the run --------------------------------------------------------------
 
     def run(self) -> BacktestResult:
@@ -172,6 +189,8 @@ class Backtest:
                 first_ts = ts
                 feed(Control("start", ts))
             last_ts = ts
+            if kernel.next_due <= ts:
+                self._fire_timers(ts)
             symbol = event.symbol
             if exchange.open_orders:
                 for answer in exchange.on_market(event):

@@ -114,6 +114,32 @@ class Context:
             return [self._order(symbol, "sell", -delta, price)]
         return []
 
+    # -- timers -----------------------------------------------------------------
+
+    def set_timer(
+        self, name: str, *, every: int | str | None = None, at: int | None = None
+    ) -> None:
+        """Ask for ``Timer(name, ts)`` events: at time ``at`` (ns since the epoch),
+        and/or every ``every`` (``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"`` or
+        milliseconds) from then on -- or from now, when ``at`` is not given.
+
+        Timers run on event time: in a backtest they fire exactly at their
+        time, between the market events around it; live, the loop fires them
+        when the robot's clock passes their time. Each firing is an event,
+        journaled like any other, so replays reproduce it. Setting a name
+        again replaces that timer.
+        """
+        self._k.set_timer(name, every=every, at=at)
+
+    def cancel_timer(self, name: str) -> None:
+        """Forget timer ``name`` (nothing happens when there is none)."""
+        self._k.cancel_timer(name)
+
+    @property
+    def timers(self) -> dict[str, int]:
+        """Each timer's next time (ns since the epoch)."""
+        return {name: due for name, (due, _every) in self._k.timers.items()}
+
     def _order(self, symbol: str, side: Side, qty: int, price: int | None) -> NewOrder:
         client_id = self._k.next_client_id()
         if price is None:

@@ -22,6 +22,7 @@ import logging
 from collections import deque
 from typing import Any
 
+from roboframe.config.spec import parse_duration_ms
 from roboframe.core.book import Book
 from roboframe.core.context import Context
 from roboframe.core.events import (
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 _NONE: list[Action] = []
 _MAX_DEPTH = 8  # rejection -> on_order -> new actions -> rejection ...
 _DAY_NS = 86_400 * 1_000_000_000
+_NEVER = 1 << 63  # later than any event time
 _SEEN_TRADES = 100_000  # fills remembered to drop a repeated one
 
 STATE_COMMANDS = {"pause": PAUSED, "resume": ACTIVE, "reduce": REDUCING, "halt": HALTED}
@@ -78,6 +80,9 @@ class Kernel:
             ("orders", "cancels", "fills", "rejections", "ignored", "duplicates"), 0
         )
         self._order_seq = 0
+        self.timers: dict[str, tuple[int, int | None]] = {}  # name -> (next time, period)
+        self.next_due = _NEVER  # the earliest timer's time
+        self._unanchored: dict[str, int] = {}  # every-timers set before any event time
         self._id_prefix = f"{self.robot}-{run_id}-"
         self._positions = self.book.positions
         self._user_on_bar = strategy.on_bar
@@ -105,6 +110,8 @@ class Kernel:
 
     def _advance(self, ts: int) -> None:
         if ts > self.now:
+            if self._unanchored:
+                self._anchor(ts)
             self.now = ts
 
     def next_client_id(self) -> str:
@@ -116,6 +123,8 @@ class Kernel:
     def _on_bar(self, bar: Bar) -> list[Action]:
         ts = bar.ts
         if ts > self.now:
+            if self._unanchored:
+                self._anchor(ts)
             self.now = ts
         pos = self._positions.get(bar.symbol)
         if pos is None:
@@ -133,6 +142,8 @@ class Kernel:
     def _on_tick(self, tick: Tick) -> list[Action]:
         ts = tick.ts
         if ts > self.now:
+            if self._unanchored:
+                self._anchor(ts)
             self.now = ts
         pos = self._positions.get(tick.symbol)
         if pos is None:
@@ -187,8 +198,62 @@ class Kernel:
         out = self.strategy.handle_order(update, self.ctx)
         return self._process(out, 0) if out else _NONE
 
+    # -- timers -----------------------------------------------------------------
+
+    def set_timer(
+        self, name: str, *, every: int | str | None = None, at: int | None = None
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise StrategyError(f"a timer needs a name, got {name!r}")
+        every_ns = None
+        if every is not None:
+            try:
+                every_ns = parse_duration_ms(every) * 1_000_000
+            except (TypeError, ValueError):
+                every_ns = None
+            if not every_ns or every_ns <= 0:
+                raise StrategyError(f"timer {name!r}: every={every!r} is not a positive duration")
+        if at is None and every_ns is None:
+            raise StrategyError(f"timer {name!r} needs at= (a time) or every= (a period)")
+        if at is None and self.now == 0:  # before the first event: from its time
+            self.timers.pop(name, None)
+            self._unanchored[name] = every_ns
+        else:
+            self._unanchored.pop(name, None)
+            self.timers[name] = (int(at) if at is not None else self.now + every_ns, every_ns)
+        self._next_due()
+
+    def _anchor(self, ts: int) -> None:
+        """Timers asked for before any event time start at the first one."""
+        for name, every in self._unanchored.items():
+            self.timers[name] = (ts + every, every)
+        self._unanchored.clear()
+        self._next_due()
+
+    def cancel_timer(self, name: str) -> None:
+        self._unanchored.pop(name, None)
+        if self.timers.pop(name, None) is not None:
+            self._next_due()
+
+    def _next_due(self) -> None:
+        self.next_due = min((due for due, _ in self.timers.values()), default=_NEVER)
+
+    def due_timers(self, until: int) -> list[Timer]:
+        """Timer events due at or before ``until``, in time order (ties by name)."""
+        due = sorted((d, name) for name, (d, _) in self.timers.items() if d <= until)
+        return [Timer(name, d) for d, name in due]
+
     def _on_timer(self, timer: Timer) -> list[Action]:
         self._advance(timer.ts)
+        entry = self.timers.get(timer.name)
+        if entry is not None and timer.ts >= entry[0]:
+            due, every = entry
+            if every:
+                missed = (timer.ts - due) // every  # a late loop fires once, not once per period
+                self.timers[timer.name] = (due + (missed + 1) * every, every)
+            else:
+                del self.timers[timer.name]
+            self._next_due()
         out = self.strategy.handle_timer(timer, self.ctx)
         return self._process(out, 0) if out else _NONE
 
@@ -328,6 +393,7 @@ class Kernel:
             "open_orders": [o.snapshot() for o in self.orders.open.values()],
             "orders_total": self.orders.total,
             "anomalies": self.orders.anomalies,
+            "timers": {name: due for name, (due, _) in sorted(self.timers.items())},
             "strategy": strategy_state(self.strategy),
         }
 

@@ -159,6 +159,16 @@ class RoboLoop:
             return max(self.clock(), self.kernel.now)
         return self.kernel.now
 
+    def fire_timers(self) -> None:
+        """Inject the strategy's timers that are due by :meth:`now`, stamped with it.
+
+        A timer that fell behind (a busy loop, a gap in the data) fires once,
+        not once per missed period.
+        """
+        now = self.now()
+        for timer in self.kernel.due_timers(now):
+            self.inject(Timer(timer.name, now))
+
     def start(self) -> None:
         self.inject(Control("start", self.now()))
 
@@ -204,6 +214,7 @@ class RoboLoop:
         again = zmq.Again
         mono = time.monotonic
         perf = time.perf_counter_ns
+        kernel = self.kernel
         latency = self.latency_ns.append
         next_timer = mono() + timer_ms / 1000 if timer_ms else None
         next_tick = mono() + tick_s
@@ -225,6 +236,8 @@ class RoboLoop:
                         started = perf()
                         process(raw)
                         latency(perf() - started)
+                    if kernel.next_due <= kernel.now and not self.stopped:
+                        self.fire_timers()  # data time passed a timer (recorded feeds)
                     if served & _HOUSEKEEPING_EVERY:
                         continue  # under load, look at the clock every 256 messages
                 now = mono()
@@ -235,6 +248,8 @@ class RoboLoop:
                 if next_timer is not None and now >= next_timer and not self.stopped:
                     self.inject(Timer("heartbeat", self.now()))
                     next_timer = now + timer_ms / 1000
+                if kernel.next_due <= self.now() and not self.stopped:
+                    self.fire_timers()
                 if now >= next_flush:
                     self.journal.flush()
                     next_flush = now + flush_every

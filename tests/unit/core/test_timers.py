@@ -1,0 +1,101 @@
+"""Strategy timers: asked for through the context, fired on event time,
+journaled, and reproduced by replays."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from roboframe.backtest.engine import Backtest
+from roboframe.core.events import Timer
+from roboframe.core.strategy import Strategy
+from roboframe.errors import StrategyError
+from roboframe.journal import JournalReader
+from roboframe.replay import iter_events, verify
+from roboframe.testing.helpers import MINUTE_NS, T0, bar, make_spec, run_events
+
+SI = "Si-12.26"
+
+
+class Clockwork(Strategy):
+    """Every 2 minutes after start it notes the time; once, at T0 + 5m, it buys."""
+
+    def __init__(self, params) -> None:
+        super().__init__(params)
+        self.fired: list = []
+        self.count = 0
+
+    def on_start(self, event, ctx):
+        ctx.set_timer("tick", every="2m")
+        ctx.set_timer("entry", at=T0 + 5 * MINUTE_NS)
+
+    def on_timer(self, timer, ctx):
+        self.fired.append((timer.name, timer.ts, ctx.time))
+        self.count += 1
+        if timer.name == "entry":
+            return [ctx.buy(SI, 1)]
+        return None
+
+
+def spec(**over):
+    return make_spec(strategy={"plugin": "tests.unit.core.test_timers:Clockwork", "params": {}},
+                     **over)  # fmt: skip
+
+
+def test_the_kernel_keeps_timers_and_reschedules_them():
+    kernel, _ = run_events(spec(), [])
+    assert kernel.timers == {"tick": (T0 + 2 * MINUTE_NS, 2 * MINUTE_NS),
+                             "entry": (T0 + 5 * MINUTE_NS, None)}  # fmt: skip
+    assert kernel.next_due == T0 + 2 * MINUTE_NS
+    assert kernel.due_timers(T0 + 5 * MINUTE_NS) == [
+        Timer("tick", T0 + 2 * MINUTE_NS),
+        Timer("entry", T0 + 5 * MINUTE_NS),
+    ]
+    kernel.handle(Timer("entry", T0 + 5 * MINUTE_NS))
+    assert "entry" not in kernel.timers  # a one-shot timer is gone
+    kernel.handle(Timer("tick", T0 + 7 * MINUTE_NS))  # late by 5 minutes
+    assert kernel.timers["tick"][0] == T0 + 8 * MINUTE_NS  # once, then on the grid
+    assert kernel.snapshot()["timers"] == {"tick": T0 + 8 * MINUTE_NS}
+    kernel.ctx.cancel_timer("tick")
+    assert kernel.timers == {} and kernel.next_due > T0 * 5  # never
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({}, "needs at="), ({"every": "0s"}, "not a positive"), ({"every": "soon"}, "not a positive")],
+)
+def test_bad_timer_requests_are_strategy_errors(kwargs, message):
+    kernel, _ = run_events(make_spec(), [])
+    with pytest.raises(StrategyError, match=message):
+        kernel.ctx.set_timer("x", **kwargs)
+
+
+def test_backtest_fires_timers_at_their_own_time_and_journals_them(tmp_path):
+    bars = [bar(SI, m, 92_000 + m) for m in range(1, 12)] + [bar(SI, 20, 92_050)]
+    spec_ = spec(journal={"dir": str(tmp_path)})
+    result = Backtest(spec_, iter(bars), cash=Decimal(10**6), journal_dir=tmp_path).run()
+    strategy = result.kernel.strategy
+    ticks = [ts for name, ts, _ in strategy.fired if name == "tick"]
+    # every 2 minutes from the start (T0 + 1m, the first bar), also across the gap to minute 20
+    assert ticks == [T0 + (1 + 2 * k) * MINUTE_NS for k in range(1, 10)]
+    assert all(ts == now for _, ts, now in strategy.fired)  # the event's time is the timer's
+    assert ("entry", T0 + 5 * MINUTE_NS, T0 + 5 * MINUTE_NS) in strategy.fired
+    assert result.kernel.counters["fills"] == 1  # the entry's order filled on the next bar
+    journaled = [
+        (e.name, e.ts) for _seq, e, _rec in iter_events(JournalReader(result.journal))
+        if isinstance(e, Timer)
+    ]  # fmt: skip
+    assert journaled == [(n, ts) for n, ts, _ in strategy.fired]
+    assert verify(result.journal).ok
+
+
+def test_two_backtests_with_timers_write_identical_journals(tmp_path):
+    bars = [bar(SI, m, 92_000 + (m * 7) % 13) for m in range(1, 30)]
+    paths = []
+    for n in (1, 2):
+        folder = tmp_path / str(n)
+        result = Backtest(spec(), iter(bars), cash=Decimal(10**6), journal_dir=folder).run()
+        paths.append(result.journal)
+    assert Path(paths[0]).read_bytes() == Path(paths[1]).read_bytes()
