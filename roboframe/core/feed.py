@@ -97,7 +97,7 @@ class Feed:
             size = int(self.params.get("batch", 256))
             chunk: list[bytes] = []
             event = None
-            for event in self.events():
+            for event in self.unseen_events():
                 chunk.append(encode(event))
                 if len(chunk) >= size:
                     yield codec.encode_batch(chunk)
@@ -111,7 +111,7 @@ class Feed:
             return
         interval = 1.0 / rate
         next_at = time.monotonic()
-        for event in self.events():
+        for event in self.unseen_events():
             delay = next_at - time.monotonic()
             if delay > 0 and stop.wait(delay):
                 return
@@ -120,6 +120,35 @@ class Feed:
             self.last_ts = event.ts
             yield encode(event)
             next_at += interval
+
+    # -- resuming ---------------------------------------------------------------
+
+    seen: tuple[int, dict[str, int]] | None = None
+    """Where a resumed run stopped in this feed: the last market event's time,
+    and how many events of each symbol at that time it had already handled."""
+
+    def resume_after(self, last_ts: int, at_last: dict[str, int]) -> None:
+        """Skip what a resumed run has already seen (recorded feeds replay from the start)."""
+        self.seen = (last_ts, dict(at_last))
+
+    def unseen_events(self) -> Iterator[Tick | Bar]:
+        """:meth:`events`, without those a resumed run has already handled."""
+        events = self.events()
+        if self.seen is None:
+            yield from events
+            return
+        last_ts, at_last = self.seen
+        left = dict(at_last)
+        for event in events:
+            ts = event.ts
+            if ts < last_ts:
+                continue
+            if ts == last_ts and left.get(event.symbol, 0) > 0:
+                left[event.symbol] -= 1
+                continue
+            yield event
+            break
+        yield from events
 
     def close(self) -> None:
         """Release files or sockets. Called once, from the thread that used the feed."""

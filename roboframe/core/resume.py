@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roboframe.core.events import Fill, NewOrder, OrderUpdate
+from roboframe.core.events import Bar, Fill, NewOrder, OrderUpdate, Tick
 from roboframe.core.kernel import Kernel
 from roboframe.errors import ConfigError, RoboframeError
 from roboframe.journal import JournalReader, recover
@@ -38,6 +38,7 @@ class Resumed:
     last_seq: int
     store_positions: tuple[int, int]
     unacknowledged: list[NewOrder]
+    market_seen: tuple[int, dict[str, int]] = (0, {})  # see Feed.resume_after
 
 
 def latest_unfinished(journal_dir: Path, suffix: str) -> Path | None:
@@ -68,15 +69,21 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
         )
     kernel = Kernel(spec, header["run_id"], strategy)
     last_seq = trade = event_ref = 0
+    last_ts, at_last = 0, {}
     for seq, event, _record in iter_events(reader):
         if event is None:
             continue
         kernel.handle(event)
         kernel.take_rejected()
         last_seq = seq
-        if type(event) is Fill:
+        kind = type(event)
+        if kind is Bar or kind is Tick:
+            if event.ts != last_ts:
+                last_ts, at_last = event.ts, {}
+            at_last[event.symbol] = at_last.get(event.symbol, 0) + 1
+        elif kind is Fill:
             trade = max(trade, _ref(event.trade_id))
-        elif type(event) is OrderUpdate:
+        elif kind is OrderUpdate:
             event_ref = max(event_ref, _ref(event.ref))
     if kernel.risk.state == STOPPED:
         raise RunFinished(f"{path}: that run has already stopped")
@@ -85,4 +92,6 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
         for o in kernel.orders.open.values()
         if o.status == "new"
     ]
-    return Resumed(path, header["run_id"], kernel, last_seq, (trade, event_ref), unacked)
+    return Resumed(
+        path, header["run_id"], kernel, last_seq, (trade, event_ref), unacked, (last_ts, at_last)
+    )

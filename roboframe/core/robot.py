@@ -123,6 +123,8 @@ class LiveRobot:
         base_dir = Path(spec.source).parent if spec.source else Path.cwd()
         feed_cls = registry.lookup("feeds", spec.feed.plugin).obj
         self.feed = feed_cls(dict(spec.feed.params), self.kernel.instruments, base_dir=base_dir)
+        if self.resumed is not None and not feed_cls.live_only:
+            self.feed.resume_after(*self.resumed.market_seen)  # recorded data: go on from there
         gw_cls = registry.lookup("gateways", spec.gateway.plugin).obj
         self.gateway = gw_cls(dict(spec.gateway.params), self.kernel.instruments, robot=spec.name)
         # real-time feeds run on the wall clock; recorded and synthetic ones on their own

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -178,3 +179,14 @@ def test_resume_continues_a_killed_run_in_the_same_journal(robot_file):
         if e is not None and getattr(e, "command", "") == "restarted"
     ]
     assert len(restarted) == 1
+    # the recorded feed went on where the killed run stopped: no bar seen twice, none skipped
+    bars = [
+        (e.symbol, e.ts)
+        for _s, e, _r in iter_events(JournalReader(summary["journal"]))
+        if type(e).__name__ == "Bar"
+    ]
+    for symbol in ("Si-12.26", "RTS-12.26"):
+        times = [ts for s, ts in bars if s == symbol]
+        assert times == sorted(set(times)), f"{symbol} bars repeated after the restart"
+        steps = {b - a for a, b in itertools.pairwise(times)}
+        assert steps == {60 * 10**9}, f"{symbol} bars missing around the restart"
