@@ -47,6 +47,17 @@ def latest_unfinished(journal_dir: Path, suffix: str) -> Path | None:
     return runs[-1] if runs else None
 
 
+def _stopped(reader: JournalReader) -> bool:
+    """Whether the journal holds its run's stop, read without a kernel."""
+    from roboframe.core.events import Control
+    from roboframe.replay import iter_events
+
+    return any(
+        type(event) is Control and event.command == "stop"
+        for _seq, event, _record in iter_events(reader)
+    )
+
+
 def _ref(text: str) -> int:
     return int(text) if text.isdigit() else 0
 
@@ -63,6 +74,8 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
     if header.get("robot") != spec.name:
         raise ConfigError(f"{path} belongs to robot {header.get('robot')!r}, not {spec.name!r}")
     if header.get("config_hash") != spec.config_hash:
+        if _stopped(reader):  # a finished run of the old file: nothing to resume anyway
+            raise RunFinished(f"{path}: that run has already stopped")
         raise ConfigError(
             f"{path}: the robot file changed since that run started; "
             "it cannot be resumed (start a new run)"
