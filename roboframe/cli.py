@@ -6,9 +6,11 @@ Exit codes: 0 done; 1 the run failed (strategy error, plugin error, I/O);
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -91,6 +93,11 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
     is_flag=True,
     help="Continue the robot's last run if it did not stop (after a crash).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics on this port (overrides metrics.port; 0: any free port).",
+)
 @_verbosity
 @click.pass_context
 def run(
@@ -100,6 +107,7 @@ def run(
     duration: float | None,
     as_json: bool,
     resume: bool,
+    metrics_port: int | None,
 ) -> None:
     """Run a robot until its feed ends, --duration passes, or Ctrl-C."""
     from roboframe.config import load_robot
@@ -110,6 +118,10 @@ def run(
     progress = None if quiet else Progress()
     try:
         spec = load_robot(robot_file)
+        if metrics_port is not None:  # on the spec, not in raw: the config hash stays
+            spec = dataclasses.replace(
+                spec, metrics=dataclasses.replace(spec.metrics, port=metrics_port)
+            )
         robot = LiveRobot(
             spec,
             RunOptions(
@@ -410,19 +422,42 @@ def feed() -> None:
     show_default=True,
     help="Seconds to wait for subscribers before the first event.",
 )
+@click.option(
+    "--curve-secret-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CURVE: the publisher's secret key file (NAME.key_secret).",
+)
+@click.option(
+    "--curve-clients",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="CURVE: folder of the public keys (NAME.key) of the subscribers let in.",
+)
 def feed_publish(
-    source: Path, robot_file: Path | None, bind: str, speed: str, wait_s: float
+    source: Path,
+    robot_file: Path | None,
+    bind: str,
+    speed: str,
+    wait_s: float,
+    curve_secret_key: Path | None,
+    curve_clients: Path | None,
 ) -> None:
     """Publish SOURCE (a robot file's feed, or a CSV with --robot) on a PUB socket."""
     from roboframe.backtest import feed_events
     from roboframe.config import load_robot
+    from roboframe.curve import load_server_keys
     from roboframe.publisher import parse_speed, publish
+
+    if (curve_secret_key is None) != (curve_clients is None):
+        raise ConfigExit("CURVE needs both --curve-secret-key and --curve-clients")
 
     try:
         pace = parse_speed(speed)
     except ValueError:
         raise ConfigExit(f"--speed: {speed!r} is not 10x, 0.5x or max") from None
     try:
+        curve = None
+        if curve_secret_key is not None:
+            curve = load_server_keys(curve_secret_key, curve_clients, "feed publish")
         if source.suffix in (".yaml", ".yml"):
             spec = load_robot(source)
             events = feed_events(spec, None)
@@ -437,6 +472,7 @@ def feed_publish(
             speed=pace,
             wait_s=wait_s,
             on_bound=lambda a: click.echo(f"publishing on {a}", err=True),
+            curve=curve,
         )
     except RoboframeError as exc:
         raise _fail(exc) from None
@@ -581,22 +617,169 @@ def schema(published: bool) -> None:
 @click.argument("command")
 @click.argument("assignments", nargs=-1)
 @click.option("--timeout", type=float, default=3.0, show_default=True, help="Seconds to wait.")
-def ctl(target: str, command: str, assignments: tuple[str, ...], timeout: float) -> None:
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CURVE: your secret key file (NAME.key_secret); needed for tcp://.",
+)
+@click.option(
+    "--server-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CURVE: the robot's public key file (NAME.key).",
+)
+def ctl(
+    target: str,
+    command: str,
+    assignments: tuple[str, ...],
+    timeout: float,
+    key: Path | None,
+    server_key: Path | None,
+) -> None:
     """Send COMMAND to a running robot's control endpoint.
 
-    TARGET is a control address (ipc://..., tcp://...) or a robot file whose
-    control.address is set. COMMAND is status, pause, resume, reduce, stop,
-    flatten, cancel-all or set (with k=v arguments).
+    TARGET is a control address (ipc://..., tcp://...) or a robot file (its
+    control.address, by default ipc://<journal.dir>/control.sock). COMMAND is
+    status, pause, resume, reduce, stop, flatten, cancel-all or set (with k=v
+    arguments).
     """
     from roboframe.control import send_command
 
     try:
-        reply = send_command(target, command, assignments, timeout=timeout)
+        reply = send_command(
+            target, command, assignments, timeout=timeout, key=key, server_key=server_key
+        )
     except RoboframeError as exc:
         raise _fail(exc) from None
     click.echo(json.dumps(reply, indent=2, sort_keys=True))
     if not reply.get("ok"):
         raise SystemExit(EXIT_FAILED)
+
+
+@main.group()
+def keys() -> None:
+    """CURVE keys for tcp:// control and market-data endpoints."""
+
+
+@keys.command("generate")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="keys",
+    show_default=True,
+    help="Folder to write the key files in.",
+)
+@click.option("--name", default="robot", show_default=True, help="Base name of the key files.")
+def keys_generate(directory: Path, name: str) -> None:
+    """Write a CURVE key pair: NAME.key (public) and NAME.key_secret (secret, mode 0600)."""
+    from roboframe.curve import generate_keys
+
+    try:
+        public, secret = generate_keys(directory, name)
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+    click.echo(f"public key {public}  (give it to the other side)")
+    click.echo(f"secret key {secret}  (mode 0600; keep it here)")
+
+
+_STATE_DIR_OPTION = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs") / ".supervisor",
+    show_default=True,
+    help="The supervisor's folder: its socket, pid file and the robots' logs.",
+)
+
+
+@main.command()
+@click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@_STATE_DIR_OPTION
+@click.option("--detach", is_flag=True, help="Run the supervisor in the background.")
+@_verbosity
+def up(folder: Path, state_dir: Path, detach: bool) -> None:
+    """Run every robot file in FOLDER, one supervised process each."""
+    from roboframe import supervisor as sv
+
+    if detach:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        log_file = open(state_dir / "supervisor.log", "ab")  # noqa: SIM115 -- the child's
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "roboframe.cli", "up", str(folder), "--state-dir",
+             str(state_dir)],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        address = sv.supervisor_address(state_dir)
+        for _ in range(100):
+            if proc.poll() is not None:
+                raise click.ClickException(
+                    f"the supervisor exited at once; see {state_dir / 'supervisor.log'}"
+                )
+            try:
+                sv.ask(address, "ps", timeout=0.2)
+                break
+            except RoboframeError:
+                continue
+        click.echo(f"supervisor started (pid {proc.pid}); roboframe ps / roboframe down")
+        return
+    try:
+        supervisor = sv.Supervisor(folder, state_dir)
+        click.echo(f"supervising {folder} (Ctrl-C or 'roboframe down' stops every robot)")
+        supervisor.serve()
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+
+
+@main.command()
+@_STATE_DIR_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def ps(state_dir: Path, as_json: bool) -> None:
+    """Each supervised robot: state, uptime, restarts, events/s, position, PnL."""
+    from roboframe import supervisor as sv
+
+    try:
+        reply = sv.ask(sv.supervisor_address(state_dir), "ps")
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+    rows = sv.robot_rows(reply)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, sort_keys=True))
+    else:
+        click.echo(sv.format_ps(rows))
+
+
+@main.command()
+@click.argument("name", required=False)
+@_STATE_DIR_OPTION
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait.")
+def down(name: str | None, state_dir: Path, timeout: float) -> None:
+    """Stop robot NAME cleanly, or every robot and the supervisor."""
+    import time
+
+    from roboframe import supervisor as sv
+
+    address = sv.supervisor_address(state_dir)
+    try:
+        reply = sv.ask(address, "down", name)
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+    if not reply.get("ok"):
+        raise _fail(RoboframeError(reply.get("error", "refused")))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            robots = sv.ask(address, "ps", timeout=1.0)["robots"]
+        except RoboframeError:
+            if name is None:
+                click.echo(f"stopped: {', '.join(reply['stopping']) or 'nothing was running'}")
+                return
+            raise
+        left = [r for r in robots if r["name"] in reply["stopping"] and r["state"] == "stopping"]
+        if not left and name is not None:
+            click.echo(f"stopped: {name}")
+            return
+        time.sleep(0.2)
+    raise _fail(RoboframeError(f"still stopping after {timeout:g}s"))
 
 
 if __name__ == "__main__":  # pragma: no cover

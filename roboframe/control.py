@@ -7,6 +7,7 @@ from pathlib import Path
 
 import zmq
 
+from roboframe.curve import ipc_too_long, make_client
 from roboframe.errors import ConfigError, RoboframeError
 
 
@@ -28,19 +29,48 @@ def parse_assignments(assignments: tuple[str, ...] | list[str]) -> dict:
 
 
 def control_address(target: str) -> str:
+    """``target`` itself when it is an address; else the control address of that robot file.
+
+    A robot file without ``control.address`` has the default endpoint,
+    ``ipc://<journal.dir>/control.sock`` (``journal.dir`` relative to the cwd).
+    """
     if "://" in target:
         return target
     from roboframe.config import load_robot
 
     spec = load_robot(Path(target))
     if not spec.control.address:
-        raise ConfigError(f"{target}: the robot has no control.address")
+        raise ConfigError(f"{target}: the robot has no control endpoint (control.address: null)")
     return spec.control.address
 
 
-def send_command(target: str, command: str, assignments=(), *, timeout: float = 3.0) -> dict:
-    """Send one command; return the robot's JSON reply."""
+def send_command(
+    target: str,
+    command: str,
+    assignments=(),
+    *,
+    timeout: float = 3.0,
+    key: str | Path | None = None,
+    server_key: str | Path | None = None,
+) -> dict:
+    """Send one command; return the robot's JSON reply.
+
+    ``key`` (this client's ``NAME.key_secret``) and ``server_key`` (the
+    robot's public ``NAME.key``) make the connection a CURVE client; a
+    ``tcp://`` endpoint needs them.
+    """
     address = control_address(target)
+    too_long = ipc_too_long(address)
+    if too_long:
+        raise ConfigError(f"{address}: {too_long}")
+    if (key is None) != (server_key is None):
+        raise ConfigError("CURVE needs both --key (your NAME.key_secret) and --server-key")
+    if address.startswith("tcp://") and key is None:
+        raise ConfigError(
+            f"{address}: a tcp:// control endpoint uses CURVE: give --key YOUR.key_secret "
+            "--server-key ROBOT.key\n  hint: run 'roboframe keys generate --name me' and "
+            "add me.key to the robot's control.curve.clients folder"
+        )
     request = {"command": command, "args": parse_assignments(assignments)}
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
@@ -48,10 +78,18 @@ def send_command(target: str, command: str, assignments=(), *, timeout: float = 
     sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
     sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
     try:
+        if key is not None:
+            make_client(sock, key, server_key, "ctl")
         sock.connect(address)
         sock.send(json.dumps(request).encode())
         return json.loads(sock.recv())
     except zmq.Again:
-        raise RoboframeError(f"no answer from {address} within {timeout:g}s") from None
+        message = f"no answer from {address} within {timeout:g}s"
+        if key is not None:
+            message += (
+                " (with CURVE a refused key gets no answer: check that the robot allows"
+                " --key's public key and that --server-key is the robot's)"
+            )
+        raise RoboframeError(message) from None
     finally:
         sock.close()

@@ -5,6 +5,9 @@ a ZeroMQ PUB socket as two frames ``[symbol, encoded event]``, so each robot
 and the exchange process subscribe to the symbols they need, as in the
 original design. ``speed`` paces by the events' own times (``10`` plays ten
 times faster than real time); ``None`` sends as fast as possible.
+
+With ``curve`` (:class:`roboframe.curve.ServerKeys`) the PUB socket is a CURVE
+server and only subscribers whose public keys are listed get anything.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import zmq
 
 from roboframe.core import codec
 from roboframe.core.events import Bar, Tick
+from roboframe.curve import ServerKeys, make_server, start_authenticator
 
 
 def publish(
@@ -27,22 +31,27 @@ def publish(
     wait_s: float = 1.0,
     stop: threading.Event | None = None,
     on_bound=None,
+    curve: ServerKeys | None = None,
 ) -> int:
     """Publish ``events``; return how many were sent."""
     stop = stop or threading.Event()
-    ctx = zmq.Context.instance()
+    ctx = zmq.Context.instance() if curve is None else zmq.Context()
+    auth = None
     pub = ctx.socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 1000)
     pub.setsockopt(zmq.SNDHWM, 1_000_000)
-    if bind.endswith(":0"):
-        port = pub.bind_to_random_port(bind[:-2])
-        bind = f"{bind[:-2]}:{port}"
-    else:
-        pub.bind(bind)
-    if on_bound is not None:
-        on_bound(bind)
     sent = 0
     try:
+        if curve is not None:  # its own context: the ZAP handler serves every socket of one
+            auth = start_authenticator(ctx, curve, f"feed publish {bind}")
+            make_server(pub, curve)
+        if bind.endswith(":0"):
+            port = pub.bind_to_random_port(bind[:-2])
+            bind = f"{bind[:-2]}:{port}"
+        else:
+            pub.bind(bind)
+        if on_bound is not None:
+            on_bound(bind)
         if stop.wait(wait_s):  # let subscribers connect: PUB drops what nobody hears
             return 0
         first_ts = None
@@ -61,6 +70,10 @@ def publish(
             sent += 1
     finally:
         pub.close()
+        if auth is not None:
+            auth.stop()
+        if curve is not None:
+            ctx.term()
     return sent
 
 

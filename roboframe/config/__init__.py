@@ -8,23 +8,27 @@ every problem with its file, line, field path, what is wrong and a hint.
 from __future__ import annotations
 
 import copy
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from roboframe.config.checks import apply_defaults, check_all
+from roboframe.config.checks import apply_defaults, check_all, check_control
 from roboframe.config.messages import Problem, describe, type_name
 from roboframe.config.schema import CORE_SECTIONS, build_schema
 from roboframe.config.spec import (
     ControlSpec,
+    CurveSpec,
     JournalSpec,
     LoopSpec,
+    MetricsSpec,
     PluginRef,
     RiskSpec,
     RobotSpec,
     config_hash,
+    default_control_address,
     frozen,
     parse_duration_ms,
 )
@@ -36,8 +40,10 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "ControlSpec",
+    "CurveSpec",
     "JournalSpec",
     "LoopSpec",
+    "MetricsSpec",
     "PluginRef",
     "RiskSpec",
     "RobotSpec",
@@ -63,7 +69,7 @@ def load_robot(
     """
     path = Path(path)
     data, lines = load_yaml(path)
-    return _validate(data, lines, str(path), registry, overrides)
+    return _validate(data, lines, str(path), registry, overrides, startup=True)
 
 
 def spec_from_dict(data: dict, *, source: str | None = None, registry: Any = None) -> RobotSpec:
@@ -106,7 +112,10 @@ def _apply_overrides(data: dict, overrides: dict[str, Any], shown: str | None) -
     return frozenset(done)
 
 
-def _validate(data: Any, lines: dict, shown: str | None, registry: Any, overrides) -> RobotSpec:
+def _validate(
+    data: Any, lines: dict, shown: str | None, registry: Any, overrides, *, startup: bool = False
+) -> RobotSpec:
+    """``startup`` adds the checks of a robot about to run, which a journal need not pass."""
     if registry is None:
         from roboframe.plugins import get_registry
 
@@ -123,7 +132,14 @@ def _validate(data: Any, lines: dict, shown: str | None, registry: Any, override
     problems, strategy_cls = check_all(data, registry)
     if problems:
         raise _fail(problems, lines, shown, overridden)
-    return _build_spec(_with_defaults(data, registry, strategy_cls), shown)
+    spec = _build_spec(_with_defaults(data, registry, strategy_cls), shown, data.get("control"))
+    if startup:
+        control = data.get("control") or {}
+        address, default = spec.control.address, spec.control.default
+        problems = check_control(control, address, default=default, ipc_length=False)
+        if problems:
+            raise _fail(problems, lines, shown, overridden)
+    return spec
 
 
 def _with_defaults(data: dict, registry: Any, strategy_cls: type) -> dict:
@@ -167,7 +183,22 @@ def _risk_spec(risk: dict, symbols: list[str]) -> RiskSpec:
     )
 
 
-def _build_spec(raw: dict, shown: str | None) -> RobotSpec:
+def _control_spec(raw: dict, given: dict | None, shown: str | None) -> ControlSpec:
+    """The control endpoint; a left-out address is the default ipc socket (not in ``raw``)."""
+    curve = raw["control"].get("curve")
+    if curve is not None:
+        base = Path(shown).parent if shown else Path.cwd()
+        curve = CurveSpec(
+            secret_key=os.path.abspath(base / curve["secret_key"]),
+            clients=os.path.abspath(base / curve["clients"]),
+        )
+    if given is None or "address" not in given:
+        address = default_control_address(raw["journal"]["dir"])
+        return ControlSpec(address, curve=curve, default=True)
+    return ControlSpec(address=raw["control"]["address"], curve=curve)
+
+
+def _build_spec(raw: dict, shown: str | None, control: dict | None) -> RobotSpec:
     symbols = instruments_from_config(raw["symbols"])
     loop = raw["loop"]
     return RobotSpec(
@@ -187,10 +218,13 @@ def _build_spec(raw: dict, shown: str | None) -> RobotSpec:
             address=loop["address"],
             timer_ms=parse_duration_ms(loop["timer_ms"]),
             drain_ms=parse_duration_ms(loop["drain_ms"]),
+            # absent keys stay out of raw: config hashes of older files do not change
+            open_orders_on_stop=loop.get("open_orders_on_stop", "leave"),
         ),
-        control=ControlSpec(address=raw["control"]["address"]),
+        control=_control_spec(raw, control, shown),
         extra=frozen({k: v for k, v in raw.items() if k not in CORE_SECTIONS}),
         source=shown,
         raw=raw,
         config_hash=config_hash(raw),
+        metrics=MetricsSpec(**raw.get("metrics", {})),  # not defaulted into raw: same hash
     )

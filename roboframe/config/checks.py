@@ -179,6 +179,41 @@ def _check_addresses(data: dict) -> list[Problem]:
     return []
 
 
+CURVE_HINT = (
+    "add control: {curve: {secret_key: keys/robot.key_secret, clients: keys/clients}}"
+    " (paths relative to the robot file); run 'roboframe keys generate --dir keys --name robot'"
+    " for the robot's pair, and put each client's public NAME.key in keys/clients"
+)
+
+
+def check_control(
+    control: dict, address: str | None, *, default: bool, ipc_length: bool = True
+) -> list[Problem]:
+    """What a robot about to run needs of its control endpoint (not checked for journals).
+
+    ``address`` is the effective address, the default one when ``default``.
+    ``ipc_length`` checks the socket path's length, which depends on where
+    the robot runs (so a backtest or ``validate`` elsewhere skips it).
+    """
+    from roboframe.curve import ipc_too_long
+
+    if not address:
+        return []
+    if address.startswith("tcp://") and not control.get("curve"):
+        message = (
+            "a tcp:// control endpoint needs CURVE keys: without them anyone who reaches "
+            "the port could stop or flatten the robot"
+        )
+        return [(("control", "address"), message, CURVE_HINT)]
+    too_long = ipc_too_long(address) if ipc_length else None
+    if too_long:
+        where = ("journal", "dir") if default else ("control", "address")
+        what = "the default control endpoint (journal.dir/control.sock): " if default else ""
+        hint = "set a shorter journal.dir, or control.address: ipc:///tmp/NAME.ctl (null: none)"
+        return [(where, what + too_long, hint)]
+    return []
+
+
 def check_strategy_params(cls: type, params: dict) -> list[Problem]:
     """The strategy's own schema, then its ``validate_params``, on ``params``."""
     schema = getattr(cls, "params_schema", None) or {"type": "object"}

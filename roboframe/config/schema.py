@@ -160,6 +160,12 @@ LOOP = {
         "drain_ms": _d(
             DURATION, "after stop, how long to wait for unacknowledged orders", default=1000
         ),
+        "open_orders_on_stop": {
+            "enum": ["leave", "cancel"],
+            "default": "leave",
+            "description": "what a stop (roboframe down, ctl stop, the end of the feed) does "
+            "with the robot's open orders: leave them working, or cancel them",
+        },
     },
 }
 
@@ -171,9 +177,50 @@ CONTROL = {
         "address": {
             "type": ["string", "null"],
             "pattern": ADDRESS_PATTERN,
+            "description": "ZeroMQ address of the control endpoint (ipc:// or tcp://), null"
+            " for none; left out: ipc://<journal.dir>/control.sock (mode 0600)",
+        },
+        "curve": {
+            "type": "object",
+            "description": "CURVE keys of the endpoint (required for tcp://);"
+            " make them with 'roboframe keys generate'",
+            "additionalProperties": False,
+            "required": ["secret_key", "clients"],
+            "properties": {
+                "secret_key": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "the robot's NAME.key_secret file (relative to the robot file)",
+                },
+                "clients": {
+                    "type": "string",
+                    "minLength": 1,
+                    "description": "folder of the allowed clients' public NAME.key files"
+                    " (relative to the robot file); every other key is refused",
+                },
+            },
+        },
+    },
+}
+
+METRICS = {
+    "type": "object",
+    "description": "Prometheus metrics of the running robot over HTTP (off unless port is set)",
+    "additionalProperties": False,
+    "properties": {
+        "port": {
+            "type": ["integer", "null"],
+            "minimum": 0,
+            "maximum": 65535,
             "default": None,
-            "description": "ZeroMQ address of the control endpoint (ipc:// or tcp://),"
-            " null for none",
+            "description": "TCP port serving the text format at /metrics, null for none"
+            " (0: any free port, logged)",
+        },
+        "address": {
+            "type": "string",
+            "minLength": 1,
+            "default": "127.0.0.1",
+            "description": "host or IP address to listen on; 0.0.0.0 for every interface",
         },
     },
 }
@@ -214,6 +261,7 @@ CORE_SECTIONS = (
     "journal",
     "loop",
     "control",
+    "metrics",
 )
 
 
@@ -251,6 +299,7 @@ def core_schema() -> dict:
             "journal": JOURNAL,
             "loop": LOOP,
             "control": CONTROL,
+            "metrics": METRICS,
             "backtest": BACKTEST,
         },
     }

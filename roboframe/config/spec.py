@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -48,11 +50,47 @@ class LoopSpec:
     address: str = "inproc://robo"
     timer_ms: int | None = None
     drain_ms: int = 1000
+    open_orders_on_stop: str = "leave"  # or "cancel"
+
+
+@dataclass(frozen=True)
+class CurveSpec:
+    """CURVE key files of a ZeroMQ endpoint, as absolute paths (see :mod:`roboframe.curve`).
+
+    A server (the binding side) has ``secret_key`` and ``clients``, a folder
+    of allowed public keys; a client has ``secret_key`` and ``server_key``.
+    """
+
+    secret_key: str
+    clients: str | None = None
+    server_key: str | None = None
 
 
 @dataclass(frozen=True)
 class ControlSpec:
+    """The control endpoint. ``address`` None is none.
+
+    ``default`` says the file left ``address`` out, so it is
+    ``ipc://<journal.dir>/control.sock`` made absolute when the file was loaded;
+    it is not written into ``raw`` (the config hash stays what it was), and a
+    run with another journal folder moves it there.
+    """
+
     address: str | None = None
+    curve: CurveSpec | None = None
+    default: bool = False
+
+
+@dataclass(frozen=True)
+class MetricsSpec:
+    """Where the robot serves Prometheus metrics; ``port`` None is off.
+
+    The default is filled here, not into ``raw``: a file without a
+    ``metrics`` section keeps the config hash it had before the section existed.
+    """
+
+    port: int | None = None
+    address: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -71,6 +109,7 @@ class RobotSpec:
     source: str | None
     raw: dict
     config_hash: str
+    metrics: MetricsSpec = field(default_factory=MetricsSpec)
 
 
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
@@ -94,6 +133,11 @@ def config_hash(raw: dict) -> str:
     """SHA-256 hex of the canonical JSON of ``raw`` (sorted keys, no spaces)."""
     data = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(data.encode()).hexdigest()
+
+
+def default_control_address(journal_dir: str | Path) -> str:
+    """``ipc://`` + the absolute path of ``control.sock`` in ``journal_dir`` (relative to cwd)."""
+    return f"ipc://{os.path.abspath(Path(journal_dir) / 'control.sock')}"
 
 
 def frozen(mapping: Mapping) -> Mapping:

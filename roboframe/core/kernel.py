@@ -88,6 +88,7 @@ class Kernel:
         self._user_on_bar = strategy.on_bar
         self._user_on_tick = strategy.on_tick
         self._watch_loss = spec.risk.max_daily_loss is not None
+        self._cancel_on_stop = getattr(spec.loop, "open_orders_on_stop", "leave") == "cancel"
         self._day_end = 0
         self.handlers = {
             Bar: self._on_bar,
@@ -270,6 +271,8 @@ class Kernel:
                 return _NONE
             out = self.strategy.handle_stop(cmd, self.ctx)
             actions = self._process(out, 0) if out else []
+            if self._cancel_on_stop:
+                actions += self._process(self.ctx.cancel_all(), 0)
             self.stop_reason = str(cmd.args.get("reason", ""))
             self.risk.set_state(STOPPED, self.stop_reason)
             return actions

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -27,9 +27,18 @@ from roboframe.core.events import Control
 from roboframe.core.gateway import Runtime
 from roboframe.core.kernel import Kernel
 from roboframe.core.loop import RoboLoop
-from roboframe.core.streams import control_stream, data_stream, start_thread, trade_stream
+from roboframe.core.streams import (
+    SetCheck,
+    control_stream,
+    data_stream,
+    start_thread,
+    trade_stream,
+)
 from roboframe.journal import JournalWriter
 from roboframe.plugins import Registry, get_plugin_manager, get_registry, resolve_strategy
+
+if TYPE_CHECKING:
+    from roboframe.metrics import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +114,7 @@ class LiveRobot:
         self.registry = registry
         self.journal_dir = Path(self.options.journal_dir or spec.journal.dir)
         self.journal_dir.mkdir(parents=True, exist_ok=True)
+        self.control_address, self.control_keys = self._control_endpoint()
         strategy, strategy_cls, _ = make_strategy(spec, registry)
         self.resumed = self._resume(spec, strategy) if self.options.resume else None
         if self.options.resume and self.resumed is None:
@@ -133,6 +143,7 @@ class LiveRobot:
             self.loop.seq = self.resumed.last_seq
         self.status: dict = {}
         self.started = time.monotonic()
+        self.metrics: MetricsServer | None = None
 
     def _resume(self, spec: Any, strategy: Any):
         from roboframe.core.resume import RunFinished, latest_unfinished, rebuild
@@ -154,12 +165,59 @@ class LiveRobot:
         )
         return resumed
 
+    def _control_endpoint(self) -> tuple[str | None, Any]:
+        """The control address and CURVE keys, checked before anything is written."""
+        from roboframe.config.checks import check_control
+        from roboframe.config.spec import default_control_address
+        from roboframe.config.yamlload import render_path
+        from roboframe.curve import load_server_keys
+        from roboframe.errors import ConfigError, ConfigProblem
+
+        control = self.spec.control
+        address = control.address
+        if control.default and self.options.journal_dir is not None:
+            address = default_control_address(self.journal_dir)
+        curve = {"secret_key": control.curve.secret_key} if control.curve else None
+        problems = check_control({"curve": curve}, address, default=control.default)
+        if problems:
+            source = self.spec.source
+            raise ConfigError(
+                [ConfigProblem(source, None, render_path(p), m, h) for p, m, h in problems]
+            )
+        if not address or control.curve is None:
+            return address, None
+        what = f"control.curve ({address})"
+        return address, load_server_keys(control.curve.secret_key, control.curve.clients, what)
+
+    def _bind_control(self, ctx: zmq.Context) -> tuple[zmq.Socket, Any]:
+        """The control REP socket, bound (CURVE server and authenticator first, if any)."""
+        from roboframe.curve import make_server, restrict_ipc, start_authenticator
+        from roboframe.errors import RoboframeError
+
+        address = self.control_address
+        auth = None
+        rep = ctx.socket(zmq.REP)
+        rep.setsockopt(zmq.LINGER, 0)
+        try:
+            if self.control_keys is not None:
+                auth = start_authenticator(ctx, self.control_keys, f"control {address}")
+                make_server(rep, self.control_keys)
+            rep.bind(address)
+            restrict_ipc(address)
+        except (zmq.ZMQError, OSError) as exc:
+            rep.close()
+            if auth is not None:
+                auth.stop()
+            raise RoboframeError(f"cannot open the control endpoint {address}: {exc}") from None
+        return rep, auth
+
     def request_stop(self, reason: str) -> None:
         self.loop.request_stop(reason)
 
     def _snapshot(self) -> dict:
         snap = self.kernel.snapshot()
         snap["seq"] = self.loop.seq
+        snap["messages"] = self.loop.messages
         snap["malformed"] = dict(self.loop.malformed)
         snap["uptime_s"] = round(time.monotonic() - self.started, 3)
         return snap
@@ -184,8 +242,15 @@ class LiveRobot:
         sock.setsockopt(zmq.LINGER, 0)
         threads: list[threading.Thread] = []
         pm = get_plugin_manager()
+        rep = auth = None
         try:
+            if spec.metrics.port is not None:  # prometheus_client is imported only then
+                from roboframe.metrics import serve_robot
+
+                self.metrics = serve_robot(self)
             sock.bind(spec.loop.address)
+            if self.control_address:
+                rep, auth = self._bind_control(ctx)
             self.gateway.open(runtime)
             pm.hook.roboframe_robot_start(
                 robot=spec, run_id=self.run_id, journal_path=str(self.journal_path)
@@ -200,14 +265,17 @@ class LiveRobot:
                     self.gateway.submit(self.resumed.unacknowledged)
             self._tick()
             threads.append(start_thread("trade-stream", trade_stream, self.gateway, runtime))
-            if spec.control.address:
+            if rep is not None:
+                check_set = SetCheck(type(self.kernel.strategy), self.kernel.strategy.params)
                 threads.append(
                     start_thread(
                         "control-stream",
                         control_stream,
-                        spec.control.address,
+                        rep,
                         runtime,
                         lambda: self.status,
+                        time.time_ns,
+                        check_set,
                     )
                 )
             tap = self.gateway.needs_market_data
@@ -225,6 +293,9 @@ class LiveRobot:
             )
         finally:
             runtime.stop.set()
+            if self.metrics is not None:
+                self.status = self._snapshot()  # the last scrape sees the final figures
+                self.metrics.close()
             for thread in threads:
                 thread.join(timeout=5)
                 if thread.is_alive():
@@ -232,6 +303,8 @@ class LiveRobot:
             sock.close()
             self.gateway.close()
             self.journal.close()
+            if auth is not None:
+                auth.stop()
             if not any(t.is_alive() for t in threads):
                 ctx.destroy(linger=0)  # also closes what a failed start left open
         summary = self.summary()

@@ -104,33 +104,65 @@ def trade_stream(gateway: Gateway, runtime: Runtime) -> None:
 CONTROL_COMMANDS = ("pause", "resume", "reduce", "stop", "flatten", "cancel-all", "set")
 
 
+class SetCheck:
+    """``set`` checked before it is journaled: the args merged over the params, validated.
+
+    Follows the params the kernel will have: it starts from the strategy's
+    current ones and applies each ``set`` it lets through, in the order the
+    loop receives them (this thread is the only sender of ``set``).
+    """
+
+    def __init__(self, strategy_cls: type, params: dict) -> None:
+        self.strategy_cls = strategy_cls
+        self.params = dict(params)
+
+    def __call__(self, args: dict) -> str | None:
+        """None when ``args`` may be applied (and now are, here); else what is wrong."""
+        from roboframe.config.checks import check_strategy_params
+        from roboframe.config.yamlload import render_path
+
+        merged = {**self.params, **args}
+        problems = check_strategy_params(self.strategy_cls, merged)
+        if problems:
+            parts = []
+            for path, message, _hint in problems:
+                field = render_path(path[2:]) if path[:2] == ("strategy", "params") else ""
+                parts.append(f"{field}: {message}" if field else message)
+            return "; ".join(parts)
+        self.params = merged
+        return None
+
+
 def control_stream(
-    address: str, runtime: Runtime, status: Callable[[], dict], clock=time.time_ns
+    rep: zmq.Socket,
+    runtime: Runtime,
+    status: Callable[[], dict],
+    clock=time.time_ns,
+    check_set: Callable[[dict], str | None] | None = None,
 ) -> None:
-    """Answer commands on a REP socket at ``address``; forward them as events.
+    """Answer commands on ``rep``, a bound REP socket handed to this thread.
 
     A request is JSON ``{"command": "pause", "args": {...}}``; the reply is
     JSON. ``status`` is answered from the loop's latest snapshot and is not
-    journaled; every other command becomes a :class:`Control` event.
+    journaled; every other command becomes a :class:`Control` event. ``set``
+    goes to the loop only when ``check_set`` finds nothing wrong; else the
+    reply is ``{"ok": false, "error": "<field>: <message>"}``.
     """
     stop = runtime.stop
-    rep = runtime.context.socket(zmq.REP)
-    rep.setsockopt(zmq.LINGER, 0)
-    rep.bind(address)
     sender = connect_sender(runtime)
     try:
         while not stop.is_set():
             if not rep.poll(100):
                 continue
             raw = rep.recv()
-            reply = _control_reply(raw, sender, status, stop, clock)
+            reply = _control_reply(raw, sender, status, stop, clock, check_set)
             rep.send(json.dumps(reply, default=str).encode())
     finally:
         rep.close()
         sender.close()
 
 
-def _control_reply(raw: bytes, sender, status, stop, clock) -> dict:
+def _control_reply(raw: bytes, sender, status, stop, clock, check_set=None) -> dict:
     try:
         request = json.loads(raw)
         command = request["command"]
@@ -145,6 +177,11 @@ def _control_reply(raw: bytes, sender, status, stop, clock) -> dict:
     if command not in CONTROL_COMMANDS:
         known = ", ".join(("status", *CONTROL_COMMANDS))
         return {"ok": False, "error": f"unknown command {command!r}; known: {known}"}
+    if command == "set" and check_set is not None:
+        error = check_set(args)
+        if error:
+            log.warning("control: set %s refused: %s", json.dumps(args, default=str), error)
+            return {"ok": False, "error": error}
     send(sender, codec.encode(Control(command, clock(), args)), stop)
     return {"ok": True, "queued": command}
 

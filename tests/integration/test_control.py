@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
+from pathlib import Path
 
 from roboframe.config import load_robot
 from roboframe.control import send_command
@@ -11,6 +14,7 @@ from roboframe.core.events import Control
 from roboframe.core.robot import LiveRobot, RunOptions
 from roboframe.journal import JournalReader
 from roboframe.journal.format import MESSAGE
+from roboframe.replay import verify
 from roboframe.testing.helpers import wait_for
 
 from .conftest import roboframe_cmd
@@ -53,3 +57,109 @@ def test_ctl_without_a_listener_times_out_cleanly(tmp_path):
     assert proc.returncode == 1
     assert "no answer from" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _controls(journal_path) -> list[Control]:
+    out = []
+    for record in JournalReader(journal_path).records():
+        if record.kind == MESSAGE:
+            msg = codec.decode(record.payload)
+            if isinstance(msg, Control):
+                out.append(msg)
+    return out
+
+
+def _start(path, **options):
+    robot = LiveRobot(load_robot(path), RunOptions(duration_s=20, **options))
+    thread = threading.Thread(target=robot.run)
+    thread.start()
+    assert wait_for(lambda: robot.status.get("seq", 0) > 1)
+    return robot, thread
+
+
+def test_the_default_endpoint_is_an_owner_only_socket_in_the_journal_folder(robot_file, tmp_path):
+    path = robot_file(bars=0, rate=300)
+    spec = load_robot(path)
+    sock = tmp_path / "runs" / "fast-robot" / "control.sock"
+    assert spec.control.default and spec.control.address == f"ipc://{sock}"
+    _, thread = _start(path)
+    try:
+        assert stat.S_ISSOCK(os.stat(sock).st_mode)
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+        assert send_command(f"ipc://{sock}", "status")["status"]["robot"] == "fast-robot"
+        proc = roboframe_cmd("ctl", str(path), "status")  # the robot file resolves the default
+        assert proc.returncode == 0, proc.stderr
+        assert '"robot": "fast-robot"' in proc.stdout
+    finally:
+        send_command(f"ipc://{sock}", "stop")
+        thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_the_default_endpoint_follows_a_journal_dir_given_to_the_run(robot_file, tmp_path):
+    path = robot_file(bars=0, rate=300)
+    elsewhere = tmp_path / "elsewhere"
+    robot, thread = _start(path, journal_dir=elsewhere)
+    try:
+        assert robot.control_address == f"ipc://{elsewhere}/control.sock"
+        assert send_command(robot.control_address, "status")["ok"]
+    finally:
+        send_command(robot.control_address, "stop")
+        thread.join(30)
+
+
+def test_null_address_means_no_endpoint(robot_file, tmp_path):
+    path = robot_file(bars=20, extra="control:\n  address: null\n")
+    robot = LiveRobot(load_robot(path), RunOptions(duration_s=20))
+    assert robot.control_address is None
+    robot.run()
+    assert not (tmp_path / "runs" / "fast-robot" / "control.sock").exists()
+    proc = roboframe_cmd("ctl", str(path), "status")
+    assert proc.returncode == 2 and "no control endpoint" in proc.stderr
+
+
+def test_a_too_long_ipc_path_is_a_config_error(robot_file, tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    path = robot_file(journal_dir=deep)
+    proc = roboframe_cmd("run", str(path))
+    assert proc.returncode == 2, proc.stderr
+    assert "journal.dir: the default control endpoint" in proc.stderr
+    assert "the limit is 107" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_set_is_validated_before_it_is_journaled(robot_file):
+    path = robot_file(bars=0, rate=300)
+    robot, thread = _start(path)
+    address = robot.control_address
+    try:
+        bad = send_command(address, "set", ["fast=50"])
+        assert bad == {"ok": False, "error": "fast: must be less than slow (8)"}
+        bad = send_command(address, "set", ["qty=0"])
+        assert not bad["ok"] and bad["error"].startswith("qty: ")
+        proc = roboframe_cmd("ctl", address, "set", "slow=2")  # then fast=3 >= slow
+        assert proc.returncode == 1 and "must be less than slow (2)" in proc.stdout
+        assert send_command(address, "set", ["qty=2"]) == {"ok": True, "queued": "set"}
+        assert wait_for(lambda: robot.kernel.strategy.params["qty"] == 2)
+        # the check follows what was let through: fast=5 is fine with slow=8 ...
+        assert send_command(address, "set", ["fast=5"])["ok"]
+        # ... and slow=4 is then checked against fast=5, not the file's fast=3
+        reply = send_command(address, "set", ["slow=4"])
+        assert reply["error"] == "fast: must be less than slow (4)"
+    finally:
+        send_command(address, "stop")
+        thread.join(30)
+    sets = [c.args for c in _controls(robot.journal_path) if c.command == "set"]
+    assert sets == [{"qty": 2}, {"fast": 5}]
+    result = verify(robot.journal_path)
+    assert result.ok, result.divergence
+    assert result.kernel.strategy.params["qty"] == 2 and result.kernel.strategy.params["fast"] == 5
+
+
+def test_journal_config_of_a_run_with_the_default_endpoint_still_loads(robot_file):
+    from roboframe.config import spec_from_dict
+
+    spec = load_robot(robot_file())
+    assert spec.raw["control"] == {"address": None}  # the default is not stored: same hash
+    again = spec_from_dict(spec.raw, source=spec.source)
+    assert again.config_hash == spec.config_hash
+    assert Path(spec.source).exists()

@@ -16,6 +16,11 @@ A batch holding one malformed event is dropped whole by the loop; with a
 publisher you do not trust, set ``batch: 1``. A SUB socket drops messages
 past its high-water mark (``hwm``) when the robot cannot keep up: stale market
 data is the one thing a robot may lose, never orders or fills.
+
+Over ``tcp://`` the feed can be a CURVE client (see :mod:`roboframe.curve`):
+``curve: {secret_key: keys/robot.key_secret, server_key: keys/publisher.key}``,
+paths relative to the robot file; the publisher (``roboframe feed publish
+--curve-secret-key ... --curve-clients DIR``) must list the robot's public key.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import zmq
 
 from roboframe.core import codec
 from roboframe.core.feed import PACING_SCHEMA, Feed
+from roboframe.curve import load_public, load_secret, make_client
 from roboframe.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,24 @@ class ZmqFeed(Feed):
                 "default": 100000,
                 "description": "SUB receive high-water mark, in messages (0: unlimited)",
             },
+            "curve": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["secret_key", "server_key"],
+                "description": "CURVE client keys (paths relative to the robot file)",
+                "properties": {
+                    "secret_key": {
+                        "type": "string",
+                        "minLength": 1,
+                        "description": "the robot's NAME.key_secret file",
+                    },
+                    "server_key": {
+                        "type": "string",
+                        "minLength": 1,
+                        "description": "the publisher's public NAME.key file",
+                    },
+                },
+            },
             "batch": {
                 **PACING_SCHEMA["batch"],
                 "default": 256,
@@ -73,6 +97,17 @@ class ZmqFeed(Feed):
 
     _sock: zmq.Socket | None = None
 
+    def __init__(self, params, instruments, *, base_dir=None) -> None:
+        super().__init__(params, instruments, base_dir=base_dir)
+        self.curve = None
+        curve = self.params.get("curve")
+        if curve:
+            secret_key = self.base_dir / curve["secret_key"]
+            server_key = self.base_dir / curve["server_key"]
+            load_secret(secret_key, "feed.params.curve.secret_key")  # fail at start, not later
+            load_public(server_key, "feed.params.curve.server_key")
+            self.curve = (secret_key, server_key)
+
     def events(self) -> Iterator:
         raise ConfigError(
             "the zmq feed is live only: it has no history to iterate; "
@@ -87,6 +122,8 @@ class ZmqFeed(Feed):
         sock.setsockopt(zmq.RCVHWM, int(self.params.get("hwm", 100000)))
         for symbol in sorted(self.instruments):
             sock.setsockopt(zmq.SUBSCRIBE, symbol.encode())
+        if self.curve is not None:
+            make_client(sock, *self.curve, "feed.params.curve")
         sock.connect(self.params.get("address", DEFAULT_ADDRESS))
         self._sock = sock
         return sock

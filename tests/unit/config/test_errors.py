@@ -144,7 +144,7 @@ CASES = [
         GOOD + "colour: blue\n",
         (
             "{dir}/robot.yaml:17: colour: unknown field 'colour'\n"
-            "  hint: allowed fields: alerts, backtest, control, description, feed, gateway, journal, loop, name, risk, strategy, symbols"
+            "  hint: allowed fields: alerts, backtest, control, description, feed, gateway, journal, loop, metrics, name, risk, strategy, symbols"
         ),
         id="unknown_top_key_far",
     ),

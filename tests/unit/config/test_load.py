@@ -32,7 +32,7 @@ def test_example_robot_loads_with_every_field():
     assert spec.risk.allowed_symbols == ("RTS-12.26", "Si-12.26")
     assert spec.journal.dir == "runs/si-trend" and spec.journal.fsync == "on_close"
     assert spec.loop.address == "inproc://robo" and spec.loop.timer_ms is None
-    assert spec.control.address is None
+    assert spec.control.default and spec.control.address.endswith("/runs/si-trend/control.sock")
     with pytest.raises(TypeError):
         spec.strategy.params["fast"] = 3  # frozen
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from roboframe.config import (
     ControlSpec,
     JournalSpec,
     LoopSpec,
+    MetricsSpec,
     RiskSpec,
     load_robot,
     parse_duration_ms,
@@ -38,7 +40,9 @@ def test_every_default(load):
     assert spec.risk.max_position == {}
     assert spec.journal == JournalSpec(dir="runs/tiny", fsync="on_close", flush_ms=200)
     assert spec.loop == LoopSpec(address="inproc://robo", timer_ms=None, drain_ms=1000)
-    assert spec.control == ControlSpec(address=None)
+    assert spec.control == ControlSpec(
+        address=f"ipc://{Path('runs/tiny/control.sock').absolute()}", default=True
+    )
     assert spec.extra == {}
 
 
@@ -177,6 +181,26 @@ def test_hash_ignores_key_order(registry):
     spec = spec_from_dict(small_robot(), registry=registry)
     reordered = dict(reversed(list(spec.raw.items())))
     assert spec_from_dict(reordered, registry=registry).config_hash == spec.config_hash
+
+
+def test_metrics_are_off_by_default_and_left_out_of_raw(load):
+    spec = load(GOOD)
+    assert spec.metrics == MetricsSpec(port=None, address="127.0.0.1")
+    assert "metrics" not in spec.raw  # files without the section keep their config hash
+    on = load(GOOD + "metrics: {port: 9464}\n")
+    assert on.metrics == MetricsSpec(port=9464, address="127.0.0.1")
+    assert on.raw["metrics"] == {"port": 9464}
+    assert on.config_hash != spec.config_hash
+
+
+def test_metrics_port_out_of_range(error_of, tmp_path):
+    text = error_of(GOOD + "metrics: {port: 70000, address: 0.0.0.0}\n")
+    line = GOOD.count("\n") + 1
+    assert text == (
+        f"{tmp_path}/robot.yaml:{line}: metrics.port: must be <= 65535, got 70000\n"
+        "  hint: TCP port serving the text format at /metrics, null for none"
+        " (0: any free port, logged)"
+    )
 
 
 def small_robot() -> dict:

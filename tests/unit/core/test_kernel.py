@@ -198,3 +198,20 @@ def test_robot_time_never_goes_backwards():
     kernel.handle(bar(SI, 10, 100))
     kernel.handle(OrderUpdate("nope", T0, "accepted"))
     assert kernel.now == bar(SI, 10, 100).ts
+
+
+@pytest.mark.parametrize(("policy", "cancelled"), [("leave", []), ("cancel", [2])])
+def test_open_orders_on_stop(policy, cancelled):
+    from tests.unit.analyze.journals import scripted_spec
+
+    spec = scripted_spec(loop={"open_orders_on_stop": policy})
+    kernel, _ = run_events(spec, [bar("Si-12.26", 1, 100), bar("Si-12.26", 2, 105)])
+    assert [o.client_id for o in kernel.orders.open.values()] == [
+        "test-robot-r1-1",
+        "test-robot-r1-2",
+    ]
+    kernel.handle(OrderUpdate("test-robot-r1-1", T0, "accepted"))
+    kernel.handle(fill(kernel.orders.orders["test-robot-r1-1"], 100))  # the market order filled
+    actions = kernel.handle(Control("stop", T0 + 10**12, {"reason": "down"}))
+    assert actions == [Cancel(f"test-robot-r1-{n}") for n in cancelled]
+    assert kernel.risk.state == "STOPPED"

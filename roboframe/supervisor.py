@@ -1,0 +1,395 @@
+"""Many robots: ``roboframe up FOLDER`` runs one process per robot file.
+
+The supervisor watches a folder of robot files. Each valid file is a robot,
+run as ``roboframe run FILE --resume`` in a process of its own: a robot that
+crashed (or was killed) comes back with its state rebuilt from its journal
+and, with an order-store gateway, its fills caught up from the store, before
+it trades again. Restarts back off (1 s, 2 s, 4 s ... up to a minute; the
+count starts over after a minute of good running). A robot that stops by
+itself (its feed ended, ``ctl stop``) stays stopped; a file that is not a
+valid robot is reported and tried again when it changes. A new file is a
+new robot, with no other settings; a file changed on disk restarts its
+robot (cleanly) with the new definition; a removed file stops its robot.
+
+``roboframe ps`` and ``roboframe down`` talk to the supervisor through an
+ipc socket in its state folder (mode 0600). The supervisor is not on any
+robot's hot path: each robot keeps its own loop, journal and control
+endpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from roboframe.errors import ConfigError, RoboframeError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATE_DIR = Path("runs") / ".supervisor"
+SOCKET_NAME = "supervisor.sock"
+ROBOT_SUFFIXES = (".yaml", ".yml")
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 60.0
+STABLE_S = 60.0  # a run this long resets the backoff
+STOP_GRACE_S = 15.0  # SIGTERM, then SIGKILL after this long
+EXIT_CONFIG = 2  # roboframe run: the robot file is wrong
+
+
+def supervisor_address(state_dir: Path) -> str:
+    return f"ipc://{(state_dir / SOCKET_NAME).resolve()}"
+
+
+@dataclass
+class Robot:
+    """One robot file and its process."""
+
+    path: Path
+    name: str = ""
+    mtime: float = 0.0
+    state: str = "new"  # new, running, backoff, stopping, stopped, failed, invalid
+    proc: subprocess.Popen | None = None
+    started: float = 0.0  # monotonic
+    restarts: int = 0
+    failures: int = 0  # consecutive, for the backoff
+    next_start: float = 0.0
+    last_exit: int | None = None
+    problem: str = ""
+    wanted: bool = True  # False: down asked for it; never restarted
+    log_path: Path | None = None
+    log_file: Any = field(default=None, repr=False)
+
+    def info(self, now: float) -> dict:
+        return {
+            "name": self.name or self.path.stem,
+            "file": str(self.path),
+            "state": self.state,
+            "pid": self.proc.pid if self.proc is not None and self.proc.poll() is None else None,
+            "uptime_s": round(now - self.started, 1) if self.state == "running" else None,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "problem": self.problem or None,
+            "log": str(self.log_path) if self.log_path else None,
+        }
+
+
+class Supervisor:
+    """Runs every robot of ``folder``; :meth:`serve` blocks until ``down``."""
+
+    def __init__(
+        self,
+        folder: Path,
+        state_dir: Path = DEFAULT_STATE_DIR,
+        *,
+        scan_s: float = 1.0,
+        backoff_first_s: float = BACKOFF_FIRST_S,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise ConfigError(f"{folder}: not a folder of robot files")
+        self.state_dir = Path(state_dir)
+        self.scan_s = scan_s
+        self.backoff_first_s = backoff_first_s
+        self.extra_args = extra_args
+        self.robots: dict[Path, Robot] = {}
+        self.stopping_all = False
+        self._next_scan = 0.0
+        self.ctx = zmq.Context()
+        self.sock: zmq.Socket | None = None
+
+    # -- the socket ps and down talk to ---------------------------------------
+
+    def _bind(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        address = supervisor_address(self.state_dir)
+        if _answers(address):
+            raise RoboframeError(
+                f"a supervisor already runs with state folder {self.state_dir} "
+                "(roboframe down stops it)"
+            )
+        with contextlib.suppress(FileNotFoundError):
+            (self.state_dir / SOCKET_NAME).unlink()  # left by a supervisor that died
+        sock = self.ctx.socket(zmq.REP)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(address)
+        os.chmod(self.state_dir / SOCKET_NAME, 0o600)
+        (self.state_dir / "supervisor.pid").write_text(f"{os.getpid()}\n")
+        self.sock = sock
+
+    def _answer(self) -> None:
+        assert self.sock is not None
+        while self.sock.poll(0):
+            raw = self.sock.recv()
+            try:
+                request = json.loads(raw)
+                reply = self._command(request.get("command"), request.get("robot"))
+            except (ValueError, AttributeError) as exc:
+                reply = {"ok": False, "error": f"bad request: {exc}"}
+            self.sock.send(json.dumps(reply).encode())
+
+    def _command(self, command: str, name: str | None) -> dict:
+        now = time.monotonic()
+        if command == "ps":
+            robots = sorted(self.robots.values(), key=lambda r: r.name or r.path.stem)
+            return {
+                "ok": True,
+                "folder": str(self.folder),
+                "pid": os.getpid(),
+                "robots": [r.info(now) for r in robots],
+            }
+        if command == "down":
+            targets = [r for r in self.robots.values() if name in (None, r.name)]
+            if name is not None and not targets:
+                known = ", ".join(sorted(r.name for r in self.robots.values() if r.name))
+                return {"ok": False, "error": f"no robot {name!r} here; robots: {known}"}
+            for robot in targets:
+                robot.wanted = False
+                self._stop(robot, now)
+            if name is None:
+                self.stopping_all = True
+            return {"ok": True, "stopping": sorted(r.name for r in targets)}
+        return {"ok": False, "error": f"unknown command {command!r}; known: ps, down"}
+
+    # -- robots ---------------------------------------------------------------
+
+    def _scan(self, now: float) -> None:
+        files = {
+            p.resolve(): p
+            for p in self.folder.iterdir()
+            if p.suffix in ROBOT_SUFFIXES and p.is_file() and not p.name.startswith(".")
+        }
+        for key, path in sorted(files.items()):
+            robot = self.robots.get(key)
+            mtime = path.stat().st_mtime
+            if robot is None:
+                robot = self.robots[key] = Robot(path)
+                self._define(robot, mtime, now)
+            elif mtime != robot.mtime and robot.wanted:
+                log.warning("%s changed: restarting %s", path, robot.name or path.stem)
+                self._stop(robot, now)
+                self._define(robot, mtime, now)
+        for key in [k for k in self.robots if k not in files]:
+            robot = self.robots[key]
+            if robot.wanted:
+                log.warning("%s was removed: stopping %s", robot.path, robot.name)
+                robot.wanted = False
+                self._stop(robot, now)
+
+    def _define(self, robot: Robot, mtime: float, now: float) -> None:
+        from roboframe.config import load_robot
+
+        robot.mtime = mtime
+        try:
+            spec = load_robot(robot.path)
+        except ConfigError as exc:
+            robot.state, robot.problem = "invalid", str(exc)
+            log.error("%s is not a valid robot, skipped until it changes:\n%s", robot.path, exc)
+            return
+        clash = [
+            r for r in self.robots.values() if r is not robot and r.name == spec.name and r.wanted
+        ]
+        if clash:
+            robot.state = "invalid"
+            robot.problem = f"robot name {spec.name!r} is taken by {clash[0].path}"
+            log.error("%s: %s", robot.path, robot.problem)
+            return
+        robot.name, robot.problem = spec.name, ""
+        robot.failures = 0
+        if robot.state in ("new", "invalid", "stopped", "failed"):
+            robot.state, robot.next_start = "backoff", now  # start at once
+
+    def _start(self, robot: Robot, now: float) -> None:
+        robot.log_path = self.state_dir / f"{robot.name}.log"
+        if robot.log_file is None:
+            robot.log_file = open(robot.log_path, "ab")  # noqa: SIM115 -- closed on exit
+        cmd = [sys.executable, "-m", "roboframe.cli", "-q", "run", str(robot.path), "--resume"]
+        robot.proc = subprocess.Popen(
+            [*cmd, *self.extra_args],
+            stdin=subprocess.DEVNULL,
+            stdout=robot.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C for the supervisor is not one for its robots
+        )
+        robot.state, robot.started = "running", now
+        log.warning("started %s (pid %d)", robot.name, robot.proc.pid)
+
+    def _stop(self, robot: Robot, now: float) -> None:
+        if robot.proc is not None and robot.proc.poll() is None:
+            robot.proc.send_signal(signal.SIGTERM)  # a clean stop: journal flushed and closed
+            robot.state, robot.next_start = "stopping", now + STOP_GRACE_S
+        elif robot.state in ("backoff", "new", "running"):
+            robot.state = "stopped"
+
+    def _watch(self, robot: Robot, now: float) -> None:
+        proc = robot.proc
+        if robot.state == "stopping" and proc is not None and proc.poll() is None:
+            if now >= robot.next_start:
+                log.error("%s did not stop in %.0fs: killed", robot.name, STOP_GRACE_S)
+                proc.kill()
+            return
+        if proc is not None and proc.poll() is not None:
+            code = proc.returncode
+            robot.proc, robot.last_exit = None, code
+            was_stopping = robot.state == "stopping"
+            ran = now - robot.started
+            if was_stopping or code == 0:
+                robot.state = "stopped"
+                log.warning("%s stopped (exit %d)", robot.name, code)
+                if was_stopping and robot.wanted and not self.stopping_all:
+                    robot.state, robot.next_start = "backoff", now  # a changed file: again
+            elif code == EXIT_CONFIG:
+                robot.state, robot.problem = "invalid", f"exit {code}: see {robot.log_path}"
+                log.error("%s refused its robot file (see %s)", robot.name, robot.log_path)
+            else:
+                robot.failures = 1 if ran >= STABLE_S else robot.failures + 1
+                delay = min(BACKOFF_MAX_S, self.backoff_first_s * 2 ** (robot.failures - 1))
+                robot.state, robot.next_start = "backoff", now + delay
+                log.error(
+                    "%s exited with %s after %.1fs; restarting in %.0fs",
+                    robot.name,
+                    f"signal {-code}" if code < 0 else f"code {code}",
+                    ran,
+                    delay,
+                )
+        if robot.state == "backoff" and robot.wanted and now >= robot.next_start:
+            if robot.last_exit is not None and robot.last_exit != 0:
+                robot.restarts += 1
+            self._start(robot, now)
+
+    # -- the loop -------------------------------------------------------------
+
+    def serve(self) -> None:
+        self._bind()
+        previous = {
+            s: signal.signal(s, lambda *_: self._command("down", None))
+            for s in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= self._next_scan and not self.stopping_all:
+                    self._scan(now)
+                    self._next_scan = now + self.scan_s
+                for robot in list(self.robots.values()):
+                    self._watch(robot, now)
+                self._answer()
+                if self.stopping_all and not any(
+                    r.proc is not None and r.proc.poll() is None for r in self.robots.values()
+                ):
+                    self._answer()
+                    return
+                if self.sock is not None:
+                    self.sock.poll(100)  # a request, or 100 ms
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.close()
+
+    def close(self) -> None:
+        now = time.monotonic()
+        for robot in self.robots.values():
+            if robot.proc is not None and robot.proc.poll() is None:
+                robot.wanted = False
+                self._stop(robot, now)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for robot in self.robots.values():
+            if robot.proc is not None:
+                try:
+                    robot.proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    robot.proc.kill()
+            if robot.log_file is not None:
+                robot.log_file.close()
+        if self.sock is not None:
+            self.sock.close()
+            with contextlib.suppress(FileNotFoundError):
+                (self.state_dir / SOCKET_NAME).unlink()
+            with contextlib.suppress(FileNotFoundError):
+                (self.state_dir / "supervisor.pid").unlink()
+        self.ctx.destroy(linger=0)
+
+
+def _answers(address: str, timeout: float = 0.5) -> bool:
+    try:
+        ask(address, "ps", timeout=timeout)
+    except RoboframeError:
+        return False
+    return True
+
+
+def ask(address: str, command: str, robot: str | None = None, *, timeout: float = 3.0) -> dict:
+    """One request to a supervisor; its JSON reply."""
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
+    sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
+    try:
+        sock.connect(address)
+        sock.send(json.dumps({"command": command, "robot": robot}).encode())
+        return json.loads(sock.recv())
+    except zmq.Again:
+        raise RoboframeError(
+            f"no supervisor answers at {address} (is 'roboframe up' running with this --state-dir?)"
+        ) from None
+    finally:
+        sock.close()
+
+
+def robot_rows(reply: dict, *, timeout: float = 1.0) -> list[dict]:
+    """``ps`` rows: the supervisor's view of each robot plus, for running ones,
+    what the robot's own control endpoint says (position, PnL, events/s)."""
+    from roboframe.control import send_command
+
+    rows = []
+    for robot in reply.get("robots", []):
+        row = dict(robot)
+        if robot["state"] == "running":
+            try:
+                answer = send_command(robot["file"], "status", timeout=timeout)
+            except RoboframeError as exc:
+                row["status_error"] = str(exc)
+            else:
+                status = answer.get("status") or {}
+                uptime = status.get("uptime_s") or 0
+                row["robot_state"] = status.get("state")
+                row["events"] = status.get("seq")
+                row["events_per_s"] = round(status.get("seq", 0) / uptime, 1) if uptime else None
+                row["positions"] = {
+                    s: p.get("position") for s, p in (status.get("positions") or {}).items()
+                }
+                row["net_pnl"] = status.get("net_pnl")
+        rows.append(row)
+    return rows
+
+
+def format_ps(rows: list[dict]) -> str:
+    head = f"{'ROBOT':<18} {'STATE':<9} {'PID':>7} {'UPTIME':>8} {'RESTARTS':>8} "
+    head += f"{'EVENTS/S':>9} {'NET PNL':>12}  POSITION"
+    lines = [head]
+    for r in rows:
+        state = r.get("robot_state") or r["state"]
+        if r["state"] != "running":
+            state = r["state"]
+        positions = ", ".join(f"{s} {q:+d}" for s, q in sorted((r.get("positions") or {}).items()))
+        uptime = f"{r['uptime_s']:.0f}s" if r.get("uptime_s") is not None else "-"
+        rate = f"{r['events_per_s']:,.1f}" if r.get("events_per_s") is not None else "-"
+        lines.append(
+            f"{r['name']:<18} {state:<9} {r['pid'] or '-':>7} {uptime:>8} {r['restarts']:>8} "
+            f"{rate:>9} {r.get('net_pnl') or '-':>12}  {positions or '-'}"
+        )
+        if r.get("problem"):
+            lines.append(f"  {r['problem'].splitlines()[0]}")
+    return "\n".join(lines)

@@ -1,0 +1,165 @@
+"""``roboframe up / ps / down`` with real processes: restarts, new robots, clean stops."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from roboframe.backtest import run_backtest
+from roboframe.config import load_robot
+from roboframe.core import codec
+from roboframe.core.events import Bar, NewOrder
+from roboframe.journal import JournalReader
+from roboframe.journal.format import ACTIONS
+from roboframe.replay import iter_events, verify
+
+from .conftest import ROOT
+
+ROBOT = """\
+name: {name}
+symbols:
+  Si-12.26: {{tick_size: 1}}
+feed:
+  plugin: synthetic
+  params: {{seed: {seed}, bars: {bars}, interval: 1m, prices: {{Si-12.26: 92000}}, rate: {rate}}}
+strategy:
+  plugin: sma-crossover
+  params: {{fast: 3, slow: 8, qty: 1}}
+gateway:
+  plugin: paper
+"""
+
+
+def cli(*args, cwd, timeout=30):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "roboframe.cli", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env,
+    )  # fmt: skip
+
+
+def ps(cwd) -> dict[str, dict]:
+    out = cli("ps", "--json", cwd=cwd)
+    assert out.returncode == 0, out.stderr
+    return {row["name"]: row for row in json.loads(out.stdout)}
+
+
+def wait_until(predicate, timeout=30.0, step=0.2):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"not within {timeout}s")
+
+
+@pytest.fixture
+def up(tmp_path):
+    """Start ``roboframe up robots/`` in tmp_path; stop it (and its robots) after."""
+    (tmp_path / "robots").mkdir()
+    procs = []
+
+    def start():
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "roboframe.cli", "up", "robots"],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        procs.append(proc)
+        wait_until(lambda: (tmp_path / "runs" / ".supervisor" / "supervisor.sock").exists())
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def write_robot(tmp_path, name, *, bars=800, rate=200, seed=3) -> Path:
+    path = tmp_path / "robots" / f"{name}.yaml"
+    path.write_text(ROBOT.format(name=name, bars=bars, rate=rate, seed=seed))
+    return path
+
+
+def orders_in(journal) -> list[str]:
+    out = []
+    for record in JournalReader(journal).records():
+        if record.kind == ACTIONS:
+            actions, _ = codec.decode_outputs(record.payload)
+            out += [a.client_id for a in actions if type(a) is NewOrder]
+    return out
+
+
+def test_a_killed_robot_is_restarted_and_ends_where_an_uninterrupted_run_ends(tmp_path, up):
+    path = write_robot(tmp_path, "alpha")
+    up()
+    first = wait_until(lambda: (r := ps(tmp_path).get("alpha")) and (r.get("events") or 0) > 200
+                       and r)  # fmt: skip
+    os.kill(first["pid"], signal.SIGKILL)  # mid-run, mid-whatever
+    done = wait_until(lambda: (r := ps(tmp_path)["alpha"])["state"] == "stopped" and r, 60)
+    assert done["restarts"] == 1 and done["last_exit"] == 0
+    journals = list((tmp_path / "runs" / "alpha").glob("*.journal"))
+    assert len(journals) == 1  # the restarted robot went on in the killed run's journal
+    result = verify(journals[0])
+    assert result.ok, str(result.divergence)
+    bars = [e.ts for _s, e, _r in iter_events(JournalReader(journals[0])) if type(e) is Bar]
+    assert len(bars) == 800 and all(b > a for a, b in itertools.pairwise(bars))
+    ids = orders_in(journals[0])
+    assert len(ids) == len(set(ids))  # no order sent twice
+    # the same robot, uninterrupted, over the same data: the same decisions and positions
+    os.chdir(tmp_path)
+    try:
+        clean = run_backtest(load_robot(path), journal=False)
+    finally:
+        os.chdir(ROOT)
+    state = result.kernel.snapshot()
+    assert state["strategy"] == clean.kernel.snapshot()["strategy"]
+    assert len(ids) == clean.kernel.counters["orders"]
+    assert state["positions"]["Si-12.26"]["position"] == clean.kernel.book.positions["Si-12.26"].qty
+
+
+def test_ps_new_files_invalid_files_and_down(tmp_path, up):
+    write_robot(tmp_path, "alpha", bars=0, rate=50)
+    supervisor = up()
+    wait_until(lambda: ps(tmp_path).get("alpha", {}).get("events"))
+    write_robot(tmp_path, "beta", bars=0, rate=50, seed=4)  # a new file is a new robot
+    (tmp_path / "robots" / "broken.yaml").write_text("name: broken\nsymbols: 3\n")
+    rows = wait_until(
+        lambda: (r := ps(tmp_path)).get("beta", {}).get("events") and "broken" in r and r
+    )
+    assert rows["alpha"]["state"] == rows["beta"]["state"] == "running"
+    assert rows["broken"]["state"] == "invalid" and "symbols" in rows["broken"]["problem"]
+    assert rows["beta"]["positions"].keys() == {"Si-12.26"}
+    text = cli("ps", cwd=tmp_path).stdout
+    assert text.splitlines()[0].split()[:3] == ["ROBOT", "STATE", "PID"]
+    assert any(line.startswith("alpha ") and "ACTIVE" in line for line in text.splitlines())
+    # down one robot: it stops cleanly and is not restarted
+    out = cli("down", "beta", cwd=tmp_path)
+    assert out.returncode == 0 and "stopped: beta" in out.stdout
+    time.sleep(1.5)
+    rows = ps(tmp_path)
+    assert rows["beta"]["state"] == "stopped" and rows["beta"]["pid"] is None
+    assert rows["alpha"]["state"] == "running"
+    beta_journal = next((tmp_path / "runs" / "beta").glob("*.journal"))
+    assert verify(beta_journal).kernel.risk.state == "STOPPED"  # its stop was journaled
+    # down everything: the supervisor exits, its socket and pid file go
+    out = cli("down", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert supervisor.wait(30) == 0
+    assert not (tmp_path / "runs" / ".supervisor" / "supervisor.sock").exists()
+    alpha_journal = next((tmp_path / "runs" / "alpha").glob("*.journal"))
+    assert verify(alpha_journal).kernel.risk.state == "STOPPED"
+    assert "no supervisor answers" in cli("ps", cwd=tmp_path).stderr
