@@ -511,6 +511,26 @@ def feed_publish(
     metavar="ADDRESS",
     help="Also take orders straight from robots here (the zmq fast path).",
 )
+@click.option(
+    "--orders-curve-secret-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CURVE: this exchange's NAME.key_secret for --orders.",
+)
+@click.option(
+    "--orders-curve-clients",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="CURVE: folder of the public keys of robots allowed to send orders.",
+)
+@click.option(
+    "--feed-curve-secret-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CURVE: this exchange's NAME.key_secret for the --feed publisher.",
+)
+@click.option(
+    "--feed-server-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CURVE: the publisher's public NAME.key.",
+)
 @_verbosity
 def exchange(
     store_url: str,
@@ -519,13 +539,40 @@ def exchange(
     slippage_ticks: int,
     fill_at: str,
     orders_address: str | None,
+    orders_curve_secret_key: Path | None,
+    orders_curve_clients: Path | None,
+    feed_curve_secret_key: Path | None,
+    feed_server_key: Path | None,
 ) -> None:
     """Run a paper exchange process that serves every robot's orders from the store."""
     import threading
     from decimal import Decimal
 
+    from roboframe import curve
     from roboframe.exchange import ExchangeProcess
 
+    if (orders_curve_secret_key is None) != (orders_curve_clients is None):
+        raise ConfigExit("CURVE on --orders needs both --orders-curve-secret-key and -clients")
+    if (feed_curve_secret_key is None) != (feed_server_key is None):
+        raise ConfigExit("CURVE on --feed needs both --feed-curve-secret-key and --feed-server-key")
+    try:
+        orders_curve = feed_curve = None
+        if orders_curve_secret_key is not None:
+            orders_curve = curve.load_server_keys(
+                orders_curve_secret_key, orders_curve_clients, "exchange --orders"
+            )
+        if feed_curve_secret_key is not None:
+            curve.load_secret(feed_curve_secret_key, "exchange --feed-curve-secret-key")
+            curve.load_public(feed_server_key, "exchange --feed-server-key")
+            feed_curve = (feed_curve_secret_key, feed_server_key)
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+    if orders_address and orders_address.startswith("tcp://") and orders_curve is None:
+        click.echo(
+            f"warning: orders on {orders_address} are not authenticated; any host that reaches "
+            "it can send orders (--orders-curve-secret-key/--orders-curve-clients)",
+            err=True,
+        )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     process = ExchangeProcess(
@@ -535,6 +582,8 @@ def exchange(
         slippage_ticks=slippage_ticks,
         fill_at=fill_at,
         orders_address=orders_address,
+        orders_curve=orders_curve,
+        feed_curve=feed_curve,
     )
     try:
         process.run(stop)

@@ -26,6 +26,7 @@ import queue
 import threading
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import msgspec
 import zmq
@@ -33,6 +34,7 @@ import zmq
 from roboframe.builtin.paper import PaperExchange
 from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Cancel, Fill, NewOrder, Tick
+from roboframe.curve import ServerKeys, make_client, make_server, start_authenticator
 from roboframe.store.base import OrderStore, StoreUnavailable, open_store
 
 log = logging.getLogger(__name__)
@@ -49,10 +51,14 @@ class ExchangeProcess:
         fill_at: str = "next",
         poll_s: float = 1.0,
         orders_address: str | None = None,
+        orders_curve: ServerKeys | None = None,
+        feed_curve: tuple[Path, Path] | None = None,
     ) -> None:
         self.store_url = store_url
         self.feed_address = feed_address
         self.orders_address = orders_address  # the fast path: a ROUTER robots connect to
+        self.orders_curve = orders_curve  # CURVE server keys and allowed robots for it
+        self.feed_curve = feed_curve  # CURVE client keys for the market-data feed
         self.fast: dict[str, bytes] = {}  # client id -> robot's socket identity
         self.outbox: list[tuple[str, object]] = []  # fast-path answers waiting for an id
         self.ids: dict[str, list[int]] = {"trades": [], "order_events": []}
@@ -194,10 +200,15 @@ class ExchangeProcess:
     # -- the process ----------------------------------------------------------
 
     def run(self, stop: threading.Event, ready: threading.Event | None = None) -> None:
-        ctx = zmq.Context.instance()
+        # with CURVE, a context of its own: the authenticator guards every socket of one
+        own = self.orders_curve is not None or self.feed_curve is not None
+        ctx = zmq.Context() if own else zmq.Context.instance()
+        auth = None
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
+        if self.feed_curve is not None:
+            make_client(sub, *self.feed_curve, "exchange --feed-curve-secret-key")
         sub.connect(self.feed_address)
         if self.orders_address:
             self.writer = StoreWriter(self.store_url, stop)
@@ -205,6 +216,10 @@ class ExchangeProcess:
             self.router = ctx.socket(zmq.ROUTER)
             self.router.setsockopt(zmq.LINGER, 0)
             self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a gone robot reads the store
+            if self.orders_curve is not None:
+                what = f"exchange orders {self.orders_address}"
+                auth = start_authenticator(ctx, self.orders_curve, what)
+                make_server(self.router, self.orders_curve)
             self.router.bind(self.orders_address)
         backoff = 0.2
         connected = False
@@ -235,6 +250,10 @@ class ExchangeProcess:
                 self.writer.join(30)  # it drains what it holds before it stops
             if self.store is not None:
                 self.store.close()
+            if auth is not None:
+                auth.stop()
+            if own:
+                ctx.destroy(linger=0)
 
     def _serve(self, sub: zmq.Socket, stop: threading.Event) -> None:
         poller = zmq.Poller()

@@ -15,12 +15,14 @@ remembered, so nothing arrives twice.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import zmq
 
 from roboframe.builtin.storegw import StoreGateway, _StoreStream
 from roboframe.core import codec
 from roboframe.core.events import Fill, OrderUpdate
+from roboframe.curve import load_public, load_secret, make_client
 
 
 class FastGateway(StoreGateway):
@@ -36,8 +38,40 @@ class FastGateway(StoreGateway):
                 "description": "the exchange's order endpoint (roboframe exchange "
                 "--orders), e.g. tcp://127.0.0.1:5570",
             },
+            "curve": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["secret_key", "server_key"],
+                "description": "CURVE client keys for a tcp:// order endpoint (paths relative "
+                "to the robot file); the exchange must list this robot's public key",
+                "properties": {
+                    "secret_key": {
+                        "type": "string",
+                        "minLength": 1,
+                        "description": "the robot's NAME.key_secret file",
+                    },
+                    "server_key": {
+                        "type": "string",
+                        "minLength": 1,
+                        "description": "the exchange's public NAME.key file",
+                    },
+                },
+            },
         },
     }
+
+    def curve_files(self) -> tuple[Path, Path] | None:
+        curve = self.params.get("curve")
+        if not curve:
+            return None
+        return self.base_dir / curve["secret_key"], self.base_dir / curve["server_key"]
+
+    def open(self, runtime) -> None:
+        files = self.curve_files()
+        if files is not None:  # unreadable keys stop the start, not the run
+            load_secret(files[0], "gateway.params.curve.secret_key")
+            load_public(files[1], "gateway.params.curve.server_key")
+        super().open(runtime)
 
     def trade_stream(self, runtime, sender) -> None:
         stream = _FastStream(self, runtime, sender)
@@ -53,6 +87,9 @@ class _FastStream(_StoreStream):
         self.dealer = runtime.context.socket(zmq.DEALER)
         self.dealer.setsockopt(zmq.IDENTITY, gateway.robot.encode())
         self.dealer.setsockopt(zmq.LINGER, 0)
+        files = gateway.curve_files()
+        if files is not None:
+            make_client(self.dealer, *files, "gateway.params.curve")
         self.dealer.connect(gateway.params["address"])
         self.seen_trades: set[int] = set()
         self.seen_events: set[int] = set()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import zmq
@@ -84,6 +85,9 @@ class Gateway:
         self.params = params
         self.instruments = instruments
         self.robot = robot
+        self.base_dir = Path.cwd()
+        """Folder of the robot file: relative paths in ``params`` start there (set by the
+        runtime after construction, so plugin constructors need not take it)."""
 
     def open(self, runtime: Runtime) -> None:
         """Prepare sockets/connections. Called on the loop thread before any event."""

@@ -137,6 +137,7 @@ class LiveRobot:
             self.feed.resume_after(*self.resumed.market_seen)  # recorded data: go on from there
         gw_cls = registry.lookup("gateways", spec.gateway.plugin).obj
         self.gateway = gw_cls(dict(spec.gateway.params), self.kernel.instruments, robot=spec.name)
+        self.gateway.base_dir = base_dir
         # real-time feeds run on the wall clock; recorded and synthetic ones on their own
         self.loop = RoboLoop(self.kernel, self.journal, self.gateway, wall_clock=feed_cls.live_only)
         if self.resumed is not None:

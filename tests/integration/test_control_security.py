@@ -12,6 +12,7 @@ import stat
 import threading
 
 import pytest
+import zmq
 
 from roboframe.builtin.feeds.zmqsub import ZmqFeed
 from roboframe.config import load_robot
@@ -198,3 +199,50 @@ def test_a_feed_with_a_missing_key_file_is_a_config_error(tmp_path):
     params = {"curve": {"secret_key": "no.key_secret", "server_key": "no.key"}}
     with pytest.raises(ConfigError, match="cannot read CURVE secret key"):
         ZmqFeed(params, {"Si-12.26": None}, base_dir=tmp_path)
+
+
+def test_curve_order_path_serves_allowed_robots_only(keys, tmp_path, pg_url):
+    """The exchange's fast-path ROUTER as a CURVE server: a robot with an allowed key
+    gets its order acknowledged; one with an unknown key reaches nothing."""
+    from roboframe.core import codec
+    from roboframe.core.events import NewOrder, OrderUpdate
+    from roboframe.curve import make_client
+    from roboframe.exchange import ExchangeProcess
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    server_keys = load_server_keys(keys["server_secret"], keys["clients"], "test exchange")
+    stop, ready = threading.Event(), threading.Event()
+    exchange = ExchangeProcess(
+        pg_url, "tcp://127.0.0.1:1", orders_address=address, orders_curve=server_keys
+    )
+    thread = threading.Thread(target=exchange.run, args=(stop, ready))
+    thread.start()
+    ctx = zmq.Context()
+    try:
+        assert ready.wait(15)
+
+        def order_from(name, secret):
+            dealer = ctx.socket(zmq.DEALER)
+            dealer.setsockopt(zmq.IDENTITY, name.encode())
+            dealer.setsockopt(zmq.LINGER, 0)
+            dealer.setsockopt(zmq.RCVTIMEO, 3000)
+            make_client(dealer, secret, keys["server_key"], "test robot")
+            dealer.connect(address)
+            dealer.send(codec.encode([NewOrder(f"{name}-r1-1", "Si-12.26", "buy", 1)]))
+            try:
+                return codec.decode(dealer.recv())
+            except zmq.Again:
+                return None
+            finally:
+                dealer.close()
+
+        answer = order_from("friend", keys["me"])
+        answer = answer.events[0] if hasattr(answer, "events") else answer
+        assert isinstance(answer, OrderUpdate) and answer.status == "accepted"
+        assert order_from("stranger", keys["stranger"]) is None
+        assert exchange.counts["orders"] == 1  # the stranger's order never got in
+    finally:
+        stop.set()
+        thread.join(15)
+        ctx.destroy(linger=0)
