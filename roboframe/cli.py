@@ -372,6 +372,12 @@ def replay(journal_file: Path, verify: bool, until: int | None, force: bool, as_
             f"note: torn last frame ignored ({tail.size} bytes at byte {tail.offset}: {tail.why})",
             err=True,
         )
+    if result.unjournaled:
+        click.echo(
+            f"note: the journal ends before the actions of its last {result.unjournaled} "
+            "event(s) were written (the run stopped there; none of them was sent)",
+            err=True,
+        )
     if not result.ok:
         click.echo(f"{journal_file}: divergence at {result.divergence}", err=True)
         raise SystemExit(EXIT_FAILED)

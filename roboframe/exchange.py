@@ -190,7 +190,7 @@ class ExchangeProcess:
                 return
             try:
                 msg = codec.decode(frames[-1])
-            except codec.DecodeError:
+            except codec.DECODE_ERRORS:
                 continue
             for event in msg.events if type(msg) is Batch else (msg,):
                 if type(event) in (Tick, Bar):

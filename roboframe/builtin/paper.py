@@ -366,7 +366,7 @@ def _market_events(sock: zmq.Socket):
             return
         try:
             msg = codec.decode(raw)
-        except codec.DecodeError:
+        except codec.DECODE_ERRORS:
             continue  # the loop counts malformed data; the exchange just skips it
         events = msg.events if type(msg) is Batch else (msg,)
         for event in events:

@@ -31,6 +31,8 @@ from roboframe.core.events import Cancel, Control, NewOrder
 from roboframe.core.gateway import Gateway, Runtime
 from roboframe.errors import ConfigError
 from roboframe.store.base import OrderStore, StoreUnavailable, open_store
+from roboframe.testing import faultpoints
+from roboframe.testing.faultpoints import ARMED as _FAULTS
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,8 @@ class _StoreStream:
             action = self.waiting[0]
             if type(action) is NewOrder:
                 store.insert_order(self.robot, self.runtime.run_id, action, time.time_ns())
+                if _FAULTS:  # committed; its acknowledgement is not journaled yet
+                    faultpoints.reached("store.after_insert")
             elif type(action) is Cancel:
                 store.request_cancel(self.robot, action.client_id, time.time_ns())
             self.waiting.pop(0)

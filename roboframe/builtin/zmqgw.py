@@ -127,7 +127,7 @@ class _FastStream(_StoreStream):
                 return
             try:
                 event = codec.decode(raw)
-            except codec.DecodeError:
+            except codec.DECODE_ERRORS:
                 continue  # the loop would count it; nothing of ours to forward
             if type(event) in (Fill, OrderUpdate):
                 self._forward(event)

@@ -50,6 +50,12 @@ CODEC_VERSION = 1
 
 DecodeError = msgspec.DecodeError
 ValidationError = msgspec.ValidationError
+DECODE_ERRORS = (msgspec.DecodeError, RecursionError)
+"""Everything decoding hostile bytes may raise: catch this, not ``DecodeError`` alone.
+
+:class:`Control` ``args`` may nest; nesting deeper than the interpreter's recursion
+limit (about a thousand levels, a 2 kB message) makes msgspec raise ``RecursionError``.
+"""
 
 _encoder = msgspec.msgpack.Encoder()
 _inbound = msgspec.msgpack.Decoder(Tick | Bar | OrderUpdate | Fill | Control | Timer | Batch)
@@ -65,7 +71,8 @@ decode = _inbound.decode
 """Decode one inbound wire message: an event or a :class:`Batch`.
 
 Raises :class:`msgspec.DecodeError` (``ValidationError`` is a subclass) on
-anything malformed: bad msgpack, unknown kind, wrong field types.
+anything malformed: bad msgpack, unknown kind, wrong field types; and
+``RecursionError`` on absurdly deep ``Control.args`` (catch :data:`DECODE_ERRORS`).
 """
 
 decode_actions = _actions.decode

@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 _IDLE_MS = 20  # longest wait for a message before timers and stop checks run
 _HOUSEKEEPING_EVERY = 0xFF  # under load, timers and stop checks every 256 messages
 _LATENCY_EVERY = 0xF  # one message in 16 is timed
+MAX_MESSAGE_BYTES = 16 << 20
+"""Largest frame the loop's socket takes over ipc/tcp (``zmq.MAXMSGSIZE``; inproc has no
+limit): a full feed batch, 65535 events of up to 256 bytes each, fits. ZeroMQ drops a
+larger frame before it is read into memory and disconnects its sender."""
 
 
 class EmptyBatch(ValueError):
@@ -47,6 +51,8 @@ def malformed_kind(exc: Exception) -> str:
     """A short, stable name for what was wrong with a message."""
     if isinstance(exc, EmptyBatch):
         return "empty batch"
+    if isinstance(exc, RecursionError):
+        return "nested too deep"
     text = str(exc)
     if isinstance(exc, codec.ValidationError):
         if text.startswith("Invalid value") and "$[0]" in text:
@@ -89,7 +95,7 @@ class RoboLoop:
         """Build :meth:`process` as a closure over locals: it runs once per message,
         up to a million times a second, and local lookups are the cheapest."""
         decode = codec.decode
-        decode_error = codec.DecodeError
+        decode_error = codec.DECODE_ERRORS
         clock = self.clock
         append = self.journal.append_message
         kernel = self.kernel

@@ -5,7 +5,10 @@ torn last frame is cut, every journaled event is fed to a fresh kernel (the
 same pure function, so the same state), and the run continues in the same
 file with the next sequence number. Orders the journal holds but the gateway
 may never have received (still unacknowledged) are submitted again; an order
-store's unique client ids make that a no-op when they did arrive. The
+store's unique client ids make that a no-op when they did arrive. When the
+crash cut the last event's ACTIONS record (the loop dies while flushing it,
+so none of those actions left), the resumed run journals that record first
+and then sends them, so the journal says what the robot did. The
 trade stream resumes after the last store trade and update the journal
 holds, so nothing is missed and nothing is repeated.
 """
@@ -13,11 +16,11 @@ holds, so nothing is missed and nothing is repeated.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from roboframe.core.events import Bar, Fill, NewOrder, OrderUpdate, Tick
+from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Tick
 from roboframe.core.kernel import Kernel
 from roboframe.errors import ConfigError, RoboframeError
 from roboframe.journal import JournalReader, recover
@@ -37,8 +40,11 @@ class Resumed:
     kernel: Kernel
     last_seq: int
     store_positions: tuple[int, int]
-    unacknowledged: list[NewOrder]
+    unacknowledged: list[NewOrder | Cancel]  # to send (again): the gateway may not have them
     market_seen: tuple[int, dict[str, int]] = (0, {})  # see Feed.resume_after
+    unjournaled: list[tuple[int, list, list]] = field(default_factory=list)
+    """``(seq, actions, rejected)`` of the last message's events whose ACTIONS record
+    the crash cut: to journal before anything else, as the loop would have."""
 
 
 def latest_unfinished(journal_dir: Path, suffix: str) -> Path | None:
@@ -83,11 +89,19 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
     kernel = Kernel(spec, header["run_id"], strategy)
     last_seq = trade = event_ref = 0
     last_ts, at_last = 0, {}
-    for seq, event, _record in iter_events(reader):
+    outputs: dict[int, tuple[list, list]] = {}  # the current message's, not yet journaled
+    message_at = -1
+    for seq, event, record in iter_events(reader):
         if event is None:
+            outputs.pop(seq, None)
             continue
-        kernel.handle(event)
-        kernel.take_rejected()
+        if record.offset != message_at:
+            message_at = record.offset
+            outputs.clear()
+        actions = kernel.handle(event)
+        rejected = kernel.take_rejected()
+        if actions or rejected:
+            outputs[seq] = (list(actions), rejected)
         last_seq = seq
         kind = type(event)
         if kind is Bar or kind is Tick:
@@ -105,6 +119,15 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
         for o in kernel.orders.open.values()
         if o.status == "new"
     ]
+    unjournaled = [(seq, *outputs[seq]) for seq in sorted(outputs)]
+    unacked += [a for _, actions, _ in unjournaled for a in actions if type(a) is Cancel]
     return Resumed(
-        path, header["run_id"], kernel, last_seq, (trade, event_ref), unacked, (last_ts, at_last)
+        path,
+        header["run_id"],
+        kernel,
+        last_seq,
+        (trade, event_ref),
+        unacked,
+        (last_ts, at_last),
+        unjournaled,
     )

@@ -26,14 +26,16 @@ from roboframe.core import codec
 from roboframe.core.events import Control
 from roboframe.core.gateway import Runtime
 from roboframe.core.kernel import Kernel
-from roboframe.core.loop import RoboLoop
+from roboframe.core.loop import MAX_MESSAGE_BYTES, RoboLoop
 from roboframe.core.streams import (
+    CONTROL_MAX_BYTES,
     SetCheck,
     control_stream,
     data_stream,
     start_thread,
     trade_stream,
 )
+from roboframe.errors import JournalError
 from roboframe.journal import JournalWriter
 from roboframe.plugins import Registry, get_plugin_manager, get_registry, resolve_strategy
 
@@ -113,7 +115,13 @@ class LiveRobot:
         registry = self.options.registry or get_registry()
         self.registry = registry
         self.journal_dir = Path(self.options.journal_dir or spec.journal.dir)
-        self.journal_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.journal_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file in the way, a read-only file system ...
+            raise JournalError(
+                f"cannot create the journal folder {self.journal_dir}: {exc.strerror}; "
+                "a robot does not trade without its journal"
+            ) from None
         self.control_address, self.control_keys = self._control_endpoint()
         strategy, strategy_cls, _ = make_strategy(spec, registry)
         self.resumed = self._resume(spec, strategy) if self.options.resume else None
@@ -124,6 +132,9 @@ class LiveRobot:
             self.journal_path = self.resumed.path
             self.kernel = self.resumed.kernel
             self.journal = JournalWriter.open_append(self.journal_path, fsync=spec.journal.fsync)
+            for seq, actions, rejected in self.resumed.unjournaled:  # the crash cut them
+                self.journal.append_actions(seq, codec.encode_outputs(actions, rejected))
+            self.journal.flush()  # before the actions leave, as the loop does
         else:
             self.run_id = self.options.run_id or new_run_id(self.journal_dir)
             self.journal_path = self.journal_dir / f"{self.run_id}{JOURNAL_SUFFIX}"
@@ -158,6 +169,12 @@ class LiveRobot:
         except RunFinished as exc:
             log.info("%s; starting a new run", exc)
             return None
+        except JournalError as exc:  # never a new run over, or on top of, damaged state
+            raise JournalError(
+                f"cannot resume from {path}: {exc}\n"
+                f"  hint: the run cannot continue from a damaged journal; to start a new run, "
+                f"move {path.name} out of {path.parent} (keep it for inspection)"
+            ) from None
         log.warning(
             "resuming run %s after seq %d (%d orders to resubmit)",
             resumed.run_id,
@@ -199,6 +216,7 @@ class LiveRobot:
         auth = None
         rep = ctx.socket(zmq.REP)
         rep.setsockopt(zmq.LINGER, 0)
+        rep.setsockopt(zmq.MAXMSGSIZE, CONTROL_MAX_BYTES)
         try:
             if self.control_keys is not None:
                 auth = start_authenticator(ctx, self.control_keys, f"control {address}")
@@ -241,6 +259,7 @@ class LiveRobot:
         )
         sock = ctx.socket(zmq.PULL)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         threads: list[threading.Thread] = []
         pm = get_plugin_manager()
         rep = auth = None
@@ -256,7 +275,7 @@ class LiveRobot:
             pm.hook.roboframe_robot_start(
                 robot=spec, run_id=self.run_id, journal_path=str(self.journal_path)
             )
-            if self.resumed is None:
+            if self.resumed is None or self.resumed.last_seq == 0:  # killed before its start
                 self.loop.start()
             else:
                 self.loop.inject(
@@ -292,6 +311,8 @@ class LiveRobot:
                 deadline=deadline,
                 on_tick=self._tick,
             )
+        except JournalError as exc:  # disk full, journal deleted ...: no order leaves unjournaled
+            raise JournalError(f"{exc}; the robot stopped trading without its journal") from None
         finally:
             runtime.stop.set()
             if self.metrics is not None:
@@ -303,11 +324,17 @@ class LiveRobot:
                     log.warning("%s did not stop in time", thread.name)
             sock.close()
             self.gateway.close()
-            self.journal.close()
+            try:
+                self.journal.close()
+                close_error = None
+            except JournalError as exc:  # raised below, unless the run already failed
+                close_error = exc
             if auth is not None:
                 auth.stop()
             if not any(t.is_alive() for t in threads):
                 ctx.destroy(linger=0)  # also closes what a failed start left open
+        if close_error is not None:
+            raise JournalError(f"{close_error}; the run's last journal records may be lost")
         summary = self.summary()
         try:
             pm.hook.roboframe_robot_stop(robot=spec, run_id=self.run_id, summary=summary)

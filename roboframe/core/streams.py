@@ -25,6 +25,9 @@ from roboframe.core.gateway import Gateway, Runtime
 log = logging.getLogger(__name__)
 
 _SEND_TIMEOUT_MS = 100
+CONTROL_MAX_BYTES = 1 << 20
+"""Largest control request read (``zmq.MAXMSGSIZE`` on the REP socket). ZeroMQ drops a
+larger one unread and disconnects the client, which gets no answer; others are served."""
 
 
 def connect_sender(runtime: Runtime) -> zmq.Socket:
@@ -154,8 +157,15 @@ def control_stream(
         while not stop.is_set():
             if not rep.poll(100):
                 continue
-            raw = rep.recv()
-            reply = _control_reply(raw, sender, status, stop, clock, check_set)
+            frames = rep.recv_multipart()  # all of it: REP must read a whole request
+            if len(frames) != 1:
+                reply = {"ok": False, "error": f"bad request: {len(frames)} frames, expected 1"}
+            else:
+                try:
+                    reply = _control_reply(frames[0], sender, status, stop, clock, check_set)
+                except Exception as exc:  # REP must answer, or the endpoint is stuck
+                    log.exception("control request %r failed", frames[0][:64])
+                    reply = {"ok": False, "error": f"internal error: {type(exc).__name__}"}
             rep.send(json.dumps(reply, default=str).encode())
     finally:
         rep.close()
@@ -169,7 +179,7 @@ def _control_reply(raw: bytes, sender, status, stop, clock, check_set=None) -> d
         args = request.get("args") or {}
         if not isinstance(command, str) or not isinstance(args, dict):
             raise TypeError("command must be a string and args an object")
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # Recursion: deep nesting
         log.warning("bad control request %r: %s", raw[:64], exc)
         return {"ok": False, "error": f"bad request: {exc}"}
     if command == "status":
@@ -177,12 +187,17 @@ def _control_reply(raw: bytes, sender, status, stop, clock, check_set=None) -> d
     if command not in CONTROL_COMMANDS:
         known = ", ".join(("status", *CONTROL_COMMANDS))
         return {"ok": False, "error": f"unknown command {command!r}; known: {known}"}
+    try:  # before the set check, which applies what it lets through
+        raw_event = codec.encode(Control(command, clock(), args))
+    except (OverflowError, TypeError, ValueError) as exc:  # an int past 64 bits, say
+        log.warning("bad control request %r: %s", raw[:64], exc)
+        return {"ok": False, "error": f"bad request: args: {exc}"}
     if command == "set" and check_set is not None:
         error = check_set(args)
         if error:
             log.warning("control: set %s refused: %s", json.dumps(args, default=str), error)
             return {"ok": False, "error": error}
-    send(sender, codec.encode(Control(command, clock(), args)), stop)
+    send(sender, raw_event, stop)
     return {"ok": True, "queued": command}
 
 

@@ -9,6 +9,7 @@ increases, so a writer bug is found on the first read, not hidden.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zlib
 from collections.abc import Callable
@@ -19,12 +20,16 @@ from roboframe.errors import JournalError
 from roboframe.journal.format import (
     ACTIONS,
     CRC_PART,
+    FILE_HEAD,
     FORMAT_VERSION,
+    FRAME_HEAD,
     FSYNC_POLICIES,
     LEN_CRC,
     MESSAGE,
     encode_header,
 )
+from roboframe.testing import faultpoints
+from roboframe.testing.faultpoints import ARMED as _FAULTS
 
 
 def _check_options(fsync: str, buffer_bytes: int) -> None:
@@ -84,17 +89,36 @@ class JournalWriter:
         except (TypeError, ValueError) as exc:
             raise JournalError(f"journal header cannot be stored: {exc}") from None
         path = Path(path)
+        if path.exists():
+            raise JournalError(f"journal {path} already exists; a run never reuses one")
+        # The header goes into a temporary file first, which is then linked under
+        # the journal's name: a crash can never leave a journal without its header.
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            file = open(path, "xb", buffering=0)  # noqa: SIM115 -- closed by close()
-        except FileExistsError:
-            raise JournalError(f"journal {path} already exists; a run never reuses one") from None
+            file = open(tmp, "xb", buffering=0)  # noqa: SIM115 -- closed by close()
         except OSError as exc:
             raise JournalError(f"cannot create journal {path}: {exc.strerror}") from None
         self._setup(path, file, fsync, buffer_bytes, new=True)
         self.header = {**header, "format_version": FORMAT_VERSION}
-        self._buf += head
-        self.flush()
+        try:
+            self._buf += head
+            self._drain()
+            if fsync == "always":
+                self._sync()
+            os.link(tmp, path)
+        except JournalError:
+            file.close()
+            raise
+        except FileExistsError:
+            file.close()
+            raise JournalError(f"journal {path} already exists; a run never reuses one") from None
+        except OSError as exc:
+            file.close()
+            raise JournalError(f"cannot create journal {path}: {exc.strerror}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         if fsync == "always":
             self._sync_dir()
 
@@ -146,6 +170,8 @@ class JournalWriter:
         self._new = new
         self._buf = bytearray()
         self._on_os = file.seek(0, os.SEEK_END)
+        st = os.fstat(file.fileno())
+        self._identity = (st.st_dev, st.st_ino)  # what self.path must go on naming
         self._synced = -1  # _on_os at the last fsync
         self._bind_appenders()
 
@@ -219,6 +245,8 @@ class JournalWriter:
         what was not written, so a retried flush continues exactly."""
         if self._file.closed:  # an appender captured before close() spilled
             _closed()
+        if _FAULTS:
+            self._fault_point()
         buf = self._buf
         done = 0
         try:
@@ -231,12 +259,49 @@ class JournalWriter:
             del buf[:done]
             self._on_os += done
 
+    def _fault_point(self) -> None:
+        """Fault tests (:mod:`roboframe.testing.faultpoints`): die mid-frame."""
+        buf = self._buf
+        pos = 0
+        if self._on_os == 0:  # the file header is still in the buffer
+            pos = FILE_HEAD.size + FILE_HEAD.unpack_from(buf)[2]
+        last = -1
+        while pos + FRAME_HEAD.size <= len(buf):
+            last = pos
+            pos += FRAME_HEAD.size + LEN_CRC.unpack_from(buf, pos)[0]
+        if last < 0:
+            return
+        kind = FRAME_HEAD.unpack_from(buf, last)[2]
+        if faultpoints.due("journal.mid_frame") or (
+            kind == ACTIONS and faultpoints.due("journal.mid_actions")
+        ):
+            self._file.write(buf[: last + (len(buf) - last) // 2])
+            faultpoints.kill()
+
     def flush(self) -> None:
-        """Hand everything buffered to the OS; with ``fsync="always"`` also to disk."""
+        """Hand everything buffered to the OS; with ``fsync="always"`` also to disk.
+
+        Raises :class:`JournalError` if the path no longer names the open file
+        (deleted or replaced under the run): writes would go to a file no one
+        can read, so the loop, which flushes before every order, stops instead.
+        """
+        self._check_file()
         if self._buf:
             self._drain()
         if self.fsync == "always" and self._synced != self._on_os:
             self._sync()
+
+    def _check_file(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise JournalError(f"journal {self.path} was deleted while the run wrote it") from None
+        except OSError as exc:
+            raise JournalError(f"cannot check journal {self.path}: {exc.strerror}") from None
+        if (st.st_dev, st.st_ino) != self._identity:
+            raise JournalError(
+                f"journal {self.path} was replaced by another file while the run wrote it"
+            )
 
     def _sync(self) -> None:
         try:

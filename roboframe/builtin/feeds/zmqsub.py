@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5561"
 POLL_MS = 100
+MAX_MESSAGE_BYTES = 1 << 20
+"""Largest frame the SUB socket takes (``zmq.MAXMSGSIZE``); a tick or bar is under 100 bytes.
+ZeroMQ drops a larger one unread and disconnects the publisher, which is reconnected."""
 
 
 class ZmqFeed(Feed):
@@ -120,6 +123,7 @@ class ZmqFeed(Feed):
         sock = ctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, int(self.params.get("hwm", 100000)))
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         for symbol in sorted(self.instruments):
             sock.setsockopt(zmq.SUBSCRIBE, symbol.encode())
         if self.curve is not None:
