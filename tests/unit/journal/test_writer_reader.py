@@ -290,3 +290,14 @@ def test_header_json_is_the_documented_form(tmp_path):
             {**HEADER, "format_version": 1}, sort_keys=True, separators=(",", ":")
         ).encode()
     )
+
+
+def test_a_new_journal_appears_whole_with_its_header(tmp_path):
+    from roboframe.journal import JournalWriter, read_header
+
+    path = tmp_path / "run.journal"
+    writer = JournalWriter(path, {"robot": "r"}, fsync="never")
+    # linked under its name only once the header was written: readable at once
+    assert read_header(path)[0]["robot"] == "r"
+    assert [p.name for p in tmp_path.iterdir()] == ["run.journal"]  # no temporary left
+    writer.close()
