@@ -148,7 +148,10 @@ def burst(tmp_path, *, ticks: int, hwm: int, batch: int, spin_us: int) -> dict:
 
         def sample() -> None:
             while not sampling.wait(0.05):
-                peaks.append(peak_rss(proc.pid)[1])
+                try:
+                    peaks.append(peak_rss(proc.pid)[1])
+                except (KeyError, OSError):  # the robot has exited (a zombie has no memory)
+                    return
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
