@@ -294,7 +294,7 @@ class LiveRobot:
                         rep,
                         runtime,
                         lambda: self.status,
-                        time.time_ns,
+                        self.loop.now,  # robot time: data time for recorded feeds
                         check_set,
                     )
                 )

@@ -41,11 +41,18 @@ def test_commands_reach_the_loop_and_the_journal(robot_file, tmp_path):
         thread.join(30)
     assert not thread.is_alive()
     commands = []
+    last_bar = 0
     for record in JournalReader(robot.journal_path).records():
         if record.kind == MESSAGE:
             msg = codec.decode(record.payload)
-            if isinstance(msg, Control):
-                commands.append((msg.command, msg.args.get("reason")))
+            for event in getattr(msg, "events", [msg]):
+                if type(event).__name__ == "Bar":
+                    last_bar = max(last_bar, event.ts)
+                if isinstance(event, Control):
+                    commands.append((event.command, event.args.get("reason")))
+                    if event.command == "pause":
+                        # stamped with robot time (the synthetic data's), not the wall clock
+                        assert 0 < event.ts <= last_bar
     assert commands[0] == ("start", None)
     assert ("pause", None) in commands
     assert commands[-1][0] == "stop"
