@@ -72,24 +72,34 @@ def send_command(
             "add me.key to the robot's control.curve.clients folder"
         )
     request = {"command": command, "args": parse_assignments(assignments)}
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
-    sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
-    try:
-        if key is not None:
-            make_client(sock, key, server_key, "ctl")
-        sock.connect(address)
-        sock.send(json.dumps(request).encode())
-        return json.loads(sock.recv())
-    except zmq.Again:
+    curve = (key, server_key) if key is not None else None
+    reply = ask_json(address, request, timeout=timeout, curve=curve)
+    if reply is None:
         message = f"no answer from {address} within {timeout:g}s"
         if key is not None:
             message += (
                 " (with CURVE a refused key gets no answer: check that the robot allows"
                 " --key's public key and that --server-key is the robot's)"
             )
-        raise RoboframeError(message) from None
+        raise RoboframeError(message)
+    return reply
+
+
+def ask_json(
+    address: str, request: dict, *, timeout: float, curve: tuple[Path, Path] | None = None
+) -> dict | None:
+    """One JSON request over a fresh REQ socket; the JSON reply, or None on timeout."""
+    sock = zmq.Context.instance().socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
+    sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
+    try:
+        if curve is not None:
+            make_client(sock, *curve, "ctl")
+        sock.connect(address)
+        sock.send(json.dumps(request).encode())
+        return json.loads(sock.recv())
+    except zmq.Again:
+        return None
     finally:
         sock.close()

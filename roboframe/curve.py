@@ -97,6 +97,28 @@ def allowed_keys(directory: str | Path, what: str) -> frozenset[bytes]:
     return frozenset(keys)
 
 
+def client_schema(description: str, server: str) -> dict:
+    """JSON Schema of a plugin's ``curve: {secret_key, server_key}`` client params."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["secret_key", "server_key"],
+        "description": description,
+        "properties": {
+            "secret_key": {
+                "type": "string",
+                "minLength": 1,
+                "description": "the robot's NAME.key_secret file",
+            },
+            "server_key": {
+                "type": "string",
+                "minLength": 1,
+                "description": f"the {server}'s public NAME.key file",
+            },
+        },
+    }
+
+
 @dataclass(frozen=True)
 class ServerKeys:
     """A CURVE server's key pair and the public keys of the clients it lets in."""

@@ -331,21 +331,14 @@ def _answers(address: str, timeout: float = 0.5) -> bool:
 
 def ask(address: str, command: str, robot: str | None = None, *, timeout: float = 3.0) -> dict:
     """One request to a supervisor; its JSON reply."""
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
-    sock.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
-    try:
-        sock.connect(address)
-        sock.send(json.dumps({"command": command, "robot": robot}).encode())
-        return json.loads(sock.recv())
-    except zmq.Again:
+    from roboframe.control import ask_json
+
+    reply = ask_json(address, {"command": command, "robot": robot}, timeout=timeout)
+    if reply is None:
         raise RoboframeError(
             f"no supervisor answers at {address} (is 'roboframe up' running with this --state-dir?)"
-        ) from None
-    finally:
-        sock.close()
+        )
+    return reply
 
 
 def robot_rows(reply: dict, *, timeout: float = 1.0) -> list[dict]:

@@ -48,16 +48,11 @@ class AnalyzeResult:
 def open_analysis_store(url: str, registry: Any = None) -> AnalysisStore:
     """The analysis database at ``url``: a plain path is an SQLite file."""
     from roboframe.plugins import get_registry
+    from roboframe.store.base import backend_for
 
     registry = registry or get_registry()
-    scheme = url.split("://", 1)[0] if "://" in url else "sqlite"
-    aliases = {"postgres": "postgresql", "mongodb+srv": "mongodb"}
-    found = registry.analysis_stores.get(aliases.get(scheme, scheme))
-    if found is None:
-        known = ", ".join(sorted(registry.analysis_stores)) or "none"
-        hint = " (pip install ./plugins/roboframe-postgres or ./plugins/roboframe-mongo)"
-        raise ConfigError(f"no analysis database for {scheme!r} URLs; installed: {known}{hint}")
-    store = found.obj(url if "://" in url else f"sqlite:///{url}")
+    cls = backend_for(registry.analysis_stores, url, "analysis database", default="sqlite")
+    store = cls(url if "://" in url else f"sqlite:///{url}")
     store.setup()
     return store
 

@@ -22,7 +22,7 @@ import zmq
 from roboframe.builtin.storegw import StoreGateway, _StoreStream
 from roboframe.core import codec
 from roboframe.core.events import Fill, OrderUpdate
-from roboframe.curve import load_public, load_secret, make_client
+from roboframe.curve import client_schema, load_public, load_secret, make_client
 
 
 class FastGateway(StoreGateway):
@@ -38,25 +38,11 @@ class FastGateway(StoreGateway):
                 "description": "the exchange's order endpoint (roboframe exchange "
                 "--orders), e.g. tcp://127.0.0.1:5570",
             },
-            "curve": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["secret_key", "server_key"],
-                "description": "CURVE client keys for a tcp:// order endpoint (paths relative "
-                "to the robot file); the exchange must list this robot's public key",
-                "properties": {
-                    "secret_key": {
-                        "type": "string",
-                        "minLength": 1,
-                        "description": "the robot's NAME.key_secret file",
-                    },
-                    "server_key": {
-                        "type": "string",
-                        "minLength": 1,
-                        "description": "the exchange's public NAME.key file",
-                    },
-                },
-            },
+            "curve": client_schema(
+                "CURVE client keys for a tcp:// order endpoint (paths relative to the robot "
+                "file); the exchange must list this robot's public key",
+                "exchange",
+            ),
         },
     }
 

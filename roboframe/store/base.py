@@ -134,11 +134,18 @@ def open_store(url: str, registry: Any = None) -> OrderStore:
     from roboframe.plugins import get_registry
 
     registry = registry or get_registry()
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    aliases = {"postgres": "postgresql", "mongodb+srv": "mongodb"}
-    found = registry.stores.get(aliases.get(scheme, scheme))
+    return backend_for(registry.stores, url, "order store")(url)
+
+
+SCHEME_ALIASES = {"postgres": "postgresql", "mongodb+srv": "mongodb"}
+
+
+def backend_for(table: dict, url: str, what: str, default: str = "") -> type:
+    """The class registered in ``table`` for ``url``'s scheme (``default`` without one)."""
+    scheme = url.split("://", 1)[0] if "://" in url else default
+    found = table.get(SCHEME_ALIASES.get(scheme, scheme))
     if found is None:
-        known = ", ".join(sorted(registry.stores)) or "none"
+        known = ", ".join(sorted(table)) or "none"
         hint = " (pip install ./plugins/roboframe-postgres or ./plugins/roboframe-mongo)"
-        raise ConfigError(f"no order store for {scheme or url!r} URLs; installed: {known}{hint}")
-    return found.obj(url)
+        raise ConfigError(f"no {what} for {scheme or url!r} URLs; installed: {known}{hint}")
+    return found.obj

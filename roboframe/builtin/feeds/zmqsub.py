@@ -33,7 +33,7 @@ import zmq
 
 from roboframe.core import codec
 from roboframe.core.feed import PACING_SCHEMA, Feed
-from roboframe.curve import load_public, load_secret, make_client
+from roboframe.curve import client_schema, load_public, load_secret, make_client
 from roboframe.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -65,24 +65,9 @@ class ZmqFeed(Feed):
                 "default": 100000,
                 "description": "SUB receive high-water mark, in messages (0: unlimited)",
             },
-            "curve": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["secret_key", "server_key"],
-                "description": "CURVE client keys (paths relative to the robot file)",
-                "properties": {
-                    "secret_key": {
-                        "type": "string",
-                        "minLength": 1,
-                        "description": "the robot's NAME.key_secret file",
-                    },
-                    "server_key": {
-                        "type": "string",
-                        "minLength": 1,
-                        "description": "the publisher's public NAME.key file",
-                    },
-                },
-            },
+            "curve": client_schema(
+                "CURVE client keys (paths relative to the robot file)", "publisher"
+            ),
             "batch": {
                 **PACING_SCHEMA["batch"],
                 "default": 256,
