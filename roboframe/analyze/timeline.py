@@ -41,7 +41,6 @@ BATCH_ROWS = 20_000
 """Rows a table collects before they go to the sink."""
 
 _KIND = {Bar: "bar", Tick: "tick", Fill: "fill", OrderUpdate: "order", Control: "control"}
-_to_builtins = msgspec.to_builtins
 _dumps = msgspec.json.encode
 
 Sink = Callable[[str, list[tuple]], None]
