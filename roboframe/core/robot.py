@@ -202,6 +202,7 @@ class LiveRobot:
             raise ConfigError(
                 [ConfigProblem(source, None, render_path(p), m, h) for p, m, h in problems]
             )
+        _refuse_a_taken_ipc_endpoint(address)
         if not address or control.curve is None:
             return address, None
         what = f"control.curve ({address})"
@@ -364,6 +365,24 @@ class LiveRobot:
             "net_pnl": snap["net_pnl"],
             "duration_s": snap["uptime_s"],
         }
+
+
+def _refuse_a_taken_ipc_endpoint(address: str | None) -> None:
+    """Another live process answering at our ipc control address (two robots with one
+    journal folder, say) would lose its endpoint to us without a word: refuse instead."""
+    from roboframe.control import ask_json
+    from roboframe.curve import ipc_path
+    from roboframe.errors import ConfigError
+
+    path = ipc_path(address) if address else None
+    if path is None or not Path(path).exists():
+        return
+    if ask_json(address, {"command": "status", "args": {}}, timeout=0.3) is not None:
+        raise ConfigError(
+            f"control endpoint {address} is in use by another running process\n"
+            "  hint: give each robot its own journal.dir (or control.address); "
+            "'roboframe ps' lists the supervised ones"
+        )
 
 
 def run_robot(spec: Any, options: RunOptions | None = None) -> dict:

@@ -172,6 +172,22 @@ def control_stream(
         sender.close()
 
 
+_BAD_WARN_EVERY_S = 60.0
+_bad = {"next": 0.0, "quiet": 0}  # one control thread per robot process writes it
+
+
+def _warn_bad(raw: bytes, exc: Exception) -> None:
+    """Log a refused request -- at most once a minute, with how many were not logged,
+    so a hostile client cannot flood the log."""
+    now = time.monotonic()
+    if now < _bad["next"]:
+        _bad["quiet"] += 1
+        return
+    quiet, _bad["quiet"], _bad["next"] = _bad["quiet"], 0, now + _BAD_WARN_EVERY_S
+    more = f" ({quiet} more refused since the last warning)" if quiet else ""
+    log.warning("bad control request %r: %s%s", raw[:64], exc, more)
+
+
 def _control_reply(raw: bytes, sender, status, stop, clock, check_set=None) -> dict:
     try:
         request = json.loads(raw)
@@ -180,7 +196,7 @@ def _control_reply(raw: bytes, sender, status, stop, clock, check_set=None) -> d
         if not isinstance(command, str) or not isinstance(args, dict):
             raise TypeError("command must be a string and args an object")
     except (ValueError, KeyError, TypeError, RecursionError) as exc:  # Recursion: deep nesting
-        log.warning("bad control request %r: %s", raw[:64], exc)
+        _warn_bad(raw, exc)
         return {"ok": False, "error": f"bad request: {exc}"}
     if command == "status":
         return {"ok": True, "status": status()}
@@ -190,7 +206,7 @@ def _control_reply(raw: bytes, sender, status, stop, clock, check_set=None) -> d
     try:  # before the set check, which applies what it lets through
         raw_event = codec.encode(Control(command, clock(), args))
     except (OverflowError, TypeError, ValueError) as exc:  # an int past 64 bits, say
-        log.warning("bad control request %r: %s", raw[:64], exc)
+        _warn_bad(raw, exc)
         return {"ok": False, "error": f"bad request: args: {exc}"}
     if command == "set" and check_set is not None:
         error = check_set(args)

@@ -170,3 +170,40 @@ def test_journal_config_of_a_run_with_the_default_endpoint_still_loads(robot_fil
     again = spec_from_dict(spec.raw, source=spec.source)
     assert again.config_hash == spec.config_hash
     assert Path(spec.source).exists()
+
+
+def test_a_second_robot_on_a_taken_control_endpoint_is_refused(robot_file):
+    path = robot_file(bars=0, rate=100)
+    first = LiveRobot(load_robot(path), RunOptions(duration_s=30))
+    thread = threading.Thread(target=first.run)
+    thread.start()
+    try:
+        assert wait_for(lambda: first.status.get("seq", 0) > 1)
+        proc = roboframe_cmd("run", str(path), "--duration", "5")
+        assert proc.returncode == 2, proc.stderr
+        assert "is in use by another running process" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert send_command(str(path), "status")["status"]["run_id"] == first.run_id
+    finally:
+        first.request_stop("test over")
+        thread.join(30)
+    # the first robot gone, its socket file left behind is no obstacle
+    proc = roboframe_cmd("-q", "run", str(path), "--duration", "1")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_refused_control_requests_are_logged_at_most_once_a_minute(monkeypatch, caplog):
+    from roboframe.core import streams
+
+    now = [1000.0]
+    monkeypatch.setattr(streams.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(streams, "_bad", {"next": 0.0, "quiet": 0})
+    with caplog.at_level("WARNING", logger="roboframe.core.streams"):
+        for _ in range(5):
+            streams._warn_bad(b"junk", ValueError("not JSON"))
+        now[0] += 61
+        streams._warn_bad(b"junk", ValueError("not JSON"))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert "more refused" not in lines[0]
+    assert "(4 more refused since the last warning)" in lines[1]
