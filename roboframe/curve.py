@@ -47,10 +47,12 @@ def generate_keys(directory: str | Path, name: str) -> tuple[Path, Path]:
     if existing:
         shown = ", ".join(existing)
         raise ConfigError(f"will not overwrite {shown}; remove them or pick another --name")
-    directory.mkdir(parents=True, exist_ok=True)
     old = os.umask(0o077)  # the secret file is never readable by others, not even briefly
     try:
+        directory.mkdir(parents=True, exist_ok=True)
         public_file, secret_file = zmq.auth.create_certificates(directory, name)
+    except OSError as exc:
+        raise ConfigError(f"--dir: cannot write keys in {directory}: {exc.strerror}") from None
     finally:
         os.umask(old)
     os.chmod(secret_file, 0o600)

@@ -10,6 +10,7 @@ queries.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 from collections.abc import Callable, Iterable
@@ -21,7 +22,7 @@ from roboframe.analyze.model import RunReport
 from roboframe.analyze.store import AnalysisStore
 from roboframe.analyze.timeline import RunAnalysis, journal_key
 from roboframe.core.robot import JOURNAL_SUFFIX
-from roboframe.errors import ConfigError, JournalError, RoboframeError
+from roboframe.errors import RoboframeError
 
 __all__ = [
     "AnalysisStore",
@@ -94,24 +95,25 @@ def analyze(
     registry = registry or get_registry()
     statistics = sorted((name, r.obj) for name, r in registry.statistics.items())
     result = AnalyzeResult()
-    order_store = None
-    if store_url:
-        from roboframe.store import open_store
+    with contextlib.ExitStack() as opened:
+        order_store = None
+        if store_url:
+            from roboframe.store import StoreUnavailable, open_store
 
-        order_store = open_store(store_url, registry)
-        order_store.setup()
-    sink_store = open_analysis_store(db, registry)
-    try:
+            try:
+                order_store = open_store(store_url, registry)
+                opened.callback(order_store.close)
+                order_store.setup()
+            except StoreUnavailable as exc:
+                raise RoboframeError(f"--store {store_url}: cannot reach it: {exc}") from None
+        sink_store = open_analysis_store(db, registry)
+        opened.callback(sink_store.close)
         for path in journal_paths(str(p) for p in paths):
             report = _one(path, sink_store, registry, statistics, order_store, robot, result)
             if report is not None:
                 result.runs.append(report)
                 if on_run is not None:
                     on_run(report)
-    finally:
-        sink_store.close()
-        if order_store is not None:
-            order_store.close()
     return result
 
 
@@ -123,14 +125,14 @@ def _one(path, sink_store, registry, statistics, order_store, robot, result) -> 
             statistics=statistics,
             keep_fills=order_store is not None,
         )
-    except (JournalError, ConfigError, RoboframeError) as exc:
+    except RoboframeError as exc:  # journal, config and plugin errors alike
         result.problems.append(f"{path}: {exc}")
         return None
     try:
         sink_store.begin_run(analysis.run)
         report = analysis.replay(sink_store.write)
         sink_store.commit_run()
-    except (JournalError, RoboframeError) as exc:
+    except RoboframeError as exc:
         sink_store.abort_run()
         result.problems.append(f"{path}: {exc}")
         return None

@@ -24,6 +24,7 @@ from pathlib import Path
 from roboframe.analyze import svg
 from roboframe.analyze.model import RunReport
 from roboframe.console import STAT_ROWS
+from roboframe.errors import RoboframeError
 
 Section = tuple[str, Callable[[list[RunReport]], str]]
 
@@ -282,4 +283,7 @@ def render_report(runs: list[RunReport], sections: Sequence[Section] = ()) -> st
 
 def write_report(path: str | Path, runs: list[RunReport], sections: Sequence[Section] = ()) -> None:
     """Write :func:`render_report` to ``path`` as UTF-8."""
-    Path(path).write_text(render_report(runs, sections), encoding="utf-8")
+    try:
+        Path(path).write_text(render_report(runs, sections), encoding="utf-8")
+    except OSError as exc:
+        raise RoboframeError(f"cannot write the report {path}: {exc.strerror}") from None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from roboframe.analyze.store import AnalysisStore
 from roboframe.analyze.tables import INDEXES, KEYS, TABLES, column_type
+from roboframe.errors import RoboframeError
 
 _SQL_TYPES = {"integer": "INTEGER", "real": "REAL", "text": "TEXT"}
 
@@ -39,10 +40,16 @@ class SqliteStore(AnalysisStore):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.path = Path(url.removeprefix("sqlite:///"))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        except (OSError, sqlite3.Error) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise RoboframeError(
+                f"--db: cannot open the analysis database {self.path}: {why}"
+            ) from None
         self._insert = {
             t: f"INSERT INTO {t} ({', '.join(c)}) VALUES ({', '.join('?' * len(c))})"
             for t, c in TABLES.items()

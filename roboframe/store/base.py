@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate
-from roboframe.errors import ConfigError
+from roboframe.errors import ConfigError, RoboframeError
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,9 @@ class OrderStore:
                 self.record_update(robot, item)
 
 
-class StoreUnavailable(Exception):
-    """The store cannot be reached right now."""
+class StoreUnavailable(RoboframeError):
+    """The store cannot be reached right now (gateways and the exchange retry; a
+    command that needs the store at once reports it)."""
 
 
 def open_store(url: str, registry: Any = None) -> OrderStore:

@@ -156,3 +156,22 @@ def test_reconciliation_agrees_when_nothing_differs(tmp_path, request, url_fixtu
     proc = roboframe_cmd("analyze", str(path), "--db", str(tmp_path / "c.db"), "--store", url)
     assert proc.returncode == 0, proc.stderr
     assert "reconciliation: store and journal agree" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--db", "{tmp}/file/sub/a.db"], "--db: cannot open the analysis database"),
+        (["--report", "{tmp}/file/r.html"], "cannot write the report"),
+        (["--store", "postgresql://postgres@127.0.0.1:1/x"], "--store postgresql://"),
+    ],
+)
+def test_unusable_outputs_are_clear_errors(tmp_path, args, message):
+    (tmp_path / "file").write_text("a file where a folder should be")
+    journal = tmp_path / "r1.journal"
+    write_journal(journal, scripted_spec(), scripted_events())
+    args = [a.format(tmp=tmp_path) for a in args]
+    db = [] if "--db" in args else ["--db", str(tmp_path / "a.db")]
+    proc = roboframe_cmd("analyze", str(journal), *db, *args)
+    assert proc.returncode == 1
+    assert message in proc.stderr and "Traceback" not in proc.stderr

@@ -246,3 +246,10 @@ def test_curve_order_path_serves_allowed_robots_only(keys, tmp_path, pg_url):
         stop.set()
         thread.join(15)
         ctx.destroy(linger=0)
+
+
+def test_keys_generate_into_an_impossible_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "file").write_text("in the way")
+    proc = roboframe_cmd("keys", "generate", "--dir", str(tmp_path / "file" / "keys"))
+    assert proc.returncode == 2
+    assert "--dir: cannot write keys in" in proc.stderr and "Traceback" not in proc.stderr
