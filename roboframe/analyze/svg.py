@@ -300,17 +300,24 @@ def line_chart(title: str, series: Sequence[tuple[str, Points]]) -> str:
     return "\n".join(parts)
 
 
-def drawdown_chart(title: str, points: Points, color: str = "#c0392b") -> str:
-    """Drawdown in percent (0 or below) as a shaded area under the zero line."""
+def _zero_based(title: str, points: Points):
+    """The start of a chart whose y axis includes 0: ``(points, frame, svg parts, y of 0)``,
+    or the placeholder when there is nothing to draw."""
     kept = clean(points)
     if not kept:
         return placeholder(title)
     frame, ticks, decimals = _Frame.fit(
         [ts for ts, _ in kept], [v for _, v in kept], include_zero=True
     )
-    parts = _open(title)
-    parts += _axes(frame, ticks, decimals)
-    zero = _f(frame.y(0.0))
+    return kept, frame, _open(title) + _axes(frame, ticks, decimals), _f(frame.y(0.0))
+
+
+def drawdown_chart(title: str, points: Points, color: str = "#c0392b") -> str:
+    """Drawdown in percent (0 or below) as a shaded area under the zero line."""
+    started = _zero_based(title, points)
+    if isinstance(started, str):
+        return started
+    kept, frame, parts, zero = started
     if len(kept) > 1:
         path = " ".join(f"L{_f(frame.x(ts))},{_f(frame.y(v))}" for ts, v in kept)
         first, last = _f(frame.x(kept[0][0])), _f(frame.x(kept[-1][0]))
@@ -326,15 +333,10 @@ def drawdown_chart(title: str, points: Points, color: str = "#c0392b") -> str:
 
 def step_chart(title: str, points: Points, color: str = "#1f6fb2") -> str:
     """A value that holds until the next point (a position), with a zero line."""
-    kept = clean(points)
-    if not kept:
-        return placeholder(title)
-    frame, ticks, decimals = _Frame.fit(
-        [ts for ts, _ in kept], [v for _, v in kept], include_zero=True
-    )
-    parts = _open(title)
-    parts += _axes(frame, ticks, decimals)
-    zero = _f(frame.y(0.0))
+    started = _zero_based(title, points)
+    if isinstance(started, str):
+        return started
+    kept, frame, parts, zero = started
     parts.append(f'<line x1="{LEFT}" y1="{zero}" x2="{WIDTH - RIGHT}" y2="{zero}" stroke="#888"/>')
     if len(kept) == 1:
         parts.append(_polyline(frame, kept, color))

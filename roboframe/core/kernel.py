@@ -88,7 +88,7 @@ class Kernel:
         self._user_on_bar = strategy.on_bar
         self._user_on_tick = strategy.on_tick
         self._watch_loss = spec.risk.max_daily_loss is not None
-        self._cancel_on_stop = getattr(spec.loop, "open_orders_on_stop", "leave") == "cancel"
+        self._cancel_on_stop = spec.loop.open_orders_on_stop == "cancel"
         self._day_end = 0
         self.handlers = {
             Bar: self._on_bar,

@@ -102,6 +102,15 @@ def run_events(spec, events, *, run_id: str = "r1", strategy=None, start: bool =
     return kernel, outputs
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free right now (a test binds it soon after)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.02) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds pass; its last answer."""
     end = time.monotonic() + timeout

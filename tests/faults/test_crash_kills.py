@@ -33,7 +33,7 @@ import pytest
 
 from roboframe.journal import JournalReader
 from roboframe.journal.format import ACTIONS, FRAME_HEAD
-from tests.faults._trading import (
+from tests.faults.trading import (
     Market,
     check_invariants,
     finish,

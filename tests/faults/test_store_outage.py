@@ -24,7 +24,7 @@ import pytest
 
 from roboframe.testing.fixtures import _server_missing
 from roboframe.testing.helpers import wait_for
-from tests.faults._trading import Market, check_invariants, finish, free_port, read_store
+from tests.faults.trading import Market, check_invariants, finish, free_port, read_store
 
 PG_BIN = Path(os.environ.get("ROBOFRAME_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import socket
 import stat
 import threading
 
@@ -21,15 +20,9 @@ from roboframe.core.robot import LiveRobot, RunOptions
 from roboframe.curve import generate_keys, load_server_keys
 from roboframe.errors import ConfigError, RoboframeError
 from roboframe.publisher import publish
-from roboframe.testing.helpers import bar, wait_for
+from roboframe.testing.helpers import bar, free_port, wait_for
 
 from .conftest import roboframe_cmd
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from roboframe.config import load_robot
 from roboframe.core.robot import LiveRobot, RunOptions
 from roboframe.metrics import MetricsServer
-from roboframe.testing.helpers import wait_for
+from roboframe.testing.helpers import free_port, wait_for
 
 from .conftest import ROOT, roboframe_cmd
 
@@ -108,12 +108,6 @@ def test_scrapes_while_running_and_a_last_one_matches_the_summary(robot_file, mo
     assert final["roboframe_state"][(("state", "STOPPED"),)] == 1
     assert sum(final["roboframe_state"].values()) == 1
     assert refused(port)  # the port is closed after the run
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_cli_metrics_port_option(robot_file):

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from roboframe.core import codec
-from roboframe.core.events import Fill, NewOrder
-from roboframe.journal import ACTIONS, JournalReader
-from roboframe.replay import iter_events, verify
+from roboframe.replay import verify
+from roboframe.testing.helpers import free_port
+from tests.faults.trading import read_journal, read_store
 
 SOURCE = """\
 name: market
@@ -59,62 +58,6 @@ def spawn(*args, env=None, log=None):
         text=True,
         env={**os.environ, **(env or {})},
     )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def journal_fills_and_orders(path: Path):
-    fills, orders = [], []
-    reader = JournalReader(path)
-    for _seq, event, record in iter_events(reader):
-        if isinstance(event, Fill):
-            fills.append((event.client_id, event.trade_id, event.qty))
-        elif event is None and record.kind == ACTIONS:
-            actions, _ = codec.decode_outputs(record.payload)
-            orders += [a.client_id for a in actions if isinstance(a, NewOrder)]
-    return fills, orders
-
-
-def store_contents(url: str) -> tuple[dict, dict]:
-    """Per robot: sorted (client_id, trade id, qty) of its trades, sorted order ids."""
-    trades, orders = {}, {}
-    if url.startswith("postgresql"):
-        import psycopg
-        from roboframe_postgres.store import split_schema
-
-        dsn, schema = split_schema(url)
-        with psycopg.connect(dsn) as conn:
-            conn.execute(f'SET search_path TO "{schema}"')
-            for robot in ("alpha", "beta"):
-                trades[robot] = sorted(
-                    conn.execute(
-                        "SELECT client_id, id::text, qty FROM rf_trades WHERE robot = %s", (robot,)
-                    ).fetchall()
-                )
-                orders[robot] = sorted(
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT client_id FROM rf_orders WHERE robot = %s", (robot,)
-                    ).fetchall()
-                )
-        return trades, orders
-    import pymongo
-
-    client = pymongo.MongoClient(url)
-    db = client.get_default_database()
-    for robot in ("alpha", "beta"):
-        trades[robot] = sorted(
-            (d["client_id"], str(d["id"]), d["qty"]) for d in db.trades.find({"name": robot})
-        )
-        orders[robot] = sorted(d["client_id"] for d in db.orders.find({"name": robot}))
-    client.close()
-    return trades, orders
 
 
 @pytest.mark.parametrize(
@@ -193,15 +136,17 @@ def test_two_robots_kill_and_resume(tmp_path, request, gateway, url_fixture):
         Path(summary_a["journal"]).name
     ]
 
-    store_trades, store_orders = store_contents(url)
     for name, summary in (("alpha", summary_a), ("beta", summary_b)):
-        fills, orders = journal_fills_and_orders(Path(summary["journal"]))
+        stored_orders, stored_trades = read_store(url, name)
+        view = read_journal(Path(summary["journal"]))
+        fills, orders = view.fills, view.orders
         assert len(orders) >= 2, f"{name} traded too little to prove anything"
         assert all(cid.startswith(f"{name}-") for cid, _, _ in fills)  # only its own
         assert len(fills) == len(set(fills))  # no fill twice
         # fills delivered after the last read of the store may still be in flight
-        assert set(fills) <= set(store_trades[name])
-        assert len(store_trades[name]) - len(fills) <= 2
-        assert sorted(set(orders)) == store_orders[name]  # every order once, none lost
+        assert set(fills) <= set(stored_trades)
+        assert len(stored_trades) - len(fills) <= 2
+        assert sorted(set(orders)) == sorted(stored_orders)  # every order once, none lost
+        assert len(stored_orders) == len(set(stored_orders))
         result = verify(summary["journal"])
         assert result.ok, str(result.divergence)

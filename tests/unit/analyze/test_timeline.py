@@ -198,11 +198,7 @@ class CountBars:
             self.n += 1
 
     def result(self):
-        return {"bars": self.n, "position": kernel_position(self)}
-
-
-def kernel_position(stat) -> None:
-    return None
+        return {"bars": self.n}
 
 
 def test_plugin_statistics_are_added(journal, tmp_path):
@@ -213,7 +209,7 @@ def test_plugin_statistics_are_added(journal, tmp_path):
 
     registry = build_registry(build_plugin_manager(entry_points=False, extra=[Plugin()]))
     result = analyze([journal], db=str(tmp_path / "a.db"), registry=registry)
-    assert result.runs[0].stats["bar_count"] == {"bars": 4, "position": None}
+    assert result.runs[0].stats["bar_count"] == {"bars": 4}
     (run,) = rows(tmp_path / "a.db", "SELECT stats FROM runs")
     assert json.loads(run["stats"])["bar_count"]["bars"] == 4
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -22,6 +21,7 @@ from roboframe.core import codec
 from roboframe.core.events import Control, Fill, NewOrder, OrderUpdate
 from roboframe.journal import ACTIONS, JournalReader
 from roboframe.replay import iter_events, verify
+from roboframe.testing.helpers import free_port
 
 ROBOT = "kilo"
 
@@ -52,12 +52,6 @@ gateway:
 journal:
   dir: {dir}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def spawn(*args: str, log, env: dict | None = None) -> subprocess.Popen:
