@@ -54,6 +54,51 @@ class ReplayResult:
         return self.divergence is None
 
 
+class OutputCheck:
+    """Matches what a replayed kernel does with the journal's ACTIONS records.
+
+    Call :meth:`message` when a new MESSAGE frame starts, :meth:`produced`
+    for each event's outputs, :meth:`journaled` for each ACTIONS record; each
+    returns a :class:`Divergence` or None. Outputs of a message are matched
+    before the next message starts: an ACTIONS record is always written right
+    after its message. Outputs still waiting at the end of the journal are
+    :attr:`unjournaled`, not a divergence: the writer stopped between the last
+    message and its ACTIONS frame, and nothing of them left the robot (the
+    journal is flushed before any order is sent).
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[int, tuple[Any, tuple[list, list]]] = {}
+        self.compared = 0
+        self._message_at = -1
+
+    def message(self, offset: int) -> Divergence | None:
+        if offset == self._message_at:
+            return None
+        self._message_at = offset
+        if not self.pending:
+            return None
+        seq = min(self.pending)  # outputs the journal never recorded
+        event, produced = self.pending[seq]
+        self.pending.clear()
+        return Divergence(seq, event, ([], []), produced)
+
+    def produced(self, seq: int, event: Any, outputs: tuple[list, list]) -> None:
+        if outputs[0] or outputs[1]:
+            self.pending[seq] = (event, outputs)
+
+    def journaled(self, record: Any) -> Divergence | None:
+        actions, rejected = codec.decode_outputs(record.payload)
+        expected = (list(actions), list(rejected))
+        event, produced = self.pending.pop(record.seq, (None, ([], [])))
+        self.compared += 1
+        return None if produced == expected else Divergence(record.seq, event, expected, produced)
+
+    @property
+    def unjournaled(self) -> int:
+        return len(self.pending)
+
+
 def kernel_from_header(header: dict, registry=None) -> Kernel:
     """A fresh kernel for the robot a journal header describes."""
     from roboframe.config import spec_from_dict
@@ -82,33 +127,23 @@ def verify(path: str | Path, *, registry=None, keep_outputs: bool = False) -> Re
     reader = JournalReader(path)
     kernel = kernel_from_header(reader.header, registry)
     result = ReplayResult(reader.header, kernel)
-    pending: dict[int, tuple[Any, tuple[list, list]]] = {}
-    message_at = -1
+    check = OutputCheck()
     for seq, event, record in iter_events(reader):
-        if event is not None:
-            if record.offset != message_at:  # a new message: the last one's records are all in
-                message_at = record.offset
-                if pending and _unmatched(pending, result):
-                    return result
-            actions = kernel.handle(event)
-            produced = (list(actions), kernel.take_rejected())
-            result.events += 1
-            if produced[0] or produced[1]:
-                pending[seq] = (event, produced)
-                if keep_outputs:
+        if event is None:
+            result.divergence = check.journaled(record)
+        else:
+            result.divergence = check.message(record.offset)
+            if result.divergence is None:
+                actions = kernel.handle(event)
+                produced = (list(actions), kernel.take_rejected())
+                result.events += 1
+                check.produced(seq, event, produced)
+                if keep_outputs and (produced[0] or produced[1]):
                     result.outputs[seq] = produced
-            continue
-        expected = codec.decode_outputs(record.payload)
-        expected = (list(expected[0]), list(expected[1]))
-        event, produced = pending.pop(seq, (None, ([], [])))
-        result.compared += 1
-        if produced != expected:
-            result.divergence = Divergence(seq, event, expected, produced)
-            return result
-    # The last message's outputs may be missing: the writer crashed between the
-    # message and its ACTIONS frame. Nothing of them left (the journal is flushed
-    # before any order leaves), so that is the end of the run, not a divergence.
-    result.unjournaled = len(pending)
+        if result.divergence is not None:
+            break
+    result.compared = check.compared
+    result.unjournaled = check.unjournaled
     result.torn_tail = reader.torn_tail
     return result
 
@@ -146,13 +181,3 @@ def strategy_changes(header: dict, registry=None) -> list[str]:
     if spec.config_hash != header.get("config_hash"):
         changes.append("config hash differs (the robot definition or its defaults changed)")
     return changes
-
-
-def _unmatched(pending: dict, result: ReplayResult) -> bool:
-    """Outputs the replay produced that the journal never recorded."""
-    if not pending:
-        return False
-    seq = min(pending)
-    event, produced = pending[seq]
-    result.divergence = Divergence(seq, event, ([], []), produced)
-    return True

@@ -33,7 +33,7 @@ from roboframe.core.events import Bar, Batch, Cancel, Control, Fill, NewOrder, O
 from roboframe.core.orders import OPEN_STATES
 from roboframe.journal import JournalReader
 from roboframe.journal.format import ACTIONS, MESSAGE
-from roboframe.replay import kernel_from_header
+from roboframe.replay import Divergence, OutputCheck, kernel_from_header
 from roboframe.risk.limits import STOPPED
 
 DEFAULT_CASH = Decimal(1_000_000)
@@ -189,8 +189,7 @@ class RunAnalysis:
         strategy_rows = rows.table("strategy_states")
         extra = self.extra_stats
         equity = cash
-        pending: dict[int, tuple] = {}  # seq -> produced outputs, until the journal's record
-        message_at = -1
+        check = OutputCheck()  # replayed actions against the journal's records
         first_seq = last_seq = None
         count = 0
         fills_before = 0
@@ -203,13 +202,11 @@ class RunAnalysis:
 
         for record in self.reader.records():
             if record.kind == ACTIONS:
-                self._compare(record, pending)
+                self._diverged(check.journaled(record))
                 continue
             if record.kind != MESSAGE:
                 continue
-            if pending and record.offset != message_at:
-                self._unmatched(pending)
-            message_at = record.offset
+            self._diverged(check.message(record.offset))
             msg = codec.decode(record.payload)
             batch = msg.events if type(msg) is Batch else (msg,)
             for offset, event in enumerate(batch):
@@ -228,7 +225,7 @@ class RunAnalysis:
                      symbol, event_data(event, tick_size))
                 )  # fmt: skip
                 if actions or rejected:
-                    pending[seq] = (list(actions), rejected)
+                    check.produced(seq, event, (list(actions), rejected))
                     self._write_actions(rows, seq, ts, actions, rejected, open_orders)
                 touched = None
                 if kind is Bar or kind is Tick:
@@ -287,8 +284,6 @@ class RunAnalysis:
                     strategy_rows.append((run, seq, _dumps(state).decode()))
             if len(events_rows) >= BATCH_ROWS:
                 rows.flush()
-        if pending:
-            self._unmatched(pending)
         for cid, (seq, ts) in sorted(open_orders.items()):
             self._order_row(rows, cid, seq, ts, None, None)
         torn = self.reader.torn_tail
@@ -394,19 +389,9 @@ class RunAnalysis:
 
     # -- verification against the journal's own records -----------------------
 
-    def _compare(self, record, pending: dict) -> None:
-        expected = codec.decode_outputs(record.payload)
-        expected = (list(expected[0]), list(expected[1]))
-        produced = pending.pop(record.seq, ([], []))
-        if produced != expected:
-            self._diverged(f"seq {record.seq}: journaled {expected!r}, replayed {produced!r}")
-
-    def _unmatched(self, pending: dict) -> None:
-        for seq in sorted(pending):
-            self._diverged(f"seq {seq}: replayed {pending[seq]!r}, journal recorded nothing")
-        pending.clear()
-
-    def _diverged(self, text: str) -> None:
+    def _diverged(self, divergence: Divergence | None) -> None:
+        if divergence is None:
+            return
         self.divergences += 1
         if self.first_divergence is None:
-            self.first_divergence = text
+            self.first_divergence = str(divergence).replace("\n", ";")

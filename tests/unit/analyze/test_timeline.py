@@ -223,3 +223,19 @@ def test_curves_stay_bounded_and_keep_the_end():
     assert points[0] == (0, 0.0) and points[-1] == (99_999, 99_999.0)
     steps = {b[0] - a[0] for a, b in itertools.pairwise(points[:-1])}
     assert len(steps) == 1  # evenly thinned
+
+
+def test_a_journal_cut_before_its_last_actions_is_not_a_divergence(tmp_path):
+    from roboframe.journal import JournalReader
+    from roboframe.replay import verify
+
+    path = tmp_path / "cut.journal"
+    write_journal(path, scripted_spec(), scripted_events(stop=False)[:2])  # bar 1 buys
+    last = list(JournalReader(path).records())[-1]
+    assert last.kind == 2  # the ACTIONS record of that buy
+    with open(path, "r+b") as f:
+        f.truncate(last.offset)  # the writer died between the message and its actions
+    assert verify(path).ok and verify(path).unjournaled == 1
+    result = analyze([path], db=str(tmp_path / "a.db"))
+    assert result.warnings == []  # the same judgement as replay --verify
+    assert rows(tmp_path / "a.db", "SELECT verified FROM runs") == [{"verified": 1}]
