@@ -50,9 +50,6 @@ class Curve:
             return [*self.points, self.last]
         return list(self.points)
 
-    def __len__(self) -> int:
-        return self._n
-
 
 @dataclass
 class RunReport:

@@ -29,7 +29,8 @@ class AnalysisStore:
         raise NotImplementedError
 
     def write(self, table: str, rows: list[tuple]) -> None:
-        """Insert ``rows`` (tuples in the order of the table's columns)."""
+        """Insert ``rows`` (tuples in the order of the table's columns) before returning:
+        the caller reuses the list."""
         raise NotImplementedError
 
     def commit_run(self) -> None:

@@ -44,7 +44,8 @@ _KIND = {Bar: "bar", Tick: "tick", Fill: "fill", OrderUpdate: "order", Control: 
 _dumps = msgspec.json.encode
 
 Sink = Callable[[str, list[tuple]], None]
-"""``sink(table, rows)``: receives each batch of rows of one table."""
+"""``sink(table, rows)``: receives each batch of rows of one table; it must be done with
+``rows`` when it returns (the list is cleared and refilled)."""
 
 
 def journal_key(header: dict) -> str:
@@ -82,7 +83,7 @@ class _Rows:
         for table in [name] if name else list(self.tables):
             rows = self.tables.get(table)
             if rows:
-                self.sink(table, rows[:])  # the sink may keep the list (a writer thread)
+                self.sink(table, rows)
                 rows.clear()  # in place: the replay loop holds references to these lists
 
 
