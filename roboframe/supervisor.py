@@ -66,6 +66,7 @@ class Robot:
     next_start: float = 0.0
     last_exit: int | None = None
     problem: str = ""
+    control: str | None = None  # the robot's control address, from its file
     wanted: bool = True  # False: down asked for it; never restarted
     log_path: Path | None = None
     log_file: Any = field(default=None, repr=False)
@@ -81,6 +82,7 @@ class Robot:
             "last_exit": self.last_exit,
             "problem": self.problem or None,
             "log": str(self.log_path) if self.log_path else None,
+            "control": self.control,
         }
 
 
@@ -205,7 +207,7 @@ class Supervisor:
             robot.problem = f"robot name {spec.name!r} is taken by {clash[0].path}"
             log.error("%s: %s", robot.path, robot.problem)
             return
-        robot.name, robot.problem = spec.name, ""
+        robot.name, robot.problem, robot.control = spec.name, "", spec.control.address
         robot.failures = 0
         if robot.state in ("new", "invalid", "stopped", "failed"):
             robot.state, robot.next_start = "backoff", now  # start at once
@@ -349,9 +351,9 @@ def robot_rows(reply: dict, *, timeout: float = 1.0) -> list[dict]:
     rows = []
     for robot in reply.get("robots", []):
         row = dict(robot)
-        if robot["state"] == "running":
-            try:
-                answer = send_command(robot["file"], "status", timeout=timeout)
+        if robot["state"] == "running" and robot.get("control"):
+            try:  # the address the supervisor read from the file: no second validation
+                answer = send_command(robot["control"], "status", timeout=timeout)
             except RoboframeError as exc:
                 row["status_error"] = str(exc)
             else:
