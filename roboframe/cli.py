@@ -756,7 +756,10 @@ def up(folder: Path, state_dir: Path, detach: bool) -> None:
     from roboframe import supervisor as sv
 
     if detach:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            sv.prepare_state_dir(state_dir)
+        except RoboframeError as exc:
+            raise _fail(exc) from None
         log_file = open(state_dir / "supervisor.log", "ab")  # noqa: SIM115 -- the child's
         proc = subprocess.Popen(
             [sys.executable, "-m", "roboframe.cli", "up", str(folder), "--state-dir",

@@ -47,6 +47,15 @@ STOP_GRACE_S = 15.0  # SIGTERM, then SIGKILL after this long
 EXIT_CONFIG = 2  # roboframe run: the robot file is wrong
 
 
+def prepare_state_dir(state_dir: Path) -> Path:
+    """Create the supervisor's folder, or say plainly why it cannot be."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--state-dir: cannot create {state_dir}: {exc.strerror}") from None
+    return state_dir
+
+
 def supervisor_address(state_dir: Path) -> str:
     return f"ipc://{(state_dir / SOCKET_NAME).resolve()}"
 
@@ -101,7 +110,7 @@ class Supervisor:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise ConfigError(f"{folder}: not a folder of robot files")
-        self.state_dir = Path(state_dir)
+        self.state_dir = prepare_state_dir(Path(state_dir))
         self.scan_s = scan_s
         self.backoff_first_s = backoff_first_s
         self.extra_args = extra_args
@@ -114,7 +123,6 @@ class Supervisor:
     # -- the socket ps and down talk to ---------------------------------------
 
     def _bind(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         address = supervisor_address(self.state_dir)
         if _answers(address):
             raise RoboframeError(

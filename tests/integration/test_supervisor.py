@@ -163,3 +163,13 @@ def test_ps_new_files_invalid_files_and_down(tmp_path, up):
     alpha_journal = next((tmp_path / "runs" / "alpha").glob("*.journal"))
     assert verify(alpha_journal).kernel.risk.state == "STOPPED"
     assert "no supervisor answers" in cli("ps", cwd=tmp_path).stderr
+
+
+def test_an_impossible_state_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "robots").mkdir()
+    (tmp_path / "file").write_text("in the way")
+    for extra in ([], ["--detach"]):
+        out = cli("up", "robots", "--state-dir", str(tmp_path / "file" / "state"), *extra,
+                  cwd=tmp_path)  # fmt: skip
+        assert out.returncode == 2, out.stderr
+        assert "--state-dir: cannot create" in out.stderr and "Traceback" not in out.stderr
