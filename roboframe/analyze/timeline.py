@@ -29,7 +29,17 @@ from roboframe.analyze.rows import event_data, position_row, state_reader
 from roboframe.analyze.tables import run_number
 from roboframe.backtest.stats import EquityTracker, Ledger, summarize
 from roboframe.core import codec
-from roboframe.core.events import Bar, Batch, Cancel, Control, Fill, NewOrder, OrderUpdate, Tick
+from roboframe.core.events import (
+    Bar,
+    Batch,
+    Cancel,
+    Control,
+    Fill,
+    NewOrder,
+    OrderUpdate,
+    Tick,
+    Timer,
+)
 from roboframe.core.orders import OPEN_STATES
 from roboframe.journal import JournalReader
 from roboframe.journal.format import ACTIONS, MESSAGE
@@ -40,7 +50,14 @@ DEFAULT_CASH = Decimal(1_000_000)
 BATCH_ROWS = 20_000
 """Rows a table collects before they go to the sink."""
 
-_KIND = {Bar: "bar", Tick: "tick", Fill: "fill", OrderUpdate: "order", Control: "control"}
+_KIND = {
+    Bar: "bar",
+    Tick: "tick",
+    Fill: "fill",
+    OrderUpdate: "order",
+    Control: "control",
+    Timer: "timer",
+}
 _dumps = msgspec.json.encode
 
 Sink = Callable[[str, list[tuple]], None]
@@ -210,21 +227,21 @@ class RunAnalysis:
             self._diverged(check.message(record.offset))
             msg = codec.decode(record.payload)
             batch = msg.events if type(msg) is Batch else (msg,)
-            for offset, event in enumerate(batch):
-                seq = record.seq + offset
-                if first_seq is None:
-                    first_seq = seq
-                last_seq = seq
-                count += 1
+            seq = record.seq - 1
+            recv_ns = record.recv_ns
+            if first_seq is None:
+                first_seq = record.seq
+            count += len(batch)
+            for event in batch:
+                seq += 1
                 kind = type(event)
                 actions = handlers[kind](event)
                 rejected = kernel.take_rejected()
                 ts = event.ts
                 symbol = getattr(event, "symbol", None)
                 events_rows.append(
-                    (run, seq, ts, record.recv_ns, _KIND.get(kind, kind.__name__.lower()),
-                     symbol, event_data(event, tick_size))
-                )  # fmt: skip
+                    (run, seq, ts, recv_ns, _KIND[kind], symbol, event_data(event, tick_size))
+                )
                 if actions or rejected:
                     check.produced(seq, event, (list(actions), rejected))
                     self._write_actions(rows, seq, ts, actions, rejected, open_orders)
@@ -283,6 +300,7 @@ class RunAnalysis:
                 state = snapshot()
                 if state is not None:
                     strategy_rows.append((run, seq, _dumps(state).decode()))
+            last_seq = seq
             if len(events_rows) >= BATCH_ROWS:
                 rows.flush()
         for cid, (seq, ts) in sorted(open_orders.items()):
