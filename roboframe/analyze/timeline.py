@@ -167,15 +167,7 @@ class RunAnalysis:
         tick_size = {s: float(i.tick_size) for s, i in instruments.items()}
         tick_value = {s: p.inst.tick_value_float for s, p in positions.items()}
         contrib = dict.fromkeys(positions, 0.0)
-        ledger = Ledger(instruments, keep=False)
         marks: list = []  # first TRADE_MARKS round trips, for the report
-        ledger_close = ledger._close
-
-        def keep_marks(trade) -> None:
-            ledger_close(trade)
-            write_trade(trade)
-
-        ledger._close = keep_marks  # every round trip also becomes a row
         trades_rows = rows.table("trades")
         run = self.run
 
@@ -192,6 +184,8 @@ class RunAnalysis:
                 marks.append(row)
             if len(trades_rows) >= BATCH_ROWS:
                 rows.flush("trades")
+
+        ledger = Ledger(instruments, on_trade=write_trade)  # every round trip becomes a row
 
         cash = float(self.cash)
         base = peak = cash

@@ -21,10 +21,12 @@ actions are recorded.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +34,22 @@ from roboframe.backtest.stats import EquityTracker, Ledger, summarize
 from roboframe.builtin.paper import PaperExchange
 from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Control, Fill, Tick
-from roboframe.core.kernel import Kernel
+from roboframe.core.kernel import NO_ACTIONS, Kernel
 from roboframe.core.robot import JOURNAL_SUFFIX, journal_header, make_strategy
 from roboframe.errors import StrategyError
 from roboframe.journal import JournalWriter
 
 _BATCH = 512  # events per journal frame between actions
 _MAX_TIMERS = 1_000_000  # timer events between two market events before it is a bug
+_NEVER = 1 << 63
+
+
+def _floor(peak: float, max_dd: float) -> float:
+    """Equity below which a new maximum drawdown may start: a cheap test before
+    the exact one, with a margin far above rounding so it never hides one."""
+    if peak <= 0.0:
+        return -math.inf
+    return peak * (1.0 + max_dd) + peak * 1e-12
 
 
 @dataclass
@@ -116,8 +127,9 @@ class Backtest:
     def _flush_pending(self, recv_ns: int) -> None:
         pending = self._pending
         if pending:
-            raw = codec.encode(pending[0] if len(pending) == 1 else Batch(pending))
-            self.writer.append_message(self._pending_seq, recv_ns, raw)
+            if self.writer is not None:
+                raw = codec.encode(pending[0] if len(pending) == 1 else Batch(pending))
+                self.writer.append_message(self._pending_seq, recv_ns, raw)
             pending.clear()  # cleared in place: run() holds a reference to it
         self._pending_seq = self.seq + 1
 
@@ -125,10 +137,9 @@ class Backtest:
         """Journal ``event``, let the kernel handle it, route its actions."""
         kernel = self.kernel
         self.seq += 1
-        if self.writer is not None:
-            self._pending.append(event)
-            if len(self._pending) >= _BATCH:
-                self._flush_pending(event.ts)
+        self._pending.append(event)
+        if len(self._pending) >= _BATCH:
+            self._flush_pending(event.ts)
         actions = kernel.handlers[type(event)](event)
         if type(event) is Fill:
             self.ledger.on_fill(event)
@@ -137,9 +148,11 @@ class Backtest:
 
     def _act(self, actions: list, ts: int, depth: int) -> None:
         rejected = self.kernel.take_rejected()
+        if not actions and not rejected:
+            return
+        seq = self.seq
+        self._flush_pending(ts)
         if self.writer is not None:
-            seq = self.seq
-            self._flush_pending(ts)
             self.writer.append_actions(seq, codec.encode_outputs(actions, rejected))
         for action in actions:
             for answer in self.exchange.submit(action, ts):
@@ -163,6 +176,13 @@ class Backtest:
     # -- the run --------------------------------------------------------------
 
     def run(self) -> BacktestResult:
+        """Drive the data through the kernel; statistics at the end.
+
+        Per market event the hot path does only what every event needs:
+        journal it (a list append; a batch is encoded at a time, in C), let the
+        kernel handle it, mark equity. Fills, timers, the frames around
+        actions and new equity coefficients run only when something happened.
+        """
         started = time.perf_counter()
         kernel = self.kernel
         exchange = self.exchange
@@ -171,71 +191,115 @@ class Backtest:
         handlers = kernel.handlers
         feed = self._feed
         act = self._act
-        writer = self.writer
         pending = self._pending
         flush_pending = self._flush_pending
         last_seen = exchange.last
+        open_orders = exchange.open_orders
+        events = iter(self.events)
+        first = next(events, None)
+        tracker = EquityTracker(float(self.cash))
+        if first is None:
+            return self._finish(started, 0, 0, tracker)
+        first_ts = first.ts
+        feed(Control("start", first_ts))
+        # one symbol: equity = k + n * last, with k and n changed by fills only;
+        # several: each symbol's contribution kept and the total moved by the difference
+        single = positions[kernel.symbols[0]] if len(positions) == 1 else None
+        tv = single.inst.tick_value_float if single is not None else 0.0
         tick_value = {s: p.inst.tick_value_float for s, p in positions.items()}
         contrib = dict.fromkeys(positions, 0.0)
-        cash = float(self.cash)
-        base = peak = cash
+        cash = tracker.cash
+        base = equity = peak = cash
+        k = n = 0.0
         max_dd = 0.0
-        marks = exposed = 0
-        first_ts = last_ts = 0
-        progress, next_report = self.progress, 100_000
-        for event in self.events:
+        floor = _floor(peak, max_dd)
+        marks = exposed = exposed_since = 0
+        is_open = False
+        progress = self.progress
+        next_report = 100_000 if progress is not None else _NEVER
+        seq = self.seq
+        flush_at = self._pending_seq + _BATCH - 1
+        changed = True
+        event = first
+        for event in chain((first,), events):
             ts = event.ts
-            if not first_ts:
-                first_ts = ts
-                feed(Control("start", ts))
-            last_ts = ts
-            if kernel.next_due <= ts:
-                self._fire_timers(ts)
             symbol = event.symbol
-            if exchange.open_orders:
-                for answer in exchange.on_market(event):
-                    feed(answer)
+            if open_orders or kernel.next_due <= ts:
+                self.seq = seq
+                if kernel.next_due <= ts:
+                    self._fire_timers(ts)
+                if open_orders:
+                    for answer in exchange.on_market(event):
+                        feed(answer)
+                else:
+                    last_seen[symbol] = event
+                seq = self.seq
+                flush_at = self._pending_seq + _BATCH - 1
+                changed = True
             else:
                 last_seen[symbol] = event
-            # the market event itself: _feed inlined, this is the hot path
-            self.seq += 1
-            if writer is not None:
-                pending.append(event)  # encoded a batch at a time, in C
-                if len(pending) >= _BATCH:
-                    flush_pending(ts)
+            # the market event itself: _feed inlined
+            seq += 1
+            pending.append(event)
+            if seq >= flush_at:
+                self.seq = seq
+                flush_pending(ts)
+                flush_at = seq + _BATCH
             actions = handlers[type(event)](event)
-            if actions or kernel.rejected:
+            if actions is not NO_ACTIONS:
+                self.seq = seq
                 act(actions, ts, 0)
-            pos = positions.get(symbol)
-            if pos is None:
-                continue
-            now = (pos.cash + pos.qty * pos.last) * tick_value[symbol]
-            base += now - contrib[symbol]
-            contrib[symbol] = now
-            equity = base - book.fees_float
+                seq = self.seq
+                flush_at = self._pending_seq + _BATCH - 1
+                changed = True
+            if changed:  # fills may have moved positions, cash and fees
+                changed = False
+                if is_open:
+                    exposed += marks - exposed_since
+                exposed_since = marks
+                is_open = book.open_count > 0
+                if single is not None:
+                    k = cash - book.fees_float + single.cash * tv
+                    n = single.qty * tv
+            if single is not None:
+                if symbol != single.symbol:
+                    continue
+                equity = k + n * single.last
+            else:
+                pos = positions.get(symbol)
+                if pos is None:
+                    continue
+                now = (pos.cash + pos.qty * pos.last) * tick_value[symbol]
+                base += now - contrib[symbol]
+                contrib[symbol] = now
+                equity = base - book.fees_float
             marks += 1
-            if book.open_count:
-                exposed += 1
             if equity > peak:
                 peak = equity
-            elif peak > 0.0 and equity / peak - 1.0 < max_dd:
-                max_dd = equity / peak - 1.0
-            if progress is not None and marks >= next_report:
+                floor = _floor(peak, max_dd)
+            elif equity < floor:
+                drawdown = equity / peak - 1.0
+                if drawdown < max_dd:
+                    max_dd = drawdown
+                floor = _floor(peak, max_dd)
+            if marks >= next_report:
                 progress(marks)
                 next_report += 100_000
-        if first_ts:
-            feed(Control("stop", last_ts, {"reason": "data ended"}))
-        return self._finish(started, first_ts, last_ts, marks, exposed, peak, max_dd)
+        if is_open:
+            exposed += marks - exposed_since
+        self.seq = seq
+        last_ts = event.ts
+        feed(Control("stop", last_ts, {"reason": "data ended"}))
+        tracker.events, tracker.exposed, tracker.peak, tracker.max_dd = (
+            marks,
+            exposed,
+            peak,
+            max_dd,
+        )
+        return self._finish(started, first_ts, last_ts, tracker)
 
     def _finish(
-        self,
-        started: float,
-        first_ts: int,
-        last_ts: int,
-        marks: int,
-        exposed: int,
-        peak: float,
-        max_dd: float,
+        self, started: float, first_ts: int, last_ts: int, tracker: EquityTracker
     ) -> BacktestResult:
         kernel = self.kernel
         positions = kernel.book.positions
@@ -243,13 +307,6 @@ class Backtest:
             self._flush_pending(last_ts)
             self.writer.close()
         last_price = {s: (last_ts, p.last) for s, p in positions.items() if p.last}
-        tracker = EquityTracker(float(self.cash))
-        tracker.events, tracker.exposed, tracker.peak, tracker.max_dd = (
-            marks,
-            exposed,
-            peak,
-            max_dd,
-        )
         tracker.equity = float(self.cash + kernel.book.net_money())
         fees = float(sum((p.fees for p in positions.values()), Decimal(0)))
         self.ledger.finish(last_price)

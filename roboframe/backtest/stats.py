@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from roboframe.core.events import Fill
@@ -52,9 +52,16 @@ class Ledger:
     ``--trades`` listings).
     """
 
-    def __init__(self, instruments: dict[str, Instrument], *, keep: bool = False) -> None:
+    def __init__(
+        self,
+        instruments: dict[str, Instrument],
+        *,
+        keep: bool = False,
+        on_trade: Callable[[Trade], None] | None = None,
+    ) -> None:
         self.instruments = instruments
         self.keep = keep
+        self.on_trade = on_trade
         self.trades: list[Trade] = []
         self.lots: dict[str, deque] = {}
         self.count = self.wins = self.open_at_end = 0
@@ -62,41 +69,51 @@ class Ledger:
         self.best = -math.inf
         self.worst = math.inf
 
-    def _close(self, trade: Trade) -> None:
-        pnl = trade.pnl
+    def _close(self, pnl: float) -> None:
+        """Count one closed round trip."""
         self.count += 1
         if pnl > 0:
             self.wins += 1
             self.gross_profit += pnl
         elif pnl < 0:
             self.gross_loss -= pnl
-        self.best = max(self.best, pnl)
-        self.worst = min(self.worst, pnl)
-        if trade.open_at_end:
-            self.open_at_end += 1
-        if self.keep:
-            self.trades.append(trade)
+        if pnl > self.best:
+            self.best = pnl
+        if pnl < self.worst:
+            self.worst = pnl
 
     def on_fill(self, fill: Fill) -> None:
         tv = self.instruments[fill.symbol].tick_value_float
         sign = 1 if fill.side == "buy" else -1
-        fee_per_lot = float(Decimal(fill.fee)) / fill.qty if fill.qty else 0.0
-        book = self.lots.setdefault(fill.symbol, deque())
         qty = fill.qty
+        fee = fill.fee
+        fee_per_lot = float(fee) / qty if qty and fee != "0" else 0.0
+        book = self.lots.get(fill.symbol)
+        if book is None:
+            book = self.lots[fill.symbol] = deque()
+        price = fill.price
         while qty and book and book[0][0] * sign < 0:  # closes the oldest opposite lot
-            lot_qty, ts, price, fee = book[0]
+            lot_qty, ts, lot_price, lot_fee = book[0]
             take = min(qty, abs(lot_qty))
-            move = (fill.price - price) if lot_qty > 0 else (price - fill.price)
-            pnl = move * take * tv - (fee + fee_per_lot) * take
-            side = "long" if lot_qty > 0 else "short"
-            self._close(Trade(fill.symbol, side, take, ts, price, fill.ts, fill.price, pnl))
+            move = (price - lot_price) if lot_qty > 0 else (lot_price - price)
+            pnl = move * take * tv - (lot_fee + fee_per_lot) * take
+            self._close(pnl)
+            if self.keep or self.on_trade is not None:  # built only when someone looks
+                side = "long" if lot_qty > 0 else "short"
+                self._emit(Trade(fill.symbol, side, take, ts, lot_price, fill.ts, price, pnl))
             qty -= take
             if take == abs(lot_qty):
                 book.popleft()
             else:
-                book[0] = (lot_qty - take * (1 if lot_qty > 0 else -1), ts, price, fee)
+                book[0] = (lot_qty - take * (1 if lot_qty > 0 else -1), ts, lot_price, lot_fee)
         if qty:
-            book.append((sign * qty, fill.ts, fill.price, fee_per_lot))
+            book.append((sign * qty, fill.ts, price, fee_per_lot))
+
+    def _emit(self, trade: Trade) -> None:
+        if self.keep:
+            self.trades.append(trade)
+        if self.on_trade is not None:
+            self.on_trade(trade)
 
     def finish(self, last: dict[str, tuple[int, int]]) -> None:
         """Close what is still open at the last price, flagged ``open_at_end``."""
@@ -106,19 +123,21 @@ class Ledger:
             for lot_qty, ts, price, fee in self.lots[symbol]:
                 move = (end_price - price) if lot_qty > 0 else (price - end_price)
                 qty = abs(lot_qty)
-                self._close(
-                    Trade(
-                        symbol,
-                        "long" if lot_qty > 0 else "short",
-                        qty,
-                        ts,
-                        price,
-                        end_ts,
-                        end_price,
-                        move * qty * tv - fee * qty,
-                        open_at_end=True,
-                    )
+                pnl = move * qty * tv - fee * qty
+                trade = Trade(
+                    symbol,
+                    "long" if lot_qty > 0 else "short",
+                    qty,
+                    ts,
+                    price,
+                    end_ts,
+                    end_price,
+                    pnl,
+                    open_at_end=True,
                 )
+                self.open_at_end += 1
+                self._close(pnl)
+                self._emit(trade)
         self.lots = {}
 
 
@@ -173,7 +192,8 @@ def summarize(
     else:
         ledger = Ledger({})
         for trade in trades:
-            ledger._close(trade)
+            ledger._close(trade.pnl)
+            ledger.open_at_end += trade.open_at_end
     count = ledger.count
     final = tracker.equity
     cash = tracker.cash

@@ -110,6 +110,7 @@ class PaperExchange:
         self.ts = 0
         self._finished: dict[str, None] = {}  # recently finished ids, oldest first
         self._remember = remember_finished
+        self._fees: dict[int, str] = {}  # qty -> fee string, the same bytes every time
 
     # -- orders ---------------------------------------------------------------
 
@@ -214,7 +215,11 @@ class PaperExchange:
             del self.open_orders[order.client_id]
             self._forget(order.client_id)
         self.trades += 1
-        fee = str(self.commission * qty)
+        fee = self._fees.get(qty)
+        if fee is None:
+            fee = str(self.commission * qty)
+            if len(self._fees) < 1024:
+                self._fees[qty] = fee
         return Fill(
             order.client_id, ts, order.symbol, order.side, qty, price, f"P{self.trades}", fee
         )

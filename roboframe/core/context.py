@@ -105,9 +105,11 @@ class Context:
 
     def order_target(self, symbol: str, target: int, price: int | None = None) -> list[NewOrder]:
         """Orders that bring position plus open orders to ``target`` lots."""
-        pos = self._k.book.positions[symbol].qty
-        pending = sum(o.signed_remaining() for o in self.open_orders(symbol))
-        delta = target - pos - pending
+        kernel = self._k
+        delta = target - kernel.book.positions[symbol].qty
+        for own in kernel.orders.open.values():  # what open orders will still add
+            if own.symbol == symbol:
+                delta -= own.qty - own.filled if own.side == "buy" else own.filled - own.qty
         if delta > 0:
             return [self._order(symbol, "buy", delta, price)]
         if delta < 0:

@@ -43,7 +43,9 @@ from roboframe.risk.limits import ACTIVE, HALTED, PAUSED, REDUCING, STOPPED, Ris
 
 log = logging.getLogger(__name__)
 
-_NONE: list[Action] = []
+NO_ACTIONS: list[Action] = []
+"""What a handler returns when an event asks for nothing: test it with ``is``."""
+_NONE = NO_ACTIONS
 _MAX_DEPTH = 8  # rejection -> on_order -> new actions -> rejection ...
 _DAY_NS = 86_400 * 1_000_000_000
 _NEVER = 1 << 63  # later than any event time
@@ -87,6 +89,9 @@ class Kernel:
         self._positions = self.book.positions
         self._user_on_bar = strategy.on_bar
         self._user_on_tick = strategy.on_tick
+        # handlers the strategy leaves to the base class do nothing: not called
+        self._handle_fill = strategy.handle_fill if _overrides(strategy, "on_fill") else None
+        self._handle_order = strategy.handle_order if _overrides(strategy, "on_order") else None
         self._watch_loss = spec.risk.max_daily_loss is not None
         self._cancel_on_stop = spec.loop.open_orders_on_stop == "cancel"
         self._day_end = 0
@@ -190,13 +195,17 @@ class Kernel:
         self.counters["fills"] += 1
         if self._watch_loss:
             self.risk.watch_loss(fill.ts)
-        out = self.strategy.handle_fill(fill, self.ctx)
+        if self._handle_fill is None:
+            return _NONE
+        out = self._handle_fill(fill, self.ctx)
         return self._process(out, 0) if out else _NONE
 
     def _on_order(self, update: OrderUpdate) -> list[Action]:
         self._advance(update.ts)
         self.orders.on_update(update)
-        out = self.strategy.handle_order(update, self.ctx)
+        if self._handle_order is None:
+            return _NONE
+        out = self._handle_order(update, self.ctx)
         return self._process(out, 0) if out else _NONE
 
     # -- timers -----------------------------------------------------------------
@@ -399,6 +408,13 @@ class Kernel:
             "timers": {name: due for name, (due, _) in sorted(self.timers.items())},
             "strategy": strategy_state(self.strategy),
         }
+
+
+def _overrides(strategy: Strategy, handler: str) -> bool:
+    """Whether ``strategy`` has its own ``handler`` (the base class's does nothing)."""
+    return handler in vars(strategy) or getattr(type(strategy), handler) is not getattr(
+        Strategy, handler
+    )
 
 
 def strategy_state(strategy: Strategy) -> dict:

@@ -191,18 +191,20 @@ class JournalWriter:
         def append_message(seq: int, recv_ns: int, payload: bytes) -> None:
             nonlocal frames
             frames += 1
-            body = pack_part(MESSAGE, seq, recv_ns) + payload
-            extend(pack_head(len(payload), crc32(body)))
-            extend(body)
+            part = pack_part(MESSAGE, seq, recv_ns)
+            extend(pack_head(len(payload), crc32(payload, crc32(part))))
+            extend(part)
+            extend(payload)
             if len(buf) > limit:
                 spill()
 
         def append_actions(seq: int, payload: bytes) -> None:
             nonlocal frames
             frames += 1
-            body = pack_part(ACTIONS, seq, 0) + payload
-            extend(pack_head(len(payload), crc32(body)))
-            extend(body)
+            part = pack_part(ACTIONS, seq, 0)
+            extend(pack_head(len(payload), crc32(payload, crc32(part))))
+            extend(part)
+            extend(payload)
             if len(buf) > limit:
                 spill()
 

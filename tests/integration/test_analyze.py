@@ -17,8 +17,12 @@ from tests.integration.conftest import ROOT, roboframe_cmd
 from tests.unit.analyze.journals import SI, at, scripted_events, scripted_spec, write_journal
 
 
-def test_statistics_equal_the_backtests_own(tmp_path):
-    spec = load_robot(ROOT / "robots" / "si.yaml")
+@pytest.mark.parametrize("robot", ["si.yaml", "rts-breakout.yaml"])
+def test_statistics_equal_the_backtests_own(tmp_path, robot):
+    """The analyzer recomputes equity, drawdown and exposure event by event from
+    the journal; the backtest keeps them on its own fast path (one symbol:
+    coefficients changed by fills only; several: per-symbol contributions)."""
+    spec = load_robot(ROOT / "robots" / robot)
     result = run_backtest(spec, journal_dir=tmp_path / "runs")
     report = analyze([result.journal], db=str(tmp_path / "a.db")).runs[0]
     assert report.stats == result.stats
