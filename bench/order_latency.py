@@ -177,22 +177,32 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
+    ap.add_argument(
+        "--path", choices=("all", "store", "fast"), default="all", help="which paths to measure"
+    )
     args = ap.parse_args()
     import psycopg
 
     schema = f"rf_bench_{uuid.uuid4().hex[:8]}"
     url = f"{args.url}{'&' if '?' in args.url else '?'}schema={schema}"
     try:
-        raw = raw_notify(url, args.n)
-        ours, rate = roboframe_path(url, args.n)
-        raw_zmq = raw_zmq_roundtrip(args.n)
-        fast, fast_rate = roboframe_path(url, args.n, fast=True)
+        if args.path in ("all", "store"):
+            raw = raw_notify(url, args.n)
+            ours, rate = roboframe_path(url, args.n)
+            report_store(args.n, raw, ours, rate)
+        if args.path in ("all", "fast"):
+            raw_zmq = raw_zmq_roundtrip(args.n)
+            fast, fast_rate = roboframe_path(url, args.n, fast=True)
+            report_fast(args.n, raw_zmq, fast, fast_rate)
     finally:
         with psycopg.connect(args.url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def report_store(n: int, raw: list[float], ours: list[float], rate: float) -> None:
     r50, r99 = pct(raw, 0.5) * 1e3, pct(raw, 0.99) * 1e3
     o50, o99 = pct(ours, 0.5) * 1e3, pct(ours, 0.99) * 1e3
-    print(f"PostgreSQL order path, {args.n:,} orders, one at a time")
+    print(f"PostgreSQL order path, {n:,} orders, one at a time")
     print(f"{'':<44}{'p50 ms':>9}{'p99 ms':>9}")
     print(f"{'raw INSERT -> NOTIFY (one hop)':<44}{r50:>9.3f}{r99:>9.3f}")
     print(f"{'raw, two hops (robot->exchange->robot)':<44}{2 * r50:>9.3f}{2 * r99:>9.3f}")
@@ -201,9 +211,13 @@ def main() -> None:
         f"roboframe adds {o50 - 2 * r50:+.3f} ms at p50 over two raw hops; "
         f"{rate:,.0f} orders/s sequentially (mean {statistics.mean(ours) * 1e3:.3f} ms)"
     )
+    print()
+
+
+def report_fast(n: int, raw_zmq: list[float], fast: list[float], fast_rate: float) -> None:
     z50, z99 = pct(raw_zmq, 0.5) * 1e3, pct(raw_zmq, 0.99) * 1e3
     f50, f99 = pct(fast, 0.5) * 1e3, pct(fast, 0.99) * 1e3
-    print(f"\nZeroMQ fast path over tcp loopback, {args.n:,} orders, one at a time")
+    print(f"ZeroMQ fast path over tcp loopback, {n:,} orders, one at a time")
     print(f"{'raw DEALER/ROUTER round trip':<44}{z50:>9.3f}{z99:>9.3f}")
     print(f"{'roboframe order -> fill at the robot (zmq)':<44}{f50:>9.3f}{f99:>9.3f}")
     print(

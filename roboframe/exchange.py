@@ -2,8 +2,9 @@
 
 With ``--orders ADDRESS`` it also serves the fast path: robots with the ``zmq``
 gateway send orders straight to a ROUTER socket and get acknowledgements and
-fills back the same way at once; the exchange writes every order, update and
-trade to the store right after, under ids it reserved in the store
+fills back the same way at once; the exchange's store writer (a process of
+its own, :mod:`roboframe.storewriter`) writes every order, update and trade to
+the store right after, under ids the exchange reserved in the store
 beforehand, so the store stays the source of truth and a robot catching up
 from it sees the very same ids.
 
@@ -22,7 +23,6 @@ once the store is back.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from decimal import Decimal
@@ -36,6 +36,7 @@ from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Cancel, Fill, NewOrder, Tick
 from roboframe.curve import ServerKeys, make_client, make_server, start_authenticator
 from roboframe.store.base import OrderStore, StoreUnavailable, open_store
+from roboframe.storewriter import StoreWriterProcess, write_items
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class ExchangeProcess:
         self.outbox: list[tuple[str, object]] = []  # fast-path answers waiting for an id
         self.ids: dict[str, list[int]] = {"trades": [], "order_events": []}
         self.router: zmq.Socket | None = None
-        self.writer: StoreWriter | None = None
+        self.writer: StoreWriterProcess | None = None
         self.engine = PaperExchange(
             None, commission=commission, slippage_ticks=slippage_ticks, fill_at=fill_at
         )
@@ -211,7 +212,7 @@ class ExchangeProcess:
             make_client(sub, *self.feed_curve, "exchange --feed-curve-secret-key")
         sub.connect(self.feed_address)
         if self.orders_address:
-            self.writer = StoreWriter(self.store_url, stop)
+            self.writer = StoreWriterProcess(self.store_url, ctx)
             self.writer.start()
             self.router = ctx.socket(zmq.ROUTER)
             self.router.setsockopt(zmq.LINGER, 0)
@@ -247,7 +248,8 @@ class ExchangeProcess:
             sub.close()
             if self.router is not None:
                 self.router.close()
-                self.writer.join(30)  # it drains what it holds before it stops
+            if self.writer is not None:
+                self.writer.stop(30)  # it writes what it holds before it stops
             if self.store is not None:
                 self.store.close()
             if auth is not None:
@@ -265,6 +267,7 @@ class ExchangeProcess:
             poller.register(fd, zmq.POLLIN)
         next_poll = 0.0
         timeout = 50 if fd is not None else 5  # change streams have no socket to poll
+        next_check = 0.0
         while not stop.is_set():
             ready = dict(poller.poll(timeout))
             if self.router is not None and self.router in ready:
@@ -281,62 +284,6 @@ class ExchangeProcess:
                 self._read_requests()
                 next_poll = now + self.poll_s
             self._write()
-
-
-def write_items(store: OrderStore, items: list) -> None:
-    """Write ``[(robot, NewOrder | OrderUpdate | Fill)]`` in order, removing from
-    ``items`` what is written: order rows one by one (idempotent), runs of updates
-    and fills as one transaction each, so a retry after a failure repeats nothing."""
-    while items:
-        robot, item = items[0]
-        if type(item) is NewOrder:
-            run_id = item.client_id[len(robot) + 1 :].rsplit("-", 1)[0]
-            store.insert_order(robot, run_id, item, 0)
-            del items[0]
-            continue
-        j = 0
-        while j < len(items) and type(items[j][1]) is not NewOrder:
-            j += 1
-        store.record_many(items[:j])
-        del items[:j]
-
-
-class StoreWriter(threading.Thread):
-    """Writes the fast path's orders, updates and fills to the store, in order, on its
-    own connection, so the exchange never waits for the store between two orders.
-    While the store is away it keeps everything and retries."""
-
-    def __init__(self, url: str, stop: threading.Event) -> None:
-        super().__init__(name="store-writer", daemon=True)
-        self.url = url
-        self.stop = stop
-        self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self.store: OrderStore | None = None
-
-    def put(self, item: tuple) -> None:
-        self.queue.put(item)
-
-    def run(self) -> None:
-        pending: list = []
-        backoff = 0.2
-        while not (self.stop.is_set() and self.queue.empty() and not pending):
-            try:
-                pending.append(self.queue.get(timeout=0.05))
-                while True:
-                    pending.append(self.queue.get_nowait())
-            except queue.Empty:
-                pass
-            if not pending:
-                continue
-            try:
-                if self.store is None:
-                    self.store = open_store(self.url)
-                write_items(self.store, pending)  # removes what it wrote
-                backoff = 0.2
-            except StoreUnavailable as exc:
-                log.warning("exchange: store writer waiting for the store: %s", exc)
-                self.store = None
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-        if self.store is not None:
-            self.store.close()
+            if self.writer is not None and now >= next_check:
+                self.writer.check()  # a dead writer stops the exchange, loudly
+                next_check = now + 0.5

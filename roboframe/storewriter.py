@@ -1,0 +1,203 @@
+"""The exchange's store writer: the fast path's orders, updates and fills written
+to the order store, in order, by a process of its own.
+
+The fast path answers a robot at once and writes the store behind. Done on a
+thread of the exchange, the writing (psycopg or pymongo work, mostly Python)
+takes the interpreter lock from the thread that answers robots, and every
+answer waits for it: on a two-core machine that doubled the order -> fill
+time. In a process of its own it takes nothing from the hot path.
+
+The exchange connects a PUSH socket to the writer's PULL, bound at an
+``ipc://`` address in a private folder; a connecting socket queues from the
+first send, so nothing waits for the writer to start. Each message is one
+``[robot, NewOrder | OrderUpdate | Fill]``; an empty message asks the writer to
+write what it holds and exit. While the store is away the writer keeps
+everything and retries. When the exchange dies without asking, the writer
+still writes what it received, then exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import msgspec
+import zmq
+
+from roboframe.core.events import Fill, NewOrder, OrderUpdate
+from roboframe.errors import RoboframeError
+from roboframe.store.base import OrderStore, StoreUnavailable, open_store
+
+log = logging.getLogger(__name__)
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(tuple[str, NewOrder | OrderUpdate | Fill]).decode
+STOP = b""
+ORPHAN_GRACE_S = 60.0  # an orphaned writer retries a missing store this long, then gives up
+
+
+def write_items(store: OrderStore, items: list) -> None:
+    """Write ``[(robot, NewOrder | OrderUpdate | Fill)]`` in order, removing from
+    ``items`` what is written: order rows one by one (idempotent), runs of updates
+    and fills as one transaction each, so a retry after a failure repeats nothing."""
+    while items:
+        robot, item = items[0]
+        if type(item) is NewOrder:
+            run_id = item.client_id[len(robot) + 1 :].rsplit("-", 1)[0]
+            store.insert_order(robot, run_id, item, 0)
+            del items[0]
+            continue
+        j = 0
+        while j < len(items) and type(items[j][1]) is not NewOrder:
+            j += 1
+        store.record_many(items[:j])
+        del items[:j]
+
+
+class WriterDied(RoboframeError):
+    """The store writer process ended while the exchange still needed it."""
+
+
+class StoreWriterProcess:
+    """The exchange's handle on its store writer process."""
+
+    def __init__(self, url: str, context: zmq.Context) -> None:
+        self.url = url
+        self.context = context
+        self.folder = tempfile.mkdtemp(prefix="rf-writer-")  # 0700: ours alone
+        self.address = f"ipc://{self.folder}/writer"
+        self.push: zmq.Socket | None = None
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "roboframe.storewriter"],
+            stdin=subprocess.PIPE,
+            start_new_session=True,  # a Ctrl-C at the exchange's terminal is the exchange's
+        )
+        self.proc.stdin.write(json.dumps({"url": self.url, "address": self.address}).encode())
+        self.proc.stdin.close()  # the URL never shows in a process listing
+        self.push = self.context.socket(zmq.PUSH)
+        self.push.setsockopt(zmq.SNDHWM, 0)  # never block the exchange: the writer catches up
+        self.push.setsockopt(zmq.LINGER, 5000)
+        self.push.connect(self.address)
+
+    def put(self, item: tuple) -> None:
+        self.push.send(_encode(item))
+
+    def check(self) -> None:
+        """Raise :class:`WriterDied` when the writer is gone."""
+        code = self.proc.poll()
+        if code is not None:
+            raise WriterDied(
+                f"the exchange's store writer ended (exit code {code}); what it had not "
+                "written is missing from the store. Restart the exchange; robots reconcile "
+                "against the store"
+            )
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the writer to write what it holds and exit; wait up to ``timeout``."""
+        try:
+            if self.push is not None and self.proc.poll() is None:
+                self.push.send(STOP)
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    log.warning(
+                        "exchange: the store writer did not finish within %.0f s "
+                        "(is the store down?); stopping it",
+                        timeout,
+                    )
+                    self.proc.terminate()
+                    self.proc.wait(10)
+        finally:
+            if self.push is not None:
+                self.push.close(linger=0)
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# -- the writer process --------------------------------------------------------
+
+
+def serve(url: str, address: str, parent: int) -> int:
+    """Receive and write until asked to stop, or the parent is gone. Returns the
+    number of items left unwritten (0 unless the store stayed away)."""
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVHWM, 0)
+    pull.setsockopt(zmq.LINGER, 0)
+    pull.bind(address)
+    pending: list = []
+    store: OrderStore | None = None
+    backoff = 0.2
+    stopping = False
+    orphaned_at = 0.0
+    try:
+        while True:
+            if pull.poll(0 if pending else 200):
+                while True:
+                    try:
+                        raw = pull.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    if raw == STOP:
+                        stopping = True
+                        continue
+                    try:
+                        pending.append(_decode(raw))
+                    except msgspec.DecodeError:
+                        log.error("store writer: malformed item dropped: %r", raw[:80])
+            if pending:
+                try:
+                    if store is None:
+                        store = open_store(url)
+                    write_items(store, pending)  # removes what it wrote
+                    backoff = 0.2
+                except StoreUnavailable as exc:
+                    log.warning("store writer: waiting for the store: %s", exc)
+                    if store is not None:
+                        with contextlib.suppress(Exception):
+                            store.close()
+                    store = None
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+            if not stopping and os.getppid() != parent:
+                stopping = True  # the exchange died: write what arrived, then go
+                orphaned_at = time.monotonic()
+            if stopping and not pending and not pull.poll(0):
+                return 0
+            if orphaned_at and time.monotonic() - orphaned_at > ORPHAN_GRACE_S:
+                return len(pending)
+    finally:
+        if pending:
+            log.error("store writer: %d item(s) left unwritten", len(pending))
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.close()
+        pull.close()
+        ctx.term()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = json.loads(sys.stdin.read())
+
+    def terminated(_signum, _frame):
+        raise SystemExit(3)
+
+    signal.signal(signal.SIGTERM, terminated)
+    parent = os.getppid()
+    left = serve(config["url"], config["address"], parent)
+    sys.exit(1 if left else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The exchange's store writer process, against real stores: everything it is
+given reaches the store in order, a stop writes what it holds, an exchange
+that dies still gets its items written, and a writer that dies stops the
+exchange loudly instead of leaving the store silently behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+import zmq
+
+from roboframe.core.events import Fill, NewOrder, OrderUpdate
+from roboframe.store import open_store
+from roboframe.storewriter import StoreWriterProcess, WriterDied
+from roboframe.testing.helpers import free_port
+
+
+@pytest.fixture(params=["pg_url", "mongo_url"])
+def url(request):
+    store_url = request.getfixturevalue(request.param)
+    store = open_store(store_url)
+    store.setup()
+    store.close()
+    return store_url
+
+
+def items(robot: str, n: int, first_id: int = 1000) -> list[tuple]:
+    """n orders of ``robot``, each accepted and filled, under reserved-looking ids."""
+    out = []
+    for i in range(1, n + 1):
+        cid = f"{robot}-r1-{i}"
+        out.append((robot, NewOrder(cid, "Si-12.26", "buy", 1)))
+        out.append((robot, OrderUpdate(cid, i, "accepted", "", str(first_id + i))))
+        out.append((robot, Fill(cid, i, "Si-12.26", "buy", 1, 100 + i, str(first_id + i), "0")))
+    return out
+
+
+def stored(url: str, robot: str) -> tuple[list[str], list[str]]:
+    store = open_store(url)
+    try:
+        fills, updates = store.changes_after(robot, f"{robot}-r1-", 0, 0)
+    finally:
+        store.close()
+    return [f.client_id for _, f in fills], [u.client_id for _, u in updates]
+
+
+def test_everything_given_is_written_in_order_and_stop_drains(url):
+    ctx = zmq.Context()
+    writer = StoreWriterProcess(url, ctx)
+    writer.start()
+    try:
+        for item in items("alpha", 50):
+            writer.put(item)
+        writer.stop(30)  # returns once everything is written
+        assert writer.proc.returncode == 0
+        fills, updates = stored(url, "alpha")
+        expected = [f"alpha-r1-{i}" for i in range(1, 51)]
+        assert fills == expected and updates == expected
+        assert not os.path.exists(writer.folder)  # its ipc folder is cleaned up
+    finally:
+        ctx.term()
+
+
+def test_a_writer_outlives_a_killed_exchange_long_enough_to_write(url, tmp_path):
+    """The exchange is SIGKILLed right after handing items over: the writer
+    (its own session, so the kill does not reach it) writes them, then exits."""
+    script = tmp_path / "exchange.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, time, zmq
+            sys.path.insert(0, {os.getcwd()!r})
+            from roboframe.storewriter import StoreWriterProcess
+            from tests.integration.test_store_writer import items
+            writer = StoreWriterProcess({url!r}, zmq.Context())
+            writer.start()
+            for item in items("bravo", 30):
+                writer.put(item)
+            print(writer.proc.pid, flush=True)
+            time.sleep(60)
+            """
+        )
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        writer_pid = int(parent.stdout.readline())
+        time.sleep(0.2)  # the items left the exchange's socket
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and _alive(writer_pid):
+        time.sleep(0.1)
+    assert not _alive(writer_pid), "the orphaned writer did not exit"
+    fills, updates = stored(url, "bravo")
+    assert len(fills) == 30 and len(updates) == 30
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped by init) counts as gone
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_dead_writer_stops_the_exchange_with_a_clear_error(pg_url):
+    from roboframe.exchange import ExchangeProcess
+
+    exchange = ExchangeProcess(
+        pg_url, "tcp://127.0.0.1:1", orders_address=f"tcp://127.0.0.1:{free_port()}"
+    )
+    stop, ready = threading.Event(), threading.Event()
+    failure: list[BaseException] = []
+
+    def run():
+        try:
+            exchange.run(stop, ready)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            failure.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert ready.wait(15)
+        exchange.writer.proc.kill()
+        thread.join(10)
+        assert not thread.is_alive()
+    finally:
+        stop.set()
+        thread.join(10)
+    assert failure and isinstance(failure[0], WriterDied)
+    assert "store writer ended" in str(failure[0])
