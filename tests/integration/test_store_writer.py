@@ -128,7 +128,7 @@ def test_a_dead_writer_stops_the_exchange_with_a_clear_error(pg_url):
     def run():
         try:
             exchange.run(stop, ready)
-        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+        except BaseException as exc:  # the test inspects it
             failure.append(exc)
 
     thread = threading.Thread(target=run)
