@@ -159,7 +159,29 @@ class ExchangeProcess:
             self.outbox.pop(0)
 
     def _read_requests(self) -> None:
-        orders, cancels = self.store.new_requests()
+        self._requests(*self.store.new_requests())
+
+    def _take_requests(self, full: bool) -> bool:
+        """New orders and cancel requests: from the rows the notifications carried,
+        or, when they carried none (or ``full``), by reading the store. Repeats
+        while more arrive. True when the store was read."""
+        store = self.store
+        first, read = True, False
+        while True:
+            came = False
+            while store.wait(0):
+                came = True
+            if not came and not first:
+                return read
+            pushed = store.pushed_requests()  # taken either way
+            if pushed is None or (full and first):
+                self._read_requests()
+                read = True
+            else:
+                self._requests(*pushed)
+            first = False
+
+    def _requests(self, orders: list, cancels: list) -> None:
         for stored in orders:
             if stored.order.client_id not in self.owner:  # taken; acknowledgement not written
                 self._take(stored)
@@ -278,10 +300,7 @@ class ExchangeProcess:
                 self._send_outbox()
             now = time.monotonic()
             woke = fd in ready if fd is not None else self.store.wait(0)
-            if woke or now >= next_poll:
-                if fd is not None:
-                    self.store.wait(0)
-                self._read_requests()
+            if (woke or now >= next_poll) and self._take_requests(full=now >= next_poll):
                 next_poll = now + self.poll_s
             self._write()
             if self.writer is not None and now >= next_check:

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import zmq
 
 from roboframe.core import codec
-from roboframe.core.events import Cancel, Control, NewOrder
+from roboframe.core.events import Cancel, Control, Fill, NewOrder
 from roboframe.core.gateway import Gateway, Runtime
 from roboframe.errors import ConfigError
 from roboframe.store.base import OrderStore, StoreUnavailable, open_store
@@ -111,6 +111,10 @@ class _StoreStream:
         self.position = gateway.resume_from or (0, 0)
         self.down = ""
         self.poll_s = gateway.params.get("poll_ms", 1000) / 1000
+        # ids forwarded beyond the position: what a notification or the socket brought
+        # ahead of the next read of the store, so that read does not bring it twice
+        self.seen_trades: set[int] = set()
+        self.seen_events: set[int] = set()
 
     def close(self) -> None:
         self.orders.close()
@@ -174,10 +178,42 @@ class _StoreStream:
         self._caught_up()
 
     def _forward(self, event: Any) -> None:
+        """Send a store-identified event once, whichever way it came first."""
+        if type(event) is Fill:
+            ref, seen, floor = int(event.trade_id), self.seen_trades, self.position[0]
+        else:
+            ref, seen, floor = int(event.ref), self.seen_events, self.position[1]
+        if ref <= floor or ref in seen:
+            return
+        seen.add(ref)
         self.send(event)
 
     def _caught_up(self) -> None:
-        """Called after each read of the store (the fast path prunes what it saw)."""
+        """After a read of the store: what the position covers need not be remembered."""
+        trade_id, event_id = self.position
+        self.seen_trades = {r for r in self.seen_trades if r > trade_id}
+        self.seen_events = {r for r in self.seen_events if r > event_id}
+
+    def _read(self, full: bool) -> bool:
+        """Forward what the notifications brought: from the rows they carried, or,
+        when they carried none (or ``full``), by reading the store. Repeats while
+        more arrive (some come in during a read). True when the store was read."""
+        store = self.store
+        first, read = True, False
+        while True:
+            came = False
+            while store.wait(0):
+                came = True
+            if not came and not first:
+                return read
+            pushed = store.pushed_changes(self.robot, self.prefix)  # taken either way
+            if pushed is None or (full and first):
+                self._catch_up()
+                read = True
+            else:
+                for _ref, event in pushed:
+                    self._forward(event)
+            first = False
 
     def _drain_orders(self) -> None:
         while True:
@@ -222,8 +258,5 @@ class _StoreStream:
                 self._write_waiting()
             now = time.monotonic()
             woke = fd in ready if fd is not None else self.store.wait(0)
-            if woke or now >= next_poll:
-                self._catch_up()
-                while self.store.wait(0):  # notifications only wake us; read until quiet
-                    self._catch_up()
+            if (woke or now >= next_poll) and self._read(full=now >= next_poll):
                 next_poll = now + self.poll_s

@@ -77,8 +77,6 @@ class _FastStream(_StoreStream):
         if files is not None:
             make_client(self.dealer, *files, "gateway.params.curve")
         self.dealer.connect(gateway.params["address"])
-        self.seen_trades: set[int] = set()
-        self.seen_events: set[int] = set()
 
     def close(self) -> None:
         self.dealer.close()
@@ -88,22 +86,6 @@ class _FastStream(_StoreStream):
         if self.waiting:  # straight to the exchange; it writes the store behind
             self.dealer.send(codec.encode(self.waiting))
             self.waiting = []
-
-    def _forward(self, event) -> None:
-        """Send a store-identified event once, whichever way it came first."""
-        if type(event) is Fill:
-            ref, seen, floor = int(event.trade_id), self.seen_trades, self.position[0]
-        else:
-            ref, seen, floor = int(event.ref), self.seen_events, self.position[1]
-        if ref <= floor or ref in seen:
-            return
-        seen.add(ref)
-        self.send(event)
-
-    def _caught_up(self) -> None:
-        trade_id, event_id = self.position
-        self.seen_trades = {r for r in self.seen_trades if r > trade_id}
-        self.seen_events = {r for r in self.seen_events if r > event_id}
 
     def _on_dealer(self) -> None:
         while True:
@@ -135,10 +117,5 @@ class _FastStream(_StoreStream):
                 self._on_dealer()
             now = time.monotonic()
             if now >= next_poll:  # the store is for what the socket missed: no hurry
-                if fd is not None:
-                    while self.store.wait(0):
-                        pass
-                else:
-                    self.store.wait(0)
-                self._catch_up()
+                self._read(full=True)
                 next_poll = now + self.poll_s

@@ -51,6 +51,24 @@ class OrderStore:
         """Wait up to ``timeout`` s for a change notification; True if one came."""
         raise NotImplementedError
 
+    def pushed_changes(
+        self, robot: str, prefix: str
+    ) -> list[tuple[int, Fill | OrderUpdate]] | None:
+        """What the notifications taken by :meth:`wait` since the last call carried
+        -- ``robot``'s fills and updates of orders whose client id starts with
+        ``prefix``, with their ids, in the order they came -- or None when the
+        backend's notifications do not carry rows, or one came without its row:
+        then read the store (:meth:`changes_after`). Forgets what it returns; a
+        read of the store forgets, as covered, what was notified before it."""
+        return None
+
+    def pushed_requests(
+        self,
+    ) -> tuple[list[StoredOrder], list[tuple[int, str, str]]] | None:
+        """The exchange side's :meth:`pushed_changes`: new orders and cancel
+        requests the notifications carried, or None to read :meth:`new_requests`."""
+        return None
+
     # -- robot side -----------------------------------------------------------
 
     def insert_order(self, robot: str, run_id: str, order: NewOrder, ts: int) -> bool:

@@ -10,9 +10,13 @@ Schema (created by :meth:`PgStore.setup`, idempotent)::
 
 Triggers send ``NOTIFY rf_robot_<name>`` for every trade and exchange-side
 event of that robot, and ``NOTIFY rf_exchange`` for every new order and
-cancel request. Notifications only wake listeners; what they read is always
-"rows after id N", so a notification lost while a listener was disconnected
-(LISTEN/NOTIFY keeps none) costs nothing.
+cancel request. Each carries its whole row as JSON, so a connected listener
+learns what happened without a query (:meth:`PgStore.pushed_changes`,
+:meth:`PgStore.pushed_requests`). Whatever a listener may have missed -- the
+notifications sent while it was disconnected (LISTEN/NOTIFY keeps none), a
+row too big for a payload -- it reads from the store instead: "rows after id
+N" for robots, rows by state for the exchange, on every (re)connect and every
+``poll_ms``; nothing depends on a notification arriving.
 
 A URL may carry ``?schema=NAME`` to keep the tables in their own schema.
 """
@@ -21,14 +25,100 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate
 from roboframe.errors import ConfigError
 from roboframe.store.base import OrderStore, StoredOrder, StoreUnavailable
+
+MAX_HELD = 10_000  # notification payloads kept between two takes
+
+# Each notification carries its whole row as JSON, so a listener need not read
+# the store to learn what happened: the order -> fill path saves a query per hop.
+# A row too big for a payload (NOTIFY takes under 8000 bytes) is announced by
+# id alone ("trade:42"), and the listener reads the store, as for any payload
+# it does not understand.
+NOTIFY_FUNCTION = """
+CREATE OR REPLACE FUNCTION rf_notify() RETURNS trigger AS $$
+DECLARE
+    channel text;
+    short text;
+    payload text;
+BEGIN
+    IF TG_TABLE_NAME = 'rf_orders' THEN
+        channel := 'rf_exchange';
+        short := 'order:' || NEW.id;
+        payload := json_build_object('k', 'order', 'id', NEW.id, 'robot', NEW.robot,
+            'client_id', NEW.client_id, 'symbol', NEW.symbol, 'side', NEW.side,
+            'qty', NEW.qty, 'type', NEW.type, 'price', NEW.price, 'ts', NEW.ts,
+            'status', NEW.status, 'filled', NEW.filled)::text;
+    ELSIF TG_TABLE_NAME = 'rf_order_events' THEN
+        IF NEW.kind = 'cancel_request' THEN
+            channel := 'rf_exchange';
+            short := 'cancel:' || NEW.id;
+            payload := json_build_object('k', 'cancel', 'id', NEW.id, 'robot', NEW.robot,
+                'client_id', NEW.client_id)::text;
+        ELSE
+            channel := rf_channel(NEW.robot);
+            short := 'event:' || NEW.id;
+            payload := json_build_object('k', 'event', 'id', NEW.id, 'robot', NEW.robot,
+                'client_id', NEW.client_id, 'kind', NEW.kind, 'reason', NEW.reason,
+                'ts', NEW.ts)::text;
+        END IF;
+    ELSE
+        channel := rf_channel(NEW.robot);
+        short := 'trade:' || NEW.id;
+        payload := json_build_object('k', 'trade', 'id', NEW.id, 'robot', NEW.robot,
+            'client_id', NEW.client_id, 'symbol', NEW.symbol, 'side', NEW.side,
+            'qty', NEW.qty, 'price', NEW.price, 'fee', NEW.fee, 'ts', NEW.ts)::text;
+    END IF;
+    IF octet_length(payload) > 7900 THEN
+        payload := short;
+    END IF;
+    PERFORM pg_notify(channel, payload);
+    RETURN NEW;
+END $$ LANGUAGE plpgsql;
+-- the exchange side's writes of updates and fills, in order, as one statement:
+-- one round trip and one commit instead of one of each per statement
+CREATE OR REPLACE FUNCTION rf_record(items jsonb) RETURNS void AS $$
+DECLARE
+    item jsonb;
+    lots bigint;
+BEGIN
+    FOR item IN
+        SELECT value FROM jsonb_array_elements(items) WITH ORDINALITY ORDER BY ordinality
+    LOOP
+        IF item->>'k' = 'trade' THEN
+            lots := (item->>'qty')::bigint;
+            INSERT INTO rf_trades (id, robot, client_id, symbol, side, qty, price, fee, ts)
+            VALUES (coalesce((item->>'id')::bigint,
+                             nextval(pg_get_serial_sequence('rf_trades', 'id'))),
+                    item->>'robot', item->>'client_id', item->>'symbol', item->>'side',
+                    lots, (item->>'price')::bigint, item->>'fee', (item->>'ts')::bigint);
+            UPDATE rf_orders SET filled = filled + lots,
+                status = CASE WHEN filled + lots >= qty THEN 'filled' ELSE status END
+            WHERE client_id = item->>'client_id';
+        ELSE
+            INSERT INTO rf_order_events (id, robot, client_id, kind, reason, ts)
+            VALUES (coalesce((item->>'id')::bigint,
+                             nextval(pg_get_serial_sequence('rf_order_events', 'id'))),
+                    item->>'robot', item->>'client_id', item->>'kind', item->>'reason',
+                    (item->>'ts')::bigint);
+            UPDATE rf_orders SET status = item->>'kind'
+            WHERE client_id = item->>'client_id' AND status IN ('new', 'accepted');
+        END IF;
+    END LOOP;
+END $$ LANGUAGE plpgsql;
+CREATE OR REPLACE FUNCTION rf_schema_version() RETURNS integer AS $$
+    SELECT 2
+$$ LANGUAGE sql IMMUTABLE;
+"""
+SCHEMA_VERSION = 2
 
 DDL = """
 CREATE TABLE IF NOT EXISTS rf_orders (
@@ -71,22 +161,7 @@ CREATE TABLE IF NOT EXISTS rf_trades (
     ts bigint NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rf_trades_robot ON rf_trades (robot, id);
-CREATE OR REPLACE FUNCTION rf_notify() RETURNS trigger AS $$
-BEGIN
-    IF TG_TABLE_NAME = 'rf_orders' THEN
-        PERFORM pg_notify('rf_exchange', 'order:' || NEW.id);
-    ELSIF TG_TABLE_NAME = 'rf_order_events' THEN
-        IF NEW.kind = 'cancel_request' THEN
-            PERFORM pg_notify('rf_exchange', 'cancel:' || NEW.id);
-        ELSE
-            PERFORM pg_notify(rf_channel(NEW.robot), 'event:' || NEW.id);
-        END IF;
-    ELSE
-        PERFORM pg_notify(rf_channel(NEW.robot), 'trade:' || NEW.id);
-    END IF;
-    RETURN NEW;
-END $$ LANGUAGE plpgsql;
-CREATE OR REPLACE FUNCTION rf_channel(robot text) RETURNS text AS $$
+{notify}CREATE OR REPLACE FUNCTION rf_channel(robot text) RETURNS text AS $$
     SELECT 'rf_robot_' || substr(md5(robot), 1, 16)
 $$ LANGUAGE sql IMMUTABLE;
 DROP TRIGGER IF EXISTS rf_orders_notify ON rf_orders;
@@ -99,6 +174,7 @@ DROP TRIGGER IF EXISTS rf_trades_notify ON rf_trades;
 CREATE TRIGGER rf_trades_notify AFTER INSERT ON rf_trades
     FOR EACH ROW EXECUTE FUNCTION rf_notify();
 """
+DDL = DDL.replace("{notify}", NOTIFY_FUNCTION)
 
 
 def _reserved(text: str) -> int | None:
@@ -127,11 +203,14 @@ class PgStore(OrderStore):
         self.dsn, self.schema = split_schema(url)
         self.conn: psycopg.Connection | None = None
         self._listening: list[str] = []
+        self._notes: list[str] = []  # payloads received, not yet taken
+        self._partial = False  # some were dropped: the next take says "read the store"
         self.connect()
 
     # -- connection -----------------------------------------------------------
 
     def connect(self) -> None:
+        self._notes, self._partial = [], True  # what came while away is unknown
         try:
             self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=3)
             if self.schema:
@@ -172,11 +251,14 @@ class PgStore(OrderStore):
         try:
             with self.conn.transaction():
                 self.conn.execute("SELECT pg_advisory_xact_lock(724311)")
-                exists = self.conn.execute(
-                    "SELECT to_regclass('rf_trades') IS NOT NULL"
-                ).fetchone()[0]
+                exists, version = self.conn.execute(
+                    "SELECT to_regclass('rf_trades') IS NOT NULL, "
+                    "to_regproc('rf_schema_version') IS NOT NULL"
+                ).fetchone()
                 if not exists:
                     self.conn.execute(DDL)
+                elif not version:  # a store made by an older roboframe: row payloads
+                    self.conn.execute(NOTIFY_FUNCTION)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.close()
             raise StoreUnavailable(str(exc).strip() or "connection lost") from exc
@@ -188,10 +270,87 @@ class PgStore(OrderStore):
         if self.conn is None:
             raise StoreUnavailable("not connected")
         try:
-            return bool(list(self.conn.notifies(timeout=timeout, stop_after=1)))
+            notes = list(self.conn.notifies(timeout=timeout, stop_after=1))
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.close()
             raise StoreUnavailable(str(exc).strip() or "connection lost") from exc
+        if notes:
+            if len(self._notes) >= MAX_HELD:  # nobody is taking them: read the store instead
+                self._notes.clear()
+                self._partial = True
+            self._notes.extend(note.payload for note in notes)
+        return bool(notes)
+
+    def _take_notes(self) -> list[dict] | None:
+        """The rows the notifications since the last call carried, or None when one
+        of them came without its row (or some were dropped): read the store then."""
+        notes, partial = self._notes, self._partial
+        self._notes, self._partial = [], False
+        if partial:
+            return None
+        rows = []
+        for payload in notes:
+            if not payload.startswith("{"):
+                return None
+            try:
+                rows.append(json.loads(payload))
+            except ValueError:
+                return None
+        return rows
+
+    def pushed_changes(self, robot: str, prefix: str):
+        rows = self._take_notes()
+        if rows is None:
+            return None
+        try:
+            return self._changes(rows, robot, prefix)
+        except (KeyError, TypeError, ValueError, AttributeError):  # not a row we know
+            return None
+
+    @staticmethod
+    def _changes(rows: list[dict], robot: str, prefix: str) -> list | None:
+        out = []
+        for row in rows:
+            if row["robot"] != robot or not row["client_id"].startswith(prefix):
+                continue  # another run of this robot, or another robot on a colliding channel
+            if row["k"] == "trade":
+                fill = Fill(row["client_id"], row["ts"], row["symbol"], row["side"], row["qty"],
+                            row["price"], str(row["id"]), row["fee"])  # fmt: skip
+                out.append((row["id"], fill))
+            elif row["k"] == "event":
+                update = OrderUpdate(row["client_id"], row["ts"], row["kind"], row["reason"],
+                                     str(row["id"]))  # fmt: skip
+                out.append((row["id"], update))
+            else:
+                return None
+        return out
+
+    def pushed_requests(self):
+        rows = self._take_notes()
+        if rows is None:
+            return None
+        try:
+            return self._requests(rows)
+        except (KeyError, TypeError, ValueError, AttributeError):  # not a row we know
+            return None
+
+    @staticmethod
+    def _requests(rows: list[dict]) -> tuple[list, list] | None:
+        orders, cancels = [], []
+        for row in rows:
+            if row["k"] == "order":
+                order = NewOrder(row["client_id"], row["symbol"], row["side"], row["qty"],
+                                 row["type"], row["price"])  # fmt: skip
+                orders.append(
+                    StoredOrder(
+                        row["id"], row["robot"], order, row["ts"], row["status"], row["filled"]
+                    )
+                )
+            elif row["k"] == "cancel":
+                cancels.append((row["id"], row["robot"], row["client_id"]))
+            else:
+                return None
+        return orders, cancels
 
     def _listen(self, channel: str) -> None:
         self._exec(f"LISTEN {channel}")
@@ -229,6 +388,7 @@ class PgStore(OrderStore):
         self._listen(robot_channel(robot))
 
     def changes_after(self, robot: str, prefix: str, trade_id: int, event_id: int):
+        self._notes, self._partial = [], False  # a read covers what was notified before it
         like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         with self._pipeline():  # both queries in one round trip
             trades = self._exec(
@@ -278,6 +438,7 @@ class PgStore(OrderStore):
         )
 
     def new_requests(self):
+        self._notes, self._partial = [], False  # a read covers what was notified before it
         with self._pipeline():  # both queries in one round trip
             orders = self._exec(
                 f"SELECT {self._ORDER_COLUMNS} FROM rf_orders WHERE status = 'new' ORDER BY id"
@@ -364,14 +525,21 @@ class PgStore(OrderStore):
         return cur.fetchone()[0]
 
     def record_many(self, items: list) -> None:
-        """Updates and fills ``[(robot, OrderUpdate | Fill)]`` in one transaction, sent
-        as one pipeline (one network round trip instead of one per statement)."""
-        with self._pipeline(), self._transaction():
-            for robot, item in items:
-                if type(item) is Fill:
-                    self._record_fill(robot, item)
-                else:
-                    self._record_update(robot, item)
+        """Updates and fills ``[(robot, OrderUpdate | Fill)]``, in order, in one
+        statement (``rf_record``): one round trip, one transaction."""
+        rows = []
+        for robot, item in items:
+            if type(item) is Fill:
+                rows.append({"k": "trade", "id": _reserved(item.trade_id), "robot": robot,
+                             "client_id": item.client_id, "symbol": item.symbol,
+                             "side": item.side, "qty": item.qty, "price": item.price,
+                             "fee": item.fee, "ts": item.ts})  # fmt: skip
+            else:
+                rows.append({"k": "event", "id": _reserved(item.ref), "robot": robot,
+                             "client_id": item.client_id, "kind": item.status,
+                             "reason": item.reason, "ts": item.ts})  # fmt: skip
+        if rows:
+            self._exec("SELECT rf_record(%s)", (Jsonb(rows),))
 
 
 class _Guarded:
