@@ -16,6 +16,11 @@ Prints p50/p99 in milliseconds and orders/s. Usage:
 python bench/order_latency.py [-n 2000] [--url postgresql://postgres@127.0.0.1:5432/test]
 Then the fast path: orders straight to the exchange over ZeroMQ and back,
 the store written behind, next to a raw DEALER/ROUTER round trip.
+
+``--mongo`` adds the MongoDB store path (raw: insert -> change-stream event),
+against ``--mongo-url`` or, without one, a SecantusDB server it starts when
+installed (the test suite's MongoDB stand-in: its figures say little about a
+real MongoDB replica set).
 """
 
 from __future__ import annotations
@@ -68,6 +73,53 @@ def raw_notify(url: str, n: int) -> list[float]:
     listener.close()
     del psycopg, robot_channel
     return lat
+
+
+def raw_change_stream(url: str, n: int) -> list[float]:
+    """insert_one on one client -> the change-stream event on another: MongoDB's floor."""
+    import pymongo
+
+    writer, listener = pymongo.MongoClient(url), pymongo.MongoClient(url)
+    db_w, db_l = writer.get_default_database("roboframe"), listener.get_default_database("roboframe")
+    pipeline = [{"$match": {"operationType": "insert", "fullDocument.name": "raw"}}]
+    lat = []
+    with db_l.raw_trades.watch(pipeline, max_await_time_ms=20) as stream:
+        for i in range(n):
+            start = time.perf_counter()
+            db_w.raw_trades.insert_one({"name": "raw", "client_id": f"raw-{i}", "qty": 1})
+            while stream.try_next() is None:
+                pass
+            lat.append(time.perf_counter() - start)
+    writer.close()
+    listener.close()
+    return lat
+
+
+def secantus_url():
+    """A SecantusDB server on a free port, if installed: (url, process) or None."""
+    import shutil
+
+    exe = shutil.which("secantusd-py")
+    if exe is None:
+        return None
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:",
+         "--log-level", "WARNING"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    import pymongo
+
+    url = f"mongodb://127.0.0.1:{port}/rf_bench?directConnection=true"
+    client = pymongo.MongoClient(url, serverSelectionTimeoutMS=500)
+    for _ in range(200):
+        try:
+            client.admin.command("ping")
+            break
+        except pymongo.errors.PyMongoError:
+            time.sleep(0.1)
+    client.close()
+    return url, proc
 
 
 def free_port() -> int:
@@ -129,19 +181,19 @@ def roboframe_path(url: str, n: int, fast: bool = False) -> tuple[list[float], f
     time.sleep(0.5)
     pub.send_multipart([b"SI", codec.encode(Bar("SI", 1, 100, 100, 100, 100))])
     time.sleep(0.3)
-    from roboframe_postgres import roboframe_register_gateways
-
     from roboframe.builtin.zmqgw import FastGateway
+    from roboframe.plugins import get_registry
 
-    gateways = {"zmq": FastGateway}
-    roboframe_register_gateways(lambda name, cls: gateways.setdefault(name, cls))
+    gateways = {name: entry.obj for name, entry in get_registry().gateways.items()}
+    gateways["zmq"] = FastGateway
     runtime = Runtime("bench", "b1", ctx, "inproc://bench-loop", None)
     loop = ctx.socket(zmq.PULL)
     loop.bind(runtime.loop_address)
     params = {"url": url, "poll_ms": 1000}
     if fast:
         params["address"] = f"tcp://127.0.0.1:{orders_port}"
-    gw = gateways["zmq" if fast else "postgres"](
+    backend = "mongo" if url.startswith("mongodb") else "postgres"
+    gw = gateways["zmq" if fast else backend](
         params, {"SI": Instrument("SI", Decimal(1))}, robot="bench"
     )
     gw.open(runtime)
@@ -180,6 +232,8 @@ def main() -> None:
     ap.add_argument(
         "--path", choices=("all", "store", "fast"), default="all", help="which paths to measure"
     )
+    ap.add_argument("--mongo", action="store_true", help="also the MongoDB store path")
+    ap.add_argument("--mongo-url", help="a MongoDB replica set (default: a SecantusDB)")
     args = ap.parse_args()
     import psycopg
 
@@ -194,17 +248,45 @@ def main() -> None:
             raw_zmq = raw_zmq_roundtrip(args.n)
             fast, fast_rate = roboframe_path(url, args.n, fast=True)
             report_fast(args.n, raw_zmq, fast, fast_rate)
+        if args.mongo:
+            bench_mongo(args.mongo_url, args.n)
     finally:
         with psycopg.connect(args.url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def report_store(n: int, raw: list[float], ours: list[float], rate: float) -> None:
+def bench_mongo(url: str | None, n: int) -> None:
+    server = None
+    if url is None:
+        server = secantus_url()
+        if server is None:
+            print("MongoDB: skipped (no --mongo-url and no SecantusDB installed)")
+            return
+        url = server[0]
+    try:
+        raw = raw_change_stream(url, n)
+        ours, rate = roboframe_path(url, n)
+        what = "SecantusDB" if server else "MongoDB"
+        report_store(n, raw, ours, rate, f"{what} order path", "insert -> change event")
+    finally:
+        if server is not None:
+            server[1].terminate()
+            server[1].wait(10)
+
+
+def report_store(
+    n: int,
+    raw: list[float],
+    ours: list[float],
+    rate: float,
+    title: str = "PostgreSQL order path",
+    raw_name: str = "INSERT -> NOTIFY",
+) -> None:
     r50, r99 = pct(raw, 0.5) * 1e3, pct(raw, 0.99) * 1e3
     o50, o99 = pct(ours, 0.5) * 1e3, pct(ours, 0.99) * 1e3
-    print(f"PostgreSQL order path, {n:,} orders, one at a time")
+    print(f"{title}, {n:,} orders, one at a time")
     print(f"{'':<44}{'p50 ms':>9}{'p99 ms':>9}")
-    print(f"{'raw INSERT -> NOTIFY (one hop)':<44}{r50:>9.3f}{r99:>9.3f}")
+    print(f"{'raw ' + raw_name + ' (one hop)':<44}{r50:>9.3f}{r99:>9.3f}")
     print(f"{'raw, two hops (robot->exchange->robot)':<44}{2 * r50:>9.3f}{2 * r99:>9.3f}")
     print(f"{'roboframe order -> fill at the robot':<44}{o50:>9.3f}{o99:>9.3f}")
     print(

@@ -111,3 +111,62 @@ def test_cancel_requests_wake_the_exchange_until_handled(stores):
     assert exchange.new_requests() == ([], [])
     _, updates = robot.changes_after("alpha", "alpha-r1-", 0, 0)
     assert [u.status for _, u in updates] == ["accepted"]  # never its own cancel request
+
+
+def take_all(store, seconds=2.0) -> None:
+    """Wait for a first change notification, then take every one that is there."""
+    woke(store, seconds)
+    while store.wait(0.05):
+        pass
+
+
+def test_notifications_carry_what_a_read_would_give(stores):
+    """Both backends' notifications carry whole rows/documents: what a listener
+    takes from them is what reading the store gives, in the order they came; the
+    first take after connecting, and a take with nothing trusted, say "read"."""
+    robot, exchange = stores
+    robot.listen_robot("alpha")
+    exchange.listen_exchange()
+    for store in (robot, exchange):
+        store.wait(0.05)
+    assert robot.pushed_changes("alpha", "alpha-r1-") is None  # just connected
+    assert exchange.pushed_requests() is None
+    robot.changes_after("alpha", "alpha-r1-", 0, 0)  # a read: from here, takes are trusted
+    exchange.new_requests()
+    robot.insert_order("alpha", "r1", order(1, qty=2), 10)
+    robot.request_cancel("alpha", "alpha-r1-1", 11)
+    take_all(exchange)
+    assert exchange.pushed_requests() == exchange.new_requests()
+    exchange.record_many(
+        [
+            ("alpha", OrderUpdate("alpha-r1-1", 12, "accepted")),
+            ("alpha", fill("alpha-r1-1", 13, qty=1, price=100, fee="0.25")),
+            ("alpha", fill("alpha-r1-1", 14, qty=1, price=101)),
+            ("beta", OrderUpdate("beta-r1-1", 15, "accepted")),  # another robot's
+        ]
+    )
+    take_all(robot)
+    pushed = robot.pushed_changes("alpha", "alpha-r1-")
+    fills, updates = robot.changes_after("alpha", "alpha-r1-", 0, 0)
+    assert [type(e).__name__ for _, e in pushed] == ["OrderUpdate", "Fill", "Fill"]
+    assert [p for p in pushed if type(p[1]) is Fill] == fills
+    assert [p for p in pushed if type(p[1]) is OrderUpdate] == updates
+    assert robot.pushed_changes("alpha", "alpha-r1-") == []  # taken once
+
+
+def test_a_change_makes_the_store_socket_readable(stores):
+    """Gateways poll ``fileno()`` next to their ZeroMQ sockets: both backends have
+    one (PostgreSQL's connection; MongoDB's change-stream watcher pipe), quiet
+    until a change comes, readable at once when it does."""
+    import select
+
+    robot, exchange = stores
+    exchange.listen_exchange()
+    fd = exchange.fileno()
+    assert fd is not None
+    while exchange.wait(0):
+        pass
+    assert select.select([fd], [], [], 0.3)[0] == []  # nothing happened
+    robot.insert_order("alpha", "r1", order(1), 1)
+    assert select.select([fd], [], [], 3.0)[0] == [fd]
+    assert exchange.wait(0)

@@ -11,9 +11,11 @@ Collections (in the URL's database, default ``roboframe``)::
 ``name`` is the robot's name, as in the original design. A robot's trade
 stream watches inserts into ``trades`` and ``order_events`` whose
 ``fullDocument.name`` is its name; the exchange side watches inserts into
-``orders`` and cancel requests. As with PostgreSQL, a change only wakes the
-reader, which then reads "everything after id N", so an event missed while a
-stream was down is read on the next catch-up.
+``orders`` and cancel requests. As with PostgreSQL, each change carries its
+whole document, so a reader acts on it without a query; on every (re)opened
+stream and every poll it reads "everything after id N" (robots) or orders by
+state (the exchange) instead, so an event missed while a stream was down is
+read on the next catch-up.
 
 Change streams need a replica set: a single-node replica set is enough.
 """
@@ -21,7 +23,11 @@ Change streams need a replica set: a single-node replica set is enough.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import select
+import threading
+from collections import deque
 
 import pymongo
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -37,17 +43,73 @@ def _reserved(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def _plain(doc: dict) -> dict:
+    """A document with BSON Int64 turned into plain ints (the codec takes only ints)."""
+    return {
+        k: int(v) if type(v) is not int and isinstance(v, int) and not isinstance(v, bool) else v
+        for k, v in doc.items()
+    }
+
+
 def _plain_all(cursor) -> list[dict]:
-    """Documents with BSON Int64 turned into plain ints (the codec takes only ints)."""
-    return [
-        {
-            k: int(v)
-            if type(v) is not int and isinstance(v, int) and not isinstance(v, bool)
-            else v
-            for k, v in doc.items()
-        }
-        for doc in cursor
-    ]
+    return [_plain(doc) for doc in cursor]
+
+
+MAX_HELD = 10_000  # changes kept between two takes
+AWAIT_MS = 500  # how long one getMore of the watcher waits on the server
+
+
+class _Watcher(threading.Thread):
+    """Blocks on one change stream in a thread of its own and signals each change
+    through a pipe, so the store has a file descriptor to poll like PostgreSQL's
+    socket: gateways wake the moment a change comes, instead of asking the server
+    every few milliseconds. The stream is open when :meth:`start_watching`
+    returns, so a read of the store after it misses nothing."""
+
+    def __init__(self, db, pipeline: list) -> None:
+        super().__init__(name="mongo-watch", daemon=True)
+        self.db = db
+        self.pipeline = pipeline
+        self.changes: deque = deque()
+        self.error: Exception | None = None
+        self.rfd, self._wfd = os.pipe()
+        os.set_blocking(self.rfd, False)
+        self._opened = threading.Event()
+        self._stop = threading.Event()
+
+    def start_watching(self, timeout: float = 10.0) -> None:
+        self.start()
+        if not self._opened.wait(timeout) and self.error is None:
+            self.error = TimeoutError(f"change stream not open after {timeout:g} s")
+        if self.error is not None:
+            self.stop()
+            raise self.error
+
+    def run(self) -> None:
+        try:
+            with self.db.watch(self.pipeline, max_await_time_ms=AWAIT_MS) as stream:
+                self._opened.set()
+                while not self._stop.is_set():
+                    change = stream.try_next()
+                    if change is not None:
+                        self.changes.append(change)
+                        self._signal()
+        except Exception as exc:  # any failure is handed to the owner's thread
+            self.error = exc
+            self._signal()
+        finally:
+            self._opened.set()
+            os.close(self._wfd)
+
+    def _signal(self) -> None:
+        with contextlib.suppress(OSError):  # a full pipe is already a wake-up
+            os.write(self._wfd, b"x")
+
+    def stop(self) -> None:
+        """Ask it to end (within one getMore) and forget it; it closes its own end."""
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            os.close(self.rfd)
 
 
 class MongoStore(OrderStore):
@@ -55,8 +117,10 @@ class MongoStore(OrderStore):
         super().__init__(url)
         self.client = pymongo.MongoClient(url, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000)
         self.db = self.client.get_default_database("roboframe")
-        self.stream = None
+        self.watcher: _Watcher | None = None
         self._watch: list | None = None
+        self._notes: list[dict] = []  # changes taken by wait(), not yet by pushed_*()
+        self._partial = True  # some may be missing: the next take says "read the store"
         try:
             self.client.admin.command("ping")
         except PyMongoError as exc:
@@ -90,21 +154,97 @@ class MongoStore(OrderStore):
         self.client.close()
 
     def _close_stream(self) -> None:
-        if self.stream is not None:
-            with contextlib.suppress(PyMongoError):
-                self.stream.close()
-            self.stream = None
+        self._partial = True  # what comes until a new stream is open is unknown
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
 
     def _open_stream(self) -> None:
-        self.stream = self._guard(self.db.watch, self._watch, max_await_time_ms=20)
+        self._close_stream()
+        watcher = _Watcher(self.db, self._watch)
+        try:
+            watcher.start_watching()
+        except (PyMongoError, TimeoutError) as exc:
+            raise StoreUnavailable(str(exc).splitlines()[0] or "unavailable") from exc
+        self.watcher = watcher
+
+    def fileno(self) -> int | None:
+        return self.watcher.rfd if self.watcher is not None else None
 
     def wait(self, timeout: float) -> bool:
-        if self.stream is None:
+        watcher = self.watcher
+        if watcher is None:
             if self._watch is None:
                 raise StoreUnavailable("not watching")
             self._open_stream()
-        change = self._guard(self.stream.try_next)
-        return change is not None
+            watcher = self.watcher
+        if not watcher.changes and timeout > 0:
+            select.select([watcher.rfd], [], [], timeout)
+        with contextlib.suppress(BlockingIOError):
+            os.read(watcher.rfd, 4096)  # the wake-ups; the changes are in the queue
+        if watcher.error is not None:
+            error = watcher.error
+            self._close_stream()
+            raise StoreUnavailable(str(error).splitlines()[0] or "change stream ended")
+        came = False
+        while watcher.changes:
+            if len(self._notes) >= MAX_HELD:  # nobody is taking them: read the store instead
+                self._notes.clear()
+                self._partial = True
+            self._notes.append(watcher.changes.popleft())
+            came = True
+        return came
+
+    def _take_notes(self) -> list[tuple[str, dict]] | None:
+        notes, partial = self._notes, self._partial
+        self._notes, self._partial = [], False
+        if partial:
+            return None
+        return [(change["ns"]["coll"], _plain(change["fullDocument"])) for change in notes]
+
+    def _read_done(self) -> None:
+        """A read of the store covers what was notified before it."""
+        self._notes, self._partial = [], False
+
+    def pushed_changes(self, robot: str, prefix: str):
+        try:
+            docs = self._take_notes()
+            if docs is None:
+                return None
+            out = []
+            for coll, d in docs:
+                if d["name"] != robot or not d["client_id"].startswith(prefix):
+                    continue
+                if coll == "trades":
+                    fill = Fill(d["client_id"], d["ts"], d["symbol"], d["side"], d["qty"],
+                                d["price"], str(d["id"]), d["fee"])  # fmt: skip
+                    out.append((d["id"], fill))
+                elif coll == "order_events" and d["kind"] != "cancel_request":
+                    update = OrderUpdate(d["client_id"], d["ts"], d["kind"], d["reason"],
+                                         str(d["id"]))  # fmt: skip
+                    out.append((d["id"], update))
+                else:
+                    return None
+            return out
+        except (KeyError, TypeError, ValueError, AttributeError):  # not a document we know
+            return None
+
+    def pushed_requests(self):
+        try:
+            docs = self._take_notes()
+            if docs is None:
+                return None
+            orders, cancels = [], []
+            for coll, d in docs:
+                if coll == "orders":
+                    orders.extend(self._stored([d]))
+                elif coll == "order_events" and d["kind"] == "cancel_request":
+                    cancels.append((d["id"], d["name"], d["client_id"]))
+                else:
+                    return None
+            return orders, cancels
+        except (KeyError, TypeError, ValueError, AttributeError):  # not a document we know
+            return None
 
     def reserve_ids(self, kind: str, n: int) -> list[int]:
         doc = self._guard(
@@ -180,6 +320,7 @@ class MongoStore(OrderStore):
         self._open_stream()
 
     def changes_after(self, robot: str, prefix: str, trade_id: int, event_id: int):
+        self._read_done()
         mine = {"name": robot, "client_id": {"$regex": "^" + re.escape(prefix)}}
         trades = self._guard(
             lambda: _plain_all(self.db.trades.find({**mine, "id": {"$gt": trade_id}}).sort("id", 1))
@@ -253,6 +394,7 @@ class MongoStore(OrderStore):
         )
 
     def new_requests(self):
+        self._read_done()
         orders = self._guard(
             lambda: _plain_all(self.db.orders.find({"status": "new"}).sort("id", 1))
         )
