@@ -80,7 +80,8 @@ def raw_change_stream(url: str, n: int) -> list[float]:
     import pymongo
 
     writer, listener = pymongo.MongoClient(url), pymongo.MongoClient(url)
-    db_w, db_l = writer.get_default_database("roboframe"), listener.get_default_database("roboframe")
+    db_w = writer.get_default_database("roboframe")
+    db_l = listener.get_default_database("roboframe")
     pipeline = [{"$match": {"operationType": "insert", "fullDocument.name": "raw"}}]
     lat = []
     with db_l.raw_trades.watch(pipeline, max_await_time_ms=20) as stream:

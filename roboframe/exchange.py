@@ -288,7 +288,7 @@ class ExchangeProcess:
         if fd is not None:
             poller.register(fd, zmq.POLLIN)
         next_poll = 0.0
-        timeout = 50 if fd is not None else 5  # change streams have no socket to poll
+        timeout = 50 if fd is not None else 5  # a store with no socket is asked often
         next_check = 0.0
         while not stop.is_set():
             ready = dict(poller.poll(timeout))

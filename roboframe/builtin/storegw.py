@@ -249,7 +249,7 @@ class _StoreStream:
         if fd is not None:
             poller.register(fd, zmq.POLLIN)
         next_poll = time.monotonic() + self.poll_s
-        # a store without a socket to poll (change streams) is asked every few ms
+        # a store without a socket to poll (a third-party backend) is asked every few ms
         timeout = 50 if fd is not None else 5
         while not stop.is_set():
             ready = dict(poller.poll(timeout))
