@@ -33,17 +33,18 @@ def file_events(
     args: list[str], instruments: dict, *, kind: str = "bar", tz: str = "UTC"
 ) -> Iterator[Tick | Bar]:
     """Events of every ``--data`` file, merged by time; ties keep argument order."""
-    streams = []
-    for index, arg in enumerate(args):
+    feeds = []
+    for arg in args:
         symbol, path = parse_data_arg(arg)
         params: dict[str, Any] = {"path": str(Path(path).resolve()), "kind": kind, "tz": tz}
         if symbol:
             if symbol not in instruments:
                 raise ConfigError(f"--data {arg}: {symbol!r} is not one of the robot's symbols")
             params["symbol"] = symbol
-        streams.append(_keyed(CsvFeed(params, instruments), index))
-    if len(streams) == 1:
-        return (item[3] for item in streams[0])
+        feeds.append(CsvFeed(params, instruments))
+    if len(feeds) == 1:
+        return feeds[0].events()
+    streams = [_keyed(feed, index) for index, feed in enumerate(feeds)]
     return (item[3] for item in heapq.merge(*streams))
 
 

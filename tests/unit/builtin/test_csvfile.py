@@ -299,3 +299,52 @@ def test_params_schema():
         jsonschema.validate({"path": "a.csv", "columns": {"Px": "prix"}}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"path": "a.csv", "speed": 2}, schema)
+
+
+@pytest.mark.parametrize("tz", ["UTC", "+03:00", "-05:30", "MSK"])
+def test_the_fast_time_parser_agrees_with_the_general_one(tz):
+    """The hand-taken-apart ``YYYY-MM-DD HH:MM:SS`` form (dates cached per day,
+    clocks per value) gives exactly what ``parse_time`` gives, and sends every
+    cell it does not fully understand -- bad dates, bad clocks -- to it."""
+    import random
+
+    from roboframe.builtin.feeds.csvfile import _BadRow, fast_time_parser, parse_time
+    from roboframe.builtin.feeds.timeparse import parse_tz
+
+    zone = parse_tz(tz)
+    fast = fast_time_parser(zone)
+    rng = random.Random(5)
+    cells = [
+        f"{rng.randint(1971, 2099)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+        f"{rng.choice(' T')}{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:"
+        f"{rng.randint(0, 59):02d}"
+        for _ in range(3000)
+    ]
+    cells += ["2024-02-29 23:59:59", "2024-03-01 00:00:00", "2026-12-01 10:00:00.5"]
+    cells += ["2026-12-01T10:00:00", "2026-12-01 10:00:00", "2026-12-01T10:00:00Z"]
+    for cell in sorted(cells) + cells:  # in order (the day cache hit) and shuffled
+        assert fast(cell) == parse_time(cell, zone), cell
+    bad_cells = ["2023-02-29 10:00:00", "2026-12-01 24:00:00", "2026-12-01 10:60:00"]
+    bad_cells += ["2026-12-01 1a:00:00", "2026-13-01 10:00:00", "2026-12-01 10:00:6\u0669"]
+    for bad in bad_cells:
+        with pytest.raises(_BadRow):
+            parse_time(bad, zone)
+        with pytest.raises(_BadRow):
+            fast(bad)
+
+
+def test_whole_number_prices_take_the_short_way_only_for_one_tick_instruments(tmp_path):
+    text = (
+        "Date,Symbol,Open,High,Low,Close\n"
+        f"2026-12-01 10:00:00,{SI},100,102,99,101\n"
+        f"2026-12-01 10:00:00,{RTS},100000,100020,99990,100010\n"
+        f"2026-12-01 10:00:00,{BR},80,81,79,80.5\n"
+        f"2026-12-01 10:01:00,{SI},100.0,102,99,101\n"
+    )
+    bars = list(feed(tmp_path, text).events())
+    assert [(b.open, b.high, b.low, b.close) for b in bars] == [
+        (100, 102, 99, 101),
+        (10000, 10002, 9999, 10001),  # tick 10: prices are not ticks
+        (8000, 8100, 7900, 8050),  # tick 0.01
+        (100, 102, 99, 101),  # a decimal point takes the general way, same ticks
+    ]
