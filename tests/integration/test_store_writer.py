@@ -69,8 +69,9 @@ def test_everything_given_is_written_in_order_and_stop_drains(url):
 
 
 def test_a_writer_outlives_a_killed_exchange_long_enough_to_write(url, tmp_path):
-    """The exchange is SIGKILLed right after handing items over: the writer
-    (its own session, so the kill does not reach it) writes them, then exits."""
+    """The exchange is SIGKILLed right after handing items over (once its writer
+    is up: what a dead process never sent is gone with it): the writer (its own
+    session, so the kill does not reach it) writes them, then exits."""
     script = tmp_path / "exchange.py"
     script.write_text(
         textwrap.dedent(
@@ -79,9 +80,15 @@ def test_a_writer_outlives_a_killed_exchange_long_enough_to_write(url, tmp_path)
             sys.path.insert(0, {os.getcwd()!r})
             from roboframe.storewriter import StoreWriterProcess
             from tests.integration.test_store_writer import items
+            from roboframe.store import open_store
             writer = StoreWriterProcess({url!r}, zmq.Context())
             writer.start()
-            for item in items("bravo", 30):
+            warm = items("bravo", 31)
+            writer.put(warm[0])  # the writer is up once this order row is in the store
+            store = open_store({url!r})
+            while not store.open_orders():
+                time.sleep(0.02)
+            for item in warm[1:]:
                 writer.put(item)
             print(writer.proc.pid, flush=True)
             time.sleep(60)
@@ -100,7 +107,7 @@ def test_a_writer_outlives_a_killed_exchange_long_enough_to_write(url, tmp_path)
         time.sleep(0.1)
     assert not _alive(writer_pid), "the orphaned writer did not exit"
     fills, updates = stored(url, "bravo")
-    assert len(fills) == 30 and len(updates) == 30
+    assert len(fills) == 31 and len(updates) == 31
 
 
 def _alive(pid: int) -> bool:
