@@ -154,8 +154,10 @@ class ExchangeProcess:
                 event = msgspec.structs.replace(event, trade_id=str(self.ids["trades"].pop(0)))
             else:
                 event = msgspec.structs.replace(event, ref=str(self.ids["order_events"].pop(0)))
+            # handed to the writer first: an exchange dying between the two leaves the
+            # answer for the robot to read from the store, never an answer the store lacks
+            self.writer.put((robot, event))
             self.router.send_multipart([self.fast[event.client_id], codec.encode(event)])
-            self.writer.put((robot, event))  # the store, behind the hot path
             self.outbox.pop(0)
 
     def _read_requests(self) -> None:
