@@ -209,6 +209,8 @@ def backtest(
         amount = Decimal(cash) if cash is not None else None
     except InvalidOperation:
         raise ConfigExit(f"--cash: {cash!r} is not a number") from None
+    if amount is not None and not (amount.is_finite() and amount > 0):
+        raise ConfigExit(f"--cash: must be a positive amount, got {cash}")
     try:
         spec = load_robot(robot_file)
         result = run_backtest(

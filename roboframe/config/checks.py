@@ -88,6 +88,15 @@ def _check_instruments(data: dict) -> list[Problem]:
                     "a positive number; leave the field out for no limit",
                 )
             )
+    cash = data.get("backtest", {}).get("cash")
+    if cash is not None and not _positive_decimal(cash):
+        out.append(
+            (
+                ("backtest", "cash"),
+                f"must be > 0, got {cash!r}",
+                "the starting capital of a backtest, e.g. 1000000",
+            )
+        )
     return out
 
 

@@ -79,6 +79,8 @@ MORE = {
     ),
     "daily_loss_text": BASE.replace("max_order_qty: 5", "max_daily_loss: lots"),
     "fsync_bool": BASE.replace("fsync: on_close", "fsync: true"),
+    "backtest_cash_negative": BASE + "backtest:\n  cash: -5\n",
+    "backtest_cash_zero": BASE + "backtest:\n  cash: '0'\n",
 }
 
 MORE_EXPECTED = {
@@ -233,6 +235,14 @@ MORE_EXPECTED = {
     "fsync_bool": (
         "{dir}/robot.yaml:16: journal.fsync: must be one of: never, on_close, always; got True\n"
         "  hint: when to fsync: never, on_close, or always (every flush)"
+    ),
+    "backtest_cash_negative": (
+        "{dir}/robot.yaml:18: backtest.cash: must be > 0, got -5\n"
+        "  hint: the starting capital of a backtest, e.g. 1000000"
+    ),
+    "backtest_cash_zero": (
+        "{dir}/robot.yaml:18: backtest.cash: must be > 0, got '0'\n"
+        "  hint: the starting capital of a backtest, e.g. 1000000"
     ),
 }
 

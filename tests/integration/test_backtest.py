@@ -276,6 +276,18 @@ def test_backtest_of_endless_feed_is_refused(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_backtest_refuses_cash_that_is_not_a_positive_amount(tmp_path):
+    path = robot(tmp_path)
+    for cash, message in [
+        ("-5", "--cash: must be a positive amount, got -5"),
+        ("0", "--cash: must be a positive amount, got 0"),
+        ("nan", "--cash: must be a positive amount, got nan"),
+        ("lots", "--cash: 'lots' is not a number"),
+    ]:
+        proc = roboframe_cmd("backtest", str(path), "--cash", cash)
+        assert (proc.returncode, message) == (2, proc.stderr.strip()), cash
+
+
 def test_backtest_in_a_subprocess_matches_in_process(tmp_path):
     path = robot(tmp_path)
     stats = backtest_json(str(path), "--no-journal")
