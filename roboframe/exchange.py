@@ -35,7 +35,7 @@ from roboframe.builtin.paper import PaperExchange
 from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Cancel, Fill, NewOrder, Tick
 from roboframe.curve import ServerKeys, make_client, make_server, start_authenticator
-from roboframe.store.base import OrderStore, StoreUnavailable, open_store
+from roboframe.store.base import OrderStore, StoreUnavailable, open_store, take_notified
 from roboframe.storewriter import StoreWriterProcess, write_items
 
 log = logging.getLogger(__name__)
@@ -164,24 +164,15 @@ class ExchangeProcess:
         self._requests(*self.store.new_requests())
 
     def _take_requests(self, full: bool) -> bool:
-        """New orders and cancel requests: from the rows the notifications carried,
-        or, when they carried none (or ``full``), by reading the store. Repeats
-        while more arrive. True when the store was read."""
-        store = self.store
-        first, read = True, False
-        while True:
-            came = False
-            while store.wait(0):
-                came = True
-            if not came and not first:
-                return read
-            pushed = store.pushed_requests()  # taken either way
-            if pushed is None or (full and first):
-                self._read_requests()
-                read = True
-            else:
-                self._requests(*pushed)
-            first = False
+        """New orders and cancel requests from the notifications, or read from the
+        store (see :func:`take_notified`). True when the store was read."""
+        return take_notified(
+            self.store,
+            self.store.pushed_requests,
+            self._read_requests,
+            lambda pushed: self._requests(*pushed),
+            full=full,
+        )
 
     def _requests(self, orders: list, cancels: list) -> None:
         for stored in orders:

@@ -30,7 +30,7 @@ from roboframe.core import codec
 from roboframe.core.events import Cancel, Control, Fill, NewOrder
 from roboframe.core.gateway import Gateway, Runtime
 from roboframe.errors import ConfigError
-from roboframe.store.base import OrderStore, StoreUnavailable, open_store
+from roboframe.store.base import OrderStore, StoreUnavailable, open_store, take_notified
 from roboframe.testing import faultpoints
 from roboframe.testing.faultpoints import ARMED as _FAULTS
 
@@ -195,25 +195,19 @@ class _StoreStream:
         self.seen_events = {r for r in self.seen_events if r > event_id}
 
     def _read(self, full: bool) -> bool:
-        """Forward what the notifications brought: from the rows they carried, or,
-        when they carried none (or ``full``), by reading the store. Repeats while
-        more arrive (some come in during a read). True when the store was read."""
-        store = self.store
-        first, read = True, False
-        while True:
-            came = False
-            while store.wait(0):
-                came = True
-            if not came and not first:
-                return read
-            pushed = store.pushed_changes(self.robot, self.prefix)  # taken either way
-            if pushed is None or (full and first):
-                self._catch_up()
-                read = True
-            else:
-                for _ref, event in pushed:
-                    self._forward(event)
-            first = False
+        """Forward what the notifications brought, or read the store (see
+        :func:`take_notified`). True when the store was read."""
+        return take_notified(
+            self.store,
+            lambda: self.store.pushed_changes(self.robot, self.prefix),
+            self._catch_up,
+            self._forward_all,
+            full=full,
+        )
+
+    def _forward_all(self, pushed: list) -> None:
+        for _ref, event in pushed:
+            self._forward(event)
 
     def _drain_orders(self) -> None:
         while True:

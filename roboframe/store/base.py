@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,6 +142,35 @@ class OrderStore:
                 self.record_fill(robot, item)
             else:
                 self.record_update(robot, item)
+
+
+def take_notified(
+    store: OrderStore,
+    take: Callable[[], Any],
+    read: Callable[[], None],
+    apply: Callable[[Any], None],
+    *,
+    full: bool,
+) -> bool:
+    """What both sides do when notified: take every notification already there,
+    then ``apply`` what ``take`` says they carried, or ``read`` the store when
+    they carried nothing trustworthy (or ``full``: a periodic read). Repeats
+    while more arrive -- some come in during a read. True when the store was read.
+    """
+    first, was_read = True, False
+    while True:
+        came = False
+        while store.wait(0):
+            came = True
+        if not came and not first:
+            return was_read
+        pushed = take()  # taken either way: a read covers it
+        if pushed is None or (full and first):
+            read()
+            was_read = True
+        else:
+            apply(pushed)
+        first = False
 
 
 class StoreUnavailable(RoboframeError):
