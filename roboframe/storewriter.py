@@ -159,6 +159,7 @@ def serve(url: str, address: str, parent: int) -> int:
                 try:
                     if store is None:
                         store = open_store(url)
+                        store.setup()  # tables and functions as this version writes them
                     write_items(store, pending)  # removes what it wrote
                     backoff = 0.2
                 except StoreUnavailable as exc:

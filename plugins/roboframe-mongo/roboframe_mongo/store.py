@@ -74,6 +74,7 @@ class _Watcher(threading.Thread):
         self.error: Exception | None = None
         self.rfd, self._wfd = os.pipe()
         os.set_blocking(self.rfd, False)
+        os.set_blocking(self._wfd, False)  # a full pipe must never stall the watcher
         self._opened = threading.Event()
         self._stop = threading.Event()
 

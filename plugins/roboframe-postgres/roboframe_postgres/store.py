@@ -115,10 +115,11 @@ BEGIN
     END LOOP;
 END $$ LANGUAGE plpgsql;
 CREATE OR REPLACE FUNCTION rf_schema_version() RETURNS integer AS $$
-    SELECT 2
+    SELECT {version}
 $$ LANGUAGE sql IMMUTABLE;
 """
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 2  # 1: id-only payloads, no rf_record; 2: row payloads, rf_record
+NOTIFY_FUNCTION = NOTIFY_FUNCTION.replace("{version}", str(SCHEMA_VERSION))
 
 DDL = """
 CREATE TABLE IF NOT EXISTS rf_orders (
@@ -251,13 +252,16 @@ class PgStore(OrderStore):
         try:
             with self.conn.transaction():
                 self.conn.execute("SELECT pg_advisory_xact_lock(724311)")
-                exists, version = self.conn.execute(
+                exists, versioned = self.conn.execute(
                     "SELECT to_regclass('rf_trades') IS NOT NULL, "
                     "to_regproc('rf_schema_version') IS NOT NULL"
                 ).fetchone()
+                version = 0
+                if versioned:
+                    version = self.conn.execute("SELECT rf_schema_version()").fetchone()[0]
                 if not exists:
                     self.conn.execute(DDL)
-                elif not version:  # a store made by an older roboframe: row payloads
+                elif version < SCHEMA_VERSION:  # made by an older roboframe: upgrade it
                     self.conn.execute(NOTIFY_FUNCTION)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.close()

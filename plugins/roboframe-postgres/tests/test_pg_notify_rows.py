@@ -99,10 +99,18 @@ def test_a_reconnect_or_an_unknown_payload_sends_the_robot_to_the_store(stores):
     assert robot.pushed_changes(ROBOT, PREFIX) is None  # a row missing its fields
 
 
-def test_a_store_made_by_an_older_roboframe_is_upgraded(pg_url):
+@pytest.mark.parametrize(
+    "marker",
+    [
+        "DROP FUNCTION rf_schema_version();",  # before versions were recorded
+        "CREATE OR REPLACE FUNCTION rf_schema_version() RETURNS integer AS 'SELECT 1' "
+        "LANGUAGE sql;",  # a recorded older version
+    ],
+)
+def test_a_store_made_by_an_older_roboframe_is_upgraded(pg_url, marker):
     old = open_store(pg_url)
     old.setup()
-    old.conn.execute(  # as version 1 left it: id-only payloads, no rf_record
+    old.conn.execute(  # as an older roboframe left it: id-only payloads, no rf_record
         """
         CREATE OR REPLACE FUNCTION rf_notify() RETURNS trigger AS $$
         BEGIN
@@ -110,9 +118,12 @@ def test_a_store_made_by_an_older_roboframe_is_upgraded(pg_url):
             RETURN NEW;
         END $$ LANGUAGE plpgsql;
         DROP FUNCTION rf_record(jsonb);
-        DROP FUNCTION rf_schema_version();
         """
+        + marker
     )
+    with pytest.raises(Exception, match="rf_record"):  # the old store cannot record
+        old.record_many([(ROBOT, Fill(f"{PREFIX}0", 1, "Si-12.26", "buy", 1, 1, "", "0"))])
+    old.reconnect()
     robot = open_store(pg_url)
     robot.setup()  # upgrades
     robot.listen_robot(ROBOT)
