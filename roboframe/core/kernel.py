@@ -411,9 +411,12 @@ class Kernel:
 
 
 def _overrides(strategy: Strategy, handler: str) -> bool:
-    """Whether ``strategy`` has its own ``handler`` (the base class's does nothing)."""
-    return handler in vars(strategy) or getattr(type(strategy), handler) is not getattr(
-        Strategy, handler
+    """Whether ``strategy`` has its own ``on_<x>`` handler, or wraps its
+    ``handle_<x>`` system method (the base class's do nothing)."""
+    system = "handle_" + handler.removeprefix("on_")
+    return any(
+        name in vars(strategy) or getattr(type(strategy), name) is not getattr(Strategy, name)
+        for name in (handler, system)
     )
 
 

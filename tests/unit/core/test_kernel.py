@@ -215,3 +215,37 @@ def test_open_orders_on_stop(policy, cancelled):
     actions = kernel.handle(Control("stop", T0 + 10**12, {"reason": "down"}))
     assert actions == [Cancel(f"test-robot-r1-{n}") for n in cancelled]
     assert kernel.risk.state == "STOPPED"
+
+
+def test_fill_and_order_handlers_are_called_however_the_strategy_defines_them():
+    """The kernel skips ``on_fill``/``on_order`` only when the strategy leaves them to
+    the base class: a method, an attribute set in ``__init__`` and a wrapped system
+    method are all called, and their orders go through risk like any other."""
+    seen = []
+
+    class Method(Strategy):
+        def on_fill(self, fill, ctx):
+            seen.append(("method", fill.trade_id))
+            return ctx.sell(SI, 1)
+
+    class Attribute(Strategy):
+        def __init__(self, params):
+            super().__init__(params)
+            self.on_fill = lambda fill, ctx: seen.append(("attribute", fill.trade_id))
+
+    class Wrapped(Strategy):
+        def handle_order(self, update, ctx):
+            seen.append(("wrapped", update.status))
+            return super().handle_order(update, ctx)
+
+    for cls in (Method, Attribute, Wrapped, Strategy):
+        kernel = Kernel(make_spec(), "r1", cls({}))
+        kernel.handle(Control("start", T0))
+        kernel.handle(bar(SI, 1, 100))
+        order = NewOrder("test-robot-r1-9", SI, "buy", 1)
+        kernel.orders.add(order, T0)
+        kernel.handle(OrderUpdate(order.client_id, T0 + 1, "accepted"))
+        actions = kernel.handle(fill(order, 100, trade_id="T1"))
+        assert kernel.book.positions[SI].qty == 1  # the fill counts either way
+        assert len(actions) == (1 if cls is Method else 0)
+    assert seen == [("method", "T1"), ("attribute", "T1"), ("wrapped", "accepted")]
