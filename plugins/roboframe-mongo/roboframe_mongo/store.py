@@ -271,8 +271,7 @@ class MongoStore(OrderStore):
     # -- robot side -----------------------------------------------------------
 
     def insert_order(self, robot: str, run_id: str, order: NewOrder, ts: int) -> bool:
-        if self._guard(self.db.orders.find_one, {"client_id": order.client_id}, {"_id": 1}):
-            return False
+        # the unique index on client_id refuses a second one (an id may go unused)
         doc = {
             "id": self._next_id("orders"),
             "name": robot,
@@ -452,16 +451,16 @@ class MongoStore(OrderStore):
                 "ts": fill.ts,
             },
         )
-        order = self._guard(
-            self.db.orders.find_one_and_update,
+        self._guard(  # filled, and done when complete: one round trip
+            self.db.orders.update_one,
             {"client_id": fill.client_id},
-            {"$inc": {"filled": fill.qty}},
-            return_document=AFTER,
+            [
+                {"$set": {"filled": {"$add": ["$filled", fill.qty]}}},
+                {
+                    "$set": {
+                        "status": {"$cond": [{"$gte": ["$filled", "$qty"]}, "filled", "$status"]}
+                    }
+                },
+            ],
         )
-        if order is not None and order["filled"] >= order["qty"]:
-            self._guard(
-                self.db.orders.update_one,
-                {"client_id": fill.client_id},
-                {"$set": {"status": "filled"}},
-            )
         return new_id
