@@ -106,7 +106,7 @@ class StoreWriterProcess:
     def stop(self, timeout: float = 30.0) -> None:
         """Ask the writer to write what it holds and exit; wait up to ``timeout``."""
         try:
-            if self.push is not None and self.proc.poll() is None:
+            if self.push is not None and self.proc is not None and self.proc.poll() is None:
                 self.push.send(STOP)
                 try:
                     self.proc.wait(timeout)
@@ -117,7 +117,10 @@ class StoreWriterProcess:
                         timeout,
                     )
                     self.proc.terminate()
-                    self.proc.wait(10)
+                    try:
+                        self.proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        self.proc.kill()
         finally:
             if self.push is not None:
                 self.push.close(linger=0)
