@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 NO_ACTIONS: list[Action] = []
 """What a handler returns when an event asks for nothing: test it with ``is``."""
-_NONE = NO_ACTIONS
 _MAX_DEPTH = 8  # rejection -> on_order -> new actions -> rejection ...
 _DAY_NS = 86_400 * 1_000_000_000
 _NEVER = 1 << 63  # later than any event time
@@ -135,7 +134,7 @@ class Kernel:
         pos = self._positions.get(bar.symbol)
         if pos is None:
             self.counters["ignored"] += 1
-            return _NONE
+            return NO_ACTIONS
         pos.last = bar.close
         if self._watch_loss:
             self._check_loss(ts, pos.qty)
@@ -143,7 +142,7 @@ class Kernel:
             out = self._user_on_bar(bar, self.ctx)
         except Exception as exc:
             raise self.strategy._fail("on_bar", bar, exc) from exc
-        return self._process(out, 0) if out else _NONE
+        return self._process(out, 0) if out else NO_ACTIONS
 
     def _on_tick(self, tick: Tick) -> list[Action]:
         ts = tick.ts
@@ -154,7 +153,7 @@ class Kernel:
         pos = self._positions.get(tick.symbol)
         if pos is None:
             self.counters["ignored"] += 1
-            return _NONE
+            return NO_ACTIONS
         if tick.price:
             pos.last = tick.price
         if self._watch_loss:
@@ -163,7 +162,7 @@ class Kernel:
             out = self._user_on_tick(tick, self.ctx)
         except Exception as exc:
             raise self.strategy._fail("on_tick", tick, exc) from exc
-        return self._process(out, 0) if out else _NONE
+        return self._process(out, 0) if out else NO_ACTIONS
 
     def _check_loss(self, ts: int, exposed: int) -> None:
         ts = self.now
@@ -181,11 +180,11 @@ class Kernel:
         if key in self.seen_trades:
             self.counters["duplicates"] += 1
             log.warning("duplicate fill ignored: %s trade %s", fill.client_id, fill.trade_id)
-            return _NONE
+            return NO_ACTIONS
         if fill.symbol not in self._positions:
             self.counters["ignored"] += 1
             log.warning("fill for unknown symbol %s ignored", fill.symbol)
-            return _NONE
+            return NO_ACTIONS
         self.seen_trades.add(key)
         self._seen_order.append(key)
         if len(self._seen_order) > _SEEN_TRADES:  # duplicates arrive close to the original
@@ -196,17 +195,17 @@ class Kernel:
         if self._watch_loss:
             self.risk.watch_loss(fill.ts)
         if self._handle_fill is None:
-            return _NONE
+            return NO_ACTIONS
         out = self._handle_fill(fill, self.ctx)
-        return self._process(out, 0) if out else _NONE
+        return self._process(out, 0) if out else NO_ACTIONS
 
     def _on_order(self, update: OrderUpdate) -> list[Action]:
         self._advance(update.ts)
         self.orders.on_update(update)
         if self._handle_order is None:
-            return _NONE
+            return NO_ACTIONS
         out = self._handle_order(update, self.ctx)
-        return self._process(out, 0) if out else _NONE
+        return self._process(out, 0) if out else NO_ACTIONS
 
     # -- timers -----------------------------------------------------------------
 
@@ -265,7 +264,7 @@ class Kernel:
                 del self.timers[timer.name]
             self._next_due()
         out = self.strategy.handle_timer(timer, self.ctx)
-        return self._process(out, 0) if out else _NONE
+        return self._process(out, 0) if out else NO_ACTIONS
 
     # -- control --------------------------------------------------------------
 
@@ -277,7 +276,7 @@ class Kernel:
             out = self.strategy.handle_start(cmd, self.ctx)
         elif name == "stop":
             if self.risk.state == STOPPED:
-                return _NONE
+                return NO_ACTIONS
             out = self.strategy.handle_stop(cmd, self.ctx)
             actions = self._process(out, 0) if out else []
             if self._cancel_on_stop:
@@ -287,7 +286,7 @@ class Kernel:
             return actions
         elif name in STATE_COMMANDS:
             self.risk.set_state(STATE_COMMANDS[name], str(cmd.args.get("reason", name)))
-            return _NONE
+            return NO_ACTIONS
         elif name == "cancel-all":
             out = self.ctx.cancel_all()
         elif name == "flatten":
@@ -299,7 +298,7 @@ class Kernel:
                     out.append(side(symbol, abs(qty)))
         elif name == "restarted":  # a resumed run: state was rebuilt from the journal
             log.info("run resumed after seq %s", cmd.args.get("after_seq"))
-            return _NONE
+            return NO_ACTIONS
         elif name == "gateway":  # the trade stream says the order path is down or up
             down = cmd.args.get("status") == "down"
             self.risk.gateway_down = str(cmd.args.get("reason") or "down") if down else ""
@@ -308,15 +307,15 @@ class Kernel:
                 "down" if down else "up",
                 f": {self.risk.gateway_down}" if down else "",
             )
-            return _NONE
+            return NO_ACTIONS
         elif name == "set":
             self.strategy.params = {**self.strategy.params, **cmd.args}
-            return _NONE
+            return NO_ACTIONS
         else:
             self.counters["ignored"] += 1
             log.warning("unknown control command %r ignored", name)
-            return _NONE
-        return self._process(out, 0) if out else _NONE
+            return NO_ACTIONS
+        return self._process(out, 0) if out else NO_ACTIONS
 
     # -- actions through risk -------------------------------------------------
 
@@ -365,7 +364,7 @@ class Kernel:
         log.info("rejected %s: %s", client_id, reason)
         out = self.strategy.handle_order(update, self.ctx)
         if not out:
-            return _NONE
+            return NO_ACTIONS
         if depth >= _MAX_DEPTH:
             raise StrategyError(
                 f"strategy {type(self.strategy).__name__} keeps answering risk rejections "
