@@ -44,6 +44,7 @@ from roboframe.core.events import Bar, Fill, NewOrder
 from roboframe.core.gateway import Runtime
 from roboframe.core.instruments import Instrument
 from roboframe.core.streams import trade_stream
+from roboframe.testing.helpers import free_port, start_secantus
 
 
 def pct(values: list[float], q: float) -> float:
@@ -98,37 +99,11 @@ def raw_change_stream(url: str, n: int) -> list[float]:
 
 def secantus_url():
     """A SecantusDB server on a free port, if installed: (url, process) or None."""
-    import shutil
-
-    exe = shutil.which("secantusd-py")
-    if exe is None:
+    try:
+        port, proc = start_secantus()
+    except (FileNotFoundError, ImportError, RuntimeError):
         return None
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:",
-         "--log-level", "WARNING"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    import pymongo
-
-    url = f"mongodb://127.0.0.1:{port}/rf_bench?directConnection=true"
-    client = pymongo.MongoClient(url, serverSelectionTimeoutMS=500)
-    for _ in range(200):
-        try:
-            client.admin.command("ping")
-            break
-        except pymongo.errors.PyMongoError:
-            time.sleep(0.1)
-    client.close()
-    return url, proc
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return f"mongodb://127.0.0.1:{port}/rf_bench?directConnection=true", proc
 
 
 def raw_zmq_roundtrip(n: int) -> list[float]:

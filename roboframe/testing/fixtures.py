@@ -58,49 +58,18 @@ def pg_url():
 def _secantus_server(tmp_path_factory):
     """One SecantusDB server (a MongoDB wire-protocol server with change streams)
     for the test session, started as a subprocess on a free port."""
-    import shutil
-    import socket
     import subprocess
-    import time
 
-    exe = shutil.which("secantusd-py")
-    if exe is None:
-        _server_missing("SecantusDB", "pip install SecantusDB==0.7.0b3")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from roboframe.testing.helpers import start_secantus
+
     log = tmp_path_factory.mktemp("secantus") / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [
-                exe,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--storage-path",
-                ":memory:",
-                "--log-level",
-                "WARNING",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
     try:
-        import pymongo
-
-        client = pymongo.MongoClient(url, serverSelectionTimeoutMS=500)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.admin.command("ping")
-                break
-            except pymongo.errors.PyMongoError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    _server_missing("SecantusDB", f"server did not start: {log.read_text()}")
-                time.sleep(0.1)
-        client.close()
+        port, proc = start_secantus(str(log))
+    except (FileNotFoundError, ImportError):
+        _server_missing("SecantusDB", "pip install SecantusDB==0.7.0b3 pymongo")
+    except RuntimeError as exc:
+        _server_missing("SecantusDB", str(exc))
+    try:
         yield port
     finally:
         proc.terminate()

@@ -119,3 +119,61 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, step: float =
             return True
         time.sleep(step)
     return bool(predicate())
+
+
+def start_secantus(log_path: str | None = None, timeout: float = 20.0):
+    """A SecantusDB server (MongoDB wire protocol, one-node replica set with
+    change streams, in memory) on a free port: ``(port, process)``.
+
+    Raises ``FileNotFoundError`` when it is not installed and ``RuntimeError``
+    when it does not answer within ``timeout`` (the reason includes its log).
+    The caller terminates the process.
+    """
+    import shutil
+    import subprocess
+
+    import pymongo
+
+    exe = shutil.which("secantusd-py")
+    if exe is None:
+        raise FileNotFoundError("secantusd-py not found: pip install SecantusDB==0.7.0b3")
+    port = free_port()
+    args = [exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", ":memory:"]
+    out = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        proc = subprocess.Popen(
+            [*args, "--log-level", "WARNING"], stdout=out, stderr=subprocess.STDOUT
+        )
+    finally:
+        if log_path:
+            out.close()
+    client = pymongo.MongoClient(
+        f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=500
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                client.admin.command("ping")
+                return port, proc
+            except pymongo.errors.PyMongoError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    proc.terminate()
+                    log = open(log_path).read() if log_path else ""  # noqa: SIM115
+                    raise RuntimeError(f"server did not start: {log}") from None
+                time.sleep(0.1)
+    finally:
+        client.close()
+
+
+def take_notifications(store: Any, seconds: float = 2.0) -> bool:
+    """Wait up to ``seconds`` for an order store's first change notification (polled
+    as gateways do), then take every one that is there. True when one came."""
+    for _ in range(int(seconds / 0.05)):
+        if store.wait(0.05):
+            break
+    else:
+        return False
+    while store.wait(0.05):
+        pass
+    return True

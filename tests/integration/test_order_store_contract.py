@@ -7,6 +7,7 @@ import pytest
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate
 from roboframe.store import open_store
+from roboframe.testing.helpers import take_notifications
 
 
 def order(n, robot="alpha", run="r1", qty=1):
@@ -113,13 +114,6 @@ def test_cancel_requests_wake_the_exchange_until_handled(stores):
     assert [u.status for _, u in updates] == ["accepted"]  # never its own cancel request
 
 
-def take_all(store, seconds=2.0) -> None:
-    """Wait for a first change notification, then take every one that is there."""
-    woke(store, seconds)
-    while store.wait(0.05):
-        pass
-
-
 def test_notifications_carry_what_a_read_would_give(stores):
     """Both backends' notifications carry whole rows/documents: what a listener
     takes from them is what reading the store gives, in the order they came; the
@@ -135,7 +129,7 @@ def test_notifications_carry_what_a_read_would_give(stores):
     exchange.new_requests()
     robot.insert_order("alpha", "r1", order(1, qty=2), 10)
     robot.request_cancel("alpha", "alpha-r1-1", 11)
-    take_all(exchange)
+    assert take_notifications(exchange)
     assert exchange.pushed_requests() == exchange.new_requests()
     exchange.record_many(
         [
@@ -145,7 +139,7 @@ def test_notifications_carry_what_a_read_would_give(stores):
             ("beta", OrderUpdate("beta-r1-1", 15, "accepted")),  # another robot's
         ]
     )
-    take_all(robot)
+    assert take_notifications(robot)
     pushed = robot.pushed_changes("alpha", "alpha-r1-")
     fills, updates = robot.changes_after("alpha", "alpha-r1-", 0, 0)
     assert [type(e).__name__ for _, e in pushed] == ["OrderUpdate", "Fill", "Fill"]

@@ -10,6 +10,7 @@ from roboframe_postgres.store import PgStore
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate
 from roboframe.store import open_store
+from roboframe.testing.helpers import take_notifications
 
 ROBOT, PREFIX = "alpha", "alpha-r1-"
 
@@ -28,20 +29,11 @@ def stores(pg_url):
     exchange.close()
 
 
-def drain(store: PgStore, seconds: float = 2.0) -> None:
-    """Wait for a first notification, then take every one that is there."""
-    for _ in range(int(seconds / 0.05)):
-        if store.wait(0.05):
-            break
-    while store.wait(0.05):
-        pass
-
-
 def test_the_exchange_takes_new_orders_and_cancels_from_the_notifications(stores):
     robot, exchange = stores
     robot.insert_order(ROBOT, "r1", NewOrder(f"{PREFIX}1", "Si-12.26", "sell", 3, "limit", 101), 7)
     robot.request_cancel(ROBOT, f"{PREFIX}1", 8)
-    drain(exchange)
+    assert take_notifications(exchange)
     pushed = exchange.pushed_requests()
     assert pushed == exchange.new_requests()  # the very rows a read gives
     orders, cancels = pushed
@@ -64,7 +56,7 @@ def test_a_robot_takes_its_fills_and_updates_in_commit_order(stores):
             (ROBOT, OrderUpdate("alpha-r0-9", 9, "cancelled")),  # another run of ours
         ]
     )
-    drain(robot)
+    assert take_notifications(robot)
     pushed = robot.pushed_changes(ROBOT, PREFIX)
     fills, updates = robot.changes_after(ROBOT, PREFIX, 0, 0)
     assert [type(e).__name__ for _, e in pushed] == ["OrderUpdate", "Fill", "Fill"]
@@ -80,7 +72,7 @@ def test_a_row_too_big_for_a_payload_sends_the_robot_to_the_store(stores):
     robot.insert_order(ROBOT, "r1", NewOrder(cid, "Si-12.26", "buy", 1), 1)
     reason = "x" * 9000  # NOTIFY takes under 8000 bytes
     exchange.record_many([(ROBOT, OrderUpdate(cid, 2, "rejected", reason))])
-    drain(robot)
+    assert take_notifications(robot)
     assert robot.pushed_changes(ROBOT, PREFIX) is None
     _fills, updates = robot.changes_after(ROBOT, PREFIX, 0, 0)
     assert updates[0][1].reason == reason
@@ -92,10 +84,10 @@ def test_a_reconnect_or_an_unknown_payload_sends_the_robot_to_the_store(stores):
     robot.wait(0)
     assert robot.pushed_changes(ROBOT, PREFIX) is None  # what came while away is unknown
     exchange.conn.execute("SELECT pg_notify(rf_channel(%s), 'trade:1')", (ROBOT,))
-    drain(robot)
+    assert take_notifications(robot)
     assert robot.pushed_changes(ROBOT, PREFIX) is None
     exchange.conn.execute('SELECT pg_notify(rf_channel(%s), \'{"k": "trade"}\')', (ROBOT,))
-    drain(robot)
+    assert take_notifications(robot)
     assert robot.pushed_changes(ROBOT, PREFIX) is None  # a row missing its fields
 
 
@@ -132,7 +124,7 @@ def test_a_store_made_by_an_older_roboframe_is_upgraded(pg_url, marker):
     cid = f"{PREFIX}1"
     robot.insert_order(ROBOT, "r1", NewOrder(cid, "Si-12.26", "buy", 1), 1)
     old.record_many([(ROBOT, Fill(cid, 2, "Si-12.26", "buy", 1, 100, "", "0"))])
-    drain(robot)
+    assert take_notifications(robot)
     pushed = robot.pushed_changes(ROBOT, PREFIX)
     assert pushed is not None and [e.price for _, e in pushed] == [100]
     old.close()
