@@ -224,6 +224,9 @@ class PgStore(OrderStore):
         except psycopg.OperationalError as exc:
             self.conn = None
             raise StoreUnavailable(str(exc).strip().splitlines()[0]) from exc
+        except psycopg.errors.InsufficientPrivilege as exc:
+            self.close()
+            raise _no_rights(self.schema, exc) from None
 
     def reconnect(self) -> None:
         self.close()
@@ -266,6 +269,9 @@ class PgStore(OrderStore):
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.close()
             raise StoreUnavailable(str(exc).strip() or "connection lost") from exc
+        except psycopg.errors.InsufficientPrivilege as exc:
+            self.close()
+            raise _no_rights(self.schema, exc) from None
 
     def fileno(self) -> int | None:
         return self.conn.fileno() if self.conn is not None else None
@@ -544,6 +550,15 @@ class PgStore(OrderStore):
                              "reason": item.reason, "ts": item.ts})  # fmt: skip
         if rows:
             self._exec("SELECT rf_record(%s)", (Jsonb(rows),))
+
+
+def _no_rights(schema: str | None, exc: Exception) -> ConfigError:
+    where = f'schema "{schema}"' if schema else "its schema"
+    return ConfigError(
+        f"order store: {str(exc).strip().splitlines()[0]}; hint: the store's user needs "
+        f"to create tables and functions in {where} (GRANT CREATE), or an owner runs "
+        "roboframe once to set the store up"
+    )
 
 
 class _Guarded:

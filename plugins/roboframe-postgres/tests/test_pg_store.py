@@ -43,3 +43,29 @@ def test_unreachable_server_is_store_unavailable():
 def test_channel_names_are_valid_identifiers():
     assert robot_channel("si-trend.v2") == robot_channel("si-trend.v2")
     assert robot_channel("a").startswith("rf_robot_") and len(robot_channel("a")) == 25
+
+
+def test_a_user_without_rights_gets_a_clear_error_not_a_traceback(pg_url):
+    """A store user that may not create the tables (a common production setup)
+    gets a ConfigError naming the schema and what to grant."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    from roboframe.errors import ConfigError
+
+    open_store(pg_url).close()  # the schema exists, owned by the admin
+    role = f"rf_weak_{uuid.uuid4().hex[:8]}"
+    admin_url = pg_url.split("?")[0]
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        try:
+            parts = urlsplit(pg_url)
+            host = parts.netloc.rsplit("@", 1)[-1]
+            weak = urlunsplit(parts._replace(netloc=f"{role}@{host}"))
+            with pytest.raises(ConfigError, match=r"permission denied.*GRANT CREATE"):
+                store = PgStore(weak)
+                store.setup()
+        finally:
+            admin.execute(f"DROP ROLE {role}")
