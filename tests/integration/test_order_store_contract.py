@@ -99,6 +99,56 @@ def test_order_status_follows_updates_and_fills(stores):
     assert exchange.open_orders() == []
 
 
+def order_states(store) -> dict[str, tuple[str, int]]:
+    """client id -> (status, filled) of every order, read the backend's own way."""
+    if hasattr(store, "db"):  # MongoDB
+        docs = store.db.orders.find({}, {"client_id": 1, "status": 1, "filled": 1})
+        return {d["client_id"]: (d["status"], d["filled"]) for d in docs}
+    rows = store.conn.execute("SELECT client_id, status, filled FROM rf_orders").fetchall()
+    return {cid: (status, filled) for cid, status, filled in rows}
+
+
+def test_a_batch_leaves_each_order_as_item_by_item_writes_would(stores):
+    """``record_many`` may settle an order once for a run of its items (PostgreSQL
+    does): the outcome is still that of applying them one by one -- a fill that
+    completes the order makes it filled, an event moves only a new or accepted
+    order on, and runs of different orders interleave."""
+    robot, exchange = stores
+    for n, qty in ((1, 3), (2, 2), (3, 2), (4, 1), (5, 2), (6, 1), (7, 1)):
+        robot.insert_order("alpha", "r1", order(n, qty=qty), 1)
+    a = [f"alpha-r1-{n}" for n in range(8)]
+    exchange.record_many(
+        [
+            ("alpha", OrderUpdate(a[1], 2, "accepted")),
+            ("alpha", fill(a[1], 3, qty=1)),
+            ("alpha", OrderUpdate(a[1], 4, "cancelled")),  # the rest cancelled
+            ("alpha", OrderUpdate(a[2], 2, "accepted")),
+            ("alpha", fill(a[2], 3, qty=2)),  # complete
+            ("alpha", fill(a[3], 3, qty=1)),  # partly, never acknowledged
+            ("alpha", OrderUpdate(a[4], 2, "rejected", "risk")),
+            ("alpha", OrderUpdate(a[5], 2, "accepted")),
+            ("alpha", OrderUpdate(a[6], 2, "accepted")),
+            ("alpha", fill(a[5], 3, qty=1)),  # a[5] again, after a[6]
+            ("alpha", OrderUpdate(a[7], 2, "cancelled")),
+            ("alpha", OrderUpdate(a[7], 3, "accepted")),  # too late: stays cancelled
+        ]
+    )
+    assert order_states(exchange) == {
+        a[1]: ("cancelled", 1),
+        a[2]: ("filled", 2),
+        a[3]: ("new", 1),
+        a[4]: ("rejected", 0),
+        a[5]: ("accepted", 1),
+        a[6]: ("accepted", 0),
+        a[7]: ("cancelled", 0),
+    }
+    exchange.record_many([("alpha", fill(a[5], 4, qty=1)), ("alpha", fill(a[3], 4, qty=1))])
+    assert order_states(exchange)[a[5]] == ("filled", 2)
+    assert order_states(exchange)[a[3]] == ("filled", 2)
+    fills, updates = robot.changes_after("alpha", "alpha-r1-", 0, 0)
+    assert len(fills) == 6 and len(updates) == 8  # every item is a row of its own
+
+
 def test_cancel_requests_wake_the_exchange_until_handled(stores):
     robot, exchange = stores
     exchange.listen_exchange()

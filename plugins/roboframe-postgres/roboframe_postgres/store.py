@@ -89,28 +89,56 @@ CREATE OR REPLACE FUNCTION rf_record(items jsonb) RETURNS void AS $$
 DECLARE
     item jsonb;
     lots bigint;
+    cid text;  -- the order the items in a row are about, updated once for all of them
+    cid_lots bigint := 0;
+    cid_kind text;
 BEGIN
-    FOR item IN
-        SELECT value FROM jsonb_array_elements(items) WITH ORDINALITY ORDER BY ordinality
+    FOR item IN  -- a closing item without an order settles the last one
+        SELECT value FROM jsonb_array_elements(items || '[{"k": "end"}]'::jsonb)
+        WITH ORDINALITY ORDER BY ordinality
     LOOP
+        IF cid IS DISTINCT FROM item->>'client_id' THEN
+            IF cid IS NOT NULL THEN
+                -- as if item by item: a trade completing the order makes it filled;
+                -- an event moves a new or accepted order on (accepted, then cancelled)
+                UPDATE rf_orders SET filled = filled + cid_lots,
+                    status = CASE
+                        WHEN cid_lots > 0 AND filled + cid_lots >= qty THEN 'filled'
+                        WHEN cid_kind IS NOT NULL AND status IN ('new', 'accepted')
+                            THEN cid_kind
+                        ELSE status END
+                WHERE client_id = cid;
+            END IF;
+            cid := item->>'client_id';
+            cid_lots := 0;
+            cid_kind := NULL;
+        END IF;
         IF item->>'k' = 'trade' THEN
             lots := (item->>'qty')::bigint;
-            INSERT INTO rf_trades (id, robot, client_id, symbol, side, qty, price, fee, ts)
-            VALUES (coalesce((item->>'id')::bigint,
-                             nextval(pg_get_serial_sequence('rf_trades', 'id'))),
-                    item->>'robot', item->>'client_id', item->>'symbol', item->>'side',
-                    lots, (item->>'price')::bigint, item->>'fee', (item->>'ts')::bigint);
-            UPDATE rf_orders SET filled = filled + lots,
-                status = CASE WHEN filled + lots >= qty THEN 'filled' ELSE status END
-            WHERE client_id = item->>'client_id';
-        ELSE
-            INSERT INTO rf_order_events (id, robot, client_id, kind, reason, ts)
-            VALUES (coalesce((item->>'id')::bigint,
-                             nextval(pg_get_serial_sequence('rf_order_events', 'id'))),
-                    item->>'robot', item->>'client_id', item->>'kind', item->>'reason',
-                    (item->>'ts')::bigint);
-            UPDATE rf_orders SET status = item->>'kind'
-            WHERE client_id = item->>'client_id' AND status IN ('new', 'accepted');
+            cid_lots := cid_lots + lots;
+            IF item->>'id' IS NULL THEN  -- the column default; a reserved id otherwise
+                INSERT INTO rf_trades (robot, client_id, symbol, side, qty, price, fee, ts)
+                VALUES (item->>'robot', cid, item->>'symbol', item->>'side',
+                        lots, (item->>'price')::bigint, item->>'fee', (item->>'ts')::bigint);
+            ELSE
+                INSERT INTO rf_trades (id, robot, client_id, symbol, side, qty, price, fee, ts)
+                VALUES ((item->>'id')::bigint, item->>'robot', cid, item->>'symbol',
+                        item->>'side', lots, (item->>'price')::bigint, item->>'fee',
+                        (item->>'ts')::bigint);
+            END IF;
+        ELSIF item->>'k' = 'event' THEN
+            IF cid_kind IS NULL OR cid_kind IN ('new', 'accepted') THEN
+                cid_kind := item->>'kind';
+            END IF;
+            IF item->>'id' IS NULL THEN
+                INSERT INTO rf_order_events (robot, client_id, kind, reason, ts)
+                VALUES (item->>'robot', cid, item->>'kind', item->>'reason',
+                        (item->>'ts')::bigint);
+            ELSE
+                INSERT INTO rf_order_events (id, robot, client_id, kind, reason, ts)
+                VALUES ((item->>'id')::bigint, item->>'robot', cid, item->>'kind',
+                        item->>'reason', (item->>'ts')::bigint);
+            END IF;
         END IF;
     END LOOP;
 END $$ LANGUAGE plpgsql;
@@ -118,7 +146,11 @@ CREATE OR REPLACE FUNCTION rf_schema_version() RETURNS integer AS $$
     SELECT {version}
 $$ LANGUAGE sql IMMUTABLE;
 """
-SCHEMA_VERSION = 2  # 1: id-only payloads, no rf_record; 2: row payloads, rf_record
+# 1: id-only payloads, no rf_record; 2: row payloads, rf_record;
+# 3: rf_record leaves ids to the column defaults (pg_get_serial_sequence per row
+# cost a catalog search, more than the rest of the function) and updates an order
+# once for the items in a row about it
+SCHEMA_VERSION = 3
 NOTIFY_FUNCTION = NOTIFY_FUNCTION.replace("{version}", str(SCHEMA_VERSION))
 
 DDL = """
@@ -472,26 +504,27 @@ class PgStore(OrderStore):
 
     def reserve_ids(self, kind: str, n: int) -> list[int]:
         table = {"trades": "rf_trades", "order_events": "rf_order_events"}[kind]
-        rows = self._exec(
-            f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, %s)",
-            (n,),
+        rows = self._exec(  # the sequence looked up once, not once per id
+            "SELECT nextval(seq) FROM (SELECT pg_get_serial_sequence(%s, 'id')::regclass "
+            "AS seq) s, generate_series(1, %s)",
+            (table, n),
         ).fetchall()
         return [r[0] for r in rows]
 
-    def _record_update(self, robot: str, update: OrderUpdate) -> psycopg.Cursor:
-        cur = self._exec(
-            "INSERT INTO rf_order_events (id, robot, client_id, kind, reason, ts) VALUES "
-            "(coalesce(%s, nextval(pg_get_serial_sequence('rf_order_events', 'id'))), "
-            "%s, %s, %s, %s, %s) RETURNING id",
-            (
-                _reserved(update.ref),
-                robot,
-                update.client_id,
-                update.status,
-                update.reason,
-                update.ts,
-            ),
+    def _insert_row(self, table: str, row: dict, reserved: int | None) -> psycopg.Cursor:
+        """Insert ``row`` under a reserved id, or under the column default's."""
+        if reserved is not None:
+            row = {"id": reserved, **row}
+        columns = ", ".join(row)
+        marks = ", ".join(["%s"] * len(row))
+        return self._exec(
+            f"INSERT INTO {table} ({columns}) VALUES ({marks}) RETURNING id", tuple(row.values())
         )
+
+    def _record_update(self, robot: str, update: OrderUpdate) -> psycopg.Cursor:
+        row = {"robot": robot, "client_id": update.client_id, "kind": update.status,
+               "reason": update.reason, "ts": update.ts}  # fmt: skip
+        cur = self._insert_row("rf_order_events", row, _reserved(update.ref))
         self._exec(
             "UPDATE rf_orders SET status = %s WHERE client_id = %s "
             "AND status IN ('new', 'accepted')",
@@ -500,22 +533,10 @@ class PgStore(OrderStore):
         return cur
 
     def _record_fill(self, robot: str, fill: Fill) -> psycopg.Cursor:
-        cur = self._exec(
-            "INSERT INTO rf_trades (id, robot, client_id, symbol, side, qty, price, fee, ts) "
-            "VALUES (coalesce(%s, nextval(pg_get_serial_sequence('rf_trades', 'id'))), "
-            "%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (
-                _reserved(fill.trade_id),
-                robot,
-                fill.client_id,
-                fill.symbol,
-                fill.side,
-                fill.qty,
-                fill.price,
-                fill.fee,
-                fill.ts,
-            ),
-        )
+        row = {"robot": robot, "client_id": fill.client_id, "symbol": fill.symbol,
+               "side": fill.side, "qty": fill.qty, "price": fill.price, "fee": fill.fee,
+               "ts": fill.ts}  # fmt: skip
+        cur = self._insert_row("rf_trades", row, _reserved(fill.trade_id))
         self._exec(
             "UPDATE rf_orders SET filled = filled + %s, "
             "status = CASE WHEN filled + %s >= qty THEN 'filled' ELSE status END "
