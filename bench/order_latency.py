@@ -1,6 +1,8 @@
 """Order sent -> fill visible to the robot, through the PostgreSQL order store.
 
-Measured side by side in one run, on the same server:
+Measured side by side in one run, on the same server, in alternating blocks of
+50 orders so that drift in the machine (a busy disk slows every commit) falls
+on both alike:
 
 - raw: INSERT on one connection -> NOTIFY (by trigger) received on another,
   no roboframe code: the floor of any store-backed order path;
@@ -52,49 +54,59 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def raw_notify(url: str, n: int) -> list[float]:
-    import psycopg
-    from roboframe_postgres.store import PgStore, robot_channel
+class RawNotify:
+    """INSERT on one connection -> NOTIFY (by trigger) on another, no roboframe code."""
 
-    writer, listener = PgStore(url), PgStore(url)
-    writer.setup()
-    listener.listen_robot("raw")
-    lat = []
-    for i in range(n):
+    def __init__(self, url: str) -> None:
+        from roboframe_postgres.store import PgStore
+
+        self.writer, self.listener = PgStore(url), PgStore(url)
+        self.writer.setup()
+        self.listener.listen_robot("raw")
+        self.n = 0
+
+    def one(self) -> float:
+        self.n += 1
         start = time.perf_counter()
-        writer.conn.execute(
+        self.writer.conn.execute(
             "INSERT INTO rf_trades (robot, client_id, symbol, side, qty, price, ts) "
             "VALUES ('raw', %s, 'SI', 'buy', 1, 1, 0)",
-            (f"raw-{i}",),
+            (f"raw-{self.n}",),
         )
-        while not listener.wait(1.0):
+        while not self.listener.wait(1.0):
             pass
-        lat.append(time.perf_counter() - start)
-    writer.close()
-    listener.close()
-    del psycopg, robot_channel
-    return lat
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self.writer.close()
+        self.listener.close()
 
 
-def raw_change_stream(url: str, n: int) -> list[float]:
+class RawChangeStream:
     """insert_one on one client -> the change-stream event on another: MongoDB's floor."""
-    import pymongo
 
-    writer, listener = pymongo.MongoClient(url), pymongo.MongoClient(url)
-    db_w = writer.get_default_database("roboframe")
-    db_l = listener.get_default_database("roboframe")
-    pipeline = [{"$match": {"operationType": "insert", "fullDocument.name": "raw"}}]
-    lat = []
-    with db_l.raw_trades.watch(pipeline, max_await_time_ms=20) as stream:
-        for i in range(n):
-            start = time.perf_counter()
-            db_w.raw_trades.insert_one({"name": "raw", "client_id": f"raw-{i}", "qty": 1})
-            while stream.try_next() is None:
-                pass
-            lat.append(time.perf_counter() - start)
-    writer.close()
-    listener.close()
-    return lat
+    def __init__(self, url: str) -> None:
+        import pymongo
+
+        self.writer, self.listener = pymongo.MongoClient(url), pymongo.MongoClient(url)
+        self.coll = self.writer.get_default_database("roboframe").raw_trades
+        watched = self.listener.get_default_database("roboframe").raw_trades
+        pipeline = [{"$match": {"operationType": "insert", "fullDocument.name": "raw"}}]
+        self.stream = watched.watch(pipeline, max_await_time_ms=20)
+        self.n = 0
+
+    def one(self) -> float:
+        self.n += 1
+        start = time.perf_counter()
+        self.coll.insert_one({"name": "raw", "client_id": f"raw-{self.n}", "qty": 1})
+        while self.stream.try_next() is None:
+            pass
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self.stream.close()
+        self.writer.close()
+        self.listener.close()
 
 
 def secantus_url():
@@ -106,99 +118,132 @@ def secantus_url():
     return f"mongodb://127.0.0.1:{port}/rf_bench?directConnection=true", proc
 
 
-def raw_zmq_roundtrip(n: int) -> list[float]:
+class RawZmq:
     """DEALER -> ROUTER -> DEALER over tcp loopback, the echo in another process."""
-    port = free_port()
-    code = (
-        "import zmq,sys; c=zmq.Context(); r=c.socket(zmq.ROUTER); "
-        f"r.bind('tcp://127.0.0.1:{port}'); "
-        "[r.send_multipart(r.recv_multipart()) for _ in range(int(sys.argv[1]))]"
-    )
-    echo = subprocess.Popen([sys.executable, "-c", code, str(n + 1)])
-    ctx = zmq.Context()
-    dealer = ctx.socket(zmq.DEALER)
-    dealer.connect(f"tcp://127.0.0.1:{port}")
-    dealer.send(b"warm-up")
-    dealer.recv()
-    lat = []
-    for _ in range(n):
+
+    def __init__(self) -> None:
+        port = free_port()
+        code = (
+            "import zmq; c=zmq.Context(); r=c.socket(zmq.ROUTER); "
+            f"r.bind('tcp://127.0.0.1:{port}')\n"
+            "while True:\n"
+            "    m = r.recv_multipart()\n"
+            "    if m[1] == b'end': break\n"
+            "    r.send_multipart(m)"
+        )
+        self.echo = subprocess.Popen([sys.executable, "-c", code])
+        self.ctx = zmq.Context()
+        self.dealer = self.ctx.socket(zmq.DEALER)
+        self.dealer.connect(f"tcp://127.0.0.1:{port}")
+        self.dealer.send(b"warm-up")
+        self.dealer.recv()
+
+    def one(self) -> float:
         start = time.perf_counter()
-        dealer.send(b"x" * 40)
-        dealer.recv()
-        lat.append(time.perf_counter() - start)
-    echo.wait(10)
-    dealer.close(0)
-    ctx.term()
-    return lat
+        self.dealer.send(b"x" * 40)
+        self.dealer.recv()
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self.dealer.send(b"end")
+        self.echo.wait(10)
+        self.dealer.close(0)
+        self.ctx.term()
 
 
-def roboframe_path(url: str, n: int, fast: bool = False) -> tuple[list[float], float]:
-    ctx = zmq.Context()
-    pub = ctx.socket(zmq.PUB)
-    port = pub.bind_to_random_port("tcp://127.0.0.1")
-    orders_port = free_port()
-    exchange = subprocess.Popen(  # its own process, as in production: no shared GIL
-        [
-            sys.executable,
-            "-m",
-            "roboframe.cli",
-            "-q",
-            "exchange",
-            "--store",
-            url,
-            "--feed",
-            f"tcp://127.0.0.1:{port}",
-            "--fill-at",
-            "close",
-            *(["--orders", f"tcp://127.0.0.1:{orders_port}"] if fast else []),
-        ],
-    )
-    time.sleep(2.0)
-    time.sleep(0.5)
-    pub.send_multipart([b"SI", codec.encode(Bar("SI", 1, 100, 100, 100, 100))])
-    time.sleep(0.3)
-    from roboframe.builtin.zmqgw import FastGateway
-    from roboframe.plugins import get_registry
+class RoboframePath:
+    """The robot's gateway -> the exchange process -> the robot's trade stream."""
 
-    gateways = {name: entry.obj for name, entry in get_registry().gateways.items()}
-    gateways["zmq"] = FastGateway
-    runtime = Runtime("bench", "b1", ctx, "inproc://bench-loop", None)
-    loop = ctx.socket(zmq.PULL)
-    loop.bind(runtime.loop_address)
-    params = {"url": url, "poll_ms": 1000}
-    if fast:
-        params["address"] = f"tcp://127.0.0.1:{orders_port}"
-    backend = "mongo" if url.startswith("mongodb") else "postgres"
-    gw = gateways["zmq" if fast else backend](
-        params, {"SI": Instrument("SI", Decimal(1))}, robot="bench"
-    )
-    gw.open(runtime)
-    stream = threading.Thread(target=trade_stream, args=(gw, runtime), daemon=True)
-    stream.start()
-    time.sleep(0.5)
-    lat = []
-    started = time.perf_counter()
-    for i in range(n):
-        cid = f"bench-b1-{'f' if fast else 's'}{i}"
-        t0 = time.perf_counter()
-        gw.submit([NewOrder(cid, "SI", "buy", 1)])
+    def __init__(self, url: str, fast: bool = False) -> None:
+        self.fast = fast
+        self.ctx = ctx = zmq.Context()
+        self.pub = ctx.socket(zmq.PUB)
+        port = self.pub.bind_to_random_port("tcp://127.0.0.1")
+        orders_port = free_port()
+        self.exchange = subprocess.Popen(  # its own process, as in production: no shared GIL
+            [
+                sys.executable,
+                "-m",
+                "roboframe.cli",
+                "-q",
+                "exchange",
+                "--store",
+                url,
+                "--feed",
+                f"tcp://127.0.0.1:{port}",
+                "--fill-at",
+                "close",
+                *(["--orders", f"tcp://127.0.0.1:{orders_port}"] if fast else []),
+            ],
+        )
+        time.sleep(2.5)
+        self.pub.send_multipart([b"SI", codec.encode(Bar("SI", 1, 100, 100, 100, 100))])
+        time.sleep(0.3)
+        from roboframe.builtin.zmqgw import FastGateway
+        from roboframe.plugins import get_registry
+
+        gateways = {name: entry.obj for name, entry in get_registry().gateways.items()}
+        gateways["zmq"] = FastGateway
+        self.runtime = Runtime("bench", "b1", ctx, "inproc://bench-loop", None)
+        self.loop = ctx.socket(zmq.PULL)
+        self.loop.bind(self.runtime.loop_address)
+        params = {"url": url, "poll_ms": 1000}
+        if fast:
+            params["address"] = f"tcp://127.0.0.1:{orders_port}"
+        backend = "mongo" if url.startswith("mongodb") else "postgres"
+        self.gw = gateways["zmq" if fast else backend](
+            params, {"SI": Instrument("SI", Decimal(1))}, robot="bench"
+        )
+        self.gw.open(self.runtime)
+        self.stream = threading.Thread(
+            target=trade_stream, args=(self.gw, self.runtime), daemon=True
+        )
+        self.stream.start()
+        time.sleep(0.5)
+        self.n = 0
+
+    def one(self) -> float:
+        self.n += 1
+        cid = f"bench-b1-{'f' if self.fast else 's'}{self.n}"
+        start = time.perf_counter()
+        self.gw.submit([NewOrder(cid, "SI", "buy", 1)])
         while True:
-            if not loop.poll(5000):
+            if not self.loop.poll(5000):
                 raise SystemExit(f"no fill for {cid} within 5 s")
-            event = codec.decode(loop.recv())
+            event = codec.decode(self.loop.recv())
             if type(event) is Fill and event.client_id == cid:
-                break
-        lat.append(time.perf_counter() - t0)
-    rate = n / (time.perf_counter() - started)
-    runtime.stop.set()
-    exchange.terminate()
-    exchange.wait(10)
-    stream.join(5)
-    gw.close()
-    loop.close(0)
-    pub.close(0)
-    ctx.term()
-    return lat, rate
+                return time.perf_counter() - start
+
+    def close(self) -> None:
+        self.runtime.stop.set()
+        self.exchange.terminate()
+        self.exchange.wait(10)
+        self.stream.join(5)
+        self.gw.close()
+        self.loop.close(0)
+        self.pub.close(0)
+        self.ctx.term()
+
+
+def side_by_side(raw, ours, n: int, block: int = 50) -> tuple[list, list, float]:
+    """Both measured in alternating blocks of ``block``, so drift in the machine
+    (a busy disk makes every commit slower) falls on both alike. Returns both
+    latency lists and roboframe's orders/s over its own blocks."""
+    raw_lat, our_lat, busy = [], [], 0.0
+    try:
+        for _ in range(5):  # warm both up: connections, prepared statements
+            raw.one()
+            ours.one()
+        while len(our_lat) < n:
+            k = min(block, n - len(our_lat))
+            raw_lat.extend(raw.one() for _ in range(k))
+            started = time.perf_counter()
+            our_lat.extend(ours.one() for _ in range(k))
+            busy += time.perf_counter() - started
+    finally:
+        raw.close()
+        ours.close()
+    return raw_lat, our_lat, n / busy
 
 
 def main() -> None:
@@ -217,13 +262,11 @@ def main() -> None:
     url = f"{args.url}{'&' if '?' in args.url else '?'}schema={schema}"
     try:
         if args.path in ("all", "store"):
-            raw = raw_notify(url, args.n)
-            ours, rate = roboframe_path(url, args.n)
+            raw, ours, rate = side_by_side(RawNotify(url), RoboframePath(url), args.n)
             report_store(args.n, raw, ours, rate)
         if args.path in ("all", "fast"):
-            raw_zmq = raw_zmq_roundtrip(args.n)
-            fast, fast_rate = roboframe_path(url, args.n, fast=True)
-            report_fast(args.n, raw_zmq, fast, fast_rate)
+            raw, ours, rate = side_by_side(RawZmq(), RoboframePath(url, fast=True), args.n)
+            report_fast(args.n, raw, ours, rate)
         if args.mongo:
             bench_mongo(args.mongo_url, args.n)
     finally:
@@ -240,8 +283,7 @@ def bench_mongo(url: str | None, n: int) -> None:
             return
         url = server[0]
     try:
-        raw = raw_change_stream(url, n)
-        ours, rate = roboframe_path(url, n)
+        raw, ours, rate = side_by_side(RawChangeStream(url), RoboframePath(url), n)
         what = "SecantusDB" if server else "MongoDB"
         report_store(n, raw, ours, rate, f"{what} order path", "insert -> change event")
     finally:
