@@ -210,9 +210,9 @@ class RoboframePath:
         while True:
             if not self.loop.poll(5000):
                 raise SystemExit(f"no fill for {cid} within 5 s")
-            event = codec.decode(self.loop.recv())
-            if type(event) is Fill and event.client_id == cid:
-                return time.perf_counter() - start
+            for event in codec.events_in(codec.decode(self.loop.recv())):
+                if type(event) is Fill and event.client_id == cid:
+                    return time.perf_counter() - start
 
     def close(self) -> None:
         self.runtime.stop.set()

@@ -62,6 +62,7 @@ class ExchangeProcess:
         self.feed_curve = feed_curve  # CURVE client keys for the market-data feed
         self.fast: dict[str, bytes] = {}  # client id -> robot's socket identity
         self.outbox: list[tuple[str, object]] = []  # fast-path answers waiting for an id
+        self.to_writer: list[tuple[str, object]] = []  # for the store writer, this loop turn
         self.ids: dict[str, list[int]] = {"trades": [], "order_events": []}
         self.router: zmq.Socket | None = None
         self.writer: StoreWriterProcess | None = None
@@ -133,7 +134,7 @@ class ExchangeProcess:
                         continue  # a resubmitted order: the first one stands
                     self.owner[cid] = robot
                     self.fast[cid] = identity
-                    self.writer.put((robot, action))  # the order row, behind
+                    self.to_writer.append((robot, action))  # the order row, behind
                     for answer in self.engine.submit(action):
                         self._answer(robot, answer)
                     self.counts["orders"] += 1
@@ -144,21 +145,33 @@ class ExchangeProcess:
                     self.counts["cancels"] += 1
 
     def _send_outbox(self) -> None:
-        """Give fast-path answers their store ids, send them, queue them for the store."""
+        """Give fast-path answers their store ids, send them, queue them for the store.
+
+        One message per robot and one for the writer per turn of the loop: a
+        ZeroMQ send costs more than the rest of an order's handling here."""
         for kind in ("trades", "order_events"):
             if len(self.ids[kind]) < 64 and self.outbox:
                 self.ids[kind].extend(self.store.reserve_ids(kind, 256))
-        while self.outbox:
-            robot, event = self.outbox[0]
+        answers: dict[bytes, list] = {}
+        for robot, event in self.outbox:
             if type(event) is Fill:
                 event = msgspec.structs.replace(event, trade_id=str(self.ids["trades"].pop(0)))
             else:
                 event = msgspec.structs.replace(event, ref=str(self.ids["order_events"].pop(0)))
-            # handed to the writer first: an exchange dying between the two leaves the
-            # answer for the robot to read from the store, never an answer the store lacks
-            self.writer.put((robot, event))
-            self.router.send_multipart([self.fast[event.client_id], codec.encode(event)])
-            self.outbox.pop(0)
+            self.to_writer.append((robot, event))
+            answers.setdefault(self.fast[event.client_id], []).append(event)
+        self.outbox = []
+        # handed to the writer first: an exchange dying between the two leaves the
+        # answers for the robot to read from the store, never answers the store lacks
+        self._hand_to_writer()
+        for identity, events in answers.items():
+            message = events[0] if len(events) == 1 else Batch(events)
+            self.router.send_multipart([identity, codec.encode(message)])
+
+    def _hand_to_writer(self) -> None:
+        if self.to_writer:
+            self.writer.put(self.to_writer)
+            self.to_writer = []
 
     def _read_requests(self) -> None:
         self._requests(*self.store.new_requests())
@@ -208,7 +221,7 @@ class ExchangeProcess:
                 msg = codec.decode(frames[-1])
             except codec.DECODE_ERRORS:
                 continue
-            for event in msg.events if type(msg) is Batch else (msg,):
+            for event in codec.events_in(msg):
                 if type(event) in (Tick, Bar):
                     for fill in self.engine.on_market(event):
                         self._answer(self.owner.get(fill.client_id, ""), fill)
@@ -264,6 +277,7 @@ class ExchangeProcess:
             if self.router is not None:
                 self.router.close()
             if self.writer is not None:
+                self._hand_to_writer()
                 self.writer.stop(30)  # it writes what it holds before it stops
             if self.store is not None:
                 self.store.close()
@@ -291,6 +305,7 @@ class ExchangeProcess:
                 self._on_market(sub)
             if self.outbox:
                 self._send_outbox()
+            self._hand_to_writer()  # order rows of orders with no answer yet
             now = time.monotonic()
             woke = fd in ready if fd is not None else self.store.wait(0)
             if (woke or now >= next_poll) and self._take_requests(full=now >= next_poll):

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from roboframe.core import codec
-from roboframe.core.events import Batch
 from roboframe.core.kernel import Kernel
 from roboframe.journal import JournalReader
 from roboframe.journal.format import ACTIONS, MESSAGE
@@ -115,7 +114,7 @@ def iter_events(reader: JournalReader) -> Iterator[tuple[int, Any, Any]]:
     for record in reader.records():
         if record.kind == MESSAGE:
             msg = codec.decode(record.payload)
-            events = msg.events if type(msg) is Batch else (msg,)
+            events = codec.events_in(msg)
             for offset, event in enumerate(events):
                 yield record.seq + offset, event, record
         elif record.kind == ACTIONS:

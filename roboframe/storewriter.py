@@ -9,9 +9,10 @@ time. In a process of its own it takes nothing from the hot path.
 
 The exchange connects a PUSH socket to the writer's PULL, bound at an
 ``ipc://`` address in a private folder; a connecting socket queues from the
-first send, so nothing waits for the writer to start. Each message is one
-``[robot, NewOrder | OrderUpdate | Fill]``; an empty message asks the writer to
-write what it holds and exit. While the store is away the writer keeps
+first send, so nothing waits for the writer to start. Each message is a list
+of ``[robot, NewOrder | OrderUpdate | Fill]`` (what the exchange had to hand
+over in one turn of its loop: one send, not one per item); an empty message
+asks the writer to write what it holds and exit. While the store is away the writer keeps
 everything and retries. When the exchange dies without asking, the writer
 still writes what it received, then exits.
 """
@@ -34,25 +35,29 @@ import zmq
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate
 from roboframe.errors import RoboframeError
-from roboframe.store.base import OrderStore, StoreUnavailable, open_store
+from roboframe.store.base import OrderStore, StoreUnavailable, open_store, run_id_of
 
 log = logging.getLogger(__name__)
 
 _encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder(tuple[str, NewOrder | OrderUpdate | Fill]).decode
+_decode = msgspec.msgpack.Decoder(list[tuple[str, NewOrder | OrderUpdate | Fill]]).decode
 STOP = b""
 ORPHAN_GRACE_S = 60.0  # an orphaned writer retries a missing store this long, then gives up
 
 
 def write_items(store: OrderStore, items: list) -> None:
     """Write ``[(robot, NewOrder | OrderUpdate | Fill)]`` in order, removing from
-    ``items`` what is written: order rows one by one (idempotent), runs of updates
-    and fills as one transaction each, so a retry after a failure repeats nothing."""
+    ``items`` what is written: all in one transaction where the store can
+    (``records_orders``), else order rows one by one (idempotent) and runs of
+    updates and fills as one transaction each, so a retry after a failure
+    repeats nothing."""
+    if store.records_orders and items:
+        store.record_many(items)
+        items.clear()
     while items:
         robot, item = items[0]
         if type(item) is NewOrder:
-            run_id = item.client_id[len(robot) + 1 :].rsplit("-", 1)[0]
-            store.insert_order(robot, run_id, item, 0)
+            store.insert_order(robot, run_id_of(robot, item.client_id), item, 0)
             del items[0]
             continue
         j = 0
@@ -90,8 +95,10 @@ class StoreWriterProcess:
         self.push.setsockopt(zmq.LINGER, 5000)
         self.push.connect(self.address)
 
-    def put(self, item: tuple) -> None:
-        self.push.send(_encode(item))
+    def put(self, items: list[tuple]) -> None:
+        """Hand ``[(robot, NewOrder | OrderUpdate | Fill)]`` over, in order."""
+        if items:
+            self.push.send(_encode(items))
 
     def check(self) -> None:
         """Raise :class:`WriterDied` when the writer is gone."""
@@ -155,7 +162,7 @@ def serve(url: str, address: str, parent: int) -> int:
                         stopping = True
                         continue
                     try:
-                        pending.append(_decode(raw))
+                        pending.extend(_decode(raw))
                     except msgspec.DecodeError:
                         log.error("store writer: malformed item dropped: %r", raw[:80])
             if pending:

@@ -31,7 +31,6 @@ from roboframe.backtest.stats import EquityTracker, Ledger, summarize
 from roboframe.core import codec
 from roboframe.core.events import (
     Bar,
-    Batch,
     Cancel,
     Control,
     Fill,
@@ -220,7 +219,7 @@ class RunAnalysis:
                 continue
             self._diverged(check.message(record.offset))
             msg = codec.decode(record.payload)
-            batch = msg.events if type(msg) is Batch else (msg,)
+            batch = codec.events_in(msg)
             seq = record.seq - 1
             recv_ns = record.recv_ns
             if first_seq is None:

@@ -42,7 +42,7 @@ from decimal import Decimal, InvalidOperation
 import zmq
 
 from roboframe.core import codec
-from roboframe.core.events import Bar, Batch, Cancel, Fill, NewOrder, OrderUpdate, Tick
+from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Tick
 from roboframe.core.gateway import Gateway, Runtime
 from roboframe.core.instruments import Instrument
 from roboframe.core.streams import send
@@ -373,7 +373,7 @@ def _market_events(sock: zmq.Socket):
             msg = codec.decode(raw)
         except codec.DECODE_ERRORS:
             continue  # the loop counts malformed data; the exchange just skips it
-        events = msg.events if type(msg) is Batch else (msg,)
+        events = codec.events_in(msg)
         for event in events:
             if type(event) in (Tick, Bar):
                 yield event

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import zmq
 
 from roboframe.core import codec
-from roboframe.core.events import Cancel, Control, Fill, NewOrder
+from roboframe.core.events import Batch, Cancel, Control, Fill, NewOrder
 from roboframe.core.gateway import Gateway, Runtime
 from roboframe.errors import ConfigError
 from roboframe.store.base import OrderStore, StoreUnavailable, open_store, take_notified
@@ -179,14 +179,28 @@ class _StoreStream:
 
     def _forward(self, event: Any) -> None:
         """Send a store-identified event once, whichever way it came first."""
+        if self._fresh(event):
+            self.send(event)
+
+    def _fresh(self, event: Any) -> bool:
+        """True the first time an event comes (and remember it came)."""
         if type(event) is Fill:
             ref, seen, floor = int(event.trade_id), self.seen_trades, self.position[0]
         else:
             ref, seen, floor = int(event.ref), self.seen_events, self.position[1]
         if ref <= floor or ref in seen:
-            return
+            return False
         seen.add(ref)
-        self.send(event)
+        return True
+
+    def _forward_many(self, events: list) -> None:
+        """:meth:`_forward` for events that came together, sent to the loop as one
+        message (a :class:`Batch` when several): one send and one wake-up."""
+        fresh = [event for event in events if self._fresh(event)]
+        if len(fresh) > 1:
+            self.send(Batch(fresh))
+        elif fresh:
+            self.send(fresh[0])
 
     def _caught_up(self) -> None:
         """After a read of the store: what the position covers need not be remembered."""
@@ -206,8 +220,7 @@ class _StoreStream:
         )
 
     def _forward_all(self, pushed: list) -> None:
-        for _ref, event in pushed:
-            self._forward(event)
+        self._forward_many([event for _ref, event in pushed])
 
     def _drain_orders(self) -> None:
         while True:

@@ -88,17 +88,22 @@ class _FastStream(_StoreStream):
             self.waiting = []
 
     def _on_dealer(self) -> None:
+        """What the exchange sent (one event, or a Batch of one turn's answers),
+        forwarded to the loop as one message."""
+        events = []
         while True:
             try:
                 raw = self.dealer.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return
+                break
             try:
-                event = codec.decode(raw)
+                msg = codec.decode(raw)
             except codec.DECODE_ERRORS:
                 continue  # the loop would count it; nothing of ours to forward
-            if type(event) in (Fill, OrderUpdate):
-                self._forward(event)
+            for event in codec.events_in(msg):
+                if type(event) in (Fill, OrderUpdate):
+                    events.append(event)
+        self._forward_many(events)
 
     def _serve(self, stop) -> None:
         poller = zmq.Poller()

@@ -78,6 +78,12 @@ anything malformed: bad msgpack, unknown kind, wrong field types; and
 decode_actions = _actions.decode
 """Decode a list of actions (journal action records, gateway order frames)."""
 
+
+def events_in(msg: object) -> list | tuple:
+    """The events of a decoded message: a :class:`Batch`'s, or the one event."""
+    return msg.events if type(msg) is Batch else (msg,)
+
+
 decode_any = _any.decode
 """Decode one message of any kind, actions included."""
 

@@ -135,6 +135,11 @@ class OrderStore:
         methods store the row under that id."""
         raise NotImplementedError
 
+    # True when record_many also takes NewOrder items (inserted as insert_order
+    # would, under the run id in their client id) and writes a whole call in one
+    # transaction: the fast path's store writer then hands it everything at once.
+    records_orders = False
+
     def record_many(self, items: list[tuple[str, OrderUpdate | Fill]]) -> None:
         """Write several updates and fills, in order; backends may batch them."""
         for robot, item in items:
@@ -142,6 +147,11 @@ class OrderStore:
                 self.record_fill(robot, item)
             else:
                 self.record_update(robot, item)
+
+
+def run_id_of(robot: str, client_id: str) -> str:
+    """The run id inside a client id ``<robot>-<run id>-<n>``."""
+    return client_id[len(robot) + 1 :].rsplit("-", 1)[0]
 
 
 def take_notified(

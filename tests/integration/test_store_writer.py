@@ -57,7 +57,7 @@ def test_everything_given_is_written_in_order_and_stop_drains(url):
     writer.start()
     try:
         for item in items("alpha", 50):
-            writer.put(item)
+            writer.put([item])
         writer.stop(30)  # returns once everything is written
         assert writer.proc.returncode == 0
         fills, updates = stored(url, "alpha")
@@ -84,12 +84,12 @@ def test_a_writer_outlives_a_killed_exchange_long_enough_to_write(url, tmp_path)
             writer = StoreWriterProcess({url!r}, zmq.Context())
             writer.start()
             warm = items("bravo", 31)
-            writer.put(warm[0])  # the writer is up once this order row is in the store
+            writer.put(warm[:1])  # the writer is up once this order row is in the store
             store = open_store({url!r})
             while not store.open_orders():
                 time.sleep(0.02)
             for item in warm[1:]:
-                writer.put(item)
+                writer.put([item])
             print(writer.proc.pid, flush=True)
             time.sleep(60)
             """

@@ -34,7 +34,7 @@ from psycopg.types.json import Jsonb
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate
 from roboframe.errors import ConfigError
-from roboframe.store.base import OrderStore, StoredOrder, StoreUnavailable
+from roboframe.store.base import OrderStore, StoredOrder, StoreUnavailable, run_id_of
 
 MAX_HELD = 10_000  # notification payloads kept between two takes
 
@@ -113,7 +113,13 @@ BEGIN
             cid_lots := 0;
             cid_kind := NULL;
         END IF;
-        IF item->>'k' = 'trade' THEN
+        IF item->>'k' = 'order' THEN  -- the fast path's order row; a retry is a no-op
+            INSERT INTO rf_orders (robot, run_id, client_id, symbol, side, qty, type, price, ts)
+            VALUES (item->>'robot', item->>'run_id', cid, item->>'symbol', item->>'side',
+                    (item->>'qty')::bigint, item->>'type', (item->>'price')::bigint,
+                    (item->>'ts')::bigint)
+            ON CONFLICT (client_id) DO NOTHING;
+        ELSIF item->>'k' = 'trade' THEN
             lots := (item->>'qty')::bigint;
             cid_lots := cid_lots + lots;
             IF item->>'id' IS NULL THEN  -- the column default; a reserved id otherwise
@@ -149,8 +155,8 @@ $$ LANGUAGE sql IMMUTABLE;
 # 1: id-only payloads, no rf_record; 2: row payloads, rf_record;
 # 3: rf_record leaves ids to the column defaults (pg_get_serial_sequence per row
 # cost a catalog search, more than the rest of the function) and updates an order
-# once for the items in a row about it
-SCHEMA_VERSION = 3
+# once for the items in a row about it; 4: rf_record takes order rows too
+SCHEMA_VERSION = 4
 NOTIFY_FUNCTION = NOTIFY_FUNCTION.replace("{version}", str(SCHEMA_VERSION))
 
 DDL = """
@@ -555,12 +561,20 @@ class PgStore(OrderStore):
             cur = self._record_fill(robot, fill)
         return cur.fetchone()[0]
 
+    records_orders = True
+
     def record_many(self, items: list) -> None:
-        """Updates and fills ``[(robot, OrderUpdate | Fill)]``, in order, in one
-        statement (``rf_record``): one round trip, one transaction."""
+        """Orders, updates and fills ``[(robot, NewOrder | OrderUpdate | Fill)]``, in
+        order, in one statement (``rf_record``): one round trip, one transaction."""
         rows = []
         for robot, item in items:
-            if type(item) is Fill:
+            if type(item) is NewOrder:
+                run_id = run_id_of(robot, item.client_id)
+                rows.append({"k": "order", "robot": robot, "run_id": run_id,
+                             "client_id": item.client_id, "symbol": item.symbol,
+                             "side": item.side, "qty": item.qty, "type": item.type,
+                             "price": item.price, "ts": 0})  # fmt: skip
+            elif type(item) is Fill:
                 rows.append({"k": "trade", "id": _reserved(item.trade_id), "robot": robot,
                              "client_id": item.client_id, "symbol": item.symbol,
                              "side": item.side, "qty": item.qty, "price": item.price,

@@ -178,10 +178,12 @@ def test_the_trade_stream_forwards_notified_rows_without_reading_the_store(pg_ur
                 (ROBOT, Fill(cid, 6, "SI", "buy", 1, 99, "")),
             ]
         )
-        got = []
+        got, messages = [], 0
         while len(got) < 2 and loop.poll(5000):
-            got.append(codec.decode(loop.recv()))
+            got.extend(codec.events_in(codec.decode(loop.recv())))
+            messages += 1
         assert [type(e).__name__ for e in got] == ["OrderUpdate", "Fill"]
+        assert messages == 1  # notified together, handed to the loop together
         assert got[1].price == 99 and got[1].trade_id.isdigit()
         assert len(reads) == 1  # the catch-up on connect, nothing since
     finally:

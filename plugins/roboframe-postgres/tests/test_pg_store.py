@@ -69,3 +69,43 @@ def test_a_user_without_rights_gets_a_clear_error_not_a_traceback(pg_url):
                 store.setup()
         finally:
             admin.execute(f"DROP ROLE {role}")
+
+
+def test_record_many_writes_order_rows_too_all_or_nothing(pg_url):
+    """The fast path's writer hands the order row, its update and its trade over
+    in one call: one transaction, so a failing batch leaves nothing behind and
+    the writer's retry repeats nothing."""
+    import psycopg
+
+    from roboframe.core.events import Fill, NewOrder, OrderUpdate
+
+    store = open_store(pg_url)
+    store.setup()
+    trade, event = store.reserve_ids("trades", 1)[0], store.reserve_ids("order_events", 1)[0]
+    cid = "alpha-r7-1"
+    store.record_many(
+        [
+            ("alpha", NewOrder(cid, "Si-12.26", "buy", 2, "limit", 101)),
+            ("alpha", OrderUpdate(cid, 5, "accepted", "", str(event))),
+            ("alpha", Fill(cid, 6, "Si-12.26", "buy", 2, 101, str(trade), "0.5")),
+        ]
+    )
+    rows = store.conn.execute(
+        "SELECT robot, run_id, side, qty, type, price, status, filled FROM rf_orders "
+        "WHERE client_id = %s",
+        (cid,),
+    ).fetchall()
+    assert rows == [("alpha", "r7", "buy", 2, "limit", 101, "filled", 2)]
+    fills, updates = store.changes_after("alpha", "alpha-r7-", 0, 0)
+    assert [ref for ref, _ in fills] == [trade] and [ref for ref, _ in updates] == [event]
+    with pytest.raises(psycopg.errors.UniqueViolation):  # that trade id again: refused whole
+        store.record_many(
+            [
+                ("alpha", NewOrder("alpha-r7-2", "Si-12.26", "sell", 1)),
+                ("alpha", NewOrder(cid, "Si-12.26", "buy", 2, "limit", 101)),  # a retry: no-op
+                ("alpha", Fill("alpha-r7-2", 7, "Si-12.26", "sell", 1, 100, str(trade), "0")),
+            ]
+        )
+    count = "SELECT count(*) FROM rf_orders WHERE client_id LIKE 'alpha-r7-%'"
+    assert store.conn.execute(count).fetchone() == (1,)  # alpha-r7-2 rolled back with it
+    store.close()
