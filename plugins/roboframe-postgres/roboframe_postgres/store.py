@@ -10,9 +10,11 @@ Schema (created by :meth:`PgStore.setup`, idempotent)::
 
 Triggers send ``NOTIFY rf_robot_<name>`` for every trade and exchange-side
 event of that robot, and ``NOTIFY rf_exchange`` for every new order and
-cancel request. Each carries its whole row as JSON, so a connected listener
-learns what happened without a query (:meth:`PgStore.pushed_changes`,
-:meth:`PgStore.pushed_requests`). Whatever a listener may have missed -- the
+cancel request (but for the order rows of the fast path, which the exchange
+took over ZeroMQ before its store writer recorded them). Each carries its
+whole row as JSON, so a connected listener learns what happened without a
+query (:meth:`PgStore.pushed_changes`, :meth:`PgStore.pushed_requests`).
+Whatever a listener may have missed -- the
 notifications sent while it was disconnected (LISTEN/NOTIFY keeps none), a
 row too big for a payload -- it reads from the store instead: "rows after id
 N" for robots, rows by state for the exchange, on every (re)connect and every
@@ -51,6 +53,9 @@ DECLARE
     payload text;
 BEGIN
     IF TG_TABLE_NAME = 'rf_orders' THEN
+        IF current_setting('rf.quiet', true) = 'on' THEN
+            RETURN NEW;  -- written by the exchange's own store writer: it has the order
+        END IF;
         channel := 'rf_exchange';
         short := 'order:' || NEW.id;
         payload := json_build_object('k', 'order', 'id', NEW.id, 'robot', NEW.robot,
@@ -114,6 +119,9 @@ BEGIN
             cid_kind := NULL;
         END IF;
         IF item->>'k' = 'order' THEN  -- the fast path's order row; a retry is a no-op
+            -- the exchange took this order over ZeroMQ: no need to wake it (this
+            -- transaction only; a restarted exchange still reads rows left new)
+            PERFORM set_config('rf.quiet', 'on', true);
             INSERT INTO rf_orders (robot, run_id, client_id, symbol, side, qty, type, price, ts)
             VALUES (item->>'robot', item->>'run_id', cid, item->>'symbol', item->>'side',
                     (item->>'qty')::bigint, item->>'type', (item->>'price')::bigint,
@@ -155,7 +163,8 @@ $$ LANGUAGE sql IMMUTABLE;
 # 1: id-only payloads, no rf_record; 2: row payloads, rf_record;
 # 3: rf_record leaves ids to the column defaults (pg_get_serial_sequence per row
 # cost a catalog search, more than the rest of the function) and updates an order
-# once for the items in a row about it; 4: rf_record takes order rows too
+# once for the items in a row about it; 4: rf_record takes order rows too, and
+# they do not wake the exchange (it has them already)
 SCHEMA_VERSION = 4
 NOTIFY_FUNCTION = NOTIFY_FUNCTION.replace("{version}", str(SCHEMA_VERSION))
 
