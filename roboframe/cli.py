@@ -113,6 +113,7 @@ def run(
     from roboframe.config import load_robot
     from roboframe.console import Progress, format_summary
     from roboframe.core.robot import LiveRobot, RunOptions
+    from roboframe.core.streams import FEED_FAILED
 
     quiet = ctx.obj["quiet"] > 0
     progress = None if quiet else Progress()
@@ -144,11 +145,13 @@ def run(
             signal.signal(sig, handler)
         if progress is not None:
             progress.done()
+    # a run the strategy or the data broke is not a clean end
+    failed = summary["error"] or summary["stop_reason"].startswith(FEED_FAILED)
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
-    elif not quiet or summary["error"]:
+    elif not quiet or failed:
         click.echo(format_summary(summary))
-    if summary["error"]:
+    if failed:
         ctx.exit(EXIT_FAILED)
 
 
@@ -607,8 +610,11 @@ def exchange(
     "robot_files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
 )
 def validate(robot_files: tuple[Path, ...]) -> None:
-    """Check robot files: schema, cross-field rules, plugins, strategy params."""
+    """Check robot files: schema, cross-field rules, plugins, strategy params; and
+    warn of what would stop a run on this machine (a data file that cannot be opened)."""
     from roboframe.config import load_robot
+    from roboframe.core.feed import preflight_feed
+    from roboframe.plugins import get_registry
 
     bad = 0
     for path in robot_files:
@@ -627,6 +633,10 @@ def validate(robot_files: tuple[Path, ...]) -> None:
             f"{path}: ok ({spec.name}: {spec.strategy.plugin} on {symbols}, "
             f"feed {spec.feed.plugin}, gateway {spec.gateway.plugin})"
         )
+        try:  # what depends on this machine: said, not counted against the file
+            preflight_feed(spec, get_registry())
+        except ConfigError as exc:
+            click.echo(f"warning: on this machine, run and backtest would stop:\n{exc}", err=True)
     if bad:
         raise SystemExit(EXIT_CONFIG)
 

@@ -74,14 +74,15 @@ def feed_events(
 
 
 def _own_feed(spec: Any, registry: Any, instruments: dict, finite: bool):
+    from roboframe.core.feed import preflight_feed, robot_dir
     from roboframe.plugins import get_registry
 
     registry = registry or get_registry()
     cls = registry.lookup("feeds", spec.feed.plugin).obj
     if cls.live_only:
         raise ConfigError(f"feed {spec.feed.plugin!r} is live only; give history with --data FILE")
-    base_dir = Path(spec.source).parent if spec.source else Path.cwd()
-    feed = cls(dict(spec.feed.params), instruments, base_dir=base_dir)
+    preflight_feed(spec, registry)
+    feed = cls(dict(spec.feed.params), instruments, base_dir=robot_dir(spec))
     if finite and feed.endless:
         raise ConfigError(
             f"feed {spec.feed.plugin!r} is endless with these params, so a backtest on it "

@@ -77,6 +77,19 @@ def spec_from_dict(data: dict, *, source: str | None = None, registry: Any = Non
     return _validate(copy.deepcopy(data), {}, source, registry, None)
 
 
+def problems_at_start(spec: RobotSpec, problems: list[Problem]) -> ConfigError:
+    """Problems only the machine a robot starts on can show (a data file that
+    cannot be opened, a control socket path too long), with the robot file's
+    lines when it is at hand."""
+    lines: dict = {}
+    if spec.source:
+        try:
+            _, lines = load_yaml(spec.source)
+        except (OSError, ConfigError):
+            lines = {}
+    return _fail(problems, lines, spec.source)
+
+
 def _fail(
     problems: list[Problem], lines: dict, shown: str | None, overridden: frozenset = frozenset()
 ) -> ConfigError:

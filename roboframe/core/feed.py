@@ -77,6 +77,13 @@ class Feed:
         self.instruments = instruments
         self.base_dir = base_dir or Path.cwd()
 
+    @classmethod
+    def preflight(cls, params: dict[str, Any], base_dir: Path) -> list[tuple[tuple, str, str]]:
+        """What can be known wrong before a run starts (a data file that cannot be
+        opened), as ``(field path under feed.params, message, hint)`` problems; the
+        caller reports them with the robot file's lines, before anything is written."""
+        return []
+
     # -- to implement ---------------------------------------------------------
 
     def events(self) -> Iterator[Tick | Bar]:
@@ -97,13 +104,19 @@ class Feed:
             size = int(self.params.get("batch", 256))
             chunk: list[bytes] = []
             event = None
-            for event in self.unseen_events():
-                chunk.append(encode(event))
-                if len(chunk) >= size:
+            try:
+                for event in self.unseen_events():
+                    chunk.append(encode(event))
+                    if len(chunk) >= size:
+                        yield codec.encode_batch(chunk)
+                        chunk = []
+                        if stop.is_set():
+                            return
+            except Exception:
+                if chunk:  # the events before a broken row still reach the robot
+                    self.last_ts = event.ts if event is not None else 0
                     yield codec.encode_batch(chunk)
-                    chunk = []
-                    if stop.is_set():
-                        return
+                raise
             if event is not None:
                 self.last_ts = event.ts
             if chunk:
@@ -152,3 +165,19 @@ class Feed:
 
     def close(self) -> None:
         """Release files or sockets. Called once, from the thread that used the feed."""
+
+
+def robot_dir(spec: Any) -> Path:
+    """Where relative paths in a robot file start: the file's folder."""
+    return Path(spec.source).parent if spec.source else Path.cwd()
+
+
+def preflight_feed(spec: Any, registry: Any) -> None:
+    """The feed's own checks (its data file opens), before anything is written."""
+    from roboframe.config import problems_at_start
+
+    feed_cls = registry.lookup("feeds", spec.feed.plugin).obj
+    problems = feed_cls.preflight(dict(spec.feed.params), robot_dir(spec))
+    if problems:
+        located = [(("feed", "params", *path), m, h) for path, m, h in problems]
+        raise problems_at_start(spec, located)

@@ -24,6 +24,7 @@ import zmq
 
 from roboframe.core import codec
 from roboframe.core.events import Control
+from roboframe.core.feed import preflight_feed, robot_dir
 from roboframe.core.gateway import Runtime
 from roboframe.core.kernel import Kernel
 from roboframe.core.loop import MAX_MESSAGE_BYTES, RoboLoop
@@ -115,6 +116,7 @@ class LiveRobot:
         registry = self.options.registry or get_registry()
         self.registry = registry
         self.journal_dir = Path(self.options.journal_dir or spec.journal.dir)
+        preflight_feed(spec, registry)  # before anything is written
         try:
             self.journal_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # a file in the way, a read-only file system ...
@@ -141,7 +143,7 @@ class LiveRobot:
             self.kernel = Kernel(spec, self.run_id, strategy)
             header = journal_header(spec, self.run_id, strategy_cls, "live")
             self.journal = JournalWriter(self.journal_path, header, fsync=spec.journal.fsync)
-        base_dir = Path(spec.source).parent if spec.source else Path.cwd()
+        base_dir = robot_dir(spec)
         feed_cls = registry.lookup("feeds", spec.feed.plugin).obj
         self.feed = feed_cls(dict(spec.feed.params), self.kernel.instruments, base_dir=base_dir)
         if self.resumed is not None and not feed_cls.live_only:
@@ -185,11 +187,10 @@ class LiveRobot:
 
     def _control_endpoint(self) -> tuple[str | None, Any]:
         """The control address and CURVE keys, checked before anything is written."""
+        from roboframe.config import problems_at_start
         from roboframe.config.checks import check_control
         from roboframe.config.spec import default_control_address
-        from roboframe.config.yamlload import render_path
         from roboframe.curve import load_server_keys
-        from roboframe.errors import ConfigError, ConfigProblem
 
         control = self.spec.control
         address = control.address
@@ -198,10 +199,7 @@ class LiveRobot:
         curve = {"secret_key": control.curve.secret_key} if control.curve else None
         problems = check_control({"curve": curve}, address, default=control.default)
         if problems:
-            source = self.spec.source
-            raise ConfigError(
-                [ConfigProblem(source, None, render_path(p), m, h) for p, m, h in problems]
-            )
+            raise problems_at_start(self.spec, problems)
         _refuse_a_taken_ipc_endpoint(address)
         if not address or control.curve is None:
             return address, None

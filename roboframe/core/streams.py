@@ -50,6 +50,9 @@ def send(sock: zmq.Socket, raw: bytes, stop: threading.Event) -> bool:
                 return False
 
 
+FEED_FAILED = "feed failed"  # how a stop reason starts when the feed broke the run
+
+
 def data_stream(feed: Any, runtime: Runtime, tap: bool) -> None:
     """Forward the feed's messages to the loop; say ``stop`` when the feed ends.
 
@@ -72,7 +75,7 @@ def data_stream(feed: Any, runtime: Runtime, tap: bool) -> None:
                 return
     except Exception as exc:  # a broken feed stops the robot, it does not hang it
         log.error("feed failed: %s: %s", type(exc).__name__, exc)
-        reason = f"feed failed: {exc}"
+        reason = f"{FEED_FAILED}: {exc}"
     finally:
         try:
             feed.close()

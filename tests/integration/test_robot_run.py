@@ -190,3 +190,60 @@ def test_resume_continues_a_killed_run_in_the_same_journal(robot_file):
         assert times == sorted(set(times)), f"{symbol} bars repeated after the restart"
         steps = {b - a for a, b in itertools.pairwise(times)}
         assert steps == {60 * 10**9}, f"{symbol} bars missing around the restart"
+
+
+CSV_ROBOT = """\
+name: csv-robot
+symbols:
+  Si-12.26: {{tick_size: 1, lot: 1, point_value: 1, currency: RUB}}
+feed:
+  plugin: csv
+  params:
+    path: {path}
+    symbol: Si-12.26
+strategy:
+  plugin: sma-crossover
+  params: {{fast: 2, slow: 3}}
+gateway:
+  plugin: paper
+journal:
+  dir: runs/csv-robot
+"""
+
+
+def test_a_data_file_that_cannot_be_opened_stops_run_and_backtest_before_anything_is_written(
+    tmp_path,
+):
+    robot = tmp_path / "csv.yaml"
+    robot.write_text(CSV_ROBOT.format(path="data/missing.csv"))
+    for command in ("run", "backtest"):
+        proc = roboframe_cmd(command, str(robot), cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert (
+            f"{robot}:7: feed.params.path: cannot open {tmp_path}/data/missing.csv" in proc.stderr
+        )
+        assert "relative path is taken from the robot file's folder" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()  # no journal, not even its folder
+    proc = roboframe_cmd("validate", str(robot), cwd=tmp_path)
+    assert proc.returncode == 0  # the file is right; this machine lacks the data
+    assert "ok (csv-robot" in proc.stdout
+    assert "warning: on this machine, run and backtest would stop" in proc.stderr
+    assert "feed.params.path: cannot open" in proc.stderr
+
+
+def test_a_feed_that_breaks_mid_run_makes_run_exit_non_zero(tmp_path):
+    rows = [f"2026-12-01 10:{m:02d}:00,{100 + m},{101 + m},{99 + m},{100 + m},1" for m in range(9)]
+    rows.insert(6, "2026-12-01 10:06:30,not-a-price,1,1,1,1")  # a bad row after a few bars
+    data = tmp_path / "bars.csv"
+    data.write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows) + "\n")
+    robot = tmp_path / "csv.yaml"
+    robot.write_text(CSV_ROBOT.format(path=data.name))
+    proc = roboframe_cmd("run", str(robot), "--json", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["stop_reason"].startswith("feed failed: ")
+    assert "bars.csv:8" in summary["stop_reason"]  # where the data broke
+    assert summary["events"] > 6  # the good bars before it were traded on
+    data.write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows[:6]) + "\n")
+    assert roboframe_cmd("run", str(robot), cwd=tmp_path).returncode == 0  # a clean end

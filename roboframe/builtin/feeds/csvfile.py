@@ -243,8 +243,18 @@ class CsvFeed(Feed):
 
     def file_path(self) -> Path:
         """The data file: ``path`` as given when absolute, else under ``base_dir``."""
-        path = Path(self.params["path"])
-        return path if path.is_absolute() else self.base_dir / path
+        return _resolve(self.params["path"], self.base_dir)
+
+    @classmethod
+    def preflight(cls, params, base_dir):
+        path = _resolve(params["path"], base_dir)
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            hint = "a relative path is taken from the robot file's folder"
+            return [(("path",), f"cannot open {path}: {exc.strerror}", hint)]
+        return []
 
     def error(self, line: int | None, message: str) -> ConfigError:
         """A :class:`ConfigError` located at ``file:line``."""
@@ -456,3 +466,8 @@ class CsvFeed(Feed):
         except ValueError as err:
             return self.error(line, f"{self._time_label}: {err}")
         return self.error(line, str(exc))
+
+
+def _resolve(path: str, base_dir: Path) -> Path:
+    found = Path(path)
+    return found if found.is_absolute() else base_dir / found
