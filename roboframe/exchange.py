@@ -149,9 +149,11 @@ class ExchangeProcess:
 
         One message per robot and one for the writer per turn of the loop: a
         ZeroMQ send costs more than the rest of an order's handling here."""
-        for kind in ("trades", "order_events"):
-            if len(self.ids[kind]) < 64 and self.outbox:
-                self.ids[kind].extend(self.store.reserve_ids(kind, 256))
+        fills = sum(1 for _, event in self.outbox if type(event) is Fill)
+        for kind, need in (("trades", fills), ("order_events", len(self.outbox) - fills)):
+            ids = self.ids[kind]
+            if len(ids) < need + 64:  # a burst takes what it needs, and 64 stay ahead
+                ids.extend(self.store.reserve_ids(kind, max(256, need + 64 - len(ids))))
         answers: dict[bytes, list] = {}
         for robot, event in self.outbox:
             if type(event) is Fill:

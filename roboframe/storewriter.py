@@ -12,8 +12,8 @@ The exchange connects a PUSH socket to the writer's PULL, bound at an
 first send, so nothing waits for the writer to start. Each message is a list
 of ``[robot, NewOrder | OrderUpdate | Fill]`` (what the exchange had to hand
 over in one turn of its loop: one send, not one per item); an empty message
-asks the writer to write what it holds and exit. While the store is away the writer keeps
-everything and retries. When the exchange dies without asking, the writer
+asks the writer to write what it holds and exit. While the store is away the
+writer keeps everything and retries. When the exchange dies without asking, the writer
 still writes what it received, then exits.
 """
 
