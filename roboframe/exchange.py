@@ -253,7 +253,7 @@ class ExchangeProcess:
                 make_server(self.router, self.orders_curve)
             self.router.bind(self.orders_address)
         backoff = 0.2
-        connected = False
+        connected = said_down = False
         try:
             while not stop.is_set():
                 try:
@@ -261,15 +261,16 @@ class ExchangeProcess:
                         self._connect()
                         if not self.owner:
                             self._reload()
-                        connected = True
+                        connected, said_down = True, False
                         backoff = 0.2
                         log.info("exchange: serving orders from %s", self.store_url)
                         if ready is not None:
                             ready.set()
                     self._serve(sub, stop)
                 except StoreUnavailable as exc:
-                    if connected:
-                        log.warning("exchange: order store unavailable: %s", exc)
+                    if not said_down:  # once per outage, a start without the store included
+                        log.warning("exchange: order store unavailable: %s; retrying", exc)
+                        said_down = True
                     connected = False
                     self._on_market(sub)
                     stop.wait(backoff)

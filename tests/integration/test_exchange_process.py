@@ -1,5 +1,6 @@
-"""The exchange's fast path at the socket: an order's answers come back in one
-message, under the ids the store then holds (both backends)."""
+"""The exchange process: its fast path at the socket (an order's answers come
+back in one message, under the ids the store then holds; a burst larger than
+its id reserve), and what it says when its store is missing."""
 
 from __future__ import annotations
 
@@ -129,3 +130,27 @@ def test_a_burst_of_fills_in_one_turn_gets_its_ids_and_all_of_it_arrives(pg_url)
         assert sorted(int(f.trade_id) for f in fills) == [ref for ref, _ in stored_fills]
     finally:
         running.close()
+
+
+def test_an_exchange_started_without_its_store_says_so_once(caplog):
+    """It keeps retrying (the store may come later), but not silently, and not
+    with a line per retry."""
+    import logging
+
+    from roboframe.testing.helpers import wait_for
+
+    exchange = ExchangeProcess(
+        f"postgresql://nobody@127.0.0.1:{free_port()}/x", "tcp://127.0.0.1:1"
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=exchange.run, args=(stop,))
+    with caplog.at_level(logging.WARNING, logger="roboframe.exchange"):
+        thread.start()
+        try:
+            assert wait_for(lambda: "order store unavailable" in caplog.text, timeout=10)
+            time.sleep(1.5)  # a few retries more (0.2, 0.4, 0.8 s)
+        finally:
+            stop.set()
+            thread.join(15)
+    said = [r.getMessage() for r in caplog.records if "order store unavailable" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("; retrying")
