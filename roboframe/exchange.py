@@ -17,7 +17,8 @@ carries them to each robot.
 On start it reloads the orders still open in the store, so a restarted
 exchange keeps serving them. While the store is unreachable it keeps
 consuming market data, holds what it has to write, and writes it in order
-once the store is back.
+once the store is back. Its memory does not grow with every order: of the
+finished ones it keeps the newest (``remember``), of the open ones all.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class ExchangeProcess:
         orders_address: str | None = None,
         orders_curve: ServerKeys | None = None,
         feed_curve: tuple[Path, Path] | None = None,
+        remember: int = 65_536,
     ) -> None:
         self.store_url = store_url
         self.feed_address = feed_address
@@ -69,7 +71,8 @@ class ExchangeProcess:
         self.engine = PaperExchange(
             None, commission=commission, slippage_ticks=slippage_ticks, fill_at=fill_at
         )
-        self.owner: dict[str, str] = {}  # client id -> robot
+        self.owner: dict[str, str] = {}  # client id -> robot, oldest first
+        self.remember = remember  # finished orders kept in owner/fast (open ones always)
         self.unwritten: list[tuple[str, object]] = []  # (robot, update or fill)
         self.handled: list[int] = []  # cancel requests answered, to mark in the store
         self.store: OrderStore | None = None
@@ -174,6 +177,23 @@ class ExchangeProcess:
         if self.to_writer:
             self.writer.put(self.to_writer)
             self.to_writer = []
+
+    def _trim(self) -> None:
+        """Forget the robot and socket of the oldest finished orders, down to half of
+        ``remember``: a long-running exchange must not grow with every order. A
+        forgotten order resubmitted is still ignored while the paper engine
+        remembers it as finished (it keeps as many); an answer about it goes the
+        store's way."""
+        open_orders = self.engine.open_orders
+        for cid in list(self.owner):  # oldest first
+            if len(self.owner) <= self.remember // 2:
+                break
+            if cid not in open_orders:
+                del self.owner[cid]
+                self.fast.pop(cid, None)
+        if len(self.fast) > self.remember:  # cancel-only entries of orders it never had
+            for cid in [c for c in self.fast if c not in self.owner]:
+                del self.fast[cid]
 
     def _read_requests(self) -> None:
         self._requests(*self.store.new_requests())
@@ -314,6 +334,8 @@ class ExchangeProcess:
             if (woke or now >= next_poll) and self._take_requests(full=now >= next_poll):
                 next_poll = now + self.poll_s
             self._write()
+            if len(self.owner) > self.remember and not self.outbox:
+                self._trim()
             if self.writer is not None and now >= next_check:
                 self.writer.check()  # a dead writer stops the exchange, loudly
                 next_check = now + 0.5

@@ -26,13 +26,13 @@ class RunningExchange:
     """An exchange on a thread with the fast path on, a feed to publish on, and a
     robot's DEALER."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, **options) -> None:
         self.ctx = zmq.Context()
         self.pub = self.ctx.socket(zmq.PUB)
         feed_port = self.pub.bind_to_random_port("tcp://127.0.0.1")
         orders = f"tcp://127.0.0.1:{free_port()}"
         self.exchange = ExchangeProcess(url, f"tcp://127.0.0.1:{feed_port}", fill_at="close",
-                                        orders_address=orders)  # fmt: skip
+                                        orders_address=orders, **options)  # fmt: skip
         self.stop, ready = threading.Event(), threading.Event()
         self.failure: list[BaseException] = []
         self.thread = threading.Thread(target=self._run, args=(ready,))
@@ -128,6 +128,33 @@ def test_a_burst_of_fills_in_one_turn_gets_its_ids_and_all_of_it_arrives(pg_url)
         assert len({f.trade_id for f in fills}) == n
         stored_fills, _ = stored(url, n, n)
         assert sorted(int(f.trade_id) for f in fills) == [ref for ref, _ in stored_fills]
+    finally:
+        running.close()
+
+
+def test_a_long_running_exchange_forgets_finished_orders_not_open_ones(pg_url):
+    """Its maps of order -> robot and socket are trimmed to the newest finished
+    orders; a resting order is never forgotten (its fill still comes over
+    ZeroMQ), and a forgotten order sent again is still not filled twice."""
+    running = RunningExchange(pg_url, remember=8)
+    try:
+        running.price(Bar("Si", 1, 100, 100, 100, 100))
+        resting = [NewOrder(f"alpha-r1-L{i}", "Si", "buy", 1, "limit", 90) for i in range(3)]
+        running.dealer.send(codec.encode(resting))
+        assert len(running.answers(3)) == 3
+        for i in range(30):  # filled at once, one message each: finished orders pile up
+            running.dealer.send(codec.encode([NewOrder(f"alpha-r1-{i}", "Si", "buy", 1)]))
+            assert [type(e) for e in running.answers(2)] == [OrderUpdate, Fill]
+        exchange = running.exchange
+        assert len(exchange.owner) <= 8 and len(exchange.fast) <= 8
+        assert all(o.client_id in exchange.owner for o in resting)
+        running.dealer.send(codec.encode([NewOrder("alpha-r1-0", "Si", "buy", 1)]))  # again
+        assert running.answers(1, timeout=1.0) == []  # the first one stands
+        running.price(Bar("Si", 2, 95, 95, 85, 88))
+        fills = running.answers(3)
+        assert sorted(f.client_id for f in fills) == sorted(o.client_id for o in resting)
+        stored_fills, _ = stored(pg_url, 33, 33)
+        assert len(stored_fills) == 33  # the resent order: no second fill
     finally:
         running.close()
 
