@@ -224,7 +224,11 @@ def check(result: dict, ticks: int) -> None:
     assert "resume" in result["commands"] and result["commands"][-1] == "stop"
     assert result["orders"], "the strategy should have traded"
     filled = {f.client_id for f in result["fills"]}
-    assert filled == {o.client_id for o in result["orders"]}  # every order's fill journaled
+    ordered = [o.client_id for o in result["orders"]]
+    assert filled <= set(ordered)
+    # every order's fill journaled -- but the last one's when the burst ended before
+    # another tick reached the paper exchange, which fills at the next tick
+    assert set(ordered) - filled <= {ordered[-1]}
     assert len({(f.client_id, f.trade_id) for f in result["fills"]}) == len(result["fills"])
 
 
