@@ -636,7 +636,8 @@ def validate(robot_files: tuple[Path, ...]) -> None:
         try:  # what depends on this machine: said, not counted against the file
             preflight_feed(spec, get_registry())
         except ConfigError as exc:
-            click.echo(f"warning: on this machine, run and backtest would stop:\n{exc}", err=True)
+            what = "run and backtest (without --data) would stop"
+            click.echo(f"warning: on this machine, {what}:\n{exc}", err=True)
     if bad:
         raise SystemExit(EXIT_CONFIG)
 

@@ -78,7 +78,9 @@ class Feed:
         self.base_dir = base_dir or Path.cwd()
 
     @classmethod
-    def preflight(cls, params: dict[str, Any], base_dir: Path) -> list[tuple[tuple, str, str]]:
+    def preflight(
+        cls, params: dict[str, Any], base_dir: Path
+    ) -> list[tuple[tuple, str, str | None]]:
         """What can be known wrong before a run starts (a data file that cannot be
         opened), as ``(field path under feed.params, message, hint)`` problems; the
         caller reports them with the robot file's lines, before anything is written."""

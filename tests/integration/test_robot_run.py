@@ -228,7 +228,7 @@ def test_a_data_file_that_cannot_be_opened_stops_run_and_backtest_before_anythin
     proc = roboframe_cmd("validate", str(robot), cwd=tmp_path)
     assert proc.returncode == 0  # the file is right; this machine lacks the data
     assert "ok (csv-robot" in proc.stdout
-    assert "warning: on this machine, run and backtest would stop" in proc.stderr
+    assert "warning: on this machine, run and backtest (without --data) would stop" in proc.stderr
     assert "feed.params.path: cannot open" in proc.stderr
 
 
