@@ -14,11 +14,11 @@ cancel request (but for the order rows of the fast path, which the exchange
 took over ZeroMQ before its store writer recorded them). Each carries its
 whole row as JSON, so a connected listener learns what happened without a
 query (:meth:`PgStore.pushed_changes`, :meth:`PgStore.pushed_requests`).
-Whatever a listener may have missed -- the
-notifications sent while it was disconnected (LISTEN/NOTIFY keeps none), a
-row too big for a payload -- it reads from the store instead: "rows after id
-N" for robots, rows by state for the exchange, on every (re)connect and every
-``poll_ms``; nothing depends on a notification arriving.
+Whatever a listener may have missed -- the notifications sent while it was
+disconnected (LISTEN/NOTIFY keeps none), a row too big for a payload -- it
+reads from the store instead: "rows after id N" for robots, rows by state for
+the exchange, on every (re)connect and every ``poll_ms``; nothing depends on
+a notification arriving.
 
 A URL may carry ``?schema=NAME`` to keep the tables in their own schema.
 """
@@ -103,7 +103,7 @@ BEGIN
         WITH ORDINALITY ORDER BY ordinality
     LOOP
         IF cid IS DISTINCT FROM item->>'client_id' THEN
-            IF cid IS NOT NULL THEN
+            IF cid IS NOT NULL AND (cid_lots > 0 OR cid_kind IS NOT NULL) THEN
                 -- as if item by item: a trade completing the order makes it filled;
                 -- an event moves a new or accepted order on (accepted, then cancelled)
                 UPDATE rf_orders SET filled = filled + cid_lots,
