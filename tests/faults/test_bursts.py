@@ -206,6 +206,7 @@ def burst(tmp_path, *, ticks: int, hwm: int, batch: int, spin_us: int) -> dict:
             actions, _ = codec.decode_outputs(record.payload)
             orders += [a for a in actions if type(a) is NewOrder]
     result.update(ticks_journaled=seen_ticks, commands=commands, fills=fills, orders=orders)
+    result["log"] = (tmp_path / "robot.log").read_text()
     return result
 
 
@@ -227,8 +228,11 @@ def check(result: dict, ticks: int) -> None:
     ordered = [o.client_id for o in result["orders"]]
     assert filled <= set(ordered)
     # every order's fill journaled -- but the last one's when the burst ended before
-    # another tick reached the paper exchange, which fills at the next tick
-    assert set(ordered) - filled <= {ordered[-1]}
+    # another tick reached the paper exchange, which fills at the next tick: then the
+    # robot stopped with it open, and said so
+    unfilled = set(ordered) - filled
+    assert unfilled <= {ordered[-1]}
+    assert f" {len(unfilled)} still open" in result["log"], result["log"][-2000:]
     assert len({(f.client_id, f.trade_id) for f in result["fills"]}) == len(result["fills"])
 
 
