@@ -89,6 +89,26 @@ class ExchangeProcess:
         self.store.setup()
         self.store.listen_exchange()
 
+    def _earlier_writers_done(self, stop: threading.Event) -> bool:
+        """Wait until no store writer holds the store: an earlier exchange's writer
+        finishing what it was given writes answers under lower ids than this
+        exchange will hand out, and a robot reading "after id N" in between would
+        step over them. False when stopped while waiting."""
+        said = False
+        while not self.store.try_writer_lock(keep=False):
+            if not said:
+                log.warning(
+                    "exchange: another store writer is still writing to the order store "
+                    "(an earlier exchange's, finishing, or another exchange's on the same "
+                    "store); the fast path waits for it"
+                )
+                said = True
+            if stop.wait(0.2):
+                return False
+        if said:
+            log.warning("exchange: the other store writer is done; serving")
+        return True
+
     def _reload(self) -> None:
         """Orders acknowledged before a restart rest again; new ones are read as new."""
         for stored in self.store.open_orders():
@@ -262,8 +282,6 @@ class ExchangeProcess:
             make_client(sub, *self.feed_curve, "exchange --feed-curve-secret-key")
         sub.connect(self.feed_address)
         if self.orders_address:
-            self.writer = StoreWriterProcess(self.store_url, ctx)
-            self.writer.start()
             self.router = ctx.socket(zmq.ROUTER)
             self.router.setsockopt(zmq.LINGER, 0)
             self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a gone robot reads the store
@@ -279,6 +297,11 @@ class ExchangeProcess:
                 try:
                     if not connected:
                         self._connect()
+                        if self.orders_address and self.writer is None:
+                            if not self._earlier_writers_done(stop):
+                                break  # stopped while waiting
+                            self.writer = StoreWriterProcess(self.store_url, ctx)
+                            self.writer.start()
                         if not self.owner:
                             self._reload()
                         connected, said_down = True, False

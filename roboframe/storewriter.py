@@ -13,8 +13,10 @@ first send, so nothing waits for the writer to start. Each message is a list
 of ``[robot, NewOrder | OrderUpdate | Fill]`` (what the exchange had to hand
 over in one turn of its loop: one send, not one per item); an empty message
 asks the writer to write what it holds and exit. While the store is away the
-writer keeps everything and retries. When the exchange dies without asking, the writer
-still writes what it received, then exits.
+writer keeps everything and retries. When the exchange dies without asking, the
+writer still writes what it received, then exits. While connected it holds the
+store's writer lock (:meth:`~roboframe.store.base.OrderStore.try_writer_lock`),
+which a restarted exchange waits for before it serves the fast path.
 """
 
 from __future__ import annotations
@@ -137,6 +139,17 @@ class StoreWriterProcess:
 # -- the writer process --------------------------------------------------------
 
 
+def _take_writer_lock(store: OrderStore) -> None:
+    """Hold the store's writer lock while connected: a restarted exchange waits for
+    it, so this writer's answers land before any under the new exchange's ids."""
+    said = False
+    while not store.try_writer_lock(keep=True):
+        if not said:
+            log.warning("store writer: another writer holds this store; waiting for it")
+            said = True
+        time.sleep(0.2)
+
+
 def serve(url: str, address: str, parent: int) -> int:
     """Receive and write until asked to stop, or the parent is gone. Returns the
     number of items left unwritten (0 unless the store stayed away)."""
@@ -170,6 +183,7 @@ def serve(url: str, address: str, parent: int) -> int:
                     if store is None:
                         store = open_store(url)
                         store.setup()  # tables and functions as this version writes them
+                        _take_writer_lock(store)
                     write_items(store, pending)  # removes what it wrote
                     backoff = 0.2
                 except StoreUnavailable as exc:

@@ -135,6 +135,17 @@ class OrderStore:
         methods store the row under that id."""
         raise NotImplementedError
 
+    def try_writer_lock(self, keep: bool) -> bool:
+        """The store-wide lock an exchange's store writer holds while it lives.
+
+        ``keep``: take it, for this connection's life, if it is free (the
+        writer does). Otherwise only ask whether it is free (an exchange about
+        to start its writer asks: an earlier exchange's writer may still be
+        writing answers under lower ids, and robots read "after id N").
+        Backends without such a lock answer True: no guard.
+        """
+        return True
+
     # True when record_many also takes NewOrder items (inserted as insert_order
     # would, under the run id in their client id) and writes a whole call in one
     # transaction: the fast path's store writer then hands it everything at once.

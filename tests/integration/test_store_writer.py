@@ -150,3 +150,43 @@ def test_a_dead_writer_stops_the_exchange_with_a_clear_error(pg_url):
         thread.join(10)
     assert failure and isinstance(failure[0], WriterDied)
     assert "store writer ended" in str(failure[0])
+
+
+def test_a_restarted_exchange_waits_for_the_earlier_writer(pg_url, caplog):
+    """An earlier exchange's writer, still writing answers under lower ids, holds
+    the store: a new exchange does not serve the fast path (and hand out higher
+    ids a robot could read first) until that writer is done."""
+    import logging
+
+    from roboframe.exchange import ExchangeProcess
+
+    ctx = zmq.Context()
+    earlier = StoreWriterProcess(pg_url, ctx)
+    earlier.start()
+    store = open_store(pg_url)
+    store.setup()
+    exchange = ExchangeProcess(
+        pg_url, "tcp://127.0.0.1:1", orders_address=f"tcp://127.0.0.1:{free_port()}"
+    )
+    stop, ready = threading.Event(), threading.Event()
+    thread = threading.Thread(target=exchange.run, args=(stop, ready))
+    try:
+        earlier.put(items("delta", 1)[:1])  # it connects, takes the lock, writes the row
+        deadline = time.monotonic() + 15
+        while not store.open_orders():
+            assert time.monotonic() < deadline, "the earlier writer never wrote"
+            time.sleep(0.05)
+        with caplog.at_level(logging.WARNING, logger="roboframe.exchange"):
+            thread.start()
+            assert not ready.wait(1.5)  # held back while the earlier writer lives
+            assert "another store writer is still writing" in caplog.text
+            earlier.stop(30)
+            assert ready.wait(15)  # and serving once it is done
+            assert "the other store writer is done" in caplog.text
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(30)
+        earlier.stop(5)
+        store.close()
+        ctx.term()

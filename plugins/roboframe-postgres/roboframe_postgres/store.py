@@ -517,6 +517,14 @@ class PgStore(OrderStore):
             raise StoreUnavailable("not connected")
         return _Guarded(self, self.conn.transaction())
 
+    _WRITER_LOCK = "724312, hashtext(current_schema())"  # one per store (schema)
+
+    def try_writer_lock(self, keep: bool) -> bool:
+        got = self._exec(f"SELECT pg_try_advisory_lock({self._WRITER_LOCK})").fetchone()[0]
+        if got and not keep:
+            self._exec(f"SELECT pg_advisory_unlock({self._WRITER_LOCK})")
+        return got
+
     def reserve_ids(self, kind: str, n: int) -> list[int]:
         table = {"trades": "rf_trades", "order_events": "rf_order_events"}[kind]
         rows = self._exec(  # the sequence looked up once, not once per id
