@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate
 from roboframe.errors import ConfigError, RoboframeError
+
+MAX_HELD = 10_000  # notifications kept between two takes; past that, a read instead
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class OrderStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self._held: list[Any] = []  # notifications wait() took, not yet pushed_*()
+        self._partial = True  # some may be missing: the next take says "read the store"
 
     # -- both sides -----------------------------------------------------------
 
@@ -61,13 +65,57 @@ class OrderStore:
         backend's notifications do not carry rows, or one came without its row:
         then read the store (:meth:`changes_after`). Forgets what it returns; a
         read of the store forgets, as covered, what was notified before it."""
-        return None
+        held = self._take_held()
+        if held is None:
+            return None
+        try:
+            return self._changes_in(held, robot, prefix)
+        except (KeyError, TypeError, ValueError, AttributeError):  # not a row we know
+            return None
 
     def pushed_requests(
         self,
     ) -> tuple[list[StoredOrder], list[tuple[int, str, str]]] | None:
         """The exchange side's :meth:`pushed_changes`: new orders and cancel
         requests the notifications carried, or None to read :meth:`new_requests`."""
+        held = self._take_held()
+        if held is None:
+            return None
+        try:
+            return self._requests_in(held)
+        except (KeyError, TypeError, ValueError, AttributeError):  # not a row we know
+            return None
+
+    # -- notifications that carry rows ----------------------------------------
+    # A backend whose notifications carry their rows keeps what wait() takes with
+    # _hold, says when some may have been missed (_missed) or a read covered them
+    # (_read_covers_held), and parses them in _changes_in / _requests_in; a
+    # malformed one (KeyError, TypeError, ...) or None sends the caller to the store.
+
+    def _hold(self, notes: Iterable[Any]) -> None:
+        held = self._held
+        held.extend(notes)
+        if len(held) > MAX_HELD:  # nobody is taking them: read the store instead
+            held.clear()
+            self._partial = True
+
+    def _missed(self) -> None:
+        """A new connection or stream: what came while away is unknown."""
+        self._held, self._partial = [], True
+
+    def _read_covers_held(self) -> None:
+        """A read of the store covers what was notified before it."""
+        self._held, self._partial = [], False
+
+    def _take_held(self) -> list[Any] | None:
+        held, partial = self._held, self._partial
+        self._held, self._partial = [], False
+        return None if partial else held
+
+    def _changes_in(self, notes: list[Any], robot: str, prefix: str) -> list | None:
+        return None  # notifications without rows: read the store
+
+    def _requests_in(self, notes: list[Any]) -> tuple[list, list] | None:
         return None
 
     # -- robot side -----------------------------------------------------------

@@ -55,7 +55,6 @@ def _plain_all(cursor) -> list[dict]:
     return [_plain(doc) for doc in cursor]
 
 
-MAX_HELD = 10_000  # changes kept between two takes
 AWAIT_MS = 500  # how long one getMore of the watcher waits on the server
 ID_BLOCK = 64  # trade and event ids the exchange side reserves at a time
 
@@ -121,8 +120,6 @@ class MongoStore(OrderStore):
         self.db = self.client.get_default_database("roboframe")
         self.watcher: _Watcher | None = None
         self._watch: list | None = None
-        self._notes: list[dict] = []  # changes taken by wait(), not yet by pushed_*()
-        self._partial = True  # some may be missing: the next take says "read the store"
         self._blocks: dict[str, list[int]] = {"trades": [], "order_events": []}
         try:
             self.client.admin.command("ping")
@@ -157,7 +154,7 @@ class MongoStore(OrderStore):
         self.client.close()
 
     def _close_stream(self) -> None:
-        self._partial = True  # what comes until a new stream is open is unknown
+        self._missed()  # what comes until a new stream is open is unknown
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher = None
@@ -189,65 +186,42 @@ class MongoStore(OrderStore):
             error = watcher.error
             self._close_stream()
             raise StoreUnavailable(str(error).splitlines()[0] or "change stream ended")
-        came = False
-        while watcher.changes:
-            if len(self._notes) >= MAX_HELD:  # nobody is taking them: read the store instead
-                self._notes.clear()
-                self._partial = True
-            self._notes.append(watcher.changes.popleft())
-            came = True
+        came = bool(watcher.changes)
+        changes = watcher.changes
+        self._hold(changes.popleft() for _ in range(len(changes)))
         return came
 
-    def _take_notes(self) -> list[tuple[str, dict]] | None:
-        notes, partial = self._notes, self._partial
-        self._notes, self._partial = [], False
-        if partial:
-            return None
-        return [(change["ns"]["coll"], _plain(change["fullDocument"])) for change in notes]
+    @staticmethod
+    def _documents(changes: list[dict]):
+        return ((c["ns"]["coll"], _plain(c["fullDocument"])) for c in changes)
 
-    def _read_done(self) -> None:
-        """A read of the store covers what was notified before it."""
-        self._notes, self._partial = [], False
-
-    def pushed_changes(self, robot: str, prefix: str):
-        try:
-            docs = self._take_notes()
-            if docs is None:
+    def _changes_in(self, notes: list[dict], robot: str, prefix: str) -> list | None:
+        out = []
+        for coll, d in self._documents(notes):
+            if d["name"] != robot or not d["client_id"].startswith(prefix):
+                continue
+            if coll == "trades":
+                fill = Fill(d["client_id"], d["ts"], d["symbol"], d["side"], d["qty"],
+                            d["price"], str(d["id"]), d["fee"])  # fmt: skip
+                out.append((d["id"], fill))
+            elif coll == "order_events" and d["kind"] != "cancel_request":
+                update = OrderUpdate(d["client_id"], d["ts"], d["kind"], d["reason"],
+                                     str(d["id"]))  # fmt: skip
+                out.append((d["id"], update))
+            else:
                 return None
-            out = []
-            for coll, d in docs:
-                if d["name"] != robot or not d["client_id"].startswith(prefix):
-                    continue
-                if coll == "trades":
-                    fill = Fill(d["client_id"], d["ts"], d["symbol"], d["side"], d["qty"],
-                                d["price"], str(d["id"]), d["fee"])  # fmt: skip
-                    out.append((d["id"], fill))
-                elif coll == "order_events" and d["kind"] != "cancel_request":
-                    update = OrderUpdate(d["client_id"], d["ts"], d["kind"], d["reason"],
-                                         str(d["id"]))  # fmt: skip
-                    out.append((d["id"], update))
-                else:
-                    return None
-            return out
-        except (KeyError, TypeError, ValueError, AttributeError):  # not a document we know
-            return None
+        return out
 
-    def pushed_requests(self):
-        try:
-            docs = self._take_notes()
-            if docs is None:
+    def _requests_in(self, notes: list[dict]) -> tuple[list, list] | None:
+        orders, cancels = [], []
+        for coll, d in self._documents(notes):
+            if coll == "orders":
+                orders.extend(self._stored([d]))
+            elif coll == "order_events" and d["kind"] == "cancel_request":
+                cancels.append((d["id"], d["name"], d["client_id"]))
+            else:
                 return None
-            orders, cancels = [], []
-            for coll, d in docs:
-                if coll == "orders":
-                    orders.extend(self._stored([d]))
-                elif coll == "order_events" and d["kind"] == "cancel_request":
-                    cancels.append((d["id"], d["name"], d["client_id"]))
-                else:
-                    return None
-            return orders, cancels
-        except (KeyError, TypeError, ValueError, AttributeError):  # not a document we know
-            return None
+        return orders, cancels
 
     def reserve_ids(self, kind: str, n: int) -> list[int]:
         doc = self._guard(
@@ -332,7 +306,7 @@ class MongoStore(OrderStore):
         self._open_stream()
 
     def changes_after(self, robot: str, prefix: str, trade_id: int, event_id: int):
-        self._read_done()
+        self._read_covers_held()
         mine = {"name": robot, "client_id": {"$regex": "^" + re.escape(prefix)}}
         trades = self._guard(
             lambda: _plain_all(self.db.trades.find({**mine, "id": {"$gt": trade_id}}).sort("id", 1))
@@ -406,7 +380,7 @@ class MongoStore(OrderStore):
         )
 
     def new_requests(self):
-        self._read_done()
+        self._read_covers_held()
         orders = self._guard(
             lambda: _plain_all(self.db.orders.find({"status": "new"}).sort("id", 1))
         )

@@ -38,8 +38,6 @@ from roboframe.core.events import Fill, NewOrder, OrderUpdate
 from roboframe.errors import ConfigError
 from roboframe.store.base import OrderStore, StoredOrder, StoreUnavailable, run_id_of
 
-MAX_HELD = 10_000  # notification payloads kept between two takes
-
 # Each notification carries its whole row as JSON, so a listener need not read
 # the store to learn what happened: the order -> fill path saves a query per hop.
 # A row too big for a payload (NOTIFY takes under 8000 bytes) is announced by
@@ -251,14 +249,12 @@ class PgStore(OrderStore):
         self.dsn, self.schema = split_schema(url)
         self.conn: psycopg.Connection | None = None
         self._listening: list[str] = []
-        self._notes: list[str] = []  # payloads received, not yet taken
-        self._partial = False  # some were dropped: the next take says "read the store"
         self.connect()
 
     # -- connection -----------------------------------------------------------
 
     def connect(self) -> None:
-        self._notes, self._partial = [], True  # what came while away is unknown
+        self._missed()
         try:
             self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=3)
             if self.schema:
@@ -332,42 +328,12 @@ class PgStore(OrderStore):
             self.close()
             raise StoreUnavailable(str(exc).strip() or "connection lost") from exc
         if notes:
-            if len(self._notes) >= MAX_HELD:  # nobody is taking them: read the store instead
-                self._notes.clear()
-                self._partial = True
-            self._notes.extend(note.payload for note in notes)
+            self._hold(note.payload for note in notes)
         return bool(notes)
 
-    def _take_notes(self) -> list[dict] | None:
-        """The rows the notifications since the last call carried, or None when one
-        of them came without its row (or some were dropped): read the store then."""
-        notes, partial = self._notes, self._partial
-        self._notes, self._partial = [], False
-        if partial:
-            return None
-        rows = []
-        for payload in notes:
-            if not payload.startswith("{"):
-                return None
-            try:
-                rows.append(json.loads(payload))
-            except ValueError:
-                return None
-        return rows
-
-    def pushed_changes(self, robot: str, prefix: str):
-        rows = self._take_notes()
-        if rows is None:
-            return None
-        try:
-            return self._changes(rows, robot, prefix)
-        except (KeyError, TypeError, ValueError, AttributeError):  # not a row we know
-            return None
-
-    @staticmethod
-    def _changes(rows: list[dict], robot: str, prefix: str) -> list | None:
+    def _changes_in(self, notes: list[str], robot: str, prefix: str) -> list | None:
         out = []
-        for row in rows:
+        for row in map(json.loads, notes):  # an id-only payload ("trade:42"): ValueError
             if row["robot"] != robot or not row["client_id"].startswith(prefix):
                 continue  # another run of this robot, or another robot on a colliding channel
             if row["k"] == "trade":
@@ -382,19 +348,9 @@ class PgStore(OrderStore):
                 return None
         return out
 
-    def pushed_requests(self):
-        rows = self._take_notes()
-        if rows is None:
-            return None
-        try:
-            return self._requests(rows)
-        except (KeyError, TypeError, ValueError, AttributeError):  # not a row we know
-            return None
-
-    @staticmethod
-    def _requests(rows: list[dict]) -> tuple[list, list] | None:
+    def _requests_in(self, notes: list[str]) -> tuple[list, list] | None:
         orders, cancels = [], []
-        for row in rows:
+        for row in map(json.loads, notes):
             if row["k"] == "order":
                 order = NewOrder(row["client_id"], row["symbol"], row["side"], row["qty"],
                                  row["type"], row["price"])  # fmt: skip
@@ -445,7 +401,7 @@ class PgStore(OrderStore):
         self._listen(robot_channel(robot))
 
     def changes_after(self, robot: str, prefix: str, trade_id: int, event_id: int):
-        self._notes, self._partial = [], False  # a read covers what was notified before it
+        self._read_covers_held()
         like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         with self._pipeline():  # both queries in one round trip
             trades = self._exec(
@@ -495,7 +451,7 @@ class PgStore(OrderStore):
         )
 
     def new_requests(self):
-        self._notes, self._partial = [], False  # a read covers what was notified before it
+        self._read_covers_held()
         with self._pipeline():  # both queries in one round trip
             orders = self._exec(
                 f"SELECT {self._ORDER_COLUMNS} FROM rf_orders WHERE status = 'new' ORDER BY id"
