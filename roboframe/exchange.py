@@ -34,7 +34,7 @@ import zmq
 
 from roboframe.builtin.paper import PaperExchange
 from roboframe.core import codec
-from roboframe.core.events import Bar, Batch, Cancel, Fill, NewOrder, Tick
+from roboframe.core.events import Bar, Cancel, Fill, NewOrder, Tick
 from roboframe.curve import ServerKeys, make_client, make_server, start_authenticator
 from roboframe.store.base import OrderStore, StoreUnavailable, open_store, take_notified
 from roboframe.storewriter import StoreWriterProcess, write_items
@@ -190,8 +190,8 @@ class ExchangeProcess:
         # answers for the robot to read from the store, never answers the store lacks
         self._hand_to_writer()
         for identity, events in answers.items():
-            message = events[0] if len(events) == 1 else Batch(events)
-            self.router.send_multipart([identity, codec.encode(message)])
+            for raw in codec.encode_events(events):
+                self.router.send_multipart([identity, raw])
 
     def _hand_to_writer(self) -> None:
         if self.to_writer:

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import zmq
 
 from roboframe.core import codec
-from roboframe.core.events import Batch, Cancel, Control, Fill, NewOrder
+from roboframe.core.events import Cancel, Control, Fill, NewOrder
 from roboframe.core.gateway import Gateway, Runtime
 from roboframe.errors import ConfigError
 from roboframe.store.base import OrderStore, StoreUnavailable, open_store, take_notified
@@ -126,6 +126,12 @@ class _StoreStream:
 
         send(self.sender, codec.encode(event), self.runtime.stop)
 
+    def _send_events(self, events: list) -> None:
+        from roboframe.core.streams import send
+
+        for raw in codec.encode_events(events):
+            send(self.sender, raw, self.runtime.stop)
+
     # -- connection state -----------------------------------------------------
 
     def _connect(self) -> None:
@@ -168,19 +174,12 @@ class _StoreStream:
         """Everything of this run after the last ids read, oldest first."""
         trade_id, event_id = self.position
         fills, updates = self.store.changes_after(self.robot, self.prefix, trade_id, event_id)
-        for ref, update in updates:
-            self._forward(update)
-            event_id = ref
-        for ref, fill in fills:
-            self._forward(fill)
-            trade_id = ref
-        self.position = (trade_id, event_id)
+        self._forward_many([update for _, update in updates] + [fill for _, fill in fills])
+        self.position = (
+            fills[-1][0] if fills else trade_id,
+            updates[-1][0] if updates else event_id,
+        )
         self._caught_up()
-
-    def _forward(self, event: Any) -> None:
-        """Send a store-identified event once, whichever way it came first."""
-        if self._fresh(event):
-            self.send(event)
 
     def _fresh(self, event: Any) -> bool:
         """True the first time an event comes (and remember it came)."""
@@ -194,13 +193,11 @@ class _StoreStream:
         return True
 
     def _forward_many(self, events: list) -> None:
-        """:meth:`_forward` for events that came together, sent to the loop as one
-        message (a :class:`Batch` when several): one send and one wake-up."""
+        """Send store-identified events that came together, each once whichever way
+        it came first, to the loop as one message (Batches, when many)."""
         fresh = [event for event in events if self._fresh(event)]
-        if len(fresh) > 1:
-            self.send(Batch(fresh))
-        elif fresh:
-            self.send(fresh[0])
+        if fresh:
+            self._send_events(fresh)
 
     def _caught_up(self) -> None:
         """After a read of the store: what the position covers need not be remembered."""

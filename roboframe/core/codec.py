@@ -79,6 +79,20 @@ decode_actions = _actions.decode
 """Decode a list of actions (journal action records, gateway order frames)."""
 
 
+EVENTS_PER_MESSAGE = 1024
+"""The most events :func:`encode_events` puts in one message: a catch-up of a
+long outage stays well under the loop's message size limit."""
+
+
+def encode_events(events: list) -> list[bytes]:
+    """``events`` as wire messages, in order: one alone as itself, more as
+    :class:`Batch` messages of at most :data:`EVENTS_PER_MESSAGE` each."""
+    if len(events) == 1:
+        return [_encoder.encode(events[0])]
+    step = EVENTS_PER_MESSAGE
+    return [_encoder.encode(Batch(events[i : i + step])) for i in range(0, len(events), step)]
+
+
 def events_in(msg: object) -> list | tuple:
     """The events of a decoded message: a :class:`Batch`'s, or the one event."""
     return msg.events if type(msg) is Batch else (msg,)
