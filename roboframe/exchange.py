@@ -204,16 +204,14 @@ class ExchangeProcess:
         forgotten order resubmitted is still ignored while the paper engine
         remembers it as finished (it keeps as many); an answer about it goes the
         store's way."""
-        open_orders = self.engine.open_orders
-        for cid in list(self.owner):  # oldest first
-            if len(self.owner) <= self.remember // 2:
+        open_orders, owner = self.engine.open_orders, self.owner
+        for cid in list(owner):  # oldest first
+            if len(owner) <= self.remember // 2:
                 break
             if cid not in open_orders:
-                del self.owner[cid]
-                self.fast.pop(cid, None)
-        if len(self.fast) > self.remember:  # cancel-only entries of orders it never had
-            for cid in [c for c in self.fast if c not in self.owner]:
-                del self.fast[cid]
+                del owner[cid]
+        # sockets only of orders still known (a cancel of an unknown order adds one)
+        self.fast = {cid: identity for cid, identity in self.fast.items() if cid in owner}
 
     def _read_requests(self) -> None:
         self._requests(*self.store.new_requests())
