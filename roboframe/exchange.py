@@ -36,7 +36,13 @@ from roboframe.builtin.paper import PaperExchange
 from roboframe.core import codec
 from roboframe.core.events import Bar, Cancel, Fill, NewOrder, Tick
 from roboframe.curve import ServerKeys, make_client, make_server, start_authenticator
-from roboframe.store.base import OrderStore, StoreUnavailable, open_store, take_notified
+from roboframe.store.base import (
+    OrderStore,
+    StoreUnavailable,
+    open_store,
+    shown_url,
+    take_notified,
+)
 from roboframe.storewriter import StoreWriterProcess, write_items
 
 log = logging.getLogger(__name__)
@@ -304,7 +310,7 @@ class ExchangeProcess:
                             self._reload()
                         connected, said_down = True, False
                         backoff = 0.2
-                        log.info("exchange: serving orders from %s", self.store_url)
+                        log.info("exchange: serving orders from %s", shown_url(self.store_url))
                         if ready is not None:
                             ready.set()
                     self._serve(sub, stop)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate
 from roboframe.errors import ConfigError, RoboframeError
@@ -206,6 +207,15 @@ class OrderStore:
                 self.record_fill(robot, item)
             else:
                 self.record_update(robot, item)
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its password, for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def run_id_of(robot: str, client_id: str) -> str:

@@ -33,18 +33,10 @@ from pymongo.errors import PyMongoError
 from roboframe.analyze.store import AnalysisStore
 from roboframe.analyze.tables import INDEXES, KEYS, TABLES
 from roboframe.errors import RoboframeError
+from roboframe.store.base import shown_url
 
 DEFAULT_DATABASE = "roboframe_analysis"
 _ORDER_STORE = {"counters", "order_events"}  # collections only the order store has
-
-
-def shown_url(url: str) -> str:
-    """``url`` without its password, for messages."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
 
 
 class MongoAnalysisStore(AnalysisStore):

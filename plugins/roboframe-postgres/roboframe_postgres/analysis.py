@@ -19,13 +19,13 @@ previous analysis in place.
 from __future__ import annotations
 
 import contextlib
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 from roboframe.analyze.store import AnalysisStore
 from roboframe.analyze.tables import INDEXES, KEYS, TABLES, column_type
 from roboframe.errors import RoboframeError
+from roboframe.store.base import shown_url
 from roboframe_postgres.store import split_schema
 
 SQL_TYPES = {"integer": "BIGINT", "real": "DOUBLE PRECISION", "text": "TEXT"}
@@ -46,15 +46,6 @@ def create_statements() -> list[str]:
             name = f"{table}_{'_'.join(cols)}"
             out.append(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(cols)})")
     return out
-
-
-def shown_url(url: str) -> str:
-    """``url`` without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 class PgAnalysisStore(AnalysisStore):
