@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from roboframe.core.events import Bar, Control, Fill, Tick
@@ -159,7 +160,7 @@ def start_secantus(log_path: str | None = None, timeout: float = 20.0):
             except pymongo.errors.PyMongoError:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     proc.terminate()
-                    log = open(log_path).read() if log_path else ""  # noqa: SIM115
+                    log = Path(log_path).read_text() if log_path else ""
                     raise RuntimeError(f"server did not start: {log}") from None
                 time.sleep(0.1)
     finally:
