@@ -209,6 +209,19 @@ class OrderStore:
                 self.record_update(robot, item)
 
 
+def fill_from(row: dict) -> tuple[int, Fill]:
+    """A trade row (a dict with the store's column names) as ``(id, Fill)``."""
+    fill = Fill(row["client_id"], row["ts"], row["symbol"], row["side"], row["qty"],
+                row["price"], str(row["id"]), row["fee"])  # fmt: skip
+    return row["id"], fill
+
+
+def update_from(row: dict) -> tuple[int, OrderUpdate]:
+    """An order-event row as ``(id, OrderUpdate)``."""
+    return row["id"], OrderUpdate(row["client_id"], row["ts"], row["kind"], row["reason"],
+                                  str(row["id"]))  # fmt: skip
+
+
 def shown_url(url: str) -> str:
     """``url`` without its password, for logs and messages."""
     parts = urlsplit(url)

@@ -33,7 +33,13 @@ import pymongo
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate
-from roboframe.store.base import OrderStore, StoredOrder, StoreUnavailable
+from roboframe.store.base import (
+    OrderStore,
+    StoredOrder,
+    StoreUnavailable,
+    fill_from,
+    update_from,
+)
 
 AFTER = pymongo.ReturnDocument.AFTER
 
@@ -201,13 +207,9 @@ class MongoStore(OrderStore):
             if d["name"] != robot or not d["client_id"].startswith(prefix):
                 continue
             if coll == "trades":
-                fill = Fill(d["client_id"], d["ts"], d["symbol"], d["side"], d["qty"],
-                            d["price"], str(d["id"]), d["fee"])  # fmt: skip
-                out.append((d["id"], fill))
+                out.append(fill_from(d))
             elif coll == "order_events" and d["kind"] != "cancel_request":
-                update = OrderUpdate(d["client_id"], d["ts"], d["kind"], d["reason"],
-                                     str(d["id"]))  # fmt: skip
-                out.append((d["id"], update))
+                out.append(update_from(d))
             else:
                 return None
         return out
@@ -318,27 +320,7 @@ class MongoStore(OrderStore):
                 ).sort("id", 1)
             )
         )
-        fills = [
-            (
-                d["id"],
-                Fill(
-                    d["client_id"],
-                    d["ts"],
-                    d["symbol"],
-                    d["side"],
-                    d["qty"],
-                    d["price"],
-                    str(d["id"]),
-                    d["fee"],
-                ),
-            )
-            for d in trades
-        ]
-        updates = [
-            (d["id"], OrderUpdate(d["client_id"], d["ts"], d["kind"], d["reason"], str(d["id"])))
-            for d in events
-        ]
-        return fills, updates
+        return [fill_from(d) for d in trades], [update_from(d) for d in events]
 
     # -- exchange side --------------------------------------------------------
 

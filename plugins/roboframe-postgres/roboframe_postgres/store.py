@@ -36,7 +36,14 @@ from psycopg.types.json import Jsonb
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate
 from roboframe.errors import ConfigError
-from roboframe.store.base import OrderStore, StoredOrder, StoreUnavailable, run_id_of
+from roboframe.store.base import (
+    OrderStore,
+    StoredOrder,
+    StoreUnavailable,
+    fill_from,
+    run_id_of,
+    update_from,
+)
 
 # Each notification carries its whole row as JSON, so a listener need not read
 # the store to learn what happened: the order -> fill path saves a query per hop.
@@ -337,13 +344,9 @@ class PgStore(OrderStore):
             if row["robot"] != robot or not row["client_id"].startswith(prefix):
                 continue  # another run of this robot, or another robot on a colliding channel
             if row["k"] == "trade":
-                fill = Fill(row["client_id"], row["ts"], row["symbol"], row["side"], row["qty"],
-                            row["price"], str(row["id"]), row["fee"])  # fmt: skip
-                out.append((row["id"], fill))
+                out.append(fill_from(row))
             elif row["k"] == "event":
-                update = OrderUpdate(row["client_id"], row["ts"], row["kind"], row["reason"],
-                                     str(row["id"]))  # fmt: skip
-                out.append((row["id"], update))
+                out.append(update_from(row))
             else:
                 return None
         return out
