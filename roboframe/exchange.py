@@ -348,7 +348,7 @@ class ExchangeProcess:
         timeout = 50 if fd is not None else 5  # a store with no socket is asked often
         next_check = 0.0
         while not stop.is_set():
-            ready = dict(poller.poll(timeout))
+            ready = dict(poller.poll(0 if self.store.pending() else timeout))
             if self.router is not None and self.router in ready:
                 self._on_orders()
             if sub in ready:
@@ -357,7 +357,7 @@ class ExchangeProcess:
                 self._send_outbox()
             self._hand_to_writer()  # order rows of orders with no answer yet
             now = time.monotonic()
-            woke = fd in ready if fd is not None else self.store.wait(0)
+            woke = (fd in ready if fd is not None else self.store.wait(0)) or self.store.pending()
             if (woke or now >= next_poll) and self._take_requests(full=now >= next_poll):
                 next_poll = now + self.poll_s
             self._write()

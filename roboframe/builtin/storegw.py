@@ -256,11 +256,11 @@ class _StoreStream:
         # a store without a socket to poll (a third-party backend) is asked every few ms
         timeout = 50 if fd is not None else 5
         while not stop.is_set():
-            ready = dict(poller.poll(timeout))
+            ready = dict(poller.poll(0 if self.store.pending() else timeout))
             if self.orders in ready:
                 self._drain_orders()
                 self._write_waiting()
             now = time.monotonic()
-            woke = fd in ready if fd is not None else self.store.wait(0)
+            woke = (fd in ready if fd is not None else self.store.wait(0)) or self.store.pending()
             if (woke or now >= next_poll) and self._read(full=now >= next_poll):
                 next_poll = now + self.poll_s

@@ -114,13 +114,17 @@ class _FastStream(_StoreStream):
             poller.register(fd, zmq.POLLIN)
         next_poll = time.monotonic() + self.poll_s
         while not stop.is_set():
-            ready = dict(poller.poll(50))
+            ready = dict(poller.poll(0 if self.store.pending() else 50))
             if self.orders in ready:
                 self._drain_orders()
                 self._write_waiting()
             if self.dealer in ready:
                 self._on_dealer()
+            # The store's notifications come after the socket's answers (the
+            # exchange writes behind): they bring what the socket missed, and
+            # must be taken either way, or the store's socket stays readable.
             now = time.monotonic()
-            if now >= next_poll:  # the store is for what the socket missed: no hurry
-                self._read(full=True)
+            full = now >= next_poll  # a read for what no notification said: no hurry
+            woke = fd in ready if fd is not None else self.store.wait(0)
+            if (full or woke or self.store.pending()) and self._read(full=full):
                 next_poll = now + self.poll_s

@@ -57,6 +57,15 @@ class OrderStore:
         """Wait up to ``timeout`` s for a change notification; True if one came."""
         raise NotImplementedError
 
+    def pending(self) -> bool:
+        """Whether a take has work that polling :meth:`fileno` would not show:
+        notifications :meth:`wait` took and no ``pushed_*`` has, or a read that
+        is due (just connected, too many held). A loop asks before it blocks
+        on the socket. A backend whose client library can read a notification
+        along with the reply to a query, so that the socket no longer shows it
+        (psycopg does), takes those here too."""
+        return bool(self._held) or self._partial
+
     def pushed_changes(
         self, robot: str, prefix: str
     ) -> list[tuple[int, Fill | OrderUpdate]] | None:

@@ -132,6 +132,41 @@ def test_a_burst_of_fills_in_one_turn_gets_its_ids_and_all_of_it_arrives(pg_url)
         running.close()
 
 
+def test_an_order_notified_while_the_exchange_writes_is_taken_at_once(pg_url):
+    """The exchange's write of a fill waits on a lock; an order a robot inserts
+    meanwhile is notified with the write's reply, so the exchange's store
+    socket never shows it. It is taken at once all the same, not at the next
+    periodic read of the store (ten minutes away here)."""
+    import psycopg
+
+    running = RunningExchange(pg_url, poll_s=600)
+    robot = open_store(pg_url)
+    dsn, schema = pg_url.split("?schema=")
+    blocker = psycopg.connect(dsn)
+    try:
+        running.price(Bar("Si", 1, 100, 100, 100, 100))
+        blocker.execute(f'SET search_path TO "{schema}"')
+        blocker.execute("LOCK TABLE rf_trades IN SHARE MODE")  # fills wait for it
+        robot.insert_order("alpha", "r1", NewOrder("alpha-r1-1", "Si", "buy", 1), 1)
+        deadline = time.monotonic() + 10
+        while not robot.conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "the exchange never wrote the first fill"
+            time.sleep(0.02)
+        robot.insert_order("alpha", "r1", NewOrder("alpha-r1-2", "Si", "buy", 1), 2)
+        blocker.rollback()  # the write goes ahead; the order's notification comes with it
+        deadline = time.monotonic() + 5
+        while len(robot.changes_after("alpha", "alpha-r1-", 0, 0)[0]) < 2:
+            assert time.monotonic() < deadline, "the second order was left waiting"
+            assert not running.failure, running.failure
+            time.sleep(0.05)
+    finally:
+        blocker.close()
+        robot.close()
+        running.close()
+
+
 def test_a_long_running_exchange_forgets_finished_orders_not_open_ones(pg_url):
     """Its maps of order -> robot and socket are trimmed to the newest finished
     orders; a resting order is never forgotten (its fill still comes over

@@ -32,3 +32,19 @@ def test_a_take_gives_what_came_once_and_says_read_when_it_cannot_trust_it():
     plain._read_covers_held()
     plain._hold(["woken"])
     assert plain.pushed_requests() is None and plain.pushed_changes("a", "") is None
+
+
+def test_pending_says_whether_a_take_has_work_whatever_the_socket_says():
+    store = Rows("test://")
+    assert store.pending()  # just connected: a read is due
+    assert store.pushed_changes("a", "") is None
+    assert not store.pending()
+    store._hold([{"id": 1, "robot": "a"}])  # what wait() took: the socket is drained
+    assert store.pending()
+    assert store.pending()  # held until a take
+    assert store.pushed_changes("a", "") == [(1, {"id": 1, "robot": "a"})]
+    assert not store.pending()
+    store._hold({"id": i, "robot": "a"} for i in range(MAX_HELD + 1))
+    assert store.pending()  # too many: dropped, so a read is due
+    assert store.pushed_changes("a", "") is None
+    assert not store.pending()

@@ -256,6 +256,7 @@ class PgStore(OrderStore):
         self.dsn, self.schema = split_schema(url)
         self.conn: psycopg.Connection | None = None
         self._listening: list[str] = []
+        self._queried = False  # a query ran since the last wait(): see pending()
         self.connect()
 
     # -- connection -----------------------------------------------------------
@@ -292,6 +293,7 @@ class PgStore(OrderStore):
     def _exec(self, sql: str, params: tuple = ()) -> psycopg.Cursor:
         if self.conn is None:
             raise StoreUnavailable("not connected")
+        self._queried = True
         try:
             return self.conn.execute(sql, params)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
@@ -329,6 +331,7 @@ class PgStore(OrderStore):
     def wait(self, timeout: float) -> bool:
         if self.conn is None:
             raise StoreUnavailable("not connected")
+        self._queried = False  # notifies() gives what psycopg kept first
         try:
             notes = list(self.conn.notifies(timeout=timeout, stop_after=1))
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
@@ -337,6 +340,14 @@ class PgStore(OrderStore):
         if notes:
             self._hold(note.payload for note in notes)
         return bool(notes)
+
+    def pending(self) -> bool:
+        # A notification that reaches the connection while it runs a query comes
+        # in with the query's reply: psycopg keeps it, and the socket no longer
+        # shows it. After a query, wait(0) takes those (cheap otherwise: no call).
+        if self._queried and self.conn is not None:
+            self.wait(0)
+        return super().pending()
 
     def _changes_in(self, notes: list[str], robot: str, prefix: str) -> list | None:
         out = []

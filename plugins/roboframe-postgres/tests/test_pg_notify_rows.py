@@ -91,6 +91,25 @@ def test_a_reconnect_or_an_unknown_payload_sends_the_robot_to_the_store(stores):
     assert robot.pushed_changes(ROBOT, PREFIX) is None  # a row missing its fields
 
 
+def test_a_notification_read_with_a_query_reply_is_pending_though_the_socket_is_quiet(stores):
+    """A notification in the socket when the connection runs a query is read with
+    the reply; a loop that trusted its poll of the socket would sleep on it."""
+    import select
+    import time
+
+    robot, exchange = stores
+    cid = f"{PREFIX}1"
+    robot.insert_order(ROBOT, "r1", NewOrder(cid, "Si-12.26", "buy", 1), 1)
+    exchange.record_many([(ROBOT, Fill(cid, 2, "Si-12.26", "buy", 1, 100, "", "0"))])
+    time.sleep(0.2)  # the notification is in the robot's socket
+    robot.insert_order(ROBOT, "r1", NewOrder(f"{PREFIX}2", "Si-12.26", "buy", 1), 3)
+    assert select.select([robot.fileno()], [], [], 0.2)[0] == []  # the socket says nothing
+    assert robot.pending()
+    pushed = robot.pushed_changes(ROBOT, PREFIX)
+    assert pushed is not None and [e.price for _, e in pushed] == [100]
+    assert not robot.pending()  # taken once
+
+
 @pytest.mark.parametrize(
     "marker",
     [
@@ -131,65 +150,161 @@ def test_a_store_made_by_an_older_roboframe_is_upgraded(pg_url, marker):
     robot.close()
 
 
+class RunningStream:
+    """A gateway's trade stream on its thread, with the loop's socket to read."""
+
+    def __init__(self, gateway, params: dict) -> None:
+        import threading
+        from decimal import Decimal
+
+        import zmq
+
+        from roboframe.core.gateway import Runtime
+        from roboframe.core.instruments import Instrument
+        from roboframe.core.streams import trade_stream
+
+        self.ctx = zmq.Context()
+        self.runtime = Runtime(ROBOT, "r1", self.ctx, "inproc://pg-rows-loop", None)
+        self.loop = self.ctx.socket(zmq.PULL)
+        self.loop.bind(self.runtime.loop_address)
+        self.gw = gateway(params, {"SI": Instrument("SI", Decimal(1))}, robot=ROBOT)
+        self.gw.open(self.runtime)
+        self.thread = threading.Thread(target=trade_stream, args=(self.gw, self.runtime))
+        self.thread.daemon = True
+        self.thread.start()
+
+    def events(self, n: int, timeout_ms: int = 5000) -> tuple[list, int]:
+        """The next ``n`` events the loop gets (fewer after ``timeout_ms`` of
+        silence), and in how many messages."""
+        from roboframe.core import codec
+
+        got, messages = [], 0
+        while len(got) < n and self.loop.poll(timeout_ms):
+            got.extend(codec.events_in(codec.decode(self.loop.recv())))
+            messages += 1
+        return got, messages
+
+    def close(self) -> None:
+        self.runtime.stop.set()
+        self.thread.join(10)
+        self.gw.close()
+        self.loop.close(0)
+        self.ctx.term()
+
+
+def _gateway(name: str):
+    from roboframe.plugins import get_registry
+
+    if name == "zmq":
+        from roboframe.builtin.zmqgw import FastGateway
+
+        return FastGateway
+    return get_registry().gateways[name].obj
+
+
+def _wait_for(what: str, check, seconds: float = 10) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
 def test_the_trade_stream_forwards_notified_rows_without_reading_the_store(pg_url, monkeypatch):
     """With a long poll_ms, the only read of the store is the catch-up on connect:
     the acknowledgement and the fill reach the loop from the notifications alone."""
-    import threading
-    import time
-    from decimal import Decimal
-
-    import zmq
-    from roboframe_postgres import roboframe_register_gateways
-
-    from roboframe.core import codec
-    from roboframe.core.gateway import Runtime
-    from roboframe.core.instruments import Instrument
-    from roboframe.core.streams import trade_stream
-
     reads = []
     real = PgStore.changes_after
     monkeypatch.setattr(
         PgStore, "changes_after", lambda self, *a: reads.append(a) or real(self, *a)
     )
-    gateways = {}
-    roboframe_register_gateways(lambda name, cls: gateways.setdefault(name, cls))
-    ctx = zmq.Context()
-    runtime = Runtime(ROBOT, "r1", ctx, "inproc://pg-rows-loop", None)
-    loop = ctx.socket(zmq.PULL)
-    loop.bind(runtime.loop_address)
-    gw = gateways["postgres"](
-        {"url": pg_url, "poll_ms": 600_000}, {"SI": Instrument("SI", Decimal(1))}, robot=ROBOT
-    )
-    gw.open(runtime)
-    thread = threading.Thread(target=trade_stream, args=(gw, runtime), daemon=True)
-    thread.start()
+    stream = RunningStream(_gateway("postgres"), {"url": pg_url, "poll_ms": 600_000})
     exchange = open_store(pg_url)
     exchange.setup()
     try:
         cid = f"{PREFIX}1"
-        gw.submit([NewOrder(cid, "SI", "buy", 1)])
-        deadline = time.monotonic() + 10
-        while not exchange.new_requests()[0]:
-            assert time.monotonic() < deadline, "the order never reached the store"
-            time.sleep(0.02)
+        stream.gw.submit([NewOrder(cid, "SI", "buy", 1)])
+        _wait_for("the order never reached the store", lambda: exchange.new_requests()[0])
         exchange.record_many(
             [
                 (ROBOT, OrderUpdate(cid, 5, "accepted")),
                 (ROBOT, Fill(cid, 6, "SI", "buy", 1, 99, "")),
             ]
         )
-        got, messages = [], 0
-        while len(got) < 2 and loop.poll(5000):
-            got.extend(codec.events_in(codec.decode(loop.recv())))
-            messages += 1
+        got, messages = stream.events(2)
         assert [type(e).__name__ for e in got] == ["OrderUpdate", "Fill"]
         assert messages == 1  # notified together, handed to the loop together
         assert got[1].price == 99 and got[1].trade_id.isdigit()
         assert len(reads) == 1  # the catch-up on connect, nothing since
     finally:
-        runtime.stop.set()
-        thread.join(10)
-        gw.close()
+        stream.close()
         exchange.close()
-        loop.close(0)
-        ctx.term()
+
+
+def test_a_fill_notified_while_the_stream_inserts_an_order_is_not_left_waiting(pg_url):
+    """The robot's insert waits on a lock; a fill committed meanwhile is notified
+    with the insert's reply, so the stream's socket never shows it. The stream
+    still forwards it at once, not at its next periodic read (ten minutes away)."""
+    import psycopg
+
+    stream = RunningStream(_gateway("postgres"), {"url": pg_url, "poll_ms": 600_000})
+    exchange = open_store(pg_url)
+    exchange.setup()
+    dsn, schema = pg_url.split("?schema=")
+    blocker = psycopg.connect(dsn)  # a transaction holding the next order's client id
+    try:
+        first, second = f"{PREFIX}1", f"{PREFIX}2"
+        stream.gw.submit([NewOrder(first, "SI", "buy", 1)])
+        _wait_for("the order never reached the store", lambda: exchange.new_requests()[0])
+        blocker.execute(f'SET search_path TO "{schema}"')
+        blocker.execute(
+            "INSERT INTO rf_orders (robot, run_id, client_id, symbol, side, qty, type, price, ts)"
+            " VALUES (%s, 'r1', %s, 'SI', 'buy', 1, 'market', 0, 1)",
+            (ROBOT, second),
+        )
+        stream.gw.submit([NewOrder(second, "SI", "buy", 1)])  # waits for the blocker
+        _wait_for(
+            "the stream's insert never waited on the lock",
+            lambda: exchange.conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE 'INSERT INTO rf_orders%%'"
+            ).fetchone()[0],
+        )
+        exchange.record_many([(ROBOT, Fill(first, 6, "SI", "buy", 1, 99, ""))])
+        blocker.rollback()  # the insert goes ahead, the notification comes with its reply
+        got, _ = stream.events(1)
+        assert [(type(e).__name__, e.client_id) for e in got] == [("Fill", first)]
+    finally:
+        blocker.close()
+        stream.close()
+        exchange.close()
+
+
+def test_the_fast_path_takes_the_stores_notifications_of_what_its_socket_missed(pg_url):
+    """A fill the exchange's socket never brought (the robot was away) reaches
+    the loop from the store's notification, not at the next periodic read; and
+    taking the notifications keeps the store's socket from staying readable."""
+    from roboframe.testing.helpers import free_port
+
+    address = f"tcp://127.0.0.1:{free_port()}"  # no exchange there: nothing comes that way
+    stream = RunningStream(_gateway("zmq"), {"url": pg_url, "poll_ms": 600_000, "address": address})
+    writer = open_store(pg_url)
+    writer.setup()
+    try:
+        cid = f"{PREFIX}1"
+        _wait_for(  # LISTEN, then the catch-up read: then the stream serves
+            "the stream never caught up",
+            lambda: writer.conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle' "
+                "AND query LIKE 'SELECT id, client_id, kind%%'"
+            ).fetchone()[0],
+        )
+        writer.record_many(
+            [(ROBOT, NewOrder(cid, "SI", "buy", 1)), (ROBOT, Fill(cid, 6, "SI", "buy", 1, 98, ""))]
+        )
+        got, _ = stream.events(1)
+        assert [(type(e).__name__, e.price) for e in got] == [("Fill", 98)]
+    finally:
+        stream.close()
+        writer.close()
