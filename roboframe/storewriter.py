@@ -178,13 +178,15 @@ def serve(url: str, address: str, parent: int) -> int:
                         pending.extend(_decode(raw))
                     except msgspec.DecodeError:
                         log.error("store writer: malformed item dropped: %r", raw[:80])
-            if pending:
+            if pending or store is not None:
                 try:
                     if store is None:
                         store = open_store(url)
                         store.setup()  # tables and functions as this version writes them
                         _take_writer_lock(store)
-                    write_items(store, pending)  # removes what it wrote
+                    store.keep_writer_lock()  # a lease is renewed when due, idle or not
+                    if pending:
+                        write_items(store, pending)  # removes what it wrote
                     backoff = 0.2
                 except StoreUnavailable as exc:
                     log.warning("store writer: waiting for the store: %s", exc)

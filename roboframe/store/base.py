@@ -204,6 +204,13 @@ class OrderStore:
         """
         return True
 
+    def keep_writer_lock(self) -> None:
+        """Called by the writer holding the lock, often (every loop turn): a
+        backend whose lock is a lease renews it here when due, and raises
+        :class:`StoreUnavailable` when it was lost (the writer then reconnects
+        and waits for the lock again). Locks that live with the connection
+        need nothing."""
+
     # True when record_many also takes NewOrder items (inserted as insert_order
     # would, under the run id in their client id) and writes a whole call in one
     # transaction: the fast path's store writer then hands it everything at once.

@@ -152,7 +152,7 @@ def test_a_dead_writer_stops_the_exchange_with_a_clear_error(pg_url):
     assert "store writer ended" in str(failure[0])
 
 
-def test_a_restarted_exchange_waits_for_the_earlier_writer(pg_url, caplog):
+def test_a_restarted_exchange_waits_for_the_earlier_writer(url, caplog):
     """An earlier exchange's writer, still writing answers under lower ids, holds
     the store: a new exchange does not serve the fast path (and hand out higher
     ids a robot could read first) until that writer is done."""
@@ -161,12 +161,12 @@ def test_a_restarted_exchange_waits_for_the_earlier_writer(pg_url, caplog):
     from roboframe.exchange import ExchangeProcess
 
     ctx = zmq.Context()
-    earlier = StoreWriterProcess(pg_url, ctx)
+    earlier = StoreWriterProcess(url, ctx)
     earlier.start()
-    store = open_store(pg_url)
+    store = open_store(url)
     store.setup()
     exchange = ExchangeProcess(
-        pg_url, "tcp://127.0.0.1:1", orders_address=f"tcp://127.0.0.1:{free_port()}"
+        url, "tcp://127.0.0.1:1", orders_address=f"tcp://127.0.0.1:{free_port()}"
     )
     stop, ready = threading.Event(), threading.Event()
     thread = threading.Thread(target=exchange.run, args=(stop, ready))

@@ -7,6 +7,7 @@ Collections (in the URL's database, default ``roboframe``)::
     order_events  {id, name, client_id, kind, reason, ts}
     trades        {id, name, client_id, symbol, side, qty, price, fee, ts}
     counters      {_id: collection, seq}   -- increasing ids, one $inc each
+    locks         {_id: "writer", owner, until} -- the store writer's lease
 
 ``name`` is the robot's name, as in the original design. A robot's trade
 stream watches inserts into ``trades`` and ``order_events`` whose
@@ -27,6 +28,8 @@ import os
 import re
 import select
 import threading
+import time
+import uuid
 from collections import deque
 
 import pymongo
@@ -63,6 +66,12 @@ def _plain_all(cursor) -> list[dict]:
 
 AWAIT_MS = 500  # how long one getMore of the watcher waits on the server
 ID_BLOCK = 64  # trade and event ids the exchange side reserves at a time
+# The writer lock is a lease (MongoDB has no lock that ends with a connection):
+# renewed every RENEW_S, free when not renewed for LEASE_S -- a writer killed
+# outright holds the fast path of a restarted exchange back that long. The
+# times are the hosts' clocks, which must agree to within a few seconds.
+LEASE_S = 15.0
+RENEW_S = 1.0
 
 
 class _Watcher(threading.Thread):
@@ -127,6 +136,8 @@ class MongoStore(OrderStore):
         self.watcher: _Watcher | None = None
         self._watch: list | None = None
         self._blocks: dict[str, list[int]] = {"trades": [], "order_events": []}
+        self._lease_owner = uuid.uuid4().hex
+        self._lease_renewed = 0.0  # monotonic time of the last renewal; 0: not held
         try:
             self.client.admin.command("ping")
         except PyMongoError as exc:
@@ -157,6 +168,10 @@ class MongoStore(OrderStore):
 
     def close(self) -> None:
         self._close_stream()
+        if self._lease_renewed:  # a clean exit frees the lease at once
+            self._lease_renewed = 0.0
+            with contextlib.suppress(PyMongoError):
+                self.db.locks.delete_one({"_id": "writer", "owner": self._lease_owner})
         self.client.close()
 
     def _close_stream(self) -> None:
@@ -235,6 +250,39 @@ class MongoStore(OrderStore):
         )
         top = int(doc["seq"])
         return list(range(top - n + 1, top + 1))
+
+    def try_writer_lock(self, keep: bool) -> bool:
+        now = time.time()
+        if not keep:
+            doc = self._guard(self.db.locks.find_one, {"_id": "writer"})
+            return doc is None or doc["owner"] == self._lease_owner or doc["until"] < now
+        try:  # free (no document), expired, or ours: take it; held: the _id is taken
+            self._guard(
+                self.db.locks.find_one_and_update,
+                {"_id": "writer", "$or": [{"owner": self._lease_owner}, {"until": {"$lt": now}}]},
+                {"$set": {"owner": self._lease_owner, "until": now + LEASE_S}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            return False
+        self._lease_renewed = time.monotonic()
+        return True
+
+    def keep_writer_lock(self) -> None:
+        if not self._lease_renewed or time.monotonic() - self._lease_renewed < RENEW_S:
+            return
+        renewed = self._guard(
+            self.db.locks.update_one,
+            {"_id": "writer", "owner": self._lease_owner},
+            {"$set": {"until": time.time() + LEASE_S}},
+        )
+        if renewed.matched_count != 1:
+            self._lease_renewed = 0.0
+            raise StoreUnavailable(
+                f"the store writer's lease ran out (not renewed for {LEASE_S:g} s) "
+                "and may be another writer's now"
+            )
+        self._lease_renewed = time.monotonic()
 
     def _recorded_id(self, coll: str) -> int:
         """An id for a row the exchange side writes: from a block reserved ahead, so

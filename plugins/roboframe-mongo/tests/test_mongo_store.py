@@ -46,3 +46,39 @@ def test_exchange_side_ids_come_from_reserved_blocks_in_increasing_order(mongo_u
     assert ids[-2] == reserved and ids[-1] > reserved  # above everything before the restart
     assert len(updates) == 1
     restarted.close()
+
+
+def test_the_writer_lock_is_a_lease_held_while_renewed_and_freed_on_close(mongo_url, monkeypatch):
+    """One store writer at a time: a second waits while the first renews its
+    lease, takes it when the first closes or stops renewing, and the first then
+    learns that it lost it instead of writing on beside the second."""
+    import time
+
+    from roboframe_mongo import store as mongo_store
+
+    first, second = open_store(mongo_url), open_store(mongo_url)
+    try:
+        assert second.try_writer_lock(keep=False)  # nobody holds it
+        assert first.try_writer_lock(keep=True)
+        assert first.try_writer_lock(keep=True)  # taking it again is keeping it
+        assert not second.try_writer_lock(keep=False)
+        assert not second.try_writer_lock(keep=True)
+        first.close()  # a clean exit frees it at once
+        assert second.try_writer_lock(keep=False)
+        assert second.try_writer_lock(keep=True)
+
+        monkeypatch.setattr(mongo_store, "LEASE_S", 0.3)
+        monkeypatch.setattr(mongo_store, "RENEW_S", 0.05)
+        third = open_store(mongo_url)
+        assert second.try_writer_lock(keep=True)  # now on a short lease
+        for _ in range(10):  # renewed: held past several leases
+            time.sleep(0.1)
+            second.keep_writer_lock()
+            assert not third.try_writer_lock(keep=False)
+        time.sleep(0.5)  # not renewed: it runs out
+        assert third.try_writer_lock(keep=True)
+        with pytest.raises(StoreUnavailable, match="lease ran out"):
+            second.keep_writer_lock()
+        third.close()
+    finally:
+        second.close()
