@@ -56,6 +56,7 @@ def write_items(store: OrderStore, items: list) -> None:
     if store.records_orders and items:
         store.record_many(items)
         items.clear()
+    _give_ids(store, items)
     while items:
         robot, item = items[0]
         if type(item) is NewOrder:
@@ -67,6 +68,25 @@ def write_items(store: OrderStore, items: list) -> None:
             j += 1
         store.record_many(items[:j])
         del items[:j]
+
+
+def _give_ids(store: OrderStore, items: list) -> None:
+    """Store ids, kept in ``items``, for the updates and fills that have none: a
+    retry after a failure halfway then writes the very rows again, and the
+    store's unique ids make those no-ops instead of second trades."""
+    for kind, cls, field in (("trades", Fill, "trade_id"), ("order_events", OrderUpdate, "ref")):
+        need = [
+            i for i, (_, item) in enumerate(items) if type(item) is cls and not getattr(item, field)
+        ]
+        if not need:
+            continue
+        try:
+            ids = store.reserve_ids(kind, len(need))
+        except NotImplementedError:  # a backend without reserved ids
+            return
+        for i, new in zip(need, ids, strict=True):
+            robot, item = items[i]
+            items[i] = (robot, msgspec.structs.replace(item, **{field: str(new)}))
 
 
 class WriterDied(RoboframeError):

@@ -36,6 +36,7 @@ import pymongo
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate
+from roboframe.errors import ConfigError
 from roboframe.store.base import (
     OrderStore,
     StoredOrder,
@@ -156,9 +157,28 @@ class MongoStore(OrderStore):
 
     def setup(self) -> None:
         self._guard(self.db.orders.create_index, "client_id", unique=True)
+        self._guard(self.db.orders.create_index, "id")
         for coll in ("orders", "order_events", "trades"):
             self._guard(self.db[coll].create_index, [("name", 1), ("id", 1)])
-            self._guard(self.db[coll].create_index, "id")
+        for coll in ("order_events", "trades"):
+            self._unique_ids(coll)
+
+    def _unique_ids(self, coll: str) -> None:
+        """A unique index on ``id``: a write retried after a failure halfway (these
+        writes are not one transaction) inserts nothing twice. A store made by an
+        older roboframe has a plain one, replaced here."""
+        index = self._guard(self.db[coll].index_information).get("id_1")
+        if index is not None and index.get("unique"):
+            return
+        if index is not None:
+            self._guard(self.db[coll].drop_index, "id_1")
+        try:
+            self._guard(self.db[coll].create_index, "id", unique=True)
+        except DuplicateKeyError:
+            raise ConfigError(
+                f"order store: the {coll} collection holds rows with the same id (written "
+                "twice by an older roboframe); remove the repeats, then start again"
+            ) from None
 
     def reconnect(self) -> None:
         self._close_stream()
@@ -241,15 +261,31 @@ class MongoStore(OrderStore):
         return orders, cancels
 
     def reserve_ids(self, kind: str, n: int) -> list[int]:
-        doc = self._guard(
-            self.db.counters.find_one_and_update,
-            {"_id": kind},
-            {"$inc": {"seq": n}},
-            upsert=True,
-            return_document=AFTER,
-        )
-        top = int(doc["seq"])
-        return list(range(top - n + 1, top + 1))
+        """From the block reserved ahead, and a new block when it runs out: one
+        round trip per ``ID_BLOCK`` ids at most. The exchange side is one process
+        writing serially, so the ids still become visible in increasing order; a
+        restart leaves a gap, which readers ("after id N") do not mind."""
+        block = self._blocks[kind]  # highest first: pop() gives the lowest
+        out = [block.pop() for _ in range(min(n, len(block)))]
+        need = n - len(out)
+        if need:
+            more = max(need, ID_BLOCK)
+            doc = self._guard(
+                self.db.counters.find_one_and_update,
+                {"_id": kind},
+                {"$inc": {"seq": more}},
+                upsert=True,
+                return_document=AFTER,
+            )
+            top = int(doc["seq"])
+            fresh = range(top - more + 1, top + 1)
+            out.extend(fresh[:need])
+            block.extend(reversed(fresh[need:]))
+        return out
+
+    def _recorded_id(self, coll: str) -> int:
+        """An id for a row the exchange side writes (see :meth:`reserve_ids`)."""
+        return self.reserve_ids(coll, 1)[0]
 
     def try_writer_lock(self, keep: bool) -> bool:
         now = time.time()
@@ -283,16 +319,6 @@ class MongoStore(OrderStore):
                 "and may be another writer's now"
             )
         self._lease_renewed = time.monotonic()
-
-    def _recorded_id(self, coll: str) -> int:
-        """An id for a row the exchange side writes: from a block reserved ahead, so
-        a trade or update costs no round trip for its id. One exchange-side process
-        writes them, serially, so they still become visible in increasing order; a
-        restart leaves a gap, which readers ("after id N") do not mind."""
-        block = self._blocks[coll]
-        if not block:
-            block.extend(reversed(self.reserve_ids(coll, ID_BLOCK)))
-        return block.pop()
 
     def _next_id(self, coll: str) -> int:
         doc = self._guard(
@@ -431,10 +457,15 @@ class MongoStore(OrderStore):
                 {"$set": {"handled": True}},
             )
 
+    def _insert_once(self, coll: str, doc: dict) -> None:
+        """Insert ``doc`` unless a row with its id is there (a retried write)."""
+        with contextlib.suppress(DuplicateKeyError):
+            self._guard(self.db[coll].insert_one, doc)
+
     def record_update(self, robot: str, update: OrderUpdate) -> int:
         new_id = _reserved(update.ref) or self._recorded_id("order_events")
-        self._guard(
-            self.db.order_events.insert_one,
+        self._insert_once(
+            "order_events",
             {
                 "id": new_id,
                 "name": robot,
@@ -453,8 +484,8 @@ class MongoStore(OrderStore):
 
     def record_fill(self, robot: str, fill: Fill) -> int:
         new_id = _reserved(fill.trade_id) or self._recorded_id("trades")
-        self._guard(
-            self.db.trades.insert_one,
+        self._insert_once(
+            "trades",
             {
                 "id": new_id,
                 "name": robot,
@@ -467,11 +498,16 @@ class MongoStore(OrderStore):
                 "ts": fill.ts,
             },
         )
-        self._guard(  # filled, and done when complete: one round trip
+        self._guard(  # filled, and done when complete: one round trip; once per trade
             self.db.orders.update_one,
-            {"client_id": fill.client_id},
+            {"client_id": fill.client_id, "trade_ids": {"$ne": new_id}},
             [
-                {"$set": {"filled": {"$add": ["$filled", fill.qty]}}},
+                {
+                    "$set": {
+                        "filled": {"$add": ["$filled", fill.qty]},
+                        "trade_ids": {"$concatArrays": [{"$ifNull": ["$trade_ids", []]}, [new_id]]},
+                    }
+                },
                 {
                     "$set": {
                         "status": {"$cond": [{"$gte": ["$filled", "$qty"]}, "filled", "$status"]}

@@ -82,3 +82,68 @@ def test_the_writer_lock_is_a_lease_held_while_renewed_and_freed_on_close(mongo_
         third.close()
     finally:
         second.close()
+
+
+def test_a_write_retried_after_a_failure_halfway_writes_each_row_once(mongo_url, monkeypatch):
+    """These writes are not one transaction: the connection can fail after some
+    rows are in (or after a row is in but before its answer came). The retry
+    writes the same rows again, under the ids they were given the first time,
+    and nothing is in twice: no second trade, no fill counted twice."""
+    from roboframe_mongo.store import MongoStore
+
+    from roboframe.core.events import Fill, NewOrder, OrderUpdate
+    from roboframe.storewriter import write_items
+
+    store = open_store(mongo_url)
+    store.setup()
+    cid = "alpha-r1-1"
+    store.insert_order("alpha", "r1", NewOrder(cid, "Si-12.26", "buy", 2), 1)
+    items = [
+        ("alpha", OrderUpdate(cid, 2, "accepted")),
+        ("alpha", Fill(cid, 3, "Si-12.26", "buy", 1, 100, "", "0")),
+        ("alpha", Fill(cid, 4, "Si-12.26", "buy", 1, 101, "", "0")),
+    ]
+    real, calls = MongoStore.record_fill, []
+
+    def fails_after_the_second(self, robot, fill):
+        written = real(self, robot, fill)
+        calls.append(written)
+        if len(calls) == 2:  # written, but its answer never came
+            raise StoreUnavailable("connection lost")
+        return written
+
+    monkeypatch.setattr(MongoStore, "record_fill", fails_after_the_second)
+    with pytest.raises(StoreUnavailable):
+        write_items(store, items)
+    monkeypatch.setattr(MongoStore, "record_fill", real)
+    assert items  # nothing taken off: all of it is retried
+    write_items(store, items)
+    assert items == []
+    trades = list(store.db.trades.find({}, {"_id": 0, "id": 1, "price": 1}).sort("id", 1))
+    assert [t["price"] for t in trades] == [100, 101]
+    assert [t["id"] for t in trades] == calls  # under the ids given the first time
+    assert store.db.order_events.count_documents({}) == 1
+    order = store.db.orders.find_one({"client_id": cid})
+    assert (order["filled"], order["status"]) == (2, "filled")
+    fills, updates = store.changes_after("alpha", "alpha-r1-", 0, 0)
+    assert len(fills) == 2 and len(updates) == 1
+    store.close()
+
+
+def test_a_store_of_an_older_roboframe_gets_unique_ids(mongo_url):
+    """Its plain index on id is replaced by a unique one; one that already holds
+    repeated ids is refused with a clear error, not half upgraded."""
+    from roboframe.errors import ConfigError
+
+    store = open_store(mongo_url)
+    store.db.trades.create_index("id")  # as an older roboframe made it
+    store.db.order_events.create_index("id")
+    store.db.order_events.insert_many([{"id": 1}, {"id": 2}])
+    store.setup()
+    assert store.db.trades.index_information()["id_1"].get("unique")
+    store.db.trades.drop_index("id_1")
+    store.db.trades.create_index("id")
+    store.db.trades.insert_many([{"id": 7}, {"id": 7}])
+    with pytest.raises(ConfigError, match="trades collection holds rows with the same id"):
+        store.setup()
+    store.close()
