@@ -50,13 +50,14 @@ ORPHAN_GRACE_S = 60.0  # an orphaned writer retries a missing store this long, t
 def write_items(store: OrderStore, items: list) -> None:
     """Write ``[(robot, NewOrder | OrderUpdate | Fill)]`` in order, removing from
     ``items`` what is written: all in one transaction where the store can
-    (``records_orders``), else order rows one by one (idempotent) and runs of
-    updates and fills as one transaction each, so a retry after a failure
-    repeats nothing."""
+    (``records_orders``), else order rows one by one and runs of updates and
+    fills. Updates and fills get their store ids first, kept in ``items``, so a
+    retry after a failure -- even one after the commit, whose answer was lost --
+    writes the very rows again, which the store's unique ids make no-ops."""
+    _give_ids(store, items)
     if store.records_orders and items:
         store.record_many(items)
         items.clear()
-    _give_ids(store, items)
     while items:
         robot, item = items[0]
         if type(item) is NewOrder:

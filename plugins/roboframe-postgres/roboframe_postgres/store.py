@@ -139,15 +139,19 @@ BEGIN
                 INSERT INTO rf_trades (robot, client_id, symbol, side, qty, price, fee, ts)
                 VALUES (item->>'robot', cid, item->>'symbol', item->>'side',
                         lots, (item->>'price')::bigint, item->>'fee', (item->>'ts')::bigint);
-            ELSE
+            ELSE  -- under a reserved id: written already by a retried call, a no-op
                 INSERT INTO rf_trades (id, robot, client_id, symbol, side, qty, price, fee, ts)
                 VALUES ((item->>'id')::bigint, item->>'robot', cid, item->>'symbol',
                         item->>'side', lots, (item->>'price')::bigint, item->>'fee',
-                        (item->>'ts')::bigint);
+                        (item->>'ts')::bigint)
+                ON CONFLICT (id) DO NOTHING;
+                IF NOT FOUND THEN
+                    cid_lots := cid_lots - lots;
+                END IF;
             END IF;
         ELSIF item->>'k' = 'event' THEN
             IF cid_kind IS NULL OR cid_kind IN ('new', 'accepted') THEN
-                cid_kind := item->>'kind';
+                cid_kind := item->>'kind';  -- a repeat moves the order nowhere new
             END IF;
             IF item->>'id' IS NULL THEN
                 INSERT INTO rf_order_events (robot, client_id, kind, reason, ts)
@@ -156,7 +160,8 @@ BEGIN
             ELSE
                 INSERT INTO rf_order_events (id, robot, client_id, kind, reason, ts)
                 VALUES ((item->>'id')::bigint, item->>'robot', cid, item->>'kind',
-                        item->>'reason', (item->>'ts')::bigint);
+                        item->>'reason', (item->>'ts')::bigint)
+                ON CONFLICT (id) DO NOTHING;
             END IF;
         END IF;
     END LOOP;
@@ -169,8 +174,9 @@ $$ LANGUAGE sql IMMUTABLE;
 # 3: rf_record leaves ids to the column defaults (pg_get_serial_sequence per row
 # cost a catalog search, more than the rest of the function) and updates an order
 # once for the items in a row about it; 4: rf_record takes order rows too, and
-# they do not wake the exchange (it has them already)
-SCHEMA_VERSION = 4
+# they do not wake the exchange (it has them already); 5: a row under a reserved
+# id that is there already (a retry after a lost answer) is a no-op
+SCHEMA_VERSION = 5
 NOTIFY_FUNCTION = NOTIFY_FUNCTION.replace("{version}", str(SCHEMA_VERSION))
 
 DDL = """
@@ -230,6 +236,9 @@ CREATE TRIGGER rf_trades_notify AFTER INSERT ON rf_trades
 DDL = DDL.replace("{notify}", NOTIFY_FUNCTION)
 
 
+ID_BLOCK = 64  # trade and event ids reserved at a time (reserve_ids)
+
+
 def _reserved(text: str) -> int | None:
     """An id the writer reserved (digits), or None to let the table assign one."""
     return int(text) if text.isdigit() else None
@@ -257,6 +266,7 @@ class PgStore(OrderStore):
         self.conn: psycopg.Connection | None = None
         self._listening: list[str] = []
         self._queried = False  # a query ran since the last wait(): see pending()
+        self._blocks: dict[str, list[int]] = {"trades": [], "order_events": []}
         self.connect()
 
     # -- connection -----------------------------------------------------------
@@ -496,13 +506,24 @@ class PgStore(OrderStore):
         return got
 
     def reserve_ids(self, kind: str, n: int) -> list[int]:
-        table = {"trades": "rf_trades", "order_events": "rf_order_events"}[kind]
-        rows = self._exec(  # the sequence looked up once, not once per id
-            "SELECT nextval(seq) FROM (SELECT pg_get_serial_sequence(%s, 'id')::regclass "
-            "AS seq) s, generate_series(1, %s)",
-            (table, n),
-        ).fetchall()
-        return [r[0] for r in rows]
+        """From a block reserved ahead, a new one when it runs out: one round trip
+        per ``ID_BLOCK`` ids at most. One exchange-side process writes a robot's
+        rows, serially, so they still become visible in increasing order."""
+        block = self._blocks[kind]  # highest first: pop() gives the lowest
+        out = [block.pop() for _ in range(min(n, len(block)))]
+        need = n - len(out)
+        if need:
+            more = max(need, ID_BLOCK)
+            table = {"trades": "rf_trades", "order_events": "rf_order_events"}[kind]
+            rows = self._exec(  # the sequence looked up once, not once per id
+                "SELECT nextval(seq) FROM (SELECT pg_get_serial_sequence(%s, 'id')::regclass "
+                "AS seq) s, generate_series(1, %s)",
+                (table, more),
+            ).fetchall()
+            fresh = sorted(r[0] for r in rows)
+            out.extend(fresh[:need])
+            block.extend(reversed(fresh[need:]))
+        return out
 
     def _insert_row(self, table: str, row: dict, reserved: int | None) -> psycopg.Cursor:
         """Insert ``row`` under a reserved id, or under the column default's."""

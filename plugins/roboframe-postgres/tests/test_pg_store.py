@@ -103,14 +103,54 @@ def test_record_many_writes_order_rows_too_all_or_nothing(pg_url):
     exchange.close()
     fills, updates = store.changes_after("alpha", "alpha-r7-", 0, 0)
     assert [ref for ref, _ in fills] == [trade] and [ref for ref, _ in updates] == [event]
-    with pytest.raises(psycopg.errors.UniqueViolation):  # that trade id again: refused whole
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange):  # a bad row: refused whole
         store.record_many(
             [
                 ("alpha", NewOrder("alpha-r7-2", "Si-12.26", "sell", 1)),
                 ("alpha", NewOrder(cid, "Si-12.26", "buy", 2, "limit", 101)),  # a retry: no-op
-                ("alpha", Fill("alpha-r7-2", 7, "Si-12.26", "sell", 1, 100, str(trade), "0")),
+                ("alpha", Fill("alpha-r7-2", 7, "Si-12.26", "sell", 2**70, 100, "", "0")),
             ]
         )
     count = "SELECT count(*) FROM rf_orders WHERE client_id = 'alpha-r7-2'"
     assert store.conn.execute(count).fetchone() == (0,)  # rolled back with the batch
+    store.close()
+
+
+def test_a_write_retried_after_its_answer_was_lost_writes_nothing_twice(pg_url, monkeypatch):
+    """The commit went through but its answer never came (the connection died):
+    the retry writes the same rows under the ids they were given, and they are
+    no-ops -- no second trade, no fill counted twice, no error."""
+    from roboframe.core.events import Fill, NewOrder, OrderUpdate
+    from roboframe.storewriter import write_items
+
+    store = open_store(pg_url)
+    store.setup()
+    cid = "alpha-r1-1"
+    store.insert_order("alpha", "r1", NewOrder(cid, "Si-12.26", "buy", 2), 1)
+    items = [
+        ("alpha", OrderUpdate(cid, 2, "accepted")),
+        ("alpha", Fill(cid, 3, "Si-12.26", "buy", 1, 100, "", "0")),
+        ("alpha", Fill(cid, 4, "Si-12.26", "buy", 1, 101, "", "0")),
+    ]
+    real = PgStore.record_many
+
+    def answer_lost(self, batch):
+        real(self, batch)
+        raise StoreUnavailable("connection lost")
+
+    monkeypatch.setattr(PgStore, "record_many", answer_lost)
+    with pytest.raises(StoreUnavailable):
+        write_items(store, items)
+    monkeypatch.setattr(PgStore, "record_many", real)
+    assert [item.ts for _, item in items] == [2, 3, 4]  # all of it is retried ...
+    given = [int(item.trade_id) for _, item in items[1:]]  # ... under the ids given
+    write_items(store, items)
+    assert items == []
+    fills, updates = store.changes_after("alpha", "alpha-r1-", 0, 0)
+    assert [(ref, fill.price) for ref, fill in fills] == list(zip(given, [100, 101], strict=True))
+    assert [update.status for _, update in updates] == ["accepted"]
+    row = store.conn.execute(
+        "SELECT filled, status FROM rf_orders WHERE client_id = %s", (cid,)
+    ).fetchone()
+    assert row == (2, "filled")
     store.close()
