@@ -179,6 +179,7 @@ class ExchangeProcess:
         One message per robot and one for the writer per turn of the loop: a
         ZeroMQ send costs more than the rest of an order's handling here."""
         fills = sum(1 for _, event in self.outbox if type(event) is Fill)
+        self.counts["fills"] += fills
         for kind, need in (("trades", fills), ("order_events", len(self.outbox) - fills)):
             ids = self.ids[kind]
             if len(ids) < need + 64:  # a burst takes what it needs, and 64 stay ahead

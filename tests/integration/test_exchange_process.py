@@ -102,6 +102,7 @@ def test_an_orders_answers_come_in_one_message_under_the_stored_ids(url):
         assert type(update) is OrderUpdate and update.status == "accepted"
         assert type(fill) is Fill and (fill.qty, fill.price) == (2, 100)
         assert not running.dealer.poll(200)  # and nothing after it
+        assert running.exchange.counts == {"orders": 1, "fills": 1, "cancels": 0}
         fills, updates = stored(url, 1, 1)
         assert fills == [(int(fill.trade_id), fill)]
         assert updates == [(int(update.ref), update)]
