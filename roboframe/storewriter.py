@@ -61,7 +61,7 @@ def write_items(store: OrderStore, items: list) -> None:
     while items:
         robot, item = items[0]
         if type(item) is NewOrder:
-            store.insert_order(robot, run_id_of(robot, item.client_id), item, 0)
+            store.insert_taken_order(robot, run_id_of(robot, item.client_id), item)
             del items[0]
             continue
         j = 0

@@ -3,7 +3,7 @@
 Collections (in the URL's database, default ``roboframe``)::
 
     orders        {id, name, run_id, client_id (unique), symbol, side, qty, type, price,
-                   ts, status, filled}
+                   ts, status, filled, trade_ids; taken: written behind by the fast path}
     order_events  {id, name, client_id, kind, reason, ts}
     trades        {id, name, client_id, symbol, side, qty, price, fee, ts}
     counters      {_id: collection, seq}   -- increasing ids, one $inc each
@@ -333,6 +333,12 @@ class MongoStore(OrderStore):
     # -- robot side -----------------------------------------------------------
 
     def insert_order(self, robot: str, run_id: str, order: NewOrder, ts: int) -> bool:
+        return self._insert_order(robot, run_id, order, ts, {})
+
+    def insert_taken_order(self, robot: str, run_id: str, order: NewOrder) -> bool:
+        return self._insert_order(robot, run_id, order, 0, {"taken": True})  # not watched
+
+    def _insert_order(self, robot, run_id, order: NewOrder, ts: int, extra: dict) -> bool:
         # the unique index on client_id refuses a second one (an id may go unused)
         doc = {
             "id": self._next_id("orders"),
@@ -347,6 +353,7 @@ class MongoStore(OrderStore):
             "ts": ts,
             "status": "new",
             "filled": 0,
+            **extra,
         }
         try:
             self._guard(self.db.orders.insert_one, doc)
@@ -404,7 +411,7 @@ class MongoStore(OrderStore):
                 "$match": {
                     "operationType": "insert",
                     "$or": [
-                        {"ns.coll": "orders"},
+                        {"ns.coll": "orders", "fullDocument.taken": {"$ne": True}},
                         {"ns.coll": "order_events", "fullDocument.kind": "cancel_request"},
                     ],
                 }

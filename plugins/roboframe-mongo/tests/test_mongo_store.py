@@ -147,3 +147,32 @@ def test_a_store_of_an_older_roboframe_gets_unique_ids(mongo_url):
     with pytest.raises(ConfigError, match="trades collection holds rows with the same id"):
         store.setup()
     store.close()
+
+
+def test_an_order_the_fast_path_took_does_not_wake_the_exchange(mongo_url):
+    """The fast path's writer writes the order row behind, after the exchange
+    answered it over ZeroMQ: the exchange's change stream leaves it out, while
+    a robot's own insert (the store path) still wakes it."""
+    from roboframe.core.events import NewOrder
+    from roboframe.testing.helpers import take_notifications
+
+    writer, exchange = open_store(mongo_url), open_store(mongo_url)
+    writer.setup()
+    exchange.listen_exchange()
+    exchange.wait(0)
+    exchange.pushed_requests()  # the first take after connecting says "read the store"
+    try:
+        taken = NewOrder("alpha-r1-1", "Si-12.26", "buy", 1)
+        assert writer.insert_taken_order("alpha", "r1", taken)
+        assert not writer.insert_taken_order("alpha", "r1", taken)  # a retry: a no-op
+        writer.insert_order("alpha", "r1", NewOrder("alpha-r1-2", "Si-12.26", "buy", 1), 5)
+        assert take_notifications(exchange)
+        orders, _ = exchange.pushed_requests()
+        assert [o.order.client_id for o in orders] == ["alpha-r1-2"]
+        assert [o.order.client_id for o in exchange.new_requests()[0]] == [
+            "alpha-r1-1",
+            "alpha-r1-2",
+        ]  # both are in the store, for a restarted exchange to read
+    finally:
+        writer.close()
+        exchange.close()
