@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate
-from roboframe.store import open_store
+from roboframe.store import StoreUnavailable, open_store
 from roboframe.testing.helpers import take_notifications
 
 
@@ -214,3 +214,40 @@ def test_a_change_makes_the_store_socket_readable(stores):
     robot.insert_order("alpha", "r1", order(1), 1)
     assert select.select([fd], [], [], 3.0)[0] == [fd]
     assert exchange.wait(0)
+
+
+def test_a_write_retried_after_its_answer_was_lost_writes_nothing_twice(stores):
+    """The write went through but its answer never came (the connection died):
+    the retry writes the same rows under the ids they were given, and they are
+    no-ops -- no second trade, no fill counted twice, no error."""
+    from roboframe.storewriter import write_items
+
+    robot, exchange = stores
+    exchange.setup()
+    cid = "alpha-r1-1"
+    robot.insert_order("alpha", "r1", order(1, qty=3), 1)
+    items = [
+        ("alpha", OrderUpdate(cid, 2, "accepted")),
+        ("alpha", Fill(cid, 3, "Si-12.26", "buy", 1, 100, "", "0")),
+        ("alpha", Fill(cid, 4, "Si-12.26", "buy", 1, 101, "", "0")),
+    ]
+    real = exchange.record_many
+
+    def answer_lost(batch):
+        real(batch)
+        raise StoreUnavailable("connection lost")
+
+    exchange.record_many = answer_lost
+    with pytest.raises(StoreUnavailable):
+        write_items(exchange, items)
+    exchange.record_many = real
+    assert [item.ts for _, item in items] == [2, 3, 4]  # all of it is retried ...
+    given = [item.trade_id for _, item in items[1:]]  # ... under the ids it got
+    write_items(exchange, items)
+    assert items == []
+    fills, updates = robot.changes_after("alpha", "alpha-r1-", 0, 0)
+    assert [f.price for _, f in fills] == [100, 101]
+    assert [str(ref) for ref, _ in fills] == given
+    assert [update.status for _, update in updates] == ["accepted"]
+    (stored,) = exchange.open_orders()  # two of three lots: open, each fill counted once
+    assert (stored.order.client_id, stored.status, stored.filled) == (cid, "accepted", 2)
