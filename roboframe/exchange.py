@@ -133,8 +133,12 @@ class ExchangeProcess:
         self.counts["orders"] += 1
 
     def _answer(self, robot: str, event) -> None:
-        """Store-path answers go to the store; fast-path ones to the robot first."""
-        if event.client_id in self.fast:
+        """Fast-path answers go to the robot first, then to the store writer. With a
+        writer, store-path answers go through it too, under ids from the same
+        reserve: one writer writing in answer order, so a robot reading "after id
+        N" never sees a higher id before a lower one of its own (a fast robot's
+        order reloaded after a restart is answered the store's way)."""
+        if self.writer is not None or event.client_id in self.fast:
             self.outbox.append((robot, event))
         else:
             self.unwritten.append((robot, event))
@@ -174,7 +178,8 @@ class ExchangeProcess:
                     self.counts["cancels"] += 1
 
     def _send_outbox(self) -> None:
-        """Give fast-path answers their store ids, send them, queue them for the store.
+        """Give answers their store ids, send the fast path's to their robots, and
+        queue all of them for the store writer.
 
         One message per robot and one for the writer per turn of the loop: a
         ZeroMQ send costs more than the rest of an order's handling here."""
@@ -191,7 +196,9 @@ class ExchangeProcess:
             else:
                 event = msgspec.structs.replace(event, ref=str(self.ids["order_events"].pop(0)))
             self.to_writer.append((robot, event))
-            answers.setdefault(self.fast[event.client_id], []).append(event)
+            identity = self.fast.get(event.client_id)
+            if identity is not None:  # else the robot reads it from the store
+                answers.setdefault(identity, []).append(event)
         self.outbox = []
         # handed to the writer first: an exchange dying between the two leaves the
         # answers for the robot to read from the store, never answers the store lacks
@@ -361,6 +368,8 @@ class ExchangeProcess:
             woke = (fd in ready if fd is not None else self.store.wait(0)) or self.store.pending()
             if (woke or now >= next_poll) and self._take_requests(full=now >= next_poll):
                 next_poll = now + self.poll_s
+            if self.outbox:  # store-path answers, when a writer writes them
+                self._send_outbox()
             self._write()
             if len(self.owner) > self.remember and not self.outbox:
                 self._trim()

@@ -168,6 +168,39 @@ def test_an_order_notified_while_the_exchange_writes_is_taken_at_once(pg_url):
         running.close()
 
 
+def test_ids_follow_the_answers_whichever_path_an_order_came(url):
+    """With the fast path on, a store-path order's answers are written by the
+    same writer under ids from the same reserve: a fill answered between two
+    fast fills gets an id between theirs. (Written apart, it got a higher id
+    than fast fills answered after it, and a robot reading "after id N" could
+    step over those -- e.g. the fills of a fast robot's orders reloaded after
+    a restart, which are answered the store's way.)"""
+    running = RunningExchange(url)
+    robot = open_store(url)
+    try:
+        running.price(Bar("Si", 1, 100, 100, 100, 100))
+
+        def fast(n: int) -> int:
+            running.dealer.send(codec.encode([NewOrder(f"alpha-r1-{n}", "Si", "buy", 1)]))
+            return next(int(e.trade_id) for e in running.answers(2) if type(e) is Fill)
+
+        first = fast(1)
+        robot.insert_order("beta", "r1", NewOrder("beta-r1-1", "Si", "sell", 1), 1)
+        deadline = time.monotonic() + 10
+        while not (fills := robot.changes_after("beta", "beta-r1-", 0, 0)[0]):
+            assert time.monotonic() < deadline, "the store-path order was never filled"
+            assert not running.failure, running.failure
+            time.sleep(0.05)
+        ((between, _),) = fills
+        last = fast(2)
+        assert first < between < last
+        stored_fills, _ = stored(url, 2, 2)
+        assert [ref for ref, _ in stored_fills] == [first, last]
+    finally:
+        robot.close()
+        running.close()
+
+
 def test_a_long_running_exchange_forgets_finished_orders_not_open_ones(pg_url):
     """Its maps of order -> robot and socket are trimmed to the newest finished
     orders; a resting order is never forgotten (its fill still comes over
