@@ -16,8 +16,11 @@ A store round trip is two notifications (robot -> exchange -> robot), so the
 fair comparison for "what roboframe adds" is against twice the raw figure.
 Prints p50/p99 in milliseconds and orders/s. Usage:
 python bench/order_latency.py [-n 2000] [--url postgresql://postgres@127.0.0.1:5432/test]
-Then the fast path: orders straight to the exchange over ZeroMQ and back,
-the store written behind, next to a raw DEALER/ROUTER round trip.
+Then the same store path through an exchange that also serves the fast path
+(``--orders``), whose store writer then writes the store path's answers too
+(one writer, ids in answer order): one process hop more. Then the fast path:
+orders straight to the exchange over ZeroMQ and back, the store written
+behind, next to a raw DEALER/ROUTER round trip.
 
 ``--mongo`` adds the MongoDB store path (raw: insert -> change-stream event),
 against ``--mongo-url`` or, without one, a SecantusDB server it starts when
@@ -154,7 +157,10 @@ class RawZmq:
 class RoboframePath:
     """The robot's gateway -> the exchange process -> the robot's trade stream."""
 
-    def __init__(self, url: str, fast: bool = False) -> None:
+    def __init__(self, url: str, fast: bool = False, mixed: bool = False) -> None:
+        """``fast``: the robot uses the fast path; ``mixed``: the robot uses the
+        store, but the exchange serves the fast path too (its store writer then
+        writes the store path's answers)."""
         self.fast = fast
         self.ctx = ctx = zmq.Context()
         self.pub = ctx.socket(zmq.PUB)
@@ -173,7 +179,7 @@ class RoboframePath:
                 f"tcp://127.0.0.1:{port}",
                 "--fill-at",
                 "close",
-                *(["--orders", f"tcp://127.0.0.1:{orders_port}"] if fast else []),
+                *(["--orders", f"tcp://127.0.0.1:{orders_port}"] if fast or mixed else []),
             ],
         )
         time.sleep(2.5)
@@ -251,7 +257,11 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
     ap.add_argument(
-        "--path", choices=("all", "store", "fast"), default="all", help="which paths to measure"
+        "--path",
+        choices=("all", "store", "fast", "mixed"),
+        default="all",
+        help="which paths to measure (mixed: the store path through an exchange that "
+        "also serves the fast path, whose writer then writes the store path's answers)",
     )
     ap.add_argument("--mongo", action="store_true", help="also the MongoDB store path")
     ap.add_argument("--mongo-url", help="a MongoDB replica set (default: a SecantusDB)")
@@ -264,6 +274,9 @@ def main() -> None:
         if args.path in ("all", "store"):
             raw, ours, rate = side_by_side(RawNotify(url), RoboframePath(url), args.n)
             report_store(args.n, raw, ours, rate)
+        if args.path in ("all", "mixed"):
+            raw, ours, rate = side_by_side(RawNotify(url), RoboframePath(url, mixed=True), args.n)
+            report_store(args.n, raw, ours, rate, "PostgreSQL order path, exchange with --orders")
         if args.path in ("all", "fast"):
             raw, ours, rate = side_by_side(RawZmq(), RoboframePath(url, fast=True), args.n)
             report_fast(args.n, raw, ours, rate)
