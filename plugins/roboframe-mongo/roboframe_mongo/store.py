@@ -175,6 +175,7 @@ class MongoStore(OrderStore):
         try:
             self._guard(self.db[coll].create_index, "id", unique=True)
         except DuplicateKeyError:
+            self._guard(self.db[coll].create_index, "id")  # left as it was
             raise ConfigError(
                 f"order store: the {coll} collection holds rows with the same id (written "
                 "twice by an older roboframe); remove the repeats, then start again"

@@ -146,6 +146,7 @@ def test_a_store_of_an_older_roboframe_gets_unique_ids(mongo_url):
     store.db.trades.insert_many([{"id": 7}, {"id": 7}])
     with pytest.raises(ConfigError, match="trades collection holds rows with the same id"):
         store.setup()
+    assert "id_1" in store.db.trades.index_information()  # its plain index left in place
     store.close()
 
 
