@@ -71,7 +71,6 @@ class ExchangeProcess:
         self.fast: dict[str, bytes] = {}  # client id -> robot's socket identity
         self.outbox: list[tuple[str, object]] = []  # fast-path answers waiting for an id
         self.to_writer: list[tuple[str, object]] = []  # for the store writer, this loop turn
-        self.ids: dict[str, list[int]] = {"trades": [], "order_events": []}
         self.router: zmq.Socket | None = None
         self.writer: StoreWriterProcess | None = None
         self.engine = PaperExchange(
@@ -185,16 +184,14 @@ class ExchangeProcess:
         ZeroMQ send costs more than the rest of an order's handling here."""
         fills = sum(1 for _, event in self.outbox if type(event) is Fill)
         self.counts["fills"] += fills
-        for kind, need in (("trades", fills), ("order_events", len(self.outbox) - fills)):
-            ids = self.ids[kind]
-            if len(ids) < need + 64:  # a burst takes what it needs, and 64 stay ahead
-                ids.extend(self.store.reserve_ids(kind, max(256, need + 64 - len(ids))))
+        trade_ids = iter(self.store.reserve_ids("trades", fills))  # from a block taken ahead
+        event_ids = iter(self.store.reserve_ids("order_events", len(self.outbox) - fills))
         answers: dict[bytes, list] = {}
         for robot, event in self.outbox:
             if type(event) is Fill:
-                event = msgspec.structs.replace(event, trade_id=str(self.ids["trades"].pop(0)))
+                event = msgspec.structs.replace(event, trade_id=str(next(trade_ids)))
             else:
-                event = msgspec.structs.replace(event, ref=str(self.ids["order_events"].pop(0)))
+                event = msgspec.structs.replace(event, ref=str(next(event_ids)))
             self.to_writer.append((robot, event))
             identity = self.fast.get(event.client_id)
             if identity is not None:  # else the robot reads it from the store

@@ -11,6 +11,7 @@ from roboframe.core.events import Fill, NewOrder, OrderUpdate
 from roboframe.errors import ConfigError, RoboframeError
 
 MAX_HELD = 10_000  # notifications kept between two takes; past that, a read instead
+ID_BLOCK = 64  # trade and event ids reserve_ids takes from the store at a time, at least
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class OrderStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self._held: list[Any] = []  # notifications wait() took, not yet pushed_*()
+        self._blocks: dict[str, list[int]] = {"trades": [], "order_events": []}  # reserved
         self._partial = True  # some may be missing: the next take says "read the store"
 
     # -- both sides -----------------------------------------------------------
@@ -194,9 +196,27 @@ class OrderStore:
 
     def reserve_ids(self, kind: str, n: int) -> list[int]:
         """Reserve ``n`` increasing ids for ``kind`` ("trades" or "order_events"), for a
-        writer that tells robots about a fill before writing it (the fast path): it
-        puts a reserved id in ``Fill.trade_id`` / ``OrderUpdate.ref``, and the record
-        methods store the row under that id."""
+        writer that gives a row its id before writing it: the fast path (it tells
+        robots about a fill first) and any retried write (the same row under the
+        same id is then a no-op). The record methods store a row under the id in
+        ``Fill.trade_id`` / ``OrderUpdate.ref``.
+
+        Served from a block taken ahead (:meth:`_new_ids`, at least ``ID_BLOCK``
+        at a time): one round trip per block. One exchange-side process writes a
+        robot's rows, serially, so they still become visible in increasing
+        order; a restart leaves a gap, which readers ("after id N") do not mind.
+        """
+        block = self._blocks[kind]  # highest first: pop() gives the lowest
+        out = [block.pop() for _ in range(min(n, len(block)))]
+        need = n - len(out)
+        if need:
+            fresh = self._new_ids(kind, max(need, ID_BLOCK))
+            out.extend(fresh[:need])
+            block.extend(reversed(fresh[need:]))
+        return out
+
+    def _new_ids(self, kind: str, n: int) -> list[int]:
+        """``n`` new increasing ids for ``kind`` from the store (one round trip)."""
         raise NotImplementedError
 
     def try_writer_lock(self, keep: bool) -> bool:

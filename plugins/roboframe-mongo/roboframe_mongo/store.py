@@ -66,7 +66,6 @@ def _plain_all(cursor) -> list[dict]:
 
 
 AWAIT_MS = 500  # how long one getMore of the watcher waits on the server
-ID_BLOCK = 64  # trade and event ids the exchange side reserves at a time
 # The writer lock is a lease (MongoDB has no lock that ends with a connection):
 # renewed every RENEW_S, free when not renewed for LEASE_S -- a writer killed
 # outright holds the fast path of a restarted exchange back that long. The
@@ -136,7 +135,6 @@ class MongoStore(OrderStore):
         self.db = self.client.get_default_database("roboframe")
         self.watcher: _Watcher | None = None
         self._watch: list | None = None
-        self._blocks: dict[str, list[int]] = {"trades": [], "order_events": []}
         self._lease_owner = uuid.uuid4().hex
         self._lease_renewed = 0.0  # monotonic time of the last renewal; 0: not held
         try:
@@ -261,32 +259,16 @@ class MongoStore(OrderStore):
                 return None
         return orders, cancels
 
-    def reserve_ids(self, kind: str, n: int) -> list[int]:
-        """From the block reserved ahead, and a new block when it runs out: one
-        round trip per ``ID_BLOCK`` ids at most. The exchange side is one process
-        writing serially, so the ids still become visible in increasing order; a
-        restart leaves a gap, which readers ("after id N") do not mind."""
-        block = self._blocks[kind]  # highest first: pop() gives the lowest
-        out = [block.pop() for _ in range(min(n, len(block)))]
-        need = n - len(out)
-        if need:
-            more = max(need, ID_BLOCK)
-            doc = self._guard(
-                self.db.counters.find_one_and_update,
-                {"_id": kind},
-                {"$inc": {"seq": more}},
-                upsert=True,
-                return_document=AFTER,
-            )
-            top = int(doc["seq"])
-            fresh = range(top - more + 1, top + 1)
-            out.extend(fresh[:need])
-            block.extend(reversed(fresh[need:]))
-        return out
-
-    def _recorded_id(self, coll: str) -> int:
-        """An id for a row the exchange side writes (see :meth:`reserve_ids`)."""
-        return self.reserve_ids(coll, 1)[0]
+    def _new_ids(self, kind: str, n: int) -> list[int]:
+        doc = self._guard(
+            self.db.counters.find_one_and_update,
+            {"_id": kind},
+            {"$inc": {"seq": n}},
+            upsert=True,
+            return_document=AFTER,
+        )
+        top = int(doc["seq"])
+        return list(range(top - n + 1, top + 1))
 
     def try_writer_lock(self, keep: bool) -> bool:
         now = time.time()
@@ -471,7 +453,7 @@ class MongoStore(OrderStore):
             self._guard(self.db[coll].insert_one, doc)
 
     def record_update(self, robot: str, update: OrderUpdate) -> int:
-        new_id = _reserved(update.ref) or self._recorded_id("order_events")
+        new_id = _reserved(update.ref) or self.reserve_ids("order_events", 1)[0]
         self._insert_once(
             "order_events",
             {
@@ -491,7 +473,7 @@ class MongoStore(OrderStore):
         return new_id
 
     def record_fill(self, robot: str, fill: Fill) -> int:
-        new_id = _reserved(fill.trade_id) or self._recorded_id("trades")
+        new_id = _reserved(fill.trade_id) or self.reserve_ids("trades", 1)[0]
         self._insert_once(
             "trades",
             {

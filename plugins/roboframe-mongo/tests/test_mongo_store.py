@@ -24,9 +24,8 @@ def test_exchange_side_ids_come_from_reserved_blocks_in_increasing_order(mongo_u
     reserved ahead (no round trip per row); the ids still increase in write order,
     across a restart too (a new block starts above the old one), and a fast-path
     row keeps the id it was given."""
-    from roboframe_mongo.store import ID_BLOCK
-
     from roboframe.core.events import Fill, OrderUpdate
+    from roboframe.store.base import ID_BLOCK
 
     store = open_store(mongo_url)
     store.setup()

@@ -236,9 +236,6 @@ CREATE TRIGGER rf_trades_notify AFTER INSERT ON rf_trades
 DDL = DDL.replace("{notify}", NOTIFY_FUNCTION)
 
 
-ID_BLOCK = 64  # trade and event ids reserved at a time (reserve_ids)
-
-
 def _reserved(text: str) -> int | None:
     """An id the writer reserved (digits), or None to let the table assign one."""
     return int(text) if text.isdigit() else None
@@ -266,7 +263,6 @@ class PgStore(OrderStore):
         self.conn: psycopg.Connection | None = None
         self._listening: list[str] = []
         self._queried = False  # a query ran since the last wait(): see pending()
-        self._blocks: dict[str, list[int]] = {"trades": [], "order_events": []}
         self.connect()
 
     # -- connection -----------------------------------------------------------
@@ -505,25 +501,14 @@ class PgStore(OrderStore):
             self._exec(f"SELECT pg_advisory_unlock({self._WRITER_LOCK})")
         return got
 
-    def reserve_ids(self, kind: str, n: int) -> list[int]:
-        """From a block reserved ahead, a new one when it runs out: one round trip
-        per ``ID_BLOCK`` ids at most. One exchange-side process writes a robot's
-        rows, serially, so they still become visible in increasing order."""
-        block = self._blocks[kind]  # highest first: pop() gives the lowest
-        out = [block.pop() for _ in range(min(n, len(block)))]
-        need = n - len(out)
-        if need:
-            more = max(need, ID_BLOCK)
-            table = {"trades": "rf_trades", "order_events": "rf_order_events"}[kind]
-            rows = self._exec(  # the sequence looked up once, not once per id
-                "SELECT nextval(seq) FROM (SELECT pg_get_serial_sequence(%s, 'id')::regclass "
-                "AS seq) s, generate_series(1, %s)",
-                (table, more),
-            ).fetchall()
-            fresh = sorted(r[0] for r in rows)
-            out.extend(fresh[:need])
-            block.extend(reversed(fresh[need:]))
-        return out
+    def _new_ids(self, kind: str, n: int) -> list[int]:
+        table = {"trades": "rf_trades", "order_events": "rf_order_events"}[kind]
+        rows = self._exec(  # the sequence looked up once, not once per id
+            "SELECT nextval(seq) FROM (SELECT pg_get_serial_sequence(%s, 'id')::regclass "
+            "AS seq) s, generate_series(1, %s)",
+            (table, n),
+        ).fetchall()
+        return sorted(r[0] for r in rows)
 
     def _insert_row(self, table: str, row: dict, reserved: int | None) -> psycopg.Cursor:
         """Insert ``row`` under a reserved id, or under the column default's."""
