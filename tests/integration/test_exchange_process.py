@@ -14,7 +14,7 @@ from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Fill, NewOrder, OrderUpdate
 from roboframe.exchange import ExchangeProcess
 from roboframe.store import open_store
-from roboframe.testing.helpers import free_port
+from roboframe.testing.helpers import free_port, wait_for
 
 
 @pytest.fixture(params=["pg_url", "mongo_url"])
@@ -23,14 +23,15 @@ def url(request):
 
 
 class RunningExchange:
-    """An exchange on a thread with the fast path on, a feed to publish on, and a
-    robot's DEALER."""
+    """An exchange on a thread with the fast path on (unless ``fast=False``: then
+    it writes the store itself, with no writer process), a feed to publish on,
+    and a robot's DEALER."""
 
-    def __init__(self, url: str, **options) -> None:
+    def __init__(self, url: str, fast: bool = True, **options) -> None:
         self.ctx = zmq.Context()
         self.pub = self.ctx.socket(zmq.PUB)
         feed_port = self.pub.bind_to_random_port("tcp://127.0.0.1")
-        orders = f"tcp://127.0.0.1:{free_port()}"
+        orders = f"tcp://127.0.0.1:{free_port()}" if fast else None
         self.exchange = ExchangeProcess(url, f"tcp://127.0.0.1:{feed_port}", fill_at="close",
                                         orders_address=orders, **options)  # fmt: skip
         self.stop, ready = threading.Event(), threading.Event()
@@ -41,7 +42,8 @@ class RunningExchange:
         self.dealer.setsockopt(zmq.IDENTITY, b"alpha")
         self.dealer.setsockopt(zmq.LINGER, 0)
         assert ready.wait(15)
-        self.dealer.connect(orders)
+        if orders is not None:
+            self.dealer.connect(orders)
 
     def _run(self, ready) -> None:
         try:
@@ -140,28 +142,25 @@ def test_an_order_notified_while_the_exchange_writes_is_taken_at_once(pg_url):
     periodic read of the store (ten minutes away here)."""
     import psycopg
 
-    running = RunningExchange(pg_url, poll_s=600)
+    running = RunningExchange(pg_url, fast=False, poll_s=600)  # it writes on its connection
     robot = open_store(pg_url)
     dsn, schema = pg_url.split("?schema=")
     blocker = psycopg.connect(dsn)
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
     try:
         running.price(Bar("Si", 1, 100, 100, 100, 100))
         blocker.execute(f'SET search_path TO "{schema}"')
         blocker.execute("LOCK TABLE rf_trades IN SHARE MODE")  # fills wait for it
         robot.insert_order("alpha", "r1", NewOrder("alpha-r1-1", "Si", "buy", 1), 1)
-        deadline = time.monotonic() + 10
-        while not robot.conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-        ).fetchone()[0]:
-            assert time.monotonic() < deadline, "the exchange never wrote the first fill"
-            time.sleep(0.02)
+        assert wait_for(lambda: robot.conn.execute(waiting).fetchone()[0]), (
+            "the exchange never wrote the first fill"
+        )
         robot.insert_order("alpha", "r1", NewOrder("alpha-r1-2", "Si", "buy", 1), 2)
         blocker.rollback()  # the write goes ahead; the order's notification comes with it
-        deadline = time.monotonic() + 5
-        while len(robot.changes_after("alpha", "alpha-r1-", 0, 0)[0]) < 2:
-            assert time.monotonic() < deadline, "the second order was left waiting"
-            assert not running.failure, running.failure
-            time.sleep(0.05)
+        assert wait_for(lambda: len(robot.changes_after("alpha", "alpha-r1-", 0, 0)[0]) == 2, 5), (
+            "the second order was left waiting"
+        )
+        assert not running.failure, running.failure
     finally:
         blocker.close()
         robot.close()
@@ -186,12 +185,10 @@ def test_ids_follow_the_answers_whichever_path_an_order_came(url):
 
         first = fast(1)
         robot.insert_order("beta", "r1", NewOrder("beta-r1-1", "Si", "sell", 1), 1)
-        deadline = time.monotonic() + 10
-        while not (fills := robot.changes_after("beta", "beta-r1-", 0, 0)[0]):
-            assert time.monotonic() < deadline, "the store-path order was never filled"
-            assert not running.failure, running.failure
-            time.sleep(0.05)
-        ((between, _),) = fills
+        assert wait_for(lambda: robot.changes_after("beta", "beta-r1-", 0, 0)[0]), (
+            "the store-path order was never filled"
+        )
+        ((between, _),) = robot.changes_after("beta", "beta-r1-", 0, 0)[0]
         last = fast(2)
         assert first < between < last
         stored_fills, _ = stored(url, 2, 2)

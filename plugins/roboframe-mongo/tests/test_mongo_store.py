@@ -66,15 +66,15 @@ def test_the_writer_lock_is_a_lease_held_while_renewed_and_freed_on_close(mongo_
         assert second.try_writer_lock(keep=False)
         assert second.try_writer_lock(keep=True)
 
-        monkeypatch.setattr(mongo_store, "LEASE_S", 0.3)
+        monkeypatch.setattr(mongo_store, "LEASE_S", 1.0)
         monkeypatch.setattr(mongo_store, "RENEW_S", 0.05)
         third = open_store(mongo_url)
         assert second.try_writer_lock(keep=True)  # now on a short lease
-        for _ in range(10):  # renewed: held past several leases
+        for _ in range(15):  # renewed: held past the lease
             time.sleep(0.1)
             second.keep_writer_lock()
             assert not third.try_writer_lock(keep=False)
-        time.sleep(0.5)  # not renewed: it runs out
+        time.sleep(1.5)  # not renewed: it runs out
         assert third.try_writer_lock(keep=True)
         with pytest.raises(StoreUnavailable, match="lease ran out"):
             second.keep_writer_lock()

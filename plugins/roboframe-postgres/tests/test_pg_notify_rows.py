@@ -10,7 +10,7 @@ from roboframe_postgres.store import PgStore
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate
 from roboframe.store import open_store
-from roboframe.testing.helpers import take_notifications
+from roboframe.testing.helpers import take_notifications, wait_for
 
 ROBOT, PREFIX = "alpha", "alpha-r1-"
 
@@ -95,13 +95,12 @@ def test_a_notification_read_with_a_query_reply_is_pending_though_the_socket_is_
     """A notification in the socket when the connection runs a query is read with
     the reply; a loop that trusted its poll of the socket would sleep on it."""
     import select
-    import time
 
     robot, exchange = stores
     cid = f"{PREFIX}1"
     robot.insert_order(ROBOT, "r1", NewOrder(cid, "Si-12.26", "buy", 1), 1)
     exchange.record_many([(ROBOT, Fill(cid, 2, "Si-12.26", "buy", 1, 100, "", "0"))])
-    time.sleep(0.2)  # the notification is in the robot's socket
+    assert select.select([robot.fileno()], [], [], 5)[0]  # the notification is in the socket
     robot.insert_order(ROBOT, "r1", NewOrder(f"{PREFIX}2", "Si-12.26", "buy", 1), 3)
     assert select.select([robot.fileno()], [], [], 0.2)[0] == []  # the socket says nothing
     assert robot.pending()
@@ -202,15 +201,6 @@ def _gateway(name: str):
     return get_registry().gateways[name].obj
 
 
-def _wait_for(what: str, check, seconds: float = 10) -> None:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-
-
 def test_the_trade_stream_forwards_notified_rows_without_reading_the_store(pg_url, monkeypatch):
     """With a long poll_ms, the only read of the store is the catch-up on connect:
     the acknowledgement and the fill reach the loop from the notifications alone."""
@@ -225,7 +215,7 @@ def test_the_trade_stream_forwards_notified_rows_without_reading_the_store(pg_ur
     try:
         cid = f"{PREFIX}1"
         stream.gw.submit([NewOrder(cid, "SI", "buy", 1)])
-        _wait_for("the order never reached the store", lambda: exchange.new_requests()[0])
+        assert wait_for(lambda: exchange.new_requests()[0]), "the order never reached the store"
         exchange.record_many(
             [
                 (ROBOT, OrderUpdate(cid, 5, "accepted")),
@@ -256,7 +246,7 @@ def test_a_fill_notified_while_the_stream_inserts_an_order_is_not_left_waiting(p
     try:
         first, second = f"{PREFIX}1", f"{PREFIX}2"
         stream.gw.submit([NewOrder(first, "SI", "buy", 1)])
-        _wait_for("the order never reached the store", lambda: exchange.new_requests()[0])
+        assert wait_for(lambda: exchange.new_requests()[0]), "the order never reached the store"
         blocker.execute(f'SET search_path TO "{schema}"')
         blocker.execute(
             "INSERT INTO rf_orders (robot, run_id, client_id, symbol, side, qty, type, price, ts)"
@@ -264,12 +254,12 @@ def test_a_fill_notified_while_the_stream_inserts_an_order_is_not_left_waiting(p
             (ROBOT, second),
         )
         stream.gw.submit([NewOrder(second, "SI", "buy", 1)])  # waits for the blocker
-        _wait_for(
-            "the stream's insert never waited on the lock",
-            lambda: exchange.conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE 'INSERT INTO rf_orders%%'"
-            ).fetchone()[0],
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE 'INSERT INTO rf_orders%%'"
+        )
+        assert wait_for(lambda: exchange.conn.execute(waiting).fetchone()[0]), (
+            "the stream's insert never waited on the lock"
         )
         exchange.record_many([(ROBOT, Fill(first, 6, "SI", "buy", 1, 99, ""))])
         blocker.rollback()  # the insert goes ahead, the notification comes with its reply
@@ -293,12 +283,12 @@ def test_the_fast_path_takes_the_stores_notifications_of_what_its_socket_missed(
     writer.setup()
     try:
         cid = f"{PREFIX}1"
-        _wait_for(  # LISTEN, then the catch-up read: then the stream serves
-            "the stream never caught up",
-            lambda: writer.conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle' "
-                "AND query LIKE 'SELECT id, client_id, kind%%'"
-            ).fetchone()[0],
+        caught_up = (  # LISTEN, then the catch-up read: then the stream serves
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle' "
+            "AND query LIKE 'SELECT id, client_id, kind%%'"
+        )
+        assert wait_for(lambda: writer.conn.execute(caught_up).fetchone()[0]), (
+            "the stream never caught up"
         )
         writer.record_many(
             [(ROBOT, NewOrder(cid, "SI", "buy", 1)), (ROBOT, Fill(cid, 6, "SI", "buy", 1, 98, ""))]
