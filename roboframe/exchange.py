@@ -362,7 +362,7 @@ class ExchangeProcess:
                 self._send_outbox()
             self._hand_to_writer()  # order rows of orders with no answer yet
             now = time.monotonic()
-            woke = (fd in ready if fd is not None else self.store.wait(0)) or self.store.pending()
+            woke = self.store.notified(fd in ready)
             if (woke or now >= next_poll) and self._take_requests(full=now >= next_poll):
                 next_poll = now + self.poll_s
             if self.outbox:  # store-path answers, when a writer writes them

@@ -261,6 +261,6 @@ class _StoreStream:
                 self._drain_orders()
                 self._write_waiting()
             now = time.monotonic()
-            woke = (fd in ready if fd is not None else self.store.wait(0)) or self.store.pending()
+            woke = self.store.notified(fd in ready)
             if (woke or now >= next_poll) and self._read(full=now >= next_poll):
                 next_poll = now + self.poll_s

@@ -125,6 +125,5 @@ class _FastStream(_StoreStream):
             # must be taken either way, or the store's socket stays readable.
             now = time.monotonic()
             full = now >= next_poll  # a read for what no notification said: no hurry
-            woke = fd in ready if fd is not None else self.store.wait(0)
-            if (full or woke or self.store.pending()) and self._read(full=full):
+            if (full or self.store.notified(fd in ready)) and self._read(full=full):
                 next_poll = now + self.poll_s

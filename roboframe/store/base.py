@@ -68,6 +68,13 @@ class OrderStore:
         (psycopg does), takes those here too."""
         return bool(self._held) or self._partial
 
+    def notified(self, readable: bool) -> bool:
+        """After a loop's poll: whether to take notifications now. ``readable``:
+        the poll saw :meth:`fileno` ready; a store without one is asked
+        (``wait(0)``); either way :meth:`pending` may say so too."""
+        came = readable if self.fileno() is not None else self.wait(0)
+        return came or self.pending()
+
     def pushed_changes(
         self, robot: str, prefix: str
     ) -> list[tuple[int, Fill | OrderUpdate]] | None:

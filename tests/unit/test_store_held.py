@@ -48,3 +48,19 @@ def test_pending_says_whether_a_take_has_work_whatever_the_socket_says():
     assert store.pending()  # too many: dropped, so a read is due
     assert store.pushed_changes("a", "") is None
     assert not store.pending()
+
+
+def test_a_store_without_a_socket_is_asked_whether_it_was_notified():
+    class Polled(Rows):  # fileno() is None: loops poll it by time
+        came = False
+
+        def wait(self, timeout):
+            came, self.came = self.came, False
+            return came
+
+    store = Polled("test://")
+    assert store.notified(False)  # just connected: a read is due
+    store.pushed_changes("a", "")
+    assert not store.notified(True)  # no socket: what the poll saw does not count
+    store.came = True
+    assert store.notified(False)
