@@ -321,7 +321,7 @@ class MongoStore(OrderStore):
     def insert_taken_order(self, robot: str, run_id: str, order: NewOrder) -> bool:
         return self._insert_order(robot, run_id, order, 0, {"taken": True})  # not watched
 
-    def _insert_order(self, robot, run_id, order: NewOrder, ts: int, extra: dict) -> bool:
+    def _insert_order(self, robot: str, run_id: str, order: NewOrder, ts: int, extra: dict) -> bool:
         # the unique index on client_id refuses a second one (an id may go unused)
         doc = {
             "id": self._next_id("orders"),
