@@ -162,6 +162,7 @@ class RoboframePath:
         store, but the exchange serves the fast path too (its store writer then
         writes the store path's answers)."""
         self.fast = fast
+        self.tag = "f" if fast else ("m" if mixed else "s")  # client ids apart per path
         self.ctx = ctx = zmq.Context()
         self.pub = ctx.socket(zmq.PUB)
         port = self.pub.bind_to_random_port("tcp://127.0.0.1")
@@ -210,7 +211,7 @@ class RoboframePath:
 
     def one(self) -> float:
         self.n += 1
-        cid = f"bench-b1-{'f' if self.fast else 's'}{self.n}"
+        cid = f"bench-b1-{self.tag}{self.n}"
         start = time.perf_counter()
         self.gw.submit([NewOrder(cid, "SI", "buy", 1)])
         while True:
