@@ -233,9 +233,13 @@ def backtest(
     except ValueError as exc:  # --from/--to that are not times
         raise ConfigExit(f"bad --from/--to: {exc}") from None
     stats = dict(result.stats)
+    counters = result.kernel.counters
     if as_json:
         out = {
             **stats,
+            "orders": counters["orders"],
+            "rejections": counters["rejections"],
+            "last_rejection": result.kernel.last_rejection,
             "robot": spec.name,
             "journal": result.journal,
             "elapsed_s": round(result.elapsed_s, 3),
@@ -248,6 +252,9 @@ def backtest(
     click.echo(format_stats(stats, title=f"{spec.name}: backtest ({rate:,.0f} events/s)"))
     if show_trades:
         click.echo(format_trades(result.trades))
+    click.echo(f"orders     {counters['orders']} sent, {counters['rejections']} rejected by risk")
+    if result.kernel.last_rejection:
+        click.echo(f"rejected   last: {result.kernel.last_rejection}")
     if result.journal:
         click.echo(f"journal    {result.journal}")
 

@@ -71,6 +71,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{summary['rejections']} rejected by risk, {summary['cancels']} cancels, "
         f"{summary['open_orders']} still open"
     )
+    if summary.get("last_rejection"):
+        lines.append(f"rejected   last: {summary['last_rejection']}")
     if summary.get("error"):
         lines.append(f"error      {summary['error']}")
     lines.append("")

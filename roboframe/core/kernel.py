@@ -38,6 +38,7 @@ from roboframe.core.events import (
 )
 from roboframe.core.orders import OrderBook
 from roboframe.core.strategy import INTERFACE_VERSION, Strategy
+from roboframe.core.wellformed import check_client_id, normalized, refusal
 from roboframe.errors import StrategyError
 from roboframe.risk.limits import ACTIVE, HALTED, PAUSED, REDUCING, STOPPED, RiskEngine
 
@@ -75,6 +76,7 @@ class Kernel:
         self.now = 0
         self.rejected: list[OrderUpdate] = []
         self.stop_reason = ""
+        self.last_rejection = ""  # the latest risk rejection's reason, for summaries
         self.seen_trades: set[tuple[str, str]] = set()
         self._seen_order: deque[tuple[str, str]] = deque()
         self.counters = dict.fromkeys(
@@ -327,6 +329,8 @@ class Kernel:
         for action in out:
             kind = type(action)
             if kind is NewOrder:
+                if type(action.qty) is not int or type(action.price) is not int:
+                    action = normalized(action)
                 reason = self._refuse_new(action, now)
                 if reason is None:
                     self.orders.add(action, now)
@@ -336,6 +340,7 @@ class Kernel:
                     continue
                 self.orders.add_rejected(action, now, reason)
             elif kind is Cancel:
+                check_client_id(action, type(self.strategy).__name__)
                 own = self.orders.open.get(action.client_id)
                 if own is not None and not own.cancel_pending:
                     own.cancel_pending = True
@@ -352,13 +357,15 @@ class Kernel:
         return actions
 
     def _refuse_new(self, order: NewOrder, now: int) -> str | None:
+        check_client_id(order, type(self.strategy).__name__)
         if order.client_id in self.orders.orders:
             return f"duplicate client id {order.client_id}"
-        return self.risk.check_new(order, now)
+        return refusal(order) or self.risk.check_new(order, now)
 
     def _reject(self, client_id: str, reason: str, depth: int) -> list[Action]:
         update = OrderUpdate(client_id, self.now, "rejected", f"risk: {reason}")
         self.rejected.append(update)
+        self.last_rejection = update.reason
         self.counters["rejections"] += 1
         self.risk.rejections += 1
         log.info("rejected %s: %s", client_id, reason)

@@ -357,6 +357,7 @@ class LiveRobot:
             "orders": kernel.counters["orders"],
             "fills": kernel.counters["fills"],
             "rejections": kernel.counters["rejections"],
+            "last_rejection": kernel.last_rejection,
             "cancels": kernel.counters["cancels"],
             "open_orders": len(kernel.orders.open),
             "positions": snap["positions"],

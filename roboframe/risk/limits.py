@@ -112,13 +112,9 @@ class RiskEngine:
                 return f"robot is {state} ({why}): order would not reduce the position"
         if symbol not in self.allowed:
             return f"symbol {symbol} is not allowed"
-        qty = order.qty
-        if qty <= 0:
-            return f"quantity must be positive, got {qty}"
+        qty = order.qty  # a whole positive number: see roboframe.core.wellformed
         if self.max_order_qty is not None and qty > self.max_order_qty:
             return f"quantity {qty} exceeds max_order_qty {self.max_order_qty}"
-        if order.type == "limit" and order.price <= 0:
-            return f"limit price must be positive, got {order.price}"
         reason = self._check_position(order)
         if reason:
             return reason

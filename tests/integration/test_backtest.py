@@ -306,3 +306,61 @@ def test_backtest_in_a_subprocess_matches_in_process(tmp_path):
     )
     inproc = json.loads(out.stdout)
     assert inproc == {k: v for k, v in stats.items() if k in inproc}
+
+
+SIZED = """\
+import numpy as np
+from roboframe import Strategy
+
+class Sized(Strategy):
+    version = "1.0"
+
+    def on_bar(self, bar, ctx):
+        if bar.ts // 60_000_000_000 % 7 == 0:  # every 7th minute: flip, sized by NumPy
+            lots = np.int64(2) if ctx.position(bar.symbol) <= 0 else np.int64(-2)
+            return ctx.order_target(bar.symbol, lots * {scale})
+"""
+
+
+def test_numpy_sized_orders_run_live_and_backtest_alike_and_verify(tmp_path, monkeypatch):
+    (tmp_path / "sizedmod.py").write_text(SIZED.format(scale="1"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = robot(tmp_path, rate=200)
+    path.write_text(
+        path.read_text()
+        .replace("plugin: sma-crossover", "plugin: sizedmod:Sized")
+        .replace("  params: {fast: 3, slow: 7}\n", "")
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    live = LiveRobot(load_robot(path), RunOptions()).run()
+    assert live["error"] is None and live["rejections"] == 0
+    bt = backtest_json(str(path), "--data", str(tmp_path / "bars.csv"), env=env)
+    orders = new_orders(bt["journal"])
+    assert len(orders) >= 5 and {qty for _, _, qty, _ in orders} == {2, 4}
+    assert new_orders(live["journal"]) == orders
+    assert bt["orders"] == len(orders) and bt["rejections"] == 0
+    for journal in (live["journal"], bt["journal"]):
+        proc = roboframe_cmd("replay", journal, "--verify", env=env)
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_orders_sized_in_fractions_are_rejected_and_reported(tmp_path):
+    (tmp_path / "sizedmod.py").write_text(SIZED.format(scale="0.5"))
+    path = robot(tmp_path)
+    path.write_text(
+        path.read_text()
+        .replace("plugin: sma-crossover", "plugin: sizedmod:Sized")
+        .replace("  params: {fast: 3, slow: 7}\n", "")
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    proc = roboframe_cmd("backtest", str(path), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "orders     0 sent, 34 rejected by risk" in proc.stdout
+    assert (
+        "rejected   last: risk: quantity must be a whole number of lots, "
+        "got np.float64(1.0) (float64)" in proc.stdout
+    )
+    stats = backtest_json(str(path), env=env)
+    assert (stats["orders"], stats["rejections"], stats["trades"]) == (0, 34, 0)
+    assert roboframe_cmd("replay", stats["journal"], "--verify", env=env).returncode == 0
