@@ -312,7 +312,7 @@ class Kernel:
             return NO_ACTIONS
         elif name == "set":
             self.strategy.params = {**self.strategy.params, **cmd.args}
-            return NO_ACTIONS
+            out = self.strategy.handle_params(cmd, self.ctx)
         else:
             self.counters["ignored"] += 1
             log.warning("unknown control command %r ignored", name)

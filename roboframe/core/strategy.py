@@ -98,6 +98,13 @@ class Strategy:
         """The run stops. Actions returned here still go through risk."""
         return None
 
+    def on_params(self, event: Control, ctx: Context) -> list[Action] | None:
+        """``self.params`` changed: a ``set`` command (``event.args`` holds the
+        new values) was checked and applied. A strategy that copies params into
+        attributes at start copies them again here; without this handler a
+        ``set`` changes ``self.params`` and nothing else."""
+        return None
+
     # -- system methods: called by the kernel ---------------------------------
 
     def _fail(self, handler: str, event: object, exc: Exception) -> StrategyError:
@@ -149,3 +156,9 @@ class Strategy:
             return self.on_stop(event, ctx)
         except Exception as exc:
             raise self._fail("on_stop", event, exc) from exc
+
+    def handle_params(self, event: Control, ctx: Context) -> list[Action] | None:
+        try:
+            return self.on_params(event, ctx)
+        except Exception as exc:
+            raise self._fail("on_params", event, exc) from exc

@@ -160,6 +160,9 @@ def test_set_is_validated_before_it_is_journaled(robot_file):
     result = verify(robot.journal_path)
     assert result.ok, result.divergence
     assert result.kernel.strategy.params["qty"] == 2 and result.kernel.strategy.params["fast"] == 5
+    # the strategy acts on them, not only holds them (the live kernel and the replayed one)
+    for kernel in (robot.kernel, result.kernel):
+        assert (kernel.strategy.qty, kernel.strategy.fast, kernel.strategy.slow) == (2, 5, 8)
 
 
 def test_journal_config_of_a_run_with_the_default_endpoint_still_loads(robot_file):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from roboframe.builtin.strategies.sma import SmaCrossover
 from roboframe.config import load_robot
 from roboframe.core.robot import LiveRobot, RunOptions
 from roboframe.journal import JournalReader
@@ -35,7 +36,7 @@ def test_live_run_trades_and_journals(robot_file):
     reader = JournalReader(summary["journal"])
     assert reader.header["robot"] == "fast-robot"
     assert reader.header["config_hash"] == spec.config_hash
-    assert reader.header["strategy"]["version"] == "1.0"
+    assert reader.header["strategy"]["version"] == SmaCrossover.version
     result = verify(summary["journal"])
     assert result.ok, str(result.divergence)
     assert result.events == summary["events"]

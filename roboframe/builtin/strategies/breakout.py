@@ -10,7 +10,7 @@ from roboframe.core.strategy import Strategy
 
 
 class Breakout(Strategy):
-    version = "1.0"
+    version = "1.1"
     params_schema = {
         "type": "object",
         "properties": {
@@ -44,12 +44,24 @@ class Breakout(Strategy):
 
     def __init__(self, params):
         super().__init__(params)
-        self.entry = int(params.get("entry", 20))
-        self.exit = int(params.get("exit", 10))
-        self.qty = int(params.get("qty", 1))
+        self._take_params()
         self._highs: dict[str, deque] = {}
         self._lows: dict[str, deque] = {}
         self.breakouts = 0
+
+    def _take_params(self) -> None:
+        params = self.params
+        self.entry = int(params.get("entry", 20))
+        self.exit = int(params.get("exit", 10))
+        self.qty = int(params.get("qty", 1))
+
+    def on_params(self, event, ctx):
+        """A new entry length keeps the last bars that fit (a longer channel
+        waits for more bars); exit and qty apply from the next bar on."""
+        self._take_params()
+        for channels in (self._highs, self._lows):
+            for symbol, bars in channels.items():
+                channels[symbol] = deque(bars, maxlen=self.entry)
 
     def on_bar(self, bar, ctx):
         symbol = bar.symbol

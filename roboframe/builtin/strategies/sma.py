@@ -9,12 +9,13 @@ compares exact averages.
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 
 from roboframe.core.strategy import Strategy
 
 
 class SmaCrossover(Strategy):
-    version = "1.0"
+    version = "1.1"
     params_schema = {
         "type": "object",
         "properties": {
@@ -53,12 +54,24 @@ class SmaCrossover(Strategy):
 
     def __init__(self, params):
         super().__init__(params)
+        self._take_params()
+        self.signal: dict[str, int] = {}
+        self._state: dict[str, _Averages] = {}
+
+    def _take_params(self) -> None:
+        params = self.params
         self.fast = int(params.get("fast", 10))
         self.slow = int(params.get("slow", 30))
         self.qty = int(params.get("qty", 1))
         self.long_only = bool(params.get("long_only", False))
-        self.signal: dict[str, int] = {}
-        self._state: dict[str, _Averages] = {}
+
+    def on_params(self, event, ctx):
+        """New lengths re-sum the closes already seen (a longer slow average
+        waits for more bars); a new qty or long_only applies from the next
+        signal on."""
+        self._take_params()
+        for state in self._state.values():
+            state.resize(self.fast, self.slow)
 
     def on_bar(self, bar, ctx):
         state = self._state.get(bar.symbol)
@@ -100,3 +113,11 @@ class _Averages:
         self.fast_sum = 0
         self.slow_sum = 0
         self.signal = 0
+
+    def resize(self, fast: int, slow: int) -> None:
+        """Keep the last ``slow`` closes; the sums over the last ``fast`` and over all."""
+        window = self.window
+        while len(window) > slow:
+            window.popleft()
+        self.slow_sum = sum(window)
+        self.fast_sum = sum(islice(reversed(window), fast))
