@@ -459,7 +459,8 @@ def feed_publish(
     curve_secret_key: Path | None,
     curve_clients: Path | None,
 ) -> None:
-    """Publish SOURCE (a robot file's feed, or a CSV with --robot) on a PUB socket."""
+    """Publish SOURCE (a robot file's feed, or a CSV or Parquet file with --robot)
+    on a PUB socket."""
     from roboframe.backtest import feed_events
     from roboframe.config import load_robot
     from roboframe.curve import load_server_keys
@@ -481,7 +482,7 @@ def feed_publish(
             events = feed_events(spec, None)
         else:
             if robot_file is None:
-                raise ConfigExit("a CSV source needs --robot ROBOT_FILE for its symbols")
+                raise ConfigExit("a data file source needs --robot ROBOT_FILE for its symbols")
             spec = load_robot(robot_file)
             events = feed_events(spec, [str(source)])
         sent = publish(

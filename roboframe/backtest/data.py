@@ -1,4 +1,5 @@
-"""Historical data for backtests: one or more files merged in time order."""
+"""Historical data for backtests: one or more files (CSV, or Parquet by the
+``.parquet``/``.pq`` suffix) merged in time order."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from roboframe.builtin.feeds.csvfile import CsvFeed
 from roboframe.builtin.feeds.timeparse import iso_to_ns
 from roboframe.core.events import Bar, Tick
 from roboframe.errors import ConfigError
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 def parse_data_arg(arg: str) -> tuple[str | None, str]:
@@ -41,11 +44,18 @@ def file_events(
             if symbol not in instruments:
                 raise ConfigError(f"--data {arg}: {symbol!r} is not one of the robot's symbols")
             params["symbol"] = symbol
-        feeds.append(CsvFeed(params, instruments))
+        feeds.append(feed_for(path)(params, instruments))
     if len(feeds) == 1:
         return feeds[0].events()
     streams = [_keyed(feed, index) for index, feed in enumerate(feeds)]
     return (item[3] for item in heapq.merge(*streams))
+
+
+def feed_for(path: str) -> type[CsvFeed]:
+    """The feed that reads ``path``: Parquet by its suffix, else CSV."""
+    from roboframe.builtin.feeds.parquetfile import ParquetFeed
+
+    return ParquetFeed if Path(path).suffix.lower() in PARQUET_SUFFIXES else CsvFeed
 
 
 def _keyed(feed: CsvFeed, index: int) -> Iterator[tuple]:

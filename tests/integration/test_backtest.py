@@ -364,3 +364,48 @@ def test_orders_sized_in_fractions_are_rejected_and_reported(tmp_path):
     stats = backtest_json(str(path), env=env)
     assert (stats["orders"], stats["rejections"], stats["trades"]) == (0, 34, 0)
     assert roboframe_cmd("replay", stats["journal"], "--verify", env=env).returncode == 0
+
+
+def write_parquet_twin(csv_path, parquet_path):
+    """The same bars as a Parquet file: timestamps and float prices, as data
+    vendors write them."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    table = pacsv.read_csv(csv_path)
+    for name in ("Open", "High", "Low", "Close"):
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, table[name].cast(pa.float64()))
+    assert table.schema.field("Date").type == pa.timestamp("s", tz="UTC")
+    pq.write_table(table, parquet_path, row_group_size=50)
+
+
+def test_backtest_from_parquet_equals_backtest_from_csv(tmp_path):
+    path = robot(tmp_path)
+    write_parquet_twin(tmp_path / "bars.csv", tmp_path / "bars.parquet")
+    from_csv = backtest_json(str(path), "--data", str(tmp_path / "bars.csv"))
+    from_parquet = backtest_json(str(path), "--data", str(tmp_path / "bars.parquet"))
+    assert new_orders(from_parquet["journal"]) == new_orders(from_csv["journal"])
+    different = {"journal", "elapsed_s"}
+    assert {k: v for k, v in from_parquet.items() if k not in different} == {
+        k: v for k, v in from_csv.items() if k not in different
+    }
+    assert from_parquet["events"] == 240 and from_parquet["trades"] > 5
+
+
+def test_a_robot_with_a_parquet_feed_runs_live_and_backtests_alike(tmp_path):
+    path = robot(tmp_path, rate=500)
+    write_parquet_twin(tmp_path / "bars.csv", tmp_path / "bars.parquet")
+    path.write_text(
+        path.read_text()
+        .replace("plugin: csv", "plugin: parquet")
+        .replace("bars.csv", "bars.parquet")
+    )
+    proc = roboframe_cmd("validate", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    live = LiveRobot(load_robot(path), RunOptions()).run()
+    assert live["stop_reason"] == "feed ended" and live["events"] >= 240
+    bt = backtest_json(str(path))
+    assert len(new_orders(live["journal"])) >= 5
+    assert new_orders(live["journal"]) == new_orders(bt["journal"])

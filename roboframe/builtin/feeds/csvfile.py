@@ -419,7 +419,9 @@ class CsvFeed(Feed):
 
         return read
 
-    def _time_reader(self, cols: dict[str, int]) -> Callable[[list[str]], int]:
+    def _tz_and_shift(self) -> tuple[dt.tzinfo, int]:
+        """The zone of times without an offset, and what to add to a bar's time
+        (its length, when the file stamps bars at their open)."""
         try:
             tz = parse_tz(self.params.get("tz"))
             shift = 0
@@ -429,12 +431,25 @@ class CsvFeed(Feed):
                 shift = interval_ns(self.params["interval"])
         except ValueError as exc:
             raise self.error(None, str(exc)) from None
+        return tz, shift
+
+    @staticmethod
+    def _split_time(cols: dict[str, int]) -> bool:
+        """Whether the time is a Date column and a separate Time column."""
+        return "date" in cols and "time" in cols and not ("datetime" in cols or "timestamp" in cols)
+
+    @staticmethod
+    def _time_column(cols: dict[str, int]) -> int:
+        return next(cols[n] for n in TIME_NAMES if n in cols)
+
+    def _time_reader(self, cols: dict[str, int]) -> Callable[[list[str]], int]:
+        tz, shift = self._tz_and_shift()
         header = self._header
-        if "date" in cols and "time" in cols and not ("datetime" in cols or "timestamp" in cols):
+        if self._split_time(cols):
             d, t = cols["date"], cols["time"]
             self._time_label = f"columns {header[d].strip()} and {header[t].strip()}"
             return lambda row: parse_date_and_time(row[d], row[t], tz) + shift
-        col = next(cols[n] for n in TIME_NAMES if n in cols)
+        col = self._time_column(cols)
         self._time_label = f"column {header[col].strip()}"
         parse = fast_time_parser(tz)
         if shift:
