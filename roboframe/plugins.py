@@ -12,8 +12,10 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -262,9 +264,14 @@ def reset() -> None:
     _registry = None
 
 
-def resolve_strategy(name: str, registry: Registry | None = None) -> tuple[type, str]:
+def resolve_strategy(
+    name: str, registry: Registry | None = None, search: Sequence[Path] = ()
+) -> tuple[type, str]:
     """A strategy class from a registered name or ``package.module:Class``.
 
+    A module that is not installed is looked for in the ``search`` folders
+    (the robot file's folder, then the current one), as Python finds a
+    script's neighbours: the first folder holding it joins ``sys.path``.
     Returns the class and where it came from (plugin name or import path).
     """
     from roboframe.core.strategy import Strategy
@@ -275,7 +282,7 @@ def resolve_strategy(name: str, registry: Registry | None = None) -> tuple[type,
         return found.obj, found.plugin
     modname, _, attr = name.partition(":")
     try:
-        module = importlib.import_module(modname)
+        module = _import_near(modname, search)
     except ImportError as exc:
         raise PluginError(f"strategy {name!r}: cannot import module {modname!r}: {exc}") from exc
     obj: Any = module
@@ -286,3 +293,36 @@ def resolve_strategy(name: str, registry: Registry | None = None) -> tuple[type,
     if not (isinstance(obj, type) and issubclass(obj, Strategy)):
         raise PluginError(f"strategy {name!r} is not a subclass of roboframe.Strategy")
     return obj, name
+
+
+def _import_near(modname: str, search: Sequence[Path]) -> Any:
+    """``import modname``, from a ``search`` folder when it is not importable as is."""
+    try:
+        return importlib.import_module(modname)
+    except ModuleNotFoundError as exc:
+        top = modname.partition(".")[0]
+        if exc.name != top or not search:
+            raise  # the module is there and something it imports is missing, or no folders
+        for folder in search:
+            folder = Path(folder).resolve()
+            if (folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file():
+                if str(folder) not in sys.path:
+                    sys.path.insert(0, str(folder))
+                importlib.invalidate_caches()
+                return importlib.import_module(modname)
+        looked = ", ".join(str(Path(f).resolve()) for f in search)
+        raise ModuleNotFoundError(
+            f"{exc}; not installed, and no {top}.py in {looked}", name=exc.name
+        ) from None
+
+
+def strategy_search(source: str | None) -> tuple[Path, ...]:
+    """Where a strategy module that is not installed is looked for: the robot
+    file's folder, then the current folder."""
+    folders = [Path(source).parent] if source else []
+    folders.append(Path.cwd())
+    out: list[Path] = []
+    for folder in folders:
+        if folder.resolve() not in [f.resolve() for f in out]:
+            out.append(folder)
+    return tuple(out)

@@ -142,7 +142,7 @@ def _validate(
     problems = [p for error in validator.iter_errors(data) for p in describe(error)]
     if problems:
         raise _fail(problems, lines, shown, overridden)
-    problems, strategy_cls = check_all(data, registry)
+    problems, strategy_cls = check_all(data, registry, shown)
     if problems:
         raise _fail(problems, lines, shown, overridden)
     spec = _build_spec(_with_defaults(data, registry, strategy_cls), shown, data.get("control"))

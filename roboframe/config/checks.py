@@ -21,8 +21,11 @@ from roboframe.errors import PluginError
 IMPORT_HINT = "check the import path package.module:Class and that the package is installed"
 
 
-def check_all(data: dict, registry: Any) -> tuple[list[Problem], type | None]:
-    """Every cross-field problem of ``data``, and the strategy class when it resolved."""
+def check_all(
+    data: dict, registry: Any, source: str | None = None
+) -> tuple[list[Problem], type | None]:
+    """Every cross-field problem of ``data`` (read from the robot file ``source``),
+    and the strategy class when it resolved."""
     problems: list[Problem] = []
     symbols = list(data.get("symbols", {}))
     problems += _check_instruments(data)
@@ -34,7 +37,7 @@ def check_all(data: dict, registry: Any) -> tuple[list[Problem], type | None]:
         name = data[section]["plugin"]
         if name not in getattr(registry, kind):
             problems.append(unknown_plugin(section, name, sorted(getattr(registry, kind))))
-    strategy_cls, problem = _resolve_strategy(data["strategy"]["plugin"], registry)
+    strategy_cls, problem = _resolve_strategy(data["strategy"]["plugin"], registry, source)
     if problem:
         problems.append(problem)
     if strategy_cls is not None:
@@ -43,14 +46,16 @@ def check_all(data: dict, registry: Any) -> tuple[list[Problem], type | None]:
     return problems, strategy_cls
 
 
-def _resolve_strategy(name: str, registry: Any) -> tuple[type | None, Problem | None]:
-    from roboframe.plugins import resolve_strategy
+def _resolve_strategy(
+    name: str, registry: Any, source: str | None
+) -> tuple[type | None, Problem | None]:
+    from roboframe.plugins import resolve_strategy, strategy_search
 
     where = ("strategy", "plugin")
     if ":" not in name and name not in registry.strategies:
         return None, unknown_plugin("strategy", name, sorted(registry.strategies))
     try:
-        cls, _ = resolve_strategy(name, registry)
+        cls, _ = resolve_strategy(name, registry, strategy_search(source))
     except PluginError as exc:
         return None, (where, str(exc), IMPORT_HINT)
     except Exception as exc:  # the user's module raised while being imported

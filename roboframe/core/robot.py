@@ -38,7 +38,13 @@ from roboframe.core.streams import (
 )
 from roboframe.errors import JournalError
 from roboframe.journal import JournalWriter
-from roboframe.plugins import Registry, get_plugin_manager, get_registry, resolve_strategy
+from roboframe.plugins import (
+    Registry,
+    get_plugin_manager,
+    get_registry,
+    resolve_strategy,
+    strategy_search,
+)
 
 if TYPE_CHECKING:
     from roboframe.metrics import MetricsServer
@@ -60,7 +66,8 @@ def new_run_id(journal_dir: Path, now: dt.datetime | None = None) -> str:
 
 
 def make_strategy(spec: Any, registry: Registry | None = None):
-    cls, origin = resolve_strategy(spec.strategy.plugin, registry)
+    search = strategy_search(getattr(spec, "source", None))
+    cls, origin = resolve_strategy(spec.strategy.plugin, registry, search)
     return cls(dict(spec.strategy.params)), cls, origin
 
 

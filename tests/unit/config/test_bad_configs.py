@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import roboframe_cmd
+from tests.integration.conftest import ROOT, roboframe_cmd
 
 BASE = """\
 name: si-trend
@@ -153,7 +153,7 @@ EXPECTED = {
         "  hint: registered: breakout, sma-crossover; or name a class as package.module:Class"
     ),
     "strategy_import": (
-        "{dir}/robot.yaml:9: strategy.plugin: strategy 'no_such_pkg.mod:Strat': cannot import module 'no_such_pkg.mod': No module named 'no_such_pkg'\n"
+        "{dir}/robot.yaml:9: strategy.plugin: strategy 'no_such_pkg.mod:Strat': cannot import module 'no_such_pkg.mod': No module named 'no_such_pkg'; not installed, and no no_such_pkg.py in {dir}, {cwd}\n"
         "  hint: check the import path package.module:Class and that the package is installed"
     ),
     "strategy_param_schema": (
@@ -231,7 +231,7 @@ def test_validate_prints_exact_message(tmp_path, case):
     proc = roboframe_cmd("validate", str(path))
     assert proc.returncode == 2
     assert proc.stdout == ""
-    assert proc.stderr.rstrip("\n") == EXPECTED[case].format(dir=tmp_path)
+    assert proc.stderr.rstrip("\n") == EXPECTED[case].format(dir=tmp_path, cwd=ROOT)
     assert "Traceback" not in proc.stderr
 
 

@@ -449,7 +449,7 @@ CASES = [
     pytest.param(
         sub("plugin: crossover", "plugin: no_such_pkg.mod:Strat"),
         (
-            "{dir}/robot.yaml:9: strategy.plugin: strategy 'no_such_pkg.mod:Strat': cannot import module 'no_such_pkg.mod': No module named 'no_such_pkg'\n"
+            "{dir}/robot.yaml:9: strategy.plugin: strategy 'no_such_pkg.mod:Strat': cannot import module 'no_such_pkg.mod': No module named 'no_such_pkg'; not installed, and no no_such_pkg.py in {dir}\n"
             "  hint: check the import path package.module:Class and that the package is installed"
         ),
         id="strategy_import_fails",
@@ -539,5 +539,6 @@ def test_the_suite_has_many_distinct_mistakes():
 
 
 @pytest.mark.parametrize(("text", "expected"), CASES)
-def test_exact_message(error_of, tmp_path, text, expected):
+def test_exact_message(error_of, tmp_path, monkeypatch, text, expected):
+    monkeypatch.chdir(tmp_path)  # the folders a strategy module is looked for in: one
     assert error_of(text) == expected.format(dir=tmp_path)
