@@ -614,6 +614,42 @@ def exchange(
 
 
 @main.command()
+@click.argument("name")
+@click.option(
+    "--dir",
+    "folder",
+    default="robots",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the robot file (and its strategy module).",
+)
+@click.option(
+    "--strategy",
+    default="own",
+    show_default=True,
+    help="'own' writes a strategy module to edit; or a registered strategy (sma-crossover).",
+)
+@click.option("--symbol", default="Si-12.26", show_default=True, help="The symbol it trades.")
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def new(name: str, folder: Path, strategy: str, symbol: str, force: bool) -> None:
+    """Write a new robot NAME that runs as is (synthetic market, paper exchange)."""
+    from roboframe.config import load_robot
+    from roboframe.scaffold import make_robot
+
+    try:
+        made = make_robot(
+            name, folder, strategy=strategy, symbol=symbol, force=force, check=load_robot
+        )
+    except RoboframeError as exc:
+        click.echo("nothing was written", err=True)
+        raise _fail(exc) from None
+    for path in (made.robot, made.module):
+        if path is not None:
+            click.echo(f"wrote {path}")
+    click.echo(f"next: roboframe run {made.robot}")
+
+
+@main.command()
 @click.argument(
     "robot_files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path)
 )

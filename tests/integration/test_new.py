@@ -1,0 +1,94 @@
+"""``roboframe new``: a robot that runs as is, and a strategy module to edit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from roboframe.scaffold import class_name, module_name
+
+from .conftest import roboframe_cmd
+
+
+def test_a_new_robot_validates_backtests_runs_and_replays(tmp_path):
+    proc = roboframe_cmd("new", "my-first", "--dir", str(tmp_path / "robots"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    robot = tmp_path / "robots" / "my-first.yaml"
+    module = tmp_path / "robots" / "my_first_strategy.py"
+    assert proc.stdout.splitlines() == [
+        f"wrote {robot}",
+        f"wrote {module}",
+        f"next: roboframe run {robot}",
+    ]
+    assert '"my_first_strategy:MyFirstStrategy"' in robot.read_text()
+    assert roboframe_cmd("validate", str(robot), cwd=tmp_path).returncode == 0
+    proc = roboframe_cmd("-q", "backtest", str(robot), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(proc.stdout)
+    assert stats["orders"] > 5 and stats["rejections"] == 0
+    proc = roboframe_cmd("replay", stats["journal"], "--verify", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = roboframe_cmd("-q", "run", str(robot), "--json", "--duration", "30", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["stop_reason"] == "feed ended" and summary["orders"] == stats["orders"]
+
+
+def test_the_module_it_writes_takes_a_set_command(tmp_path):
+    """The template's on_params re-reads params (``ctl set qty=2`` acts)."""
+    roboframe_cmd("new", "r", "--dir", str(tmp_path))
+    namespace: dict = {}
+    exec((tmp_path / "r_strategy.py").read_text(), namespace)
+    strategy = namespace["RStrategy"]({"lookback": 3, "qty": 1})
+    strategy.closes["X"] = __import__("collections").deque([1, 2, 3], maxlen=3)
+    strategy.params = {"lookback": 2, "qty": 2}
+    strategy.on_params(None, None)
+    assert (strategy.qty, list(strategy.closes["X"]), strategy.closes["X"].maxlen) == (2, [2, 3], 2)
+
+
+def test_a_builtin_strategy_writes_no_module(tmp_path):
+    proc = roboframe_cmd("new", "b1", "--dir", str(tmp_path), "--strategy", "sma-crossover")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b1.yaml"]
+    assert "plugin: sma-crossover" in (tmp_path / "b1.yaml").read_text()
+
+
+def test_existing_files_are_kept_unless_forced(tmp_path):
+    assert roboframe_cmd("new", "r", "--dir", str(tmp_path)).returncode == 0
+    (tmp_path / "r_strategy.py").write_text("# mine\n")
+    proc = roboframe_cmd("new", "r", "--dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert "r.yaml exists; pass --force to overwrite it" in proc.stderr
+    assert (tmp_path / "r_strategy.py").read_text() == "# mine\n"
+    assert roboframe_cmd("new", "r", "--dir", str(tmp_path), "--force").returncode == 0
+    assert "class RStrategy" in (tmp_path / "r_strategy.py").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bad name"], "robot name 'bad name': use letters, digits"),
+        (["r2", "--strategy", "nope"], "unknown strategy 'nope'"),
+        (["r3", "--symbol", "Si 12"], "Si 12"),
+    ],
+)
+def test_bad_input_writes_nothing(tmp_path, args, message):
+    proc = roboframe_cmd("new", *args, "--dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert message in proc.stderr and "nothing was written" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("robot", "module", "cls"),
+    [
+        ("si-trend", "si_trend_strategy", "SiTrendStrategy"),
+        ("1st.robot", "robot_1st_robot_strategy", "Robot1stRobotStrategy"),
+        ("RTS_v2", "rts_v2_strategy", "RTSV2Strategy"),
+    ],
+)
+def test_module_and_class_names(robot, module, cls):
+    assert (module_name(robot), class_name(robot)) == (module, cls)
+    assert module.isidentifier() and cls.isidentifier()
