@@ -19,6 +19,7 @@ from roboframe.core.events import (
 from roboframe.core.feed import Feed
 from roboframe.core.gateway import Gateway, Runtime
 from roboframe.core.instruments import Instrument
+from roboframe.core.riskcheck import RiskCheck, RiskView
 from roboframe.core.strategy import INTERFACE_VERSION, Strategy
 from roboframe.errors import (
     ConfigError,
@@ -47,6 +48,8 @@ __all__ = [
     "NewOrder",
     "OrderUpdate",
     "PluginError",
+    "RiskCheck",
+    "RiskView",
     "RoboframeError",
     "Runtime",
     "Strategy",

@@ -55,6 +55,17 @@ def roboframe_register_strategies(register: Callable[[str, type], None]) -> None
 
 
 @hookspec
+def roboframe_register_risk_checks(register: Callable[[str, type], None]) -> None:
+    """Register pre-trade risk check classes.
+
+    Call ``register(name, cls)`` once per check; ``cls`` subclasses
+    :class:`roboframe.core.riskcheck.RiskCheck`. ``name`` is what a robot file
+    writes under ``risk: checks: - plugin:``. Checks run after the built-in
+    limits, in the file's order, on new orders only.
+    """
+
+
+@hookspec
 def roboframe_register_stores(register: Callable[[str, type], None]) -> None:
     """Register order-store backends by URL scheme.
 

@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "roboframe.builtin.analysis",
     "roboframe.builtin.feeds",
     "roboframe.builtin.gateways",
+    "roboframe.builtin.risk",
     "roboframe.builtin.strategies",
 )
 
@@ -44,6 +45,7 @@ SINGULAR = {
     "feeds": "feed",
     "gateways": "gateway",
     "strategies": "strategy",
+    "risk_checks": "risk check",
     "stores": "order store",
     "schema_fragments": "config section",
     "analysis_stores": "analysis database",
@@ -67,6 +69,7 @@ class Registry:
     feeds: dict[str, Registered] = field(default_factory=dict)
     gateways: dict[str, Registered] = field(default_factory=dict)
     strategies: dict[str, Registered] = field(default_factory=dict)
+    risk_checks: dict[str, Registered] = field(default_factory=dict)
     stores: dict[str, Registered] = field(default_factory=dict)
     schema_fragments: dict[str, Registered] = field(default_factory=dict)
     analysis_stores: dict[str, Registered] = field(default_factory=dict)
@@ -158,6 +161,7 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
             "feeds": [],
             "gateways": [],
             "strategies": [],
+            "risk_checks": [],
             "stores": [],
             "config_sections": [],
             "analysis_stores": [],
@@ -168,6 +172,7 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
         ("feeds", pm.hook.roboframe_register_feeds),
         ("gateways", pm.hook.roboframe_register_gateways),
         ("strategies", pm.hook.roboframe_register_strategies),
+        ("risk_checks", pm.hook.roboframe_register_risk_checks),
         ("stores", pm.hook.roboframe_register_stores),
         ("schema_fragments", pm.hook.roboframe_config_schema),
         ("analysis_stores", pm.hook.roboframe_register_analysis_stores),
@@ -213,9 +218,11 @@ def _make_register(reg: Registry, kind: str, plugin_name: str):
 def _check_registered(kind: str, name: str, obj: Any, plugin_name: str) -> None:
     from roboframe.core.feed import Feed
     from roboframe.core.gateway import Gateway
+    from roboframe.core.riskcheck import RiskCheck
     from roboframe.core.strategy import Strategy
 
-    base = {"feeds": Feed, "gateways": Gateway, "strategies": Strategy}.get(kind)
+    bases = {"feeds": Feed, "gateways": Gateway, "strategies": Strategy, "risk_checks": RiskCheck}
+    base = bases.get(kind)
     if base is not None and not (isinstance(obj, type) and issubclass(obj, base)):
         raise PluginError(
             f"plugin {plugin_name!r} registered {SINGULAR[kind]} {name!r} as {obj!r}, "

@@ -105,7 +105,7 @@ def kernel_from_header(header: dict, registry=None) -> Kernel:
 
     spec = spec_from_dict(header["config"], source=header.get("source"), registry=registry)
     strategy, _, _ = make_strategy(spec, registry)
-    return Kernel(spec, header["run_id"], strategy)
+    return Kernel(spec, header["run_id"], strategy, registry)
 
 
 def iter_events(reader: JournalReader) -> Iterator[tuple[int, Any, Any]]:

@@ -100,7 +100,7 @@ class Backtest:
         self.fill_at = fill_at
         self.run_id = backtest_run_id(spec, data_id, self.cash, fill_at)
         strategy, strategy_cls, _ = make_strategy(spec, registry)
-        self.kernel = Kernel(spec, self.run_id, strategy)
+        self.kernel = Kernel(spec, self.run_id, strategy, registry)
         params = spec.gateway.params
         self.exchange = PaperExchange(
             self.kernel.instruments,

@@ -163,7 +163,9 @@ def _with_defaults(data: dict, registry: Any, strategy_cls: type) -> dict:
         raw[section]["params"] = apply_defaults(cls, raw[section].get("params", {}))
     strategy = raw["strategy"]
     strategy["params"] = apply_defaults(strategy_cls, strategy.get("params", {}))
-    raw.setdefault("risk", {})
+    for check in raw.setdefault("risk", {}).get("checks", ()):
+        cls = registry.risk_checks[check["plugin"]].obj
+        check["params"] = apply_defaults(cls, check.get("params", {}))
     journal = raw.setdefault("journal", {})
     journal.setdefault("dir", f"runs/{raw['name']}")
     journal.setdefault("fsync", "on_close")
@@ -193,6 +195,9 @@ def _risk_spec(risk: dict, symbols: list[str]) -> RiskSpec:
         max_orders_per_second=None if rate is None else float(rate),
         max_daily_loss=_decimal(risk.get("max_daily_loss")),
         price_band_pct=_decimal(risk.get("price_band_pct")),
+        checks=tuple(
+            PluginRef(c["plugin"], frozen(c.get("params", {}))) for c in risk.get("checks", ())
+        ),
     )
 
 

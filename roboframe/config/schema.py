@@ -114,6 +114,19 @@ RISK = {
             "money lost in a UTC day after which the robot halts (only reducing orders pass)",
         ),
         "price_band_pct": _d(DECIMAL, "limit prices must be within this percent of the last price"),
+        "checks": {
+            "type": "array",
+            "description": "risk checks from plugins, run in this order after the limits above",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["plugin"],
+                "properties": {
+                    "plugin": {"type": "string", "description": "registered risk check name"},
+                    "params": {"type": "object", "description": "the check's own settings"},
+                },
+            },
+        },
     },
 }
 
@@ -295,7 +308,7 @@ def core_schema() -> dict:
             "feed": plugin_ref("feed", "synthetic, csv, zmq"),
             "strategy": plugin_ref("strategy", "sma-crossover, or package.module:Class"),
             "gateway": plugin_ref("gateway", "paper"),
-            "risk": RISK,
+            "risk": copy.deepcopy(RISK),  # build_schema fills in its checks' plugins
             "journal": JOURNAL,
             "loop": LOOP,
             "control": CONTROL,
@@ -368,6 +381,12 @@ def build_schema(registry: Any, *, open_names: bool = False) -> dict:
             props[section]["allOf"] = rules
         plugin = props[section]["properties"]["plugin"]
         _constrain_plugin(section, plugin, sorted(table), open_names)
+    check = props["risk"]["properties"]["checks"]["items"]
+    rules = _params_rules(registry.risk_checks)
+    if rules:
+        check["allOf"] = rules
+    _constrain_plugin("risk check", check["properties"]["plugin"], sorted(registry.risk_checks),
+                      open_names)  # fmt: skip
     for section in sorted(registry.schema_fragments):
         if section in props:
             continue  # a plugin cannot redefine a core section

@@ -37,6 +37,7 @@ from roboframe.core.events import (
     Timer,
 )
 from roboframe.core.orders import OrderBook
+from roboframe.core.riskcheck import RiskView, make_checks
 from roboframe.core.strategy import INTERFACE_VERSION, Strategy
 from roboframe.core.wellformed import check_client_id, normalized, refusal
 from roboframe.errors import StrategyError
@@ -57,7 +58,7 @@ STATE_COMMANDS = {"pause": PAUSED, "resume": ACTIVE, "reduce": REDUCING, "halt":
 class Kernel:
     """One robot's whole business state, driven one event at a time."""
 
-    def __init__(self, spec: Any, run_id: str, strategy: Strategy) -> None:
+    def __init__(self, spec: Any, run_id: str, strategy: Strategy, registry: Any = None) -> None:
         if strategy.interface_version > INTERFACE_VERSION:
             raise StrategyError(
                 f"strategy {type(strategy).__name__} needs strategy interface "
@@ -71,8 +72,10 @@ class Kernel:
         self.strategy = strategy
         self.book = Book(self.instruments)
         self.orders = OrderBook()
-        self.risk = RiskEngine(spec.risk, self.book, self.orders)
         self.ctx = Context(self)
+        self.risk = RiskEngine(
+            spec.risk, self.book, self.orders, make_checks(spec, registry), RiskView(self.ctx)
+        )
         self.now = 0
         self.rejected: list[OrderUpdate] = []
         self.stop_reason = ""

@@ -147,7 +147,7 @@ class LiveRobot:
         else:
             self.run_id = self.options.run_id or new_run_id(self.journal_dir)
             self.journal_path = self.journal_dir / f"{self.run_id}{JOURNAL_SUFFIX}"
-            self.kernel = Kernel(spec, self.run_id, strategy)
+            self.kernel = Kernel(spec, self.run_id, strategy, registry)
             header = journal_header(spec, self.run_id, strategy_cls, "live")
             self.journal = JournalWriter(self.journal_path, header, fsync=spec.journal.fsync)
         base_dir = robot_dir(spec)

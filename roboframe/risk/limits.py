@@ -32,6 +32,7 @@ from roboframe.core.events import NewOrder
 if TYPE_CHECKING:
     from roboframe.core.book import Book
     from roboframe.core.orders import OrderBook
+    from roboframe.core.riskcheck import RiskCheck, RiskView
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +49,18 @@ _SECOND_NS = 1_000_000_000
 class RiskEngine:
     """Checks one order at a time against the limits and the trading state."""
 
-    def __init__(self, spec, book: Book, orders: OrderBook) -> None:
+    def __init__(
+        self,
+        spec,
+        book: Book,
+        orders: OrderBook,
+        checks: list[tuple[str, RiskCheck]] = (),
+        view: RiskView | None = None,
+    ) -> None:
         self.book = book
         self.orders = orders
+        self.checks = list(checks)  # plugins' checks, after the limits: (name, check)
+        self.view = view
         self.state = ACTIVE
         self.halt_reason = ""
         self.allowed = frozenset(spec.allowed_symbols)
@@ -132,6 +142,14 @@ class RiskEngine:
                 sent.popleft()
             if len(sent) >= self.max_rate:
                 return f"more than {self.max_rate} orders per second"
+        for name, check in self.checks:
+            try:
+                reason = check.check(order, self.view)
+            except Exception as exc:  # a broken check refuses: it fails closed, never open
+                log.exception("risk check %s raised on %s", name, order.client_id)
+                reason = f"the check raised {type(exc).__name__}: {exc}"
+            if reason:
+                return f"{name}: {reason}"
         return None
 
     def note_sent(self, now: int) -> None:

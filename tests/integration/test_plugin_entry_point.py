@@ -10,7 +10,7 @@ import pytest
 from .conftest import roboframe_cmd
 
 PLUGIN = """
-from roboframe import Bar, Feed, Strategy, hookimpl
+from roboframe import Bar, Feed, RiskCheck, Strategy, hookimpl
 
 
 class Alternator(Strategy):
@@ -45,6 +45,18 @@ def roboframe_register_strategies(register):
 @hookimpl
 def roboframe_register_feeds(register):
     register("steps", StepFeed)
+
+
+class EvenCloses(RiskCheck):  # new orders only on bars whose close is even: a house rule
+
+    def check(self, order, view):
+        last = view.last_price(order.symbol)
+        return None if last % 2 == 0 else f"odd close {last}"
+
+
+@hookimpl
+def roboframe_register_risk_checks(register):
+    register("even-closes", EvenCloses)
 """
 
 ROBOT = """\
@@ -84,6 +96,7 @@ def test_plugins_lists_the_entry_point(plugin_path):
     assert listing["alternator"]["version"] == "0.3.0"
     assert listing["alternator"]["strategies"] == ["alternator"]
     assert listing["alternator"]["feeds"] == ["steps"]
+    assert listing["alternator"]["risk_checks"] == ["even-closes"]
     assert "sma-crossover" in listing["roboframe.builtin.strategies"]["strategies"]
 
 
@@ -102,6 +115,24 @@ def test_robot_runs_with_the_plugin_strategy_and_feed(plugin_path, tmp_path):
     proc = roboframe_cmd("validate", str(robot))
     assert proc.returncode == 2
     assert "unknown" in proc.stderr and "steps" in proc.stderr
+
+
+def test_a_plugin_risk_check_refuses_live_and_in_backtest_alike(plugin_path, tmp_path):
+    robot = tmp_path / "alt.yaml"
+    robot.write_text(ROBOT % (tmp_path / "runs") + "risk:\n  checks:\n    - plugin: even-closes\n")
+    env = {"PYTHONPATH": str(plugin_path)}
+    proc = roboframe_cmd("-q", "run", str(robot), "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    live = json.loads(proc.stdout)
+    assert live["orders"] >= 1 and live["rejections"] >= 10  # every bar with an odd close
+    assert live["last_rejection"].startswith("risk: even-closes: odd close ")
+    proc = roboframe_cmd("-q", "backtest", str(robot), "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    bt = json.loads(proc.stdout)
+    assert (bt["orders"], bt["rejections"]) == (live["orders"], live["rejections"])
+    for journal in (live["journal"], bt["journal"]):
+        proc = roboframe_cmd("replay", journal, "--verify", env=env)
+        assert proc.returncode == 0, proc.stderr
 
 
 def test_broken_plugin_fails_with_its_name(tmp_path):

@@ -1,0 +1,99 @@
+"""``trading-hours``: new orders only inside the exchange's sessions, by event time.
+
+::
+
+    risk:
+      checks:
+        - plugin: trading-hours
+          params:
+            sessions: ["10:00-18:50", "19:05-23:50"]   # MOEX futures, Moscow time
+            tz: MSK
+            days: [mon, tue, wed, thu, fri]
+
+A session ``"HH:MM-HH:MM"`` includes its start and excludes its end; one
+whose end is before its start runs past midnight (``"22:00-02:00"``). Times
+are the robot's event time in ``tz``, so a backtest and a replay refuse the
+same orders a live run did. ``days`` are the days a session *starts* on.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from roboframe.builtin.feeds.timeparse import parse_tz
+from roboframe.core.events import NewOrder
+from roboframe.core.riskcheck import RiskCheck, RiskView
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SESSION = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+_DAY_NS = 86_400 * 10**9
+_MINUTE_NS = 60 * 10**9
+_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (mon = 0)
+
+
+class TradingHours(RiskCheck):
+    params_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["sessions"],
+        "properties": {
+            "sessions": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "string",
+                    "pattern": _SESSION.pattern,
+                    "description": 'a session "HH:MM-HH:MM", e.g. "10:00-18:50"',
+                },
+                "description": 'trading sessions "HH:MM-HH:MM" in tz, start included, end not',
+            },
+            "tz": {
+                "type": "string",
+                "pattern": "^(UTC|utc|Z|MSK|msk|[+-][0-9]{2}(:?[0-9]{2})?)$",
+                "default": "UTC",
+                "description": "time zone of the sessions: UTC, MSK, +03:00",
+            },
+            "days": {
+                "type": "array",
+                "items": {"enum": list(DAYS)},
+                "uniqueItems": True,
+                "default": list(DAYS[:5]),
+                "description": "days a session starts on (default mon-fri)",
+            },
+        },
+    }
+
+    def __init__(self, params: Any, instruments: Any) -> None:
+        super().__init__(params, instruments)
+        tz = parse_tz(params.get("tz", "UTC"))
+        offset = tz.utcoffset(None)
+        self.offset_ns = (offset.days * 86_400 + offset.seconds) * 10**9
+        self.days = frozenset(DAYS.index(d) for d in params.get("days", DAYS[:5]))
+        self.sessions = []  # (start, end) in minutes of the day
+        for text in params["sessions"]:
+            h1, m1, h2, m2 = map(int, _SESSION.match(text).groups())
+            self.sessions.append((h1 * 60 + m1, h2 * 60 + m2))
+        self.label = f"{', '.join(params['sessions'])} {params.get('tz', 'UTC')}"
+
+    def open_at(self, ts: int) -> bool:
+        """Whether event time ``ts`` (UTC ns) falls in a session."""
+        local = ts + self.offset_ns
+        day, into = divmod(local, _DAY_NS)
+        minute = into // _MINUTE_NS
+        weekday = (day + _EPOCH_WEEKDAY) % 7
+        for start, end in self.sessions:
+            if start < end:
+                if start <= minute < end and weekday in self.days:
+                    return True
+            elif start > end:  # past midnight: started today, or yesterday
+                if minute >= start and weekday in self.days:
+                    return True
+                if minute < end and (weekday - 1) % 7 in self.days:
+                    return True
+        return False
+
+    def check(self, order: NewOrder, view: RiskView) -> str | None:
+        if self.open_at(view.time):
+            return None
+        return f"outside trading hours ({self.label})"
