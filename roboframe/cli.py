@@ -68,7 +68,40 @@ def _verbosity(func):
     )(func)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The core's commands, then those plugins register (looked up only when a
+    name is not the core's, so a broken plugin cannot stop ``run``)."""
+
+    def _plugin_commands(self) -> dict[str, click.Command]:
+        from roboframe.errors import PluginError
+        from roboframe.plugins import get_registry
+
+        commands = get_registry().commands
+        for name, entry in commands.items():
+            if name in self.commands:
+                raise PluginError(
+                    f"plugin {entry.plugin!r} registered command {name!r}, which is roboframe's own"
+                )
+        return {name: entry.obj for name, entry in commands.items()}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        try:
+            extra = self._plugin_commands()
+        except RoboframeError as exc:
+            click.echo(f"warning: plugin commands not listed: {exc}", err=True)
+            extra = {}
+        return sorted([*self.commands, *extra])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.commands:
+            return self.commands[name]
+        try:
+            return self._plugin_commands().get(name)
+        except RoboframeError as exc:
+            raise _fail(exc) from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
 @click.option("-q", "--quiet", count=True, help="Less output: no progress, errors only.")
 @click.version_option(package_name="roboframe")

@@ -97,7 +97,8 @@ def format_plugins(plugins: list[dict]) -> str:
     for info in plugins:
         version = f" {info['version']}" if info["version"] else ""
         lines.append(f"{info['name']}{version}  ({info['source']})")
-        kinds = ("feeds", "gateways", "strategies", "risk_checks", "stores", "config_sections")
+        kinds = ("feeds", "gateways", "strategies", "risk_checks", "commands", "stores")
+        kinds += ("config_sections",)
         for kind in kinds:
             if info[kind]:
                 lines.append(f"    {kind.replace('_', ' ')}: {', '.join(info[kind])}")

@@ -66,6 +66,16 @@ def roboframe_register_risk_checks(register: Callable[[str, type], None]) -> Non
 
 
 @hookspec
+def roboframe_register_commands(register: Callable[[str, Any], None]) -> None:
+    """Register command-line commands.
+
+    Call ``register(name, command)`` once per command; ``command`` is a
+    ``click.Command`` (or group), run as ``roboframe NAME ...``. A name the
+    core already uses (``run``, ``backtest``, ...) is refused.
+    """
+
+
+@hookspec
 def roboframe_register_stores(register: Callable[[str, type], None]) -> None:
     """Register order-store backends by URL scheme.
 

@@ -46,6 +46,7 @@ SINGULAR = {
     "gateways": "gateway",
     "strategies": "strategy",
     "risk_checks": "risk check",
+    "commands": "command",
     "stores": "order store",
     "schema_fragments": "config section",
     "analysis_stores": "analysis database",
@@ -70,6 +71,7 @@ class Registry:
     gateways: dict[str, Registered] = field(default_factory=dict)
     strategies: dict[str, Registered] = field(default_factory=dict)
     risk_checks: dict[str, Registered] = field(default_factory=dict)
+    commands: dict[str, Registered] = field(default_factory=dict)
     stores: dict[str, Registered] = field(default_factory=dict)
     schema_fragments: dict[str, Registered] = field(default_factory=dict)
     analysis_stores: dict[str, Registered] = field(default_factory=dict)
@@ -162,6 +164,7 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
             "gateways": [],
             "strategies": [],
             "risk_checks": [],
+            "commands": [],
             "stores": [],
             "config_sections": [],
             "analysis_stores": [],
@@ -173,6 +176,7 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
         ("gateways", pm.hook.roboframe_register_gateways),
         ("strategies", pm.hook.roboframe_register_strategies),
         ("risk_checks", pm.hook.roboframe_register_risk_checks),
+        ("commands", pm.hook.roboframe_register_commands),
         ("stores", pm.hook.roboframe_register_stores),
         ("schema_fragments", pm.hook.roboframe_config_schema),
         ("analysis_stores", pm.hook.roboframe_register_analysis_stores),
@@ -233,6 +237,14 @@ def _check_registered(kind: str, name: str, obj: Any, plugin_name: str) -> None:
             f"plugin {plugin_name!r} registered {SINGULAR[kind]} {name!r} as {obj!r}, "
             "which is not callable"
         )
+    if kind == "commands":
+        import click
+
+        if not isinstance(obj, click.Command):
+            raise PluginError(
+                f"plugin {plugin_name!r} registered command {name!r} as {obj!r}, "
+                "which is not a click.Command"
+            )
     if kind == "schema_fragments" and not isinstance(obj, dict):
         raise PluginError(f"plugin {plugin_name!r}: schema for section {name!r} must be a dict")
 

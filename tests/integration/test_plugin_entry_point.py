@@ -156,3 +156,44 @@ def test_misspelt_hook_fails_with_the_plugin_name(tmp_path):
     assert proc.returncode == 1
     assert "plugin 'typo'" in proc.stderr
     assert "roboframe_register_strategys" in proc.stderr
+
+
+COMMAND_PLUGIN = """
+import click
+from roboframe import hookimpl
+
+
+@click.command()
+@click.argument("who")
+def greet(who):
+    '''Say hello (a plugin's command).'''
+    click.echo(f"hello {who}")
+
+
+@hookimpl
+def roboframe_register_commands(register):
+    register("greet", greet)
+"""
+
+
+def test_a_plugin_adds_a_command(tmp_path):
+    site = install(tmp_path, "rf_greet", COMMAND_PLUGIN, "greet")
+    env = {"PYTHONPATH": str(site)}
+    proc = roboframe_cmd("greet", "trader", env=env)
+    assert (proc.returncode, proc.stdout) == (0, "hello trader\n"), proc.stderr
+    proc = roboframe_cmd("--help", env=env)
+    assert "greet" in proc.stdout and "Say hello" in proc.stdout
+    assert roboframe_cmd("greet", "x").returncode == 2  # not installed: no such command
+
+
+def test_a_plugin_command_cannot_take_a_core_name(tmp_path):
+    source = COMMAND_PLUGIN.replace('register("greet", greet)', 'register("run", greet)')
+    site = install(tmp_path, "rf_greet", source, "greet")
+    env = {"PYTHONPATH": str(site)}
+    proc = roboframe_cmd("--help", env=env)
+    assert "plugin 'greet' registered command 'run', which is roboframe's own" in proc.stderr
+    proc = roboframe_cmd("validate", "robots/si.yaml", env=env)  # the core's commands still work
+    assert proc.returncode == 0, proc.stderr
+    proc = roboframe_cmd("nosuch", env=env)
+    assert proc.returncode != 0 and "registered command 'run'" in proc.stderr
+    assert "Traceback" not in proc.stderr
