@@ -13,6 +13,7 @@ from roboframe.core.events import (
     Fill,
     NewOrder,
     OrderUpdate,
+    Replace,
     Tick,
     Timer,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "NewOrder",
     "OrderUpdate",
     "PluginError",
+    "Replace",
     "RiskCheck",
     "RiskView",
     "RoboframeError",

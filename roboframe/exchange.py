@@ -33,8 +33,9 @@ import msgspec
 import zmq
 
 from roboframe.builtin.paper import PaperExchange
+from roboframe.builtin.storegw import REPLACE_UNSUPPORTED
 from roboframe.core import codec
-from roboframe.core.events import Bar, Cancel, Fill, NewOrder, Tick
+from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Replace, Tick
 from roboframe.curve import ServerKeys, make_client, make_server, start_authenticator
 from roboframe.store.base import (
     OrderStore,
@@ -170,6 +171,10 @@ class ExchangeProcess:
                     for answer in self.engine.submit(action):
                         self._answer(robot, answer)
                     self.counts["orders"] += 1
+                elif type(action) is Replace:  # the store keeps no replaced orders yet
+                    refused = OrderUpdate(cid, self.engine.ts, "replace_rejected",
+                                          REPLACE_UNSUPPORTED)  # fmt: skip
+                    self.router.send_multipart([identity, codec.encode(refused)])
                 else:
                     self.fast.setdefault(cid, identity)
                     for answer in self.engine.submit(action):

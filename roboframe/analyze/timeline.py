@@ -36,6 +36,7 @@ from roboframe.core.events import (
     Fill,
     NewOrder,
     OrderUpdate,
+    Replace,
     Tick,
     Timer,
 )
@@ -366,9 +367,25 @@ class RunAnalysis:
                     (self.run, seq, n, "cancel", action.client_id, None, None, None, None, None,
                      None)
                 )  # fmt: skip
+            elif type(action) is Replace:
+                own = self.kernel.orders.orders.get(action.client_id)
+                symbol = own.symbol if own else None
+                price = action.price * float(tick[symbol].tick_size) if own else None
+                table.append(
+                    (self.run, seq, n, "replace", action.client_id, symbol,
+                     own.side if own else None, action.qty, "limit", price, None)
+                )  # fmt: skip
             n += 1
         for update in rejected:
             own = self.kernel.orders.orders.get(update.client_id)
+            if update.status == "replace_rejected":  # the order goes on: no order row yet
+                table.append(
+                    (self.run, seq, n, "replace_rejected", update.client_id,
+                     own.symbol if own else None, own.side if own else None, None, None, None,
+                     update.reason)
+                )  # fmt: skip
+                n += 1
+                continue
             table.append(
                 (self.run, seq, n, "rejected", update.client_id,
                  own.symbol if own else None, own.side if own else None,

@@ -39,10 +39,11 @@ import logging
 import threading
 from decimal import Decimal, InvalidOperation
 
+import msgspec
 import zmq
 
 from roboframe.core import codec
-from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Tick
+from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Replace, Tick
 from roboframe.core.gateway import Gateway, Runtime
 from roboframe.core.instruments import Instrument
 from roboframe.core.streams import send
@@ -114,12 +115,38 @@ class PaperExchange:
 
     # -- orders ---------------------------------------------------------------
 
-    def submit(self, action: NewOrder | Cancel, ts: int | None = None) -> list[OrderUpdate | Fill]:
+    def submit(
+        self, action: NewOrder | Cancel | Replace, ts: int | None = None
+    ) -> list[OrderUpdate | Fill]:
         """Take one action; its acknowledgement (and, with ``fill_at="close"``, fill)."""
         ts = self.ts if ts is None else ts
-        if type(action) is Cancel:
+        kind = type(action)
+        if kind is Cancel:
             return self._cancel(action.client_id, ts)
+        if kind is Replace:
+            return self._replace(action, ts)
         return self._place(action, ts)
+
+    def _replace(self, action: Replace, ts: int) -> list[OrderUpdate]:
+        """A resting limit order takes the new quantity and price and goes to the
+        back of the queue (a limit order fills at a later market event, as new)."""
+        cid = action.client_id
+        resting = self.open_orders.get(cid)
+        if resting is None:
+            return [OrderUpdate(cid, ts, "replace_rejected", "replace: order not open")]
+        order = resting.order
+        if order.type != "limit":
+            why = "replace: only a limit order can be replaced"
+        elif action.qty <= resting.filled:
+            why = f"replace: quantity {action.qty} is not above the {resting.filled} filled"
+        elif action.price <= 0:
+            why = f"replace: limit price must be positive, got {action.price}"
+        else:
+            del self.open_orders[cid]
+            resting.order = msgspec.structs.replace(order, qty=action.qty, price=action.price)
+            self.open_orders[cid] = resting  # the back of the queue
+            return [OrderUpdate(cid, ts, "replaced")]
+        return [OrderUpdate(cid, ts, "replace_rejected", why)]
 
     def _cancel(self, client_id: str, ts: int) -> list[OrderUpdate | Fill]:
         if self.open_orders.pop(client_id, None) is None:

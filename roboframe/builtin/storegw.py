@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import zmq
 
 from roboframe.core import codec
-from roboframe.core.events import Cancel, Control, Fill, NewOrder
+from roboframe.core.events import Cancel, Control, Fill, NewOrder, OrderUpdate, Replace
 from roboframe.core.gateway import Gateway, Runtime
 from roboframe.errors import ConfigError
 from roboframe.store.base import OrderStore, StoreUnavailable, open_store, take_notified
@@ -37,6 +37,9 @@ from roboframe.testing.faultpoints import ARMED as _FAULTS
 log = logging.getLogger(__name__)
 
 DEFAULT_URL_ENV = "ROBOFRAME_STORE_URL"
+REPLACE_UNSUPPORTED = (
+    "replace: not supported through an order store yet; cancel and send a new order"
+)
 
 
 class StoreGateway(Gateway):
@@ -158,7 +161,19 @@ class _StoreStream:
 
     # -- work -----------------------------------------------------------------
 
+    def _refuse_replaces(self) -> None:
+        """Order stores keep no replaced orders yet: each Replace is answered
+        ``replace_rejected`` at once, and the order goes on as it was."""
+        replaces = [a for a in self.waiting if type(a) is Replace]
+        if replaces:
+            self.waiting = [a for a in self.waiting if type(a) is not Replace]
+            self._send_events([
+                OrderUpdate(a.client_id, 0, "replace_rejected", REPLACE_UNSUPPORTED)
+                for a in replaces
+            ])  # fmt: skip
+
     def _write_waiting(self) -> None:
+        self._refuse_replaces()
         store = self.store
         while self.waiting:
             action = self.waiting[0]

@@ -83,6 +83,7 @@ class _FastStream(_StoreStream):
         super().close()
 
     def _write_waiting(self) -> None:
+        self._refuse_replaces()
         if self.waiting:  # straight to the exchange; it writes the store behind
             self.dealer.send(codec.encode(self.waiting))
             self.waiting = []

@@ -15,6 +15,7 @@ type's fields in declaration order::
     Timer  [106, name, ts]
     NewOrder [151, client_id, symbol, side, qty, type, price]
     Cancel [152, client_id]
+    Replace [153, client_id, qty, price]
     Batch  [100, [event, event, ...]]
 
 Trailing fields with defaults may be omitted. A *batch* lets a feeder hand
@@ -41,6 +42,7 @@ from roboframe.core.events import (
     Fill,
     NewOrder,
     OrderUpdate,
+    Replace,
     Tick,
     Timer,
 )
@@ -59,9 +61,9 @@ limit (about a thousand levels, a 2 kB message) makes msgspec raise ``RecursionE
 
 _encoder = msgspec.msgpack.Encoder()
 _inbound = msgspec.msgpack.Decoder(Tick | Bar | OrderUpdate | Fill | Control | Timer | Batch)
-_actions = msgspec.msgpack.Decoder(list[NewOrder | Cancel])
+_actions = msgspec.msgpack.Decoder(list[NewOrder | Cancel | Replace])
 _any = msgspec.msgpack.Decoder(
-    Tick | Bar | OrderUpdate | Fill | Control | Timer | Batch | NewOrder | Cancel
+    Tick | Bar | OrderUpdate | Fill | Control | Timer | Batch | NewOrder | Cancel | Replace
 )
 
 encode = _encoder.encode
@@ -101,7 +103,7 @@ def events_in(msg: object) -> list | tuple:
 decode_any = _any.decode
 """Decode one message of any kind, actions included."""
 
-_outputs = msgspec.msgpack.Decoder(tuple[list[NewOrder | Cancel], list[OrderUpdate]])
+_outputs = msgspec.msgpack.Decoder(tuple[list[NewOrder | Cancel | Replace], list[OrderUpdate]])
 
 
 def encode_outputs(actions: list[Action], rejected: list[OrderUpdate]) -> bytes:
@@ -130,7 +132,7 @@ def encode_batch(encoded_events: list[bytes]) -> bytes:
 
 
 def is_action(obj: object) -> bool:
-    return isinstance(obj, (NewOrder, Cancel))
+    return isinstance(obj, (NewOrder, Cancel, Replace))
 
 
 def action_to_dict(action: Action) -> dict:

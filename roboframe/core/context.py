@@ -12,7 +12,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from roboframe.core.book import money
-from roboframe.core.events import Cancel, NewOrder, Side
+from roboframe.core.events import Cancel, NewOrder, Replace, Side
 from roboframe.core.instruments import Instrument
 from roboframe.core.orders import OwnOrder
 
@@ -99,6 +99,19 @@ class Context:
 
     def cancel(self, order: OwnOrder | str) -> Cancel:
         return Cancel(order if isinstance(order, str) else order.client_id)
+
+    def replace(
+        self, order: OwnOrder | str, *, price: int | None = None, qty: int | None = None
+    ) -> Replace:
+        """Move an open limit order to ``price`` ticks and/or ``qty`` lots in all
+        (filled ones included), keeping its client id; what is not given stays.
+        ``on_order`` hears ``replaced`` when it took effect, else ``replace_rejected``."""
+        own = self._k.orders.orders.get(order) if isinstance(order, str) else order
+        if own is None:
+            return Replace(order, qty or 0, price or 0)  # risk says the order is not open
+        return Replace(
+            own.client_id, own.qty if qty is None else qty, own.price if price is None else price
+        )
 
     def cancel_all(self, symbol: str | None = None) -> list[Cancel]:
         return [Cancel(o.client_id) for o in self.open_orders(symbol) if not o.cancel_pending]

@@ -13,7 +13,7 @@ source of the event (exchange, file, publisher), never from the robot's clock.
 
 Inbound events (to the robot): :class:`Tick`, :class:`Bar`,
 :class:`OrderUpdate`, :class:`Fill`, :class:`Control`, :class:`Timer`.
-Actions (from the robot): :class:`NewOrder`, :class:`Cancel`.
+Actions (from the robot): :class:`NewOrder`, :class:`Cancel`, :class:`Replace`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import msgspec
 
 Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit"]
-OrderStatus = Literal["accepted", "rejected", "cancelled"]
+OrderStatus = Literal["accepted", "rejected", "cancelled", "replaced", "replace_rejected"]
 
 
 class Message(msgspec.Struct, frozen=True, array_like=True, tag_field="kind"):
@@ -66,6 +66,10 @@ class Bar(Message, tag=102):
 
 class OrderUpdate(Message, tag=103):
     """The gateway's or the risk engine's word on one order.
+
+    ``replaced``: a :class:`Replace` took effect (the order now has the
+    quantity and price it asked for); ``replace_rejected``: it did not, and
+    the order goes on as it was (``reason`` says why).
 
     ``ref`` is the gateway's own reference for the update (an order store's
     row id), which lets a trade stream resume after it without repeats.
@@ -132,6 +136,16 @@ class Cancel(Message, tag=152):
     client_id: str
 
 
+class Replace(Message, tag=153):
+    """Change an open limit order's price (ticks) and total quantity (lots,
+    more than is already filled), keeping its client id. The order loses its
+    place in the queue, as on an exchange."""
+
+    client_id: str
+    qty: int
+    price: int
+
+
 class Batch(Message, tag=100):
     """Several inbound events sent as one wire message (see the codec)."""
 
@@ -140,10 +154,10 @@ class Batch(Message, tag=100):
 
 MarketEvent = Tick | Bar
 Event = Tick | Bar | OrderUpdate | Fill | Control | Timer
-Action = NewOrder | Cancel
+Action = NewOrder | Cancel | Replace
 
 EVENT_TYPES: tuple[type, ...] = (Tick, Bar, OrderUpdate, Fill, Control, Timer)
-ACTION_TYPES: tuple[type, ...] = (NewOrder, Cancel)
+ACTION_TYPES: tuple[type, ...] = (NewOrder, Cancel, Replace)
 
 
 def event_time(event: Event) -> int:

@@ -33,10 +33,11 @@ from roboframe.core.events import (
     Fill,
     NewOrder,
     OrderUpdate,
+    Replace,
     Tick,
     Timer,
 )
-from roboframe.core.orders import OrderBook
+from roboframe.core.orders import REPLACE_REJECTED, OrderBook
 from roboframe.core.riskcheck import RiskView, make_checks
 from roboframe.core.strategy import INTERFACE_VERSION, Strategy
 from roboframe.core.wellformed import check_client_id, normalized, refusal
@@ -83,7 +84,7 @@ class Kernel:
         self.seen_trades: set[tuple[str, str]] = set()
         self._seen_order: deque[tuple[str, str]] = deque()
         self.counters = dict.fromkeys(
-            ("orders", "cancels", "fills", "rejections", "ignored", "duplicates"), 0
+            ("orders", "cancels", "replaces", "fills", "rejections", "ignored", "duplicates"), 0
         )
         self._order_seq = 0
         self.timers: dict[str, tuple[int, int | None]] = {}  # name -> (next time, period)
@@ -351,10 +352,24 @@ class Kernel:
                     actions.append(action)
                     continue
                 reason = "order is not open" if own is None else "cancel already pending"
+            elif kind is Replace:
+                check_client_id(action, type(self.strategy).__name__)
+                if type(action.qty) is not int or type(action.price) is not int:
+                    action = normalized(action)
+                own, reason = self._refuse_replace(action, now)
+                if reason is None:
+                    own.replace_pending = (action.qty, action.price)
+                    self.risk.note_sent(now)
+                    self.counters["replaces"] += 1
+                    actions.append(action)
+                    continue
+                actions.extend(self._reject(action.client_id, reason, depth, REPLACE_REJECTED))
+                continue
             else:
                 raise StrategyError(
                     f"strategy {type(self.strategy).__name__} returned {action!r}; "
-                    "expected NewOrder or Cancel (build them with ctx.buy/sell/cancel)"
+                    "expected NewOrder, Cancel or Replace (build them with "
+                    "ctx.buy/sell/cancel/replace)"
                 )
             actions.extend(self._reject(action.client_id, reason, depth))
         return actions
@@ -365,8 +380,30 @@ class Kernel:
             return f"duplicate client id {order.client_id}"
         return refusal(order) or self.risk.check_new(order, now)
 
-    def _reject(self, client_id: str, reason: str, depth: int) -> list[Action]:
-        update = OrderUpdate(client_id, self.now, "rejected", f"risk: {reason}")
+    def _refuse_replace(self, action: Replace, now: int) -> tuple[Any, str | None]:
+        """The open order ``action`` would change, and why it may not (or None)."""
+        own = self.orders.open.get(action.client_id)
+        if own is None:
+            return None, "replace: order is not open"
+        if own.type != "limit":
+            return own, "replace: only a limit order can be replaced"
+        if own.cancel_pending or own.replace_pending is not None:
+            what = "cancel" if own.cancel_pending else "replace"
+            return own, f"replace: a {what} is already pending"
+        order = NewOrder(own.client_id, own.symbol, own.side, action.qty, "limit", action.price)
+        reason = refusal(order)
+        if reason is None and action.qty <= own.filled:
+            reason = f"quantity {action.qty} is not above the {own.filled} lots already filled"
+        if reason is None and (action.qty, action.price) == (own.qty, own.price):
+            reason = "nothing to change"
+        if reason is None:
+            reason = self.risk.check_replace(order, own, now)
+        return own, None if reason is None else f"replace: {reason}"
+
+    def _reject(
+        self, client_id: str, reason: str, depth: int, status: str = "rejected"
+    ) -> list[Action]:
+        update = OrderUpdate(client_id, self.now, status, f"risk: {reason}")
         self.rejected.append(update)
         self.last_rejection = update.reason
         self.counters["rejections"] += 1
@@ -383,7 +420,7 @@ class Kernel:
         return self._process(out, depth + 1)
 
     def _as_list(self, out: Any) -> list:
-        if isinstance(out, (NewOrder, Cancel)):
+        if isinstance(out, (NewOrder, Cancel, Replace)):
             return [out]
         try:
             return list(out)

@@ -7,9 +7,12 @@
 
 ``new`` means sent, not yet acknowledged. A ``rejected`` update for an order
 that is already accepted is the refusal of a *cancel* (too late, already
-filled): the order keeps its state. Anything else impossible -- a fill for a
-finished order, more filled than ordered -- is counted as an anomaly and
-logged; positions still follow the fills, because the exchange is right.
+filled): the order keeps its state. A *replace* changes an open order's
+quantity and price when ``replaced`` comes back, and nothing when
+``replace_rejected`` does; the state stays as it was either way. Anything
+else impossible -- a fill for a finished order, more filled than ordered --
+is counted as an anomaly and logged; positions still follow the fills,
+because the exchange is right.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ FILLED = "filled"
 CANCELLED = "cancelled"
 REJECTED = "rejected"
 OPEN_STATES = frozenset({NEW, ACCEPTED, PARTIAL})
+REPLACED = "replaced"  # update statuses of a Replace: the order's state does not change
+REPLACE_REJECTED = "replace_rejected"
 
 
 class OwnOrder:
@@ -41,6 +46,7 @@ class OwnOrder:
         "price",
         "qty",
         "reason",
+        "replace_pending",
         "side",
         "status",
         "symbol",
@@ -61,6 +67,7 @@ class OwnOrder:
         self.updated_ts = ts
         self.reason = ""
         self.cancel_pending = False
+        self.replace_pending: tuple[int, int] | None = None  # (qty, price) asked for
 
     @property
     def remaining(self) -> int:
@@ -153,6 +160,15 @@ class OrderBook:
                 self._finish(own)
             else:  # a refused cancel
                 own.cancel_pending = False
+        elif status == REPLACED:
+            pending = own.replace_pending
+            if pending is not None and own.status in OPEN_STATES:
+                own.qty, own.price = pending
+            else:
+                self._anomaly(f"replaced without a pending replace: {update.client_id}")
+            own.replace_pending = None
+        elif status == REPLACE_REJECTED:
+            own.replace_pending = None  # the order goes on as it was
         return own
 
     def on_fill(self, fill: Fill) -> OwnOrder | None:
@@ -180,10 +196,13 @@ class OrderBook:
         buy = sell = 0
         for own in self.open.values():
             if own.symbol == symbol:
+                left = own.remaining
+                if own.replace_pending is not None:  # the worst case: either may stand
+                    left = max(left, own.replace_pending[0] - own.filled)
                 if own.side == "buy":
-                    buy += own.remaining
+                    buy += left
                 else:
-                    sell += own.remaining
+                    sell += left
         return buy, sell
 
     def unacknowledged(self) -> int:

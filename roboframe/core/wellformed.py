@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from roboframe.core.events import Cancel, NewOrder
+from roboframe.core.events import Cancel, NewOrder, Replace
 from roboframe.errors import StrategyError
 
 MAX_NUMBER = 2**63 - 1
@@ -44,8 +44,8 @@ def _whole(value: Any) -> Any:
         return value
 
 
-def normalized(order: NewOrder) -> NewOrder:
-    """``order`` with integer-like quantity and price as plain ints."""
+def normalized(order: NewOrder | Replace) -> NewOrder | Replace:
+    """``order`` (or a replace) with integer-like quantity and price as plain ints."""
     qty, price = _whole(order.qty), _whole(order.price)
     if qty is order.qty and price is order.price:
         return order
@@ -83,7 +83,7 @@ def refusal(order: NewOrder) -> str | None:
     return None
 
 
-def check_client_id(action: NewOrder | Cancel, strategy: str) -> None:
+def check_client_id(action: NewOrder | Cancel | Replace, strategy: str) -> None:
     """A client id the kernel can reject under, or StrategyError."""
     cid = action.client_id
     if type(cid) is not str or not cid:

@@ -31,7 +31,7 @@ from roboframe.core.events import NewOrder
 
 if TYPE_CHECKING:
     from roboframe.core.book import Book
-    from roboframe.core.orders import OrderBook
+    from roboframe.core.orders import OrderBook, OwnOrder
     from roboframe.core.riskcheck import RiskCheck, RiskView
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,6 @@ class RiskEngine:
     def check_new(self, order: NewOrder, now: int) -> str | None:
         """``None`` when the order may go, else the reason it may not."""
         state = self.state
-        symbol = order.symbol
         if self.gateway_down:
             return f"order path unavailable ({self.gateway_down})"
         if state != ACTIVE:
@@ -120,12 +119,18 @@ class RiskEngine:
             if not self._reduces(order):
                 why = self.halt_reason or "reduce only"
                 return f"robot is {state} ({why}): order would not reduce the position"
+        return self._limits(order, now)
+
+    def _limits(self, order: NewOrder, now: int, replacing: OwnOrder | None = None) -> str | None:
+        """Every limit and plugin check on ``order`` (``replacing``: the open
+        order it would become, whose lots then count once)."""
+        symbol = order.symbol
         if symbol not in self.allowed:
             return f"symbol {symbol} is not allowed"
         qty = order.qty  # a whole positive number: see roboframe.core.wellformed
         if self.max_order_qty is not None and qty > self.max_order_qty:
             return f"quantity {qty} exceeds max_order_qty {self.max_order_qty}"
-        reason = self._check_position(order)
+        reason = self._check_position(order, replacing)
         if reason:
             return reason
         if self.band is not None and order.type == "limit":
@@ -152,20 +157,37 @@ class RiskEngine:
                 return f"{name}: {reason}"
         return None
 
+    def check_replace(self, order: NewOrder, own: OwnOrder, now: int) -> str | None:
+        """``None`` when open order ``own`` may become ``order`` (its new quantity
+        and price under the same client id), else the reason it may not. A
+        smaller quantity at the same price only takes risk off: it always passes."""
+        if order.price == own.price and order.qty < own.qty:
+            return None
+        if self.gateway_down:
+            return f"order path unavailable ({self.gateway_down})"
+        if self.state != ACTIVE:
+            return (
+                f"robot is {self.state}: only a smaller quantity at the same price may be replaced"
+            )
+        return self._limits(order, now, own)
+
     def note_sent(self, now: int) -> None:
         if self.max_rate is not None:
             self._sent.append(now)
 
-    def _check_position(self, order: NewOrder) -> str | None:
+    def _check_position(self, order: NewOrder, replacing: OwnOrder | None = None) -> str | None:
         limit = self.max_position.get(order.symbol)
         if limit is None:
             return None
         pos = self.book.positions[order.symbol].qty
         buys, sells = self.orders.pending_qty(order.symbol)
+        adding = order.qty
+        if replacing is not None:  # its lots are in the pending ones: count the larger once
+            adding = max(0, order.qty - replacing.qty)
         if order.side == "buy":
-            worst = pos + buys + order.qty
+            worst = pos + buys + adding
         else:
-            worst = -(pos - sells - order.qty)
+            worst = -(pos - sells - adding)
         if worst > limit:
             return (
                 f"position could reach {worst} lots, over max_position {limit} for {order.symbol}"

@@ -247,3 +247,26 @@ def test_an_exchange_started_without_its_store_says_so_once(caplog):
             thread.join(15)
     said = [r.getMessage() for r in caplog.records if "order store unavailable" in r.getMessage()]
     assert len(said) == 1 and said[0].endswith("; retrying")
+
+
+def test_a_replace_sent_straight_to_the_exchange_is_refused_and_changes_nothing(url):
+    """A robot's own gateway refuses replaces; one that reaches the exchange anyway
+    (another client) gets replace_rejected, and the resting order is untouched."""
+    from roboframe.builtin.storegw import REPLACE_UNSUPPORTED
+    from roboframe.core.events import Replace
+
+    running = RunningExchange(url)
+    try:
+        running.price(Bar("Si", 1, 100, 100, 100, 100))
+        running.dealer.send(codec.encode([NewOrder("alpha-r1-1", "Si", "buy", 2, "limit", 90)]))
+        assert running.dealer.poll(5000)
+        (accepted,) = codec.events_in(codec.decode(running.dealer.recv()))
+        assert accepted.status == "accepted"
+        running.dealer.send(codec.encode([Replace("alpha-r1-1", 3, 99)]))
+        assert running.dealer.poll(5000)
+        refused = codec.decode(running.dealer.recv())
+        assert (refused.status, refused.reason) == ("replace_rejected", REPLACE_UNSUPPORTED)
+        resting = running.exchange.engine.open_orders["alpha-r1-1"].order
+        assert (resting.qty, resting.price) == (2, 90)
+    finally:
+        running.close()

@@ -298,3 +298,31 @@ def test_the_fast_path_takes_the_stores_notifications_of_what_its_socket_missed(
     finally:
         stream.close()
         writer.close()
+
+
+@pytest.mark.parametrize("gateway", ["postgres", "zmq"])
+def test_a_replace_is_refused_at_once_and_the_orders_around_it_still_go(pg_url, gateway):
+    """Order stores keep no replaced orders yet: the trade stream answers a
+    Replace replace_rejected itself, and the new order sent with it is written."""
+    from roboframe.builtin.storegw import REPLACE_UNSUPPORTED
+    from roboframe.core.events import Replace
+    from roboframe.testing.helpers import free_port
+
+    params = {"url": pg_url, "poll_ms": 600_000}
+    if gateway == "zmq":
+        params["address"] = f"tcp://127.0.0.1:{free_port()}"  # nothing there: not needed
+    stream = RunningStream(_gateway(gateway), params)
+    store = open_store(pg_url)
+    store.setup()
+    try:
+        cid = f"{PREFIX}1"
+        stream.gw.submit([Replace(f"{PREFIX}0", 2, 101), NewOrder(cid, "SI", "buy", 1)])
+        got, _ = stream.events(1)
+        assert got == [OrderUpdate(f"{PREFIX}0", 0, "replace_rejected", REPLACE_UNSUPPORTED)]
+        if gateway == "postgres":
+            assert wait_for(lambda: store.new_requests()[0]), "the order never reached the store"
+            (stored,) = store.new_requests()[0]
+            assert stored.order.client_id == cid
+    finally:
+        stream.close()
+        store.close()

@@ -156,7 +156,7 @@ def test_strategy_exception_names_the_event():
 
 def test_strategy_returning_garbage_is_an_error():
     kernel, _ = kernel_with(lambda b, ctx: ["buy!"])
-    with pytest.raises(StrategyError, match="expected NewOrder or Cancel"):
+    with pytest.raises(StrategyError, match="expected NewOrder, Cancel or Replace"):
         kernel.handle(bar(SI, 1, 100))
 
 
