@@ -56,6 +56,19 @@ def robot(tmp_path, rate=0):
     return path
 
 
+def robot_with_strategy(tmp_path, module: str, source: str, cls: str, rate=0):
+    """``robot`` with the strategy ``module:cls`` (written from ``source``) in
+    place of the SMA crossover and its params."""
+    (tmp_path / f"{module}.py").write_text(source)
+    path = robot(tmp_path, rate=rate)
+    path.write_text(
+        path.read_text()
+        .replace("plugin: sma-crossover", f"plugin: {module}:{cls}")
+        .replace("  params: {fast: 3, slow: 7}\n", "")
+    )
+    return path
+
+
 def new_orders(journal_path):
     out = []
     for record in JournalReader(journal_path).records():
@@ -202,13 +215,8 @@ class Flip(Strategy):
 
 
 def test_changed_strategy_warns_and_diverges_on_request(tmp_path):
-    (tmp_path / "flipmod.py").write_text(STRATEGY.format(version="1.0", modulo=3))
-    path = robot(tmp_path)
-    path.write_text(
-        path.read_text()
-        .replace("plugin: sma-crossover", "plugin: flipmod:Flip")
-        .replace("  params: {fast: 3, slow: 7}\n", "")
-    )
+    source = STRATEGY.format(version="1.0", modulo=3)
+    path = robot_with_strategy(tmp_path, "flipmod", source, "Flip")
     env = {"PYTHONPATH": str(tmp_path)}
     stats = backtest_json(str(path), env=env)
     assert roboframe_cmd("replay", stats["journal"], "--verify", env=env).returncode == 0
@@ -323,14 +331,8 @@ class Sized(Strategy):
 
 
 def test_numpy_sized_orders_run_live_and_backtest_alike_and_verify(tmp_path, monkeypatch):
-    (tmp_path / "sizedmod.py").write_text(SIZED.format(scale="1"))
     monkeypatch.syspath_prepend(str(tmp_path))
-    path = robot(tmp_path, rate=200)
-    path.write_text(
-        path.read_text()
-        .replace("plugin: sma-crossover", "plugin: sizedmod:Sized")
-        .replace("  params: {fast: 3, slow: 7}\n", "")
-    )
+    path = robot_with_strategy(tmp_path, "sizedmod", SIZED.format(scale="1"), "Sized", rate=200)
     env = {"PYTHONPATH": str(tmp_path)}
     live = LiveRobot(load_robot(path), RunOptions()).run()
     assert live["error"] is None and live["rejections"] == 0
@@ -345,13 +347,7 @@ def test_numpy_sized_orders_run_live_and_backtest_alike_and_verify(tmp_path, mon
 
 
 def test_orders_sized_in_fractions_are_rejected_and_reported(tmp_path):
-    (tmp_path / "sizedmod.py").write_text(SIZED.format(scale="0.5"))
-    path = robot(tmp_path)
-    path.write_text(
-        path.read_text()
-        .replace("plugin: sma-crossover", "plugin: sizedmod:Sized")
-        .replace("  params: {fast: 3, slow: 7}\n", "")
-    )
+    path = robot_with_strategy(tmp_path, "sizedmod", SIZED.format(scale="0.5"), "Sized")
     env = {"PYTHONPATH": str(tmp_path)}
     proc = roboframe_cmd("backtest", str(path), env=env)
     assert proc.returncode == 0, proc.stderr
@@ -444,13 +440,7 @@ def replaces_in(journal):
 def test_a_strategy_that_replaces_its_limit_order_backtests_runs_and_analyses(tmp_path):
     from roboframe.analyze import analyze
 
-    (tmp_path / "chaser.py").write_text(CHASER)
-    path = robot(tmp_path, rate=300)
-    path.write_text(
-        path.read_text()
-        .replace("plugin: sma-crossover", "plugin: chaser:Chaser")
-        .replace("  params: {fast: 3, slow: 7}\n", "")
-    )
+    path = robot_with_strategy(tmp_path, "chaser", CHASER, "Chaser", rate=300)
     bt = backtest_json(str(path))
     replaces = replaces_in(bt["journal"])
     assert len(replaces) >= 20 and bt["trades"] >= 3 and bt["rejections"] == 0

@@ -7,7 +7,7 @@ import json
 import os
 
 from .conftest import roboframe_cmd
-from .test_backtest import robot
+from .test_backtest import robot_with_strategy
 
 MODULE = """\
 from roboframe import Strategy
@@ -25,14 +25,7 @@ class Flip(Strategy):
 def robot_with_module(tmp_path, extra=""):
     folder = tmp_path / "robots"
     folder.mkdir()
-    path = robot(folder)
-    (folder / "flipper.py").write_text(MODULE.format(extra=extra))
-    path.write_text(
-        path.read_text()
-        .replace("plugin: sma-crossover", "plugin: flipper:Flip")
-        .replace("  params: {fast: 3, slow: 7}\n", "")
-    )
-    return path
+    return robot_with_strategy(folder, "flipper", MODULE.format(extra=extra), "Flip")
 
 
 def no_pythonpath():
