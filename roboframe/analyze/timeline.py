@@ -392,7 +392,13 @@ class RunAnalysis:
                  own.qty if own else None, own.type if own else None, None, update.reason)
             )  # fmt: skip
             n += 1
-            if own is not None:
+            # a new order refused by risk is born finished: its one order row now.
+            # A refused cancel names an order that has (or will have) its own row.
+            if (
+                own is not None
+                and own.status == "rejected"
+                and update.reason == (f"risk: {own.reason}")
+            ):
                 self._order_row(rows, update.client_id, seq, ts, seq, ts)
 
     def _finish_order(self, rows, cid: str, seq: int, ts: int, open_orders: dict) -> None:

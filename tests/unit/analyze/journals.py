@@ -84,3 +84,24 @@ def scripted_events(stop: bool = True) -> list:
     if stop:
         events.append(Control("stop", at(4), {"reason": "test over"}))
     return events
+
+
+class Canceller(Strategy):
+    """Bar 1: a limit buy at 90 and one over max_order_qty; bar 2: cancel the
+    buy twice; bar 3 (it is cancelled): cancel it once more; bar 4: replace it."""
+
+    def __init__(self, params) -> None:
+        super().__init__(params)
+        self.bars = 0
+        self.first = None
+
+    def on_bar(self, bar, ctx):
+        self.bars += 1
+        if self.bars == 1:
+            self.first = ctx.buy(bar.symbol, 1, price=90)
+            return [self.first, ctx.buy(bar.symbol, 50)]
+        if self.bars in (2, 3):
+            return [ctx.cancel(self.first.client_id)] * (2 if self.bars == 2 else 1)
+        if self.bars == 4:
+            return [ctx.replace(self.first.client_id, price=91)]
+        return None

@@ -239,3 +239,45 @@ def test_a_journal_cut_before_its_last_actions_is_not_a_divergence(tmp_path):
     result = analyze([path], db=str(tmp_path / "a.db"))
     assert result.warnings == []  # the same judgement as replay --verify
     assert rows(tmp_path / "a.db", "SELECT verified FROM runs") == [{"verified": 1}]
+
+
+def test_refused_cancels_and_replaces_leave_one_order_row_per_order(tmp_path):
+    """A cancel or replace that risk refuses names an order with its own row: the
+    analysis neither writes that row early nor twice (it used to stop on a
+    duplicate key)."""
+    from roboframe.core.events import Control, OrderUpdate
+    from roboframe.testing.helpers import bar, make_spec
+
+    spec = make_spec(
+        strategy={"plugin": "tests.unit.analyze.journals:Canceller", "params": {}},
+        risk={"max_order_qty": 10},
+    )
+    events = [
+        Control("start", at(0)),
+        bar(SI, 1, 100),
+        lambda sent: OrderUpdate(sent[0].client_id, at(1), "accepted"),
+        bar(SI, 2, 100),
+        lambda sent: OrderUpdate(sent[0].client_id, at(2), "cancelled"),
+        bar(SI, 3, 100),
+        bar(SI, 4, 100),
+        Control("stop", at(5)),
+    ]
+    write_journal(tmp_path / "c.journal", spec, events)
+    analyze([str(tmp_path / "c.journal")], db=str(tmp_path / "a.db"))
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        orders = db.execute("SELECT client_id, status, seq, done_seq, reason FROM orders")
+        orders = orders.fetchall()
+        actions = db.execute("SELECT seq, kind, reason FROM actions ORDER BY seq, n").fetchall()
+    first, big = "test-robot-r1-1", "test-robot-r1-2"
+    assert sorted(orders) == [
+        (first, "cancelled", 2, 5, None),
+        (big, "rejected", 2, 2, "quantity 50 exceeds max_order_qty 10"),
+    ]
+    assert actions == [
+        (2, "new", None),
+        (2, "rejected", "risk: quantity 50 exceeds max_order_qty 10"),
+        (4, "cancel", None),
+        (4, "rejected", "risk: cancel already pending"),
+        (6, "rejected", "risk: order is not open"),
+        (7, "replace_rejected", "risk: replace: order is not open"),
+    ]
