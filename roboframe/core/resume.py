@@ -4,8 +4,9 @@ The latest journal of the robot that did not reach its stop is reopened: a
 torn last frame is cut, every journaled event is fed to a fresh kernel (the
 same pure function, so the same state), and the run continues in the same
 file with the next sequence number. Orders the journal holds but the gateway
-may never have received (still unacknowledged) are submitted again; an order
-store's unique client ids make that a no-op when they did arrive. When the
+may never have received (still unacknowledged) are submitted again, and so
+are cancels and replaces still waiting for an answer; an order store's
+unique client ids make a repeated order a no-op when it did arrive. When the
 crash cut the last event's ACTIONS record (the loop dies while flushing it,
 so none of those actions left), the resumed run journals that record first
 and then sends them, so the journal says what the robot did. The
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Tick
+from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Replace, Tick
 from roboframe.core.kernel import Kernel
 from roboframe.errors import ConfigError, RoboframeError
 from roboframe.journal import JournalReader, recover
@@ -40,7 +41,7 @@ class Resumed:
     kernel: Kernel
     last_seq: int
     store_positions: tuple[int, int]
-    unacknowledged: list[NewOrder | Cancel]  # to send (again): the gateway may not have them
+    unacknowledged: list[NewOrder | Cancel | Replace]  # to send again: see unanswered()
     market_seen: tuple[int, dict[str, int]] = (0, {})  # see Feed.resume_after
     unjournaled: list[tuple[int, list, list]] = field(default_factory=list)
     """``(seq, actions, rejected)`` of the last message's events whose ACTIONS record
@@ -114,20 +115,32 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
             event_ref = max(event_ref, _ref(event.ref))
     if kernel.risk.state == STOPPED:
         raise RunFinished(f"{path}: that run has already stopped")
-    unacked = [
-        NewOrder(o.client_id, o.symbol, o.side, o.qty, o.type, o.price)
-        for o in kernel.orders.open.values()
-        if o.status == "new"
-    ]
     unjournaled = [(seq, *outputs[seq]) for seq in sorted(outputs)]
-    unacked += [a for _, actions, _ in unjournaled for a in actions if type(a) is Cancel]
     return Resumed(
         path,
         header["run_id"],
         kernel,
         last_seq,
         (trade, event_ref),
-        unacked,
+        unanswered(kernel),
         (last_ts, at_last),
         unjournaled,
     )
+
+
+def unanswered(kernel: Kernel) -> list[NewOrder | Cancel | Replace]:
+    """What to send again: each open order the gateway never acknowledged, and
+    each cancel or replace that got no answer (the crash may have come before
+    it left; one that did arrive is answered again, which the kernel takes in
+    its stride). Without this, a lost cancel would leave
+    the order open at the exchange while the robot waits for an answer and
+    never cancels it again."""
+    out: list[NewOrder | Cancel | Replace] = []
+    for o in kernel.orders.open.values():
+        if o.status == "new":
+            out.append(NewOrder(o.client_id, o.symbol, o.side, o.qty, o.type, o.price))
+        if o.cancel_pending:
+            out.append(Cancel(o.client_id))
+        elif o.replace_pending is not None:
+            out.append(Replace(o.client_id, *o.replace_pending))
+    return out

@@ -105,3 +105,20 @@ class Canceller(Strategy):
         if self.bars == 4:
             return [ctx.replace(self.first.client_id, price=91)]
         return None
+
+
+class Pending(Strategy):
+    """Bar 1: three limit buys; bar 2: cancel the first, replace the second."""
+
+    def __init__(self, params) -> None:
+        super().__init__(params)
+        self.bars = 0
+
+    def on_bar(self, bar, ctx):
+        self.bars += 1
+        if self.bars == 1:
+            return [ctx.buy(bar.symbol, 1, price=90 + i) for i in range(3)]
+        if self.bars == 2:
+            first, second = ctx.open_orders()[:2]
+            return [ctx.cancel(first), ctx.replace(second, price=95)]
+        return None
