@@ -706,9 +706,11 @@ def validate(robot_files: tuple[Path, ...]) -> None:
             click.echo(f"{path}: {exc}", err=True)
             continue
         symbols = ", ".join(spec.symbols)
+        checks = ", ".join(c.plugin for c in spec.risk.checks)
         click.echo(
             f"{path}: ok ({spec.name}: {spec.strategy.plugin} on {symbols}, "
-            f"feed {spec.feed.plugin}, gateway {spec.gateway.plugin})"
+            f"feed {spec.feed.plugin}, gateway {spec.gateway.plugin}"
+            + (f", risk checks {checks})" if checks else ")")
         )
         try:  # what depends on this machine: said, not counted against the file
             preflight_feed(spec, get_registry())

@@ -180,3 +180,18 @@ def test_trading_hours_refuses_new_orders_out_of_session_by_event_time():
     late = bar(SI, 6 * 60, 100)  # 16:00 UTC: 19:00 in Moscow
     assert k.handle(late) == []
     assert reasons(k) == ["risk: trading-hours: outside trading hours (10:00-18:50 MSK)"]
+
+
+def test_validate_names_the_risk_checks(tmp_path):
+    from tests.integration.conftest import ROOT, roboframe_cmd
+
+    text = (ROOT / "robots" / "si.yaml").read_text()
+    text = text.replace(
+        "  price_band_pct: 5",
+        "  price_band_pct: 5\n  checks:\n"
+        "    - {plugin: trading-hours, params: {sessions: ['10:00-18:50'], tz: MSK}}",
+    )
+    (tmp_path / "si.yaml").write_text(text.replace("dir: runs/si-trend", f"dir: {tmp_path}"))
+    proc = roboframe_cmd("validate", str(tmp_path / "si.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip().endswith("gateway paper, risk checks trading-hours)")
