@@ -197,11 +197,16 @@ class _StoreStream:
         self._caught_up()
 
     def _fresh(self, event: Any) -> bool:
-        """True the first time an event comes (and remember it came)."""
+        """True the first time an event comes (and remember it came). One
+        without a store id (an answer no row holds, such as a refused replace)
+        cannot come twice by two ways: it always passes."""
         if type(event) is Fill:
-            ref, seen, floor = int(event.trade_id), self.seen_trades, self.position[0]
+            text, seen, floor = event.trade_id, self.seen_trades, self.position[0]
         else:
-            ref, seen, floor = int(event.ref), self.seen_events, self.position[1]
+            text, seen, floor = event.ref, self.seen_events, self.position[1]
+        if not text.isdigit():
+            return True
+        ref = int(text)
         if ref <= floor or ref in seen:
             return False
         seen.add(ref)

@@ -326,3 +326,33 @@ def test_a_replace_is_refused_at_once_and_the_orders_around_it_still_go(pg_url, 
     finally:
         stream.close()
         store.close()
+
+
+def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url):
+    """The exchange refuses a replace without writing a row: its answer has no
+    ref. The fast path's stream forwards it (it used to fail on int(''))."""
+    import zmq
+
+    from roboframe.builtin.storegw import REPLACE_UNSUPPORTED
+    from roboframe.core import codec
+    from roboframe.testing.helpers import free_port
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    router.bind(address)
+    stream = RunningStream(_gateway("zmq"), {"url": pg_url, "poll_ms": 600_000, "address": address})
+    try:
+        stream.gw.submit([NewOrder(f"{PREFIX}1", "SI", "buy", 1)])  # so the router knows it
+        assert router.poll(5000), "the stream never connected"
+        identity, _ = router.recv_multipart()
+        refused = OrderUpdate(f"{PREFIX}1", 7, "replace_rejected", REPLACE_UNSUPPORTED)
+        router.send_multipart([identity, codec.encode(refused)])
+        got, _ = stream.events(1)
+        assert got == [refused]
+        assert stream.thread.is_alive()
+    finally:
+        stream.close()
+        router.close()
+        ctx.term()
