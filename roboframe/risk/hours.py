@@ -9,15 +9,18 @@
             sessions: ["10:00-18:50", "19:05-23:50"]   # MOEX futures, Moscow time
             tz: MSK
             days: [mon, tue, wed, thu, fri]
+            closed: ["2026-12-31", "2027-01-01"]        # holidays
 
 A session ``"HH:MM-HH:MM"`` includes its start and excludes its end; one
 whose end is before its start runs past midnight (``"22:00-02:00"``). Times
 are the robot's event time in ``tz``, so a backtest and a replay refuse the
-same orders a live run did. ``days`` are the days a session *starts* on.
+same orders a live run did. ``days`` are the days a session *starts* on;
+``closed`` lists holidays, dates on which no session starts.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -30,6 +33,7 @@ _SESSION = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 _DAY_NS = 86_400 * 10**9
 _MINUTE_NS = 60 * 10**9
 _EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (mon = 0)
+_EPOCH_DATE = dt.date(1970, 1, 1)
 
 
 class TradingHours(RiskCheck):
@@ -61,6 +65,17 @@ class TradingHours(RiskCheck):
                 "default": list(DAYS[:5]),
                 "description": "days a session starts on (default mon-fri)",
             },
+            "closed": {
+                "type": "array",
+                "items": {
+                    "type": "string",
+                    "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                    "description": "a date YYYY-MM-DD",
+                },
+                "uniqueItems": True,
+                "default": [],
+                "description": "holidays: dates (in tz) on which no session starts",
+            },
         },
     }
 
@@ -70,6 +85,9 @@ class TradingHours(RiskCheck):
         offset = tz.utcoffset(None)
         self.offset_ns = (offset.days * 86_400 + offset.seconds) * 10**9
         self.days = frozenset(DAYS.index(d) for d in params.get("days", DAYS[:5]))
+        self.closed = frozenset(  # as days since the epoch, like the local day below
+            (dt.date.fromisoformat(d) - _EPOCH_DATE).days for d in params.get("closed", ())
+        )
         self.sessions = []  # (start, end) in minutes of the day
         for text in params["sessions"]:
             h1, m1, h2, m2 = map(int, _SESSION.match(text).groups())
@@ -81,17 +99,21 @@ class TradingHours(RiskCheck):
         local = ts + self.offset_ns
         day, into = divmod(local, _DAY_NS)
         minute = into // _MINUTE_NS
-        weekday = (day + _EPOCH_WEEKDAY) % 7
+        today = self._trading(day)
         for start, end in self.sessions:
             if start < end:
-                if start <= minute < end and weekday in self.days:
+                if start <= minute < end and today:
                     return True
             elif start > end:  # past midnight: started today, or yesterday
-                if minute >= start and weekday in self.days:
+                if minute >= start and today:
                     return True
-                if minute < end and (weekday - 1) % 7 in self.days:
+                if minute < end and self._trading(day - 1):
                     return True
         return False
+
+    def _trading(self, day: int) -> bool:
+        """Whether sessions start on local ``day`` (days since the epoch)."""
+        return (day + _EPOCH_WEEKDAY) % 7 in self.days and day not in self.closed
 
     def check(self, order: NewOrder, view: RiskView) -> str | None:
         if self.open_at(view.time):

@@ -195,3 +195,15 @@ def test_validate_names_the_risk_checks(tmp_path):
     proc = roboframe_cmd("validate", str(tmp_path / "si.yaml"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.rstrip().endswith("gateway paper, risk checks trading-hours)")
+
+
+def test_trading_hours_closed_on_holidays():
+    hours = TradingHours(
+        {"sessions": ["10:00-18:50", "22:00-02:00"], "tz": "MSK", "closed": ["2026-12-01"]}, {}
+    )
+    assert hours.open_at(at(0, 12, 0))  # Monday 30 November
+    assert not hours.open_at(at(1, 12, 0))  # Tuesday 1 December: closed
+    assert not hours.open_at(at(1, 23, 0))  # its evening session does not start either
+    assert hours.open_at(at(1, 1, 0))  # Monday's evening session runs into it
+    assert not hours.open_at(at(2, 1, 0))  # but Tuesday's would have: none
+    assert hours.open_at(at(2, 12, 0))  # Wednesday
