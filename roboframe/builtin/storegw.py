@@ -37,6 +37,7 @@ from roboframe.testing.faultpoints import ARMED as _FAULTS
 log = logging.getLogger(__name__)
 
 DEFAULT_URL_ENV = "ROBOFRAME_STORE_URL"
+RESENT = b"resent"  # the first frame of a resubmit on the order pipe
 REPLACE_UNSUPPORTED = (
     "replace: not supported through an order store yet; cancel and send a new order"
 )
@@ -85,6 +86,12 @@ class StoreGateway(Gateway):
     def submit(self, actions: list) -> None:
         self._push.send(codec.encode(actions))
 
+    def resubmit(self, actions: list) -> None:
+        """After a resume: through the store, whose unique client ids make an
+        order it holds a no-op (the fast path's exchange may have filled it
+        and restarted since, forgetting it; over ZeroMQ it would fill again)."""
+        self._push.send_multipart([RESENT, codec.encode(actions)])
+
     def close(self) -> None:
         push = getattr(self, "_push", None)  # open() may have failed before making it
         if push is not None:
@@ -108,6 +115,7 @@ class _StoreStream:
         self.sender = sender
         self.orders = gateway._pull  # handed over to this thread
         self.waiting: list[Any] = []  # actions not yet written to the store
+        self.resent: list[Any] = []  # sent again after a resume: always the store's way
         self.store: OrderStore | None = None
         # the run's own orders only; a resumed run starts after what its journal holds
         self.prefix = f"{self.robot}-{runtime.run_id}-"
@@ -161,29 +169,36 @@ class _StoreStream:
 
     # -- work -----------------------------------------------------------------
 
-    def _refuse_replaces(self) -> None:
-        """Order stores keep no replaced orders yet: each Replace is answered
-        ``replace_rejected`` at once, and the order goes on as it was."""
-        replaces = [a for a in self.waiting if type(a) is Replace]
+    def _refuse_replaces(self, actions: list) -> None:
+        """Order stores keep no replaced orders yet: each Replace in ``actions``
+        is taken out and answered ``replace_rejected`` at once; the order goes
+        on as it was."""
+        replaces = [a for a in actions if type(a) is Replace]
         if replaces:
-            self.waiting = [a for a in self.waiting if type(a) is not Replace]
+            actions[:] = [a for a in actions if type(a) is not Replace]
             self._send_events([
                 OrderUpdate(a.client_id, 0, "replace_rejected", REPLACE_UNSUPPORTED)
                 for a in replaces
             ])  # fmt: skip
 
     def _write_waiting(self) -> None:
-        self._refuse_replaces()
+        self._write_to_store(self.resent)
+        self._write_to_store(self.waiting)
+
+    def _write_to_store(self, actions: list) -> None:
+        """Write ``actions`` to the store, each taken off the front once written:
+        after an outage, the rest are written on reconnect."""
+        self._refuse_replaces(actions)
         store = self.store
-        while self.waiting:
-            action = self.waiting[0]
+        while actions:
+            action = actions[0]
             if type(action) is NewOrder:
                 store.insert_order(self.robot, self.runtime.run_id, action, time.time_ns())
                 if _FAULTS:  # committed; its acknowledgement is not journaled yet
                     faultpoints.reached("store.after_insert")
             elif type(action) is Cancel:
                 store.request_cancel(self.robot, action.client_id, time.time_ns())
-            self.waiting.pop(0)
+            actions.pop(0)
 
     def _catch_up(self) -> None:
         """Everything of this run after the last ids read, oldest first."""
@@ -242,10 +257,11 @@ class _StoreStream:
     def _drain_orders(self) -> None:
         while True:
             try:
-                raw = self.orders.recv(zmq.NOBLOCK)
+                frames = self.orders.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self.waiting.extend(codec.decode_actions(raw))
+            resent = len(frames) == 2 and frames[0] == RESENT
+            (self.resent if resent else self.waiting).extend(codec.decode_actions(frames[-1]))
 
     def run(self) -> None:
         stop = self.runtime.stop

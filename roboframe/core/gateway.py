@@ -96,6 +96,15 @@ class Gateway:
         """Send actions on their way. Called on the loop thread; must not block."""
         raise NotImplementedError
 
+    def resubmit(self, actions: list[Action]) -> None:
+        """Send again, after ``run --resume``, what the journal says went out
+        without an answer: open orders (for their remaining lots) and pending
+        cancels and replaces. Some may have arrived before the crash, so send
+        them the way that ignores a client id already seen. The default is
+        :meth:`submit`: right for a gateway with one way to the exchange that
+        treats a repeated client id as a duplicate."""
+        self.submit(actions)
+
     def trade_stream(self, runtime: Runtime, sender: zmq.Socket) -> None:
         """Run in the trade-stream thread until ``runtime.stop`` is set.
 

@@ -129,16 +129,23 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
 
 
 def unanswered(kernel: Kernel) -> list[NewOrder | Cancel | Replace]:
-    """What to send again: each open order the gateway never acknowledged, and
-    each cancel or replace that got no answer (the crash may have come before
-    it left; one that did arrive is answered again, which the kernel takes in
-    its stride). Without this, a lost cancel would leave
-    the order open at the exchange while the robot waits for an answer and
-    never cancels it again."""
+    """What to send again after a crash.
+
+    - Every open order, for its remaining lots. One the gateway already holds
+      is a duplicate it ignores (same client id; an order store's unique
+      index). One it does not hold is placed: an order never acknowledged,
+      or a resting order of the embedded paper exchange, which starts empty
+      and would otherwise never fill it.
+    - Every cancel and replace that got no answer. The crash may have come
+      before it left; one that did arrive is answered again, which the
+      kernel takes in its stride. Without this, a lost cancel would leave the
+      order open at the exchange while the robot waits for an answer and
+      never cancels it again.
+    """
     out: list[NewOrder | Cancel | Replace] = []
     for o in kernel.orders.open.values():
-        if o.status == "new":
-            out.append(NewOrder(o.client_id, o.symbol, o.side, o.qty, o.type, o.price))
+        left = o.qty - o.filled
+        out.append(NewOrder(o.client_id, o.symbol, o.side, left, o.type, o.price))
         if o.cancel_pending:
             out.append(Cancel(o.client_id))
         elif o.replace_pending is not None:

@@ -287,8 +287,8 @@ class LiveRobot:
                 self.loop.inject(
                     Control("restarted", self.loop.now(), {"after_seq": self.resumed.last_seq})
                 )
-                if self.resumed.unacknowledged:  # already journaled; the store dedups
-                    self.gateway.submit(self.resumed.unacknowledged)
+                if self.resumed.unacknowledged:  # already journaled; sent the deduping way
+                    self.gateway.resubmit(self.resumed.unacknowledged)
             self._tick()
             threads.append(start_thread("trade-stream", trade_stream, self.gateway, runtime))
             if rep is not None:

@@ -270,3 +270,31 @@ def test_a_replace_sent_straight_to_the_exchange_is_refused_and_changes_nothing(
         assert (resting.qty, resting.price) == (2, 90)
     finally:
         running.close()
+
+
+def test_an_order_sent_again_through_the_store_after_a_restart_is_not_filled_twice(url):
+    """A robot resumed after a crash sends again the orders it never heard back
+    about. One the fast path filled before the exchange restarted is still in
+    the store: sent again the store's way (what the fast gateway's resubmit
+    does), it is a no-op, and the restarted exchange does not fill it again."""
+    order = NewOrder("alpha-r1-1", "Si", "buy", 2)
+    first = RunningExchange(url)
+    try:
+        first.price(Bar("Si", 1, 100, 100, 100, 100))
+        first.dealer.send(codec.encode([order]))
+        assert [type(e) for e in first.answers(2)] == [OrderUpdate, Fill]
+        stored(url, 1, 1)  # the writer has written the order, its answer and its fill
+    finally:
+        first.close()
+    second = RunningExchange(url)
+    store = open_store(url)
+    try:
+        second.price(Bar("Si", 2, 101, 101, 101, 101))
+        assert store.insert_order("alpha", "r1", order, 3) is False  # already there
+        time.sleep(1.0)  # time enough for a notification and a fill, if one came
+        assert second.exchange.counts["orders"] == 0
+        fills, _ = store.changes_after("alpha", "alpha-r1-", 0, 0)
+        assert len(fills) == 1
+    finally:
+        store.close()
+        second.close()

@@ -248,3 +248,54 @@ def test_a_feed_that_breaks_mid_run_makes_run_exit_non_zero(tmp_path):
     assert summary["events"] > 6  # the good bars before it were traded on
     data.write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows[:6]) + "\n")
     assert roboframe_cmd("run", str(robot), cwd=tmp_path).returncode == 0  # a clean end
+
+
+RESTING = """\
+from roboframe import Strategy
+
+class Resting(Strategy):
+    version = "1.0"
+
+    def on_bar(self, bar, ctx):
+        if ctx.position(bar.symbol) == 0 and not ctx.open_orders() and ctx.time < {first_fill}:
+            return [ctx.buy(bar.symbol, 2, bar.close - 10)]
+"""
+
+
+def test_a_resumed_paper_run_still_fills_the_order_resting_before_the_crash(tmp_path):
+    """The embedded paper exchange starts empty after a crash: the resumed run
+    places its resting order again, for the lots left, and the order fills."""
+    from roboframe.core.events import Bar, Control, OrderUpdate
+    from tests.unit.analyze.journals import write_journal
+
+    lines = ["Date,Open,High,Low,Close,Volume"]
+    closes = [100, 100, 100, 100, 85, 100]  # the 90 limit trades on the fifth bar
+    for i, close in enumerate(closes, start=1):
+        low = min(close, 99)
+        lines.append(f"2026-12-01T10:0{i}:00Z,100,101,{low},{close},0")
+    (tmp_path / "bars.csv").write_text("\n".join(lines) + "\n")
+    first_fill = 1_796_119_500 * 10**9  # 10:05: no new order after the crash
+    (tmp_path / "resting.py").write_text(RESTING.format(first_fill=first_fill))
+    path = tmp_path / "robot.yaml"
+    path.write_text(
+        CSV_ROBOT.format(path="bars.csv")
+        .replace("plugin: sma-crossover", "plugin: resting:Resting")
+        .replace("  params: {fast: 2, slow: 3}\n", "")
+        .replace("dir: runs/csv-robot", f"dir: {tmp_path / 'runs'}")
+    )
+    spec = load_robot(path)
+    # the run before the crash: its first bar, the order sent, accepted and resting
+    (tmp_path / "runs").mkdir()
+    first = Bar("Si-12.26", 1_796_119_260 * 10**9, 100, 101, 99, 100, 0)  # the 10:01 bar
+    events = [
+        Control("start", first.ts),
+        first,  # places the buy at 90
+        lambda sent: OrderUpdate(sent[0].client_id, first.ts, "accepted"),
+    ]
+    write_journal(tmp_path / "runs" / "20261201T100100Z.journal", spec, events,
+                  run_id="20261201T100100Z")  # fmt: skip
+    summary = LiveRobot(load_robot(path), RunOptions(resume=True)).run()
+    assert summary["run_id"] == "20261201T100100Z" and summary["error"] is None
+    assert summary["fills"] == 1 and summary["orders"] == 1
+    assert summary["positions"]["Si-12.26"]["position"] == 2
+    assert verify(summary["journal"]).ok

@@ -356,3 +356,41 @@ def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url)
         stream.close()
         router.close()
         ctx.term()
+
+
+def test_the_fast_path_sends_orders_again_through_the_store_after_a_resume(pg_url):
+    """What a resumed robot sends again may have been filled by an exchange that
+    has restarted since and forgotten it: over ZeroMQ it would be filled a second
+    time. resubmit writes it to the store instead, where a held client id is a
+    no-op; new orders still go straight to the exchange."""
+    import zmq
+
+    from roboframe.core import codec
+    from roboframe.testing.helpers import free_port
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    router.bind(address)
+    stream = RunningStream(_gateway("zmq"), {"url": pg_url, "poll_ms": 600_000, "address": address})
+    store = open_store(pg_url)
+    store.setup()
+    try:
+        again, fresh = (
+            NewOrder(f"{PREFIX}1", "SI", "buy", 1),
+            NewOrder(f"{PREFIX}2", "SI", "buy", 1),
+        )
+        stream.gw.resubmit([again])
+        stream.gw.submit([fresh])
+        assert router.poll(5000), "the new order never came over ZeroMQ"
+        _, raw = router.recv_multipart()
+        assert codec.decode_actions(raw) == [fresh]
+        assert wait_for(lambda: store.new_requests()[0]), "the resent order never reached the store"
+        assert [s.order for s in store.new_requests()[0]] == [again]
+        assert not router.poll(300)  # the resent one never came this way
+    finally:
+        store.close()
+        stream.close()
+        router.close()
+        ctx.term()

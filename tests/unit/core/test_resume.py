@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from roboframe.core.events import Cancel, Control, NewOrder, OrderUpdate, Replace
+from roboframe.core.events import Cancel, Control, Fill, NewOrder, OrderUpdate, Replace
 from roboframe.core.resume import rebuild, unanswered
 from roboframe.core.robot import make_strategy
 from roboframe.testing.helpers import bar, make_spec
@@ -23,7 +23,10 @@ def test_unanswered_orders_cancels_and_replaces_are_sent_again(tmp_path):
     resumed = rebuild(tmp_path / "r.journal", spec, strategy)
     first, second, third = (f"test-robot-r1-{n}" for n in (1, 2, 3))
     assert resumed.unacknowledged == [
+        # every open order (a duplicate where the gateway has it), then what waits
+        NewOrder(first, SI, "buy", 1, "limit", 90),
         Cancel(first),  # journaled and maybe never sent: sent again
+        NewOrder(second, SI, "buy", 1, "limit", 91),
         Replace(second, 1, 95),
         NewOrder(third, SI, "buy", 1, "limit", 92),  # never acknowledged
     ]
@@ -32,5 +35,10 @@ def test_unanswered_orders_cancels_and_replaces_are_sent_again(tmp_path):
     kernel.handle(OrderUpdate(first, at(3), "cancelled"))
     kernel.handle(OrderUpdate(second, at(3), "replaced"))
     kernel.handle(OrderUpdate(third, at(3), "accepted"))
-    assert unanswered(kernel) == []
+    assert unanswered(kernel) == [
+        NewOrder(second, SI, "buy", 1, "limit", 95),
+        NewOrder(third, SI, "buy", 1, "limit", 92),
+    ]  # the open orders alone: nothing waits for an answer
     assert kernel.orders.orders[second].price == 95
+    kernel.handle(Fill(third, at(4), SI, "buy", 1, 92, "T1"))  # gone: not sent again
+    assert [a.client_id for a in unanswered(kernel)] == [second]
