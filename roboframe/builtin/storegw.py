@@ -193,8 +193,10 @@ class _StoreStream:
         while actions:
             action = actions[0]
             if type(action) is NewOrder:
-                store.insert_order(self.robot, self.runtime.run_id, action, time.time_ns())
-                if _FAULTS:  # committed; its acknowledgement is not journaled yet
+                inserted = store.insert_order(
+                    self.robot, self.runtime.run_id, action, time.time_ns()
+                )
+                if inserted and _FAULTS:  # committed; its acknowledgement is not journaled yet
                     faultpoints.reached("store.after_insert")
             elif type(action) is Cancel:
                 store.request_cancel(self.robot, action.client_id, time.time_ns())
