@@ -328,13 +328,11 @@ def test_a_replace_is_refused_at_once_and_the_orders_around_it_still_go(pg_url, 
         store.close()
 
 
-def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url):
-    """The exchange refuses a replace without writing a row: its answer has no
-    ref. The fast path's stream forwards it (it used to fail on int(''))."""
+@pytest.fixture
+def exchange_socket():
+    """A ROUTER where the fast path's exchange would be: ``(socket, address)``."""
     import zmq
 
-    from roboframe.builtin.storegw import REPLACE_UNSUPPORTED
-    from roboframe.core import codec
     from roboframe.testing.helpers import free_port
 
     address = f"tcp://127.0.0.1:{free_port()}"
@@ -342,6 +340,19 @@ def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url)
     router = ctx.socket(zmq.ROUTER)
     router.setsockopt(zmq.LINGER, 0)
     router.bind(address)
+    yield router, address
+    router.close()
+    ctx.term()
+
+
+def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url, exchange_socket):
+    """The exchange refuses a replace without writing a row: its answer has no
+    ref. The fast path's stream forwards it (it used to fail on int(''))."""
+
+    from roboframe.builtin.storegw import REPLACE_UNSUPPORTED
+    from roboframe.core import codec
+
+    router, address = exchange_socket
     stream = RunningStream(_gateway("zmq"), {"url": pg_url, "poll_ms": 600_000, "address": address})
     try:
         stream.gw.submit([NewOrder(f"{PREFIX}1", "SI", "buy", 1)])  # so the router knows it
@@ -354,25 +365,17 @@ def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url)
         assert stream.thread.is_alive()
     finally:
         stream.close()
-        router.close()
-        ctx.term()
 
 
-def test_the_fast_path_sends_orders_again_through_the_store_after_a_resume(pg_url):
+def test_the_fast_path_sends_orders_again_through_the_store_after_a_resume(pg_url, exchange_socket):
     """What a resumed robot sends again may have been filled by an exchange that
     has restarted since and forgotten it: over ZeroMQ it would be filled a second
     time. resubmit writes it to the store instead, where a held client id is a
     no-op; new orders still go straight to the exchange."""
-    import zmq
 
     from roboframe.core import codec
-    from roboframe.testing.helpers import free_port
 
-    address = f"tcp://127.0.0.1:{free_port()}"
-    ctx = zmq.Context()
-    router = ctx.socket(zmq.ROUTER)
-    router.setsockopt(zmq.LINGER, 0)
-    router.bind(address)
+    router, address = exchange_socket
     stream = RunningStream(_gateway("zmq"), {"url": pg_url, "poll_ms": 600_000, "address": address})
     store = open_store(pg_url)
     store.setup()
@@ -392,5 +395,3 @@ def test_the_fast_path_sends_orders_again_through_the_store_after_a_resume(pg_ur
     finally:
         store.close()
         stream.close()
-        router.close()
-        ctx.term()
