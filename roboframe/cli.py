@@ -676,6 +676,8 @@ def new(name: str, folder: Path, strategy: str, symbol: str, force: bool) -> Non
     except RoboframeError as exc:
         click.echo("nothing was written", err=True)
         raise _fail(exc) from None
+    except OSError as exc:  # a folder that cannot be made or written
+        raise ConfigExit(f"--dir {folder}: {exc.strerror or exc}; nothing was written") from None
     for path in (made.robot, made.module):
         if path is not None:
             click.echo(f"wrote {path}")

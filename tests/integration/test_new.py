@@ -92,3 +92,11 @@ def test_bad_input_writes_nothing(tmp_path, args, message):
 def test_module_and_class_names(robot, module, cls):
     assert (module_name(robot), class_name(robot)) == (module, cls)
     assert module.isidentifier() and cls.isidentifier()
+
+
+def test_a_folder_that_cannot_be_written_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = roboframe_cmd("new", "r", "--dir", str(blocker / "robots"))
+    assert proc.returncode == 2
+    assert "nothing was written" in proc.stderr and "Traceback" not in proc.stderr
