@@ -116,7 +116,11 @@ class ExchangeProcess:
         return True
 
     def _reload(self) -> None:
-        """Orders acknowledged before a restart rest again; new ones are read as new."""
+        """Orders acknowledged before a restart rest again; new ones are read as new.
+        The newest finished ones (as many as the engine remembers) are taken as
+        finished: sent again over ZeroMQ by a client that never heard back, they
+        are ignored, as before the restart, not filled a second time."""
+        self.engine.remember_finished(self.store.recent_finished(self.engine.remembers))
         for stored in self.store.open_orders():
             if stored.status == "accepted":
                 self._take(stored, acknowledge=False)
@@ -163,7 +167,7 @@ class ExchangeProcess:
             for action in actions:
                 cid = action.client_id
                 if type(action) is NewOrder:
-                    if cid in self.owner:
+                    if cid in self.owner or self.engine.finished(cid):
                         continue  # a resubmitted order: the first one stands
                     self.owner[cid] = robot
                     self.fast[cid] = identity

@@ -110,7 +110,7 @@ class PaperExchange:
         self.trades = 0
         self.ts = 0
         self._finished: dict[str, None] = {}  # recently finished ids, oldest first
-        self._remember = remember_finished
+        self.remembers = remember_finished  # finished ids kept, to ignore resubmissions
         self._fees: dict[int, str] = {}  # qty -> fee string, the same bytes every time
 
     # -- orders ---------------------------------------------------------------
@@ -251,11 +251,21 @@ class PaperExchange:
             order.client_id, ts, order.symbol, order.side, qty, price, f"P{self.trades}", fee
         )
 
+    def finished(self, client_id: str) -> bool:
+        """Whether ``client_id`` is among the recently finished orders."""
+        return client_id in self._finished
+
+    def remember_finished(self, client_ids: list[str]) -> None:
+        """Take ids finished before a restart (oldest first) as finished here."""
+        for client_id in client_ids:
+            if client_id not in self.open_orders:
+                self._forget(client_id)
+
     def _forget(self, client_id: str) -> None:
         """Remember a finished id (to ignore resubmissions), up to a bounded number."""
         finished = self._finished
         finished[client_id] = None
-        if len(finished) > self._remember:
+        if len(finished) > self.remembers:
             del finished[next(iter(finished))]  # the oldest: dicts keep insertion order
 
 

@@ -173,6 +173,13 @@ class OrderStore:
         """Orders not yet filled, cancelled or rejected, oldest first."""
         raise NotImplementedError
 
+    def recent_finished(self, limit: int) -> list[str]:
+        """Client ids of the newest ``limit`` finished orders (filled, cancelled,
+        rejected), oldest first. A restarted exchange ignores them when they come
+        again over ZeroMQ: it starts with no memory of what it filled before. A
+        store without it (this default) leaves that guard off."""
+        return []
+
     def new_requests(self) -> tuple[list[StoredOrder], list[tuple[int, str, str]]]:
         """Orders not yet acknowledged (status ``new``), and cancel requests not yet
         handled, ``(id, robot, client_id)``, oldest first.

@@ -298,3 +298,31 @@ def test_an_order_sent_again_through_the_store_after_a_restart_is_not_filled_twi
     finally:
         store.close()
         second.close()
+
+
+def test_an_order_sent_again_over_zeromq_after_a_restart_is_not_filled_twice(url):
+    """A client that never heard back sends its order again over ZeroMQ to an
+    exchange restarted since the fill: the exchange has taken the store's
+    newest finished orders as finished, ignores it, and the store keeps one fill."""
+    order = NewOrder("alpha-r1-1", "Si", "buy", 2)
+    first = RunningExchange(url)
+    try:
+        first.price(Bar("Si", 1, 100, 100, 100, 100))
+        first.dealer.send(codec.encode([order]))
+        assert [type(e) for e in first.answers(2)] == [OrderUpdate, Fill]
+        stored(url, 1, 1)  # the writer has written the order, its answer and its fill
+    finally:
+        first.close()
+    second = RunningExchange(url)
+    try:
+        second.price(Bar("Si", 2, 101, 101, 101, 101))
+        second.dealer.send(codec.encode([order]))
+        assert second.answers(1, timeout=1.0) == []  # the first one stands
+        fresh = NewOrder("alpha-r1-2", "Si", "buy", 1)  # a new order still fills
+        second.dealer.send(codec.encode([fresh]))
+        assert [type(e) for e in second.answers(2)] == [OrderUpdate, Fill]
+        assert second.exchange.counts["orders"] == 1
+        fills, _ = stored(url, 2, 2)
+        assert sorted(f.client_id for _, f in fills) == ["alpha-r1-1", "alpha-r1-2"]
+    finally:
+        second.close()

@@ -425,6 +425,17 @@ class MongoStore(OrderStore):
             )
         )
 
+    def recent_finished(self, limit: int) -> list[str]:
+        finished = {"status": {"$nin": ["new", "accepted"]}}
+        docs = self._guard(
+            lambda: list(
+                self.db.orders.find(finished, {"client_id": 1, "_id": 0})
+                .sort("id", -1)
+                .limit(limit)
+            )
+        )
+        return [d["client_id"] for d in reversed(docs)]
+
     def new_requests(self):
         self._read_covers_held()
         orders = self._guard(

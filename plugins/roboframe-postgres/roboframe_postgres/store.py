@@ -470,6 +470,14 @@ class PgStore(OrderStore):
             )
         )
 
+    def recent_finished(self, limit: int) -> list[str]:
+        rows = self._exec(
+            "SELECT client_id FROM rf_orders WHERE status NOT IN ('new', 'accepted') "
+            "ORDER BY id DESC LIMIT %s",
+            (limit,),
+        ).fetchall()
+        return [r[0] for r in reversed(rows)]
+
     def new_requests(self):
         self._read_covers_held()
         with self._pipeline():  # both queries in one round trip
