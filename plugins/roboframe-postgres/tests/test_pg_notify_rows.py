@@ -395,3 +395,21 @@ def test_the_fast_path_sends_orders_again_through_the_store_after_a_resume(pg_ur
     finally:
         store.close()
         stream.close()
+
+
+def test_a_notification_that_comes_with_a_query_reply_is_not_lost(stores):
+    """libpq reads a notification already on the socket along with the reply to
+    the next query; the socket then shows nothing. It is held all the same, and
+    the listener's loop learns of it from pending()."""
+    import time
+
+    robot, exchange = stores
+    cid = f"{PREFIX}1"
+    robot.insert_order(ROBOT, "r1", NewOrder(cid, "Si-12.26", "buy", 1), 1)
+    exchange.record_many([(ROBOT, Fill(cid, 6, "Si-12.26", "buy", 1, 100, "", "0"))])
+    time.sleep(0.3)  # the notification reaches the robot's socket, unread
+    robot.insert_order(ROBOT, "r1", NewOrder(f"{PREFIX}2", "Si-12.26", "buy", 1), 2)  # a query
+    assert robot.pending()
+    assert robot.wait(0) is False  # nothing left on the socket: it came with the reply
+    pushed = robot.pushed_changes(ROBOT, PREFIX)
+    assert [(type(e), e.client_id) for _, e in pushed] == [(Fill, cid)]
