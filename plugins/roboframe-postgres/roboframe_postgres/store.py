@@ -8,10 +8,11 @@ Schema (created by :meth:`PgStore.setup`, idempotent)::
         kind: cancel_request | accepted | rejected | cancelled
     rf_trades(id bigserial PK, robot, client_id, symbol, side, qty, price, fee, ts)
 
-Triggers send ``NOTIFY rf_robot_<name>`` for every trade and exchange-side
-event of that robot, and ``NOTIFY rf_exchange`` for every new order and
-cancel request (but for the order rows of the fast path, which the exchange
-took over ZeroMQ before its store writer recorded them). Each carries its
+Triggers send ``NOTIFY rf_robot_<hash of schema and name>`` for every trade
+and exchange-side event of that robot, and ``NOTIFY rf_exchange_<hash of
+schema>`` for every new order and cancel request (but for the order rows of
+the fast path, which the exchange took over ZeroMQ before its store writer
+recorded them). Each carries its
 whole row as JSON, so a connected listener learns what happened without a
 query (:meth:`PgStore.pushed_changes`, :meth:`PgStore.pushed_requests`).
 Whatever a listener may have missed -- the notifications sent while it was
@@ -21,6 +22,9 @@ the exchange, on every (re)connect and every ``poll_ms``; nothing depends on
 a notification arriving.
 
 A URL may carry ``?schema=NAME`` to keep the tables in their own schema.
+Channels are a database's, not a schema's: their names include the schema, so
+that an exchange serving one store is never woken by, nor fills, the orders of
+another store in the same database (a paper schema beside a live one).
 """
 
 from __future__ import annotations
@@ -52,6 +56,12 @@ from roboframe.store.base import (
 # id alone ("trade:42"), and the listener reads the store, as for any payload
 # it does not understand.
 NOTIFY_FUNCTION = """
+CREATE OR REPLACE FUNCTION rf_channel(store text, robot text) RETURNS text AS $$
+    SELECT 'rf_robot_' || substr(md5(store || '.' || robot), 1, 16)
+$$ LANGUAGE sql IMMUTABLE;
+CREATE OR REPLACE FUNCTION rf_exchange_channel(store text) RETURNS text AS $$
+    SELECT 'rf_exchange_' || substr(md5(store), 1, 16)
+$$ LANGUAGE sql IMMUTABLE;
 CREATE OR REPLACE FUNCTION rf_notify() RETURNS trigger AS $$
 DECLARE
     channel text;
@@ -62,7 +72,7 @@ BEGIN
         IF current_setting('rf.quiet', true) = 'on' THEN
             RETURN NEW;  -- written by the exchange's own store writer: it has the order
         END IF;
-        channel := 'rf_exchange';
+        channel := rf_exchange_channel(TG_TABLE_SCHEMA);
         short := 'order:' || NEW.id;
         payload := json_build_object('k', 'order', 'id', NEW.id, 'robot', NEW.robot,
             'client_id', NEW.client_id, 'symbol', NEW.symbol, 'side', NEW.side,
@@ -70,19 +80,19 @@ BEGIN
             'status', NEW.status, 'filled', NEW.filled)::text;
     ELSIF TG_TABLE_NAME = 'rf_order_events' THEN
         IF NEW.kind = 'cancel_request' THEN
-            channel := 'rf_exchange';
+            channel := rf_exchange_channel(TG_TABLE_SCHEMA);
             short := 'cancel:' || NEW.id;
             payload := json_build_object('k', 'cancel', 'id', NEW.id, 'robot', NEW.robot,
                 'client_id', NEW.client_id)::text;
         ELSE
-            channel := rf_channel(NEW.robot);
+            channel := rf_channel(TG_TABLE_SCHEMA, NEW.robot);
             short := 'event:' || NEW.id;
             payload := json_build_object('k', 'event', 'id', NEW.id, 'robot', NEW.robot,
                 'client_id', NEW.client_id, 'kind', NEW.kind, 'reason', NEW.reason,
                 'ts', NEW.ts)::text;
         END IF;
     ELSE
-        channel := rf_channel(NEW.robot);
+        channel := rf_channel(TG_TABLE_SCHEMA, NEW.robot);
         short := 'trade:' || NEW.id;
         payload := json_build_object('k', 'trade', 'id', NEW.id, 'robot', NEW.robot,
             'client_id', NEW.client_id, 'symbol', NEW.symbol, 'side', NEW.side,
@@ -176,8 +186,9 @@ $$ LANGUAGE sql IMMUTABLE;
 # cost a catalog search, more than the rest of the function) and updates an order
 # once for the items in a row about it; 4: rf_record takes order rows too, and
 # they do not wake the exchange (it has them already); 5: a row under a reserved
-# id that is there already (a retry after a lost answer) is a no-op
-SCHEMA_VERSION = 5
+# id that is there already (a retry after a lost answer) is a no-op; 6: channel
+# names include the schema (two stores in one database woke each other's exchange)
+SCHEMA_VERSION = 6
 NOTIFY_FUNCTION = NOTIFY_FUNCTION.replace("{version}", str(SCHEMA_VERSION))
 
 DDL = """
@@ -221,10 +232,7 @@ CREATE TABLE IF NOT EXISTS rf_trades (
     ts bigint NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rf_trades_robot ON rf_trades (robot, id);
-{notify}CREATE OR REPLACE FUNCTION rf_channel(robot text) RETURNS text AS $$
-    SELECT 'rf_robot_' || substr(md5(robot), 1, 16)
-$$ LANGUAGE sql IMMUTABLE;
-DROP TRIGGER IF EXISTS rf_orders_notify ON rf_orders;
+{notify}DROP TRIGGER IF EXISTS rf_orders_notify ON rf_orders;
 CREATE TRIGGER rf_orders_notify AFTER INSERT ON rf_orders
     FOR EACH ROW EXECUTE FUNCTION rf_notify();
 DROP TRIGGER IF EXISTS rf_order_events_notify ON rf_order_events;
@@ -242,9 +250,15 @@ def _reserved(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def robot_channel(robot: str) -> str:
-    """The NOTIFY channel of a robot (robot names may not be valid identifiers)."""
-    return "rf_robot_" + hashlib.md5(robot.encode()).hexdigest()[:16]
+def robot_channel(robot: str, schema: str = "public") -> str:
+    """The NOTIFY channel of a robot in the store in ``schema`` (robot and schema
+    names may not be valid identifiers)."""
+    return "rf_robot_" + hashlib.md5(f"{schema}.{robot}".encode()).hexdigest()[:16]
+
+
+def exchange_channel(schema: str = "public") -> str:
+    """The NOTIFY channel of new orders and requests in the store in ``schema``."""
+    return "rf_exchange_" + hashlib.md5(schema.encode()).hexdigest()[:16]
 
 
 def split_schema(url: str) -> tuple[str, str | None]:
@@ -402,6 +416,15 @@ class PgStore(OrderStore):
                 return None
         return orders, cancels
 
+    def _tables_schema(self) -> str:
+        """The schema this connection finds the tables in, as the triggers name it
+        (``TG_TABLE_SCHEMA``): part of every channel's name."""
+        return self._exec(
+            "SELECT coalesce((SELECT n.nspname FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.oid = to_regclass('rf_orders')), "
+            "current_schema(), 'public')"
+        ).fetchone()[0]
+
     def _listen(self, channel: str) -> None:
         self._exec(f"LISTEN {channel}")
         if channel not in self._listening:
@@ -435,7 +458,7 @@ class PgStore(OrderStore):
         )
 
     def listen_robot(self, robot: str) -> None:
-        self._listen(robot_channel(robot))
+        self._listen(robot_channel(robot, self._tables_schema()))
 
     def changes_after(self, robot: str, prefix: str, trade_id: int, event_id: int):
         self._read_covers_held()
@@ -469,7 +492,7 @@ class PgStore(OrderStore):
     # -- exchange side --------------------------------------------------------
 
     def listen_exchange(self) -> None:
-        self._listen("rf_exchange")
+        self._listen(exchange_channel(self._tables_schema()))
 
     def _stored(self, rows) -> list[StoredOrder]:
         return [

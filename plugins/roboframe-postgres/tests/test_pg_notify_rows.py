@@ -6,7 +6,7 @@ store instead; an older store is upgraded in place."""
 from __future__ import annotations
 
 import pytest
-from roboframe_postgres.store import PgStore
+from roboframe_postgres.store import PgStore, robot_channel
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate
 from roboframe.store import open_store
@@ -83,10 +83,11 @@ def test_a_reconnect_or_an_unknown_payload_sends_the_robot_to_the_store(stores):
     robot.reconnect()
     robot.wait(0)
     assert robot.pushed_changes(ROBOT, PREFIX) is None  # what came while away is unknown
-    exchange.conn.execute("SELECT pg_notify(rf_channel(%s), 'trade:1')", (ROBOT,))
+    channel = robot_channel(ROBOT, exchange.schema)
+    exchange.conn.execute("SELECT pg_notify(%s, 'trade:1')", (channel,))
     assert take_notifications(robot)
     assert robot.pushed_changes(ROBOT, PREFIX) is None
-    exchange.conn.execute('SELECT pg_notify(rf_channel(%s), \'{"k": "trade"}\')', (ROBOT,))
+    exchange.conn.execute('SELECT pg_notify(%s, \'{"k": "trade"}\')', (channel,))
     assert take_notifications(robot)
     assert robot.pushed_changes(ROBOT, PREFIX) is None  # a row missing its fields
 
@@ -124,7 +125,7 @@ def test_a_store_made_by_an_older_roboframe_is_upgraded(pg_url, marker):
         """
         CREATE OR REPLACE FUNCTION rf_notify() RETURNS trigger AS $$
         BEGIN
-            PERFORM pg_notify(rf_channel(NEW.robot), 'trade:' || NEW.id);
+            PERFORM pg_notify('rf_robot_' || substr(md5(NEW.robot), 1, 16), 'trade:' || NEW.id);
             RETURN NEW;
         END $$ LANGUAGE plpgsql;
         DROP FUNCTION rf_record(jsonb);
@@ -397,19 +398,42 @@ def test_the_fast_path_sends_orders_again_through_the_store_after_a_resume(pg_ur
         stream.close()
 
 
-def test_a_notification_that_comes_with_a_query_reply_is_not_lost(stores):
-    """libpq reads a notification already on the socket along with the reply to
-    the next query; the socket then shows nothing. It is held all the same, and
-    the listener's loop learns of it from pending()."""
-    import time
+@pytest.fixture
+def second_store_url(pg_url):
+    """Another store (schema) in the same database as ``pg_url``'s."""
+    import uuid
 
-    robot, exchange = stores
-    cid = f"{PREFIX}1"
-    robot.insert_order(ROBOT, "r1", NewOrder(cid, "Si-12.26", "buy", 1), 1)
-    exchange.record_many([(ROBOT, Fill(cid, 6, "Si-12.26", "buy", 1, 100, "", "0"))])
-    time.sleep(0.3)  # the notification reaches the robot's socket, unread
-    robot.insert_order(ROBOT, "r1", NewOrder(f"{PREFIX}2", "Si-12.26", "buy", 1), 2)  # a query
-    assert robot.pending()
-    assert robot.wait(0) is False  # nothing left on the socket: it came with the reply
-    pushed = robot.pushed_changes(ROBOT, PREFIX)
-    assert [(type(e), e.client_id) for _, e in pushed] == [(Fill, cid)]
+    import psycopg
+
+    schema = f"rf_test_{uuid.uuid4().hex[:12]}"
+    base, _ = pg_url.split("?schema=")
+    yield f"{base}?schema={schema}"
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_two_stores_in_one_database_do_not_hear_each_other(pg_url, second_store_url):
+    """Channels are the database's: a live and a paper store side by side (two
+    schemas) must not wake each other's exchange, whose notifications carry
+    whole orders it would take and fill, nor a robot of the same name."""
+    here, there = open_store(pg_url), open_store(second_store_url)
+    exchange, robot = open_store(pg_url), open_store(pg_url)
+    try:
+        for store in (here, there, exchange, robot):
+            store.setup()
+        exchange.listen_exchange()
+        robot.listen_robot(ROBOT)
+        for store in (exchange, robot):
+            store.wait(0)
+            store.pushed_changes(ROBOT, PREFIX)  # the first take after connecting
+        order = NewOrder(f"{PREFIX}1", "Si-12.26", "buy", 1)
+        there.insert_order(ROBOT, "r1", order, 1)
+        there.record_many([(ROBOT, Fill(order.client_id, 2, "Si-12.26", "buy", 1, 100, "", "0"))])
+        assert not take_notifications(exchange, 1.0)
+        assert not take_notifications(robot, 1.0)
+        here.insert_order(ROBOT, "r1", order, 1)  # its own store still wakes it
+        assert take_notifications(exchange)
+        assert [o.order.client_id for o in exchange.pushed_requests()[0]] == [order.client_id]
+    finally:
+        for store in (here, there, exchange, robot):
+            store.close()
