@@ -15,10 +15,12 @@ and writes acknowledgements and trades back to the store, whose change feed
 carries them to each robot.
 
 On start it reloads the orders still open in the store, so a restarted
-exchange keeps serving them. While the store is unreachable it keeps
-consuming market data, holds what it has to write, and writes it in order
-once the store is back. Its memory does not grow with every order: of the
-finished ones it keeps the newest (``remember``), of the open ones all.
+exchange keeps serving them. A store has one exchange: a second one started
+on it waits, reading market data, and takes over when the first is gone.
+While the store is unreachable it keeps consuming market data, holds what it
+has to write, and writes it in order once the store is back. Its memory does
+not grow with every order: of the finished ones it keeps the newest
+(``remember``), of the open ones all.
 """
 
 from __future__ import annotations
@@ -94,6 +96,34 @@ class ExchangeProcess:
             self.store.reconnect()
         self.store.setup()
         self.store.listen_exchange()
+
+    def _sole_exchange(self, sub: zmq.Socket, stop: threading.Event) -> bool:
+        """Take the store's exchange lock, waiting while another exchange holds it:
+        two would both take every new order and fill it twice. Market data is
+        read meanwhile, so a takeover starts from the latest prices. False when
+        stopped while waiting."""
+        if self.store.take_exchange_lock():
+            return True
+        log.warning(
+            "exchange: another exchange serves this order store; this one waits and "
+            "takes over when that one is gone"
+        )
+        while not stop.wait(0.5):
+            self._on_market(sub)
+            if self.store.take_exchange_lock():
+                log.warning("exchange: the other exchange is gone; taking over")
+                self._take_over()
+                return True
+        return False
+
+    def _take_over(self) -> None:
+        """After another exchange served the store: what this one wrote it owes
+        first, then the orders as the store has them now, not as they were."""
+        self._write()
+        if self.owner:
+            self.engine.open_orders.clear()
+            self.owner.clear()
+            self.fast.clear()
 
     def _earlier_writers_done(self, stop: threading.Event) -> bool:
         """Wait until no store writer holds the store: an earlier exchange's writer
@@ -315,6 +345,8 @@ class ExchangeProcess:
                 try:
                     if not connected:
                         self._connect()
+                        if not self._sole_exchange(sub, stop):
+                            break  # stopped while another exchange served the store
                         if self.orders_address and self.writer is None:
                             if not self._earlier_writers_done(stop):
                                 break  # stopped while waiting
@@ -363,6 +395,7 @@ class ExchangeProcess:
         next_check = 0.0
         while not stop.is_set():
             ready = dict(poller.poll(0 if self.store.pending() else timeout))
+            self.store.keep_exchange_lock()  # a lease is renewed when due
             if self.router is not None and self.router in ready:
                 self._on_orders()
             if sub in ready:

@@ -251,6 +251,19 @@ class OrderStore:
         and waits for the lock again). Locks that live with the connection
         need nothing."""
 
+    def take_exchange_lock(self) -> bool:
+        """The lock of the one exchange a store may have, taken for this
+        connection's life when free; False while another exchange holds it.
+        Two exchanges on one store would both take every new order and fill
+        it twice: the second waits until the first is gone, then takes over.
+        Backends without such a lock answer True: no guard."""
+        return True
+
+    def keep_exchange_lock(self) -> None:
+        """Called by the exchange holding the lock, every turn of its loop: a
+        lease is renewed here when due, and :class:`StoreUnavailable` raised
+        when it was lost (the exchange then waits for the lock again)."""
+
     # True when record_many also takes NewOrder items (inserted as insert_order
     # would, under the run id in their client id) and writes a whole call in one
     # transaction: the fast path's store writer then hands it everything at once.

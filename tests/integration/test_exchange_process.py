@@ -27,21 +27,22 @@ class RunningExchange:
     it writes the store itself, with no writer process), a feed to publish on,
     and a robot's DEALER."""
 
-    def __init__(self, url: str, fast: bool = True, **options) -> None:
+    def __init__(self, url: str, fast: bool = True, wait: bool = True, **options) -> None:
         self.ctx = zmq.Context()
         self.pub = self.ctx.socket(zmq.PUB)
         feed_port = self.pub.bind_to_random_port("tcp://127.0.0.1")
         orders = f"tcp://127.0.0.1:{free_port()}" if fast else None
         self.exchange = ExchangeProcess(url, f"tcp://127.0.0.1:{feed_port}", fill_at="close",
                                         orders_address=orders, **options)  # fmt: skip
-        self.stop, ready = threading.Event(), threading.Event()
+        self.stop, self.ready = threading.Event(), threading.Event()
+        ready = self.ready
         self.failure: list[BaseException] = []
         self.thread = threading.Thread(target=self._run, args=(ready,))
         self.thread.start()
         self.dealer = self.ctx.socket(zmq.DEALER)
         self.dealer.setsockopt(zmq.IDENTITY, b"alpha")
         self.dealer.setsockopt(zmq.LINGER, 0)
-        assert ready.wait(15)
+        assert not wait or ready.wait(15)
         if orders is not None:
             self.dealer.connect(orders)
 
@@ -326,3 +327,32 @@ def test_an_order_sent_again_over_zeromq_after_a_restart_is_not_filled_twice(url
         assert sorted(f.client_id for _, f in fills) == ["alpha-r1-1", "alpha-r1-2"]
     finally:
         second.close()
+
+
+def test_a_second_exchange_on_a_store_waits_and_takes_over(url):
+    """Two exchanges on one store would both take every new order and fill it
+    twice. The second waits (reading market data), fills nothing, and takes
+    over when the first is gone, with the orders still open in the store."""
+    first = RunningExchange(url, fast=False)
+    second = RunningExchange(url, fast=False, wait=False)
+    store = open_store(url)
+    try:
+        for running in (first, second):  # the waiting one reads prices too
+            running.price(Bar("Si", 1, 100, 100, 100, 100))
+        assert not second.ready.is_set()
+        store.insert_order("alpha", "r1", NewOrder("alpha-r1-1", "Si", "buy", 1), 1)
+        store.insert_order("alpha", "r1", NewOrder("alpha-r1-2", "Si", "buy", 1, "limit", 90), 2)
+        stored(url, 1, 2)  # the market order filled, both accepted
+        time.sleep(1.0)  # time enough for a second fill, if the other exchange made one
+        fills, _ = store.changes_after("alpha", "alpha-r1-", 0, 0)
+        assert [f.client_id for _, f in fills] == ["alpha-r1-1"]
+        first.close()
+        assert second.ready.wait(20), "the waiting exchange never took over"
+        second.price(Bar("Si", 2, 95, 95, 85, 88))  # reaches the resting order's limit
+        fills, _ = stored(url, 2, 2)
+        assert sorted(f.client_id for _, f in fills) == ["alpha-r1-1", "alpha-r1-2"]
+    finally:
+        store.close()
+        second.close()
+        if not first.stop.is_set():
+            first.close()

@@ -7,7 +7,8 @@ Collections (in the URL's database, default ``roboframe``)::
     order_events  {id, name, client_id, kind, reason, ts}
     trades        {id, name, client_id, symbol, side, qty, price, fee, ts}
     counters      {_id: collection, seq}   -- increasing ids, one $inc each
-    locks         {_id: "writer", owner, until} -- the store writer's lease
+    locks         {_id: "writer" | "exchange", owner, until} -- the store writer's
+                   and the exchange's leases
 
 ``name`` is the robot's name, as in the original design. A robot's trade
 stream watches inserts into ``trades`` and ``order_events`` whose
@@ -66,9 +67,9 @@ def _plain_all(cursor) -> list[dict]:
 
 
 AWAIT_MS = 500  # how long one getMore of the watcher waits on the server
-# The writer lock is a lease (MongoDB has no lock that ends with a connection):
-# renewed every RENEW_S, free when not renewed for LEASE_S -- a writer killed
-# outright holds the fast path of a restarted exchange back that long. The
+# The writer and exchange locks are leases (MongoDB has no lock that ends with a
+# connection): renewed every RENEW_S, free when not renewed for LEASE_S -- a
+# writer or exchange killed outright holds a restarted exchange back that long. The
 # times are the hosts' clocks, which must agree to within a few seconds.
 LEASE_S = 15.0
 RENEW_S = 1.0
@@ -136,7 +137,7 @@ class MongoStore(OrderStore):
         self.watcher: _Watcher | None = None
         self._watch: list | None = None
         self._lease_owner = uuid.uuid4().hex
-        self._lease_renewed = 0.0  # monotonic time of the last renewal; 0: not held
+        self._leases: dict[str, float] = {}  # lock held -> monotonic time of its renewal
         try:
             self.client.admin.command("ping")
         except PyMongoError as exc:
@@ -187,10 +188,10 @@ class MongoStore(OrderStore):
 
     def close(self) -> None:
         self._close_stream()
-        if self._lease_renewed:  # a clean exit frees the lease at once
-            self._lease_renewed = 0.0
+        for name in self._leases:  # a clean exit frees its leases at once
             with contextlib.suppress(PyMongoError):
-                self.db.locks.delete_one({"_id": "writer", "owner": self._lease_owner})
+                self.db.locks.delete_one({"_id": name, "owner": self._lease_owner})
+        self._leases = {}
         self.client.close()
 
     def _close_stream(self) -> None:
@@ -271,37 +272,49 @@ class MongoStore(OrderStore):
         return list(range(top - n + 1, top + 1))
 
     def try_writer_lock(self, keep: bool) -> bool:
+        if keep:
+            return self._take_lease("writer")
+        doc = self._guard(self.db.locks.find_one, {"_id": "writer"})
+        return doc is None or doc["owner"] == self._lease_owner or doc["until"] < time.time()
+
+    def keep_writer_lock(self) -> None:
+        self._renew_lease("writer", "the store writer's")
+
+    def take_exchange_lock(self) -> bool:
+        return self._take_lease("exchange")
+
+    def keep_exchange_lock(self) -> None:
+        self._renew_lease("exchange", "the exchange's")
+
+    def _take_lease(self, name: str) -> bool:
         now = time.time()
-        if not keep:
-            doc = self._guard(self.db.locks.find_one, {"_id": "writer"})
-            return doc is None or doc["owner"] == self._lease_owner or doc["until"] < now
         try:  # free (no document), expired, or ours: take it; held: the _id is taken
             self._guard(
                 self.db.locks.find_one_and_update,
-                {"_id": "writer", "$or": [{"owner": self._lease_owner}, {"until": {"$lt": now}}]},
+                {"_id": name, "$or": [{"owner": self._lease_owner}, {"until": {"$lt": now}}]},
                 {"$set": {"owner": self._lease_owner, "until": now + LEASE_S}},
                 upsert=True,
             )
         except DuplicateKeyError:
             return False
-        self._lease_renewed = time.monotonic()
+        self._leases[name] = time.monotonic()
         return True
 
-    def keep_writer_lock(self) -> None:
-        if not self._lease_renewed or time.monotonic() - self._lease_renewed < RENEW_S:
+    def _renew_lease(self, name: str, whose: str) -> None:
+        renewed_at = self._leases.get(name)
+        if renewed_at is None or time.monotonic() - renewed_at < RENEW_S:
             return
         renewed = self._guard(
             self.db.locks.update_one,
-            {"_id": "writer", "owner": self._lease_owner},
+            {"_id": name, "owner": self._lease_owner},
             {"$set": {"until": time.time() + LEASE_S}},
         )
         if renewed.matched_count != 1:
-            self._lease_renewed = 0.0
+            del self._leases[name]
             raise StoreUnavailable(
-                f"the store writer's lease ran out (not renewed for {LEASE_S:g} s) "
-                "and may be another writer's now"
+                f"{whose} lease ran out (not renewed for {LEASE_S:g} s) and may be another's now"
             )
-        self._lease_renewed = time.monotonic()
+        self._leases[name] = time.monotonic()
 
     def _next_id(self, coll: str) -> int:
         doc = self._guard(

@@ -549,6 +549,12 @@ class PgStore(OrderStore):
             self._exec(f"SELECT pg_advisory_unlock({self._WRITER_LOCK})")
         return got
 
+    def take_exchange_lock(self) -> bool:
+        # a session lock: it goes with the connection, so a dead exchange frees it
+        return self._exec(
+            "SELECT pg_try_advisory_lock(724313, hashtext(current_schema()))"
+        ).fetchone()[0]
+
     def _new_ids(self, kind: str, n: int) -> list[int]:
         table = {"trades": "rf_trades", "order_events": "rf_order_events"}[kind]
         rows = self._exec(  # the sequence looked up once, not once per id
