@@ -260,15 +260,29 @@ class MongoStore(OrderStore):
         return orders, cancels
 
     def _new_ids(self, kind: str, n: int) -> list[int]:
-        doc = self._guard(
-            self.db.counters.find_one_and_update,
-            {"_id": kind},
-            {"$inc": {"seq": n}},
-            upsert=True,
-            return_document=AFTER,
-        )
-        top = int(doc["seq"])
+        top = self._bump(kind, n)
         return list(range(top - n + 1, top + 1))
+
+    def _bump(self, counter: str, n: int) -> int:
+        """Add ``n`` to a counter; its new value. Two connections making the same
+        counter at once (a robot's first request while the exchange takes its
+        first block of ids) race on the upsert: the loser gets a duplicate key
+        (MongoDB) or no document (SecantusDB). The counter is there by then:
+        asked again, it answers."""
+        for _ in range(3):
+            try:
+                doc = self._guard(
+                    self.db.counters.find_one_and_update,
+                    {"_id": counter},
+                    {"$inc": {"seq": n}},
+                    upsert=True,
+                    return_document=AFTER,
+                )
+            except DuplicateKeyError:
+                continue
+            if doc is not None:
+                return int(doc["seq"])
+        raise StoreUnavailable(f"the {counter} id counter gave no value")
 
     def try_writer_lock(self, keep: bool) -> bool:
         now = time.time()
@@ -304,14 +318,7 @@ class MongoStore(OrderStore):
         self._lease_renewed = time.monotonic()
 
     def _next_id(self, coll: str) -> int:
-        doc = self._guard(
-            self.db.counters.find_one_and_update,
-            {"_id": coll},
-            {"$inc": {"seq": 1}},
-            upsert=True,
-            return_document=AFTER,
-        )
-        return doc["seq"]
+        return self._bump(coll, 1)
 
     # -- robot side -----------------------------------------------------------
 
