@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from roboframe_postgres.store import PgStore
 
-from roboframe.core.events import Fill, NewOrder, OrderUpdate
+from roboframe.core.events import Cancel, Fill, NewOrder, OrderUpdate, Replace
 from roboframe.store import open_store
 from roboframe.testing.helpers import take_notifications, wait_for
 
@@ -29,17 +29,19 @@ def stores(pg_url):
     exchange.close()
 
 
-def test_the_exchange_takes_new_orders_and_cancels_from_the_notifications(stores):
+def test_the_exchange_takes_new_orders_and_requests_from_the_notifications(stores):
     robot, exchange = stores
-    robot.insert_order(ROBOT, "r1", NewOrder(f"{PREFIX}1", "Si-12.26", "sell", 3, "limit", 101), 7)
-    robot.request_cancel(ROBOT, f"{PREFIX}1", 8)
+    cid = f"{PREFIX}1"
+    robot.insert_order(ROBOT, "r1", NewOrder(cid, "Si-12.26", "sell", 3, "limit", 101), 7)
+    robot.request_replace(ROBOT, cid, 4, 102, 8)
+    robot.request_cancel(ROBOT, cid, 9)
     assert take_notifications(exchange)
     pushed = exchange.pushed_requests()
     assert pushed == exchange.new_requests()  # the very rows a read gives
-    orders, cancels = pushed
-    assert [o.order.client_id for o in orders] == [f"{PREFIX}1"]
+    orders, requests = pushed
+    assert [o.order.client_id for o in orders] == [cid]
     assert orders[0].order.price == 101 and orders[0].robot == ROBOT
-    assert [c[1:] for c in cancels] == [(ROBOT, f"{PREFIX}1")]
+    assert [r[1:] for r in requests] == [(ROBOT, Replace(cid, 4, 102)), (ROBOT, Cancel(cid))]
     assert exchange.pushed_requests() == ([], [])  # taken once
 
 
@@ -147,6 +149,57 @@ def test_a_store_made_by_an_older_roboframe_is_upgraded(pg_url, marker):
     assert pushed is not None and [e.price for _, e in pushed] == [100]
     old.close()
     robot.close()
+
+
+def test_a_version_5_store_is_upgraded_in_place_to_take_replace_requests(pg_url):
+    """A store made by the previous schema (version 5: no qty and price on
+    rf_order_events, a pending-requests index for cancels only, functions that
+    know no replaces) gets them on the next setup, and keeps its rows."""
+    from pathlib import Path
+
+    import psycopg
+
+    robot, prefix = "upgraded", "upgraded-r1-"  # the exchange channel spans schemas
+    old = open_store(pg_url)  # no setup: the schema as version 5 made it
+    old.conn.execute((Path(__file__).parent / "schema_v5.sql").read_text())
+    cid = f"{prefix}1"
+    old.insert_order(robot, "r1", NewOrder(cid, "Si-12.26", "buy", 2, "limit", 90), 1)
+    old.request_cancel(robot, f"{prefix}0", 2)  # a request from before, still pending
+    with pytest.raises(psycopg.errors.UndefinedColumn):
+        old.request_replace(robot, cid, 3, 95, 3)
+    store = open_store(pg_url)
+    store.setup()  # upgrades
+    assert store.conn.execute("SELECT rf_schema_version()").fetchone() == (6,)
+    indexes = (
+        "SELECT indexname FROM pg_indexes "
+        "WHERE schemaname = current_schema() AND tablename = 'rf_order_events'"
+    )
+    names = {name for (name,) in store.conn.execute(indexes)}
+    assert "rf_order_events_requests" in names and "rf_order_events_pending" not in names
+    store.listen_exchange()
+    store.wait(0)
+    assert store.pushed_requests() is None  # just connected: read the store
+    old.request_replace(robot, cid, 3, 95, 3)
+    assert take_notifications(store)
+    pushed = [r[1:] for r in store.pushed_requests()[1] if r[1] == robot]
+    assert pushed == [(robot, Replace(cid, 3, 95))]
+    orders, requests = store.new_requests()
+    assert [s.order.client_id for s in orders] == [cid]
+    assert [r[1:] for r in requests] == [
+        (robot, Cancel(f"{prefix}0")),
+        (robot, Replace(cid, 3, 95)),
+    ]
+    store.record_many(
+        [
+            (robot, OrderUpdate(cid, 4, "accepted")),
+            (robot, Replace(cid, 3, 95)),
+            (robot, OrderUpdate(cid, 4, "replaced")),
+        ]
+    )
+    (stored,) = store.open_orders()
+    assert (stored.order.qty, stored.order.price, stored.status) == (3, 95, "accepted")
+    old.close()
+    store.close()
 
 
 class RunningStream:
@@ -305,7 +358,6 @@ def test_a_replace_is_refused_at_once_and_the_orders_around_it_still_go(pg_url, 
     """Order stores keep no replaced orders yet: the trade stream answers a
     Replace replace_rejected itself, and the new order sent with it is written."""
     from roboframe.builtin.storegw import REPLACE_UNSUPPORTED
-    from roboframe.core.events import Replace
     from roboframe.testing.helpers import free_port
 
     params = {"url": pg_url, "poll_ms": 600_000}
