@@ -353,28 +353,20 @@ def test_the_fast_path_takes_the_stores_notifications_of_what_its_socket_missed(
         writer.close()
 
 
-@pytest.mark.parametrize("gateway", ["postgres", "zmq"])
-def test_a_replace_is_refused_at_once_and_the_orders_around_it_still_go(pg_url, gateway):
-    """Order stores keep no replaced orders yet: the trade stream answers a
-    Replace replace_rejected itself, and the new order sent with it is written."""
-    from roboframe.builtin.storegw import REPLACE_UNSUPPORTED
-    from roboframe.testing.helpers import free_port
-
-    params = {"url": pg_url, "poll_ms": 600_000}
-    if gateway == "zmq":
-        params["address"] = f"tcp://127.0.0.1:{free_port()}"  # nothing there: not needed
-    stream = RunningStream(_gateway(gateway), params)
+def test_a_replace_is_written_as_a_request_row_in_the_order_it_was_sent(pg_url):
+    """The store gateway writes a Replace the way it writes a cancel: a request
+    row for the exchange side, with the new qty and price, between the actions
+    sent around it."""
+    stream = RunningStream(_gateway("postgres"), {"url": pg_url, "poll_ms": 600_000})
     store = open_store(pg_url)
     store.setup()
     try:
         cid = f"{PREFIX}1"
-        stream.gw.submit([Replace(f"{PREFIX}0", 2, 101), NewOrder(cid, "SI", "buy", 1)])
-        got, _ = stream.events(1)
-        assert got == [OrderUpdate(f"{PREFIX}0", 0, "replace_rejected", REPLACE_UNSUPPORTED)]
-        if gateway == "postgres":
-            assert wait_for(lambda: store.new_requests()[0]), "the order never reached the store"
-            (stored,) = store.new_requests()[0]
-            assert stored.order.client_id == cid
+        sent = [NewOrder(cid, "SI", "buy", 1, "limit", 99), Replace(cid, 2, 101), Cancel(cid)]
+        stream.gw.submit(sent)
+        assert wait_for(lambda: len(store.new_requests()[1]) == 2), "the requests never came"
+        orders, requests = store.new_requests()
+        assert [s.order for s in orders] + [action for _, _, action in requests] == sent
     finally:
         stream.close()
         store.close()
@@ -398,10 +390,10 @@ def exchange_socket():
 
 
 def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url, exchange_socket):
-    """The exchange refuses a replace without writing a row: its answer has no
-    ref. The fast path's stream forwards it (it used to fail on int(''))."""
+    """An exchange may answer without writing a row (an older roboframe's refusal
+    of a replace did): the answer has no ref. The fast path's stream forwards
+    it (it used to fail on int(''))."""
 
-    from roboframe.builtin.storegw import REPLACE_UNSUPPORTED
     from roboframe.core import codec
 
     router, address = exchange_socket
@@ -410,7 +402,7 @@ def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url,
         stream.gw.submit([NewOrder(f"{PREFIX}1", "SI", "buy", 1)])  # so the router knows it
         assert router.poll(5000), "the stream never connected"
         identity, _ = router.recv_multipart()
-        refused = OrderUpdate(f"{PREFIX}1", 7, "replace_rejected", REPLACE_UNSUPPORTED)
+        refused = OrderUpdate(f"{PREFIX}1", 7, "replace_rejected", "replace: not supported")
         router.send_multipart([identity, codec.encode(refused)])
         got, _ = stream.events(1)
         assert got == [refused]
@@ -423,7 +415,8 @@ def test_the_fast_path_sends_orders_again_through_the_store_after_a_resume(pg_ur
     """What a resumed robot sends again may have been filled by an exchange that
     has restarted since and forgotten it: over ZeroMQ it would be filled a second
     time. resubmit writes it to the store instead, where a held client id is a
-    no-op; new orders still go straight to the exchange."""
+    no-op, and a pending replace as a request row beside it; new orders and
+    replaces still go straight to the exchange."""
 
     from roboframe.core import codec
 
@@ -436,14 +429,16 @@ def test_the_fast_path_sends_orders_again_through_the_store_after_a_resume(pg_ur
             NewOrder(f"{PREFIX}1", "SI", "buy", 1),
             NewOrder(f"{PREFIX}2", "SI", "buy", 1),
         )
-        stream.gw.resubmit([again])
-        stream.gw.submit([fresh])
+        stream.gw.resubmit([again, Replace(again.client_id, 2, 101)])
+        stream.gw.submit([fresh, Replace(fresh.client_id, 3, 99)])
         assert router.poll(5000), "the new order never came over ZeroMQ"
         _, raw = router.recv_multipart()
-        assert codec.decode_actions(raw) == [fresh]
-        assert wait_for(lambda: store.new_requests()[0]), "the resent order never reached the store"
-        assert [s.order for s in store.new_requests()[0]] == [again]
-        assert not router.poll(300)  # the resent one never came this way
+        assert codec.decode_actions(raw) == [fresh, Replace(fresh.client_id, 3, 99)]
+        assert wait_for(lambda: store.new_requests()[1]), "the resent ones never reached the store"
+        orders, requests = store.new_requests()
+        assert [s.order for s in orders] == [again]
+        assert [action for _, _, action in requests] == [Replace(again.client_id, 2, 101)]
+        assert not router.poll(300)  # the resent ones never came this way
     finally:
         store.close()
         stream.close()
