@@ -9,10 +9,11 @@ beforehand, so the store stays the source of truth and a robot catching up
 from it sees the very same ids.
 
 It is what a real broker bridge replaces, and the worked example of one
-(``docs/gateways.md``): it watches the store for new orders and cancel
-requests, fills them against the market-data publisher every robot uses,
-and writes acknowledgements and trades back to the store, whose change feed
-carries them to each robot.
+(``docs/gateways.md``): it watches the store for new orders and requests
+(cancels, replaces), fills orders against the market-data publisher every
+robot uses, and writes acknowledgements, trades and the new quantity and
+price of replaced orders back to the store, whose change feed carries the
+answers to each robot.
 
 On start it reloads the orders still open in the store, so a restarted
 exchange keeps serving them. A store has one exchange: a second one started
@@ -35,9 +36,9 @@ import msgspec
 import zmq
 
 from roboframe.builtin.paper import PaperExchange
-from roboframe.builtin.storegw import REPLACE_UNSUPPORTED
 from roboframe.core import codec
 from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Replace, Tick
+from roboframe.core.orders import REPLACED
 from roboframe.curve import ServerKeys, make_client, make_server, start_authenticator
 from roboframe.store.base import (
     OrderStore,
@@ -72,7 +73,8 @@ class ExchangeProcess:
         self.orders_curve = orders_curve  # CURVE server keys and allowed robots for it
         self.feed_curve = feed_curve  # CURVE client keys for the market-data feed
         self.fast: dict[str, bytes] = {}  # client id -> robot's socket identity
-        self.outbox: list[tuple[str, object]] = []  # fast-path answers waiting for an id
+        # answers waiting for an id (and replaces that took effect, for the store)
+        self.outbox: list[tuple[str, object]] = []
         self.to_writer: list[tuple[str, object]] = []  # for the store writer, this loop turn
         self.router: zmq.Socket | None = None
         self.writer: StoreWriterProcess | None = None
@@ -81,11 +83,12 @@ class ExchangeProcess:
         )
         self.owner: dict[str, str] = {}  # client id -> robot, oldest first
         self.remember = remember  # finished orders kept in owner/fast (open ones always)
-        self.unwritten: list[tuple[str, object]] = []  # (robot, update or fill)
-        self.handled: list[int] = []  # cancel requests answered, to mark in the store
+        self.unwritten: list[tuple[str, object]] = []  # (robot, update, fill or Replace)
+        self.handled: list[int] = []  # requests answered, to mark in the store
+        self.last_replace: dict[str, tuple[int, int]] = {}  # client id -> (qty, price)
         self.store: OrderStore | None = None
         self.poll_s = poll_s
-        self.counts = {"orders": 0, "fills": 0, "cancels": 0}
+        self.counts = {"orders": 0, "fills": 0, "cancels": 0, "replaces": 0}
 
     # -- store ----------------------------------------------------------------
 
@@ -124,6 +127,7 @@ class ExchangeProcess:
             self.engine.open_orders.clear()
             self.owner.clear()
             self.fast.clear()
+            self.last_replace.clear()
 
     def _earlier_writers_done(self, stop: threading.Event) -> bool:
         """Wait until no store writer holds the store: an earlier exchange's writer
@@ -171,11 +175,47 @@ class ExchangeProcess:
         writer, store-path answers go through it too, under ids from the same
         reserve: one writer writing in answer order, so a robot reading "after id
         N" never sees a higher id before a lower one of its own (a fast robot's
-        order reloaded after a restart is answered the store's way)."""
+        order reloaded after a restart is answered the store's way). A Replace
+        that took effect goes the same way, right before its answer."""
         if self.writer is not None or event.client_id in self.fast:
             self.outbox.append((robot, event))
         else:
             self.unwritten.append((robot, event))
+
+    def _apply(self, robot: str, action: Cancel | Replace) -> None:
+        """A cancel or a replace, from either path, answered like any update."""
+        if type(action) is Cancel:
+            answers = self.engine.submit(action)
+            self.counts["cancels"] += 1
+        else:
+            answers = self._replace(robot, action)
+        for answer in answers:
+            self._answer(robot, answer)
+
+    def _replace(self, robot: str, action: Replace) -> list[OrderUpdate]:
+        """The engine's answer to a replace; one that took effect is handed on for
+        the store first, so the store's order row gets the new qty and price.
+
+        A replace asking for what the order has already, or for what the
+        order's last replace asked, is a repeat -- a request written again after
+        a lost reply, or sent again by a resumed robot -- whose first answer
+        stands: a second would reach the robot with no replace pending (an
+        anomaly), or clear the next one it sent. It gets none. (The kernel never
+        sends a replace that changes nothing, and an identical one sent again
+        after a refusal would be refused again here: these paper rules refuse
+        for good.)"""
+        cid, asked = action.client_id, (action.qty, action.price)
+        resting = self.engine.open_orders.get(cid)
+        if self.last_replace.get(cid) == asked or (
+            resting is not None and (resting.order.qty, resting.order.price) == asked
+        ):
+            return []
+        self.last_replace[cid] = asked
+        self.counts["replaces"] += 1
+        answers = self.engine.submit(action)
+        if answers[0].status == REPLACED:
+            self._answer(robot, action)
+        return answers
 
     # -- the fast path --------------------------------------------------------
 
@@ -205,33 +245,32 @@ class ExchangeProcess:
                     for answer in self.engine.submit(action):
                         self._answer(robot, answer)
                     self.counts["orders"] += 1
-                elif type(action) is Replace:  # the store keeps no replaced orders yet
-                    refused = OrderUpdate(cid, self.engine.ts, "replace_rejected",
-                                          REPLACE_UNSUPPORTED)  # fmt: skip
-                    self.router.send_multipart([identity, codec.encode(refused)])
                 else:
                     self.fast.setdefault(cid, identity)
-                    for answer in self.engine.submit(action):
-                        self._answer(robot, answer)
-                    self.counts["cancels"] += 1
+                    self._apply(robot, action)
 
     def _send_outbox(self) -> None:
         """Give answers their store ids, send the fast path's to their robots, and
-        queue all of them for the store writer.
+        queue all of them for the store writer (with the replaces that took
+        effect, which are for the store alone).
 
         One message per robot and one for the writer per turn of the loop: a
         ZeroMQ send costs more than the rest of an order's handling here."""
         fills = sum(1 for _, event in self.outbox if type(event) is Fill)
+        updates = sum(1 for _, event in self.outbox if type(event) is OrderUpdate)
         self.counts["fills"] += fills
         trade_ids = iter(self.store.reserve_ids("trades", fills))  # from a block taken ahead
-        event_ids = iter(self.store.reserve_ids("order_events", len(self.outbox) - fills))
+        event_ids = iter(self.store.reserve_ids("order_events", updates))
         answers: dict[bytes, list] = {}
         for robot, event in self.outbox:
-            if type(event) is Fill:
+            kind = type(event)
+            if kind is Fill:
                 event = msgspec.structs.replace(event, trade_id=str(next(trade_ids)))
-            else:
+            elif kind is OrderUpdate:
                 event = msgspec.structs.replace(event, ref=str(next(event_ids)))
             self.to_writer.append((robot, event))
+            if kind is Replace:
+                continue
             identity = self.fast.get(event.client_id)
             if identity is not None:  # else the robot reads it from the store
                 answers.setdefault(identity, []).append(event)
@@ -260,14 +299,16 @@ class ExchangeProcess:
                 break
             if cid not in open_orders:
                 del owner[cid]
-        # sockets only of orders still known (a cancel of an unknown order adds one)
+        # sockets and replaces only of orders still known (a cancel or replace of an
+        # unknown order adds one)
         self.fast = {cid: identity for cid, identity in self.fast.items() if cid in owner}
+        self.last_replace = {cid: v for cid, v in self.last_replace.items() if cid in owner}
 
     def _read_requests(self) -> None:
         self._requests(*self.store.new_requests())
 
     def _take_requests(self, full: bool) -> bool:
-        """New orders and cancel requests from the notifications, or read from the
+        """New orders and requests from the notifications, or read from the
         store (see :func:`take_notified`). True when the store was read."""
         return take_notified(
             self.store,
@@ -277,18 +318,16 @@ class ExchangeProcess:
             full=full,
         )
 
-    def _requests(self, orders: list, cancels: list) -> None:
+    def _requests(self, orders: list, requests: list) -> None:
         for stored in orders:
             if stored.order.client_id not in self.owner:  # taken; acknowledgement not written
                 self._take(stored)
-        for ref, robot, client_id in cancels:
+        for ref, robot, action in requests:  # cancels and replaces, as the robot wrote them
             if ref in self.handled:
                 continue
-            self.owner.setdefault(client_id, robot)
-            for answer in self.engine.submit(Cancel(client_id)):
-                self._answer(robot, answer)
+            self.owner.setdefault(action.client_id, robot)
+            self._apply(robot, action)
             self.handled.append(ref)
-            self.counts["cancels"] += 1
 
     def _write(self) -> None:
         if self.unwritten:

@@ -10,8 +10,9 @@ time. In a process of its own it takes nothing from the hot path.
 The exchange connects a PUSH socket to the writer's PULL, bound at an
 ``ipc://`` address in a private folder; a connecting socket queues from the
 first send, so nothing waits for the writer to start. Each message is a list
-of ``[robot, NewOrder | OrderUpdate | Fill]`` (what the exchange had to hand
-over in one turn of its loop: one send, not one per item); an empty message
+of ``[robot, NewOrder | OrderUpdate | Fill | Replace]`` (what the exchange had
+to hand over in one turn of its loop: one send, not one per item; a Replace is
+one that took effect, right before its ``replaced`` update); an empty message
 asks the writer to write what it holds and exit. While the store is away the
 writer keeps everything and retries. When the exchange dies without asking, the
 writer still writes what it received, then exits. While connected it holds the
@@ -35,25 +36,27 @@ import time
 import msgspec
 import zmq
 
-from roboframe.core.events import Fill, NewOrder, OrderUpdate
+from roboframe.core.events import Fill, NewOrder, OrderUpdate, Replace
 from roboframe.errors import RoboframeError
 from roboframe.store.base import OrderStore, StoreUnavailable, open_store, run_id_of
 
 log = logging.getLogger(__name__)
 
 _encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder(list[tuple[str, NewOrder | OrderUpdate | Fill]]).decode
+_decode = msgspec.msgpack.Decoder(list[tuple[str, NewOrder | OrderUpdate | Fill | Replace]]).decode
 STOP = b""
 ORPHAN_GRACE_S = 60.0  # an orphaned writer retries a missing store this long, then gives up
 
 
 def write_items(store: OrderStore, items: list) -> None:
-    """Write ``[(robot, NewOrder | OrderUpdate | Fill)]`` in order, removing from
-    ``items`` what is written: all in one transaction where the store can
-    (``records_orders``), else order rows one by one and runs of updates and
-    fills. Updates and fills get their store ids first, kept in ``items``, so a
-    retry after a failure -- even one after the commit, whose answer was lost --
-    writes the very rows again, which the store's unique ids make no-ops."""
+    """Write ``[(robot, NewOrder | OrderUpdate | Fill | Replace)]`` in order,
+    removing from ``items`` what is written: all in one transaction where the
+    store can (``records_orders``), else order rows one by one and runs of the
+    rest (updates, fills, and replaces that took effect). Updates and fills get
+    their store ids first, kept in ``items``, so a retry after a failure -- even
+    one after the commit, whose answer was lost -- writes the very rows again,
+    which the store's unique ids make no-ops (and a replace written again sets
+    the same qty and price)."""
     _give_ids(store, items)
     if store.records_orders and items:
         store.record_many(items)
@@ -119,7 +122,7 @@ class StoreWriterProcess:
         self.push.connect(self.address)
 
     def put(self, items: list[tuple]) -> None:
-        """Hand ``[(robot, NewOrder | OrderUpdate | Fill)]`` over, in order."""
+        """Hand ``[(robot, NewOrder | OrderUpdate | Fill | Replace)]`` over, in order."""
         if items:
             self.push.send(_encode(items))
 

@@ -1,8 +1,9 @@
 """A gateway whose orders go through an order store (the original "slow variant").
 
 The robot writes each order into the store (the unique client id makes a
-retried or replayed insert a no-op) and learns of updates and fills through
-the store's change feed, filtered by its name. One thread -- the trade
+retried or replayed insert a no-op), each cancel and replace as a request row
+for the exchange side, and learns of updates and fills through the store's
+change feed, filtered by its name. One thread -- the trade
 stream -- owns the store connection: it inserts what :meth:`submit` hands it,
 listens for notifications and reads "everything after the last id I saw".
 
@@ -27,7 +28,7 @@ from typing import Any, ClassVar
 import zmq
 
 from roboframe.core import codec
-from roboframe.core.events import Cancel, Control, Fill, NewOrder, OrderUpdate, Replace
+from roboframe.core.events import Cancel, Control, Fill, NewOrder, Replace
 from roboframe.core.gateway import Gateway, Runtime
 from roboframe.errors import ConfigError
 from roboframe.store.base import OrderStore, StoreUnavailable, open_store, take_notified
@@ -38,9 +39,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL_ENV = "ROBOFRAME_STORE_URL"
 RESENT = b"resent"  # the first frame of a resubmit on the order pipe
-REPLACE_UNSUPPORTED = (
-    "replace: not supported through an order store yet; cancel and send a new order"
-)
 
 
 class StoreGateway(Gateway):
@@ -169,26 +167,16 @@ class _StoreStream:
 
     # -- work -----------------------------------------------------------------
 
-    def _refuse_replaces(self, actions: list) -> None:
-        """Order stores keep no replaced orders yet: each Replace in ``actions``
-        is taken out and answered ``replace_rejected`` at once; the order goes
-        on as it was."""
-        replaces = [a for a in actions if type(a) is Replace]
-        if replaces:
-            actions[:] = [a for a in actions if type(a) is not Replace]
-            self._send_events([
-                OrderUpdate(a.client_id, 0, "replace_rejected", REPLACE_UNSUPPORTED)
-                for a in replaces
-            ])  # fmt: skip
-
     def _write_waiting(self) -> None:
         self._write_to_store(self.resent)
         self._write_to_store(self.waiting)
 
     def _write_to_store(self, actions: list) -> None:
         """Write ``actions`` to the store, each taken off the front once written:
-        after an outage, the rest are written on reconnect."""
-        self._refuse_replaces(actions)
+        after an outage, the rest are written on reconnect. A request written
+        again after a lost reply makes a second row: the exchange answers the
+        second cancel "not open", which the kernel takes in its stride, and a
+        repeated replace not at all."""
         store = self.store
         while actions:
             action = actions[0]
@@ -200,6 +188,10 @@ class _StoreStream:
                     faultpoints.reached("store.after_insert")
             elif type(action) is Cancel:
                 store.request_cancel(self.robot, action.client_id, time.time_ns())
+            elif type(action) is Replace:
+                store.request_replace(
+                    self.robot, action.client_id, action.qty, action.price, time.time_ns()
+                )
             actions.pop(0)
 
     def _catch_up(self) -> None:
@@ -215,7 +207,7 @@ class _StoreStream:
 
     def _fresh(self, event: Any) -> bool:
         """True the first time an event comes (and remember it came). One
-        without a store id (an answer no row holds, such as a refused replace)
+        without a store id (an answer an exchange sent without writing it)
         cannot come twice by two ways: it always passes."""
         if type(event) is Fill:
             text, seen, floor = event.trade_id, self.seen_trades, self.position[0]

@@ -84,7 +84,6 @@ class _FastStream(_StoreStream):
 
     def _write_waiting(self) -> None:
         self._write_to_store(self.resent)  # after a resume: the way that deduplicates
-        self._refuse_replaces(self.waiting)
         if self.waiting:  # straight to the exchange; it writes the store behind
             self.dealer.send(codec.encode(self.waiting))
             self.waiting = []

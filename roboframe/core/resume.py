@@ -137,10 +137,12 @@ def unanswered(kernel: Kernel) -> list[NewOrder | Cancel | Replace]:
       or a resting order of the embedded paper exchange, which starts empty
       and would otherwise never fill it.
     - Every cancel and replace that got no answer. The crash may have come
-      before it left; one that did arrive is answered again, which the
-      kernel takes in its stride. Without this, a lost cancel would leave the
-      order open at the exchange while the robot waits for an answer and
-      never cancels it again.
+      before it left; a cancel that did arrive is answered again, which the
+      kernel takes in its stride, and a replace that did arrive is answered
+      only once by the order stores' exchange (a second ``replaced`` would
+      be an anomaly). Without this, a lost cancel would leave the order open
+      at the exchange while the robot waits for an answer and never cancels
+      it again.
     """
     out: list[NewOrder | Cancel | Replace] = []
     for o in kernel.orders.open.values():

@@ -7,11 +7,18 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from roboframe.core.events import Fill, NewOrder, OrderUpdate
+from roboframe.core.events import Cancel, Fill, NewOrder, OrderUpdate, Replace
 from roboframe.errors import ConfigError, RoboframeError
 
 MAX_HELD = 10_000  # notifications kept between two takes; past that, a read instead
 ID_BLOCK = 64  # trade and event ids reserve_ids takes from the store at a time, at least
+# order-event kinds a robot writes for the exchange side: never forwarded to robots
+REQUEST_KINDS = ("cancel_request", "replace_request")
+# update statuses that move an open order on; the answers to a replace leave it as it is
+STATE_KINDS = ("accepted", "rejected", "cancelled")
+
+Request = tuple[int, str, Cancel | Replace]
+"""A pending request as the exchange side sees it: ``(id, robot, action)``."""
 
 
 @dataclass(frozen=True)
@@ -92,11 +99,10 @@ class OrderStore:
         except (KeyError, TypeError, ValueError, AttributeError):  # not a row we know
             return None
 
-    def pushed_requests(
-        self,
-    ) -> tuple[list[StoredOrder], list[tuple[int, str, str]]] | None:
-        """The exchange side's :meth:`pushed_changes`: new orders and cancel
-        requests the notifications carried, or None to read :meth:`new_requests`."""
+    def pushed_requests(self) -> tuple[list[StoredOrder], list[Request]] | None:
+        """The exchange side's :meth:`pushed_changes`: new orders and requests
+        (cancels, replaces) the notifications carried, or None to read
+        :meth:`new_requests`."""
         held = self._take_held()
         if held is None:
             return None
@@ -150,6 +156,14 @@ class OrderStore:
         return self.insert_order(robot, run_id, order, 0)
 
     def request_cancel(self, robot: str, client_id: str, ts: int) -> None:
+        """Write a ``cancel_request`` row for the exchange side."""
+        raise NotImplementedError
+
+    def request_replace(self, robot: str, client_id: str, qty: int, price: int, ts: int) -> None:
+        """Write a ``replace_request`` row for the exchange side: the order's new
+        total quantity and limit price. Like a cancel request, it is a row of its
+        own; the order row changes only when the exchange side answers
+        ``replaced`` (:meth:`record_replace`)."""
         raise NotImplementedError
 
     def listen_robot(self, robot: str) -> None:
@@ -166,7 +180,7 @@ class OrderStore:
     # -- exchange side --------------------------------------------------------
 
     def listen_exchange(self) -> None:
-        """Start receiving notifications of new orders and cancel requests."""
+        """Start receiving notifications of new orders and of requests."""
         raise NotImplementedError
 
     def open_orders(self) -> list[StoredOrder]:
@@ -180,9 +194,10 @@ class OrderStore:
         store without it (this default) leaves that guard off."""
         return []
 
-    def new_requests(self) -> tuple[list[StoredOrder], list[tuple[int, str, str]]]:
-        """Orders not yet acknowledged (status ``new``), and cancel requests not yet
-        handled, ``(id, robot, client_id)``, oldest first.
+    def new_requests(self) -> tuple[list[StoredOrder], list[Request]]:
+        """Orders not yet acknowledged (status ``new``), and requests not yet
+        handled, ``(id, robot, Cancel | Replace)``, oldest first: cancels and
+        replaces in one list, in the order the robot wrote them.
 
         Selected by state, not by "ids after N": ids are handed out before
         commit, so concurrent robots can commit them out of order, and a reader
@@ -190,13 +205,15 @@ class OrderStore:
         """
         raise NotImplementedError
 
-    def mark_handled(self, cancel_ids: list[int]) -> None:
-        """Cancel requests the exchange side has answered."""
+    def mark_handled(self, request_ids: list[int]) -> None:
+        """Requests (cancels, replaces) the exchange side has answered."""
         raise NotImplementedError
 
     def record_update(self, robot: str, update: OrderUpdate) -> int:
-        """Write an accepted/rejected/cancelled event; return its id (``update.ref``
-        when it holds a reserved id).
+        """Write an update; return its id (``update.ref`` when it holds a reserved
+        id). ``accepted``, ``rejected`` and ``cancelled`` move a new or accepted
+        order on (:data:`STATE_KINDS`); ``replaced`` and ``replace_rejected`` are
+        rows of the order's history that leave its status as it is.
 
         Trades and order events are written by one exchange-side process per
         store, serially, so their ids become visible in order and robots may
@@ -206,6 +223,14 @@ class OrderStore:
 
     def record_fill(self, robot: str, fill: Fill) -> int:
         """Write a trade; return its id (``fill.trade_id`` when it is a reserved id)."""
+        raise NotImplementedError
+
+    def record_replace(self, robot: str, replace: Replace) -> None:
+        """A replace took effect: the order row, while new or accepted, takes its
+        quantity and price. Written right before the ``replaced`` update, so the
+        store always holds each order as it stands, and a restarted exchange
+        reloading open orders rests them as replaced. Writing it again is
+        harmless."""
         raise NotImplementedError
 
     def reserve_ids(self, kind: str, n: int) -> list[int]:
@@ -269,11 +294,15 @@ class OrderStore:
     # transaction: the fast path's store writer then hands it everything at once.
     records_orders = False
 
-    def record_many(self, items: list[tuple[str, OrderUpdate | Fill]]) -> None:
-        """Write several updates and fills, in order; backends may batch them."""
+    def record_many(self, items: list[tuple[str, OrderUpdate | Fill | Replace]]) -> None:
+        """Write several updates, fills and replaces that took effect, in order;
+        backends may batch them."""
         for robot, item in items:
-            if type(item) is Fill:
+            kind = type(item)
+            if kind is Fill:
                 self.record_fill(robot, item)
+            elif kind is Replace:
+                self.record_replace(robot, item)
             else:
                 self.record_update(robot, item)
 
@@ -289,6 +318,17 @@ def update_from(row: dict) -> tuple[int, OrderUpdate]:
     """An order-event row as ``(id, OrderUpdate)``."""
     return row["id"], OrderUpdate(row["client_id"], row["ts"], row["kind"], row["reason"],
                                   str(row["id"]))  # fmt: skip
+
+
+def request_from(row: dict, robot: str) -> Request:
+    """A request row (``id``, ``client_id``, ``kind``; ``qty`` and ``price`` for a
+    replace) as ``(id, robot, Cancel | Replace)``; ValueError for another kind."""
+    kind = row["kind"]
+    if kind == "cancel_request":
+        return row["id"], robot, Cancel(row["client_id"])
+    if kind == "replace_request":
+        return row["id"], robot, Replace(row["client_id"], row["qty"], row["price"])
+    raise ValueError(f"not a request: {kind!r}")
 
 
 def shown_url(url: str) -> str:

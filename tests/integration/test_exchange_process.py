@@ -1,6 +1,7 @@
 """The exchange process: its fast path at the socket (an order's answers come
 back in one message, under the ids the store then holds; a burst larger than
-its id reserve), and what it says when its store is missing."""
+its id reserve; a replace answered at once and stored behind), and what it
+says when its store is missing."""
 
 from __future__ import annotations
 
@@ -8,89 +9,18 @@ import threading
 import time
 
 import pytest
-import zmq
 
 from roboframe.core import codec
-from roboframe.core.events import Bar, Batch, Fill, NewOrder, OrderUpdate
+from roboframe.core.events import Bar, Batch, Fill, NewOrder, OrderUpdate, Replace
 from roboframe.exchange import ExchangeProcess
 from roboframe.store import open_store
 from roboframe.testing.helpers import free_port, wait_for
+from tests.integration.exchange import RunningExchange, order_row, stored
 
 
 @pytest.fixture(params=["pg_url", "mongo_url"])
 def url(request):
     return request.getfixturevalue(request.param)
-
-
-class RunningExchange:
-    """An exchange on a thread with the fast path on (unless ``fast=False``: then
-    it writes the store itself, with no writer process), a feed to publish on,
-    and a robot's DEALER."""
-
-    def __init__(self, url: str, fast: bool = True, wait: bool = True, **options) -> None:
-        self.ctx = zmq.Context()
-        self.pub = self.ctx.socket(zmq.PUB)
-        feed_port = self.pub.bind_to_random_port("tcp://127.0.0.1")
-        orders = f"tcp://127.0.0.1:{free_port()}" if fast else None
-        self.exchange = ExchangeProcess(url, f"tcp://127.0.0.1:{feed_port}", fill_at="close",
-                                        orders_address=orders, **options)  # fmt: skip
-        self.stop, self.ready = threading.Event(), threading.Event()
-        ready = self.ready
-        self.failure: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, args=(ready,))
-        self.thread.start()
-        self.dealer = self.ctx.socket(zmq.DEALER)
-        self.dealer.setsockopt(zmq.IDENTITY, b"alpha")
-        self.dealer.setsockopt(zmq.LINGER, 0)
-        assert not wait or ready.wait(15)
-        if orders is not None:
-            self.dealer.connect(orders)
-
-    def _run(self, ready) -> None:
-        try:
-            self.exchange.run(self.stop, ready)
-        except BaseException as exc:  # the test reports it
-            self.failure.append(exc)
-
-    def price(self, bar: Bar) -> None:
-        """Publish ``bar`` until the exchange has it (its SUB joins late)."""
-        deadline = time.monotonic() + 10
-        while self.exchange.engine.last.get(bar.symbol) != bar:
-            assert time.monotonic() < deadline, "the exchange never got the price"
-            assert not self.failure, self.failure
-            self.pub.send_multipart([bar.symbol.encode(), codec.encode(bar)])
-            time.sleep(0.05)
-
-    def answers(self, n: int, timeout: float = 10.0) -> list:
-        got = []
-        deadline = time.monotonic() + timeout
-        while len(got) < n and time.monotonic() < deadline:
-            if self.dealer.poll(100):
-                got.extend(codec.events_in(codec.decode(self.dealer.recv())))
-            assert not self.failure, self.failure
-        return got
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(30)
-        self.dealer.close()
-        self.pub.close(0)
-        self.ctx.term()
-
-
-def stored(url: str, n_fills: int, n_updates: int) -> tuple[list, list]:
-    """The robot's fills and updates once the writer has written them all."""
-    store = open_store(url)
-    try:
-        deadline = time.monotonic() + 30
-        while True:  # written behind by the store writer
-            fills, updates = store.changes_after("alpha", "alpha-r1-", 0, 0)
-            if len(fills) >= n_fills and len(updates) >= n_updates:
-                return fills, updates
-            assert time.monotonic() < deadline, f"stored {len(fills)} fills, {len(updates)} updates"
-            time.sleep(0.1)
-    finally:
-        store.close()
 
 
 def test_an_orders_answers_come_in_one_message_under_the_stored_ids(url):
@@ -105,7 +35,7 @@ def test_an_orders_answers_come_in_one_message_under_the_stored_ids(url):
         assert type(update) is OrderUpdate and update.status == "accepted"
         assert type(fill) is Fill and (fill.qty, fill.price) == (2, 100)
         assert not running.dealer.poll(200)  # and nothing after it
-        assert running.exchange.counts == {"orders": 1, "fills": 1, "cancels": 0}
+        assert running.exchange.counts == {"orders": 1, "fills": 1, "cancels": 0, "replaces": 0}
         fills, updates = stored(url, 1, 1)
         assert fills == [(int(fill.trade_id), fill)]
         assert updates == [(int(update.ref), update)]
@@ -250,25 +180,24 @@ def test_an_exchange_started_without_its_store_says_so_once(caplog):
     assert len(said) == 1 and said[0].endswith("; retrying")
 
 
-def test_a_replace_sent_straight_to_the_exchange_is_refused_and_changes_nothing(url):
-    """A robot's own gateway refuses replaces; one that reaches the exchange anyway
-    (another client) gets replace_rejected, and the resting order is untouched."""
-    from roboframe.builtin.storegw import REPLACE_UNSUPPORTED
-    from roboframe.core.events import Replace
-
+def test_a_replace_sent_straight_to_the_exchange_is_answered_at_once_and_stored_behind(url):
+    """Over ZeroMQ the answer comes back at once, under the id the store then
+    holds; the store writer records the order's new qty and price behind it."""
     running = RunningExchange(url)
+    cid = "alpha-r1-1"
     try:
         running.price(Bar("Si", 1, 100, 100, 100, 100))
-        running.dealer.send(codec.encode([NewOrder("alpha-r1-1", "Si", "buy", 2, "limit", 90)]))
-        assert running.dealer.poll(5000)
-        (accepted,) = codec.events_in(codec.decode(running.dealer.recv()))
-        assert accepted.status == "accepted"
-        running.dealer.send(codec.encode([Replace("alpha-r1-1", 3, 99)]))
-        assert running.dealer.poll(5000)
-        refused = codec.decode(running.dealer.recv())
-        assert (refused.status, refused.reason) == ("replace_rejected", REPLACE_UNSUPPORTED)
-        resting = running.exchange.engine.open_orders["alpha-r1-1"].order
-        assert (resting.qty, resting.price) == (2, 90)
+        running.dealer.send(codec.encode([NewOrder(cid, "Si", "buy", 2, "limit", 90)]))
+        assert [u.status for u in running.answers(1)] == ["accepted"]
+        running.dealer.send(codec.encode([Replace(cid, 3, 99)]))
+        (replaced,) = running.answers(1)
+        assert replaced.status == "replaced"
+        resting = running.exchange.engine.open_orders[cid].order
+        assert (resting.qty, resting.price) == (3, 99)
+        assert order_row(url, cid, (3, 99, "accepted", 0)) == (3, 99, "accepted", 0)
+        _, updates = stored(url, 0, 2)
+        assert updates[-1] == (int(replaced.ref), replaced)
+        assert running.exchange.counts["replaces"] == 1
     finally:
         running.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from roboframe.core.events import Fill, NewOrder, OrderUpdate
+from roboframe.core.events import Cancel, Fill, NewOrder, OrderUpdate, Replace
 from roboframe.store import StoreUnavailable, open_store
 from roboframe.testing.helpers import take_notifications
 
@@ -156,12 +156,76 @@ def test_cancel_requests_wake_the_exchange_until_handled(stores):
     robot.request_cancel("alpha", "alpha-r1-1", 2)
     assert woke(exchange)
     orders, cancels = exchange.new_requests()
-    assert len(orders) == 1 and [(c[1], c[2]) for c in cancels] == [("alpha", "alpha-r1-1")]
+    assert len(orders) == 1 and [(c[1], c[2]) for c in cancels] == [("alpha", Cancel("alpha-r1-1"))]
     exchange.record_update("alpha", OrderUpdate("alpha-r1-1", 3, "accepted"))
     exchange.mark_handled([cancels[0][0]])
     assert exchange.new_requests() == ([], [])
     _, updates = robot.changes_after("alpha", "alpha-r1-", 0, 0)
     assert [u.status for _, u in updates] == ["accepted"]  # never its own cancel request
+
+
+def test_replace_requests_reach_the_exchange_side_in_order_and_never_the_robot(stores):
+    """A replace request is a row like a cancel request, with the new qty and
+    price: the exchange side is woken for it and reads it among the cancels in
+    the order they were written, until it marks it handled; the robot's own
+    change feed and reads never carry it. (A robot name of its own: PostgreSQL's
+    notification channels span the schemas of a database, which other tests
+    may be writing.)"""
+    robot, exchange = stores
+    name, prefix = "requester", "requester-r1-"
+    cid = f"{prefix}1"
+    robot.listen_robot(name)
+    exchange.listen_exchange()
+    robot.changes_after(name, prefix, 0, 0)  # reads: from here, takes are trusted
+    exchange.new_requests()
+    robot.insert_order(name, "r1", NewOrder(cid, "Si-12.26", "buy", 2, "limit", 90), 1)
+    robot.request_replace(name, cid, 3, 95, 2)
+    robot.request_cancel(name, cid, 3)
+    assert take_notifications(exchange)
+    pushed = exchange.pushed_requests()
+    assert pushed == exchange.new_requests()
+    requests = [r for r in pushed[1] if r[1] == name]
+    assert [r[1:] for r in requests] == [(name, Replace(cid, 3, 95)), (name, Cancel(cid))]
+    assert requests[0][0] < requests[1][0]
+    exchange.mark_handled([ref for ref, _, _ in requests])
+    assert exchange.new_requests()[1] == []
+    assert not woke(robot, 0.5)
+    assert robot.pushed_changes(name, prefix) == []
+    assert robot.changes_after(name, prefix, 0, 0) == ([], [])
+
+
+def test_a_replace_that_took_effect_changes_the_order_row_and_its_answers_not_the_status(stores):
+    """Written right before its ``replaced`` update, a replace gives a new or
+    accepted order row its qty and price (a fill then completes it at the new
+    qty); the answers to replaces are history rows that leave the status as it
+    is; a finished order is never changed."""
+    robot, exchange = stores
+    a = [f"alpha-r1-{n}" for n in range(4)]
+    for n in (1, 2, 3):
+        robot.insert_order("alpha", "r1", NewOrder(a[n], "Si-12.26", "buy", 2, "limit", 90), 1)
+    exchange.record_many(
+        [
+            ("alpha", OrderUpdate(a[1], 2, "accepted")),
+            ("alpha", fill(a[1], 3, qty=1)),
+            ("alpha", Replace(a[1], 4, 95)),
+            ("alpha", OrderUpdate(a[1], 4, "replaced")),
+            ("alpha", fill(a[1], 5, qty=2)),  # 3 of 4: still open
+            ("alpha", OrderUpdate(a[2], 2, "replace_rejected", "replace: no")),  # while new
+            ("alpha", OrderUpdate(a[3], 2, "accepted")),
+            ("alpha", fill(a[3], 3, qty=2)),  # filled: a replace comes too late
+            ("alpha", Replace(a[3], 5, 95)),
+        ]
+    )
+    exchange.record_replace("alpha", Replace(a[2], 3, 91))
+    exchange.record_update("alpha", OrderUpdate(a[2], 3, "replaced"))
+    rows = {s.order.client_id: (s.order.qty, s.order.price, s.status, s.filled)
+            for s in exchange.open_orders()}  # fmt: skip
+    assert rows == {a[1]: (4, 95, "accepted", 3), a[2]: (3, 91, "new", 0)}
+    assert order_states(exchange)[a[3]] == ("filled", 2)
+    exchange.record_many([("alpha", fill(a[1], 6, qty=1))])
+    assert order_states(exchange)[a[1]] == ("filled", 4)
+    _, updates = robot.changes_after("alpha", "alpha-r1-", 0, 0)
+    assert [u.status for _, u in updates].count("replaced") == 2
 
 
 def test_notifications_carry_what_a_read_would_give(stores):

@@ -4,7 +4,8 @@ Collections (in the URL's database, default ``roboframe``)::
 
     orders        {id, name, run_id, client_id (unique), symbol, side, qty, type, price,
                    ts, status, filled, trade_ids; taken: written behind by the fast path}
-    order_events  {id, name, client_id, kind, reason, ts}
+    order_events  {id, name, client_id, kind, reason, ts; a request: handled;
+                   a replace request: qty, price}
     trades        {id, name, client_id, symbol, side, qty, price, fee, ts}
     counters      {_id: collection, seq}   -- increasing ids, one $inc each
     locks         {_id: "writer" | "exchange", owner, until} -- the store writer's
@@ -12,12 +13,13 @@ Collections (in the URL's database, default ``roboframe``)::
 
 ``name`` is the robot's name, as in the original design. A robot's trade
 stream watches inserts into ``trades`` and ``order_events`` whose
-``fullDocument.name`` is its name; the exchange side watches inserts into
-``orders`` and cancel requests. As with PostgreSQL, each change carries its
-whole document, so a reader acts on it without a query; on every (re)opened
-stream and every poll it reads "everything after id N" (robots) or orders by
-state (the exchange) instead, so an event missed while a stream was down is
-read on the next catch-up.
+``fullDocument.name`` is its name (requests left out); the exchange side
+watches inserts into ``orders`` and requests (cancels, replaces). As with
+PostgreSQL, each change carries its whole document, so a reader acts on it
+without a query; on every (re)opened stream and every poll it reads
+"everything after id N" (robots) or orders and requests by state (the
+exchange) instead, so an event missed while a stream was down is read on the
+next catch-up.
 
 Change streams need a replica set: a single-node replica set is enough.
 """
@@ -36,13 +38,16 @@ from collections import deque
 import pymongo
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from roboframe.core.events import Fill, NewOrder, OrderUpdate
+from roboframe.core.events import Fill, NewOrder, OrderUpdate, Replace
 from roboframe.errors import ConfigError
 from roboframe.store.base import (
+    REQUEST_KINDS,
+    STATE_KINDS,
     OrderStore,
     StoredOrder,
     StoreUnavailable,
     fill_from,
+    request_from,
     update_from,
 )
 
@@ -243,33 +248,47 @@ class MongoStore(OrderStore):
                 continue
             if coll == "trades":
                 out.append(fill_from(d))
-            elif coll == "order_events" and d["kind"] != "cancel_request":
+            elif coll == "order_events" and d["kind"] not in REQUEST_KINDS:
                 out.append(update_from(d))
             else:
                 return None
         return out
 
     def _requests_in(self, notes: list[dict]) -> tuple[list, list] | None:
-        orders, cancels = [], []
+        orders, requests = [], []
         for coll, d in self._documents(notes):
             if coll == "orders":
                 orders.extend(self._stored([d]))
-            elif coll == "order_events" and d["kind"] == "cancel_request":
-                cancels.append((d["id"], d["name"], d["client_id"]))
+            elif coll == "order_events":
+                requests.append(request_from(d, d["name"]))
             else:
                 return None
-        return orders, cancels
+        return orders, requests
 
     def _new_ids(self, kind: str, n: int) -> list[int]:
-        doc = self._guard(
-            self.db.counters.find_one_and_update,
-            {"_id": kind},
-            {"$inc": {"seq": n}},
-            upsert=True,
-            return_document=AFTER,
-        )
-        top = int(doc["seq"])
+        top = self._bump(kind, n)
         return list(range(top - n + 1, top + 1))
+
+    def _bump(self, counter: str, n: int) -> int:
+        """Add ``n`` to a counter; its new value. Two connections making the same
+        counter at once (a robot's first request while the exchange takes its
+        first block of ids) race on the upsert: the loser gets a duplicate key
+        (MongoDB) or no document (SecantusDB). The counter is there by then:
+        asked again, it answers."""
+        for _ in range(3):
+            try:
+                doc = self._guard(
+                    self.db.counters.find_one_and_update,
+                    {"_id": counter},
+                    {"$inc": {"seq": n}},
+                    upsert=True,
+                    return_document=AFTER,
+                )
+            except DuplicateKeyError:
+                continue
+            if doc is not None:
+                return int(doc["seq"])
+        raise StoreUnavailable(f"the {counter} id counter gave no value")
 
     def try_writer_lock(self, keep: bool) -> bool:
         if keep:
@@ -317,14 +336,7 @@ class MongoStore(OrderStore):
         self._leases[name] = time.monotonic()
 
     def _next_id(self, coll: str) -> int:
-        doc = self._guard(
-            self.db.counters.find_one_and_update,
-            {"_id": coll},
-            {"$inc": {"seq": 1}},
-            upsert=True,
-            return_document=AFTER,
-        )
-        return doc["seq"]
+        return self._bump(coll, 1)
 
     # -- robot side -----------------------------------------------------------
 
@@ -358,15 +370,22 @@ class MongoStore(OrderStore):
         return True
 
     def request_cancel(self, robot: str, client_id: str, ts: int) -> None:
+        self._request(robot, client_id, "cancel_request", ts, {})
+
+    def request_replace(self, robot: str, client_id: str, qty: int, price: int, ts: int) -> None:
+        self._request(robot, client_id, "replace_request", ts, {"qty": qty, "price": price})
+
+    def _request(self, robot: str, client_id: str, kind: str, ts: int, extra: dict) -> None:
         self._guard(
             self.db.order_events.insert_one,
             {
                 "id": self._next_id("order_events"),
                 "name": robot,
                 "client_id": client_id,
-                "kind": "cancel_request",
+                "kind": kind,
                 "reason": "",
                 "ts": ts,
+                **extra,
             },
         )
 
@@ -378,7 +397,7 @@ class MongoStore(OrderStore):
                     "operationType": "insert",
                     "fullDocument.name": robot,
                     "ns.coll": {"$in": ["trades", "order_events"]},
-                    "fullDocument.kind": {"$ne": "cancel_request"},
+                    "fullDocument.kind": {"$nin": list(REQUEST_KINDS)},
                 }
             }
         ]
@@ -393,7 +412,7 @@ class MongoStore(OrderStore):
         events = self._guard(
             lambda: _plain_all(
                 self.db.order_events.find(
-                    {**mine, "id": {"$gt": event_id}, "kind": {"$ne": "cancel_request"}}
+                    {**mine, "id": {"$gt": event_id}, "kind": {"$nin": list(REQUEST_KINDS)}}
                 ).sort("id", 1)
             )
         )
@@ -408,7 +427,10 @@ class MongoStore(OrderStore):
                     "operationType": "insert",
                     "$or": [
                         {"ns.coll": "orders", "fullDocument.taken": {"$ne": True}},
-                        {"ns.coll": "order_events", "fullDocument.kind": "cancel_request"},
+                        {
+                            "ns.coll": "order_events",
+                            "fullDocument.kind": {"$in": list(REQUEST_KINDS)},
+                        },
                     ],
                 }
             }
@@ -454,20 +476,20 @@ class MongoStore(OrderStore):
         orders = self._guard(
             lambda: _plain_all(self.db.orders.find({"status": "new"}).sort("id", 1))
         )
-        cancels = self._guard(
+        requests = self._guard(
             lambda: _plain_all(
                 self.db.order_events.find(
-                    {"kind": "cancel_request", "handled": {"$ne": True}}
+                    {"kind": {"$in": list(REQUEST_KINDS)}, "handled": {"$ne": True}}
                 ).sort("id", 1)
             )
         )
-        return self._stored(orders), [(d["id"], d["name"], d["client_id"]) for d in cancels]
+        return self._stored(orders), [request_from(d, d["name"]) for d in requests]
 
-    def mark_handled(self, cancel_ids: list[int]) -> None:
-        if cancel_ids:
+    def mark_handled(self, request_ids: list[int]) -> None:
+        if request_ids:
             self._guard(
                 self.db.order_events.update_many,
-                {"id": {"$in": list(cancel_ids)}},
+                {"id": {"$in": list(request_ids)}},
                 {"$set": {"handled": True}},
             )
 
@@ -489,12 +511,20 @@ class MongoStore(OrderStore):
                 "ts": update.ts,
             },
         )
+        if update.status in STATE_KINDS:
+            self._guard(
+                self.db.orders.update_one,
+                {"client_id": update.client_id, "status": {"$in": ["new", "accepted"]}},
+                {"$set": {"status": update.status}},
+            )
+        return new_id
+
+    def record_replace(self, robot: str, replace: Replace) -> None:
         self._guard(
             self.db.orders.update_one,
-            {"client_id": update.client_id, "status": {"$in": ["new", "accepted"]}},
-            {"$set": {"status": update.status}},
+            {"client_id": replace.client_id, "status": {"$in": ["new", "accepted"]}},
+            {"$set": {"qty": replace.qty, "price": replace.price}},
         )
-        return new_id
 
     def record_fill(self, robot: str, fill: Fill) -> int:
         new_id = _reserved(fill.trade_id) or self.reserve_ids("trades", 1)[0]

@@ -176,3 +176,31 @@ def test_an_order_the_fast_path_took_does_not_wake_the_exchange(mongo_url):
     finally:
         writer.close()
         exchange.close()
+
+
+def test_connections_making_an_id_counter_at_once_all_get_ids(mongo_url):
+    """The first ids of a fresh store, taken at once by several connections (a
+    robot's first request while the exchange takes its first block): each
+    upsert of the new counter gets an id of its own, none fails."""
+    import threading
+
+    stores = [open_store(mongo_url) for _ in range(8)]
+    start = threading.Barrier(len(stores))
+    got, errors = [], []
+
+    def take(store) -> None:
+        start.wait()
+        try:
+            got.append(store.reserve_ids("order_events", 1)[0])
+        except Exception as exc:  # the assertion reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=take, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    for store in stores:
+        store.close()
+    assert errors == []
+    assert len(set(got)) == len(stores)

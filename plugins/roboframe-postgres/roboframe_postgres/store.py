@@ -4,15 +4,17 @@ Schema (created by :meth:`PgStore.setup`, idempotent)::
 
     rf_orders(id bigserial PK, robot, run_id, client_id UNIQUE, symbol, side,
               qty, type, price, ts, status, filled)
-    rf_order_events(id bigserial PK, robot, client_id, kind, reason, ts)
-        kind: cancel_request | accepted | rejected | cancelled
+    rf_order_events(id bigserial PK, robot, client_id, kind, reason, ts, handled,
+                    qty, price)
+        kind: cancel_request | replace_request (with qty, price), written by robots;
+              accepted | rejected | cancelled | replaced | replace_rejected
     rf_trades(id bigserial PK, robot, client_id, symbol, side, qty, price, fee, ts)
 
 Triggers send ``NOTIFY rf_robot_<hash of schema and name>`` for every trade
 and exchange-side event of that robot, and ``NOTIFY rf_exchange_<hash of
-schema>`` for every new order and cancel request (but for the order rows of
-the fast path, which the exchange took over ZeroMQ before its store writer
-recorded them). Each carries its
+schema>`` for every new order and request (but for the order rows of the fast
+path, which the exchange took over ZeroMQ before its store writer recorded
+them). Each carries its
 whole row as JSON, so a connected listener learns what happened without a
 query (:meth:`PgStore.pushed_changes`, :meth:`PgStore.pushed_requests`).
 Whatever a listener may have missed -- the notifications sent while it was
@@ -39,13 +41,16 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg.types.json import Jsonb
 
-from roboframe.core.events import Fill, NewOrder, OrderUpdate
+from roboframe.core.events import Fill, NewOrder, OrderUpdate, Replace
 from roboframe.errors import ConfigError
 from roboframe.store.base import (
+    REQUEST_KINDS,
+    STATE_KINDS,
     OrderStore,
     StoredOrder,
     StoreUnavailable,
     fill_from,
+    request_from,
     run_id_of,
     update_from,
 )
@@ -79,11 +84,12 @@ BEGIN
             'qty', NEW.qty, 'type', NEW.type, 'price', NEW.price, 'ts', NEW.ts,
             'status', NEW.status, 'filled', NEW.filled)::text;
     ELSIF TG_TABLE_NAME = 'rf_order_events' THEN
-        IF NEW.kind = 'cancel_request' THEN
+        IF NEW.kind IN ('cancel_request', 'replace_request') THEN
             channel := rf_exchange_channel(TG_TABLE_SCHEMA);
-            short := 'cancel:' || NEW.id;
-            payload := json_build_object('k', 'cancel', 'id', NEW.id, 'robot', NEW.robot,
-                'client_id', NEW.client_id)::text;
+            short := 'request:' || NEW.id;
+            payload := json_build_object('k', 'request', 'id', NEW.id, 'robot', NEW.robot,
+                'client_id', NEW.client_id, 'kind', NEW.kind, 'qty', NEW.qty,
+                'price', NEW.price)::text;
         ELSE
             channel := rf_channel(TG_TABLE_SCHEMA, NEW.robot);
             short := 'event:' || NEW.id;
@@ -121,7 +127,8 @@ BEGIN
         IF cid IS DISTINCT FROM item->>'client_id' THEN
             IF cid IS NOT NULL AND (cid_lots > 0 OR cid_kind IS NOT NULL) THEN
                 -- as if item by item: a trade completing the order makes it filled;
-                -- an event moves a new or accepted order on (accepted, then cancelled)
+                -- an event moves a new or accepted order on (accepted, then cancelled);
+                -- a replace's new qty is in the row already (written at its item)
                 UPDATE rf_orders SET filled = filled + cid_lots,
                     status = CASE
                         WHEN cid_lots > 0 AND filled + cid_lots >= qty THEN 'filled'
@@ -160,9 +167,16 @@ BEGIN
                     cid_lots := cid_lots - lots;
                 END IF;
             END IF;
+        ELSIF item->>'k' = 'replace' THEN  -- took effect: the order as it stands now
+            -- while open, counting the items before it not yet settled
+            UPDATE rf_orders SET qty = (item->>'qty')::bigint, price = (item->>'price')::bigint
+            WHERE client_id = cid AND status IN ('new', 'accepted')
+                AND filled + cid_lots < qty AND coalesce(cid_kind, 'accepted') = 'accepted';
         ELSIF item->>'k' = 'event' THEN
-            IF cid_kind IS NULL OR cid_kind IN ('new', 'accepted') THEN
-                cid_kind := item->>'kind';  -- a repeat moves the order nowhere new
+            -- a repeat moves the order nowhere new; a replace's answers, nowhere
+            IF item->>'kind' IN ('accepted', 'rejected', 'cancelled')
+                    AND (cid_kind IS NULL OR cid_kind IN ('new', 'accepted')) THEN
+                cid_kind := item->>'kind';
             END IF;
             IF item->>'id' IS NULL THEN
                 INSERT INTO rf_order_events (robot, client_id, kind, reason, ts)
@@ -187,7 +201,9 @@ $$ LANGUAGE sql IMMUTABLE;
 # once for the items in a row about it; 4: rf_record takes order rows too, and
 # they do not wake the exchange (it has them already); 5: a row under a reserved
 # id that is there already (a retry after a lost answer) is a no-op; 6: channel
-# names include the schema (two stores in one database woke each other's exchange)
+# names include the schema (two stores in one database woke each other's
+# exchange); replace requests (rf_order_events.qty, .price), rf_record takes
+# replaces that took effect, and a replace's answers leave the order's status alone
 SCHEMA_VERSION = 6
 NOTIFY_FUNCTION = NOTIFY_FUNCTION.replace("{version}", str(SCHEMA_VERSION))
 
@@ -215,11 +231,11 @@ CREATE TABLE IF NOT EXISTS rf_order_events (
     kind text NOT NULL,
     reason text NOT NULL DEFAULT '',
     ts bigint NOT NULL,
-    handled boolean NOT NULL DEFAULT false
+    handled boolean NOT NULL DEFAULT false,
+    qty bigint,
+    price bigint
 );
-CREATE INDEX IF NOT EXISTS rf_order_events_pending ON rf_order_events (id)
-    WHERE kind = 'cancel_request' AND NOT handled;
-CREATE INDEX IF NOT EXISTS rf_order_events_robot ON rf_order_events (robot, id);
+{requests_index}CREATE INDEX IF NOT EXISTS rf_order_events_robot ON rf_order_events (robot, id);
 CREATE TABLE IF NOT EXISTS rf_trades (
     id bigserial PRIMARY KEY,
     robot text NOT NULL,
@@ -242,7 +258,21 @@ DROP TRIGGER IF EXISTS rf_trades_notify ON rf_trades;
 CREATE TRIGGER rf_trades_notify AFTER INSERT ON rf_trades
     FOR EACH ROW EXECUTE FUNCTION rf_notify();
 """
-DDL = DDL.replace("{notify}", NOTIFY_FUNCTION)
+REQUESTS_INDEX = """CREATE INDEX IF NOT EXISTS rf_order_events_requests ON rf_order_events (id)
+    WHERE kind IN ('cancel_request', 'replace_request') AND NOT handled;
+"""
+DDL = DDL.replace("{notify}", NOTIFY_FUNCTION).replace("{requests_index}", REQUESTS_INDEX)
+# What a store made by an older version lacks besides the functions (before 6:
+# the replace columns, and a pending-requests index that covered cancels only).
+UPGRADE = (
+    """
+ALTER TABLE rf_order_events ADD COLUMN IF NOT EXISTS qty bigint,
+    ADD COLUMN IF NOT EXISTS price bigint;
+DROP INDEX IF EXISTS rf_order_events_pending;
+"""
+    + REQUESTS_INDEX
+    + NOTIFY_FUNCTION
+)
 
 
 def _reserved(text: str) -> int | None:
@@ -340,7 +370,7 @@ class PgStore(OrderStore):
                 if not exists:
                     self.conn.execute(DDL)
                 elif version < SCHEMA_VERSION:  # made by an older roboframe: upgrade it
-                    self.conn.execute(NOTIFY_FUNCTION)
+                    self.conn.execute(UPGRADE)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.close()
             raise StoreUnavailable(str(exc).strip() or "connection lost") from exc
@@ -400,7 +430,7 @@ class PgStore(OrderStore):
         return out
 
     def _requests_in(self, notes: list[str]) -> tuple[list, list] | None:
-        orders, cancels = [], []
+        orders, requests = [], []
         for row in map(json.loads, notes):
             if row["k"] == "order":
                 order = NewOrder(row["client_id"], row["symbol"], row["side"], row["qty"],
@@ -410,11 +440,11 @@ class PgStore(OrderStore):
                         row["id"], row["robot"], order, row["ts"], row["status"], row["filled"]
                     )
                 )
-            elif row["k"] == "cancel":
-                cancels.append((row["id"], row["robot"], row["client_id"]))
+            elif row["k"] == "request":
+                requests.append(request_from(row, row["robot"]))
             else:
                 return None
-        return orders, cancels
+        return orders, requests
 
     def _tables_schema(self) -> str:
         """The schema this connection finds the tables in, as the triggers name it
@@ -457,6 +487,13 @@ class PgStore(OrderStore):
             (robot, client_id, ts),
         )
 
+    def request_replace(self, robot: str, client_id: str, qty: int, price: int, ts: int) -> None:
+        self._exec(
+            "INSERT INTO rf_order_events (robot, client_id, kind, ts, qty, price) "
+            "VALUES (%s, %s, 'replace_request', %s, %s, %s)",
+            (robot, client_id, ts, qty, price),
+        )
+
     def listen_robot(self, robot: str) -> None:
         self._listen(robot_channel(robot, self._tables_schema()))
 
@@ -471,8 +508,8 @@ class PgStore(OrderStore):
             )
             events = self._exec(
                 "SELECT id, client_id, kind, reason, ts FROM rf_order_events WHERE robot = %s "
-                "AND id > %s AND kind <> 'cancel_request' AND client_id LIKE %s ORDER BY id",
-                (robot, event_id, like),
+                "AND id > %s AND kind <> ALL(%s) AND client_id LIKE %s ORDER BY id",
+                (robot, event_id, list(REQUEST_KINDS), like),
             )
         fills = [
             (row[0], Fill(row[1], row[7], row[2], row[3], row[4], row[5], str(row[0]), row[6]))
@@ -524,16 +561,19 @@ class PgStore(OrderStore):
             orders = self._exec(
                 f"SELECT {self._ORDER_COLUMNS} FROM rf_orders WHERE status = 'new' ORDER BY id"
             )
-            cancels = self._exec(
-                "SELECT id, robot, client_id FROM rf_order_events "
-                "WHERE kind = 'cancel_request' AND NOT handled ORDER BY id"
+            requests = self._exec(  # the partial index's very condition
+                "SELECT id, robot, client_id, kind, qty, price FROM rf_order_events "
+                "WHERE kind IN ('cancel_request', 'replace_request') AND NOT handled ORDER BY id"
             )
-        return self._stored(orders.fetchall()), [tuple(r) for r in cancels.fetchall()]
+        columns = ("id", "robot", "client_id", "kind", "qty", "price")
+        rows = [dict(zip(columns, r, strict=True)) for r in requests.fetchall()]
+        return self._stored(orders.fetchall()), [request_from(r, r["robot"]) for r in rows]
 
-    def mark_handled(self, cancel_ids: list[int]) -> None:
-        if cancel_ids:
+    def mark_handled(self, request_ids: list[int]) -> None:
+        if request_ids:
             self._exec(
-                "UPDATE rf_order_events SET handled = true WHERE id = ANY(%s)", (list(cancel_ids),)
+                "UPDATE rf_order_events SET handled = true WHERE id = ANY(%s)",
+                (list(request_ids),),
             )
 
     def _transaction(self):
@@ -578,11 +618,12 @@ class PgStore(OrderStore):
         row = {"robot": robot, "client_id": update.client_id, "kind": update.status,
                "reason": update.reason, "ts": update.ts}  # fmt: skip
         cur = self._insert_row("rf_order_events", row, _reserved(update.ref))
-        self._exec(
-            "UPDATE rf_orders SET status = %s WHERE client_id = %s "
-            "AND status IN ('new', 'accepted')",
-            (update.status, update.client_id),
-        )
+        if update.status in STATE_KINDS:
+            self._exec(
+                "UPDATE rf_orders SET status = %s WHERE client_id = %s "
+                "AND status IN ('new', 'accepted')",
+                (update.status, update.client_id),
+            )
         return cur
 
     def _record_fill(self, robot: str, fill: Fill) -> psycopg.Cursor:
@@ -608,14 +649,25 @@ class PgStore(OrderStore):
             cur = self._record_fill(robot, fill)
         return cur.fetchone()[0]
 
+    def record_replace(self, robot: str, replace: Replace) -> None:
+        self._exec(
+            "UPDATE rf_orders SET qty = %s, price = %s WHERE client_id = %s "
+            "AND status IN ('new', 'accepted')",
+            (replace.qty, replace.price, replace.client_id),
+        )
+
     records_orders = True
 
     def record_many(self, items: list) -> None:
-        """Orders, updates and fills ``[(robot, NewOrder | OrderUpdate | Fill)]``, in
-        order, in one statement (``rf_record``): one round trip, one transaction."""
+        """Orders, updates, fills and replaces that took effect ``[(robot, NewOrder |
+        OrderUpdate | Fill | Replace)]``, in order, in one statement (``rf_record``):
+        one round trip, one transaction."""
         rows = []
         for robot, item in items:
-            if type(item) is NewOrder:
+            if type(item) is Replace:
+                rows.append({"k": "replace", "robot": robot, "client_id": item.client_id,
+                             "qty": item.qty, "price": item.price})  # fmt: skip
+            elif type(item) is NewOrder:
                 run_id = run_id_of(robot, item.client_id)
                 rows.append({"k": "order", "robot": robot, "run_id": run_id,
                              "client_id": item.client_id, "symbol": item.symbol,

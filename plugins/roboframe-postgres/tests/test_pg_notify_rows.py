@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from roboframe_postgres.store import PgStore, robot_channel
 
-from roboframe.core.events import Fill, NewOrder, OrderUpdate
+from roboframe.core.events import Cancel, Fill, NewOrder, OrderUpdate, Replace
 from roboframe.store import open_store
 from roboframe.testing.helpers import take_notifications, wait_for
 
@@ -29,17 +29,19 @@ def stores(pg_url):
     exchange.close()
 
 
-def test_the_exchange_takes_new_orders_and_cancels_from_the_notifications(stores):
+def test_the_exchange_takes_new_orders_and_requests_from_the_notifications(stores):
     robot, exchange = stores
-    robot.insert_order(ROBOT, "r1", NewOrder(f"{PREFIX}1", "Si-12.26", "sell", 3, "limit", 101), 7)
-    robot.request_cancel(ROBOT, f"{PREFIX}1", 8)
+    cid = f"{PREFIX}1"
+    robot.insert_order(ROBOT, "r1", NewOrder(cid, "Si-12.26", "sell", 3, "limit", 101), 7)
+    robot.request_replace(ROBOT, cid, 4, 102, 8)
+    robot.request_cancel(ROBOT, cid, 9)
     assert take_notifications(exchange)
     pushed = exchange.pushed_requests()
     assert pushed == exchange.new_requests()  # the very rows a read gives
-    orders, cancels = pushed
-    assert [o.order.client_id for o in orders] == [f"{PREFIX}1"]
+    orders, requests = pushed
+    assert [o.order.client_id for o in orders] == [cid]
     assert orders[0].order.price == 101 and orders[0].robot == ROBOT
-    assert [c[1:] for c in cancels] == [(ROBOT, f"{PREFIX}1")]
+    assert [r[1:] for r in requests] == [(ROBOT, Replace(cid, 4, 102)), (ROBOT, Cancel(cid))]
     assert exchange.pushed_requests() == ([], [])  # taken once
 
 
@@ -148,6 +150,57 @@ def test_a_store_made_by_an_older_roboframe_is_upgraded(pg_url, marker):
     assert pushed is not None and [e.price for _, e in pushed] == [100]
     old.close()
     robot.close()
+
+
+def test_a_version_5_store_is_upgraded_in_place_to_take_replace_requests(pg_url):
+    """A store made by the previous schema (version 5: no qty and price on
+    rf_order_events, a pending-requests index for cancels only, functions that
+    know no replaces) gets them on the next setup, and keeps its rows."""
+    from pathlib import Path
+
+    import psycopg
+
+    robot, prefix = "upgraded", "upgraded-r1-"  # the exchange channel spans schemas
+    old = open_store(pg_url)  # no setup: the schema as version 5 made it
+    old.conn.execute((Path(__file__).parent / "schema_v5.sql").read_text())
+    cid = f"{prefix}1"
+    old.insert_order(robot, "r1", NewOrder(cid, "Si-12.26", "buy", 2, "limit", 90), 1)
+    old.request_cancel(robot, f"{prefix}0", 2)  # a request from before, still pending
+    with pytest.raises(psycopg.errors.UndefinedColumn):
+        old.request_replace(robot, cid, 3, 95, 3)
+    store = open_store(pg_url)
+    store.setup()  # upgrades
+    assert store.conn.execute("SELECT rf_schema_version()").fetchone() == (6,)
+    indexes = (
+        "SELECT indexname FROM pg_indexes "
+        "WHERE schemaname = current_schema() AND tablename = 'rf_order_events'"
+    )
+    names = {name for (name,) in store.conn.execute(indexes)}
+    assert "rf_order_events_requests" in names and "rf_order_events_pending" not in names
+    store.listen_exchange()
+    store.wait(0)
+    assert store.pushed_requests() is None  # just connected: read the store
+    old.request_replace(robot, cid, 3, 95, 3)
+    assert take_notifications(store)
+    pushed = [r[1:] for r in store.pushed_requests()[1] if r[1] == robot]
+    assert pushed == [(robot, Replace(cid, 3, 95))]
+    orders, requests = store.new_requests()
+    assert [s.order.client_id for s in orders] == [cid]
+    assert [r[1:] for r in requests] == [
+        (robot, Cancel(f"{prefix}0")),
+        (robot, Replace(cid, 3, 95)),
+    ]
+    store.record_many(
+        [
+            (robot, OrderUpdate(cid, 4, "accepted")),
+            (robot, Replace(cid, 3, 95)),
+            (robot, OrderUpdate(cid, 4, "replaced")),
+        ]
+    )
+    (stored,) = store.open_orders()
+    assert (stored.order.qty, stored.order.price, stored.status) == (3, 95, "accepted")
+    old.close()
+    store.close()
 
 
 class RunningStream:
@@ -301,29 +354,20 @@ def test_the_fast_path_takes_the_stores_notifications_of_what_its_socket_missed(
         writer.close()
 
 
-@pytest.mark.parametrize("gateway", ["postgres", "zmq"])
-def test_a_replace_is_refused_at_once_and_the_orders_around_it_still_go(pg_url, gateway):
-    """Order stores keep no replaced orders yet: the trade stream answers a
-    Replace replace_rejected itself, and the new order sent with it is written."""
-    from roboframe.builtin.storegw import REPLACE_UNSUPPORTED
-    from roboframe.core.events import Replace
-    from roboframe.testing.helpers import free_port
-
-    params = {"url": pg_url, "poll_ms": 600_000}
-    if gateway == "zmq":
-        params["address"] = f"tcp://127.0.0.1:{free_port()}"  # nothing there: not needed
-    stream = RunningStream(_gateway(gateway), params)
+def test_a_replace_is_written_as_a_request_row_in_the_order_it_was_sent(pg_url):
+    """The store gateway writes a Replace the way it writes a cancel: a request
+    row for the exchange side, with the new qty and price, between the actions
+    sent around it."""
+    stream = RunningStream(_gateway("postgres"), {"url": pg_url, "poll_ms": 600_000})
     store = open_store(pg_url)
     store.setup()
     try:
         cid = f"{PREFIX}1"
-        stream.gw.submit([Replace(f"{PREFIX}0", 2, 101), NewOrder(cid, "SI", "buy", 1)])
-        got, _ = stream.events(1)
-        assert got == [OrderUpdate(f"{PREFIX}0", 0, "replace_rejected", REPLACE_UNSUPPORTED)]
-        if gateway == "postgres":
-            assert wait_for(lambda: store.new_requests()[0]), "the order never reached the store"
-            (stored,) = store.new_requests()[0]
-            assert stored.order.client_id == cid
+        sent = [NewOrder(cid, "SI", "buy", 1, "limit", 99), Replace(cid, 2, 101), Cancel(cid)]
+        stream.gw.submit(sent)
+        assert wait_for(lambda: len(store.new_requests()[1]) == 2), "the requests never came"
+        orders, requests = store.new_requests()
+        assert [s.order for s in orders] + [action for _, _, action in requests] == sent
     finally:
         stream.close()
         store.close()
@@ -347,10 +391,10 @@ def exchange_socket():
 
 
 def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url, exchange_socket):
-    """The exchange refuses a replace without writing a row: its answer has no
-    ref. The fast path's stream forwards it (it used to fail on int(''))."""
+    """An exchange may answer without writing a row (an older roboframe's refusal
+    of a replace did): the answer has no ref. The fast path's stream forwards
+    it (it used to fail on int(''))."""
 
-    from roboframe.builtin.storegw import REPLACE_UNSUPPORTED
     from roboframe.core import codec
 
     router, address = exchange_socket
@@ -359,7 +403,7 @@ def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url,
         stream.gw.submit([NewOrder(f"{PREFIX}1", "SI", "buy", 1)])  # so the router knows it
         assert router.poll(5000), "the stream never connected"
         identity, _ = router.recv_multipart()
-        refused = OrderUpdate(f"{PREFIX}1", 7, "replace_rejected", REPLACE_UNSUPPORTED)
+        refused = OrderUpdate(f"{PREFIX}1", 7, "replace_rejected", "replace: not supported")
         router.send_multipart([identity, codec.encode(refused)])
         got, _ = stream.events(1)
         assert got == [refused]
@@ -372,7 +416,8 @@ def test_the_fast_path_sends_orders_again_through_the_store_after_a_resume(pg_ur
     """What a resumed robot sends again may have been filled by an exchange that
     has restarted since and forgotten it: over ZeroMQ it would be filled a second
     time. resubmit writes it to the store instead, where a held client id is a
-    no-op; new orders still go straight to the exchange."""
+    no-op, and a pending replace as a request row beside it; new orders and
+    replaces still go straight to the exchange."""
 
     from roboframe.core import codec
 
@@ -385,14 +430,16 @@ def test_the_fast_path_sends_orders_again_through_the_store_after_a_resume(pg_ur
             NewOrder(f"{PREFIX}1", "SI", "buy", 1),
             NewOrder(f"{PREFIX}2", "SI", "buy", 1),
         )
-        stream.gw.resubmit([again])
-        stream.gw.submit([fresh])
+        stream.gw.resubmit([again, Replace(again.client_id, 2, 101)])
+        stream.gw.submit([fresh, Replace(fresh.client_id, 3, 99)])
         assert router.poll(5000), "the new order never came over ZeroMQ"
         _, raw = router.recv_multipart()
-        assert codec.decode_actions(raw) == [fresh]
-        assert wait_for(lambda: store.new_requests()[0]), "the resent order never reached the store"
-        assert [s.order for s in store.new_requests()[0]] == [again]
-        assert not router.poll(300)  # the resent one never came this way
+        assert codec.decode_actions(raw) == [fresh, Replace(fresh.client_id, 3, 99)]
+        assert wait_for(lambda: store.new_requests()[1]), "the resent ones never reached the store"
+        orders, requests = store.new_requests()
+        assert [s.order for s in orders] == [again]
+        assert [action for _, _, action in requests] == [Replace(again.client_id, 2, 101)]
+        assert not router.poll(300)  # the resent ones never came this way
     finally:
         store.close()
         stream.close()
