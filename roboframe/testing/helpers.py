@@ -178,3 +178,48 @@ def take_notifications(store: Any, seconds: float = 2.0) -> bool:
     while store.wait(0.05):
         pass
     return True
+
+
+class RunningTradeStream:
+    """A robot's gateway (run ``r1``, one symbol) with its trade stream on a
+    thread, and the loop's socket to read what the stream forwards: a gateway's
+    robot side under test, with real sockets. ``messages`` counts the messages
+    the loop got (answers that came together come as one)."""
+
+    def __init__(self, gateway: type, params: dict, robot: str, symbol: str = "Si") -> None:
+        import threading
+        from decimal import Decimal
+
+        import zmq
+
+        from roboframe.core.gateway import Runtime
+        from roboframe.core.instruments import Instrument
+        from roboframe.core.streams import trade_stream
+
+        self.ctx = zmq.Context()
+        self.runtime = Runtime(robot, "r1", self.ctx, f"inproc://{robot}-loop", None)
+        self.loop = self.ctx.socket(zmq.PULL)
+        self.loop.bind(self.runtime.loop_address)
+        self.gw = gateway(params, {symbol: Instrument(symbol, Decimal(1))}, robot=robot)
+        self.gw.open(self.runtime)
+        self.messages = 0
+        self.thread = threading.Thread(target=trade_stream, args=(self.gw, self.runtime))
+        self.thread.daemon = True
+        self.thread.start()
+
+    def events(self, n: int, timeout_ms: int = 10_000) -> list:
+        """The next ``n`` events the loop gets (fewer after ``timeout_ms`` of silence)."""
+        from roboframe.core import codec
+
+        got = []
+        while len(got) < n and self.loop.poll(timeout_ms):
+            got.extend(codec.events_in(codec.decode(self.loop.recv())))
+            self.messages += 1
+        return got
+
+    def close(self) -> None:
+        self.runtime.stop.set()
+        self.thread.join(10)
+        self.gw.close()
+        self.loop.close(0)
+        self.ctx.term()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from decimal import Decimal
 
 import zmq
 
@@ -110,37 +109,3 @@ def order_row(url: str, client_id: str, want: tuple | None = None) -> tuple:
             time.sleep(0.05)
     finally:
         store.close()
-
-
-class RobotStream:
-    """A robot's gateway (run ``r1``, symbol ``Si``) with its trade stream on a
-    thread, and the loop's socket to read what the stream forwards."""
-
-    def __init__(self, gateway: type, params: dict, robot: str) -> None:
-        from roboframe.core.gateway import Runtime
-        from roboframe.core.instruments import Instrument
-        from roboframe.core.streams import trade_stream
-
-        self.ctx = zmq.Context()
-        self.runtime = Runtime(robot, "r1", self.ctx, f"inproc://{robot}-loop", None)
-        self.loop = self.ctx.socket(zmq.PULL)
-        self.loop.bind(self.runtime.loop_address)
-        self.gw = gateway(params, {"Si": Instrument("Si", Decimal(1))}, robot=robot)
-        self.gw.open(self.runtime)
-        self.thread = threading.Thread(target=trade_stream, args=(self.gw, self.runtime))
-        self.thread.daemon = True
-        self.thread.start()
-
-    def events(self, n: int, timeout_ms: int = 10_000) -> list:
-        """The next ``n`` events the loop gets (fewer after ``timeout_ms`` of silence)."""
-        got = []
-        while len(got) < n and self.loop.poll(timeout_ms):
-            got.extend(codec.events_in(codec.decode(self.loop.recv())))
-        return got
-
-    def close(self) -> None:
-        self.runtime.stop.set()
-        self.thread.join(10)
-        self.gw.close()
-        self.loop.close(0)
-        self.ctx.term()

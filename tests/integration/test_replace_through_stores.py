@@ -14,8 +14,8 @@ from roboframe.core import codec
 from roboframe.core.events import Bar, NewOrder, OrderUpdate, Replace
 from roboframe.core.orders import OrderBook
 from roboframe.store import open_store
-from roboframe.testing.helpers import wait_for
-from tests.integration.exchange import RobotStream, RunningExchange, order_row, stored
+from roboframe.testing.helpers import RunningTradeStream, wait_for
+from tests.integration.exchange import RunningExchange, order_row, stored
 
 # the robot's gateway; the exchange's own DEALER is another robot. Names no other
 # test uses: PostgreSQL's notification channels span the schemas of a database
@@ -27,17 +27,17 @@ def url(request):
     return request.getfixturevalue(request.param)
 
 
-def robot_gateway(path: str, url: str, running: RunningExchange) -> RobotStream:
+def robot_gateway(path: str, url: str, running: RunningExchange) -> RunningTradeStream:
     """The robot's end: the store gateway of ``url``'s backend, or the fast one."""
     params = {"url": url, "poll_ms": 200}
     if path == "zmq":
         from roboframe.builtin.zmqgw import FastGateway
 
-        return RobotStream(FastGateway, {**params, "address": running.orders}, ROBOT)
+        return RunningTradeStream(FastGateway, {**params, "address": running.orders}, ROBOT)
     from roboframe.plugins import get_registry
 
     backend = "postgres" if url.startswith("postgresql") else "mongo"
-    return RobotStream(get_registry().gateways[backend].obj, params, ROBOT)
+    return RunningTradeStream(get_registry().gateways[backend].obj, params, ROBOT)
 
 
 def statuses(events: list) -> list[str]:

@@ -10,7 +10,7 @@ from roboframe_postgres.store import PgStore, robot_channel
 
 from roboframe.core.events import Cancel, Fill, NewOrder, OrderUpdate, Replace
 from roboframe.store import open_store
-from roboframe.testing.helpers import take_notifications, wait_for
+from roboframe.testing.helpers import RunningTradeStream, take_notifications, wait_for
 
 ROBOT, PREFIX = "alpha", "alpha-r1-"
 
@@ -203,56 +203,15 @@ def test_a_version_5_store_is_upgraded_in_place_to_take_replace_requests(pg_url)
     store.close()
 
 
-class RunningStream:
-    """A gateway's trade stream on its thread, with the loop's socket to read."""
-
-    def __init__(self, gateway, params: dict) -> None:
-        import threading
-        from decimal import Decimal
-
-        import zmq
-
-        from roboframe.core.gateway import Runtime
-        from roboframe.core.instruments import Instrument
-        from roboframe.core.streams import trade_stream
-
-        self.ctx = zmq.Context()
-        self.runtime = Runtime(ROBOT, "r1", self.ctx, "inproc://pg-rows-loop", None)
-        self.loop = self.ctx.socket(zmq.PULL)
-        self.loop.bind(self.runtime.loop_address)
-        self.gw = gateway(params, {"SI": Instrument("SI", Decimal(1))}, robot=ROBOT)
-        self.gw.open(self.runtime)
-        self.thread = threading.Thread(target=trade_stream, args=(self.gw, self.runtime))
-        self.thread.daemon = True
-        self.thread.start()
-
-    def events(self, n: int, timeout_ms: int = 5000) -> tuple[list, int]:
-        """The next ``n`` events the loop gets (fewer after ``timeout_ms`` of
-        silence), and in how many messages."""
-        from roboframe.core import codec
-
-        got, messages = [], 0
-        while len(got) < n and self.loop.poll(timeout_ms):
-            got.extend(codec.events_in(codec.decode(self.loop.recv())))
-            messages += 1
-        return got, messages
-
-    def close(self) -> None:
-        self.runtime.stop.set()
-        self.thread.join(10)
-        self.gw.close()
-        self.loop.close(0)
-        self.ctx.term()
-
-
-def _gateway(name: str):
+def _stream(gateway: str, params: dict) -> RunningTradeStream:
+    """Gateway ``gateway``'s trade stream for robot ``ROBOT``, running."""
     from roboframe.plugins import get_registry
 
-    if name == "zmq":
+    if gateway == "zmq":
         from roboframe.builtin.zmqgw import FastGateway
 
-        return FastGateway
-    return get_registry().gateways[name].obj
+        return RunningTradeStream(FastGateway, params, ROBOT, "SI")
+    return RunningTradeStream(get_registry().gateways[gateway].obj, params, ROBOT, "SI")
 
 
 def test_the_trade_stream_forwards_notified_rows_without_reading_the_store(pg_url, monkeypatch):
@@ -263,7 +222,7 @@ def test_the_trade_stream_forwards_notified_rows_without_reading_the_store(pg_ur
     monkeypatch.setattr(
         PgStore, "changes_after", lambda self, *a: reads.append(a) or real(self, *a)
     )
-    stream = RunningStream(_gateway("postgres"), {"url": pg_url, "poll_ms": 600_000})
+    stream = _stream("postgres", {"url": pg_url, "poll_ms": 600_000})
     exchange = open_store(pg_url)
     exchange.setup()
     try:
@@ -276,9 +235,9 @@ def test_the_trade_stream_forwards_notified_rows_without_reading_the_store(pg_ur
                 (ROBOT, Fill(cid, 6, "SI", "buy", 1, 99, "")),
             ]
         )
-        got, messages = stream.events(2)
+        got = stream.events(2)
         assert [type(e).__name__ for e in got] == ["OrderUpdate", "Fill"]
-        assert messages == 1  # notified together, handed to the loop together
+        assert stream.messages == 1  # notified together, handed to the loop together
         assert got[1].price == 99 and got[1].trade_id.isdigit()
         assert len(reads) == 1  # the catch-up on connect, nothing since
     finally:
@@ -292,7 +251,7 @@ def test_a_fill_notified_while_the_stream_inserts_an_order_is_not_left_waiting(p
     still forwards it at once, not at its next periodic read (ten minutes away)."""
     import psycopg
 
-    stream = RunningStream(_gateway("postgres"), {"url": pg_url, "poll_ms": 600_000})
+    stream = _stream("postgres", {"url": pg_url, "poll_ms": 600_000})
     exchange = open_store(pg_url)
     exchange.setup()
     dsn, schema = pg_url.split("?schema=")
@@ -317,7 +276,7 @@ def test_a_fill_notified_while_the_stream_inserts_an_order_is_not_left_waiting(p
         )
         exchange.record_many([(ROBOT, Fill(first, 6, "SI", "buy", 1, 99, ""))])
         blocker.rollback()  # the insert goes ahead, the notification comes with its reply
-        got, _ = stream.events(1)
+        got = stream.events(1, timeout_ms=5000)
         assert [(type(e).__name__, e.client_id) for e in got] == [("Fill", first)]
     finally:
         blocker.close()
@@ -332,7 +291,7 @@ def test_the_fast_path_takes_the_stores_notifications_of_what_its_socket_missed(
     from roboframe.testing.helpers import free_port
 
     address = f"tcp://127.0.0.1:{free_port()}"  # no exchange there: nothing comes that way
-    stream = RunningStream(_gateway("zmq"), {"url": pg_url, "poll_ms": 600_000, "address": address})
+    stream = _stream("zmq", {"url": pg_url, "poll_ms": 600_000, "address": address})
     writer = open_store(pg_url)
     writer.setup()
     try:
@@ -347,7 +306,7 @@ def test_the_fast_path_takes_the_stores_notifications_of_what_its_socket_missed(
         writer.record_many(
             [(ROBOT, NewOrder(cid, "SI", "buy", 1)), (ROBOT, Fill(cid, 6, "SI", "buy", 1, 98, ""))]
         )
-        got, _ = stream.events(1)
+        got = stream.events(1, timeout_ms=5000)
         assert [(type(e).__name__, e.price) for e in got] == [("Fill", 98)]
     finally:
         stream.close()
@@ -358,7 +317,7 @@ def test_a_replace_is_written_as_a_request_row_in_the_order_it_was_sent(pg_url):
     """The store gateway writes a Replace the way it writes a cancel: a request
     row for the exchange side, with the new qty and price, between the actions
     sent around it."""
-    stream = RunningStream(_gateway("postgres"), {"url": pg_url, "poll_ms": 600_000})
+    stream = _stream("postgres", {"url": pg_url, "poll_ms": 600_000})
     store = open_store(pg_url)
     store.setup()
     try:
@@ -398,14 +357,14 @@ def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url,
     from roboframe.core import codec
 
     router, address = exchange_socket
-    stream = RunningStream(_gateway("zmq"), {"url": pg_url, "poll_ms": 600_000, "address": address})
+    stream = _stream("zmq", {"url": pg_url, "poll_ms": 600_000, "address": address})
     try:
         stream.gw.submit([NewOrder(f"{PREFIX}1", "SI", "buy", 1)])  # so the router knows it
         assert router.poll(5000), "the stream never connected"
         identity, _ = router.recv_multipart()
         refused = OrderUpdate(f"{PREFIX}1", 7, "replace_rejected", "replace: not supported")
         router.send_multipart([identity, codec.encode(refused)])
-        got, _ = stream.events(1)
+        got = stream.events(1, timeout_ms=5000)
         assert got == [refused]
         assert stream.thread.is_alive()
     finally:
@@ -422,7 +381,7 @@ def test_the_fast_path_sends_orders_again_through_the_store_after_a_resume(pg_ur
     from roboframe.core import codec
 
     router, address = exchange_socket
-    stream = RunningStream(_gateway("zmq"), {"url": pg_url, "poll_ms": 600_000, "address": address})
+    stream = _stream("zmq", {"url": pg_url, "poll_ms": 600_000, "address": address})
     store = open_store(pg_url)
     store.setup()
     try:
