@@ -352,14 +352,17 @@ class PaperGateway(Gateway):
                     for action in _actions(orders):
                         _send_all(sender, engine.submit(action), stop)
         finally:
-            orders.close(linger=0)
             market.close(linger=0)
 
     def close(self) -> None:
-        """Close the loop's end of the order pipe."""
-        push, self._push = self._push, None  # open() may have failed before making it
-        if push is not None:
-            push.close(linger=0)
+        """Close both ends of the order pipe, after the trade stream has ended: a
+        stream that failed leaves its end open, so the loop's submit queues
+        instead of blocking on a pipe with no reader."""
+        for name in ("_push", "_pull"):
+            end = getattr(self, name, None)  # open() may have failed before making them
+            setattr(self, name, None)
+            if end is not None:
+                end.close(linger=0)
 
 
 def order_pipe(runtime: Runtime, name: str) -> tuple[zmq.Socket, zmq.Socket]:

@@ -31,7 +31,13 @@ from roboframe.core import codec
 from roboframe.core.events import Cancel, Control, Fill, NewOrder, Replace
 from roboframe.core.gateway import Gateway, Runtime
 from roboframe.errors import ConfigError
-from roboframe.store.base import OrderStore, StoreUnavailable, open_store, take_notified
+from roboframe.store.base import (
+    OrderStore,
+    RobotAlreadyRunning,
+    StoreUnavailable,
+    open_store,
+    take_notified,
+)
 from roboframe.testing import faultpoints
 from roboframe.testing.faultpoints import ARMED as _FAULTS
 
@@ -91,9 +97,12 @@ class StoreGateway(Gateway):
         self._push.send_multipart([RESENT, codec.encode(actions)])
 
     def close(self) -> None:
-        push = getattr(self, "_push", None)  # open() may have failed before making it
-        if push is not None:
-            push.close()
+        # both ends of the order pipe close here, after the trade stream has ended:
+        # a stream that failed leaves its end open, so the loop's submit queues
+        # instead of blocking on a pipe with no reader
+        for end in (getattr(self, "_push", None), getattr(self, "_pull", None)):
+            if end is not None:  # open() may have failed before making them
+                end.close()
 
     def trade_stream(self, runtime: Runtime, sender: zmq.Socket) -> None:
         stream = _StoreStream(self, runtime, sender)
@@ -126,7 +135,6 @@ class _StoreStream:
         self.seen_events: set[int] = set()
 
     def close(self) -> None:
-        self.orders.close()
         if self.store is not None:
             self.store.close()
 
@@ -149,6 +157,11 @@ class _StoreStream:
         else:
             self.store.reconnect()
         self.store.setup()
+        if not self.store.take_robot_lock(self.robot, self.runtime.run_id):
+            raise RobotAlreadyRunning(
+                f"robot {self.robot} already runs against this order store (another "
+                "process holds its lock); stop that one first"
+            )
         self.store.listen_robot(self.robot)
 
     def _set_down(self, reason: str) -> None:
@@ -287,6 +300,7 @@ class _StoreStream:
         timeout = 50 if fd is not None else 5
         while not stop.is_set():
             ready = dict(poller.poll(0 if self.store.pending() else timeout))
+            self.store.keep_robot_lock()  # a lease is renewed when due
             if self.orders in ready:
                 self._drain_orders()
                 self._write_waiting()

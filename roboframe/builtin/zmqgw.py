@@ -116,6 +116,7 @@ class _FastStream(_StoreStream):
         next_poll = time.monotonic() + self.poll_s
         while not stop.is_set():
             ready = dict(poller.poll(0 if self.store.pending() else 50))
+            self.store.keep_robot_lock()  # a lease is renewed when due
             if self.orders in ready:
                 self._drain_orders()
                 self._write_waiting()

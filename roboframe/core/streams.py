@@ -51,6 +51,7 @@ def send(sock: zmq.Socket, raw: bytes, stop: threading.Event) -> bool:
 
 
 FEED_FAILED = "feed failed"  # how a stop reason starts when the feed broke the run
+GATEWAY_FAILED = "gateway failed"  # ... and when the order gateway's trade stream did
 
 
 def data_stream(feed: Any, runtime: Runtime, tap: bool) -> None:
@@ -100,7 +101,7 @@ def trade_stream(gateway: Gateway, runtime: Runtime) -> None:
         log.error("trade stream failed: %s: %s", type(exc).__name__, exc)
         send(
             sender,
-            codec.encode(Control("stop", 0, {"reason": f"gateway failed: {exc}"})),
+            codec.encode(Control("stop", 0, {"reason": f"{GATEWAY_FAILED}: {exc}"})),
             runtime.stop,
         )
     finally:

@@ -276,6 +276,20 @@ class OrderStore:
         and waits for the lock again). Locks that live with the connection
         need nothing."""
 
+    def take_robot_lock(self, robot: str, run_id: str) -> bool:
+        """The lock of robot ``robot`` on this store, taken for this connection's
+        life when free; False while another process holds it. Two processes of
+        one robot (two hosts, two supervisors) would both trade the same
+        account. The run of a robot resumed after a crash (``run_id`` the same)
+        may take its own lock over at once where the lock is a lease. Backends
+        without such a lock answer True: no guard."""
+        return True
+
+    def keep_robot_lock(self) -> None:
+        """Called by the trade stream holding the lock, every turn of its loop: a
+        lease is renewed here when due, and :class:`StoreUnavailable` raised
+        when it was lost."""
+
     def take_exchange_lock(self) -> bool:
         """The lock of the one exchange a store may have, taken for this
         connection's life when free; False while another exchange holds it.
@@ -377,6 +391,10 @@ def take_notified(
 class StoreUnavailable(RoboframeError):
     """The store cannot be reached right now (gateways and the exchange retry; a
     command that needs the store at once reports it)."""
+
+
+class RobotAlreadyRunning(RoboframeError):
+    """Another process of the same robot holds the robot's lock on the store."""
 
 
 def open_store(url: str, registry: Any = None) -> OrderStore:

@@ -181,12 +181,14 @@ def take_notifications(store: Any, seconds: float = 2.0) -> bool:
 
 
 class RunningTradeStream:
-    """A robot's gateway (run ``r1``, one symbol) with its trade stream on a
+    """A robot's gateway (one symbol) with its trade stream on a
     thread, and the loop's socket to read what the stream forwards: a gateway's
     robot side under test, with real sockets. ``messages`` counts the messages
     the loop got (answers that came together come as one)."""
 
-    def __init__(self, gateway: type, params: dict, robot: str, symbol: str = "Si") -> None:
+    def __init__(
+        self, gateway: type, params: dict, robot: str, symbol: str = "Si", run_id: str = "r1"
+    ) -> None:
         import threading
         from decimal import Decimal
 
@@ -197,7 +199,7 @@ class RunningTradeStream:
         from roboframe.core.streams import trade_stream
 
         self.ctx = zmq.Context()
-        self.runtime = Runtime(robot, "r1", self.ctx, f"inproc://{robot}-loop", None)
+        self.runtime = Runtime(robot, run_id, self.ctx, f"inproc://{robot}-{run_id}-loop", None)
         self.loop = self.ctx.socket(zmq.PULL)
         self.loop.bind(self.runtime.loop_address)
         self.gw = gateway(params, {symbol: Instrument(symbol, Decimal(1))}, robot=robot)

@@ -315,3 +315,18 @@ def test_a_write_retried_after_its_answer_was_lost_writes_nothing_twice(stores):
     assert [update.status for _, update in updates] == ["accepted"]
     (stored,) = exchange.open_orders()  # two of three lots: open, each fill counted once
     assert (stored.order.client_id, stored.status, stored.filled) == (cid, "accepted", 2)
+
+
+def test_a_robot_runs_against_a_store_once(stores, url):
+    """Two processes of one robot (two hosts, two supervisors) would both trade
+    the same account: the robot's lock on the store lets one have it, other
+    robots are not held up, and a clean exit frees it."""
+    from roboframe.testing.helpers import wait_for
+
+    first, other = stores
+    assert first.take_robot_lock("alpha", "r1")
+    assert not other.take_robot_lock("alpha", "r2")
+    assert other.take_robot_lock("beta", "r2")
+    first.keep_robot_lock()  # renewing a held lock is quiet
+    first.close()
+    assert wait_for(lambda: other.take_robot_lock("alpha", "r2"), timeout=5)

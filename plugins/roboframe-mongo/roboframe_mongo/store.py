@@ -8,8 +8,8 @@ Collections (in the URL's database, default ``roboframe``)::
                    a replace request: qty, price}
     trades        {id, name, client_id, symbol, side, qty, price, fee, ts}
     counters      {_id: collection, seq}   -- increasing ids, one $inc each
-    locks         {_id: "writer" | "exchange", owner, until} -- the store writer's
-                   and the exchange's leases
+    locks         {_id: "writer" | "exchange" | "robot:<name>", owner, until} -- the
+                   store writer's, the exchange's and each running robot's leases
 
 ``name`` is the robot's name, as in the original design. A robot's trade
 stream watches inserts into ``trades`` and ``order_events`` whose
@@ -72,8 +72,8 @@ def _plain_all(cursor) -> list[dict]:
 
 
 AWAIT_MS = 500  # how long one getMore of the watcher waits on the server
-# The writer and exchange locks are leases (MongoDB has no lock that ends with a
-# connection): renewed every RENEW_S, free when not renewed for LEASE_S -- a
+# The writer, exchange and robot locks are leases (MongoDB has no lock that ends
+# with a connection): renewed every RENEW_S, free when not renewed for LEASE_S -- a
 # writer or exchange killed outright holds a restarted exchange back that long. The
 # times are the hosts' clocks, which must agree to within a few seconds.
 LEASE_S = 15.0
@@ -143,6 +143,7 @@ class MongoStore(OrderStore):
         self._watch: list | None = None
         self._lease_owner = uuid.uuid4().hex
         self._leases: dict[str, float] = {}  # lock held -> monotonic time of its renewal
+        self._lease_owners: dict[str, str] = {}  # lock held -> the owner it is held as
         try:
             self.client.admin.command("ping")
         except PyMongoError as exc:
@@ -195,7 +196,7 @@ class MongoStore(OrderStore):
         self._close_stream()
         for name in self._leases:  # a clean exit frees its leases at once
             with contextlib.suppress(PyMongoError):
-                self.db.locks.delete_one({"_id": name, "owner": self._lease_owner})
+                self.db.locks.delete_one({"_id": name, "owner": self._lease_owners[name]})
         self._leases = {}
         self.client.close()
 
@@ -299,24 +300,35 @@ class MongoStore(OrderStore):
     def keep_writer_lock(self) -> None:
         self._renew_lease("writer", "the store writer's")
 
+    def take_robot_lock(self, robot: str, run_id: str) -> bool:
+        # held by the run, not the connection: a run resumed after a crash takes
+        # its lease over at once instead of waiting for it to run out
+        return self._take_lease(f"robot:{robot}", f"{robot}:{run_id}")
+
+    def keep_robot_lock(self) -> None:
+        for name in [n for n in self._leases if n.startswith("robot:")]:
+            self._renew_lease(name, f"robot {name[6:]}'s")
+
     def take_exchange_lock(self) -> bool:
         return self._take_lease("exchange")
 
     def keep_exchange_lock(self) -> None:
         self._renew_lease("exchange", "the exchange's")
 
-    def _take_lease(self, name: str) -> bool:
+    def _take_lease(self, name: str, owner: str | None = None) -> bool:
+        owner = owner or self._lease_owner
         now = time.time()
         try:  # free (no document), expired, or ours: take it; held: the _id is taken
             self._guard(
                 self.db.locks.find_one_and_update,
-                {"_id": name, "$or": [{"owner": self._lease_owner}, {"until": {"$lt": now}}]},
-                {"$set": {"owner": self._lease_owner, "until": now + LEASE_S}},
+                {"_id": name, "$or": [{"owner": owner}, {"until": {"$lt": now}}]},
+                {"$set": {"owner": owner, "until": now + LEASE_S}},
                 upsert=True,
             )
         except DuplicateKeyError:
             return False
         self._leases[name] = time.monotonic()
+        self._lease_owners[name] = owner
         return True
 
     def _renew_lease(self, name: str, whose: str) -> None:
@@ -325,7 +337,7 @@ class MongoStore(OrderStore):
             return
         renewed = self._guard(
             self.db.locks.update_one,
-            {"_id": name, "owner": self._lease_owner},
+            {"_id": name, "owner": self._lease_owners[name]},
             {"$set": {"until": time.time() + LEASE_S}},
         )
         if renewed.matched_count != 1:

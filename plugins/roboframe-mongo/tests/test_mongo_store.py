@@ -204,3 +204,19 @@ def test_connections_making_an_id_counter_at_once_all_get_ids(mongo_url):
         store.close()
     assert errors == []
     assert len(set(got)) == len(stores)
+
+
+def test_a_run_resumed_after_a_crash_takes_its_robot_lease_over_at_once(mongo_url):
+    """A robot killed outright leaves its lease behind for LEASE_S; the same run
+    resumed (``run --resume``) takes it over at once, another run does not."""
+    crashed = open_store(mongo_url)
+    crashed.setup()
+    assert crashed.take_robot_lock("alpha", "r1")  # never closed: the process died
+    resumed, other = open_store(mongo_url), open_store(mongo_url)
+    try:
+        assert not other.take_robot_lock("alpha", "r2")
+        assert resumed.take_robot_lock("alpha", "r1")
+    finally:
+        resumed.close()
+        other.close()
+        crashed.client.close()

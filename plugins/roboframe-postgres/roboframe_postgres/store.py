@@ -275,6 +275,16 @@ DROP INDEX IF EXISTS rf_order_events_pending;
 )
 
 
+# A peer gone without closing (a host lost, a cable pulled) is noticed in about
+# 25 s on both ends: the default is two hours, during which a dead exchange's or
+# robot's lock would stay held.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+              "keepalives_count": 3}  # fmt: skip
+SERVER_KEEPALIVES = (
+    "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3"
+)
+
+
 def _reserved(text: str) -> int | None:
     """An id the writer reserved (digits), or None to let the table assign one."""
     return int(text) if text.isdigit() else None
@@ -315,7 +325,10 @@ class PgStore(OrderStore):
     def connect(self) -> None:
         self._missed()
         try:
-            self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=3)
+            self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=3, **KEEPALIVES)
+            # the server notices a vanished host within half a minute too, and
+            # frees the locks it held (the exchange's, a robot's)
+            self.conn.execute(SERVER_KEEPALIVES)
             if self.schema:
                 # another connection may create it at the same moment
                 with contextlib.suppress(psycopg.errors.UniqueViolation):
@@ -588,6 +601,12 @@ class PgStore(OrderStore):
         if got and not keep:
             self._exec(f"SELECT pg_advisory_unlock({self._WRITER_LOCK})")
         return got
+
+    def take_robot_lock(self, robot: str, run_id: str) -> bool:
+        return self._exec(
+            "SELECT pg_try_advisory_lock(724314, hashtext(current_schema() || '.' || %s))",
+            (robot,),
+        ).fetchone()[0]
 
     def take_exchange_lock(self) -> bool:
         # a session lock: it goes with the connection, so a dead exchange frees it

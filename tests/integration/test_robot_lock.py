@@ -1,0 +1,73 @@
+"""One process of a robot per order store: a second one, from another host or
+another supervisor, stops at once with the reason instead of trading the same
+account beside the first."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from roboframe.core.events import Control
+from roboframe.plugins import get_registry
+from roboframe.store import open_store
+from roboframe.testing.helpers import RunningTradeStream
+
+
+@pytest.fixture(params=["pg_url", "mongo_url"])
+def url(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_a_second_process_of_a_robot_stops_with_the_reason(url):
+    backend = get_registry().gateways["mongo" if url.startswith("mongodb") else "postgres"].obj
+    params = {"url": url, "poll_ms": 60_000}
+    first = RunningTradeStream(backend, params, "kilo", run_id="r1")
+    try:
+        assert first.events(1, timeout_ms=1000) == []  # connected, nothing to say
+        second = RunningTradeStream(backend, params, "kilo", run_id="r2")
+        try:
+            (stop,) = second.events(1)
+            assert type(stop) is Control and stop.command == "stop"
+            assert stop.args["reason"].startswith("gateway failed: robot kilo already runs")
+        finally:
+            second.close()
+        assert first.events(1, timeout_ms=500) == []  # the first goes on, untouched
+    finally:
+        first.close()
+
+
+ROBOT = """\
+name: kilo
+symbols:
+  Si-12.26: {{tick_size: 1}}
+feed:
+  plugin: synthetic
+  params: {{seed: 3, bars: 0, interval: 1s, prices: {{Si-12.26: 92000}}}}  # endless
+strategy: {{plugin: sma-crossover}}
+gateway:
+  plugin: postgres
+  params: {{url: "{url}"}}
+journal:
+  dir: {dir}
+"""
+
+
+def test_run_exits_failed_when_the_robot_already_runs(tmp_path, pg_url):
+    holder = open_store(pg_url)  # the other process of the robot
+    holder.setup()
+    assert holder.take_robot_lock("kilo", "elsewhere")
+    path = tmp_path / "kilo.yaml"
+    path.write_text(ROBOT.format(url=pg_url, dir=tmp_path / "runs"))
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "roboframe.cli", "run", str(path), "--duration", "30"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        holder.close()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "robot kilo already runs against this order store" in proc.stdout + proc.stderr
