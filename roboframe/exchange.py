@@ -88,7 +88,7 @@ class ExchangeProcess:
         self.last_replace: dict[str, tuple[int, int]] = {}  # client id -> (qty, price)
         self.store: OrderStore | None = None
         self.poll_s = poll_s
-        self.counts = {"orders": 0, "fills": 0, "cancels": 0, "replaces": 0}
+        self.counts = {"orders": 0, "fills": 0, "cancels": 0, "replaces": 0, "malformed": 0}
 
     # -- store ----------------------------------------------------------------
 
@@ -223,16 +223,18 @@ class ExchangeProcess:
         """Orders straight from robots: answered at once, written to the store behind."""
         while True:
             try:
-                identity, payload = self.router.recv_multipart(zmq.NOBLOCK)
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            except ValueError:
-                continue  # not two frames
+            if len(frames) != 2:  # the robot's identity, then one message
+                self._malformed(frames[0], f"{len(frames) - 1} frames instead of one")
+                continue
+            identity, payload = frames
             robot = identity.decode(errors="replace")
             try:
                 actions = codec.decode_actions(payload)
-            except codec.DecodeError:
-                log.warning("exchange: malformed order message from %s dropped", robot)
+            except codec.DecodeError as exc:
+                self._malformed(identity, str(exc))
                 continue
             for action in actions:
                 cid = action.client_id
@@ -248,6 +250,13 @@ class ExchangeProcess:
                 else:
                     self.fast.setdefault(cid, identity)
                     self._apply(robot, action)
+
+    def _malformed(self, identity: bytes, why: str) -> None:
+        """A message that is not an order list: counted, logged, dropped; the
+        exchange goes on."""
+        self.counts["malformed"] += 1
+        robot = identity.decode(errors="replace")
+        log.warning("exchange: malformed order message from %s dropped: %s", robot, why)
 
     def _send_outbox(self) -> None:
         """Give answers their store ids, send the fast path's to their robots, and

@@ -35,7 +35,8 @@ def test_an_orders_answers_come_in_one_message_under_the_stored_ids(url):
         assert type(update) is OrderUpdate and update.status == "accepted"
         assert type(fill) is Fill and (fill.qty, fill.price) == (2, 100)
         assert not running.dealer.poll(200)  # and nothing after it
-        assert running.exchange.counts == {"orders": 1, "fills": 1, "cancels": 0, "replaces": 0}
+        counts = {"orders": 1, "fills": 1, "cancels": 0, "replaces": 0, "malformed": 0}
+        assert running.exchange.counts == counts
         fills, updates = stored(url, 1, 1)
         assert fills == [(int(fill.trade_id), fill)]
         assert updates == [(int(update.ref), update)]
@@ -284,3 +285,19 @@ def test_a_second_exchange_on_a_store_waits_and_takes_over(url):
         second.close()
         if not first.stop.is_set():
             first.close()
+
+
+def test_a_malformed_order_message_is_counted_and_the_exchange_goes_on(url):
+    """Extra frames or bytes that are not an order list: dropped, counted and
+    logged; the next good order from the same robot is served as usual."""
+    running = RunningExchange(url)
+    try:
+        running.price(Bar("Si", 1, 100, 100, 100, 100))
+        running.dealer.send_multipart([b"one", b"two"])
+        running.dealer.send(b"\xc1 not msgpack")
+        running.dealer.send(codec.encode([NewOrder("alpha-r1-1", "Si", "buy", 1)]))
+        assert [type(e) for e in running.answers(2)] == [OrderUpdate, Fill]
+        assert running.exchange.counts["malformed"] == 2
+        assert running.exchange.counts["orders"] == 1
+    finally:
+        running.close()
