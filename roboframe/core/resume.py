@@ -3,10 +3,10 @@
 The latest journal of the robot that did not reach its stop is reopened: a
 torn last frame is cut, every journaled event is fed to a fresh kernel (the
 same pure function, so the same state), and the run continues in the same
-file with the next sequence number. Orders the journal holds but the gateway
-may never have received (still unacknowledged) are submitted again, and so
-are cancels and replaces still waiting for an answer; an order store's
-unique client ids make a repeated order a no-op when it did arrive. When the
+file with the next sequence number. Every open order (for its lots left) and
+every cancel and replace still waiting for an answer is sent again
+(:func:`unanswered`); an order store's unique client ids make a repeated
+order a no-op when it did arrive. When the
 crash cut the last event's ACTIONS record (the loop dies while flushing it,
 so none of those actions left), the resumed run journals that record first
 and then sends them, so the journal says what the robot did. The
@@ -41,7 +41,7 @@ class Resumed:
     kernel: Kernel
     last_seq: int
     store_positions: tuple[int, int]
-    unacknowledged: list[NewOrder | Cancel | Replace]  # to send again: see unanswered()
+    unanswered: list[NewOrder | Cancel | Replace]  # to send again: see unanswered()
     market_seen: tuple[int, dict[str, int]] = (0, {})  # see Feed.resume_after
     unjournaled: list[tuple[int, list, list]] = field(default_factory=list)
     """``(seq, actions, rejected)`` of the last message's events whose ACTIONS record

@@ -188,7 +188,7 @@ class LiveRobot:
             "resuming run %s after seq %d (%d orders to resubmit)",
             resumed.run_id,
             resumed.last_seq,
-            len(resumed.unacknowledged),
+            len(resumed.unanswered),
         )
         return resumed
 
@@ -287,8 +287,8 @@ class LiveRobot:
                 self.loop.inject(
                     Control("restarted", self.loop.now(), {"after_seq": self.resumed.last_seq})
                 )
-                if self.resumed.unacknowledged:  # already journaled; sent the deduping way
-                    self.gateway.resubmit(self.resumed.unacknowledged)
+                if self.resumed.unanswered:  # already journaled; sent the deduping way
+                    self.gateway.resubmit(self.resumed.unanswered)
             self._tick()
             threads.append(start_thread("trade-stream", trade_stream, self.gateway, runtime))
             if rep is not None:

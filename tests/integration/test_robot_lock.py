@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from roboframe.core.events import Control
+from roboframe.core.events import Control, NewOrder
 from roboframe.plugins import get_registry
 from roboframe.store import open_store
-from roboframe.testing.helpers import RunningTradeStream
+from roboframe.testing.helpers import RunningTradeStream, wait_for
 
 
 @pytest.fixture(params=["pg_url", "mongo_url"])
@@ -24,8 +24,12 @@ def test_a_second_process_of_a_robot_stops_with_the_reason(url):
     backend = get_registry().gateways["mongo" if url.startswith("mongodb") else "postgres"].obj
     params = {"url": url, "poll_ms": 60_000}
     first = RunningTradeStream(backend, params, "kilo", run_id="r1")
+    store = open_store(url)
+    store.setup()
     try:
-        assert first.events(1, timeout_ms=1000) == []  # connected, nothing to say
+        # an order of the first in the store: it is connected and holds the lock
+        first.gw.submit([NewOrder("kilo-r1-1", "Si", "buy", 1)])
+        assert wait_for(lambda: store.new_requests()[0], timeout=10)
         second = RunningTradeStream(backend, params, "kilo", run_id="r2")
         try:
             (stop,) = second.events(1)
@@ -33,8 +37,11 @@ def test_a_second_process_of_a_robot_stops_with_the_reason(url):
             assert stop.args["reason"].startswith("gateway failed: robot kilo already runs")
         finally:
             second.close()
-        assert first.events(1, timeout_ms=500) == []  # the first goes on, untouched
+        first.gw.submit([NewOrder("kilo-r1-2", "Si", "buy", 1)])  # the first goes on
+        assert wait_for(lambda: len(store.new_requests()[0]) == 2, timeout=10)
+        assert first.events(1, timeout_ms=300) == []  # and was told nothing
     finally:
+        store.close()
         first.close()
 
 

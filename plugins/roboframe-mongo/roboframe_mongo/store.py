@@ -144,6 +144,7 @@ class MongoStore(OrderStore):
         self._lease_owner = uuid.uuid4().hex
         self._leases: dict[str, float] = {}  # lock held -> monotonic time of its renewal
         self._lease_owners: dict[str, str] = {}  # lock held -> the owner it is held as
+        self._robot_lease: str | None = None  # the robot lock this trade stream asked for
         try:
             self.client.admin.command("ping")
         except PyMongoError as exc:
@@ -303,11 +304,12 @@ class MongoStore(OrderStore):
     def take_robot_lock(self, robot: str, run_id: str) -> bool:
         # held by the run, not the connection: a run resumed after a crash takes
         # its lease over at once instead of waiting for it to run out
-        return self._take_lease(f"robot:{robot}", f"{robot}:{run_id}")
+        self._robot_lease = f"robot:{robot}"
+        return self._take_lease(self._robot_lease, f"{robot}:{run_id}")
 
     def keep_robot_lock(self) -> None:
-        for name in [n for n in self._leases if n.startswith("robot:")]:
-            self._renew_lease(name, f"robot {name[6:]}'s")
+        if self._robot_lease is not None:
+            self._renew_lease(self._robot_lease, f"robot {self._robot_lease[6:]}'s")
 
     def take_exchange_lock(self) -> bool:
         return self._take_lease("exchange")

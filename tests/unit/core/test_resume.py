@@ -22,7 +22,7 @@ def test_unanswered_orders_cancels_and_replaces_are_sent_again(tmp_path):
     strategy, _, _ = make_strategy(spec)
     resumed = rebuild(tmp_path / "r.journal", spec, strategy)
     first, second, third = (f"test-robot-r1-{n}" for n in (1, 2, 3))
-    assert resumed.unacknowledged == [
+    assert resumed.unanswered == [
         # every open order (a duplicate where the gateway has it), then what waits
         NewOrder(first, SI, "buy", 1, "limit", 90),
         Cancel(first),  # journaled and maybe never sent: sent again
