@@ -57,6 +57,7 @@ risk:
   max_position: 3
   max_orders_per_second: 10
   max_daily_loss: 50000         # past it the robot is HALTED (reduce-only)
+  day_starts: "19:00 MSK"       # that day's start (MOEX: the evening session opens the next)
 
 journal:
   dir: runs/{name}

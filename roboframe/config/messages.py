@@ -13,7 +13,12 @@ from typing import Any
 
 from jsonschema.exceptions import ValidationError
 
-from roboframe.config.schema import ADDRESS_PATTERN, DECIMAL_PATTERN, DURATION_PATTERN
+from roboframe.config.schema import (
+    ADDRESS_PATTERN,
+    DAY_STARTS_PATTERN,
+    DECIMAL_PATTERN,
+    DURATION_PATTERN,
+)
 
 Problem = tuple[tuple, str, str | None]  # (field path, message, hint)
 
@@ -34,6 +39,7 @@ _PATTERN_WANTS = {
     DECIMAL_PATTERN: "a number",
     DURATION_PATTERN: "a duration such as 500ms, 1s, 2m, 1h or a number of milliseconds",
     ADDRESS_PATTERN: "a ZeroMQ address inproc://..., ipc://... or tcp://...",
+    DAY_STARTS_PATTERN: 'a time and a zone such as "19:00 MSK", "00:00 UTC" or "17:00 -05:00"',
 }
 
 

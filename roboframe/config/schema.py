@@ -27,6 +27,10 @@ CLASS_PATTERN = rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$"
 """``package.module:Class``, a strategy named by its import path."""
 
 DECIMAL = {"type": ["number", "string"], "pattern": DECIMAL_PATTERN}
+# "HH:MM" and an optional zone, as the trading-hours check writes them
+DAY_STARTS_PATTERN = (
+    r"^([01][0-9]|2[0-3]):[0-5][0-9]( (UTC|utc|Z|MSK|msk|[+-][0-9]{2}(:?[0-9]{2})?))?$"
+)
 """Money and prices: a number, or a numeric string kept exact (``"0.01"``)."""
 DURATION = {"type": ["integer", "string"], "pattern": DURATION_PATTERN, "minimum": 0}
 """``500ms``, ``1s``, ``2m``, ``1h`` or an integer of milliseconds."""
@@ -111,8 +115,16 @@ RISK = {
         },
         "max_daily_loss": _d(
             DECIMAL,
-            "money lost in a UTC day after which the robot halts (only reducing orders pass)",
+            "money lost in a day (see day_starts) after which the robot halts "
+            "(only reducing orders pass)",
         ),
+        "day_starts": {
+            "type": "string",
+            "pattern": DAY_STARTS_PATTERN,
+            "description": 'when the day of max_daily_loss begins: "HH:MM" and a zone (UTC, '
+            'MSK, +03:00); default "00:00 UTC". MOEX futures: "19:00 MSK", the evening '
+            "session opens the next trading day",
+        },
         "price_band_pct": _d(DECIMAL, "limit prices must be within this percent of the last price"),
         "checks": {
             "type": "array",

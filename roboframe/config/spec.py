@@ -35,6 +35,7 @@ class RiskSpec:
     max_position: Mapping[str, int] = field(default_factory=dict)
     max_orders_per_second: float | None = None
     max_daily_loss: Decimal | None = None
+    day_starts: str = "00:00 UTC"
     price_band_pct: Decimal | None = None
     checks: tuple[PluginRef, ...] = ()
 

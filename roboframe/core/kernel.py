@@ -173,7 +173,8 @@ class Kernel:
     def _check_loss(self, ts: int, exposed: int) -> None:
         ts = self.now
         if ts >= self._day_end:
-            self._day_end = (ts // _DAY_NS + 1) * _DAY_NS
+            shift = self.risk.day_shift
+            self._day_end = ((ts + shift) // _DAY_NS + 1) * _DAY_NS - shift
             self.risk.watch_loss(ts)
         elif exposed:
             self.risk.watch_loss(ts)

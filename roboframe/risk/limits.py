@@ -13,8 +13,9 @@ Trading states:
 Limits, all optional: allowed symbols; max order quantity; max position per
 symbol (counting open orders on the same side, the worst case); max orders
 per second measured in *event* time, so replay gives the same answer; max
-daily loss in money (net PnL since the first event of the UTC day, fees
-included); a price band around the last price for limit orders.
+daily loss in money (net PnL since the first event of the day, fees
+included; the day begins at ``day_starts``, midnight UTC unless set); a price
+band around the last price for limit orders.
 
 A refusal is returned as a reason string; the kernel turns it into an
 ``OrderUpdate(status="rejected")`` the strategy sees, and journals it.
@@ -27,6 +28,7 @@ from collections import deque
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
+from roboframe.builtin.feeds.timeparse import parse_tz
 from roboframe.core.events import NewOrder
 
 if TYPE_CHECKING:
@@ -44,6 +46,18 @@ STOPPED = "STOPPED"
 
 _DAY_NS = 86_400 * 1_000_000_000
 _SECOND_NS = 1_000_000_000
+
+
+def day_shift(day_starts: str) -> int:
+    """Nanoseconds to add to an event time so that whole days since the epoch
+    count trading days: ``(ts + shift) // DAY_NS`` changes at ``day_starts``
+    ("HH:MM" and an optional zone; "19:00 MSK" is 16:00 UTC, a shift of -16 h)."""
+    clock, _, zone = day_starts.partition(" ")
+    hours, minutes = clock.split(":")
+    offset = parse_tz(zone or "UTC").utcoffset(None)
+    return (offset.days * 86_400 + offset.seconds) * _SECOND_NS - (
+        int(hours) * 3600 + int(minutes) * 60
+    ) * _SECOND_NS
 
 
 class RiskEngine:
@@ -73,6 +87,7 @@ class RiskEngine:
         self.max_daily_loss = float(loss) if loss is not None else None
         band = spec.price_band_pct
         self.band = Fraction(str(band)) / 100 if band is not None else None
+        self.day_shift = day_shift(spec.day_starts)  # see day_shift
         self._day = None
         self._day_start = 0.0
         self.rejections = 0
@@ -94,7 +109,7 @@ class RiskEngine:
         limit = self.max_daily_loss
         if limit is None:
             return
-        day = now // _DAY_NS
+        day = (now + self.day_shift) // _DAY_NS
         total = self.book.total_money_float()
         if day != self._day:
             self._day = day

@@ -71,6 +71,7 @@ CASES = {
     "lot_float": BASE.replace("lot: 1,", "lot: 1.5,"),
     "gateway_param": BASE.replace("  plugin: paper", "  plugin: paper\n  params: {commission: -2}"),
     "daily_loss_neg": BASE.replace("max_order_qty: 5", "max_daily_loss: -100"),
+    "day_starts": BASE.replace("max_order_qty: 5", "day_starts: 7pm MSK"),
     "max_position_neg": BASE.replace("max_order_qty: 5", "max_position: -1"),
     "params_not_map": BASE.replace("params: {fast: 10, slow: 30}", "params: [10, 30]"),
     "missing_tick": BASE.replace("{tick_size: 10, point_value: 1.3}", "{point_value: 1.3}"),
@@ -203,6 +204,13 @@ EXPECTED = {
     "daily_loss_neg": (
         "{dir}/robot.yaml:14: risk.max_daily_loss: must be > 0, got -100\n"
         "  hint: a positive number; leave the field out for no limit"
+    ),
+    "day_starts": (
+        "{dir}/robot.yaml:14: risk.day_starts: expected a time and a zone such as "
+        '"19:00 MSK", "00:00 UTC" or "17:00 -05:00", got \'7pm MSK\'\n'
+        '  hint: when the day of max_daily_loss begins: "HH:MM" and a zone (UTC, MSK, '
+        '+03:00); default "00:00 UTC". MOEX futures: "19:00 MSK", the evening session '
+        "opens the next trading day"
     ),
     "max_position_neg": (
         "{dir}/robot.yaml:14: risk.max_position: must be >= 0, got -1\n"

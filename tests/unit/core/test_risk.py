@@ -101,6 +101,56 @@ def test_daily_loss_counts_from_the_start_of_each_day():
     assert kernel.risk.state == "HALTED"
 
 
+# T0 is 11:06:40 UTC: minute 293 is 15:59:40 UTC, minute 294 is 16:00:40 UTC (19:00:40 MSK)
+_BEFORE_19_MSK, _AFTER_19_MSK = 293, 294
+
+
+def _long_one_at_200(**risk):
+    kernel, _ = kernel_with(risk={"max_daily_loss": 50, **risk})
+    kernel.orders.add(NewOrder("o1", SI, "buy", 1), T0)
+    kernel.handle(bar(SI, 0, 200))
+    kernel.handle(Fill("o1", T0, SI, "buy", 1, 200, "t1"))
+    kernel.handle(bar(SI, _BEFORE_19_MSK, 160))  # -40 today
+    return kernel
+
+
+def test_daily_loss_day_begins_at_day_starts():
+    """MOEX futures: the evening session after 19:00 MSK opens the next trading
+    day, so its losses count against a fresh daily limit."""
+    kernel = _long_one_at_200(day_starts="19:00 MSK")
+    kernel.handle(bar(SI, _AFTER_19_MSK, 140))  # -60 in all, but a new day: its baseline
+    assert kernel.risk.state == "ACTIVE"
+    kernel.handle(bar(SI, _AFTER_19_MSK + 1, 100))  # -40 today
+    assert kernel.risk.state == "ACTIVE"
+    kernel.handle(bar(SI, _AFTER_19_MSK + 2, 85))  # -55 today
+    assert kernel.risk.state == "HALTED"
+
+
+def test_daily_loss_day_begins_at_midnight_utc_by_default():
+    kernel = _long_one_at_200()
+    kernel.handle(bar(SI, _AFTER_19_MSK, 140))  # -60 in the same UTC day
+    assert kernel.risk.state == "HALTED"
+
+
+def test_a_flat_robot_starts_each_day_at_day_starts():
+    """Flat, the kill switch is asked only when a day ends: the next day must
+    end at day_starts, not at midnight UTC."""
+    kernel, _ = kernel_with(risk={"max_daily_loss": 50, "day_starts": "19:00 MSK"})
+    kernel.handle(bar(SI, 0, 200))
+    next_start = T0 + _AFTER_19_MSK * MINUTE_NS - 40 * 10**9  # 16:00:00 UTC
+    assert kernel._day_end == next_start
+
+
+@pytest.mark.parametrize(
+    ("text", "hours"),
+    [("00:00 UTC", 0), ("19:00 MSK", -16), ("07:30 -05:00", -12.5), ("03:00", -3)],
+)
+def test_day_shift(text, hours):
+    from roboframe.risk.limits import day_shift
+
+    assert day_shift(text) == int(hours * 3600) * 10**9
+
+
 def test_pause_refuses_new_orders_but_handles_fills():
     kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 1)])
     (order,) = kernel.handle(bar(SI, 1, 100))
