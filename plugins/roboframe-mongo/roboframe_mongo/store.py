@@ -8,8 +8,9 @@ Collections (in the URL's database, default ``roboframe``)::
                    a replace request: qty, price}
     trades        {id, name, client_id, symbol, side, qty, price, fee, ts}
     counters      {_id: collection, seq}   -- increasing ids, one $inc each
-    locks         {_id: "writer" | "exchange" | "robot:<name>", owner, until} -- the
-                   store writer's, the exchange's and each running robot's leases
+    locks         {_id: "writer" | "exchange" | "robot:<name>", owner, until (ms,
+                   the server's clock)} -- the store writer's, the exchange's and each
+                   running robot's leases
 
 ``name`` is the robot's name, as in the original design. A robot's trade
 stream watches inserts into ``trades`` and ``order_events`` whose
@@ -74,10 +75,20 @@ def _plain_all(cursor) -> list[dict]:
 AWAIT_MS = 500  # how long one getMore of the watcher waits on the server
 # The writer, exchange and robot locks are leases (MongoDB has no lock that ends
 # with a connection): renewed every RENEW_S, free when not renewed for LEASE_S -- a
-# writer or exchange killed outright holds a restarted exchange back that long. The
-# times are the hosts' clocks, which must agree to within a few seconds.
+# writer or exchange killed outright holds a restarted exchange back that long. A
+# lease's end is set and judged by the server's clock ($$NOW), never a host's: a
+# host whose clock runs ahead must not see another's live lease as run out.
 LEASE_S = 15.0
 RENEW_S = 1.0
+_NOW_MS = {"$toLong": "$$NOW"}  # the server's time in ms (compared as numbers: every
+# MongoDB compares those alike)
+_LIVE = {"$expr": {"$gte": ["$until", _NOW_MS]}}  # a lease not yet run out
+
+
+def _lease_end() -> dict:
+    """A lease's end in ms, LEASE_S after now by the server's clock (LEASE_S read
+    at call time, so a test may shorten it)."""
+    return {"$add": [_NOW_MS, int(LEASE_S * 1000)]}
 
 
 class _Watcher(threading.Thread):
@@ -295,8 +306,8 @@ class MongoStore(OrderStore):
     def try_writer_lock(self, keep: bool) -> bool:
         if keep:
             return self._take_lease("writer")
-        doc = self._guard(self.db.locks.find_one, {"_id": "writer"})
-        return doc is None or doc["owner"] == self._lease_owner or doc["until"] < time.time()
+        held = {"_id": "writer", "owner": {"$ne": self._lease_owner}, **_LIVE}
+        return self._guard(self.db.locks.find_one, held) is None
 
     def keep_writer_lock(self) -> None:
         self._renew_lease("writer", "the store writer's")
@@ -319,12 +330,12 @@ class MongoStore(OrderStore):
 
     def _take_lease(self, name: str, owner: str | None = None) -> bool:
         owner = owner or self._lease_owner
-        now = time.time()
-        try:  # free (no document), expired, or ours: take it; held: the _id is taken
+        ours_or_over = {"$or": [{"$eq": ["$owner", owner]}, {"$lt": ["$until", _NOW_MS]}]}
+        try:  # free (no document), run out, or ours: take it; held: the _id is taken
             self._guard(
                 self.db.locks.find_one_and_update,
-                {"_id": name, "$or": [{"owner": owner}, {"until": {"$lt": now}}]},
-                {"$set": {"owner": owner, "until": now + LEASE_S}},
+                {"_id": name, "$expr": ours_or_over},
+                [{"$set": {"owner": owner, "until": _lease_end()}}],
                 upsert=True,
             )
         except DuplicateKeyError:
@@ -340,7 +351,7 @@ class MongoStore(OrderStore):
         renewed = self._guard(
             self.db.locks.update_one,
             {"_id": name, "owner": self._lease_owners[name]},
-            {"$set": {"until": time.time() + LEASE_S}},
+            [{"$set": {"until": _lease_end()}}],
         )
         if renewed.matched_count != 1:
             del self._leases[name]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from roboframe_mongo.store import MongoStore
 
@@ -51,7 +53,6 @@ def test_the_writer_lock_is_a_lease_held_while_renewed_and_freed_on_close(mongo_
     """One store writer at a time: a second waits while the first renews its
     lease, takes it when the first closes or stops renewing, and the first then
     learns that it lost it instead of writing on beside the second."""
-    import time
 
     from roboframe_mongo import store as mongo_store
 
@@ -80,6 +81,27 @@ def test_the_writer_lock_is_a_lease_held_while_renewed_and_freed_on_close(mongo_
             second.keep_writer_lock()
         third.close()
     finally:
+        second.close()
+
+
+def test_a_host_whose_clock_runs_ahead_does_not_take_a_live_lease(mongo_url, monkeypatch):
+    """Leases are judged by the server's clock: a second exchange on a host a
+    minute ahead must still wait, or both would fill every order."""
+    from roboframe_mongo import store as mongo_store
+
+    first, second = open_store(mongo_url), open_store(mongo_url)
+    try:
+        first.setup()
+        assert first.take_exchange_lock()
+        assert first.try_writer_lock(keep=True)
+        real = time.time
+        monkeypatch.setattr(mongo_store.time, "time", lambda: real() + 60)
+        assert not second.take_exchange_lock()
+        assert not second.try_writer_lock(keep=False)
+        assert not second.try_writer_lock(keep=True)
+    finally:
+        monkeypatch.undo()
+        first.close()
         second.close()
 
 
