@@ -13,7 +13,8 @@ backtest runs it in step with the data and the stand-alone exchange process
   cancel).
 - Market orders fill at the *next* price of their symbol after they arrive:
   the next bar's open, or the next tick's ask (buy) / bid (sell) when the tick
-  has quotes, else its trade price. With ``fill_at="close"`` they fill at
+  has quotes, else its trade price; a tick with neither (a quote of the other
+  side only) leaves the order waiting. With ``fill_at="close"`` they fill at
   once, whole, at the current price -- the close of the symbol's last bar (a
   last tick's ask/bid/price) -- for backtests that decide on a bar's close;
   before any price they wait for the next one. ``slippage_ticks`` moves every
@@ -23,6 +24,7 @@ backtest runs it in step with the data and the stand-alone exchange process
   bar's high (a tick's price) is strictly above. Touching is not enough. A
   bar fills at the limit or at its open when it opened beyond it (a gap:
   ``min(limit, open)`` for a buy, ``max`` for a sell); a tick at the limit.
+  A tick with quotes only (trade price 0) traded nothing and fills no limit.
 - When the data has volume (bar volume, tick quantity > 0), the orders of
   that symbol share it in arrival order and each fills at most what is left;
   the rest stays open for the next event. Volume 0 means unknown: everything
@@ -168,8 +170,8 @@ class PaperExchange:
         out: list[OrderUpdate | Fill] = [OrderUpdate(cid, ts, "accepted")]
         if order.type == "market" and self.fill_at == "close":
             last = self.last.get(order.symbol)
-            if last is not None:
-                price = self._market_price(order, last, at_close=True)
+            price = None if last is None else self._market_price(order, last, at_close=True)
+            if price is not None:
                 out.append(self._fill(resting, price, order.qty, last.ts))
         return out
 
@@ -203,6 +205,8 @@ class PaperExchange:
                     continue
             else:
                 price = self._market_price(order, event)
+                if price is None:
+                    continue
             qty = resting.remaining
             if limited:
                 if available <= 0:
@@ -212,13 +216,19 @@ class PaperExchange:
             fills.append(self._fill(resting, price, qty, event.ts))
         return fills
 
-    def _market_price(self, order: NewOrder, event: Tick | Bar, at_close: bool = False) -> int:
+    def _market_price(
+        self, order: NewOrder, event: Tick | Bar, at_close: bool = False
+    ) -> int | None:
+        """The fill price, slipped; None for a tick with no price on the order's
+        side (a quote of the other side only): 0 is no price, not a price."""
         if type(event) is Bar:
             base = event.close if at_close else event.open
         elif order.side == "buy":
             base = event.ask or event.price
         else:
             base = event.bid or event.price
+        if not base:
+            return None
         return max(1, base + (self.slippage if order.side == "buy" else -self.slippage))
 
     @staticmethod
@@ -230,6 +240,8 @@ class PaperExchange:
                 return min(limit, event.open)
             if not buy and event.high > limit:
                 return max(limit, event.open)
+            return None
+        if not event.price:  # quotes only: nothing traded, nothing traded through
             return None
         if (buy and event.price < limit) or (not buy and event.price > limit):
             return limit

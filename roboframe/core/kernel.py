@@ -284,10 +284,11 @@ class Kernel:
         elif name == "stop":
             if self.risk.state == STOPPED:
                 return NO_ACTIONS
+            working = list(self.orders.open)  # before on_stop: its exit orders stay
             out = self.strategy.handle_stop(cmd, self.ctx)
             actions = self._process(out, 0) if out else []
             if self._cancel_on_stop:
-                actions += self._process(self.ctx.cancel_all(), 0)
+                actions += self._process(self._cancels(working), 0)
             self.stop_reason = str(cmd.args.get("reason", ""))
             self.risk.set_state(STOPPED, self.stop_reason)
             return actions
@@ -323,6 +324,16 @@ class Kernel:
             log.warning("unknown control command %r ignored", name)
             return NO_ACTIONS
         return self._process(out, 0) if out else NO_ACTIONS
+
+    def _cancels(self, client_ids: list[str]) -> list[Cancel]:
+        """Cancels of those of ``client_ids`` still open and not being cancelled:
+        a stop cancels what was working, never the exit orders on_stop just sent."""
+        cancels = []
+        for client_id in client_ids:
+            own = self.orders.open.get(client_id)
+            if own is not None and not own.cancel_pending:
+                cancels.append(Cancel(client_id))
+        return cancels
 
     # -- actions through risk -------------------------------------------------
 

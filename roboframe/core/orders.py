@@ -9,7 +9,8 @@
 that is already accepted is the refusal of a *cancel* (too late, already
 filled): the order keeps its state. A *replace* changes an open order's
 quantity and price when ``replaced`` comes back, and nothing when
-``replace_rejected`` does; the state stays as it was either way. Anything
+``replace_rejected`` does; the state stays as it was either way, unless
+fills that arrived first already reach the new quantity: then it is filled. Anything
 else impossible -- a fill for a finished order, more filled than ordered --
 is counted as an anomaly and logged; positions still follow the fills,
 because the exchange is right.
@@ -164,6 +165,8 @@ class OrderBook:
             pending = own.replace_pending
             if pending is not None and own.status in OPEN_STATES:
                 own.qty, own.price = pending
+                if own.filled >= own.qty:  # fills that came first used it all up
+                    self._filled(own)
             else:
                 self._anomaly(f"replaced without a pending replace: {update.client_id}")
             own.replace_pending = None
@@ -181,15 +184,19 @@ class OrderBook:
         own.filled += fill.qty
         own.updated_ts = fill.ts
         if own.filled >= own.qty:
-            if own.filled > own.qty:
-                self._anomaly(f"overfill {own.filled}/{own.qty}: {fill.client_id}")
-            was_open = own.status in OPEN_STATES
-            own.status = FILLED
-            if was_open:
-                self._finish(own)
+            self._filled(own)
         elif own.status in OPEN_STATES:
             own.status = PARTIAL
         return own
+
+    def _filled(self, own: OwnOrder) -> None:
+        """``own`` has nothing left to fill: it is filled, and no longer open."""
+        if own.filled > own.qty:
+            self._anomaly(f"overfill {own.filled}/{own.qty}: {own.client_id}")
+        was_open = own.status in OPEN_STATES
+        own.status = FILLED
+        if was_open:
+            self._finish(own)
 
     def pending_qty(self, symbol: str) -> tuple[int, int]:
         """Remaining lots of open buy and sell orders for ``symbol``."""

@@ -144,6 +144,30 @@ def test_tick_trade_through_fills_at_the_limit():
     assert ex.on_market(Tick(SI, 2, 90, 0)) == [fill("b", 2, "buy", 1, 100, 1)]
 
 
+def test_a_quote_without_a_trade_fills_no_limit_order():
+    """A tick with quotes only (trade price 0) traded nothing: a buy limit below
+    the ask must not fill at its limit, as if the market had traded through 0."""
+    ex = PaperExchange(INST)
+    ex.submit(buy("b", price=100), 1)
+    ex.submit(sell("s", price=100), 1)
+    assert ex.on_market(Tick(SI, 2, 0, 0, bid=99, ask=101)) == []
+    assert ex.on_market(Tick(SI, 3, 98, 0)) == [fill("b", 3, "buy", 1, 100, 1)]
+
+
+def test_a_market_order_waits_for_a_price_on_its_side():
+    """A sell needs a bid or a trade price: a quote with only an ask must not fill it
+    at one tick (0, floored), nor a buy on a quote with only a bid."""
+    ex = PaperExchange(INST)
+    ex.submit(sell("s"), 1)
+    ex.submit(buy("b"), 1)
+    assert ex.on_market(Tick(SI, 2, 0, 0, ask=101)) == [fill("b", 2, "buy", 1, 101, 1)]
+    assert ex.on_market(Tick(SI, 3, 0, 0, bid=99)) == [fill("s", 3, "sell", 1, 99, 2)]
+    ex = PaperExchange(INST, fill_at="close")
+    ex.on_market(Tick(SI, 4, 0, 0, ask=101))
+    assert ex.submit(sell("s2"), 5) == [OrderUpdate("s2", 5, "accepted")]
+    assert ex.on_market(Tick(SI, 6, 100, 0)) == [fill("s2", 6, "sell", 1, 100, 1)]
+
+
 # -- volume -----------------------------------------------------------------------
 
 

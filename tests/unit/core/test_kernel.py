@@ -249,3 +249,26 @@ def test_fill_and_order_handlers_are_called_however_the_strategy_defines_them():
         assert kernel.book.positions[SI].qty == 1  # the fill counts either way
         assert len(actions) == (1 if cls is Method else 0)
     assert seen == [("method", "T1"), ("attribute", "T1"), ("wrapped", "accepted")]
+
+
+def test_cancel_on_stop_leaves_the_orders_on_stop_sends_working():
+    """``open_orders_on_stop: cancel`` cancels the orders that were working when the
+    stop came, not the exit orders the strategy's own on_stop just sent."""
+
+    class ExitOnStop(Strategy):
+        def on_stop(self, event, ctx):
+            return [ctx.sell(SI, ctx.position(SI))]
+
+    kernel = Kernel(make_spec(loop={"open_orders_on_stop": "cancel"}), "r1", ExitOnStop({}))
+    kernel.handle(Control("start", T0))
+    entry = NewOrder("test-robot-r1-90", SI, "buy", 2)
+    take_profit = NewOrder("test-robot-r1-91", SI, "sell", 2, "limit", 110)
+    for order in (entry, take_profit):
+        kernel.orders.add(order, T0)
+    kernel.handle(fill(entry, 100))
+    actions = kernel.handle(Control("stop", T0 + 1, {"reason": "down"}))
+    assert actions == [
+        NewOrder("test-robot-r1-1", SI, "sell", 2),
+        Cancel(take_profit.client_id),
+    ]
+    assert kernel.take_rejected() == []

@@ -55,6 +55,21 @@ def test_a_refused_replace_leaves_the_order_as_it_was():
     assert kernel.orders.anomalies == 0
 
 
+def test_a_replace_down_to_what_has_filled_meanwhile_finishes_the_order():
+    """The exchange shrank the order to 3 lots, then filled its last lot; the fill
+    reached the robot first. Once ``replaced`` comes, nothing is left: the order
+    is filled, not open forever with 0 lots to go."""
+    kernel, strat = kernel_with()
+    own = placed(kernel, strat, qty=5)
+    kernel.handle(Fill(own.client_id, T0, SI, "buy", 2, 95, "t1"))
+    replace_on_next_bar(kernel, strat, qty=3)
+    kernel.handle(Fill(own.client_id, T0 + 1, SI, "buy", 1, 95, "t2"))
+    kernel.handle(OrderUpdate(own.client_id, T0 + 2, "replaced"))
+    assert (own.status, own.qty, own.filled, own.replace_pending) == ("filled", 3, 3, None)
+    assert kernel.ctx.open_orders() == []
+    assert kernel.orders.anomalies == 0
+
+
 @pytest.mark.parametrize(
     ("setup", "change", "risk", "reason"),
     [
