@@ -10,6 +10,12 @@ For each market event, in time order:
    whose answers (accepted, or filled at once with ``fill_at: close``) go
    back to the kernel as events.
 
+Answers reach the kernel in the order the exchange gave them, as on a live
+order stream: the actions the kernel takes on one answer go to the exchange
+at once, but their answers wait behind those already given. So an order sent
+in reaction to an answer reaches the exchange after the orders sent before
+it -- a cancel never overtakes the order it cancels.
+
 Every event the kernel sees is journaled exactly as in a live run, with the
 event's own time as its receive time, so two backtests of the same robot on
 the same data write byte-identical journals and ``roboframe replay --verify``
@@ -23,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -41,6 +48,7 @@ from roboframe.journal import JournalWriter
 
 _BATCH = 512  # events per journal frame between actions
 _MAX_TIMERS = 1_000_000  # timer events between two market events before it is a bug
+_MAX_ANSWERS = 100_000  # answers to orders in a row before it is a bug
 _NEVER = 1 << 63
 
 
@@ -119,6 +127,7 @@ class Backtest:
         self.progress = progress
         self.ledger = Ledger(self.kernel.instruments, keep=keep_trades)
         self._pending: list[Any] = []  # events not yet in the journal
+        self._answers: deque[Any] = deque()  # the exchange's answers, not yet handled
         self._pending_seq = 1
         self.seq = 0
 
@@ -133,8 +142,15 @@ class Backtest:
             pending.clear()  # cleared in place: run() holds a reference to it
         self._pending_seq = self.seq + 1
 
-    def _feed(self, event: Any, depth: int = 0) -> None:
-        """Journal ``event``, let the kernel handle it, route its actions."""
+    def _feed(self, event: Any) -> None:
+        """Journal ``event``, let the kernel handle it, send its actions; then
+        handle the answers they brought."""
+        self._handle(event)
+        if self._answers:
+            self._take_answers()
+
+    def _handle(self, event: Any) -> None:
+        """Journal ``event``, let the kernel handle it, send its actions."""
         kernel = self.kernel
         self.seq += 1
         self._pending.append(event)
@@ -144,9 +160,11 @@ class Backtest:
         if type(event) is Fill:
             self.ledger.on_fill(event)
         if actions or kernel.rejected:
-            self._act(actions, event.ts, depth)
+            self._act(actions, event.ts)
 
-    def _act(self, actions: list, ts: int, depth: int) -> None:
+    def _act(self, actions: list, ts: int) -> None:
+        """Journal the actions and send them; the exchange's answers queue up
+        behind those not yet handled (see the module's docstring)."""
         rejected = self.kernel.take_rejected()
         if not actions and not rejected:
             return
@@ -154,9 +172,22 @@ class Backtest:
         self._flush_pending(ts)
         if self.writer is not None:
             self.writer.append_actions(seq, codec.encode_outputs(actions, rejected))
+        submit, answers = self.exchange.submit, self._answers
         for action in actions:
-            for answer in self.exchange.submit(action, ts):
-                self._feed(answer, depth + 1)
+            answers.extend(submit(action, ts))
+
+    def _take_answers(self) -> None:
+        """Handle the queued answers, oldest first, and the answers those bring."""
+        answers = self._answers
+        handled = 0
+        while answers:
+            self._handle(answers.popleft())
+            handled += 1
+            if handled > _MAX_ANSWERS:
+                raise StrategyError(
+                    f"more than {_MAX_ANSWERS:,} answers to orders within one market event; "
+                    "does the strategy send an order for every answer (on_order, on_fill)?"
+                )
 
     def _fire_timers(self, until: int) -> None:
         """Timers due up to ``until``, each at its own time -- every period of a
@@ -191,6 +222,8 @@ class Backtest:
         handlers = kernel.handlers
         feed = self._feed
         act = self._act
+        answers = self._answers
+        take_answers = self._take_answers
         pending = self._pending
         flush_pending = self._flush_pending
         last_seen = exchange.last
@@ -229,8 +262,9 @@ class Backtest:
                 if kernel.next_due <= ts:
                     self._fire_timers(ts)
                 if open_orders:
-                    for answer in exchange.on_market(event):
-                        feed(answer)
+                    answers.extend(exchange.on_market(event))
+                    if answers:
+                        take_answers()
                 else:
                     last_seen[symbol] = event
                 seq = self.seq
@@ -248,7 +282,9 @@ class Backtest:
             actions = handlers[type(event)](event)
             if actions is not NO_ACTIONS:
                 self.seq = seq
-                act(actions, ts, 0)
+                act(actions, ts)
+                if answers:
+                    take_answers()
                 seq = self.seq
                 flush_at = self._pending_seq + _BATCH - 1
                 changed = True

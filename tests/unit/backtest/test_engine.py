@@ -1,0 +1,81 @@
+"""The backtest engine's order of events: answers reach the kernel in the order
+the exchange gave them, as in a live run."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from roboframe.backtest.engine import Backtest
+from roboframe.core.strategy import Strategy
+from roboframe.errors import StrategyError
+from roboframe.replay import verify
+from roboframe.testing.helpers import bar, make_spec
+
+SI = "Si-12.26"
+
+
+class CancelsTheSecond(Strategy):
+    """On the first bar, two buy limits A and B; when A is accepted, cancel B."""
+
+    def __init__(self, params) -> None:
+        super().__init__(params)
+        self.sent: list[str] = []
+        self.updates: list[tuple[str, str]] = []
+
+    def on_bar(self, bar, ctx):
+        if not self.sent:
+            orders = [ctx.buy(SI, 1, price=bar.close - 50), ctx.buy(SI, 1, price=bar.close - 60)]
+            self.sent = [order.client_id for order in orders]
+            return orders
+        return None
+
+    def on_order(self, update, ctx):
+        self.updates.append((update.client_id, update.status))
+        if update.client_id == self.sent[0] and update.status == "accepted":
+            return [ctx.cancel(self.sent[1])]
+        return None
+
+
+class OrdersOnEveryAnswer(Strategy):
+    """A bug in a strategy: every answer brings a new order, without end."""
+
+    def on_bar(self, bar, ctx):
+        return [ctx.buy(SI, 1, price=bar.close - 50)]
+
+    def on_order(self, update, ctx):
+        return [ctx.buy(SI, 1, price=90_000)]
+
+
+def backtest(tmp_path, cls: str) -> Backtest:
+    spec = make_spec(
+        strategy={"plugin": f"tests.unit.backtest.test_engine:{cls}", "params": {}},
+        journal={"dir": str(tmp_path)},
+    )
+    bars = [bar(SI, m, 92_000) for m in range(1, 6)]
+    return Backtest(spec, iter(bars), cash=Decimal(10**6), journal_dir=tmp_path)
+
+
+def test_an_order_reacting_to_an_answer_goes_after_the_orders_sent_before_it(tmp_path):
+    """A's acceptance cancels B. Live, B reaches the exchange before that cancel
+    (one event's orders go out together); so it must in a backtest, or the
+    exchange refuses the cancel of an order it has not seen, the kernel takes
+    B for rejected, and B rests unseen on the exchange."""
+    run = backtest(tmp_path, "CancelsTheSecond")
+    result = run.run()
+    a, b = result.kernel.strategy.sent
+    assert result.kernel.strategy.updates == [
+        (a, "accepted"),
+        (b, "accepted"),
+        (b, "cancelled"),
+    ]
+    assert result.kernel.orders.orders[b].status == "cancelled"
+    assert list(run.exchange.open_orders) == list(result.kernel.orders.open) == [a]
+    assert result.kernel.orders.anomalies == 0
+    assert verify(result.journal).ok
+
+
+def test_a_strategy_that_orders_on_every_answer_is_stopped_with_a_clear_error(tmp_path):
+    with pytest.raises(StrategyError, match="answers to orders within one market event"):
+        backtest(tmp_path, "OrdersOnEveryAnswer").run()
