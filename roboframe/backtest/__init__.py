@@ -45,6 +45,7 @@ def run_backtest(
         journal=journal,
         registry=registry,
         progress=progress,
+        keep_trades=keep_trades,
     )
     return bt.run()
 

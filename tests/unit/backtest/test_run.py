@@ -1,0 +1,40 @@
+"""``run_backtest`` on small files: what the command line gets back."""
+
+from __future__ import annotations
+
+from roboframe.backtest import run_backtest
+from roboframe.config import load_robot
+
+ROBOT = """\
+name: tiny
+symbols:
+  Si-12.26: {tick_size: 1}
+feed:
+  plugin: csv
+  params: {path: bars.csv, symbol: Si-12.26}
+strategy:
+  plugin: sma-crossover
+  params: {fast: 2, slow: 3}
+gateway:
+  plugin: paper
+journal:
+  dir: runs
+"""
+
+CLOSES = [100, 101, 102, 101, 99, 98, 99, 101, 103, 102, 100, 98]
+
+
+def write_robot(tmp_path, closes=CLOSES):
+    lines = ["Date,Open,High,Low,Close"]
+    for i, close in enumerate(closes):
+        lines.append(f"2026-12-01T10:{i:02d}:00Z,{close},{close},{close},{close}")
+    (tmp_path / "bars.csv").write_text("\n".join(lines) + "\n")
+    path = tmp_path / "robot.yaml"
+    path.write_text(ROBOT)
+    return load_robot(path)
+
+
+def test_keep_trades_lists_every_trade(tmp_path):
+    result = run_backtest(write_robot(tmp_path), journal=False, keep_trades=True)
+    assert result.stats["trades"] >= 2
+    assert len(result.trades) == result.stats["trades"]
