@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from roboframe.backtest import run_backtest
 from roboframe.config import load_robot
 
@@ -38,3 +40,9 @@ def test_keep_trades_lists_every_trade(tmp_path):
     result = run_backtest(write_robot(tmp_path), journal=False, keep_trades=True)
     assert result.stats["trades"] >= 2
     assert len(result.trades) == result.stats["trades"]
+
+
+@pytest.mark.parametrize("day", ["2026-12-01", "20261201"])
+def test_to_a_date_includes_that_whole_day_in_either_iso_form(tmp_path, day):
+    result = run_backtest(write_robot(tmp_path), journal=False, start=day, end=day)
+    assert result.stats["events"] == len(CLOSES)
