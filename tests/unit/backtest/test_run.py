@@ -6,6 +6,7 @@ import pytest
 
 from roboframe.backtest import run_backtest
 from roboframe.config import load_robot
+from roboframe.errors import ConfigError
 
 ROBOT = """\
 name: tiny
@@ -46,3 +47,20 @@ def test_keep_trades_lists_every_trade(tmp_path):
 def test_to_a_date_includes_that_whole_day_in_either_iso_form(tmp_path, day):
     result = run_backtest(write_robot(tmp_path), journal=False, start=day, end=day)
     assert result.stats["events"] == len(CLOSES)
+
+
+@pytest.mark.parametrize(
+    ("closes", "start", "end", "said"),
+    [
+        (CLOSES, "2026-12-02", None, "from 2026-12-02"),
+        (CLOSES, None, "2026-11-30", "to 2026-11-30"),
+        ([], None, None, "bars.csv"),
+    ],
+)
+def test_no_data_to_backtest_is_an_error_not_empty_statistics(tmp_path, closes, start, end, said):
+    spec = write_robot(tmp_path, closes)
+    data = [str(tmp_path / "bars.csv")]
+    with pytest.raises(ConfigError, match="no market events") as err:
+        run_backtest(spec, data=data, start=start, end=end, journal_dir=tmp_path / "runs")
+    assert said in str(err.value)
+    assert not (tmp_path / "runs").exists()  # no empty journal left behind
