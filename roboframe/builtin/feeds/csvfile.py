@@ -35,6 +35,9 @@ one symbol needs neither). Prices become ticks with decimal arithmetic
 (:meth:`Instrument.to_ticks`, no floats), rounded half-even to the nearest
 tick. Volumes must be whole numbers; empty means 0 (unknown).
 
+Fields are separated by whatever the header line uses of ``,``, ``;``, tab
+and ``|`` (Finam lets the user choose), unless ``delimiter`` says otherwise.
+
 Rows must be in time order. A bad row -- short, a value that is not a
 number or a time, a symbol the robot does not trade, ``high`` below ``low``,
 time going backwards -- stops the feed with a
@@ -49,6 +52,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterator
 from decimal import Decimal, InvalidOperation
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +70,7 @@ REQUIRED = {"bar": ("open", "high", "low", "close"), "tick": ("price",)}
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
+_SEPARATORS = (",", ";", "\t", "|")
 _FRACTION = re.compile(r"^(.*\d[T ]?\d{2}:?\d{2}:?\d{2})[.,](\d+)(.*)$")
 
 
@@ -179,6 +184,15 @@ def parse_date_and_time(day: str, clock: str, tz: dt.tzinfo) -> int:
         raise _BadRow(f"{day} {clock} is not a valid date and time") from None
 
 
+def sniff_delimiter(header: str) -> str:
+    """The field separator a header line uses: the most frequent of ``,``, ``;``,
+    tab and ``|`` (``,`` on a tie or when there is none). Finam lets the user
+    pick the separator and Excel in Russian locales writes ``;``; ``--data``
+    files have no params to say so."""
+    best = max(_SEPARATORS, key=header.count)
+    return best if header.count(best) else ","
+
+
 def ns_to_iso(ns: int) -> str:
     """UTC nanoseconds as ISO-8601, for messages."""
     seconds, frac = divmod(ns, 10**9)
@@ -234,8 +248,8 @@ class CsvFeed(Feed):
                 "type": "string",
                 "minLength": 1,
                 "maxLength": 1,
-                "default": ",",
-                "description": "field separator",
+                "description": "field separator (default: the one the header line uses "
+                "of , ; tab |, else ,)",
             },
             **PACING_SCHEMA,
         },
@@ -272,7 +286,12 @@ class CsvFeed(Feed):
         except LookupError:
             raise self.error(None, f"unknown encoding {encoding!r}") from None
         with handle:
-            reader = csv.reader(handle, delimiter=self.params.get("delimiter", ","))
+            try:
+                first = handle.readline()
+            except UnicodeDecodeError as exc:
+                raise self._undecodable(1, exc) from None
+            delimiter = self.params.get("delimiter") or sniff_delimiter(first)
+            reader = csv.reader(chain((first,), handle) if first else (), delimiter=delimiter)
             try:
                 header = next(reader, None)
             except UnicodeDecodeError as exc:

@@ -153,6 +153,19 @@ def test_absolute_path_and_delimiter(tmp_path):
     assert bar.close == 2
 
 
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_finam_export_with_another_separator_is_read_without_params(tmp_path, sep):
+    """Finam and Excel in Russian locales write ``;`` (or tabs), with a BOM and
+    CRLF line ends; ``--data`` has no way to pass ``delimiter``."""
+    header = "<TICKER>,<PER>,<DATE>,<TIME>,<OPEN>,<HIGH>,<LOW>,<CLOSE>,<VOL>"
+    row = "SPFB.Si,1,20261201,130000,92001,92010,91990,92005,40"
+    text = "\ufeff" + "\r\n".join([header, row, ""]).replace(",", sep)
+    (tmp_path / "data.csv").write_bytes(text.encode())
+    params = {"path": "data.csv", "symbol": SI, "tz": "MSK"}
+    (bar,) = CsvFeed(params, INSTRUMENTS, base_dir=tmp_path).events()
+    assert bar == Bar(SI, T0, 92001, 92010, 91990, 92005, 40)
+
+
 def test_other_encodings(tmp_path):
     text = "Date,Name,Open,High,Low,Close\n2026-12-01T10:00:00Z,Доллар,1,2,1,2\n"
     (tmp_path / "data.csv").write_bytes(text.encode("cp1251"))
