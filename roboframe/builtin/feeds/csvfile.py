@@ -40,9 +40,9 @@ and ``|`` (Finam lets the user choose), unless ``delimiter`` says otherwise.
 
 Rows must be in time order. A bad row -- short, a value that is not a
 number or a time, a symbol the robot does not trade, ``high`` below ``low``,
-time going backwards -- stops the feed with a
-:class:`~roboframe.errors.ConfigError` naming the file, the line and the
-column. ``docs/feeds.md`` has examples.
+time going backwards, a second bar of a symbol at one time -- stops the feed
+with a :class:`~roboframe.errors.ConfigError` naming the file, the line and
+the column. ``docs/feeds.md`` has examples.
 """
 
 from __future__ import annotations
@@ -306,7 +306,10 @@ class CsvFeed(Feed):
             yield from self._rows(reader, make, width, cols)
 
     def _rows(self, reader: Any, make: Callable, width: int, cols: dict[str, int]):
-        previous = None
+        previous = -(1 << 63)
+        bars = self.params.get("kind", "bar") == "bar"
+        first = None  # the first event at time ``previous``
+        same_time: list[str] = []  # symbols of the bars at that time, once there are two
         try:
             for row in reader:
                 if len(row) < width:
@@ -319,18 +322,37 @@ class CsvFeed(Feed):
                     event = make(row)
                 except ValueError as exc:
                     raise self._explain(reader.line_num, row, cols, exc) from None
-                if previous is not None and event.ts < previous:
+                if event.ts > previous:
+                    previous = event.ts
+                    first = event
+                elif event.ts < previous:
                     raise self.error(
                         reader.line_num,
                         f"time goes backwards ({ns_to_iso(event.ts)} after "
                         f"{ns_to_iso(previous)}): rows must be in time order",
                     )
-                previous = event.ts
+                elif bars:
+                    if first is not None:  # the second event at this time
+                        same_time = [first.symbol]
+                        first = None
+                    self._one_bar_a_time(reader.line_num, event, same_time)
                 yield event
         except UnicodeDecodeError as exc:
             raise self._undecodable(reader.line_num + 1, exc) from None
         except csv.Error as exc:
             raise self.error(reader.line_num, f"unreadable line: {exc}") from None
+
+    def _one_bar_a_time(self, line: int, bar: Bar, same_time: list[str]) -> None:
+        """Refuse a second bar of a symbol at one time: a repeated row (two
+        overlapping exports pasted together) that the strategy would see twice.
+        Ticks may share a time."""
+        if bar.symbol in same_time:
+            raise self.error(
+                line,
+                f"a second bar of {bar.symbol} at {ns_to_iso(bar.ts)}: a repeated row? "
+                "each bar needs its own time",
+            )
+        same_time.append(bar.symbol)
 
     def _undecodable(self, line: int, exc: UnicodeDecodeError) -> ConfigError:
         encoding = self.params.get("encoding", "utf-8-sig")

@@ -258,6 +258,25 @@ def test_bad_files_name_the_file_and_line(tmp_path, text, params, message):
     assert str(err.value).startswith(f"{tmp_path / 'data.csv'}{message}")
 
 
+def test_a_duplicate_bar_is_refused_not_traded_twice(tmp_path):
+    """Two bars of one symbol at one time are a repeated row (two overlapping
+    exports pasted together): the strategy would see the bar twice."""
+    text = (
+        "Date,Symbol,Open,High,Low,Close\n"
+        f"{T0 // 10**9},{SI},1,2,1,2\n{T0 // 10**9},{RTS},10,20,10,20\n"
+        f"{T0 // 10**9},{SI},1,2,1,2\n"
+    )
+    events = feed(tmp_path, text).events()
+    assert [bar.symbol for bar in (next(events), next(events))] == [SI, RTS]
+    with pytest.raises(ConfigError, match=r"data.csv:4: a second bar of Si-12.26 at 2026-12-01T10"):
+        next(events)
+
+
+def test_ticks_may_share_a_time(tmp_path):
+    text = "Date,Price\n2026-12-01T10:00:00Z,1\n2026-12-01T10:00:00Z,2\n"
+    assert len(list(feed(tmp_path, text, symbol=SI, kind="tick").events())) == 2
+
+
 def test_error_after_good_rows_comes_in_order(tmp_path):
     text = "Date,Open,High,Low,Close\n" + GOOD + "\n2026-12-01T10:01:00Z,1,2,1,?\n"
     events = feed(tmp_path, text, symbol=SI).events()
