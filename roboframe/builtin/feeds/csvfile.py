@@ -455,7 +455,11 @@ class CsvFeed(Feed):
         def read(row: list[str]) -> str:
             name = row[col].strip()
             if name not in instruments:
-                raise _BadRow(f"symbol {name!r} is not one of the robot's symbols ({known})")
+                raise _BadRow(
+                    f"symbol {name!r} is not one of the robot's symbols ({known}); a file "
+                    "of one instrument named otherwise (an exchange ticker) needs "
+                    "params.symbol, or roboframe backtest --data SYMBOL=FILE"
+                )
             return name
 
         return read

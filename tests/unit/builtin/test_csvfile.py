@@ -103,6 +103,15 @@ def test_symbol_column_and_finam_export(tmp_path):
     ]
 
 
+def test_an_exchange_ticker_error_says_how_to_map_the_file(tmp_path):
+    """Finam writes the exchange's ticker (SPFB.Si), not the robot's symbol."""
+    text = "<TICKER>,<DATE>,<TIME>,<OPEN>,<HIGH>,<LOW>,<CLOSE>\nSPFB.Si,20261201,130000,1,2,1,2\n"
+    with pytest.raises(ConfigError) as err:
+        list(feed(tmp_path, text, instruments={SI: INSTRUMENTS[SI]}).events())
+    assert "symbol 'SPFB.Si' is not one of the robot's symbols (Si-12.26)" in str(err.value)
+    assert "params.symbol" in str(err.value) and "--data SYMBOL=FILE" in str(err.value)
+
+
 def test_symbol_param_wins_over_the_column(tmp_path):
     text = "Date,Symbol,Open,High,Low,Close\n2026-12-01T10:00:00Z,SPFB.Si,1,2,1,2\n"
     (bar,) = feed(tmp_path, text, symbol=SI).events()
