@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ def run_backtest(
     if start or end:
         events = window(events, start, end)
         ident += f"|{start or ''}..{end or ''}"
+    events = _not_empty(events, data or [f"feed {spec.feed.plugin}"], start, end)
     bt = Backtest(
         spec,
         events,
@@ -45,8 +47,22 @@ def run_backtest(
         journal=journal,
         registry=registry,
         progress=progress,
+        keep_trades=keep_trades,
     )
     return bt.run()
+
+
+def _not_empty(events, sources: list[str], start: str | None, end: str | None):
+    """``events``, or a ConfigError when there are none: statistics of no data
+    (a mistyped ``--from``, a header-only file) would look like a robot that
+    never traded. Checked before the journal is opened, so none is left behind."""
+    events = iter(events)
+    first = next(events, None)
+    if first is not None:
+        return chain((first,), events)
+    span = "".join(f" {word} {when}" for word, when in (("from", start), ("to", end)) if when)
+    where = f"{span} (UTC)" if span else ""
+    raise ConfigError(f"no market events to backtest in {', '.join(sources)}{where}")
 
 
 def feed_events(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import heapq
 import os
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from roboframe.core.events import Bar, Tick
 from roboframe.errors import ConfigError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
+_DAY = 86_400 * 10**9
 
 
 def parse_data_arg(arg: str) -> tuple[str | None, str]:
@@ -68,11 +70,21 @@ def window(events, start: str | None, end: str | None) -> Iterator[Tick | Bar]:
     """Only events with ``start <= ts <= end`` (ISO-8601 dates or times, UTC)."""
     lo = iso_to_ns(start) if start else None
     hi = iso_to_ns(end) if end else None
-    if hi is not None and end and len(end) == 10:  # a date: through the end of that day
-        hi += 86_400 * 10**9 - 1
+    if hi is not None and _is_date(end):  # a date: through the end of that day
+        hi += _DAY - 1
     for event in events:
         if lo is not None and event.ts < lo:
             continue
         if hi is not None and event.ts > hi:
             return
         yield event
+
+
+def _is_date(text: str) -> bool:
+    """Whether ``text`` is a date alone, in any ISO form (``2026-12-01`` or
+    ``20261201``, as Finam exports write it): as ``--to`` it includes its day."""
+    try:
+        dt.date.fromisoformat(text.strip())
+    except ValueError:
+        return False
+    return True

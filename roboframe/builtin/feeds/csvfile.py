@@ -35,11 +35,14 @@ one symbol needs neither). Prices become ticks with decimal arithmetic
 (:meth:`Instrument.to_ticks`, no floats), rounded half-even to the nearest
 tick. Volumes must be whole numbers; empty means 0 (unknown).
 
+Fields are separated by whatever the header line uses of ``,``, ``;``, tab
+and ``|`` (Finam lets the user choose), unless ``delimiter`` says otherwise.
+
 Rows must be in time order. A bad row -- short, a value that is not a
 number or a time, a symbol the robot does not trade, ``high`` below ``low``,
-time going backwards -- stops the feed with a
-:class:`~roboframe.errors.ConfigError` naming the file, the line and the
-column. ``docs/feeds.md`` has examples.
+time going backwards, a second bar of a symbol at one time -- stops the feed
+with a :class:`~roboframe.errors.ConfigError` naming the file, the line and
+the column. ``docs/feeds.md`` has examples.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterator
 from decimal import Decimal, InvalidOperation
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +70,7 @@ REQUIRED = {"bar": ("open", "high", "low", "close"), "tick": ("price",)}
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
+_SEPARATORS = (",", ";", "\t", "|")
 _FRACTION = re.compile(r"^(.*\d[T ]?\d{2}:?\d{2}:?\d{2})[.,](\d+)(.*)$")
 
 
@@ -179,6 +184,15 @@ def parse_date_and_time(day: str, clock: str, tz: dt.tzinfo) -> int:
         raise _BadRow(f"{day} {clock} is not a valid date and time") from None
 
 
+def sniff_delimiter(header: str) -> str:
+    """The field separator a header line uses: the most frequent of ``,``, ``;``,
+    tab and ``|`` (``,`` on a tie or when there is none). Finam lets the user
+    pick the separator and Excel in Russian locales writes ``;``; ``--data``
+    files have no params to say so."""
+    best = max(_SEPARATORS, key=header.count)
+    return best if header.count(best) else ","
+
+
 def ns_to_iso(ns: int) -> str:
     """UTC nanoseconds as ISO-8601, for messages."""
     seconds, frac = divmod(ns, 10**9)
@@ -234,8 +248,8 @@ class CsvFeed(Feed):
                 "type": "string",
                 "minLength": 1,
                 "maxLength": 1,
-                "default": ",",
-                "description": "field separator",
+                "description": "field separator (default: the one the header line uses "
+                "of , ; tab |, else ,)",
             },
             **PACING_SCHEMA,
         },
@@ -272,7 +286,12 @@ class CsvFeed(Feed):
         except LookupError:
             raise self.error(None, f"unknown encoding {encoding!r}") from None
         with handle:
-            reader = csv.reader(handle, delimiter=self.params.get("delimiter", ","))
+            try:
+                first = handle.readline()
+            except UnicodeDecodeError as exc:
+                raise self._undecodable(1, exc) from None
+            delimiter = self.params.get("delimiter") or sniff_delimiter(first)
+            reader = csv.reader(chain((first,), handle) if first else (), delimiter=delimiter)
             try:
                 header = next(reader, None)
             except UnicodeDecodeError as exc:
@@ -287,7 +306,10 @@ class CsvFeed(Feed):
             yield from self._rows(reader, make, width, cols)
 
     def _rows(self, reader: Any, make: Callable, width: int, cols: dict[str, int]):
-        previous = None
+        previous = -(1 << 63)
+        bars = self.params.get("kind", "bar") == "bar"
+        first = None  # the first event at time ``previous``
+        same_time: list[str] = []  # symbols of the bars at that time, once there are two
         try:
             for row in reader:
                 if len(row) < width:
@@ -300,18 +322,37 @@ class CsvFeed(Feed):
                     event = make(row)
                 except ValueError as exc:
                     raise self._explain(reader.line_num, row, cols, exc) from None
-                if previous is not None and event.ts < previous:
+                if event.ts > previous:
+                    previous = event.ts
+                    first = event
+                elif event.ts < previous:
                     raise self.error(
                         reader.line_num,
                         f"time goes backwards ({ns_to_iso(event.ts)} after "
                         f"{ns_to_iso(previous)}): rows must be in time order",
                     )
-                previous = event.ts
+                elif bars:
+                    if first is not None:  # the second event at this time
+                        same_time = [first.symbol]
+                        first = None
+                    self._one_bar_a_time(reader.line_num, event, same_time)
                 yield event
         except UnicodeDecodeError as exc:
             raise self._undecodable(reader.line_num + 1, exc) from None
         except csv.Error as exc:
             raise self.error(reader.line_num, f"unreadable line: {exc}") from None
+
+    def _one_bar_a_time(self, line: int, bar: Bar, same_time: list[str]) -> None:
+        """Refuse a second bar of a symbol at one time: a repeated row (two
+        overlapping exports pasted together) that the strategy would see twice.
+        Ticks may share a time."""
+        if bar.symbol in same_time:
+            raise self.error(
+                line,
+                f"a second bar of {bar.symbol} at {ns_to_iso(bar.ts)}: a repeated row? "
+                "each bar needs its own time",
+            )
+        same_time.append(bar.symbol)
 
     def _undecodable(self, line: int, exc: UnicodeDecodeError) -> ConfigError:
         encoding = self.params.get("encoding", "utf-8-sig")
@@ -414,7 +455,11 @@ class CsvFeed(Feed):
         def read(row: list[str]) -> str:
             name = row[col].strip()
             if name not in instruments:
-                raise _BadRow(f"symbol {name!r} is not one of the robot's symbols ({known})")
+                raise _BadRow(
+                    f"symbol {name!r} is not one of the robot's symbols ({known}); a file "
+                    "of one instrument named otherwise (an exchange ticker) needs "
+                    "params.symbol, or roboframe backtest --data SYMBOL=FILE"
+                )
             return name
 
         return read

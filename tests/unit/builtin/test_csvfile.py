@@ -103,6 +103,15 @@ def test_symbol_column_and_finam_export(tmp_path):
     ]
 
 
+def test_an_exchange_ticker_error_says_how_to_map_the_file(tmp_path):
+    """Finam writes the exchange's ticker (SPFB.Si), not the robot's symbol."""
+    text = "<TICKER>,<DATE>,<TIME>,<OPEN>,<HIGH>,<LOW>,<CLOSE>\nSPFB.Si,20261201,130000,1,2,1,2\n"
+    with pytest.raises(ConfigError) as err:
+        list(feed(tmp_path, text, instruments={SI: INSTRUMENTS[SI]}).events())
+    assert "symbol 'SPFB.Si' is not one of the robot's symbols (Si-12.26)" in str(err.value)
+    assert "params.symbol" in str(err.value) and "--data SYMBOL=FILE" in str(err.value)
+
+
 def test_symbol_param_wins_over_the_column(tmp_path):
     text = "Date,Symbol,Open,High,Low,Close\n2026-12-01T10:00:00Z,SPFB.Si,1,2,1,2\n"
     (bar,) = feed(tmp_path, text, symbol=SI).events()
@@ -151,6 +160,19 @@ def test_absolute_path_and_delimiter(tmp_path):
     params = {"path": str(path), "symbol": SI, "delimiter": ";"}
     (bar,) = CsvFeed(params, INSTRUMENTS, base_dir=tmp_path / "elsewhere").events()
     assert bar.close == 2
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_finam_export_with_another_separator_is_read_without_params(tmp_path, sep):
+    """Finam and Excel in Russian locales write ``;`` (or tabs), with a BOM and
+    CRLF line ends; ``--data`` has no way to pass ``delimiter``."""
+    header = "<TICKER>,<PER>,<DATE>,<TIME>,<OPEN>,<HIGH>,<LOW>,<CLOSE>,<VOL>"
+    row = "SPFB.Si,1,20261201,130000,92001,92010,91990,92005,40"
+    text = "\ufeff" + "\r\n".join([header, row, ""]).replace(",", sep)
+    (tmp_path / "data.csv").write_bytes(text.encode())
+    params = {"path": "data.csv", "symbol": SI, "tz": "MSK"}
+    (bar,) = CsvFeed(params, INSTRUMENTS, base_dir=tmp_path).events()
+    assert bar == Bar(SI, T0, 92001, 92010, 91990, 92005, 40)
 
 
 def test_other_encodings(tmp_path):
@@ -243,6 +265,25 @@ def test_bad_files_name_the_file_and_line(tmp_path, text, params, message):
     with pytest.raises(ConfigError) as err:
         list(feed(tmp_path, text, **params).events())
     assert str(err.value).startswith(f"{tmp_path / 'data.csv'}{message}")
+
+
+def test_a_duplicate_bar_is_refused_not_traded_twice(tmp_path):
+    """Two bars of one symbol at one time are a repeated row (two overlapping
+    exports pasted together): the strategy would see the bar twice."""
+    text = (
+        "Date,Symbol,Open,High,Low,Close\n"
+        f"{T0 // 10**9},{SI},1,2,1,2\n{T0 // 10**9},{RTS},10,20,10,20\n"
+        f"{T0 // 10**9},{SI},1,2,1,2\n"
+    )
+    events = feed(tmp_path, text).events()
+    assert [bar.symbol for bar in (next(events), next(events))] == [SI, RTS]
+    with pytest.raises(ConfigError, match=r"data.csv:4: a second bar of Si-12.26 at 2026-12-01T10"):
+        next(events)
+
+
+def test_ticks_may_share_a_time(tmp_path):
+    text = "Date,Price\n2026-12-01T10:00:00Z,1\n2026-12-01T10:00:00Z,2\n"
+    assert len(list(feed(tmp_path, text, symbol=SI, kind="tick").events())) == 2
 
 
 def test_error_after_good_rows_comes_in_order(tmp_path):

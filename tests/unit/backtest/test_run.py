@@ -1,0 +1,66 @@
+"""``run_backtest`` on small files: what the command line gets back."""
+
+from __future__ import annotations
+
+import pytest
+
+from roboframe.backtest import run_backtest
+from roboframe.config import load_robot
+from roboframe.errors import ConfigError
+
+ROBOT = """\
+name: tiny
+symbols:
+  Si-12.26: {tick_size: 1}
+feed:
+  plugin: csv
+  params: {path: bars.csv, symbol: Si-12.26}
+strategy:
+  plugin: sma-crossover
+  params: {fast: 2, slow: 3}
+gateway:
+  plugin: paper
+journal:
+  dir: runs
+"""
+
+CLOSES = [100, 101, 102, 101, 99, 98, 99, 101, 103, 102, 100, 98]
+
+
+def write_robot(tmp_path, closes=CLOSES):
+    lines = ["Date,Open,High,Low,Close"]
+    for i, close in enumerate(closes):
+        lines.append(f"2026-12-01T10:{i:02d}:00Z,{close},{close},{close},{close}")
+    (tmp_path / "bars.csv").write_text("\n".join(lines) + "\n")
+    path = tmp_path / "robot.yaml"
+    path.write_text(ROBOT)
+    return load_robot(path)
+
+
+def test_keep_trades_lists_every_trade(tmp_path):
+    result = run_backtest(write_robot(tmp_path), journal=False, keep_trades=True)
+    assert result.stats["trades"] >= 2
+    assert len(result.trades) == result.stats["trades"]
+
+
+@pytest.mark.parametrize("day", ["2026-12-01", "20261201"])
+def test_to_a_date_includes_that_whole_day_in_either_iso_form(tmp_path, day):
+    result = run_backtest(write_robot(tmp_path), journal=False, start=day, end=day)
+    assert result.stats["events"] == len(CLOSES)
+
+
+@pytest.mark.parametrize(
+    ("closes", "start", "end", "said"),
+    [
+        (CLOSES, "2026-12-02", None, "from 2026-12-02"),
+        (CLOSES, None, "2026-11-30", "to 2026-11-30"),
+        ([], None, None, "bars.csv"),
+    ],
+)
+def test_no_data_to_backtest_is_an_error_not_empty_statistics(tmp_path, closes, start, end, said):
+    spec = write_robot(tmp_path, closes)
+    data = [str(tmp_path / "bars.csv")]
+    with pytest.raises(ConfigError, match="no market events") as err:
+        run_backtest(spec, data=data, start=start, end=end, journal_dir=tmp_path / "runs")
+    assert said in str(err.value)
+    assert not (tmp_path / "runs").exists()  # no empty journal left behind
