@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
+
 from roboframe.core.events import Cancel, Control, Fill, NewOrder, OrderUpdate, Replace
-from roboframe.core.resume import rebuild, unanswered
+from roboframe.core.resume import RunFinished, rebuild, unanswered
 from roboframe.core.robot import make_strategy
+from roboframe.errors import ConfigError
 from roboframe.testing.helpers import bar, make_spec
-from tests.unit.analyze.journals import SI, at, write_journal
+from tests.unit.analyze.journals import (
+    SI,
+    Scripted,
+    at,
+    scripted_events,
+    scripted_spec,
+    write_journal,
+)
 
 
 def test_unanswered_orders_cancels_and_replaces_are_sent_again(tmp_path):
@@ -42,3 +52,42 @@ def test_unanswered_orders_cancels_and_replaces_are_sent_again(tmp_path):
     assert kernel.orders.orders[second].price == 95
     kernel.handle(Fill(third, at(4), SI, "buy", 1, 92, "T1"))  # gone: not sent again
     assert [a.client_id for a in unanswered(kernel)] == [second]
+
+
+class ScriptedChanged(Scripted):
+    """The same robot after its strategy code changed: buys 3, not 2, on the first bar."""
+
+    def on_bar(self, bar, ctx):
+        if self.bars == 0:
+            self.bars = 1
+            return [ctx.buy(bar.symbol, 3)]
+        return super().on_bar(bar, ctx)
+
+
+def test_resume_refuses_a_strategy_that_now_acts_differently(tmp_path):
+    """Rebuilt with changed code, the robot would believe in orders it never sent
+    (and send them again under ids the store holds for others): refused instead."""
+    spec = scripted_spec()
+    write_journal(tmp_path / "r.journal", spec, scripted_events(stop=False)[:5])
+    with pytest.raises(ConfigError) as err:
+        rebuild(tmp_path / "r.journal", spec, ScriptedChanged({}))
+    text = str(err.value)
+    assert "the strategy now acts differently from the run it would resume" in text
+    assert "seq 2" in text and "journaled: actions" in text
+    assert "move r.journal out of" in text
+
+
+def test_resume_with_the_same_strategy_still_rebuilds(tmp_path):
+    spec = scripted_spec()
+    write_journal(tmp_path / "r.journal", spec, scripted_events(stop=False)[:5])
+    resumed = rebuild(tmp_path / "r.journal", spec, Scripted({}))
+    assert resumed.last_seq == 5
+    assert resumed.kernel.book.positions[SI].qty == 2
+    assert [o.qty for o in resumed.unanswered] == [1]  # the offer of bar 2, still open
+
+
+def test_a_stopped_run_of_a_changed_strategy_is_finished_not_refused(tmp_path):
+    spec = scripted_spec()
+    write_journal(tmp_path / "r.journal", spec, scripted_events(stop=True))
+    with pytest.raises(RunFinished):
+        rebuild(tmp_path / "r.journal", spec, ScriptedChanged({}))
