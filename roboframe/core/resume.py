@@ -52,8 +52,20 @@ class Resumed:
 
 def latest_unfinished(journal_dir: Path, suffix: str) -> Path | None:
     """The newest live-run journal in ``journal_dir`` (backtests excluded)."""
-    runs = sorted(p for p in journal_dir.glob(f"*{suffix}") if not p.name.startswith("bt-"))
-    return runs[-1] if runs else None
+    runs = [p for p in journal_dir.glob(f"*{suffix}") if not p.name.startswith("bt-")]
+    return max(runs, key=lambda p: _started(p, suffix)) if runs else None
+
+
+def _started(path: Path, suffix: str) -> tuple[str, int]:
+    """When a run started: its second, then which run of that second it was.
+
+    Run ids are ``T``, ``T.2``, ``T.3`` ... for runs started in one second
+    (:func:`roboframe.core.robot.new_run_id`); by name alone ``T`` would sort
+    after ``T.2`` and ``T.10`` before ``T.9``.
+    """
+    run_id = path.name.removesuffix(suffix)
+    base, dot, n = run_id.rpartition(".")
+    return (base, int(n)) if dot and n.isdigit() else (run_id, 1)
 
 
 def _stopped(reader: JournalReader) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from roboframe.core.events import Cancel, Control, Fill, NewOrder, OrderUpdate, Replace
-from roboframe.core.resume import RunFinished, rebuild, unanswered
+from roboframe.core.resume import RunFinished, latest_unfinished, rebuild, unanswered
 from roboframe.core.robot import make_strategy
 from roboframe.errors import ConfigError
 from roboframe.testing.helpers import bar, make_spec
@@ -91,3 +91,15 @@ def test_a_stopped_run_of_a_changed_strategy_is_finished_not_refused(tmp_path):
     write_journal(tmp_path / "r.journal", spec, scripted_events(stop=True))
     with pytest.raises(RunFinished):
         rebuild(tmp_path / "r.journal", spec, ScriptedChanged({}))
+
+
+def test_the_latest_run_is_the_last_started_when_runs_share_a_second(tmp_path):
+    """Run ids of one second are ``T``, ``T.2``, ``T.3`` ...: by name ``T.journal``
+    sorts after them and ``T.10`` before ``T.9``, which resumed an older run."""
+    for name in ("20261118T100000Z", "20261118T100000Z.2", "20261118T095959Z.3"):
+        (tmp_path / f"{name}.journal").touch()
+    assert latest_unfinished(tmp_path, ".journal").name == "20261118T100000Z.2.journal"
+    for n in range(3, 11):
+        (tmp_path / f"20261118T100000Z.{n}.journal").touch()
+    (tmp_path / "bt-20261118T100001Z.journal").touch()  # a backtest: never resumed
+    assert latest_unfinished(tmp_path, ".journal").name == "20261118T100000Z.10.journal"
