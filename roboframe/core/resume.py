@@ -26,7 +26,7 @@ from typing import Any
 from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Replace, Tick
 from roboframe.core.kernel import Kernel
 from roboframe.errors import ConfigError, RoboframeError
-from roboframe.journal import JournalReader, recover
+from roboframe.journal import MESSAGE, JournalReader, recover
 from roboframe.risk.limits import STOPPED
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,12 @@ def _stopped(reader: JournalReader) -> bool:
     )
 
 
+def _started_any(reader: JournalReader) -> bool:
+    """Whether the journal holds any event: a run that failed to open its gateway
+    or endpoints, before its start, wrote its header alone."""
+    return any(record.kind == MESSAGE for record in reader.records())
+
+
 def _ref(text: str) -> int:
     return int(text) if text.isdigit() else 0
 
@@ -97,6 +103,8 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
     if header.get("config_hash") != spec.config_hash:
         if _stopped(reader):  # a finished run of the old file: nothing to resume anyway
             raise RunFinished(f"{path}: that run has already stopped")
+        if not _started_any(reader):  # it failed before its first event: nothing to lose
+            raise RunFinished(f"{path}: that run never started (its journal has no events)")
         raise ConfigError(
             f"{path}: the robot file changed since that run started; "
             "it cannot be resumed (start a new run)"

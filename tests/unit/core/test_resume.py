@@ -6,8 +6,9 @@ import pytest
 
 from roboframe.core.events import Cancel, Control, Fill, NewOrder, OrderUpdate, Replace
 from roboframe.core.resume import RunFinished, latest_unfinished, rebuild, unanswered
-from roboframe.core.robot import make_strategy
+from roboframe.core.robot import journal_header, make_strategy
 from roboframe.errors import ConfigError
+from roboframe.journal import JournalWriter
 from roboframe.testing.helpers import bar, make_spec
 from tests.unit.analyze.journals import (
     SI,
@@ -103,3 +104,26 @@ def test_the_latest_run_is_the_last_started_when_runs_share_a_second(tmp_path):
         (tmp_path / f"20261118T100000Z.{n}.journal").touch()
     (tmp_path / "bt-20261118T100001Z.journal").touch()  # a backtest: never resumed
     assert latest_unfinished(tmp_path, ".journal").name == "20261118T100000Z.10.journal"
+
+
+def test_a_run_that_never_started_is_not_resumed_after_its_file_changed(tmp_path):
+    """A run that failed before its first event (its gateway or control endpoint
+    would not open, say) left a journal with a header alone. The trader fixes the
+    robot file; nothing of that run can be lost, so a new run starts, where
+    refusing would leave the robot down until the journal is moved by hand."""
+    spec = scripted_spec()
+    _, cls, _ = make_strategy(spec)
+    with JournalWriter(tmp_path / "r.journal", journal_header(spec, "r1", cls, "live")):
+        pass
+    fixed = scripted_spec(risk={"max_order_qty": 5})
+    assert fixed.config_hash != spec.config_hash
+    with pytest.raises(RunFinished, match="never started"):
+        rebuild(tmp_path / "r.journal", fixed, Scripted({}))
+
+
+def test_a_run_with_events_is_still_refused_after_its_file_changed(tmp_path):
+    spec = scripted_spec()
+    write_journal(tmp_path / "r.journal", spec, scripted_events(stop=False)[:2])
+    fixed = scripted_spec(risk={"max_order_qty": 5})
+    with pytest.raises(ConfigError, match="the robot file changed since that run started"):
+        rebuild(tmp_path / "r.journal", fixed, Scripted({}))
