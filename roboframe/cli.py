@@ -392,7 +392,7 @@ def replay(journal_file: Path, verify: bool, until: int | None, force: bool, as_
     from roboframe.console import format_state
 
     try:
-        header = rp.JournalReader(journal_file).header
+        header = rp.robot_header(rp.JournalReader(journal_file))
         changes = rp.strategy_changes(header)  # the state --until prints may not be the run's
         for change in changes:
             click.echo(f"warning: {change}", err=True)
