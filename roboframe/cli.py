@@ -392,15 +392,15 @@ def replay(journal_file: Path, verify: bool, until: int | None, force: bool, as_
     from roboframe.console import format_state
 
     try:
+        header = rp.robot_header(rp.JournalReader(journal_file))
+        changes = rp.strategy_changes(header)  # the state --until prints may not be the run's
+        for change in changes:
+            click.echo(f"warning: {change}", err=True)
         if until is not None:
             kernel, last = rp.state_at(journal_file, until)
             state = {**kernel.snapshot(), "seq": last}
             click.echo(json.dumps(state, indent=2, default=str) if as_json else format_state(state))
             return
-        header = rp.JournalReader(journal_file).header
-        changes = rp.strategy_changes(header)
-        for change in changes:
-            click.echo(f"warning: {change}", err=True)
         if changes and verify and not force:
             click.echo(
                 "the strategy changed since this journal was written; "

@@ -18,6 +18,7 @@ from typing import Any
 
 from roboframe.core import codec
 from roboframe.core.kernel import Kernel
+from roboframe.errors import JournalError
 from roboframe.journal import JournalReader
 from roboframe.journal.format import ACTIONS, MESSAGE
 
@@ -98,6 +99,28 @@ class OutputCheck:
         return len(self.pending)
 
 
+def robot_header(reader: JournalReader) -> dict:
+    """``reader``'s header, refused in words unless this roboframe can rebuild its robot.
+
+    A journal another tool wrote with :class:`JournalWriter` has no robot in
+    it, and one of a newer roboframe may hold events this codec cannot read.
+    """
+    header = reader.header
+    if not isinstance(header.get("config"), dict) or "run_id" not in header:
+        raise JournalError(
+            f"journal {reader.path} has no robot config in its header: "
+            "it was not written by a robot run, and there is no robot to replay"
+        )
+    used = header.get("codec") or {}
+    name, version = used.get("name", codec.CODEC), used.get("version", codec.CODEC_VERSION)
+    if name != codec.CODEC or not isinstance(version, int) or version > codec.CODEC_VERSION:
+        raise JournalError(
+            f"journal {reader.path}: its events are in codec {name} version {version}; this "
+            f"roboframe reads {codec.CODEC} version {codec.CODEC_VERSION} (upgrade roboframe)"
+        )
+    return header
+
+
 def kernel_from_header(header: dict, registry=None) -> Kernel:
     """A fresh kernel for the robot a journal header describes."""
     from roboframe.config import spec_from_dict
@@ -113,7 +136,13 @@ def iter_events(reader: JournalReader) -> Iterator[tuple[int, Any, Any]]:
     ``(seq, None, record)`` for every action record."""
     for record in reader.records():
         if record.kind == MESSAGE:
-            msg = codec.decode(record.payload)
+            try:
+                msg = codec.decode(record.payload)
+            except codec.DECODE_ERRORS as exc:  # checksum good: written so, not damaged
+                raise JournalError(
+                    f"journal {reader.path}: the message at byte {record.offset} "
+                    f"(seq {record.seq}) is not an event this roboframe reads: {exc}"
+                ) from None
             events = codec.events_in(msg)
             for offset, event in enumerate(events):
                 yield record.seq + offset, event, record
@@ -124,7 +153,7 @@ def iter_events(reader: JournalReader) -> Iterator[tuple[int, Any, Any]]:
 def verify(path: str | Path, *, registry=None, keep_outputs: bool = False) -> ReplayResult:
     """Replay ``path`` and compare every event's outputs with the journal's."""
     reader = JournalReader(path)
-    kernel = kernel_from_header(reader.header, registry)
+    kernel = kernel_from_header(robot_header(reader), registry)
     result = ReplayResult(reader.header, kernel)
     check = OutputCheck()
     for seq, event, record in iter_events(reader):
@@ -150,7 +179,7 @@ def verify(path: str | Path, *, registry=None, keep_outputs: bool = False) -> Re
 def state_at(path: str | Path, until: int, *, registry=None) -> tuple[Kernel, int]:
     """The kernel after every event up to sequence number ``until``; and the last seq seen."""
     reader = JournalReader(path)
-    kernel = kernel_from_header(reader.header, registry)
+    kernel = kernel_from_header(robot_header(reader), registry)
     last = 0
     for seq, event, _record in iter_events(reader):
         if event is None:

@@ -2,9 +2,11 @@
 
 The latest journal of the robot that did not reach its stop is reopened: a
 torn last frame is cut, every journaled event is fed to a fresh kernel (the
-same pure function, so the same state), and the run continues in the same
-file with the next sequence number. Every open order (for its lots left) and
-every cancel and replace still waiting for an answer is sent again
+same pure function, so the same state: what it does is checked against the
+journaled actions, and a strategy whose code now acts differently is
+refused), and the run continues in the same file with the next sequence
+number. Every open order (for its lots left) and every cancel and replace
+still waiting for an answer is sent again
 (:func:`unanswered`); an order store's unique client ids make a repeated
 order a no-op when it did arrive. When the
 crash cut the last event's ACTIONS record (the loop dies while flushing it,
@@ -24,7 +26,7 @@ from typing import Any
 from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Replace, Tick
 from roboframe.core.kernel import Kernel
 from roboframe.errors import ConfigError, RoboframeError
-from roboframe.journal import JournalReader, recover
+from roboframe.journal import MESSAGE, JournalReader, recover
 from roboframe.risk.limits import STOPPED
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,20 @@ class Resumed:
 
 def latest_unfinished(journal_dir: Path, suffix: str) -> Path | None:
     """The newest live-run journal in ``journal_dir`` (backtests excluded)."""
-    runs = sorted(p for p in journal_dir.glob(f"*{suffix}") if not p.name.startswith("bt-"))
-    return runs[-1] if runs else None
+    runs = [p for p in journal_dir.glob(f"*{suffix}") if not p.name.startswith("bt-")]
+    return max(runs, key=lambda p: _started(p, suffix)) if runs else None
+
+
+def _started(path: Path, suffix: str) -> tuple[str, int]:
+    """When a run started: its second, then which run of that second it was.
+
+    Run ids are ``T``, ``T.2``, ``T.3`` ... for runs started in one second
+    (:func:`roboframe.core.robot.new_run_id`); by name alone ``T`` would sort
+    after ``T.2`` and ``T.10`` before ``T.9``.
+    """
+    run_id = path.name.removesuffix(suffix)
+    base, dot, n = run_id.rpartition(".")
+    return (base, int(n)) if dot and n.isdigit() else (run_id, 1)
 
 
 def _stopped(reader: JournalReader) -> bool:
@@ -65,13 +79,19 @@ def _stopped(reader: JournalReader) -> bool:
     )
 
 
+def _started_any(reader: JournalReader) -> bool:
+    """Whether the journal holds any event: a run that failed to open its gateway
+    or endpoints, before its start, wrote its header alone."""
+    return any(record.kind == MESSAGE for record in reader.records())
+
+
 def _ref(text: str) -> int:
     return int(text) if text.isdigit() else 0
 
 
 def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
     """Feed ``path``'s events to a fresh kernel; refuse a finished or foreign run."""
-    from roboframe.replay import iter_events
+    from roboframe.replay import OutputCheck, iter_events
 
     cut = recover(path)
     if cut:
@@ -83,6 +103,8 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
     if header.get("config_hash") != spec.config_hash:
         if _stopped(reader):  # a finished run of the old file: nothing to resume anyway
             raise RunFinished(f"{path}: that run has already stopped")
+        if not _started_any(reader):  # it failed before its first event: nothing to lose
+            raise RunFinished(f"{path}: that run never started (its journal has no events)")
         raise ConfigError(
             f"{path}: the robot file changed since that run started; "
             "it cannot be resumed (start a new run)"
@@ -90,19 +112,14 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
     kernel = Kernel(spec, header["run_id"], strategy)
     last_seq = trade = event_ref = 0
     last_ts, at_last = 0, {}
-    outputs: dict[int, tuple[list, list]] = {}  # the current message's, not yet journaled
-    message_at = -1
+    check = OutputCheck()  # the current message's outputs, until their ACTIONS record
     for seq, event, record in iter_events(reader):
         if event is None:
-            outputs.pop(seq, None)
+            _refuse_divergence(reader, check.journaled(record))
             continue
-        if record.offset != message_at:
-            message_at = record.offset
-            outputs.clear()
+        _refuse_divergence(reader, check.message(record.offset))
         actions = kernel.handle(event)
-        rejected = kernel.take_rejected()
-        if actions or rejected:
-            outputs[seq] = (list(actions), rejected)
+        check.produced(seq, event, (list(actions), kernel.take_rejected()))
         last_seq = seq
         kind = type(event)
         if kind is Bar or kind is Tick:
@@ -115,7 +132,7 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
             event_ref = max(event_ref, _ref(event.ref))
     if kernel.risk.state == STOPPED:
         raise RunFinished(f"{path}: that run has already stopped")
-    unjournaled = [(seq, *outputs[seq]) for seq in sorted(outputs)]
+    unjournaled = [(seq, *check.pending[seq][1]) for seq in sorted(check.pending)]
     return Resumed(
         path,
         header["run_id"],
@@ -125,6 +142,28 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
         unanswered(kernel),
         (last_ts, at_last),
         unjournaled,
+    )
+
+
+def _refuse_divergence(reader: JournalReader, divergence: Any) -> None:
+    """Stop a rebuild whose kernel does not do what the journal says the run did.
+
+    The strategy's code changed since the run (same robot file, new behaviour):
+    the rebuilt orders and positions would not be the run's, and resending its
+    "open orders" would place orders it never sent, under client ids the
+    order store already holds for others. A run that reached its stop needs
+    no rebuild: a new run starts, with the new code.
+    """
+    if divergence is None:
+        return
+    if _stopped(reader):
+        raise RunFinished(f"{reader.path}: that run has already stopped")
+    path = reader.path
+    raise ConfigError(
+        f"{path}: the strategy now acts differently from the run it would resume, "
+        f"so that run's state cannot be rebuilt from its journal; first at {divergence}\n"
+        "  hint: run it with the strategy code that run used, or, to start a new run, "
+        f"move {path.name} out of {path.parent} (its open orders are then yours to handle)"
     )
 
 

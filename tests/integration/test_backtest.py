@@ -231,6 +231,23 @@ def test_changed_strategy_warns_and_diverges_on_request(tmp_path):
     assert "journaled: actions" in proc.stderr and "replayed:  actions" in proc.stderr
 
 
+def test_replay_until_warns_when_the_strategy_changed(tmp_path):
+    """The state --until prints is what the code of today makes of the journal:
+    with a changed strategy it may not be the run's, and the trader is told."""
+    path = robot_with_strategy(
+        tmp_path, "flipmod2", STRATEGY.format(version="1.0", modulo=3), "Flip"
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    stats = backtest_json(str(path), env=env)
+    proc = roboframe_cmd("replay", stats["journal"], "--until", "50", "--json", env=env)
+    assert proc.returncode == 0 and proc.stderr == ""
+    (tmp_path / "flipmod2.py").write_text(STRATEGY.format(version="1.1", modulo=4))
+    proc = roboframe_cmd("replay", stats["journal"], "--until", "50", "--json", env=env)
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout)["seq"] == 50
+    assert "warning: strategy version 1.0 -> 1.1" in proc.stderr
+
+
 def test_replay_until_prints_the_state_at_that_point(tmp_path):
     stats = backtest_json(str(robot(tmp_path)))
     first_fill = None

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import pytest
+
 from roboframe.core.events import Cancel, Control, Fill, NewOrder, OrderUpdate, Replace
-from roboframe.core.resume import rebuild, unanswered
-from roboframe.core.robot import make_strategy
+from roboframe.core.resume import RunFinished, latest_unfinished, rebuild, unanswered
+from roboframe.core.robot import journal_header, make_strategy
+from roboframe.errors import ConfigError
+from roboframe.journal import JournalWriter
 from roboframe.testing.helpers import bar, make_spec
-from tests.unit.analyze.journals import SI, at, write_journal
+from tests.unit.analyze.journals import (
+    SI,
+    Scripted,
+    at,
+    scripted_events,
+    scripted_spec,
+    write_journal,
+)
 
 
 def test_unanswered_orders_cancels_and_replaces_are_sent_again(tmp_path):
@@ -42,3 +53,77 @@ def test_unanswered_orders_cancels_and_replaces_are_sent_again(tmp_path):
     assert kernel.orders.orders[second].price == 95
     kernel.handle(Fill(third, at(4), SI, "buy", 1, 92, "T1"))  # gone: not sent again
     assert [a.client_id for a in unanswered(kernel)] == [second]
+
+
+class ScriptedChanged(Scripted):
+    """The same robot after its strategy code changed: buys 3, not 2, on the first bar."""
+
+    def on_bar(self, bar, ctx):
+        if self.bars == 0:
+            self.bars = 1
+            return [ctx.buy(bar.symbol, 3)]
+        return super().on_bar(bar, ctx)
+
+
+def test_resume_refuses_a_strategy_that_now_acts_differently(tmp_path):
+    """Rebuilt with changed code, the robot would believe in orders it never sent
+    (and send them again under ids the store holds for others): refused instead."""
+    spec = scripted_spec()
+    write_journal(tmp_path / "r.journal", spec, scripted_events(stop=False)[:5])
+    with pytest.raises(ConfigError) as err:
+        rebuild(tmp_path / "r.journal", spec, ScriptedChanged({}))
+    text = str(err.value)
+    assert "the strategy now acts differently from the run it would resume" in text
+    assert "seq 2" in text and "journaled: actions" in text
+    assert "move r.journal out of" in text
+
+
+def test_resume_with_the_same_strategy_still_rebuilds(tmp_path):
+    spec = scripted_spec()
+    write_journal(tmp_path / "r.journal", spec, scripted_events(stop=False)[:5])
+    resumed = rebuild(tmp_path / "r.journal", spec, Scripted({}))
+    assert resumed.last_seq == 5
+    assert resumed.kernel.book.positions[SI].qty == 2
+    assert [o.qty for o in resumed.unanswered] == [1]  # the offer of bar 2, still open
+
+
+def test_a_stopped_run_of_a_changed_strategy_is_finished_not_refused(tmp_path):
+    spec = scripted_spec()
+    write_journal(tmp_path / "r.journal", spec, scripted_events(stop=True))
+    with pytest.raises(RunFinished):
+        rebuild(tmp_path / "r.journal", spec, ScriptedChanged({}))
+
+
+def test_the_latest_run_is_the_last_started_when_runs_share_a_second(tmp_path):
+    """Run ids of one second are ``T``, ``T.2``, ``T.3`` ...: by name ``T.journal``
+    sorts after them and ``T.10`` before ``T.9``, which resumed an older run."""
+    for name in ("20261118T100000Z", "20261118T100000Z.2", "20261118T095959Z.3"):
+        (tmp_path / f"{name}.journal").touch()
+    assert latest_unfinished(tmp_path, ".journal").name == "20261118T100000Z.2.journal"
+    for n in range(3, 11):
+        (tmp_path / f"20261118T100000Z.{n}.journal").touch()
+    (tmp_path / "bt-20261118T100001Z.journal").touch()  # a backtest: never resumed
+    assert latest_unfinished(tmp_path, ".journal").name == "20261118T100000Z.10.journal"
+
+
+def test_a_run_that_never_started_is_not_resumed_after_its_file_changed(tmp_path):
+    """A run that failed before its first event (its gateway or control endpoint
+    would not open, say) left a journal with a header alone. The trader fixes the
+    robot file; nothing of that run can be lost, so a new run starts, where
+    refusing would leave the robot down until the journal is moved by hand."""
+    spec = scripted_spec()
+    _, cls, _ = make_strategy(spec)
+    with JournalWriter(tmp_path / "r.journal", journal_header(spec, "r1", cls, "live")):
+        pass
+    fixed = scripted_spec(risk={"max_order_qty": 5})
+    assert fixed.config_hash != spec.config_hash
+    with pytest.raises(RunFinished, match="never started"):
+        rebuild(tmp_path / "r.journal", fixed, Scripted({}))
+
+
+def test_a_run_with_events_is_still_refused_after_its_file_changed(tmp_path):
+    spec = scripted_spec()
+    write_journal(tmp_path / "r.journal", spec, scripted_events(stop=False)[:2])
+    fixed = scripted_spec(risk={"max_order_qty": 5})
+    with pytest.raises(ConfigError, match="the robot file changed since that run started"):
+        rebuild(tmp_path / "r.journal", fixed, Scripted({}))

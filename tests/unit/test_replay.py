@@ -1,0 +1,56 @@
+"""Replaying journals that are not what this roboframe can rebuild a robot from."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from roboframe import replay as rp
+from roboframe.cli import main
+from roboframe.core import codec
+from roboframe.core.events import Control
+from roboframe.core.robot import journal_header, make_strategy
+from roboframe.errors import JournalError
+from roboframe.journal import JournalWriter
+from tests.unit.analyze.journals import scripted_spec
+
+NOT_AN_EVENT = b"\x93\xa7control"  # msgpack, but no event of this codec
+
+
+def robot_journal(path, *payloads, **header_over):
+    spec = scripted_spec()
+    _, cls, _ = make_strategy(spec)
+    header = {**journal_header(spec, "r1", cls, "live"), **header_over}
+    with JournalWriter(path, header) as writer:
+        for seq, payload in enumerate(payloads, start=1):
+            writer.append_message(seq, 0, payload)
+    return path
+
+
+def replay_cli(*args):
+    return CliRunner().invoke(main, ["replay", *map(str, args)])
+
+
+@pytest.mark.parametrize("args", [["--verify"], ["--until", "3"], []])
+def test_a_journal_without_a_robot_is_refused_in_words(tmp_path, args):
+    with JournalWriter(tmp_path / "x.journal", {"robot": "x"}) as writer:
+        writer.append_message(1, 0, b"\x01")
+    result = replay_cli(tmp_path / "x.journal", *args)
+    assert result.exit_code == 1
+    assert "has no robot config in its header" in result.output
+    assert not isinstance(result.exception, KeyError)
+
+
+def test_a_message_this_codec_cannot_read_is_refused_with_its_place(tmp_path):
+    good = codec.encode(Control("start", 1))
+    path = robot_journal(tmp_path / "r.journal", good, NOT_AN_EVENT)
+    with pytest.raises(JournalError, match=r"message at byte \d+ \(seq 2\) is not an event"):
+        rp.verify(path)
+    result = replay_cli(path, "--verify")
+    assert result.exit_code == 1 and "seq 2" in result.output
+
+
+def test_events_of_a_newer_codec_are_refused_before_replaying(tmp_path):
+    path = robot_journal(tmp_path / "r.journal", codec={"name": codec.CODEC, "version": 2})
+    with pytest.raises(JournalError, match=r"codec msgpack-msgspec version 2.*upgrade roboframe"):
+        rp.verify(path)
