@@ -100,6 +100,9 @@ class Kernel:
         self._watch_loss = spec.risk.max_daily_loss is not None
         self._cancel_on_stop = spec.loop.open_orders_on_stop == "cancel"
         self._day_end = 0
+        # flatten: symbol -> its orders that were open, whose cancels must be answered
+        # before the position is closed (see _flatten)
+        self.flattening: dict[str, list[str]] = {}
         self.handlers = {
             Bar: self._on_bar,
             Tick: self._on_tick,
@@ -201,17 +204,17 @@ class Kernel:
         self.counters["fills"] += 1
         if self._watch_loss:
             self.risk.watch_loss(fill.ts)
-        if self._handle_fill is None:
-            return NO_ACTIONS
-        out = self._handle_fill(fill, self.ctx)
+        out = None if self._handle_fill is None else self._handle_fill(fill, self.ctx)
+        if self.flattening:
+            out = [*(out or ()), *self._flatten_answered()]
         return self._process(out, 0) if out else NO_ACTIONS
 
     def _on_order(self, update: OrderUpdate) -> list[Action]:
         self._advance(update.ts)
         self.orders.on_update(update)
-        if self._handle_order is None:
-            return NO_ACTIONS
-        out = self._handle_order(update, self.ctx)
+        out = None if self._handle_order is None else self._handle_order(update, self.ctx)
+        if self.flattening:
+            out = [*(out or ()), *self._flatten_answered()]
         return self._process(out, 0) if out else NO_ACTIONS
 
     # -- timers -----------------------------------------------------------------
@@ -298,12 +301,7 @@ class Kernel:
         elif name == "cancel-all":
             out = self.ctx.cancel_all()
         elif name == "flatten":
-            out = [*self.ctx.cancel_all()]
-            for symbol in self.symbols:
-                qty = self._positions[symbol].qty
-                if qty:
-                    side = self.ctx.sell if qty > 0 else self.ctx.buy
-                    out.append(side(symbol, abs(qty)))
+            out = self._flatten()
         elif name == "restarted":  # a resumed run: state was rebuilt from the journal
             log.info("run resumed after seq %s", cmd.args.get("after_seq"))
             return NO_ACTIONS
@@ -324,6 +322,39 @@ class Kernel:
             log.warning("unknown control command %r ignored", name)
             return NO_ACTIONS
         return self._process(out, 0) if out else NO_ACTIONS
+
+    def _flatten(self) -> list[Action]:
+        """Cancel every open order and close every position at market. A symbol
+        with orders open closes once each of them is answered (cancelled, or
+        filled first): a closing order sent beside an exit that fills before its
+        cancel arrives would overshoot into the opposite position, and in a
+        reduce-only state (HALTED, REDUCING) risk refuses it for that reason,
+        which left the position open with its exit cancelled."""
+        out: list[Action] = list(self.ctx.cancel_all())
+        self.flattening = {}
+        for own in self.orders.open.values():
+            self.flattening.setdefault(own.symbol, []).append(own.client_id)
+        for symbol in self.symbols:
+            if symbol not in self.flattening:
+                out += self._close(symbol)
+        return out
+
+    def _close(self, symbol: str) -> list[NewOrder]:
+        qty = self._positions[symbol].qty
+        if not qty:
+            return []
+        return [(self.ctx.sell if qty > 0 else self.ctx.buy)(symbol, abs(qty))]
+
+    def _flatten_answered(self) -> list[NewOrder]:
+        """The closing orders of symbols whose open orders a flatten waited for
+        are all answered now."""
+        out: list[NewOrder] = []
+        open_orders = self.orders.open
+        for symbol in list(self.flattening):
+            if not any(cid in open_orders for cid in self.flattening[symbol]):
+                del self.flattening[symbol]
+                out += self._close(symbol)
+        return out
 
     def _cancels(self, client_ids: list[str]) -> list[Cancel]:
         """Cancels of those of ``client_ids`` still open and not being cancelled:
@@ -464,6 +495,7 @@ class Kernel:
             "orders_total": self.orders.total,
             "anomalies": self.orders.anomalies,
             "timers": {name: due for name, (due, _) in sorted(self.timers.items())},
+            "flattening": sorted(self.flattening),
             "strategy": strategy_state(self.strategy),
         }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from roboframe.core.events import Control, Fill, NewOrder
+from roboframe.core.events import Cancel, Control, Fill, NewOrder, OrderUpdate
 from roboframe.errors import StrategyError
 from roboframe.testing.helpers import MINUTE_NS, T0, bar
 
@@ -171,6 +171,50 @@ def test_flatten_and_cancel_all_commands():
     assert [type(a).__name__ for a in out] == ["Cancel", "NewOrder"]
     assert out[0].client_id == rts.client_id
     assert (out[1].side, out[1].qty, out[1].symbol) == ("sell", 2, SI)
+    assert kernel.snapshot()["flattening"] == [RTS]
+    # the RTS order filled before its cancel arrived: that position is closed too
+    (close,) = kernel.handle(Fill(rts.client_id, T0, RTS, "buy", 1, 100, "f2"))
+    assert (close.side, close.qty, close.symbol) == ("sell", 1, RTS)
+    assert kernel.snapshot()["flattening"] == []
+
+
+def _long_with_a_take_profit(**risk):
+    """Long 2 Si with a resting take-profit sell limit for both lots."""
+    kernel, _ = kernel_with(risk=risk)
+    kernel.handle(bar(SI, 1, 100))
+    kernel.orders.add(NewOrder("buy", SI, "buy", 2), T0)
+    kernel.handle(Fill("buy", T0, SI, "buy", 2, 100, "t1"))
+    (tp,) = kernel._process([kernel.ctx.sell(SI, 2, price=120)], 0)
+    kernel.handle(OrderUpdate(tp.client_id, T0, "accepted"))
+    return kernel, tp
+
+
+@pytest.mark.parametrize("state", ["halt", "reduce", "active"])
+def test_flatten_closes_after_the_exits_cancel_is_answered(state):
+    """Halted by the kill switch, a trader flattens: the take-profit is cancelled
+    and, once that is answered, the position closed. Sent beside the cancel, the
+    closing sell would be refused (with the take-profit it could sell 4 of 2) and
+    the position left open with no exit at all."""
+    kernel, tp = _long_with_a_take_profit()
+    if state == "halt":
+        kernel.risk.set_state("HALTED", "daily loss")
+    elif state == "reduce":
+        kernel.handle(Control("reduce", T0))
+    out = kernel.handle(Control("flatten", T0))
+    assert out == [Cancel(tp.client_id)]
+    assert kernel.take_rejected() == []
+    (close,) = kernel.handle(OrderUpdate(tp.client_id, T0, "cancelled"))
+    assert (close.side, close.qty, close.symbol, close.type) == ("sell", 2, SI, "market")
+    assert kernel.take_rejected() == []
+
+
+def test_flatten_does_not_overshoot_when_the_exit_fills_before_its_cancel():
+    kernel, tp = _long_with_a_take_profit()
+    assert kernel.handle(Control("flatten", T0)) == [Cancel(tp.client_id)]  # no sell yet
+    assert kernel.handle(Fill(tp.client_id, T0, SI, "sell", 2, 120, "t2")) == []
+    assert kernel.handle(OrderUpdate(tp.client_id, T0, "rejected", "not open")) == []
+    assert kernel.ctx.position(SI) == 0
+    assert kernel.snapshot()["flattening"] == []
 
 
 def test_rejection_chain_is_bounded():
