@@ -3,7 +3,8 @@
     new --accepted--> accepted --fill--> partially_filled --fill--> filled
      |                   |                     |
      +--rejected         +--cancelled <--------+
-     +--fill (an exchange may fill before it acknowledges)
+     +--fill (an exchange may fill before it acknowledges; its late
+             ``accepted`` then changes nothing)
 
 ``new`` means sent, not yet acknowledged. A ``rejected`` update for an order
 that is already accepted is the refusal of a *cancel* (too late, already
@@ -145,7 +146,8 @@ class OrderBook:
         if status == ACCEPTED:
             if own.status == NEW:
                 own.status = ACCEPTED
-            elif own.status not in OPEN_STATES:
+            elif own.status not in OPEN_STATES and own.status != FILLED:
+                # after its fills is the order of a fill-before-acknowledgement: not odd
                 self._anomaly(f"accepted after {own.status}: {update.client_id}")
         elif status == CANCELLED:
             if own.status in OPEN_STATES:

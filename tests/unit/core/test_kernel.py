@@ -272,3 +272,16 @@ def test_cancel_on_stop_leaves_the_orders_on_stop_sends_working():
         Cancel(take_profit.client_id),
     ]
     assert kernel.take_rejected() == []
+
+
+def test_an_acknowledgement_after_the_fills_is_not_an_anomaly():
+    """An exchange may fill before it acknowledges (its fills and answers can
+    come by two ways): the late ``accepted`` changes nothing and is not odd."""
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 1)] if b.close == 100 else None)
+    (order,) = kernel.handle(bar(SI, 1, 100))
+    kernel.handle(Fill(order.client_id, T0, SI, "buy", 1, 100, "t1"))
+    kernel.handle(OrderUpdate(order.client_id, T0, "accepted"))
+    assert kernel.orders.orders[order.client_id].status == "filled"
+    assert kernel.orders.anomalies == 0
+    kernel.handle(OrderUpdate(order.client_id, T0, "cancelled"))  # this one is odd
+    assert kernel.orders.anomalies == 1
