@@ -121,6 +121,18 @@ def robot_header(reader: JournalReader) -> dict:
     return header
 
 
+def message_events(reader: JournalReader, record: Any) -> list:
+    """The events of one MESSAGE record, refused in words when this codec cannot
+    read them (the checksum was good: written so, not damaged)."""
+    try:
+        return codec.events_in(codec.decode(record.payload))
+    except codec.DECODE_ERRORS as exc:
+        raise JournalError(
+            f"journal {reader.path}: the message at byte {record.offset} "
+            f"(seq {record.seq}) is not an event this roboframe reads: {exc}"
+        ) from None
+
+
 def kernel_from_header(header: dict, registry=None) -> Kernel:
     """A fresh kernel for the robot a journal header describes."""
     from roboframe.config import spec_from_dict
@@ -136,14 +148,7 @@ def iter_events(reader: JournalReader) -> Iterator[tuple[int, Any, Any]]:
     ``(seq, None, record)`` for every action record."""
     for record in reader.records():
         if record.kind == MESSAGE:
-            try:
-                msg = codec.decode(record.payload)
-            except codec.DECODE_ERRORS as exc:  # checksum good: written so, not damaged
-                raise JournalError(
-                    f"journal {reader.path}: the message at byte {record.offset} "
-                    f"(seq {record.seq}) is not an event this roboframe reads: {exc}"
-                ) from None
-            events = codec.events_in(msg)
+            events = message_events(reader, record)
             for offset, event in enumerate(events):
                 yield record.seq + offset, event, record
         elif record.kind == ACTIONS:

@@ -28,7 +28,6 @@ from roboframe.analyze.model import TRADE_MARKS, Curve, RunReport
 from roboframe.analyze.rows import event_data, position_row, state_reader
 from roboframe.analyze.tables import run_number
 from roboframe.backtest.stats import EquityTracker, Ledger, summarize
-from roboframe.core import codec
 from roboframe.core.events import (
     Bar,
     Cancel,
@@ -43,7 +42,13 @@ from roboframe.core.events import (
 from roboframe.core.orders import OPEN_STATES
 from roboframe.journal import JournalReader
 from roboframe.journal.format import ACTIONS, MESSAGE
-from roboframe.replay import Divergence, OutputCheck, kernel_from_header
+from roboframe.replay import (
+    Divergence,
+    OutputCheck,
+    kernel_from_header,
+    message_events,
+    robot_header,
+)
 from roboframe.risk.limits import STOPPED
 
 DEFAULT_CASH = Decimal(1_000_000)
@@ -117,7 +122,7 @@ class RunAnalysis:
     ) -> None:
         self.path = Path(path)
         self.reader = JournalReader(self.path)
-        header = self.reader.header
+        header = robot_header(self.reader)  # refused in words: no robot, a newer codec
         self.header = header
         self.key = journal_key(header)
         self.run = run_number(self.key)
@@ -219,8 +224,7 @@ class RunAnalysis:
             if record.kind != MESSAGE:
                 continue
             self._diverged(check.message(record.offset))
-            msg = codec.decode(record.payload)
-            batch = codec.events_in(msg)
+            batch = message_events(self.reader, record)
             seq = record.seq - 1
             recv_ns = record.recv_ns
             if first_seq is None:

@@ -54,3 +54,15 @@ def test_events_of_a_newer_codec_are_refused_before_replaying(tmp_path):
     path = robot_journal(tmp_path / "r.journal", codec={"name": codec.CODEC, "version": 2})
     with pytest.raises(JournalError, match=r"codec msgpack-msgspec version 2.*upgrade roboframe"):
         rp.verify(path)
+
+
+def test_analyze_names_a_journal_it_cannot_replay_instead_of_a_traceback(tmp_path):
+    with JournalWriter(tmp_path / "x.journal", {"robot": "x"}) as writer:
+        writer.append_message(1, 0, b"\x01")
+    robot_journal(tmp_path / "r.journal", codec.encode(Control("start", 1)), NOT_AN_EVENT)
+    result = CliRunner().invoke(
+        main, ["analyze", str(tmp_path / "*.journal"), "--db", str(tmp_path / "a.db")]
+    )
+    assert result.exit_code == 1 and not isinstance(result.exception, KeyError), result.output
+    assert "x.journal: journal" in result.output and "no robot config" in result.output
+    assert "(seq 2) is not an event" in result.output
