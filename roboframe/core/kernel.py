@@ -145,8 +145,8 @@ class Kernel:
             self.counters["ignored"] += 1
             return NO_ACTIONS
         pos.last = bar.close
-        if self._watch_loss:
-            self._check_loss(ts, pos.qty)
+        if self._watch_loss and self._check_loss(ts, pos.qty):
+            return self._on_halt(bar, self._user_on_bar, "on_bar")
         try:  # Strategy.handle_bar inlined: one call less on the hottest path
             out = self._user_on_bar(bar, self.ctx)
         except Exception as exc:
@@ -165,22 +165,54 @@ class Kernel:
             return NO_ACTIONS
         if tick.price:
             pos.last = tick.price
-        if self._watch_loss:
-            self._check_loss(ts, pos.qty)
+        if self._watch_loss and self._check_loss(ts, pos.qty):
+            return self._on_halt(tick, self._user_on_tick, "on_tick")
         try:  # Strategy.handle_tick inlined, as for bars
             out = self._user_on_tick(tick, self.ctx)
         except Exception as exc:
             raise self.strategy._fail("on_tick", tick, exc) from exc
         return self._process(out, 0) if out else NO_ACTIONS
 
-    def _check_loss(self, ts: int, exposed: int) -> None:
+    def _check_loss(self, ts: int, exposed: int) -> bool:
+        """Ask the kill switch (when a day ends, or while in the market); True
+        when it fired just now."""
         ts = self.now
         if ts >= self._day_end:
             shift = self.risk.day_shift
             self._day_end = ((ts + shift) // _DAY_NS + 1) * _DAY_NS - shift
-            self.risk.watch_loss(ts)
-        elif exposed:
-            self.risk.watch_loss(ts)
+            return self.risk.watch_loss(ts)
+        return bool(exposed) and self.risk.watch_loss(ts)
+
+    def _on_halt(self, event: Bar | Tick, handler: Any, name: str) -> list[Action]:
+        """The kill switch fired on ``event``: the orders that would add to a
+        position are cancelled, and the strategy sees the event as usual."""
+        cancels = self._adding_orders()
+        try:
+            out = handler(event, self.ctx)
+        except Exception as exc:
+            raise self.strategy._fail(name, event, exc) from exc
+        return self._process([*cancels, *(out or ())], 0)
+
+    def _adding_orders(self) -> list[Cancel]:
+        """Cancels of the open orders that would add to a position or open one.
+        Per symbol, orders on the side that reduces are kept, oldest first,
+        while together they do not pass flat (one with a replace pending counts
+        at its larger size); every other open order is cancelled."""
+        room = {symbol: pos.qty for symbol, pos in self._positions.items()}
+        cancels = []
+        for own in self.orders.open.values():
+            if own.cancel_pending:
+                continue
+            left = own.remaining
+            if own.replace_pending is not None:
+                left = max(left, own.replace_pending[0] - own.filled)
+            signed = left if own.side == "buy" else -left
+            pos = room.get(own.symbol, 0)
+            if pos and (signed > 0) != (pos > 0) and abs(signed) <= abs(pos):
+                room[own.symbol] = pos + signed
+            else:
+                cancels.append(Cancel(own.client_id))
+        return cancels
 
     # -- order path -----------------------------------------------------------
 
@@ -202,9 +234,10 @@ class Kernel:
         self.orders.on_fill(fill)
         self.book.apply_fill(fill)
         self.counters["fills"] += 1
-        if self._watch_loss:
-            self.risk.watch_loss(fill.ts)
+        halted = self._watch_loss and self.risk.watch_loss(fill.ts)
         out = None if self._handle_fill is None else self._handle_fill(fill, self.ctx)
+        if halted:  # the kill switch fired on this fill's price
+            out = [*self._adding_orders(), *(out or ())]
         if self.flattening:
             out = [*(out or ()), *self._flatten_answered()]
         return self._process(out, 0) if out else NO_ACTIONS

@@ -7,7 +7,10 @@ Trading states:
   are handled, the strategy keeps seeing data.
 - ``REDUCING``: only orders that reduce a position pass (``reduce`` command).
 - ``HALTED``: the daily-loss kill switch fired; reduce-only, until a
-  ``resume`` command. It does not reset by itself at the next day.
+  ``resume`` command. It does not reset by itself at the next day. When it
+  fires, the kernel also cancels the open orders that would add to a
+  position (see ``Kernel._adding_orders``): reduce-only stops new risk, the
+  cancels stop the risk already resting on the exchange.
 - ``STOPPED``: the run is over; nothing new passes.
 
 Limits, all optional: allowed symbols; max order quantity; max position per
@@ -104,22 +107,25 @@ class RiskEngine:
         if state == HALTED:
             self.halt_reason = reason
 
-    def watch_loss(self, now: int) -> None:
-        """Fire the kill switch when the day's loss passes the limit."""
+    def watch_loss(self, now: int) -> bool:
+        """Fire the kill switch when the day's loss passes the limit; True when
+        it fired just now."""
         limit = self.max_daily_loss
         if limit is None:
-            return
+            return False
         day = (now + self.day_shift) // _DAY_NS
         total = self.book.total_money_float()
         if day != self._day:
             self._day = day
             self._day_start = total
-            return
+            return False
         if self.state != HALTED and self._day_start - total > limit:
             self.set_state(
                 HALTED,
                 f"daily loss {self._day_start - total:.2f} exceeds {limit:g}",
             )
+            return True
+        return False
 
     # -- checks ---------------------------------------------------------------
 

@@ -101,6 +101,41 @@ def test_daily_loss_counts_from_the_start_of_each_day():
     assert kernel.risk.state == "HALTED"
 
 
+def test_the_kill_switch_cancels_the_orders_that_would_add_to_the_position():
+    """Reduce-only stops new risk; the risk already resting must stop too: a
+    falling market would otherwise fill the buy limits below and grow the loss."""
+    kernel, _ = kernel_with(risk={"max_daily_loss": 50})
+    kernel.handle(bar(SI, 1, 100))
+    kernel.orders.add(NewOrder("entry", SI, "buy", 2), T0)
+    kernel.handle(Fill("entry", T0, SI, "buy", 2, 100, "t1"))
+    ctx = kernel.ctx
+    resting = kernel._process(
+        [
+            ctx.buy(SI, 1, price=90),  # adds: cancelled
+            ctx.sell(SI, 1, price=120),  # reduces: kept
+            ctx.buy(RTS, 1, price=50),  # opens a position: cancelled
+            ctx.sell(SI, 1, price=130),  # reduces to flat with the one above: kept
+            ctx.sell(SI, 1, price=140),  # would pass flat: cancelled
+        ],
+        0,
+    )
+    assert len(resting) == 5
+    out = kernel.handle(bar(SI, 2, 70))  # -60: the kill switch fires
+    assert kernel.risk.state == "HALTED"
+    assert out == [Cancel(resting[i].client_id) for i in (0, 2, 4)]
+    assert kernel.handle(bar(SI, 3, 60)) == []  # once
+
+
+def test_the_kill_switch_firing_on_a_fill_cancels_too():
+    kernel, _ = kernel_with(risk={"max_daily_loss": 50})
+    kernel.handle(bar(SI, 1, 100))
+    (more,) = kernel._process([kernel.ctx.buy(SI, 1, price=90)], 0)
+    kernel.orders.add(NewOrder("entry", SI, "buy", 2), T0)
+    out = kernel.handle(Fill("entry", T0, SI, "buy", 2, 130, "t1"))  # 60 over the last price
+    assert kernel.risk.state == "HALTED"
+    assert out == [Cancel(more.client_id)]
+
+
 # T0 is 11:06:40 UTC: minute 293 is 15:59:40 UTC, minute 294 is 16:00:40 UTC (19:00:40 MSK)
 _BEFORE_19_MSK, _AFTER_19_MSK = 293, 294
 
