@@ -197,7 +197,12 @@ def run(
     metavar="[SYMBOL=]FILE",
     help="History (CSV); repeat for several files. Default: the robot's own feed.",
 )
-@click.option("--from", "start", metavar="DATE", help="First time to use (ISO-8601, UTC).")
+@click.option(
+    "--from",
+    "start",
+    metavar="DATE",
+    help="First time to use (ISO-8601; without an offset in the data's zone).",
+)
 @click.option("--to", "end", metavar="DATE", help="Last time to use (a date includes its day).")
 @click.option("--cash", type=str, help="Initial cash (default: backtest.cash or 1000000).")
 @click.option(

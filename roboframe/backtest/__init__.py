@@ -9,6 +9,7 @@ from typing import Any
 
 from roboframe.backtest.data import data_id, file_events, window
 from roboframe.backtest.engine import Backtest, BacktestResult
+from roboframe.builtin.feeds.timeparse import parse_tz
 from roboframe.errors import ConfigError
 
 __all__ = ["Backtest", "BacktestResult", "feed_events", "run_backtest"]
@@ -33,10 +34,11 @@ def run_backtest(
     cash = Decimal(str(cash if cash is not None else settings.get("cash", 1_000_000)))
     fill_at = fill_at or settings.get("fill_at", "next")
     events, ident = feed_events(spec, data, registry=registry, with_id=True, finite=not end)
+    zone = _data_zone(spec, data)
     if start or end:
-        events = window(events, start, end)
+        events = window(events, start, end, parse_tz(zone))
         ident += f"|{start or ''}..{end or ''}"
-    events = _not_empty(events, data or [f"feed {spec.feed.plugin}"], start, end)
+    events = _not_empty(events, data or [f"feed {spec.feed.plugin}"], start, end, zone)
     bt = Backtest(
         spec,
         events,
@@ -52,7 +54,16 @@ def run_backtest(
     return bt.run()
 
 
-def _not_empty(events, sources: list[str], start: str | None, end: str | None):
+def _data_zone(spec: Any, data: list[str] | None) -> str:
+    """The zone the data's own times are read in, and so ``--from``/``--to``
+    without an offset: ``backtest.tz`` for ``--data`` files, the robot's own
+    feed's ``tz`` otherwise; UTC when neither says."""
+    if data:
+        return spec.raw.get("backtest", {}).get("tz") or "UTC"
+    return spec.feed.params.get("tz") or "UTC"
+
+
+def _not_empty(events, sources: list[str], start: str | None, end: str | None, zone: str):
     """``events``, or a ConfigError when there are none: statistics of no data
     (a mistyped ``--from``, a header-only file) would look like a robot that
     never traded. Checked before the journal is opened, so none is left behind."""
@@ -61,7 +72,7 @@ def _not_empty(events, sources: list[str], start: str | None, end: str | None):
     if first is not None:
         return chain((first,), events)
     span = "".join(f" {word} {when}" for word, when in (("from", start), ("to", end)) if when)
-    where = f"{span} (UTC)" if span else ""
+    where = f"{span} ({zone})" if span else ""
     raise ConfigError(f"no market events to backtest in {', '.join(sources)}{where}")
 
 

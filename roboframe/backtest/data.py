@@ -66,10 +66,13 @@ def _keyed(feed: CsvFeed, index: int) -> Iterator[tuple]:
         yield event.ts, index, n, event
 
 
-def window(events, start: str | None, end: str | None) -> Iterator[Tick | Bar]:
-    """Only events with ``start <= ts <= end`` (ISO-8601 dates or times, UTC)."""
-    lo = iso_to_ns(start) if start else None
-    hi = iso_to_ns(end) if end else None
+def window(
+    events, start: str | None, end: str | None, tz: dt.tzinfo = dt.UTC
+) -> Iterator[Tick | Bar]:
+    """Only events with ``start <= ts <= end`` (ISO-8601 dates or times; without
+    an offset in ``tz``, the zone the data's own times are read in)."""
+    lo = iso_to_ns(start, tz) if start else None
+    hi = iso_to_ns(end, tz) if end else None
     if hi is not None and _is_date(end):  # a date: through the end of that day
         hi += _DAY - 1
     for event in events:

@@ -64,3 +64,33 @@ def test_no_data_to_backtest_is_an_error_not_empty_statistics(tmp_path, closes, 
         run_backtest(spec, data=data, start=start, end=end, journal_dir=tmp_path / "runs")
     assert said in str(err.value)
     assert not (tmp_path / "runs").exists()  # no empty journal left behind
+
+
+def write_moscow_robot(tmp_path, own_feed: bool):
+    """Bars at 10:00..10:11 Moscow time, in a file without offsets; the zone is
+    the robot feed's ``tz`` or, for --data files, ``backtest.tz``."""
+    lines = ["Date,Open,High,Low,Close"]
+    for i, close in enumerate(CLOSES):
+        lines.append(f"2026-12-01 10:{i:02d}:00,{close},{close},{close},{close}")
+    (tmp_path / "bars.csv").write_text("\n".join(lines) + "\n")
+    robot = ROBOT.replace(
+        "symbol: Si-12.26}", "symbol: Si-12.26, tz: MSK}" if own_feed else "symbol: Si-12.26}"
+    )
+    if not own_feed:
+        robot += "backtest:\n  tz: MSK\n"
+    (tmp_path / "robot.yaml").write_text(robot)
+    return load_robot(tmp_path / "robot.yaml")
+
+
+@pytest.mark.parametrize("own_feed", [True, False])
+def test_from_and_to_without_an_offset_are_in_the_datas_zone(tmp_path, own_feed):
+    """A Moscow trader's "--from 10:05" means 10:05 Moscow time, as the file's
+    own times do; read as UTC it would be 13:05 there, past every bar."""
+    spec = write_moscow_robot(tmp_path, own_feed)
+    data = None if own_feed else [str(tmp_path / "bars.csv")]
+    result = run_backtest(
+        spec, data=data, start="2026-12-01T10:05", end="2026-12-01T10:08", journal=False
+    )
+    assert result.stats["events"] == 4  # 10:05, 10:06, 10:07, 10:08 MSK
+    with pytest.raises(ConfigError, match=r"from 2026-12-01T13:00 \(MSK\)"):
+        run_backtest(spec, data=data, start="2026-12-01T13:00", journal=False)
