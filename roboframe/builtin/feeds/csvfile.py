@@ -33,7 +33,8 @@ Without a symbol column -- or when ``symbol`` is set, which then wins over
 the column -- every row belongs to the robot symbol ``symbol`` (a robot with
 one symbol needs neither). Prices become ticks with decimal arithmetic
 (:meth:`Instrument.to_ticks`, no floats), rounded half-even to the nearest
-tick. Volumes must be whole numbers; empty means 0 (unknown).
+tick; prices off the tick grid are counted and a warning says so once the
+file is read. Volumes must be whole numbers; empty means 0 (unknown).
 
 Fields are separated by whatever the header line uses of ``,``, ``;``, tab
 and ``|`` (Finam lets the user choose), unless ``delimiter`` says otherwise.
@@ -49,6 +50,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import logging
 import re
 from collections.abc import Callable, Iterator
 from decimal import Decimal, InvalidOperation
@@ -60,6 +62,8 @@ from roboframe.builtin.feeds.timeparse import interval_ns, iso_to_ns, parse_tz
 from roboframe.core.events import Bar, Tick
 from roboframe.core.feed import PACING_SCHEMA, Feed
 from roboframe.errors import ConfigError, ConfigProblem
+
+log = logging.getLogger(__name__)
 
 STANDARD = ("date", "time", "datetime", "timestamp", "open", "high", "low", "close")
 STANDARD += ("volume", "price", "bid", "ask", "symbol")
@@ -337,6 +341,7 @@ class CsvFeed(Feed):
                         first = None
                     self._one_bar_a_time(reader.line_num, event, same_time)
                 yield event
+            self._report_off_tick()
         except UnicodeDecodeError as exc:
             raise self._undecodable(reader.line_num + 1, exc) from None
         except csv.Error as exc:
@@ -399,6 +404,7 @@ class CsvFeed(Feed):
 
             # one-tick instruments: prices written as whole numbers are the ticks
             whole = {s: inst.to_ticks("1") == 1 for s, inst in instruments.items()}
+            ticks = self._tick_readers()
 
             def make_bar(row: list[str]) -> Bar:
                 sym = symbol_of(row)
@@ -406,7 +412,7 @@ class CsvFeed(Feed):
                 if whole[sym] and a.isdigit() and b.isdigit() and d.isdigit() and e.isdigit():
                     op, high, low, close = int(a), int(b), int(d), int(e)
                 else:
-                    tt = instruments[sym].to_ticks
+                    tt = ticks[sym]
                     op, high, low, close = tt(a), tt(b), tt(d), tt(e)
                 volume = parse_volume(row[vol]) if vol is not None else 0
                 if not (low <= op <= high and low <= close <= high):
@@ -418,10 +424,11 @@ class CsvFeed(Feed):
 
             return make_bar, width
         p, bid, ask = cols["price"], cols.get("bid"), cols.get("ask")
+        ticks = self._tick_readers()
 
         def make_tick(row: list[str]) -> Tick:
             sym = symbol_of(row)
-            tt = instruments[sym].to_ticks
+            tt = ticks[sym]
             return Tick(
                 sym,
                 when(row),
@@ -432,6 +439,43 @@ class CsvFeed(Feed):
             )
 
         return make_tick, width
+
+    def _tick_readers(self) -> dict[str, Callable[[str], int]]:
+        """Per symbol, price text -> ticks. A price off the tick grid is rounded
+        half-even to the nearest tick and counted: many such prices usually
+        mean a wrong ``tick_size``, which :meth:`_report_off_tick` says once
+        the file is read."""
+        self._off_tick: dict[str, list] = {}  # symbol -> [count, the first such price]
+
+        def reader(inst: Any) -> Callable[[str], int]:
+            to_ticks, symbol = inst.to_ticks, inst.symbol
+
+            def ticks(text: str) -> int:
+                try:
+                    return to_ticks(text, strict=True)
+                except ValueError:
+                    rounded = to_ticks(text)  # not a price at all: raises again
+                    seen = self._off_tick.setdefault(symbol, [0, text])
+                    seen[0] += 1
+                    return rounded
+
+            return ticks
+
+        return {s: reader(inst) for s, inst in self.instruments.items()}
+
+    def _report_off_tick(self) -> None:
+        for symbol, (count, first) in sorted(self._off_tick.items()):
+            tick = self.instruments[symbol].tick_size
+            log.warning(
+                "%s: %d price(s) of %s were not multiples of its tick %s and were rounded to "
+                "the nearest tick (the first: %s); is symbols.%s.tick_size right?",
+                self.file_path().name,
+                count,
+                symbol,
+                tick,
+                first.strip(),
+                symbol,
+            )
 
     def _symbol_reader(self, cols: dict[str, int]) -> Callable[[list[str]], str]:
         instruments = self.instruments

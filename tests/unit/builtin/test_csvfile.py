@@ -389,3 +389,27 @@ def test_whole_number_prices_take_the_short_way_only_for_one_tick_instruments(tm
         (8000, 8100, 7900, 8050),  # tick 0.01
         (100, 102, 99, 101),  # a decimal point takes the general way, same ticks
     ]
+
+
+def test_prices_off_the_tick_are_rounded_and_said_once_the_file_is_read(tmp_path, caplog):
+    """RTS trades in steps of 10: a file with 110005 in it (or a robot file with
+    the wrong tick_size) gets rounded prices, and the trader is told."""
+    text = (
+        "Date,Open,High,Low,Close\n"
+        "2026-12-01T10:00:00Z,110000,110010,109990,110000\n"
+        "2026-12-01T10:01:00Z,110005,110015,110000,110010\n"
+    )
+    with caplog.at_level("WARNING"):
+        events = list(feed(tmp_path, text, symbol=RTS).events())
+    assert [e.open for e in events] == [11000, 11000]  # 11000.5 ticks: half-even
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert "2 price(s) of RTS-12.26 were not multiples of its tick 10" in said
+    assert "the first: 110005" in said and "symbols.RTS-12.26.tick_size" in said
+
+
+def test_prices_on_the_tick_say_nothing(tmp_path, caplog):
+    text = "Date,Open,High,Low,Close\n2026-12-01T10:00:00Z,110000,110010,109990,110000\n"
+    with caplog.at_level("WARNING"):
+        list(feed(tmp_path, text, symbol=RTS).events())
+        list(feed(tmp_path, text.replace("110010", "110010.00"), symbol=RTS).events())
+    assert caplog.records == []
