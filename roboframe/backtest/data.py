@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from roboframe.builtin.feeds.csvfile import CsvFeed
+from roboframe.builtin.feeds.csvfile import CsvFeed, ns_to_iso
 from roboframe.builtin.feeds.timeparse import iso_to_ns
 from roboframe.core.events import Bar, Tick
 from roboframe.errors import ConfigError
@@ -50,7 +50,26 @@ def file_events(
     if len(feeds) == 1:
         return feeds[0].events()
     streams = [_keyed(feed, index) for index, feed in enumerate(feeds)]
-    return (item[3] for item in heapq.merge(*streams))
+    merged = heapq.merge(*streams)
+    if kind != "bar":  # ticks may share a time
+        return (item[3] for item in merged)
+    return _one_bar_a_time(merged, [feed.file_path().name for feed in feeds])
+
+
+def _one_bar_a_time(merged: Iterator[tuple], names: list[str]) -> Iterator[Bar]:
+    """The merged bars, refusing a second bar of a symbol at one time from
+    another file (each file checks its own): overlapping exports of one
+    symbol would otherwise feed the strategy every shared bar twice."""
+    last: dict[str, tuple[int, int]] = {}  # symbol -> (time, file index) of its last bar
+    for ts, index, _, bar in merged:
+        seen = last.get(bar.symbol)
+        if seen is not None and seen[0] == ts:
+            raise ConfigError(
+                f"--data {names[seen[1]]} and {names[index]} both hold a bar of {bar.symbol} "
+                f"at {ns_to_iso(ts)}: do the files overlap? give each bar once"
+            )
+        last[bar.symbol] = (ts, index)
+        yield bar
 
 
 def feed_for(path: str) -> type[CsvFeed]:

@@ -94,3 +94,17 @@ def test_from_and_to_without_an_offset_are_in_the_datas_zone(tmp_path, own_feed)
     assert result.stats["events"] == 4  # 10:05, 10:06, 10:07, 10:08 MSK
     with pytest.raises(ConfigError, match=r"from 2026-12-01T13:00 \(MSK\)"):
         run_backtest(spec, data=data, start="2026-12-01T13:00", journal=False)
+
+
+def test_two_data_files_with_the_same_bar_are_refused(tmp_path):
+    """Two overlapping exports of one symbol: every shared bar would reach the
+    strategy twice."""
+    spec = write_robot(tmp_path)
+    lines = (tmp_path / "bars.csv").read_text().splitlines()
+    (tmp_path / "early.csv").write_text("\n".join(lines[:8]) + "\n")
+    (tmp_path / "late.csv").write_text("\n".join([lines[0], *lines[6:]]) + "\n")
+    data = [f"Si-12.26={tmp_path / 'early.csv'}", f"Si-12.26={tmp_path / 'late.csv'}"]
+    with pytest.raises(ConfigError, match=r"early.csv and late.csv both hold a bar of Si-12.26"):
+        run_backtest(spec, data=data, journal=False)
+    (tmp_path / "late.csv").write_text("\n".join([lines[0], *lines[8:]]) + "\n")
+    assert run_backtest(spec, data=data, journal=False).stats["events"] == len(CLOSES)
