@@ -103,6 +103,7 @@ class Kernel:
         # flatten: symbol -> its orders that were open, whose cancels must be answered
         # before the position is closed (see _flatten)
         self.flattening: dict[str, list[str]] = {}
+        self._closing: set[str] = set()  # client ids of flatten's closing orders, unchecked
         self.handlers = {
             Bar: self._on_bar,
             Tick: self._on_tick,
@@ -373,10 +374,14 @@ class Kernel:
         return out
 
     def _close(self, symbol: str) -> list[NewOrder]:
+        """The order that closes ``symbol``'s position, checked by risk as a
+        closing order (see :meth:`RiskEngine.check_new`)."""
         qty = self._positions[symbol].qty
         if not qty:
             return []
-        return [(self.ctx.sell if qty > 0 else self.ctx.buy)(symbol, abs(qty))]
+        order = (self.ctx.sell if qty > 0 else self.ctx.buy)(symbol, abs(qty))
+        self._closing.add(order.client_id)
+        return [order]
 
     def _flatten_answered(self) -> list[NewOrder]:
         """The closing orders of symbols whose open orders a flatten waited for
@@ -454,7 +459,10 @@ class Kernel:
         check_client_id(order, type(self.strategy).__name__)
         if order.client_id in self.orders.orders:
             return f"duplicate client id {order.client_id}"
-        return refusal(order) or self.risk.check_new(order, now)
+        closing = bool(self._closing) and order.client_id in self._closing
+        if closing:
+            self._closing.discard(order.client_id)
+        return refusal(order) or self.risk.check_new(order, now, closing)
 
     def _refuse_replace(self, action: Replace, now: int) -> tuple[Any, str | None]:
         """The open order ``action`` would change, and why it may not (or None)."""

@@ -211,7 +211,8 @@ class RoboLoop:
         ``time.monotonic()`` value) stops the run; ``on_tick`` is called about
         every ``tick_s`` seconds (progress, status snapshots). After the stop
         event the loop keeps serving fills and acknowledgements for up to
-        ``drain_ms`` while orders are unacknowledged. Buffered journal frames
+        ``drain_ms`` while orders are unacknowledged or a flatten waits for
+        its cancels to be answered. Buffered journal frames
         reach the OS at least every ``flush_ms``.
         """
         sock.setsockopt(zmq.RCVTIMEO, _IDLE_MS)
@@ -265,7 +266,8 @@ class RoboLoop:
                 if self.stopped:
                     if drain_until is None:
                         drain_until = now + drain_ms / 1000
-                    if self.kernel.orders.unacknowledged() == 0 or now >= drain_until:
+                    busy = self.kernel.orders.unacknowledged() or self.kernel.flattening
+                    if not busy or now >= drain_until:
                         return
         except StrategyError as exc:
             self.error = exc

@@ -129,13 +129,17 @@ class RiskEngine:
 
     # -- checks ---------------------------------------------------------------
 
-    def check_new(self, order: NewOrder, now: int) -> str | None:
-        """``None`` when the order may go, else the reason it may not."""
+    def check_new(self, order: NewOrder, now: int, closing: bool = False) -> str | None:
+        """``None`` when the order may go, else the reason it may not.
+
+        ``closing``: a ``flatten`` command's closing order, which a trader asked
+        for in so many words: when not ACTIVE it passes if it reduces, also
+        while paused or stopping."""
         state = self.state
         if self.gateway_down:
             return f"order path unavailable ({self.gateway_down})"
         if state != ACTIVE:
-            if state in (STOPPED, PAUSED):
+            if state in (STOPPED, PAUSED) and not closing:
                 return f"robot is {state.lower()}"
             if not self._reduces(order):
                 why = self.halt_reason or "reduce only"

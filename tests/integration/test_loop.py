@@ -197,3 +197,53 @@ def test_idle_loop_flushes_the_journal_every_flush_ms(tmp_path):
     journal.close()
     pull.close()
     ctx.term()
+
+
+class TakeProfit(Strategy):
+    """Once long, a sell limit for the whole position."""
+
+    def __init__(self):
+        super().__init__({})
+
+    def on_fill(self, fill, ctx):
+        return [ctx.sell(SI, ctx.position(SI), price=fill.price + 20)]
+
+
+def test_a_stop_right_after_flatten_waits_for_the_closing_order(tmp_path):
+    """``ctl flatten`` then ``ctl stop`` at once: the stop comes before the
+    take-profit's cancel is answered. The loop drains until the flatten has
+    sent its closing order, or the robot would stop still long."""
+    kernel = Kernel(make_spec(), "r1", TakeProfit())
+    journal = JournalWriter(tmp_path / "run.journal", {"robot": "test-robot"})
+    gateway = RecordingGateway()
+    loop = RoboLoop(kernel, journal, gateway, clock=lambda: 7)
+    kernel.orders.add(NewOrder("entry", SI, "buy", 2), T0)
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    pull.bind("inproc://robo-flatten")
+    tp = "test-robot-r1-1"
+    first = [
+        Fill("entry", T0, SI, "buy", 2, 100, "t1"),
+        OrderUpdate(tp, T0, "accepted"),
+        Control("flatten", T0),
+        Control("stop", T0),
+    ]
+    later = [OrderUpdate(tp, T0, "cancelled")]
+    loop.start()
+    sender = threading.Thread(
+        target=lambda: (
+            push_all(ctx, "inproc://robo-flatten", map(codec.encode, first)),
+            threading.Event().wait(0.5),
+            push_all(ctx, "inproc://robo-flatten", map(codec.encode, later)),
+        )
+    )
+    sender.start()
+    loop.run(pull, drain_ms=2_000)  # then it waits for the closing order's acknowledgement
+    sender.join(5)
+    journal.close()
+    pull.close()
+    ctx.term()
+    closing = [a for a in gateway.sent if isinstance(a, NewOrder) and a.type == "market"]
+    assert [(a.side, a.qty) for a in closing] == [("sell", 2)]
+    assert kernel.flattening == {}

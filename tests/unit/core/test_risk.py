@@ -243,6 +243,32 @@ def test_flatten_closes_after_the_exits_cancel_is_answered(state):
     assert kernel.take_rejected() == []
 
 
+def test_flatten_works_while_paused():
+    """Paused means no new entries; a flatten the trader asks for still closes."""
+    kernel, _ = kernel_with()
+    kernel.handle(bar(SI, 1, 100))
+    kernel.orders.add(NewOrder("buy", SI, "buy", 2), T0)
+    kernel.handle(Fill("buy", T0, SI, "buy", 2, 100, "t1"))
+    kernel.handle(Control("pause", T0))
+    (close,) = kernel.handle(Control("flatten", T0))
+    assert (close.side, close.qty) == ("sell", 2)
+    assert kernel.take_rejected() == []
+    assert kernel.handle(bar(SI, 2, 100)) == []  # and nothing else passes
+
+
+def test_a_stop_right_after_flatten_still_closes_the_position():
+    """``ctl flatten; ctl stop``: the stop comes before the take-profit's cancel
+    is answered; the closing order must still go (the loop drains for it)."""
+    kernel, tp = _long_with_a_take_profit()
+    assert kernel.handle(Control("flatten", T0)) == [Cancel(tp.client_id)]
+    kernel.handle(Control("stop", T0))
+    assert kernel.risk.state == "STOPPED" and kernel.flattening == {SI: [tp.client_id]}
+    (close,) = kernel.handle(OrderUpdate(tp.client_id, T0, "cancelled"))
+    assert (close.side, close.qty, close.type) == ("sell", 2, "market")
+    assert kernel.flattening == {}
+    assert kernel._process([kernel.ctx.buy(SI, 1)], 0) == []  # stopped for all else
+
+
 def test_flatten_does_not_overshoot_when_the_exit_fills_before_its_cancel():
     kernel, tp = _long_with_a_take_profit()
     assert kernel.handle(Control("flatten", T0)) == [Cancel(tp.client_id)]  # no sell yet
