@@ -374,14 +374,19 @@ class Kernel:
         return out
 
     def _close(self, symbol: str) -> list[NewOrder]:
-        """The order that closes ``symbol``'s position, checked by risk as a
-        closing order (see :meth:`RiskEngine.check_new`)."""
+        """The market orders that close ``symbol``'s position, each at most
+        max_order_qty (a position built in small orders closes in as many),
+        checked by risk as closing orders (see :meth:`RiskEngine.check_new`)."""
         qty = self._positions[symbol].qty
-        if not qty:
-            return []
-        order = (self.ctx.sell if qty > 0 else self.ctx.buy)(symbol, abs(qty))
-        self._closing.add(order.client_id)
-        return [order]
+        side = self.ctx.sell if qty > 0 else self.ctx.buy
+        left, most = abs(qty), self.risk.max_order_qty or abs(qty)
+        orders = []
+        while left:
+            order = side(symbol, min(left, most))
+            self._closing.add(order.client_id)
+            orders.append(order)
+            left -= order.qty
+        return orders
 
     def _flatten_answered(self) -> list[NewOrder]:
         """The closing orders of symbols whose open orders a flatten waited for

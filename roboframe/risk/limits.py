@@ -134,7 +134,7 @@ class RiskEngine:
 
         ``closing``: a ``flatten`` command's closing order, which a trader asked
         for in so many words: when not ACTIVE it passes if it reduces, also
-        while paused or stopping."""
+        while paused or stopping; the order rate does not hold it back."""
         state = self.state
         if self.gateway_down:
             return f"order path unavailable ({self.gateway_down})"
@@ -144,9 +144,15 @@ class RiskEngine:
             if not self._reduces(order):
                 why = self.halt_reason or "reduce only"
                 return f"robot is {state} ({why}): order would not reduce the position"
-        return self._limits(order, now)
+        return self._limits(order, now, closing=closing)
 
-    def _limits(self, order: NewOrder, now: int, replacing: OwnOrder | None = None) -> str | None:
+    def _limits(
+        self,
+        order: NewOrder,
+        now: int,
+        replacing: OwnOrder | None = None,
+        closing: bool = False,
+    ) -> str | None:
         """Every limit and plugin check on ``order`` (``replacing``: the open
         order it would become, whose lots then count once)."""
         symbol = order.symbol
@@ -166,7 +172,7 @@ class RiskEngine:
                     f"limit price {order.price} is outside the {pct:g}% band "
                     f"around the last price {last} (ticks)"
                 )
-        if self.max_rate is not None:
+        if self.max_rate is not None and not closing:
             sent = self._sent
             while sent and sent[0] <= now - _SECOND_NS:
                 sent.popleft()

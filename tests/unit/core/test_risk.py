@@ -269,6 +269,18 @@ def test_a_stop_right_after_flatten_still_closes_the_position():
     assert kernel._process([kernel.ctx.buy(SI, 1)], 0) == []  # stopped for all else
 
 
+def test_flatten_closes_a_position_larger_than_max_order_qty_in_parts():
+    """Built one lot at a time under max_order_qty 1, three lots close as three
+    orders, whatever the order rate allows new orders."""
+    kernel, _ = kernel_with(risk={"max_order_qty": 1, "max_orders_per_second": 1})
+    kernel.handle(bar(SI, 1, 100))
+    kernel.orders.add(NewOrder("buy", SI, "buy", 3), T0)
+    kernel.handle(Fill("buy", T0, SI, "buy", 3, 100, "t1"))
+    out = kernel.handle(Control("flatten", T0 + MINUTE_NS))
+    assert [(a.side, a.qty) for a in out] == [("sell", 1)] * 3
+    assert kernel.take_rejected() == []
+
+
 def test_flatten_does_not_overshoot_when_the_exit_fills_before_its_cancel():
     kernel, tp = _long_with_a_take_profit()
     assert kernel.handle(Control("flatten", T0)) == [Cancel(tp.client_id)]  # no sell yet
