@@ -66,6 +66,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     if malformed:
         detail = ", ".join(f"{k}: {v}" for k, v in sorted(malformed.items()))
         lines.append(f"malformed  {sum(malformed.values())} dropped ({detail})")
+    if summary.get("stale_bars"):
+        lines.append(f"stale      {summary['stale_bars']} bars no later than the last ignored")
     lines.append(
         f"orders     {summary['orders']} sent, {summary['fills']} fills, "
         f"{summary['rejections']} rejected by risk, {summary['cancels']} cancels, "

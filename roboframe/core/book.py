@@ -34,7 +34,18 @@ def money(value: Fraction | int, inst: Instrument) -> Decimal:
 class Position:
     """One symbol's position; mutated only by :meth:`Book.apply_fill`."""
 
-    __slots__ = ("cash", "fees", "fills", "inst", "last", "open_cost", "qty", "symbol", "volume")
+    __slots__ = (
+        "bar_ts",
+        "cash",
+        "fees",
+        "fills",
+        "inst",
+        "last",
+        "open_cost",
+        "qty",
+        "symbol",
+        "volume",
+    )
 
     def __init__(self, inst: Instrument) -> None:
         self.inst = inst
@@ -43,6 +54,7 @@ class Position:
         self.cash = 0  # ticks x lots
         self.open_cost: int | Fraction = 0  # ticks x lots of the open position (exact)
         self.last = 0  # last price seen, ticks (0 = none yet)
+        self.bar_ts = -(1 << 63)  # time of the last bar taken (the kernel's)
         self.fees = Decimal(0)
         self.fills = 0
         self.volume = 0  # lots traded

@@ -84,7 +84,17 @@ class Kernel:
         self.seen_trades: set[tuple[str, str]] = set()
         self._seen_order: deque[tuple[str, str]] = deque()
         self.counters = dict.fromkeys(
-            ("orders", "cancels", "replaces", "fills", "rejections", "ignored", "duplicates"), 0
+            (
+                "orders",
+                "cancels",
+                "replaces",
+                "fills",
+                "rejections",
+                "ignored",
+                "duplicates",
+                "stale",
+            ),
+            0,
         )
         self._order_seq = 0
         self.timers: dict[str, tuple[int, int | None]] = {}  # name -> (next time, period)
@@ -145,6 +155,9 @@ class Kernel:
         if pos is None:
             self.counters["ignored"] += 1
             return NO_ACTIONS
+        if ts <= pos.bar_ts:
+            return self._stale(bar, pos.bar_ts)
+        pos.bar_ts = ts
         pos.last = bar.close
         if self._watch_loss and self._check_loss(ts, pos.qty):
             return self._on_halt(bar, self._user_on_bar, "on_bar")
@@ -153,6 +166,21 @@ class Kernel:
         except Exception as exc:
             raise self.strategy._fail("on_bar", bar, exc) from exc
         return self._process(out, 0) if out else NO_ACTIONS
+
+    def _stale(self, bar: Bar, last: int) -> list[Action]:
+        """A bar no later than the symbol's last one -- a publisher restarted from
+        the start of its file, a repeat -- is counted, logged now and then, and
+        not shown to the strategy: it would take the past for the present."""
+        stale = self.counters["stale"] = self.counters["stale"] + 1
+        if stale == 1 or stale % 1000 == 0:
+            log.warning(
+                "stale bar ignored (%d so far): %s at %d, not after the last at %d",
+                stale,
+                bar.symbol,
+                bar.ts,
+                last,
+            )
+        return NO_ACTIONS
 
     def _on_tick(self, tick: Tick) -> list[Action]:
         ts = tick.ts

@@ -366,6 +366,7 @@ class LiveRobot:
             "rejections": kernel.counters["rejections"],
             "last_rejection": kernel.last_rejection,
             "cancels": kernel.counters["cancels"],
+            "stale_bars": kernel.counters["stale"],
             "open_orders": len(kernel.orders.open),
             "positions": snap["positions"],
             "net_pnl": snap["net_pnl"],

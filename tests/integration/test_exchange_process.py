@@ -301,3 +301,27 @@ def test_a_malformed_order_message_is_counted_and_the_exchange_goes_on(url):
         assert running.exchange.counts["orders"] == 1
     finally:
         running.close()
+
+
+def test_a_bar_of_the_past_fills_nothing(pg_url):
+    """A market-data publisher restarted from the start of its file sends old
+    bars again: a resting limit must not fill at a price of the past."""
+    running = RunningExchange(pg_url)
+    try:
+        running.price(Bar("Si", 10, 100, 100, 100, 100))
+        running.dealer.send(codec.encode([NewOrder("alpha-r1-1", "Si", "buy", 1, "limit", 90)]))
+        (ack,) = running.answers(1)
+        assert ack.status == "accepted"
+        old = Bar("Si", 5, 95, 95, 80, 85)  # through the limit, but before the last bar
+        deadline = time.monotonic() + 10
+        while running.exchange.counts.get("stale", 0) < 1:
+            assert time.monotonic() < deadline, "the exchange never got the old bar"
+            running.pub.send_multipart([b"Si", codec.encode(old)])
+            time.sleep(0.05)
+        assert running.answers(1, timeout=0.5) == []
+        assert "alpha-r1-1" in running.exchange.engine.open_orders
+        running.price(Bar("Si", 11, 95, 95, 80, 85))  # the same prices, now: it fills
+        (fill,) = running.answers(1)
+        assert (fill.client_id, fill.price) == ("alpha-r1-1", 90)
+    finally:
+        running.close()

@@ -11,7 +11,7 @@ from roboframe.core.events import Cancel, Control, Fill, NewOrder, OrderUpdate
 from roboframe.core.kernel import Kernel
 from roboframe.core.strategy import Strategy
 from roboframe.errors import StrategyError
-from roboframe.testing.helpers import T0, bar, fill, make_spec, run_events
+from roboframe.testing.helpers import MINUTE_NS, T0, bar, fill, make_spec, run_events
 
 SI = "Si-12.26"
 RTS = "RTS-12.26"
@@ -285,3 +285,18 @@ def test_an_acknowledgement_after_the_fills_is_not_an_anomaly():
     assert kernel.orders.anomalies == 0
     kernel.handle(OrderUpdate(order.client_id, T0, "cancelled"))  # this one is odd
     assert kernel.orders.anomalies == 1
+
+
+def test_a_bar_no_later_than_the_last_one_is_stale_and_not_shown_to_the_strategy():
+    """A market-data publisher restarted from the start of its file sends the
+    past again; a strategy fed it would trade on old prices as new ones."""
+    seen = []
+    kernel, _ = kernel_with(lambda b, ctx: seen.append((b.symbol, b.ts)))
+    kernel.handle(bar(SI, 2, 100))
+    kernel.handle(bar(RTS, 1, 100))  # another symbol may be behind
+    kernel.handle(bar(SI, 2, 101))  # a repeat
+    kernel.handle(bar(SI, 1, 99))  # the past
+    kernel.handle(bar(SI, 3, 102))
+    assert seen == [(SI, T0 + 2 * MINUTE_NS), (RTS, T0 + MINUTE_NS), (SI, T0 + 3 * MINUTE_NS)]
+    assert kernel.counters["stale"] == 2
+    assert kernel.book.positions[SI].last == 102

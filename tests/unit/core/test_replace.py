@@ -7,7 +7,7 @@ import pytest
 
 from roboframe.builtin.paper import PaperExchange
 from roboframe.core.events import Cancel, Control, Fill, NewOrder, OrderUpdate, Replace
-from roboframe.testing.helpers import T0, bar
+from roboframe.testing.helpers import MINUTE_NS, T0, bar
 
 from .test_kernel import SI, kernel_with
 from .test_risk import reasons
@@ -22,9 +22,14 @@ def placed(kernel, strat, price=95, qty=2):
     return kernel.orders.orders[order.client_id]
 
 
+def next_bar(kernel):
+    """A bar a minute after the kernel's time (one no later than the last is stale)."""
+    return bar(SI, (kernel.now - T0) // MINUTE_NS + 1, 100)
+
+
 def replace_on_next_bar(kernel, strat, **change):
     strat.script = lambda b, ctx: [ctx.replace(ctx.open_orders()[0], **change)]
-    out = kernel.handle(bar(SI, 2, 100))
+    out = kernel.handle(next_bar(kernel))
     strat.script = lambda b, ctx: None
     return out
 
@@ -93,7 +98,7 @@ def test_risk_refuses_a_replace_as_replace_rejected(setup, change, risk, reason)
     elif setup == "cancel":
         kernel.handle(Control("start", T0))  # nothing; the cancel below is the setup
         strat.script = lambda b, ctx: [ctx.cancel(own)]
-        kernel.handle(bar(SI, 1, 100))
+        kernel.handle(next_bar(kernel))
     elif setup == "replace":
         replace_on_next_bar(kernel, strat, price=94)
     elif setup == "pause":
