@@ -37,6 +37,7 @@ from roboframe.core.events import (
     Tick,
     Timer,
 )
+from roboframe.core.exits import adding_orders, answered, cancels_of, open_by_symbol
 from roboframe.core.orders import REPLACE_REJECTED, OrderBook
 from roboframe.core.riskcheck import RiskView, make_checks
 from roboframe.core.strategy import INTERFACE_VERSION, Strategy
@@ -215,33 +216,12 @@ class Kernel:
     def _on_halt(self, event: Bar | Tick, handler: Any, name: str) -> list[Action]:
         """The kill switch fired on ``event``: the orders that would add to a
         position are cancelled, and the strategy sees the event as usual."""
-        cancels = self._adding_orders()
+        cancels = adding_orders(self.orders, self._positions)
         try:
             out = handler(event, self.ctx)
         except Exception as exc:
             raise self.strategy._fail(name, event, exc) from exc
         return self._process([*cancels, *(out or ())], 0)
-
-    def _adding_orders(self) -> list[Cancel]:
-        """Cancels of the open orders that would add to a position or open one.
-        Per symbol, orders on the side that reduces are kept, oldest first,
-        while together they do not pass flat (one with a replace pending counts
-        at its larger size); every other open order is cancelled."""
-        room = {symbol: pos.qty for symbol, pos in self._positions.items()}
-        cancels = []
-        for own in self.orders.open.values():
-            if own.cancel_pending:
-                continue
-            left = own.remaining
-            if own.replace_pending is not None:
-                left = max(left, own.replace_pending[0] - own.filled)
-            signed = left if own.side == "buy" else -left
-            pos = room.get(own.symbol, 0)
-            if pos and (signed > 0) != (pos > 0) and abs(signed) <= abs(pos):
-                room[own.symbol] = pos + signed
-            else:
-                cancels.append(Cancel(own.client_id))
-        return cancels
 
     # -- order path -----------------------------------------------------------
 
@@ -266,7 +246,7 @@ class Kernel:
         halted = self._watch_loss and self.risk.watch_loss(fill.ts)
         out = None if self._handle_fill is None else self._handle_fill(fill, self.ctx)
         if halted:  # the kill switch fired on this fill's price
-            out = [*self._adding_orders(), *(out or ())]
+            out = [*adding_orders(self.orders, self._positions), *(out or ())]
         if self.flattening:
             out = [*(out or ()), *self._flatten_answered()]
         return self._process(out, 0) if out else NO_ACTIONS
@@ -353,7 +333,7 @@ class Kernel:
             out = self.strategy.handle_stop(cmd, self.ctx)
             actions = self._process(out, 0) if out else []
             if self._cancel_on_stop:
-                actions += self._process(self._cancels(working), 0)
+                actions += self._process(cancels_of(self.orders, working), 0)
             self.stop_reason = str(cmd.args.get("reason", ""))
             self.risk.set_state(STOPPED, self.stop_reason)
             return actions
@@ -393,9 +373,7 @@ class Kernel:
         reduce-only state (HALTED, REDUCING) risk refuses it for that reason,
         which left the position open with its exit cancelled."""
         out: list[Action] = list(self.ctx.cancel_all())
-        self.flattening = {}
-        for own in self.orders.open.values():
-            self.flattening.setdefault(own.symbol, []).append(own.client_id)
+        self.flattening = open_by_symbol(self.orders)
         for symbol in self.symbols:
             if symbol not in self.flattening:
                 out += self._close(symbol)
@@ -417,25 +395,9 @@ class Kernel:
         return orders
 
     def _flatten_answered(self) -> list[NewOrder]:
-        """The closing orders of symbols whose open orders a flatten waited for
-        are all answered now."""
-        out: list[NewOrder] = []
-        open_orders = self.orders.open
-        for symbol in list(self.flattening):
-            if not any(cid in open_orders for cid in self.flattening[symbol]):
-                del self.flattening[symbol]
-                out += self._close(symbol)
-        return out
-
-    def _cancels(self, client_ids: list[str]) -> list[Cancel]:
-        """Cancels of those of ``client_ids`` still open and not being cancelled:
-        a stop cancels what was working, never the exit orders on_stop just sent."""
-        cancels = []
-        for client_id in client_ids:
-            own = self.orders.open.get(client_id)
-            if own is not None and not own.cancel_pending:
-                cancels.append(Cancel(client_id))
-        return cancels
+        """The closing orders of the symbols a flatten waited for whose open
+        orders are all answered now."""
+        return [o for s in answered(self.orders, self.flattening) for o in self._close(s)]
 
     # -- actions through risk -------------------------------------------------
 

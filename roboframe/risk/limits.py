@@ -9,8 +9,8 @@ Trading states:
 - ``HALTED``: the daily-loss kill switch fired; reduce-only, until a
   ``resume`` command. It does not reset by itself at the next day. When it
   fires, the kernel also cancels the open orders that would add to a
-  position (see ``Kernel._adding_orders``): reduce-only stops new risk, the
-  cancels stop the risk already resting on the exchange.
+  position (:func:`roboframe.core.exits.adding_orders`): reduce-only stops
+  new risk, the cancels stop the risk already resting on the exchange.
 - ``STOPPED``: the run is over; nothing new passes.
 
 Limits, all optional: allowed symbols; max order quantity; max position per
