@@ -648,7 +648,7 @@ def exchange(
         stop.set()
     except RoboframeError as exc:
         raise _fail(exc) from None
-    click.echo(f"exchange stopped: {process.counts}", err=True)
+    click.echo(f"exchange stopped: {process.counts | {'stale': process.engine.stale}}", err=True)
 
 
 @main.command()

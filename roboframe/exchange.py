@@ -89,7 +89,6 @@ class ExchangeProcess:
         self.store: OrderStore | None = None
         self.poll_s = poll_s
         self.counts = {"orders": 0, "fills": 0, "cancels": 0, "replaces": 0, "malformed": 0}
-        self._bar_ts: dict[str, int] = {}  # symbol -> time of its last bar
 
     # -- store ----------------------------------------------------------------
 
@@ -361,22 +360,9 @@ class ExchangeProcess:
             except codec.DECODE_ERRORS:
                 continue
             for event in codec.events_in(msg):
-                kind = type(event)
-                if kind is Bar and not self._fresh_bar(event):
-                    continue
-                if kind is Tick or kind is Bar:
+                if type(event) in (Tick, Bar):
                     for fill in self.engine.on_market(event):
                         self._answer(self.owner.get(fill.client_id, ""), fill)
-
-    def _fresh_bar(self, bar: Bar) -> bool:
-        """False for a bar no later than its symbol's last one (a publisher
-        restarted from the start of its file): resting orders must not fill at
-        prices of the past. Counted as ``stale``, as the robots count theirs."""
-        if bar.ts <= self._bar_ts.get(bar.symbol, -(1 << 63)):
-            self.counts["stale"] = self.counts.get("stale", 0) + 1
-            return False
-        self._bar_ts[bar.symbol] = bar.ts
-        return True
 
     # -- the process ----------------------------------------------------------
 

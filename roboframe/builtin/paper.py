@@ -110,6 +110,7 @@ class PaperExchange:
         self.open_orders: dict[str, RestingOrder] = {}
         self.last: dict[str, Tick | Bar] = {}
         self.trades = 0
+        self.stale = 0  # bars of the past, ignored (see on_market)
         self.ts = 0
         self._finished: dict[str, None] = {}  # recently finished ids, oldest first
         self.remembers = remember_finished  # finished ids kept, to ignore resubmissions
@@ -187,7 +188,13 @@ class PaperExchange:
     # -- market data ----------------------------------------------------------
 
     def on_market(self, event: Tick | Bar) -> list[Fill]:
-        """Fill what this event allows, oldest order first."""
+        """Fill what this event allows, oldest order first. A bar no later than
+        its symbol's last bar (the past again, from a publisher restarted at
+        the start of its file) fills nothing and is counted in ``stale``."""
+        last = self.last.get(event.symbol)
+        if type(event) is Bar and type(last) is Bar and event.ts <= last.ts:
+            self.stale += 1
+            return []
         self.ts = event.ts
         self.last[event.symbol] = event
         if not self.open_orders:

@@ -294,3 +294,17 @@ def test_trade_ids_count_up_and_runs_are_identical():
 def test_bad_settings(kwargs):
     with pytest.raises(ConfigError, match="paper exchange"):
         PaperExchange(INST, **kwargs)
+
+
+def test_a_bar_of_the_past_fills_nothing_and_sets_no_price():
+    """A publisher restarted at the start of its file sends old bars again: no
+    resting order fills at them, and ``fill_at: close`` does not take their close."""
+    ex = PaperExchange(INST, fill_at="close")
+    ex.on_market(bar(10, 100, 100, 100, 100))
+    ex.submit(buy("a", 1, price=90), 10)
+    assert ex.on_market(bar(5, 95, 95, 80, 85)) == []  # the past: through the limit
+    assert ex.on_market(bar(10, 95, 95, 80, 85)) == []  # a repeat
+    assert ex.stale == 2 and ex.last[SI].close == 100
+    assert ex.on_market(bar(5, 95, 95, 80, 85, symbol=RTS)) == []  # another symbol: fresh
+    assert ex.stale == 2
+    assert ex.on_market(bar(11, 95, 95, 80, 85)) == [fill("a", 11, "buy", 1, 90, 1)]
