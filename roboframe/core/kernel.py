@@ -114,7 +114,6 @@ class Kernel:
         # flatten: symbol -> its orders that were open, whose cancels must be answered
         # before the position is closed (see _flatten)
         self.flattening: dict[str, list[str]] = {}
-        self._closing: set[str] = set()  # client ids of flatten's closing orders, unchecked
         self.handlers = {
             Bar: self._on_bar,
             Tick: self._on_tick,
@@ -247,17 +246,15 @@ class Kernel:
         out = None if self._handle_fill is None else self._handle_fill(fill, self.ctx)
         if halted:  # the kill switch fired on this fill's price
             out = [*adding_orders(self.orders, self._positions), *(out or ())]
-        if self.flattening:
-            out = [*(out or ()), *self._flatten_answered()]
-        return self._process(out, 0) if out else NO_ACTIONS
+        actions = self._process(out, 0) if out else NO_ACTIONS
+        return self._flatten_answered(actions) if self.flattening else actions
 
     def _on_order(self, update: OrderUpdate) -> list[Action]:
         self._advance(update.ts)
         self.orders.on_update(update)
         out = None if self._handle_order is None else self._handle_order(update, self.ctx)
-        if self.flattening:
-            out = [*(out or ()), *self._flatten_answered()]
-        return self._process(out, 0) if out else NO_ACTIONS
+        actions = self._process(out, 0) if out else NO_ACTIONS
+        return self._flatten_answered(actions) if self.flattening else actions
 
     # -- timers -----------------------------------------------------------------
 
@@ -343,7 +340,7 @@ class Kernel:
         elif name == "cancel-all":
             out = self.ctx.cancel_all()
         elif name == "flatten":
-            out = self._flatten()
+            return self._flatten()
         elif name == "restarted":  # a resumed run: state was rebuilt from the journal
             log.info("run resumed after seq %s", cmd.args.get("after_seq"))
             return NO_ACTIONS
@@ -372,36 +369,37 @@ class Kernel:
         cancel arrives would overshoot into the opposite position, and in a
         reduce-only state (HALTED, REDUCING) risk refuses it for that reason,
         which left the position open with its exit cancelled."""
-        out: list[Action] = list(self.ctx.cancel_all())
+        cancels = self._process(self.ctx.cancel_all(), 0)
         self.flattening = open_by_symbol(self.orders)
-        for symbol in self.symbols:
-            if symbol not in self.flattening:
-                out += self._close(symbol)
-        return out
+        closing = [o for s in self.symbols if s not in self.flattening for o in self._close(s)]
+        return [*cancels, *self._process(closing, 0, closing=True)]
 
     def _close(self, symbol: str) -> list[NewOrder]:
         """The market orders that close ``symbol``'s position, each at most
-        max_order_qty (a position built in small orders closes in as many),
-        checked by risk as closing orders (see :meth:`RiskEngine.check_new`)."""
+        max_order_qty (a position built in small orders closes in as many); the
+        caller has risk check them as closing orders (see
+        :meth:`RiskEngine.check_new`)."""
         qty = self._positions[symbol].qty
         side = self.ctx.sell if qty > 0 else self.ctx.buy
         left, most = abs(qty), self.risk.max_order_qty or abs(qty)
         orders = []
         while left:
             order = side(symbol, min(left, most))
-            self._closing.add(order.client_id)
             orders.append(order)
             left -= order.qty
         return orders
 
-    def _flatten_answered(self) -> list[NewOrder]:
-        """The closing orders of the symbols a flatten waited for whose open
-        orders are all answered now."""
-        return [o for s in answered(self.orders, self.flattening) for o in self._close(s)]
+    def _flatten_answered(self, actions: list[Action]) -> list[Action]:
+        """``actions``, then the closing orders of the symbols a flatten waited
+        for whose open orders are all answered now."""
+        closing = [o for s in answered(self.orders, self.flattening) for o in self._close(s)]
+        return [*actions, *self._process(closing, 0, closing=True)] if closing else actions
 
     # -- actions through risk -------------------------------------------------
 
-    def _process(self, out: list, depth: int) -> list[Action]:
+    def _process(self, out: list, depth: int, closing: bool = False) -> list[Action]:
+        """``out``'s actions that pass risk; the refused ones become rejections
+        (``closing``: a flatten's closing orders, see :meth:`RiskEngine.check_new`)."""
         if type(out) is not list:
             out = self._as_list(out)
         actions: list[Action] = []
@@ -411,7 +409,7 @@ class Kernel:
             if kind is NewOrder:
                 if type(action.qty) is not int or type(action.price) is not int:
                     action = normalized(action)
-                reason = self._refuse_new(action, now)
+                reason = self._refuse_new(action, now, closing)
                 if reason is None:
                     self.orders.add(action, now)
                     self.risk.note_sent(now)
@@ -450,13 +448,10 @@ class Kernel:
             actions.extend(self._reject(action.client_id, reason, depth))
         return actions
 
-    def _refuse_new(self, order: NewOrder, now: int) -> str | None:
+    def _refuse_new(self, order: NewOrder, now: int, closing: bool = False) -> str | None:
         check_client_id(order, type(self.strategy).__name__)
         if order.client_id in self.orders.orders:
             return f"duplicate client id {order.client_id}"
-        closing = bool(self._closing) and order.client_id in self._closing
-        if closing:
-            self._closing.discard(order.client_id)
         return refusal(order) or self.risk.check_new(order, now, closing)
 
     def _refuse_replace(self, action: Replace, now: int) -> tuple[Any, str | None]:
