@@ -13,6 +13,7 @@ from typing import Any
 
 from jsonschema.exceptions import ValidationError
 
+from roboframe.builtin.feeds.timeparse import ZONE_PATTERN
 from roboframe.config.schema import (
     ADDRESS_PATTERN,
     DAY_STARTS_PATTERN,
@@ -40,6 +41,7 @@ _PATTERN_WANTS = {
     DURATION_PATTERN: "a duration such as 500ms, 1s, 2m, 1h or a number of milliseconds",
     ADDRESS_PATTERN: "a ZeroMQ address inproc://..., ipc://... or tcp://...",
     DAY_STARTS_PATTERN: 'a time and a zone such as "19:00 MSK", "00:00 UTC" or "17:00 -05:00"',
+    ZONE_PATTERN: "a zone: UTC, MSK or an offset such as +03:00",
 }
 
 

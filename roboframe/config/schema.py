@@ -14,6 +14,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from roboframe.builtin.feeds.timeparse import ZONE, ZONE_PATTERN
 from roboframe.errors import PluginError
 from roboframe.plugins import SINGULAR
 
@@ -27,11 +28,9 @@ CLASS_PATTERN = rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$"
 """``package.module:Class``, a strategy named by its import path."""
 
 DECIMAL = {"type": ["number", "string"], "pattern": DECIMAL_PATTERN}
-# "HH:MM" and an optional zone, as the trading-hours check writes them
-DAY_STARTS_PATTERN = (
-    r"^([01][0-9]|2[0-3]):[0-5][0-9]( (UTC|utc|Z|MSK|msk|[+-][0-9]{2}(:?[0-9]{2})?))?$"
-)
 """Money and prices: a number, or a numeric string kept exact (``"0.01"``)."""
+# "HH:MM" and an optional zone, as the trading-hours check writes them
+DAY_STARTS_PATTERN = rf"^([01][0-9]|2[0-3]):[0-5][0-9]( {ZONE})?$"
 DURATION = {"type": ["integer", "string"], "pattern": DURATION_PATTERN, "minimum": 0}
 """``500ms``, ``1s``, ``2m``, ``1h`` or an integer of milliseconds."""
 
@@ -269,6 +268,7 @@ BACKTEST = {
         },
         "tz": {
             "type": "string",
+            "pattern": ZONE_PATTERN,
             "default": "UTC",
             "description": "zone of --data times without an offset: UTC, MSK, +03:00",
         },

@@ -24,7 +24,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from roboframe.builtin.feeds.timeparse import parse_tz
+from roboframe.builtin.feeds.timeparse import ZONE_PATTERN, parse_tz
 from roboframe.core.events import NewOrder
 from roboframe.core.riskcheck import RiskCheck, RiskView
 
@@ -54,7 +54,7 @@ class TradingHours(RiskCheck):
             },
             "tz": {
                 "type": "string",
-                "pattern": "^(UTC|utc|Z|MSK|msk|[+-][0-9]{2}(:?[0-9]{2})?)$",
+                "pattern": ZONE_PATTERN,
                 "default": "UTC",
                 "description": "time zone of the sessions: UTC, MSK, +03:00",
             },

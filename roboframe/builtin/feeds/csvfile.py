@@ -58,7 +58,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from roboframe.builtin.feeds.timeparse import interval_ns, iso_to_ns, parse_tz
+from roboframe.builtin.feeds.timeparse import ZONE_PATTERN, interval_ns, iso_to_ns, parse_tz
 from roboframe.core.events import Bar, Tick
 from roboframe.core.feed import PACING_SCHEMA, Feed
 from roboframe.errors import ConfigError, ConfigProblem
@@ -225,6 +225,7 @@ class CsvFeed(Feed):
             "kind": {"enum": ["bar", "tick"], "default": "bar", "description": "bars or ticks"},
             "tz": {
                 "type": "string",
+                "pattern": ZONE_PATTERN,
                 "default": "UTC",
                 "description": "time zone of times without an offset: UTC, MSK, +03:00",
             },

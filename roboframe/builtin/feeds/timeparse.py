@@ -29,6 +29,11 @@ def iso_to_ns(text: str, tz: dt.tzinfo = dt.UTC) -> int:
     return (value - _EPOCH) // _MICROSECOND * 1000
 
 
+ZONE = r"(UTC|utc|Z|MSK|msk|[+-][0-9]{2}(:?[0-9]{2})?)"
+"""A zone :func:`parse_tz` reads, for JSON Schema patterns: UTC, MSK, +03:00."""
+ZONE_PATTERN = f"^{ZONE}$"
+
+
 def parse_tz(text: str | None) -> dt.tzinfo:
     """``UTC``, ``+03:00``, ``-0500`` or ``MSK`` (UTC+3) as a fixed-offset zone."""
     if not text or text.upper() in ("UTC", "Z"):

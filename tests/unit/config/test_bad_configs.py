@@ -72,6 +72,7 @@ CASES = {
     "gateway_param": BASE.replace("  plugin: paper", "  plugin: paper\n  params: {commission: -2}"),
     "daily_loss_neg": BASE.replace("max_order_qty: 5", "max_daily_loss: -100"),
     "day_starts": BASE.replace("max_order_qty: 5", "day_starts: 7pm MSK"),
+    "backtest_tz": BASE + "backtest:\n  tz: Moscow\n",
     "max_position_neg": BASE.replace("max_order_qty: 5", "max_position: -1"),
     "params_not_map": BASE.replace("params: {fast: 10, slow: 30}", "params: [10, 30]"),
     "missing_tick": BASE.replace("{tick_size: 10, point_value: 1.3}", "{point_value: 1.3}"),
@@ -211,6 +212,11 @@ EXPECTED = {
         '  hint: when the day of max_daily_loss begins: "HH:MM" and a zone (UTC, MSK, '
         '+03:00); default "00:00 UTC". MOEX futures: "19:00 MSK", the evening session '
         "opens the next trading day"
+    ),
+    "backtest_tz": (
+        "{dir}/robot.yaml:18: backtest.tz: expected a zone: UTC, MSK or an offset such as "
+        "+03:00, got 'Moscow'\n"
+        "  hint: zone of --data times without an offset: UTC, MSK, +03:00"
     ),
     "max_position_neg": (
         "{dir}/robot.yaml:14: risk.max_position: must be >= 0, got -1\n"
