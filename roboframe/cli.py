@@ -1,7 +1,8 @@
 """The ``roboframe`` command. Thin: every command calls into the package.
 
-Exit codes: 0 done; 1 the run failed (strategy error, plugin error, I/O);
-2 the robot file or the command line is wrong.
+Exit codes: 0 done; 1 the run failed (plugin error, feed, gateway, I/O);
+2 the robot file or the command line is wrong; 3 the strategy raised (the
+error names the event; resuming meets it again until the strategy is fixed).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from pathlib import Path
 
 import click
 
-from roboframe.errors import ConfigError, RoboframeError
+from roboframe.errors import ConfigError, RoboframeError, StrategyError
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+EXIT_STRATEGY = 3
 
 
 class ConfigExit(click.ClickException):
@@ -35,7 +37,7 @@ def _fail(exc: RoboframeError) -> click.ClickException:
     if isinstance(exc, ConfigError):
         return ConfigExit(str(exc))
     err = click.ClickException(str(exc))
-    err.exit_code = EXIT_FAILED
+    err.exit_code = EXIT_STRATEGY if isinstance(exc, StrategyError) else EXIT_FAILED
     return err
 
 
@@ -185,7 +187,7 @@ def run(
     elif not quiet or failed:
         click.echo(format_summary(summary))
     if failed:
-        ctx.exit(EXIT_FAILED)
+        ctx.exit(EXIT_STRATEGY if summary["error"] else EXIT_FAILED)
 
 
 @main.command()
@@ -332,7 +334,8 @@ def analyze(
     def shown(run) -> None:
         if as_json:
             return
-        title = f"{run.robot} {run.run_id} ({run.mode}{'' if run.complete else ', still running'})"
+        state = "" if run.complete else ", strategy error" if run.failure else ", still running"
+        title = f"{run.robot} {run.run_id} ({run.mode}{state})"
         click.echo(format_stats(run.stats, title=title))
         if run.reconciliation is not None:
             click.echo(_reconciliation_text(run.reconciliation))
@@ -402,7 +405,13 @@ def replay(journal_file: Path, verify: bool, until: int | None, force: bool, as_
         for change in changes:
             click.echo(f"warning: {change}", err=True)
         if until is not None:
-            kernel, last = rp.state_at(journal_file, until)
+            kernel, last, failure = rp.state_at(journal_file, until)
+            if failure is not None:
+                click.echo(
+                    f"note: the run stopped on a strategy error at seq {failure.seq}: "
+                    f"{failure}; the state shown is where it stopped",
+                    err=True,
+                )
             state = {**kernel.snapshot(), "seq": last}
             click.echo(json.dumps(state, indent=2, default=str) if as_json else format_state(state))
             return
@@ -431,6 +440,12 @@ def replay(journal_file: Path, verify: bool, until: int | None, force: bool, as_
     if not result.ok:
         click.echo(f"{journal_file}: divergence at {result.divergence}", err=True)
         raise SystemExit(EXIT_FAILED)
+    if result.failure is not None:
+        click.echo(
+            f"note: the run stopped on a strategy error at seq {result.failure.seq}, "
+            f"and the replay raises it there too: {result.failure}",
+            err=True,
+        )
     if as_json:
         click.echo(
             json.dumps(

@@ -76,7 +76,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("last_rejection"):
         lines.append(f"rejected   last: {summary['last_rejection']}")
     if summary.get("error"):
-        lines.append(f"error      {summary['error']}")
+        at = f" (event seq {summary['error_seq']})" if summary.get("error_seq") else ""
+        lines.append(f"error      {summary['error']}{at}")
+        lines.append("           fix the strategy; 'run --resume' then goes on from this event")
     lines.append("")
     header = f"{'symbol':<12}{'position':>9}{'avg price':>12}{'last':>10}"
     header += f"{'realized':>13}{'unrealized':>13}{'fees':>10}{'net PnL':>13}"

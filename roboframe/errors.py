@@ -59,7 +59,14 @@ class GatewayError(RoboframeError):
 
 
 class StrategyError(RoboframeError):
-    """A strategy raised while handling an event; says which event."""
+    """A strategy raised while handling an event; says which event.
+
+    ``event`` is that event when the strategy itself raised; ``seq`` its
+    sequence number in the run, set by whatever fed it (the loop, a replay).
+    """
+
+    event: object = None
+    seq: int | None = None
 
 
 class JournalError(RoboframeError):

@@ -7,6 +7,12 @@ produced actions and risk rejections with the journaled ones, event by
 event. Since the kernel is a pure function of its events, they match
 exactly -- under any ``PYTHONHASHSEED`` -- unless the journal was altered or
 the strategy's code changed.
+
+A run the strategy stopped by raising ends with the event it raised on: its
+message is the journal's last, with no actions for that event or the ones
+after it in the message. A replay meets the same error there, and that is
+the run reproduced (:attr:`ReplayResult.failure`), not a divergence; the same
+error where the journal goes on is one.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 
 from roboframe.core import codec
 from roboframe.core.kernel import Kernel
-from roboframe.errors import JournalError
+from roboframe.errors import JournalError, StrategyError
 from roboframe.journal import JournalReader
 from roboframe.journal.format import ACTIONS, MESSAGE
 
@@ -29,12 +35,18 @@ class Divergence:
     event: Any
     expected: tuple[list, list]
     produced: tuple[list, list]
+    raised: str | None = None  # the replayed strategy raised this instead
 
     def __str__(self) -> str:
+        replayed = (
+            f"the strategy raised: {self.raised}"
+            if self.raised is not None
+            else f"actions {self.produced[0]!r}, rejected {self.produced[1]!r}"
+        )
         return (
             f"seq {self.seq}: event {self.event!r}\n"
             f"  journaled: actions {self.expected[0]!r}, rejected {self.expected[1]!r}\n"
-            f"  replayed:  actions {self.produced[0]!r}, rejected {self.produced[1]!r}"
+            f"  replayed:  {replayed}"
         )
 
 
@@ -48,6 +60,7 @@ class ReplayResult:
     torn_tail: Any = None
     unjournaled: int = 0  # events of the last message whose outputs the journal ends before
     outputs: dict[int, tuple[list, list]] = field(default_factory=dict)
+    failure: StrategyError | None = None  # the strategy error the run stopped on, met again
 
     @property
     def ok(self) -> bool:
@@ -143,10 +156,13 @@ def kernel_from_header(header: dict, registry=None) -> Kernel:
     return Kernel(spec, header["run_id"], strategy, registry)
 
 
-def iter_events(reader: JournalReader) -> Iterator[tuple[int, Any, Any]]:
+def iter_events(
+    reader: JournalReader, records: Iterator | None = None
+) -> Iterator[tuple[int, Any, Any]]:
     """``(seq, event, record)`` for every journaled inbound event, and
-    ``(seq, None, record)`` for every action record."""
-    for record in reader.records():
+    ``(seq, None, record)`` for every action record (of ``records``, by default
+    all of ``reader``'s)."""
+    for record in reader.records() if records is None else records:
         if record.kind == MESSAGE:
             events = message_events(reader, record)
             for offset, event in enumerate(events):
@@ -155,19 +171,55 @@ def iter_events(reader: JournalReader) -> Iterator[tuple[int, Any, Any]]:
             yield record.seq, None, record
 
 
+def raised_at(exc: StrategyError, seq: int, event: Any) -> StrategyError:
+    """``exc``, marked with the event it was raised on."""
+    exc.seq = seq
+    if exc.event is None:
+        exc.event = event
+    return exc
+
+
+def stopped_there(
+    records: Iterator, check: OutputCheck, failure: StrategyError
+) -> Divergence | None:
+    """After the strategy raised on event ``failure.seq``: None when ``records``
+    (the journal after that event's message) end as a run stopped by that error
+    ends -- the outputs of the message's earlier events and nothing more -- or
+    the divergence: the run went on from there, so its strategy did not raise."""
+    seq = failure.seq or 0
+    for record in records:
+        if record.kind == ACTIONS and record.seq < seq:
+            divergence = check.journaled(record)
+            if divergence is not None:
+                return divergence
+        elif record.kind in (ACTIONS, MESSAGE):
+            expected: tuple[list, list] = ([], [])
+            if record.kind == ACTIONS and record.seq == seq:
+                actions, rejected = codec.decode_outputs(record.payload)
+                expected = (list(actions), list(rejected))
+            return Divergence(seq, failure.event, expected, ([], []), raised=str(failure))
+    return None
+
+
 def verify(path: str | Path, *, registry=None, keep_outputs: bool = False) -> ReplayResult:
     """Replay ``path`` and compare every event's outputs with the journal's."""
     reader = JournalReader(path)
     kernel = kernel_from_header(robot_header(reader), registry)
     result = ReplayResult(reader.header, kernel)
     check = OutputCheck()
-    for seq, event, record in iter_events(reader):
+    records = reader.records()
+    for seq, event, record in iter_events(reader, records):
         if event is None:
             result.divergence = check.journaled(record)
         else:
             result.divergence = check.message(record.offset)
             if result.divergence is None:
-                actions = kernel.handle(event)
+                try:
+                    actions = kernel.handle(event)
+                except StrategyError as exc:
+                    result.failure = raised_at(exc, seq, event)
+                    result.divergence = stopped_there(records, check, exc)
+                    break
                 produced = (list(actions), kernel.take_rejected())
                 result.events += 1
                 check.produced(seq, event, produced)
@@ -181,20 +233,36 @@ def verify(path: str | Path, *, registry=None, keep_outputs: bool = False) -> Re
     return result
 
 
-def state_at(path: str | Path, until: int, *, registry=None) -> tuple[Kernel, int]:
-    """The kernel after every event up to sequence number ``until``; and the last seq seen."""
+def state_at(
+    path: str | Path, until: int, *, registry=None
+) -> tuple[Kernel, int, StrategyError | None]:
+    """The kernel after every event up to sequence number ``until``; the last seq
+    handled; and the strategy error the run stopped on, when that came first.
+
+    The same error where the journal goes on (the strategy changed since) is raised.
+    """
     reader = JournalReader(path)
     kernel = kernel_from_header(robot_header(reader), registry)
     last = 0
-    for seq, event, _record in iter_events(reader):
+    records = reader.records()
+    check = OutputCheck()  # only to tell the run's own failure from a changed strategy
+    for seq, event, record in iter_events(reader, records):
         if event is None:
+            check.journaled(record)
             continue
         if seq > until:
             break
-        kernel.handle(event)
-        kernel.take_rejected()
+        check.message(record.offset)
+        try:
+            actions = kernel.handle(event)
+        except StrategyError as exc:
+            raised_at(exc, seq, event)
+            if stopped_there(records, check, exc) is not None:
+                raise
+            return kernel, last, exc
+        check.produced(seq, event, (list(actions), kernel.take_rejected()))
         last = seq
-    return kernel, last
+    return kernel, last, None
 
 
 def strategy_changes(header: dict, registry=None) -> list[str]:

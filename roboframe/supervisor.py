@@ -7,7 +7,10 @@ and, with an order-store gateway, its fills caught up from the store, before
 it trades again. Restarts back off (1 s, 2 s, 4 s ... up to a minute; the
 count starts over after a minute of good running). A robot that stops by
 itself (its feed ended, ``ctl stop``) stays stopped; a file that is not a
-valid robot is reported and tried again when it changes. A new file is a
+valid robot is reported and tried again when it changes. A robot whose
+strategy raised (exit 3) is ``failed``, not restarted: resuming would meet
+the same event and the same error, since a strategy is a pure function of
+its events. It starts again when its file or its strategy's source changes. A new file is a
 new robot, with no other settings; a file changed on disk restarts its
 robot (cleanly) with the new definition; a removed file stops its robot.
 
@@ -20,6 +23,7 @@ endpoint.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -45,6 +49,7 @@ BACKOFF_MAX_S = 60.0
 STABLE_S = 60.0  # a run this long resets the backoff
 STOP_GRACE_S = 15.0  # SIGTERM, then SIGKILL after this long
 EXIT_CONFIG = 2  # roboframe run: the robot file is wrong
+EXIT_STRATEGY = 3  # roboframe run: the strategy raised
 
 
 def prepare_state_dir(state_dir: Path) -> Path:
@@ -76,6 +81,8 @@ class Robot:
     last_exit: int | None = None
     problem: str = ""
     control: str | None = None  # the robot's control address, from its file
+    strategy_file: Path | None = None  # its strategy's source, when it is a file
+    strategy_mtime: float = 0.0  # of strategy_file when the robot failed
     wanted: bool = True  # False: down asked for it; never restarted
     log_path: Path | None = None
     log_file: Any = field(default=None, repr=False)
@@ -190,6 +197,9 @@ class Supervisor:
                 log.warning("%s changed: restarting %s", path, robot.name or path.stem)
                 self._stop(robot, now)
                 self._define(robot, mtime, now)
+            elif robot.state == "failed" and robot.wanted and _changed(robot):
+                log.warning("%s changed: starting %s again", robot.strategy_file, robot.name)
+                self._define(robot, mtime, now)
         for key in [k for k in self.robots if k not in files]:
             robot = self.robots[key]
             if robot.wanted:
@@ -216,6 +226,7 @@ class Supervisor:
             log.error("%s: %s", robot.path, robot.problem)
             return
         robot.name, robot.problem, robot.control = spec.name, "", spec.control.address
+        robot.strategy_file = _strategy_file(spec)
         robot.failures = 0
         if robot.state in ("new", "invalid", "stopped", "failed"):
             robot.state, robot.next_start = "backoff", now  # start at once
@@ -262,6 +273,15 @@ class Supervisor:
             elif code == EXIT_CONFIG:
                 robot.state, robot.problem = "invalid", f"exit {code}: see {robot.log_path}"
                 log.error("%s refused its robot file (see %s)", robot.name, robot.log_path)
+            elif code == EXIT_STRATEGY:
+                robot.state = "failed"
+                robot.strategy_mtime = _mtime(robot.strategy_file)
+                changes = " or ".join(str(p) for p in (robot.path, robot.strategy_file) if p)
+                robot.problem = (
+                    f"{_last_error(robot.log_path)} -- not restarted: it would meet the same "
+                    f"error; fix the strategy, and it starts again when {changes} changes"
+                )
+                log.error("%s failed: %s", robot.name, robot.problem)
             else:
                 robot.failures = 1 if ran >= STABLE_S else robot.failures + 1
                 delay = min(BACKOFF_MAX_S, self.backoff_first_s * 2 ** (robot.failures - 1))
@@ -329,6 +349,46 @@ class Supervisor:
             with contextlib.suppress(FileNotFoundError):
                 (self.state_dir / "supervisor.pid").unlink()
         self.ctx.destroy(linger=0)
+
+
+def _strategy_file(spec: Any) -> Path | None:
+    """The source file of ``spec``'s strategy (already imported by its validation)."""
+    from roboframe.plugins import resolve_strategy, strategy_search
+
+    try:
+        cls, _ = resolve_strategy(spec.strategy.plugin, None, strategy_search(spec.source))
+        found = inspect.getsourcefile(cls)
+    except (RoboframeError, TypeError, OSError):
+        return None
+    return Path(found) if found else None
+
+
+def _mtime(path: Path | None) -> float:
+    try:
+        return path.stat().st_mtime if path is not None else 0.0
+    except OSError:
+        return 0.0
+
+
+def _changed(robot: Robot) -> bool:
+    """Whether a failed robot's strategy source changed since it failed."""
+    return robot.strategy_file is not None and _mtime(robot.strategy_file) != robot.strategy_mtime
+
+
+def _last_error(log_path: Path | None) -> str:
+    """The strategy error a robot's log ends with (its run's ``Error:`` line or
+    the loop's ``robot stopped:`` one)."""
+    try:
+        with open(log_path, "rb") as f:  # type: ignore[arg-type]
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+            lines = f.read().decode(errors="replace").splitlines()
+    except (OSError, TypeError):
+        return "the strategy raised"
+    for line in reversed(lines):
+        for mark in ("Error: ", "robot stopped: "):
+            if mark in line:
+                return line.split(mark, 1)[1].strip()
+    return f"the strategy raised (see {log_path})"
 
 
 def _answers(address: str, timeout: float = 0.5) -> bool:

@@ -139,6 +139,8 @@ def _one(path, sink_store, registry, statistics, order_store, robot, result) -> 
     except BaseException:
         sink_store.abort_run()
         raise
+    if analysis.failure is not None and not analysis.divergences:
+        result.warnings.append(f"{path}: {report.failure}; analysed up to that event")
     if analysis.divergences:
         result.warnings.append(
             f"{path}: the replay differs from the journal at {analysis.divergences} event(s) "

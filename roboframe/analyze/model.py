@@ -72,3 +72,4 @@ class RunReport:
     trades: list[dict] = field(default_factory=list)  # first TRADE_MARKS round trips
     reconciliation: list[dict] | None = None  # differences against the order store, if asked
     complete: bool = True  # False: the journal ended in a torn tail (a robot still running)
+    failure: str | None = None  # the strategy error the run stopped on, with its seq

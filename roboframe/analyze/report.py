@@ -227,7 +227,9 @@ def run_section(index: int, run: RunReport) -> str:
         f"<h2>{_esc(_run_title(run))}</h2>",
         f'<p class="muted">journal {_esc(run.journal)}</p>',
     ]
-    if not run.complete:
+    if run.failure is not None:
+        parts.append(f'<p class="note">{_esc(run.failure)}</p>')
+    elif not run.complete:
         parts.append(f'<p class="note">{_esc(INCOMPLETE_NOTE)}</p>')
     parts += [
         stats_table(run.stats),

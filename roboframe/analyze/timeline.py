@@ -11,6 +11,10 @@ The statistics follow the backtest's own arithmetic step by step (equity
 marked after every market event, trades matched first in, first out), so a
 backtest's journal analysed here gives exactly the table ``backtest``
 printed.
+
+A run the strategy stopped by raising is analysed up to the event it raised
+on (:attr:`RunAnalysis.failure`); the same error where the journal goes on
+is a divergence, and the analysis stops there too.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from roboframe.core.events import (
     Timer,
 )
 from roboframe.core.orders import OPEN_STATES
+from roboframe.errors import StrategyError
 from roboframe.journal import JournalReader
 from roboframe.journal.format import ACTIONS, MESSAGE
 from roboframe.replay import (
@@ -47,7 +52,9 @@ from roboframe.replay import (
     OutputCheck,
     kernel_from_header,
     message_events,
+    raised_at,
     robot_header,
+    stopped_there,
 )
 from roboframe.risk.limits import STOPPED
 
@@ -132,6 +139,7 @@ class RunAnalysis:
         self.fills: list[Fill] | None = [] if keep_fills else None  # for reconciliation
         self.divergences = 0
         self.first_divergence: str | None = None
+        self.failure: StrategyError | None = None  # the strategy error the run stopped on
 
     # -- the run row ----------------------------------------------------------
 
@@ -217,7 +225,8 @@ class RunAnalysis:
         pnl = dict.fromkeys(positions, (0.0, 0.0))  # symbol -> (realized, unrealized)
         realized = unrealized = 0.0
 
-        for record in self.reader.records():
+        records = self.reader.records()
+        for record in records:
             if record.kind == ACTIONS:
                 self._diverged(check.journaled(record))
                 continue
@@ -233,13 +242,18 @@ class RunAnalysis:
             for event in batch:
                 seq += 1
                 kind = type(event)
-                actions = handlers[kind](event)
-                rejected = kernel.take_rejected()
                 ts = event.ts
                 symbol = getattr(event, "symbol", None)
                 events_rows.append(
                     (run, seq, ts, recv_ns, _KIND[kind], symbol, event_data(event, tick_size))
                 )
+                try:
+                    actions = handlers[kind](event)
+                except StrategyError as exc:
+                    self.failure = raised_at(exc, seq, event)
+                    count -= record.seq + len(batch) - 1 - seq  # never handled
+                    break
+                rejected = kernel.take_rejected()
                 if actions or rejected:
                     check.produced(seq, event, (list(actions), rejected))
                     self._write_actions(rows, seq, ts, actions, rejected, open_orders)
@@ -299,6 +313,9 @@ class RunAnalysis:
                 if state is not None:
                     strategy_rows.append((run, seq, _dumps(state).decode()))
             last_seq = seq
+            if self.failure is not None:  # the rest of the message was never handled
+                self._diverged(stopped_there(records, check, self.failure))
+                break
             if len(events_rows) >= BATCH_ROWS:
                 rows.flush()
         for cid, (seq, ts) in sorted(open_orders.items()):
@@ -348,6 +365,7 @@ class RunAnalysis:
             prices={s: c.finished() for s, c in price_curves.items()},
             trades=marks,
             complete=complete,
+            failure=None if self.failure is None else failure_note(self.failure),
         )
 
     # -- actions and orders ---------------------------------------------------
@@ -434,3 +452,7 @@ class RunAnalysis:
         self.divergences += 1
         if self.first_divergence is None:
             self.first_divergence = str(divergence).replace("\n", ";")
+
+
+def failure_note(failure: StrategyError) -> str:
+    return f"stopped on a strategy error at seq {failure.seq}: {failure}"

@@ -209,6 +209,28 @@ class Backtest:
     def run(self) -> BacktestResult:
         """Drive the data through the kernel; statistics at the end.
 
+        A strategy error ends the journal at the event it raised on, as a live
+        run's does, so ``replay`` and ``analyze`` read the run up to it.
+        """
+        try:
+            return self._drive()
+        except StrategyError as exc:
+            seq = self._pending_seq + len(self._pending) - 1  # the last event fed: that one
+            if self._pending:
+                self._flush_pending(self._pending[-1].ts)
+            where = f"event seq {seq}"
+            if self.journal_path is not None:
+                where += f"; the journal ends there: {self.journal_path}"
+            err = StrategyError(f"{exc} ({where})")
+            err.seq, err.event = seq, exc.event
+            raise err from None
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+
+    def _drive(self) -> BacktestResult:
+        """:meth:`run`'s loop.
+
         Per market event the hot path does only what every event needs:
         journal it (a list append; a batch is encoded at a time, in C), let the
         kernel handle it, mark equity. Fills, timers, the frames around

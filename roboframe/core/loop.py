@@ -122,7 +122,11 @@ class RoboLoop:
             self.messages += 1
             append(seq, clock(), raw)
             for event in events:
-                actions = handlers[type(event)](event)
+                try:  # free when nothing raises (zero-cost exceptions)
+                    actions = handlers[type(event)](event)
+                except StrategyError as exc:
+                    exc.seq = seq  # the event's own: a batch's later ones were never handled
+                    raise
                 if actions or kernel.rejected:
                     emit(seq, actions)
                 seq += 1
@@ -271,4 +275,4 @@ class RoboLoop:
                         return
         except StrategyError as exc:
             self.error = exc
-            log.error("robot stopped: %s (event seq %d)", exc, self.seq)
+            log.error("robot stopped: %s (event seq %s)", exc, exc.seq)

@@ -14,6 +14,11 @@ so none of those actions left), the resumed run journals that record first
 and then sends them, so the journal says what the robot did. The
 trade stream resumes after the last store trade and update the journal
 holds, so nothing is missed and nothing is repeated.
+
+A run the strategy stopped by raising resumes once the strategy is fixed:
+the event it raised on (and the rest of that message, never handled) is
+handled by the new code like a message whose actions the crash cut. Until
+then the rebuild meets the same error and says so.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any
 
 from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Replace, Tick
 from roboframe.core.kernel import Kernel
-from roboframe.errors import ConfigError, RoboframeError
+from roboframe.errors import ConfigError, RoboframeError, StrategyError
 from roboframe.journal import MESSAGE, JournalReader, recover
 from roboframe.risk.limits import STOPPED
 
@@ -91,7 +96,7 @@ def _ref(text: str) -> int:
 
 def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
     """Feed ``path``'s events to a fresh kernel; refuse a finished or foreign run."""
-    from roboframe.replay import OutputCheck, iter_events
+    from roboframe.replay import OutputCheck, iter_events, raised_at, stopped_there
 
     cut = recover(path)
     if cut:
@@ -113,12 +118,18 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
     last_seq = trade = event_ref = 0
     last_ts, at_last = 0, {}
     check = OutputCheck()  # the current message's outputs, until their ACTIONS record
-    for seq, event, record in iter_events(reader):
+    records = reader.records()
+    for seq, event, record in iter_events(reader, records):
         if event is None:
             _refuse_divergence(reader, check.journaled(record))
             continue
         _refuse_divergence(reader, check.message(record.offset))
-        actions = kernel.handle(event)
+        try:
+            actions = kernel.handle(event)
+        except StrategyError as exc:
+            raised_at(exc, seq, event)
+            _refuse_divergence(reader, stopped_there(records, check, exc))
+            raise _still_failing(path, exc) from None
         check.produced(seq, event, (list(actions), kernel.take_rejected()))
         last_seq = seq
         kind = type(event)
@@ -165,6 +176,18 @@ def _refuse_divergence(reader: JournalReader, divergence: Any) -> None:
         "  hint: run it with the strategy code that run used, or, to start a new run, "
         f"move {path.name} out of {path.parent} (its open orders are then yours to handle)"
     )
+
+
+def _still_failing(path: Path, exc: StrategyError) -> StrategyError:
+    """The run stopped on this error, and the strategy still raises it."""
+    err = StrategyError(
+        f"{path}: the run stopped on a strategy error at seq {exc.seq}, and the strategy "
+        f"still raises there: {exc}\n"
+        "  hint: fix the strategy; resuming then goes on from that event (the robot's "
+        "open orders stay as they are meanwhile)"
+    )
+    err.seq, err.event = exc.seq, exc.event
+    return err
 
 
 def unanswered(kernel: Kernel) -> list[NewOrder | Cancel | Replace]:

@@ -90,7 +90,8 @@ def journal_header(spec: Any, run_id: str, strategy_cls: type, mode: str) -> dic
         "mode": mode,
         "config_hash": spec.config_hash,
         "config": spec.raw,
-        "source": spec.source,
+        # absolute: a replay from another folder finds the strategy module beside it
+        "source": str(Path(spec.source).resolve()) if spec.source else None,
         "strategy": {
             "name": spec.strategy.plugin,
             "class": f"{strategy_cls.__module__}:{strategy_cls.__qualname__}",
@@ -358,6 +359,7 @@ class LiveRobot:
             "state": snap["state"],
             "stop_reason": "strategy error" if self.loop.error else self.kernel.stop_reason,
             "error": str(self.loop.error) if self.loop.error else None,
+            "error_seq": self.loop.error.seq if self.loop.error else None,
             "events": self.loop.seq,
             "messages": self.loop.messages,
             "malformed": snap["malformed"],

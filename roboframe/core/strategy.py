@@ -112,7 +112,7 @@ class Strategy:
             f"strategy {type(self).__name__}.{handler} raised "
             f"{type(exc).__name__}: {exc} while handling {event!r}"
         )
-        err.event = event  # type: ignore[attr-defined]
+        err.event = event
         return err
 
     def handle_start(self, event: Control, ctx: Context) -> list[Action] | None:

@@ -123,25 +123,6 @@ def test_ctrl_c_stops_cleanly(robot_file):
     assert records and verify(summary["journal"]).ok
 
 
-def test_strategy_error_stops_the_robot_with_exit_1(robot_file, tmp_path):
-    module = tmp_path / "brokenstrat.py"
-    module.write_text(
-        "from roboframe import Strategy\n"
-        "class Broken(Strategy):\n"
-        "    def on_bar(self, bar, ctx):\n"
-        "        if bar.close % 7 == 0:\n"
-        "            raise RuntimeError('bad luck')\n"
-    )
-    path = robot_file(bars=200)
-    text = path.read_text().replace("plugin: sma-crossover", "plugin: brokenstrat:Broken")
-    text = text.replace("  params: {fast: 3, slow: 8, qty: 1}\n", "")
-    path.write_text(text)
-    proc = roboframe_cmd("run", str(path), env={"PYTHONPATH": str(tmp_path)})
-    assert proc.returncode == 1
-    assert "on_bar raised RuntimeError: bad luck while handling Bar(" in proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-
-
 @pytest.mark.parametrize("fsync", ["never", "always"])
 def test_fsync_policies_run(robot_file, fsync):
     path = robot_file(bars=50)

@@ -22,6 +22,7 @@ from roboframe.journal.format import ACTIONS
 from roboframe.replay import iter_events, verify
 
 from .conftest import ROOT
+from .test_strategy_failure import FAILING
 
 ROBOT = """\
 name: {name}
@@ -173,3 +174,41 @@ def test_an_impossible_state_folder_is_a_clear_error(tmp_path):
                   cwd=tmp_path)  # fmt: skip
         assert out.returncode == 2, out.stderr
         assert "--state-dir: cannot create" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_robot_whose_strategy_raises_is_failed_not_restarted_until_its_strategy_changes(
+    tmp_path, up, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # where the journal's robot file, and its strategy, are
+    module = tmp_path / "robots" / "flaky.py"
+    module.write_text(FAILING.format(fails_at=150))
+    robot = ROBOT.format(name="flaky", bars=300, rate=300, seed=5)
+    (tmp_path / "robots" / "flaky.yaml").write_text(
+        robot.replace("plugin: sma-crossover", "plugin: flaky:Flaky").replace(
+            "params: {fast: 3, slow: 8, qty: 1}", "params: {}"
+        )
+    )
+    up()
+    row = wait_until(lambda: (r := ps(tmp_path).get("flaky")) and r["state"] == "failed" and r)
+    assert row["last_exit"] == 3 and row["pid"] is None
+    assert "no price feed for the hedge leg" in row["problem"]
+    assert "not restarted" in row["problem"] and "flaky.py" in row["problem"]
+    time.sleep(2.5)  # a crash would have been restarted after 1 s
+    row = ps(tmp_path)["flaky"]
+    assert row["state"] == "failed" and row["restarts"] == 0
+    journal = next((tmp_path / "runs" / "flaky").glob("*.journal"))
+    failed = verify(journal)
+    assert failed.ok and failed.failure is not None  # the run, reproduced up to its error
+    # the fix (a different size: no stale bytecode) starts it again, in the same run
+    module.write_text(FAILING.format(fails_at=-1) + "\n# fixed\n")
+    done = wait_until(lambda: (r := ps(tmp_path)["flaky"])["state"] == "stopped" and r, 60)
+    assert done["last_exit"] == 0 and done["problem"] is None
+    assert list((tmp_path / "runs" / "flaky").glob("*.journal")) == [journal]
+    monkeypatch.delitem(sys.modules, "flaky")  # the failing code this process imported
+    result = verify(journal)
+    assert result.ok and result.failure is None, str(result.divergence)
+    bars = [e.ts for _s, e, _r in iter_events(JournalReader(journal)) if type(e) is Bar]
+    assert len(bars) == 300 and all(b > a for a, b in itertools.pairwise(bars))
+    assert result.kernel.strategy.bars == 300  # every bar, the one it failed on too
+    ids = orders_in(journal)
+    assert len(ids) == len(set(ids)) and len(ids) >= 2  # traded before and after; none twice

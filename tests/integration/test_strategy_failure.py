@@ -1,0 +1,165 @@
+"""A run the strategy stopped by raising: exit 3, then replay, analyze and
+resume know where it stopped, and a fixed strategy goes on from that event."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import sys
+
+import pytest
+
+from roboframe import replay as rp
+from roboframe.core.events import Bar
+from roboframe.journal import JournalReader
+
+from .conftest import roboframe_cmd
+
+FAILING = """\
+from roboframe import Strategy
+
+
+class Flaky(Strategy):
+    version = "1.0"
+
+    def __init__(self, params):
+        super().__init__(params)
+        self.bars = 0
+
+    def on_bar(self, bar, ctx):
+        self.bars += 1
+        if self.bars == {fails_at}:
+            raise ValueError("no price feed for the hedge leg")
+        if self.bars % 10 == 0:
+            return ctx.order_target(bar.symbol, 1 if ctx.position(bar.symbol) <= 0 else -1)
+"""
+
+ROBOT = """\
+name: flaky
+symbols:
+  Si-12.26: {tick_size: 1}
+feed:
+  plugin: synthetic
+  params: {seed: 5, bars: 300, interval: 1m, prices: {Si-12.26: 92000}, rate: 0}
+strategy:
+  plugin: flaky:Flaky
+gateway:
+  plugin: paper
+"""
+
+BARS, FAILS_AT = 300, 150
+
+
+def fix(module) -> None:
+    """The strategy fixed (a different size from the failing text: no stale bytecode)."""
+    module.write_text(FAILING.format(fails_at=-1) + "\n# fixed\n")
+
+
+@pytest.fixture
+def robot(tmp_path, monkeypatch):
+    """A robot whose strategy raises on its 150th bar."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [*sys.path])  # a replay adds the module's folder
+    monkeypatch.setitem(sys.modules, "flaky", None)  # imported fresh by each replay below
+    monkeypatch.delitem(sys.modules, "flaky")
+    (tmp_path / "flaky.py").write_text(FAILING.format(fails_at=FAILS_AT))
+    (tmp_path / "flaky.yaml").write_text(ROBOT)
+    return tmp_path / "flaky.yaml"
+
+
+@pytest.fixture
+def failed(robot, tmp_path):
+    """A real run of that robot."""
+    out = roboframe_cmd("-q", "run", "flaky.yaml", cwd=tmp_path)
+    (journal,) = (tmp_path / "runs" / "flaky").glob("*.journal")
+    return out, journal
+
+
+def fresh_verify(journal):
+    sys.modules.pop("flaky", None)  # the strategy file may have changed since the last import
+    return rp.verify(journal)
+
+
+def nth_bar_seq(journal, n: int) -> int:
+    bars = [s for s, e, _r in rp.iter_events(JournalReader(journal)) if type(e) is Bar]
+    return bars[n - 1]
+
+
+def test_the_run_exits_3_naming_the_error_and_the_event_it_raised_on(failed):
+    out, journal = failed
+    seq = nth_bar_seq(journal, FAILS_AT)
+    assert out.returncode == 3, out.stderr
+    assert "no price feed for the hedge leg" in out.stdout
+    assert f"(event seq {seq})" in out.stdout  # the event's own, not its batch's last
+    assert f"(event seq {seq})" in out.stderr  # the log line
+    assert "Traceback" not in out.stderr
+
+
+def test_replay_verifies_the_run_up_to_its_error_and_says_where_it_stopped(failed):
+    _, journal = failed
+    seq = nth_bar_seq(journal, FAILS_AT)
+    result = fresh_verify(journal)
+    assert result.ok and result.failure is not None
+    assert result.failure.seq == seq and result.events == seq - 1
+    out = roboframe_cmd("replay", str(journal), "--verify")  # from another folder
+    assert out.returncode == 0, out.stderr
+    assert f"stopped on a strategy error at seq {seq}" in out.stderr
+    shown = roboframe_cmd("replay", str(journal), "--until", str(seq + 50))
+    assert shown.returncode == 0, shown.stderr
+    assert f"after seq {seq - 1}" in shown.stdout and "where it stopped" in shown.stderr
+    before = roboframe_cmd("replay", str(journal), "--until", str(seq - 1))
+    assert before.returncode == 0 and "strategy error" not in before.stderr
+
+
+def test_resuming_with_the_same_strategy_says_it_still_fails_and_changes_nothing(failed):
+    _, journal = failed
+    size = journal.stat().st_size
+    out = roboframe_cmd("-q", "run", "flaky.yaml", "--resume", cwd=journal.parents[2])
+    assert out.returncode == 3
+    seq = nth_bar_seq(journal, FAILS_AT)
+    assert f"stopped on a strategy error at seq {seq}, and the strategy still raises" in out.stderr
+    assert "hint: fix the strategy" in out.stderr and "Traceback" not in out.stderr
+    assert journal.stat().st_size == size
+
+
+def test_a_fixed_strategy_resumes_from_the_event_it_raised_on(failed):
+    _, journal = failed
+    fix(journal.parents[2] / "flaky.py")
+    out = roboframe_cmd("-q", "run", "flaky.yaml", "--resume", cwd=journal.parents[2])
+    assert out.returncode == 0, out.stderr
+    assert list(journal.parent.glob("*.journal")) == [journal]  # the same run went on
+    result = fresh_verify(journal)
+    assert result.ok and result.failure is None, str(result.divergence)
+    assert result.kernel.strategy.bars == BARS  # the one it raised on, and those after it
+    bars = [e.ts for _s, e, _r in rp.iter_events(JournalReader(journal)) if type(e) is Bar]
+    assert len(bars) == BARS and all(b > a for a, b in itertools.pairwise(bars))
+    # with the failing code back, the journal now goes on past its error: a divergence
+    (journal.parents[2] / "flaky.py").write_text(FAILING.format(fails_at=FAILS_AT))
+    again = fresh_verify(journal)
+    assert not again.ok and again.divergence.seq == nth_bar_seq(journal, FAILS_AT)
+    assert "the strategy raised: " in str(again.divergence)
+
+
+def test_analyze_reads_the_run_up_to_its_error(failed, tmp_path):
+    _, journal = failed
+    seq = nth_bar_seq(journal, FAILS_AT)
+    out = roboframe_cmd("analyze", str(journal), "--db", "a.db", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "(live, strategy error)" in out.stdout
+    assert f"stopped on a strategy error at seq {seq}" in out.stderr
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        row = db.execute("SELECT last_seq, events, complete, verified FROM runs").fetchone()
+        events = db.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert row == (seq, seq, 0, 1) and events == seq
+
+
+def test_a_backtest_journal_ends_at_the_strategy_error_too(robot, tmp_path):
+    out = roboframe_cmd("backtest", "flaky.yaml", cwd=tmp_path)
+    assert out.returncode == 3 and "Traceback" not in out.stderr
+    (journal,) = (tmp_path / "runs" / "flaky").glob("bt-*.journal")
+    seq = nth_bar_seq(journal, FAILS_AT)
+    assert "no price feed for the hedge leg" in out.stderr
+    assert f"(event seq {seq}; the journal ends there: " in out.stderr
+    result = fresh_verify(journal)
+    assert result.ok and result.failure is not None and result.failure.seq == seq
+    assert result.compared > 0  # it traded before the error, and that is in the journal
