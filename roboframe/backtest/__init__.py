@@ -7,7 +7,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from roboframe.backtest.data import data_id, file_events, window
+from roboframe.backtest.data import FILE_FEEDS, READING, data_id, file_events, window
 from roboframe.backtest.engine import Backtest, BacktestResult
 from roboframe.builtin.feeds.timeparse import parse_tz
 from roboframe.errors import ConfigError
@@ -34,7 +34,7 @@ def run_backtest(
     cash = Decimal(str(cash if cash is not None else settings.get("cash", 1_000_000)))
     fill_at = fill_at or settings.get("fill_at", "next")
     events, ident = feed_events(spec, data, registry=registry, with_id=True, finite=not end)
-    zone = _data_zone(spec, data)
+    zone = (data_params(spec) if data else spec.feed.params).get("tz") or "UTC"
     if start or end:
         events = window(events, start, end, parse_tz(zone))
         ident += f"|{start or ''}..{end or ''}"
@@ -54,13 +54,17 @@ def run_backtest(
     return bt.run()
 
 
-def _data_zone(spec: Any, data: list[str] | None) -> str:
-    """The zone the data's own times are read in, and so ``--from``/``--to``
-    without an offset: ``backtest.tz`` for ``--data`` files, the robot's own
-    feed's ``tz`` otherwise; UTC when neither says."""
-    if data:
-        return spec.raw.get("backtest", {}).get("tz") or "UTC"
-    return spec.feed.params.get("tz") or "UTC"
+def data_params(spec: Any) -> dict[str, Any]:
+    """How ``--data`` files are read: as the robot's own file feed reads its
+    file (columns, time_is, encoding ...), with ``backtest.kind``/``tz`` over
+    that when the robot file sets them. A trader who told the csv feed once
+    that the export's times are bar opens gets the same bars from --data."""
+    params = {}
+    if spec.feed.plugin in FILE_FEEDS:
+        params = {k: v for k, v in spec.feed.params.items() if k in READING}
+    settings = spec.raw.get("backtest") or {}
+    params.update({key: settings[key] for key in ("kind", "tz") if key in settings})
+    return params
 
 
 def _not_empty(events, sources: list[str], start: str | None, end: str | None, zone: str):
@@ -88,12 +92,9 @@ def feed_events(
 
     ``finite`` refuses an own feed that never ends (a backtest without ``--to``).
     """
-    settings = spec.raw.get("backtest", {})
     instruments = dict(spec.symbols)
     if data:
-        events = file_events(
-            data, instruments, kind=settings.get("kind", "bar"), tz=settings.get("tz", "UTC")
-        )
+        events = file_events(data, instruments, data_params(spec))
         ident = data_id(data)
     else:
         events, ident = _own_feed(spec, registry, instruments, finite)

@@ -16,6 +16,8 @@ from roboframe.core.events import Bar, Tick
 from roboframe.errors import ConfigError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
+FILE_FEEDS = ("csv", "parquet")  # robot feeds whose reading params --data files share
+READING = ("kind", "tz", "columns", "time_is", "interval", "encoding", "delimiter")
 _DAY = 86_400 * 10**9
 
 
@@ -35,18 +37,27 @@ def data_id(paths: list[str]) -> str:
 
 
 def file_events(
-    args: list[str], instruments: dict, *, kind: str = "bar", tz: str = "UTC"
+    args: list[str], instruments: dict, reading: dict[str, Any] | None = None
 ) -> Iterator[Tick | Bar]:
-    """Events of every ``--data`` file, merged by time; ties keep argument order."""
+    """Events of every ``--data`` file, merged by time; ties keep argument order.
+
+    ``reading``: how to read them (:data:`READING` params of the csv feed;
+    each file's feed takes those it knows).
+    """
+    reading = reading or {}
+    kind = reading.get("kind", "bar")
     feeds = []
     for arg in args:
         symbol, path = parse_data_arg(arg)
-        params: dict[str, Any] = {"path": str(Path(path).resolve()), "kind": kind, "tz": tz}
+        cls = feed_for(path)
+        known = cls.params_schema["properties"]
+        params: dict[str, Any] = {k: v for k, v in reading.items() if k in known}
+        params["path"] = str(Path(path).resolve())
         if symbol:
             if symbol not in instruments:
                 raise ConfigError(f"--data {arg}: {symbol!r} is not one of the robot's symbols")
             params["symbol"] = symbol
-        feeds.append(feed_for(path)(params, instruments))
+        feeds.append(cls(params, instruments))
     if len(feeds) == 1:
         return feeds[0].events()
     streams = [_keyed(feed, index) for index, feed in enumerate(feeds)]

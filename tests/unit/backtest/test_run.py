@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from roboframe.backtest import run_backtest
+from roboframe.backtest import feed_events, run_backtest
+from roboframe.builtin.feeds.csvfile import ns_to_iso
 from roboframe.config import load_robot
 from roboframe.errors import ConfigError
 
@@ -108,3 +109,32 @@ def test_two_data_files_with_the_same_bar_are_refused(tmp_path):
         run_backtest(spec, data=data, journal=False)
     (tmp_path / "late.csv").write_text("\n".join([lines[0], *lines[8:]]) + "\n")
     assert run_backtest(spec, data=data, journal=False).stats["events"] == len(CLOSES)
+
+
+def test_data_files_are_read_the_way_the_robots_own_file_feed_reads_its_file(tmp_path):
+    """A Finam-style export: semicolons, Moscow times of bar opens. The robot's
+    csv feed is told so once; --data files of the same export must give the same
+    bars, not bars an interval late and three hours off."""
+    lines = ["<DATE>;<TIME>;<OPEN>;<HIGH>;<LOW>;<CLOSE>"]
+    for i, close in enumerate(CLOSES):
+        lines.append(f"20261201;10{i:02d}00;{close};{close};{close};{close}")
+    (tmp_path / "bars.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "robot.yaml").write_text(
+        ROBOT.replace(
+            "symbol: Si-12.26}",
+            "symbol: Si-12.26, tz: MSK, time_is: open, interval: 1m,\n"
+            "           columns: {<DATE>: date, <TIME>: time}}",
+        )
+    )
+    spec = load_robot(tmp_path / "robot.yaml")
+    own = list(feed_events(spec, None))
+    data = list(feed_events(spec, [f"Si-12.26={tmp_path / 'bars.csv'}"]))
+    assert [b.ts for b in data] == [b.ts for b in own] and data == own
+    assert ns_to_iso(own[0].ts).startswith("2026-12-01T07:01:00")  # 10:00 MSK open, 07:01 UTC close
+    # backtest.tz, when the robot file sets it, is the zone of --data times
+    (tmp_path / "robot.yaml").write_text(
+        (tmp_path / "robot.yaml").read_text() + "backtest:\n  tz: UTC\n"
+    )
+    spec = load_robot(tmp_path / "robot.yaml")
+    data = list(feed_events(spec, [f"Si-12.26={tmp_path / 'bars.csv'}"]))
+    assert [b.ts - o.ts for b, o in zip(data, own, strict=True)] == [3 * 3600 * 10**9] * len(own)
