@@ -117,12 +117,20 @@ class Context:
         return [Cancel(o.client_id) for o in self.open_orders(symbol) if not o.cancel_pending]
 
     def order_target(self, symbol: str, target: int, price: int | None = None) -> list[NewOrder]:
-        """Orders that bring position plus open orders to ``target`` lots."""
+        """Orders that bring position plus open orders to ``target`` lots.
+
+        An order with a replace pending counts at the larger of its sizes
+        before and after: either may stand, and counting the smaller would
+        send lots that overshoot the target once the larger stands.
+        """
         kernel = self._k
         delta = target - kernel.book.positions[symbol].qty
         for own in kernel.orders.open.values():  # what open orders will still add
             if own.symbol == symbol:
-                delta -= own.qty - own.filled if own.side == "buy" else own.filled - own.qty
+                left = own.qty - own.filled
+                if own.replace_pending is not None:
+                    left = max(left, own.replace_pending[0] - own.filled)
+                delta -= left if own.side == "buy" else -left
         if delta > 0:
             return [self._order(symbol, "buy", delta, price)]
         if delta < 0:

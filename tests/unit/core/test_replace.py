@@ -149,3 +149,24 @@ def test_the_paper_exchange_moves_a_replaced_order_to_the_back_of_the_queue():
         "replace: only a limit order can be replaced"
     )
     assert ex.submit(Cancel("a"), 6) == [OrderUpdate("a", 6, "cancelled")]
+
+
+@pytest.mark.parametrize(("new_qty", "answer"), [(4, "replaced"), (1, "replace_rejected")])
+def test_order_target_with_a_replace_pending_never_overshoots(new_qty, answer):
+    """A buy of 2 being replaced: whichever size stands, order_target must not send
+    lots that take the position past the target once it does."""
+    kernel, strat = kernel_with()
+    own = placed(kernel, strat, qty=2)
+    replace_on_next_bar(kernel, strat, qty=new_qty)
+    strat.script = lambda b, ctx: ctx.order_target(SI, 4)
+    sent = kernel.handle(next_bar(kernel))
+    strat.script = lambda b, ctx: None
+    kernel.handle(OrderUpdate(own.client_id, T0 + 1, answer))
+    for order in sent:
+        kernel.handle(OrderUpdate(order.client_id, T0 + 1, "accepted"))
+    buying = sum(o.qty - o.filled for o in kernel.orders.open.values() if o.side == "buy")
+    assert buying <= 4  # working buys, were they all to fill: the target at most
+    strat.script = lambda b, ctx: ctx.order_target(SI, 4)
+    topped = kernel.handle(next_bar(kernel))  # the answer came: the rest is sent now
+    buying += sum(o.qty for o in topped)
+    assert buying == 4
