@@ -193,7 +193,7 @@ def test_a_robot_whose_strategy_raises_is_failed_not_restarted_until_its_strateg
     assert row["last_exit"] == 3 and row["pid"] is None
     assert "no price feed for the hedge leg" in row["problem"]
     assert "not restarted" in row["problem"] and "flaky.py" in row["problem"]
-    time.sleep(2.5)  # a crash would have been restarted after 1 s
+    time.sleep(1.5)  # a crash would have been restarted after 1 s
     row = ps(tmp_path)["flaky"]
     assert row["state"] == "failed" and row["restarts"] == 0
     journal = next((tmp_path / "runs" / "flaky").glob("*.journal"))
