@@ -146,12 +146,23 @@ def message_events(reader: JournalReader, record: Any) -> list:
         ) from None
 
 
+def header_source(header: dict) -> str | None:
+    """The robot file a journal's run was started from, for finding a strategy
+    module kept beside it: where it was, when it is still there (a replay from
+    any folder), else the path as the run named it (relative to this folder:
+    journals copied with the robots to another host)."""
+    where = header.get("source_path")
+    if where and Path(where).is_file():
+        return where
+    return header.get("source")
+
+
 def kernel_from_header(header: dict, registry=None) -> Kernel:
     """A fresh kernel for the robot a journal header describes."""
     from roboframe.config import spec_from_dict
     from roboframe.core.robot import make_strategy
 
-    spec = spec_from_dict(header["config"], source=header.get("source"), registry=registry)
+    spec = spec_from_dict(header["config"], source=header_source(header), registry=registry)
     strategy, _, _ = make_strategy(spec, registry)
     return Kernel(spec, header["run_id"], strategy, registry)
 
@@ -270,7 +281,7 @@ def strategy_changes(header: dict, registry=None) -> list[str]:
     from roboframe.config import spec_from_dict
     from roboframe.core.robot import make_strategy, source_hash
 
-    spec = spec_from_dict(header["config"], source=header.get("source"), registry=registry)
+    spec = spec_from_dict(header["config"], source=header_source(header), registry=registry)
     _, cls, _ = make_strategy(spec, registry)
     then = header.get("strategy", {})
     changes = []

@@ -90,8 +90,9 @@ def journal_header(spec: Any, run_id: str, strategy_cls: type, mode: str) -> dic
         "mode": mode,
         "config_hash": spec.config_hash,
         "config": spec.raw,
-        # absolute: a replay from another folder finds the strategy module beside it
-        "source": str(Path(spec.source).resolve()) if spec.source else None,
+        "source": spec.source,  # as the run named it: found from a copy's root elsewhere
+        # and where it was: found from any folder on this host (see replay.header_source)
+        "source_path": str(Path(spec.source).resolve()) if spec.source else None,
         "strategy": {
             "name": spec.strategy.plugin,
             "class": f"{strategy_cls.__module__}:{strategy_cls.__qualname__}",

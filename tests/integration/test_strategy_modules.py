@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 from .conftest import roboframe_cmd
 from .test_backtest import robot_with_strategy
@@ -80,3 +81,25 @@ def test_a_dependency_the_module_lacks_is_named_as_such(tmp_path):
     assert proc.returncode != 0
     assert "No module named 'not_a_real_dependency_xyz'" in out
     assert "no flipper.py" not in out  # the module was found; its import is what failed
+
+
+def test_replays_find_the_module_from_any_folder_and_from_a_copy_elsewhere(tmp_path):
+    """Started by a relative path: replays from another folder of this host find
+    the module where the robot file was; a copy of the robots and their journals
+    on an analysis host (another root) finds it from that copy's root."""
+    host = tmp_path / "trading"
+    host.mkdir()
+    path = robot_with_module(host)
+    relative = str(path.relative_to(host))
+    proc = run("-q", "backtest", relative, "--json", cwd=host)
+    assert proc.returncode == 0, proc.stderr
+    journal = host / json.loads(proc.stdout)["journal"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = run("replay", str(journal), "--verify", cwd=elsewhere)
+    assert proc.returncode == 0, proc.stderr
+    copy = shutil.copytree(host, tmp_path / "analysis")
+    shutil.rmtree(host)  # the trading host's paths are not there
+    proc = run("replay", str(copy / journal.relative_to(host)), "--verify", cwd=copy)
+    assert proc.returncode == 0, proc.stderr
+    assert "events verified" in proc.stdout
