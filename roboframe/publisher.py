@@ -21,6 +21,7 @@ import zmq
 from roboframe.core import codec
 from roboframe.core.events import Bar, Tick
 from roboframe.curve import ServerKeys, make_server, start_authenticator
+from roboframe.errors import RoboframeError
 
 
 def publish(
@@ -45,11 +46,7 @@ def publish(
         if curve is not None:  # its own context: the ZAP handler serves every socket of one
             auth = start_authenticator(ctx, curve, f"feed publish {bind}")
             make_server(pub, curve)
-        if bind.endswith(":0"):
-            port = pub.bind_to_random_port(bind[:-2])
-            bind = f"{bind[:-2]}:{port}"
-        else:
-            pub.bind(bind)
+        bind = _bind(pub, bind)
         if on_bound is not None:
             on_bound(bind)
         if stop.wait(wait_s):  # let subscribers connect: PUB drops what nobody hears
@@ -75,6 +72,25 @@ def publish(
         if curve is not None:
             ctx.term()
     return sent
+
+
+def _bind(pub: zmq.Socket, bind: str) -> str:
+    """Bind ``pub``; the address bound (``:0`` takes a free port). A port still held --
+    by a publisher not yet gone when a new one starts -- or a malformed address is
+    a :class:`RoboframeError` saying which, not a traceback."""
+    try:
+        if bind.endswith(":0"):
+            port = pub.bind_to_random_port(bind[:-2])
+            return f"{bind[:-2]}:{port}"
+        pub.bind(bind)
+        return bind
+    except zmq.ZMQError as exc:
+        hint = (
+            "; is another publisher (or an old one, still stopping) running on it?"
+            if exc.errno == zmq.EADDRINUSE
+            else "; expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+        )
+        raise RoboframeError(f"cannot bind the publisher to {bind}: {exc}{hint}") from None
 
 
 def parse_speed(text: str) -> float | None:
