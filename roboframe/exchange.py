@@ -88,7 +88,14 @@ class ExchangeProcess:
         self.last_replace: dict[str, tuple[int, int]] = {}  # client id -> (qty, price)
         self.store: OrderStore | None = None
         self.poll_s = poll_s
-        self.counts = {"orders": 0, "fills": 0, "cancels": 0, "replaces": 0, "malformed": 0}
+        self.counts = {
+            "orders": 0,
+            "fills": 0,
+            "cancels": 0,
+            "replaces": 0,
+            "malformed": 0,  # order messages
+            "malformed_market": 0,  # market-data messages
+        }
 
     # -- store ----------------------------------------------------------------
 
@@ -357,12 +364,27 @@ class ExchangeProcess:
                 return
             try:
                 msg = codec.decode(frames[-1])
-            except codec.DECODE_ERRORS:
+            except codec.DECODE_ERRORS as exc:
+                self._malformed_market(frames, exc)
                 continue
             for event in codec.events_in(msg):
                 if type(event) in (Tick, Bar):
                     for fill in self.engine.on_market(event):
                         self._answer(self.owner.get(fill.client_id, ""), fill)
+
+    def _malformed_market(self, frames: list[bytes], exc: Exception) -> None:
+        """A market-data message that does not decode: counted, the first (and every
+        thousandth) logged, dropped; the exchange goes on. Unseen, a wrong program on
+        the feed port would look like a quiet market in which nothing fills."""
+        count = self.counts["malformed_market"] = self.counts["malformed_market"] + 1
+        if count == 1 or count % 1000 == 0:
+            log.warning(
+                "exchange: malformed market data dropped (%d so far): topic %r: %s; first bytes %r",
+                count,
+                frames[0][:64] if len(frames) > 1 else b"",
+                exc,
+                bytes(frames[-1][:32]),
+            )
 
     # -- the process ----------------------------------------------------------
 
