@@ -94,6 +94,7 @@ class Kernel:
                 "ignored",
                 "duplicates",
                 "stale",
+                "stale_ticks",
             ),
             0,
         )
@@ -182,6 +183,21 @@ class Kernel:
             )
         return NO_ACTIONS
 
+    def _stale_tick(self, tick: Tick, last: int) -> list[Action]:
+        """A tick before the symbol's last one -- a tick publisher restarted from the
+        start of its file -- is counted, logged now and then, and not shown to the
+        strategy. Ticks at the same time as the last are trades of one instant."""
+        stale = self.counters["stale_ticks"] = self.counters["stale_ticks"] + 1
+        if stale == 1 or stale % 1000 == 0:
+            log.warning(
+                "stale tick ignored (%d so far): %s at %d, before the last at %d",
+                stale,
+                tick.symbol,
+                tick.ts,
+                last,
+            )
+        return NO_ACTIONS
+
     def _on_tick(self, tick: Tick) -> list[Action]:
         ts = tick.ts
         if ts > self.now:
@@ -192,6 +208,9 @@ class Kernel:
         if pos is None:
             self.counters["ignored"] += 1
             return NO_ACTIONS
+        if ts < pos.tick_ts:
+            return self._stale_tick(tick, pos.tick_ts)
+        pos.tick_ts = ts
         if tick.price:
             pos.last = tick.price
         if self._watch_loss and self._check_loss(ts, pos.qty):

@@ -369,6 +369,7 @@ class LiveRobot:
             "last_rejection": kernel.last_rejection,
             "cancels": kernel.counters["cancels"],
             "stale_bars": kernel.counters["stale"],
+            "stale_ticks": kernel.counters["stale_ticks"],
             "open_orders": len(kernel.orders.open),
             "positions": snap["positions"],
             "net_pnl": snap["net_pnl"],
