@@ -244,7 +244,7 @@ class LiveRobot:
         snap = self.kernel.snapshot()
         snap["seq"] = self.loop.seq
         snap["messages"] = self.loop.messages
-        snap["malformed"] = dict(self.loop.malformed)
+        snap["malformed"] = {**self.loop.malformed, **self.feed.malformed()}
         snap["uptime_s"] = round(time.monotonic() - self.started, 3)
         return snap
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import time
 
 import zmq
 
@@ -42,3 +44,75 @@ def test_a_malformed_bind_address_is_a_clear_error():
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert "cannot bind the publisher to 5561" in done.stderr
+
+
+FEED_ROBOT = """\
+name: feed-robot
+symbols:
+  Si-12.26: {{tick_size: 1, lot: 1, point_value: 1, currency: RUB}}
+feed:
+  plugin: zmq
+  params: {{address: "tcp://127.0.0.1:{port}", batch: 1}}
+strategy:
+  plugin: sma-crossover
+  params: {{fast: 3, slow: 8, qty: 1}}
+gateway:
+  plugin: paper
+  params: {{}}
+journal:
+  dir: {journal_dir}
+"""
+
+
+def test_frames_the_zmq_feed_drops_are_counted_in_the_run_summary(tmp_path):
+    """A publisher sending three frames instead of [symbol, event] (or a topic that
+    only starts with a robot symbol): the feed drops them; the summary must say how
+    many, as it does for malformed events, not only a log line at the first."""
+    from roboframe.core import codec
+    from roboframe.core.events import Bar
+    from roboframe.testing.helpers import T0
+
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    robot = tmp_path / "robot.yaml"
+    robot.write_text(FEED_ROBOT.format(port=port, journal_dir=tmp_path / "runs"))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "roboframe.cli",
+            "-q",
+            "run",
+            str(robot),
+            "--duration",
+            "3",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        minute = 60_000_000_000
+        n = 0
+        while proc.poll() is None and n < 2000:
+            n += 1
+            pub.send_multipart([b"Si-12.26", b"x", b"y"])
+            pub.send_multipart([b"Si-12.26X", codec.encode(Bar("Si-12.26X", T0, 1, 1, 1, 1))])
+            bar = Bar("Si-12.26", T0 + n * minute, 100, 100, 100, 100)
+            pub.send_multipart([b"Si-12.26", codec.encode(bar)])
+            time.sleep(0.005)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        pub.close(linger=0)
+        ctx.term()
+    summary = json.loads(out[out.index("{") :]) if "{" in out else {}
+    assert summary, (out, err)
+    assert summary["events"] > 0  # the good bars came through
+    malformed = summary["malformed"]
+    assert malformed.get("not [symbol, event]", 0) >= 1, malformed
+    assert malformed.get("topic not a robot symbol", 0) >= 1, malformed
