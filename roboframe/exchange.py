@@ -40,6 +40,7 @@ from roboframe.core import codec
 from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Replace, Tick
 from roboframe.core.orders import REPLACED
 from roboframe.curve import ServerKeys, make_client, make_server, start_authenticator
+from roboframe.errors import RoboframeError
 from roboframe.store.base import (
     OrderStore,
     StoreUnavailable,
@@ -392,22 +393,17 @@ class ExchangeProcess:
         # with CURVE, a context of its own: the authenticator guards every socket of one
         own = self.orders_curve is not None or self.feed_curve is not None
         ctx = zmq.Context() if own else zmq.Context.instance()
-        auth = None
-        sub = ctx.socket(zmq.SUB)
-        sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
-        if self.feed_curve is not None:
-            make_client(sub, *self.feed_curve, "exchange --feed-curve-secret-key")
-        sub.connect(self.feed_address)
-        if self.orders_address:
-            self.router = ctx.socket(zmq.ROUTER)
-            self.router.setsockopt(zmq.LINGER, 0)
-            self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a gone robot reads the store
-            if self.orders_curve is not None:
-                what = f"exchange orders {self.orders_address}"
-                auth = start_authenticator(ctx, self.orders_curve, what)
-                make_server(self.router, self.orders_curve)
-            self.router.bind(self.orders_address)
+        sub = auth = None
+        try:
+            sub = self._subscribe(ctx)
+            auth = self._bind_orders(ctx)
+        except BaseException:
+            for sock in (sub, self.router):
+                if sock is not None:
+                    sock.close(linger=0)
+            if own:
+                ctx.destroy(linger=0)
+            raise
         backoff = 0.2
         connected = said_down = False
         try:
@@ -451,6 +447,53 @@ class ExchangeProcess:
                 auth.stop()
             if own:
                 ctx.destroy(linger=0)
+
+    def _subscribe(self, ctx: zmq.Context) -> zmq.Socket:
+        """The SUB socket on the market-data publisher, every topic. A malformed
+        ``--feed`` address is a :class:`RoboframeError` naming it, not a traceback."""
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        try:
+            if self.feed_curve is not None:
+                make_client(sub, *self.feed_curve, "exchange --feed-curve-secret-key")
+            sub.connect(self.feed_address)
+        except zmq.ZMQError as exc:
+            sub.close(linger=0)
+            raise RoboframeError(
+                f"cannot connect to the market-data publisher {self.feed_address}: {exc}; "
+                "expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+            ) from None
+        return sub
+
+    def _bind_orders(self, ctx: zmq.Context):
+        """The fast path's ROUTER, bound, when ``--orders`` is given; the CURVE
+        authenticator guarding it, if any. A port still held (another exchange, or
+        an old one still stopping) is a :class:`RoboframeError` saying so."""
+        if not self.orders_address:
+            return None
+        auth = None
+        self.router = ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a gone robot reads the store
+        try:
+            if self.orders_curve is not None:
+                what = f"exchange orders {self.orders_address}"
+                auth = start_authenticator(ctx, self.orders_curve, what)
+                make_server(self.router, self.orders_curve)
+            self.router.bind(self.orders_address)
+        except zmq.ZMQError as exc:
+            if auth is not None:
+                auth.stop()
+            hint = (
+                "is another exchange (or an old one, still stopping) running on it?"
+                if exc.errno == zmq.EADDRINUSE
+                else "expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+            )
+            raise RoboframeError(
+                f"cannot bind the orders socket to {self.orders_address}: {exc}; {hint}"
+            ) from None
+        return auth
 
     def _serve(self, sub: zmq.Socket, stop: threading.Event) -> None:
         poller = zmq.Poller()

@@ -116,3 +116,36 @@ def test_frames_the_zmq_feed_drops_are_counted_in_the_run_summary(tmp_path):
     malformed = summary["malformed"]
     assert malformed.get("not [symbol, event]", 0) >= 1, malformed
     assert malformed.get("topic not a robot symbol", 0) >= 1, malformed
+
+
+def run_exchange(*args: str) -> subprocess.CompletedProcess:
+    """The exchange's sockets open before its store is touched: no store is needed."""
+    store = "postgresql://postgres@127.0.0.1:1/none"
+    return subprocess.run(
+        [sys.executable, "-m", "roboframe.cli", "exchange", "--store", store, *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+
+
+def test_the_exchange_with_a_malformed_feed_address_says_so():
+    done = run_exchange("--feed", "5561")
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "cannot connect to the market-data publisher 5561" in done.stderr
+
+
+def test_the_exchange_with_its_orders_port_taken_says_so():
+    """A second exchange started by mistake, or an old one still stopping."""
+    ctx = zmq.Context()
+    taken = ctx.socket(zmq.ROUTER)
+    try:
+        port = taken.bind_to_random_port("tcp://127.0.0.1")
+        done = run_exchange("--orders", f"tcp://127.0.0.1:{port}")
+    finally:
+        taken.close(linger=0)
+        ctx.term()
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"cannot bind the orders socket to tcp://127.0.0.1:{port}" in done.stderr
