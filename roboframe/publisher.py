@@ -12,6 +12,7 @@ server and only subscribers whose public keys are listed get anything.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -94,10 +95,11 @@ def _bind(pub: zmq.Socket, bind: str) -> str:
 
 
 def parse_speed(text: str) -> float | None:
-    """``10x``, ``0.5x``, ``10`` or ``max``."""
+    """``10x``, ``0.5x``, ``10`` or ``max``. ``nan`` and ``inf`` are refused: they
+    would publish unpaced while looking like a pace."""
     if text in ("max", "0", "0x"):
         return None
     value = float(text.rstrip("xX"))
-    if value <= 0:
-        raise ValueError("speed must be positive")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("speed must be a positive number")
     return value
