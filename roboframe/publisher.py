@@ -24,6 +24,10 @@ from roboframe.core.events import Bar, Tick
 from roboframe.curve import ServerKeys, make_server, start_authenticator
 from roboframe.errors import RoboframeError
 
+DRAIN_S = 30.0
+"""How long a publisher at the end of its events waits for slow subscribers to take
+what is queued for them (a subscriber that reads nothing holds it up that long)."""
+
 
 def publish(
     events: Iterable[Tick | Bar],
@@ -34,17 +38,26 @@ def publish(
     stop: threading.Event | None = None,
     on_bound=None,
     curve: ServerKeys | None = None,
+    drain_s: float = DRAIN_S,
 ) -> int:
-    """Publish ``events``; return how many were sent."""
+    """Publish ``events``; return how many were sent.
+
+    At the end of ``events`` it waits up to ``drain_s`` for the subscribers to
+    take what is still queued for them: a robot slower than a ``max``-speed file
+    would otherwise lose the end of it when the process exits. Stopped (or
+    failing), it closes at once."""
     stop = stop or threading.Event()
-    ctx = zmq.Context.instance() if curve is None else zmq.Context()
+    # a context of its own, terminated here: that is what waits for the queue to drain
+    # (and, with CURVE, the ZAP handler serves every socket of one)
+    ctx = zmq.Context()
     auth = None
     pub = ctx.socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 1000)
+    pub.setsockopt(zmq.LINGER, 0)
     pub.setsockopt(zmq.SNDHWM, 1_000_000)
     sent = 0
+    finished = False
     try:
-        if curve is not None:  # its own context: the ZAP handler serves every socket of one
+        if curve is not None:
             auth = start_authenticator(ctx, curve, f"feed publish {bind}")
             make_server(pub, curve)
         bind = _bind(pub, bind)
@@ -66,12 +79,12 @@ def publish(
                 break
             pub.send_multipart([event.symbol.encode(), codec.encode(event)])
             sent += 1
+        finished = not stop.is_set()
     finally:
-        pub.close()
+        pub.close(linger=round(drain_s * 1000) if finished else 0)
         if auth is not None:
             auth.stop()
-        if curve is not None:
-            ctx.term()
+        ctx.term()  # returns once the subscribers took the rest, or drain_s passed
     return sent
 
 
