@@ -334,3 +334,21 @@ def test_a_tick_before_the_last_one_of_its_symbol_is_stale_and_not_shown_to_the_
     ]
     assert kernel.counters["stale_ticks"] == 1
     assert kernel.book.positions[SI].last == 102
+
+
+def test_market_data_of_a_symbol_the_robot_does_not_trade_is_logged_once(caplog):
+    """A publisher whose events name the exchange's ticker (``SPFB.Si``) under the
+    robot symbol's topic: every event is ignored, and the robot sat idle without a
+    word. The first one is now logged, naming the symbol and the robot's symbols."""
+    seen = []
+    kernel, _ = kernel_with(lambda b, ctx: seen.append(b.symbol))
+    with caplog.at_level("WARNING", logger="roboframe.core.kernel"):
+        kernel.handle(bar("SPFB.Si", 1, 100))
+        kernel.handle(bar("SPFB.Si", 2, 101))
+        kernel.handle(Tick("SPFB.Si", T0 + 3 * MINUTE_NS, 102))
+        kernel.handle(bar(SI, 4, 100))
+    assert seen == [SI]
+    assert kernel.counters["ignored"] == 3
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 1, logged
+    assert "SPFB.Si" in logged[0] and SI in logged[0] and RTS in logged[0]
