@@ -494,6 +494,14 @@ def feed() -> None:
     help="Seconds to wait for subscribers before the first event.",
 )
 @click.option(
+    "--drain",
+    "drain_s",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="At the end, seconds to wait for slow subscribers to take what is queued.",
+)
+@click.option(
     "--curve-secret-key",
     type=click.Path(dir_okay=False, path_type=Path),
     help="CURVE: the publisher's secret key file (NAME.key_secret).",
@@ -509,6 +517,7 @@ def feed_publish(
     bind: str,
     speed: str,
     wait_s: float,
+    drain_s: float,
     curve_secret_key: Path | None,
     curve_clients: Path | None,
 ) -> None:
@@ -543,6 +552,7 @@ def feed_publish(
             bind,
             speed=pace,
             wait_s=wait_s,
+            drain_s=drain_s,
             on_bound=lambda a: click.echo(f"publishing on {a}", err=True),
             curve=curve,
         )

@@ -68,6 +68,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"malformed  {sum(malformed.values())} dropped ({detail})")
     if summary.get("stale_bars"):
         lines.append(f"stale      {summary['stale_bars']} bars no later than the last ignored")
+    if summary.get("stale_ticks"):
+        lines.append(f"stale      {summary['stale_ticks']} ticks before the last ignored")
     lines.append(
         f"orders     {summary['orders']} sent, {summary['fills']} fills, "
         f"{summary['rejections']} rejected by risk, {summary['cancels']} cancels, "

@@ -40,6 +40,7 @@ from roboframe.core import codec
 from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Replace, Tick
 from roboframe.core.orders import REPLACED
 from roboframe.curve import ServerKeys, make_client, make_server, start_authenticator
+from roboframe.errors import RoboframeError
 from roboframe.store.base import (
     OrderStore,
     StoreUnavailable,
@@ -88,7 +89,14 @@ class ExchangeProcess:
         self.last_replace: dict[str, tuple[int, int]] = {}  # client id -> (qty, price)
         self.store: OrderStore | None = None
         self.poll_s = poll_s
-        self.counts = {"orders": 0, "fills": 0, "cancels": 0, "replaces": 0, "malformed": 0}
+        self.counts = {
+            "orders": 0,
+            "fills": 0,
+            "cancels": 0,
+            "replaces": 0,
+            "malformed": 0,  # order messages
+            "malformed_market": 0,  # market-data messages
+        }
 
     # -- store ----------------------------------------------------------------
 
@@ -357,12 +365,27 @@ class ExchangeProcess:
                 return
             try:
                 msg = codec.decode(frames[-1])
-            except codec.DECODE_ERRORS:
+            except codec.DECODE_ERRORS as exc:
+                self._malformed_market(frames, exc)
                 continue
             for event in codec.events_in(msg):
                 if type(event) in (Tick, Bar):
                     for fill in self.engine.on_market(event):
                         self._answer(self.owner.get(fill.client_id, ""), fill)
+
+    def _malformed_market(self, frames: list[bytes], exc: Exception) -> None:
+        """A market-data message that does not decode: counted, the first (and every
+        thousandth) logged, dropped; the exchange goes on. Unseen, a wrong program on
+        the feed port would look like a quiet market in which nothing fills."""
+        count = self.counts["malformed_market"] = self.counts["malformed_market"] + 1
+        if count == 1 or count % 1000 == 0:
+            log.warning(
+                "exchange: malformed market data dropped (%d so far): topic %r: %s; first bytes %r",
+                count,
+                frames[0][:64] if len(frames) > 1 else b"",
+                exc,
+                bytes(frames[-1][:32]),
+            )
 
     # -- the process ----------------------------------------------------------
 
@@ -370,22 +393,17 @@ class ExchangeProcess:
         # with CURVE, a context of its own: the authenticator guards every socket of one
         own = self.orders_curve is not None or self.feed_curve is not None
         ctx = zmq.Context() if own else zmq.Context.instance()
-        auth = None
-        sub = ctx.socket(zmq.SUB)
-        sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
-        if self.feed_curve is not None:
-            make_client(sub, *self.feed_curve, "exchange --feed-curve-secret-key")
-        sub.connect(self.feed_address)
-        if self.orders_address:
-            self.router = ctx.socket(zmq.ROUTER)
-            self.router.setsockopt(zmq.LINGER, 0)
-            self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a gone robot reads the store
-            if self.orders_curve is not None:
-                what = f"exchange orders {self.orders_address}"
-                auth = start_authenticator(ctx, self.orders_curve, what)
-                make_server(self.router, self.orders_curve)
-            self.router.bind(self.orders_address)
+        sub = auth = None
+        try:
+            sub = self._subscribe(ctx)
+            auth = self._bind_orders(ctx)
+        except BaseException:
+            for sock in (sub, self.router):
+                if sock is not None:
+                    sock.close(linger=0)
+            if own:
+                ctx.destroy(linger=0)
+            raise
         backoff = 0.2
         connected = said_down = False
         try:
@@ -429,6 +447,53 @@ class ExchangeProcess:
                 auth.stop()
             if own:
                 ctx.destroy(linger=0)
+
+    def _subscribe(self, ctx: zmq.Context) -> zmq.Socket:
+        """The SUB socket on the market-data publisher, every topic. A malformed
+        ``--feed`` address is a :class:`RoboframeError` naming it, not a traceback."""
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        try:
+            if self.feed_curve is not None:
+                make_client(sub, *self.feed_curve, "exchange --feed-curve-secret-key")
+            sub.connect(self.feed_address)
+        except zmq.ZMQError as exc:
+            sub.close(linger=0)
+            raise RoboframeError(
+                f"cannot connect to the market-data publisher {self.feed_address}: {exc}; "
+                "expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+            ) from None
+        return sub
+
+    def _bind_orders(self, ctx: zmq.Context):
+        """The fast path's ROUTER, bound, when ``--orders`` is given; the CURVE
+        authenticator guarding it, if any. A port still held (another exchange, or
+        an old one still stopping) is a :class:`RoboframeError` saying so."""
+        if not self.orders_address:
+            return None
+        auth = None
+        self.router = ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a gone robot reads the store
+        try:
+            if self.orders_curve is not None:
+                what = f"exchange orders {self.orders_address}"
+                auth = start_authenticator(ctx, self.orders_curve, what)
+                make_server(self.router, self.orders_curve)
+            self.router.bind(self.orders_address)
+        except zmq.ZMQError as exc:
+            if auth is not None:
+                auth.stop()
+            hint = (
+                "is another exchange (or an old one, still stopping) running on it?"
+                if exc.errno == zmq.EADDRINUSE
+                else "expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+            )
+            raise RoboframeError(
+                f"cannot bind the orders socket to {self.orders_address}: {exc}; {hint}"
+            ) from None
+        return auth
 
     def _serve(self, sub: zmq.Socket, stop: threading.Event) -> None:
         poller = zmq.Poller()

@@ -12,6 +12,7 @@ server and only subscribers whose public keys are listed get anything.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -21,6 +22,11 @@ import zmq
 from roboframe.core import codec
 from roboframe.core.events import Bar, Tick
 from roboframe.curve import ServerKeys, make_server, start_authenticator
+from roboframe.errors import RoboframeError
+
+DRAIN_S = 30.0
+"""How long a publisher at the end of its events waits for slow subscribers to take
+what is queued for them (a subscriber that reads nothing holds it up that long)."""
 
 
 def publish(
@@ -32,24 +38,29 @@ def publish(
     stop: threading.Event | None = None,
     on_bound=None,
     curve: ServerKeys | None = None,
+    drain_s: float = DRAIN_S,
 ) -> int:
-    """Publish ``events``; return how many were sent."""
+    """Publish ``events``; return how many were sent.
+
+    At the end of ``events`` it waits up to ``drain_s`` for the subscribers to
+    take what is still queued for them: a robot slower than a ``max``-speed file
+    would otherwise lose the end of it when the process exits. Stopped (or
+    failing), it closes at once."""
     stop = stop or threading.Event()
-    ctx = zmq.Context.instance() if curve is None else zmq.Context()
+    # a context of its own, terminated here: that is what waits for the queue to drain
+    # (and, with CURVE, the ZAP handler serves every socket of one)
+    ctx = zmq.Context()
     auth = None
     pub = ctx.socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 1000)
+    pub.setsockopt(zmq.LINGER, 0)
     pub.setsockopt(zmq.SNDHWM, 1_000_000)
     sent = 0
+    finished = False
     try:
-        if curve is not None:  # its own context: the ZAP handler serves every socket of one
+        if curve is not None:
             auth = start_authenticator(ctx, curve, f"feed publish {bind}")
             make_server(pub, curve)
-        if bind.endswith(":0"):
-            port = pub.bind_to_random_port(bind[:-2])
-            bind = f"{bind[:-2]}:{port}"
-        else:
-            pub.bind(bind)
+        bind = _bind(pub, bind)
         if on_bound is not None:
             on_bound(bind)
         if stop.wait(wait_s):  # let subscribers connect: PUB drops what nobody hears
@@ -68,20 +79,40 @@ def publish(
                 break
             pub.send_multipart([event.symbol.encode(), codec.encode(event)])
             sent += 1
+        finished = not stop.is_set()
     finally:
-        pub.close()
+        pub.close(linger=round(drain_s * 1000) if finished else 0)
         if auth is not None:
             auth.stop()
-        if curve is not None:
-            ctx.term()
+        ctx.term()  # returns once the subscribers took the rest, or drain_s passed
     return sent
 
 
+def _bind(pub: zmq.Socket, bind: str) -> str:
+    """Bind ``pub``; the address bound (``:0`` takes a free port). A port still held --
+    by a publisher not yet gone when a new one starts -- or a malformed address is
+    a :class:`RoboframeError` saying which, not a traceback."""
+    try:
+        if bind.endswith(":0"):
+            port = pub.bind_to_random_port(bind[:-2])
+            return f"{bind[:-2]}:{port}"
+        pub.bind(bind)
+        return bind
+    except zmq.ZMQError as exc:
+        hint = (
+            "; is another publisher (or an old one, still stopping) running on it?"
+            if exc.errno == zmq.EADDRINUSE
+            else "; expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+        )
+        raise RoboframeError(f"cannot bind the publisher to {bind}: {exc}{hint}") from None
+
+
 def parse_speed(text: str) -> float | None:
-    """``10x``, ``0.5x``, ``10`` or ``max``."""
+    """``10x``, ``0.5x``, ``10`` or ``max``. ``nan`` and ``inf`` are refused: they
+    would publish unpaced while looking like a pace."""
     if text in ("max", "0", "0x"):
         return None
     value = float(text.rstrip("xX"))
-    if value <= 0:
-        raise ValueError("speed must be positive")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("speed must be a positive number")
     return value

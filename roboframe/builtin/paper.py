@@ -110,7 +110,7 @@ class PaperExchange:
         self.open_orders: dict[str, RestingOrder] = {}
         self.last: dict[str, Tick | Bar] = {}
         self.trades = 0
-        self.stale = 0  # bars of the past, ignored (see on_market)
+        self.stale = 0  # bars and ticks of the past, ignored (see on_market)
         self.ts = 0
         self._finished: dict[str, None] = {}  # recently finished ids, oldest first
         self.remembers = remember_finished  # finished ids kept, to ignore resubmissions
@@ -189,10 +189,11 @@ class PaperExchange:
 
     def on_market(self, event: Tick | Bar) -> list[Fill]:
         """Fill what this event allows, oldest order first. A bar no later than
-        its symbol's last bar (the past again, from a publisher restarted at
-        the start of its file) fills nothing and is counted in ``stale``."""
-        last = self.last.get(event.symbol)
-        if type(event) is Bar and type(last) is Bar and event.ts <= last.ts:
+        its symbol's last bar, or a tick before its last tick (the past again, from
+        a publisher restarted at the start of its file), fills nothing and is
+        counted in ``stale``; ticks of one instant may share a time."""
+        last, kind = self.last.get(event.symbol), type(event)
+        if type(last) is kind and (event.ts <= last.ts if kind is Bar else event.ts < last.ts):
             self.stale += 1
             return []
         self.ts = event.ts

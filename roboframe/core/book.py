@@ -44,6 +44,7 @@ class Position:
         "open_cost",
         "qty",
         "symbol",
+        "tick_ts",
         "volume",
     )
 
@@ -55,6 +56,7 @@ class Position:
         self.open_cost: int | Fraction = 0  # ticks x lots of the open position (exact)
         self.last = 0  # last price seen, ticks (0 = none yet)
         self.bar_ts = -(1 << 63)  # time of the last bar taken (the kernel's)
+        self.tick_ts = -(1 << 63)  # time of the last tick taken (the kernel's)
         self.fees = Decimal(0)
         self.fills = 0
         self.volume = 0  # lots traded

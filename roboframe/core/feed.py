@@ -165,6 +165,12 @@ class Feed:
             break
         yield from events
 
+    def malformed(self) -> dict[str, int]:
+        """Messages this feed dropped itself as malformed, by kind, for ``status``
+        and the run summary (next to the loop's own counts). Read from another
+        thread while the feed runs: return counts only."""
+        return {}
+
     def close(self) -> None:
         """Release files or sockets. Called once, from the thread that used the feed."""
 

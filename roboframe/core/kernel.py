@@ -94,10 +94,12 @@ class Kernel:
                 "ignored",
                 "duplicates",
                 "stale",
+                "stale_ticks",
             ),
             0,
         )
         self._order_seq = 0
+        self._said_foreign = False  # market data of an unknown symbol was logged
         self.timers: dict[str, tuple[int, int | None]] = {}  # name -> (next time, period)
         self.next_due = _NEVER  # the earliest timer's time
         self._unanchored: dict[str, int] = {}  # every-timers set before any event time
@@ -153,8 +155,7 @@ class Kernel:
             self.now = ts
         pos = self._positions.get(bar.symbol)
         if pos is None:
-            self.counters["ignored"] += 1
-            return NO_ACTIONS
+            return self._foreign(bar.symbol)
         if ts <= pos.bar_ts:
             return self._stale(bar, pos.bar_ts)
         pos.bar_ts = ts
@@ -166,6 +167,21 @@ class Kernel:
         except Exception as exc:
             raise self.strategy._fail("on_bar", bar, exc) from exc
         return self._process(out, 0) if out else NO_ACTIONS
+
+    def _foreign(self, symbol: str) -> list[Action]:
+        """Market data of a symbol the robot does not trade: counted in ``ignored``,
+        the first logged. A publisher naming its instruments otherwise (an exchange
+        ticker under the robot symbol's topic) would leave the robot idle unheard."""
+        self.counters["ignored"] += 1
+        if not self._said_foreign:
+            self._said_foreign = True
+            log.warning(
+                "market data for %s ignored: not one of the robot's symbols (%s); "
+                "further ones are counted in ignored",
+                symbol,
+                ", ".join(self.symbols),
+            )
+        return NO_ACTIONS
 
     def _stale(self, bar: Bar, last: int) -> list[Action]:
         """A bar no later than the symbol's last one -- a publisher restarted from
@@ -182,6 +198,21 @@ class Kernel:
             )
         return NO_ACTIONS
 
+    def _stale_tick(self, tick: Tick, last: int) -> list[Action]:
+        """A tick before the symbol's last one -- a tick publisher restarted from the
+        start of its file -- is counted, logged now and then, and not shown to the
+        strategy. Ticks at the same time as the last are trades of one instant."""
+        stale = self.counters["stale_ticks"] = self.counters["stale_ticks"] + 1
+        if stale == 1 or stale % 1000 == 0:
+            log.warning(
+                "stale tick ignored (%d so far): %s at %d, before the last at %d",
+                stale,
+                tick.symbol,
+                tick.ts,
+                last,
+            )
+        return NO_ACTIONS
+
     def _on_tick(self, tick: Tick) -> list[Action]:
         ts = tick.ts
         if ts > self.now:
@@ -190,8 +221,10 @@ class Kernel:
             self.now = ts
         pos = self._positions.get(tick.symbol)
         if pos is None:
-            self.counters["ignored"] += 1
-            return NO_ACTIONS
+            return self._foreign(tick.symbol)
+        if ts < pos.tick_ts:
+            return self._stale_tick(tick, pos.tick_ts)
+        pos.tick_ts = ts
         if tick.price:
             pos.last = tick.price
         if self._watch_loss and self._check_loss(ts, pos.qty):

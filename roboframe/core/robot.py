@@ -245,7 +245,7 @@ class LiveRobot:
         snap = self.kernel.snapshot()
         snap["seq"] = self.loop.seq
         snap["messages"] = self.loop.messages
-        snap["malformed"] = dict(self.loop.malformed)
+        snap["malformed"] = {**self.loop.malformed, **self.feed.malformed()}
         snap["uptime_s"] = round(time.monotonic() - self.started, 3)
         return snap
 
@@ -370,6 +370,7 @@ class LiveRobot:
             "last_rejection": kernel.last_rejection,
             "cancels": kernel.counters["cancels"],
             "stale_bars": kernel.counters["stale"],
+            "stale_ticks": kernel.counters["stale_ticks"],
             "open_orders": len(kernel.orders.open),
             "positions": snap["positions"],
             "net_pnl": snap["net_pnl"],

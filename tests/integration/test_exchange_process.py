@@ -36,6 +36,7 @@ def test_an_orders_answers_come_in_one_message_under_the_stored_ids(url):
         assert type(fill) is Fill and (fill.qty, fill.price) == (2, 100)
         assert not running.dealer.poll(200)  # and nothing after it
         counts = {"orders": 1, "fills": 1, "cancels": 0, "replaces": 0, "malformed": 0}
+        counts["malformed_market"] = 0
         assert running.exchange.counts == counts
         fills, updates = stored(url, 1, 1)
         assert fills == [(int(fill.trade_id), fill)]
@@ -323,5 +324,28 @@ def test_a_bar_of_the_past_fills_nothing(pg_url):
         running.price(Bar("Si", 11, 95, 95, 80, 85))  # the same prices, now: it fills
         (fill,) = running.answers(1)
         assert (fill.client_id, fill.price) == ("alpha-r1-1", 90)
+    finally:
+        running.close()
+
+
+def test_malformed_market_data_is_counted_and_logged_and_fills_go_on(pg_url, caplog):
+    """A publisher sending garbage (a wrong program on the port, a torn frame):
+    each bad message is counted and the first logged; the bars after it still fill."""
+    running = RunningExchange(pg_url)
+    try:
+        running.price(Bar("Si", 1, 100, 100, 100, 100))  # the SUB is connected from here on
+        running.dealer.send(codec.encode([NewOrder("alpha-r1-1", "Si", "buy", 1, "limit", 90)]))
+        (ack,) = running.answers(1)
+        assert ack.status == "accepted"
+        with caplog.at_level("WARNING", logger="roboframe.exchange"):
+            running.pub.send_multipart([b"Si", b"\xc1 not msgpack"])
+            running.pub.send_multipart([b"Si", codec.encode(Bar("Si", 2, 1, 2, 3, 4))[:-3]])
+            running.price(Bar("Si", 3, 95, 95, 80, 85))  # after the garbage, in order
+            (fill,) = running.answers(1)
+        assert (fill.client_id, fill.price) == ("alpha-r1-1", 90)
+        assert running.exchange.counts["malformed_market"] == 2
+        warnings = [r.getMessage() for r in caplog.records if "market data" in r.getMessage()]
+        assert len(warnings) == 1, warnings
+        assert "malformed market data dropped" in warnings[0]
     finally:
         running.close()

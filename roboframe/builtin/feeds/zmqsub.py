@@ -83,6 +83,9 @@ class ZmqFeed(Feed):
     dropped: int = 0
     """Messages ignored: not two frames, or a topic that only starts with a symbol."""
 
+    bad_frames: int = 0
+    """Of :attr:`dropped`, those not of two frames."""
+
     _sock: zmq.Socket | None = None
 
     def __init__(self, params, instruments, *, base_dir=None) -> None:
@@ -147,6 +150,8 @@ class ZmqFeed(Feed):
                 chunk.append(frames[1])
                 continue
             self.dropped += 1
+            if len(frames) != 2:
+                self.bad_frames += 1
             if self.dropped == 1:
                 log.warning(
                     "zmq feed: ignoring a message that is not [symbol, event] for one of the "
@@ -155,6 +160,16 @@ class ZmqFeed(Feed):
                     len(frames),
                 )
         return chunk
+
+    def malformed(self) -> dict[str, int]:
+        """What :meth:`_drain` dropped, by kind: a trader must see in ``status`` that a
+        publisher speaks another format or other symbols, not only one log line."""
+        counts = {}
+        if self.bad_frames:
+            counts["not [symbol, event]"] = self.bad_frames
+        if self.dropped > self.bad_frames:
+            counts["topic not a robot symbol"] = self.dropped - self.bad_frames
+        return counts
 
     def close(self) -> None:
         """Close the socket at once (linger 0). Safe to call more than once."""

@@ -308,3 +308,14 @@ def test_a_bar_of_the_past_fills_nothing_and_sets_no_price():
     assert ex.on_market(bar(5, 95, 95, 80, 85, symbol=RTS)) == []  # another symbol: fresh
     assert ex.stale == 2
     assert ex.on_market(bar(11, 95, 95, 80, 85)) == [fill("a", 11, "buy", 1, 90, 1)]
+
+
+def test_a_tick_of_the_past_fills_nothing():
+    """A tick publisher restarted at the start of its file: a resting limit does
+    not fill at the morning's prices; a trade at the same instant still fills."""
+    ex = PaperExchange(INST)
+    ex.on_market(Tick(SI, 10, 100, 1))
+    ex.submit(buy("b", price=95), 10)
+    assert ex.on_market(Tick(SI, 5, 90, 1)) == []  # the past: through the limit
+    assert ex.stale == 1 and ex.last[SI].price == 100
+    assert ex.on_market(Tick(SI, 10, 90, 1)) == [fill("b", 10, "buy", 1, 95, 1)]

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from roboframe.core.events import Cancel, Control, Fill, NewOrder, OrderUpdate
+from roboframe.core.events import Cancel, Control, Fill, NewOrder, OrderUpdate, Tick
 from roboframe.core.kernel import Kernel
 from roboframe.core.strategy import Strategy
 from roboframe.errors import StrategyError
@@ -300,3 +300,55 @@ def test_a_bar_no_later_than_the_last_one_is_stale_and_not_shown_to_the_strategy
     assert seen == [(SI, T0 + 2 * MINUTE_NS), (RTS, T0 + MINUTE_NS), (SI, T0 + 3 * MINUTE_NS)]
     assert kernel.counters["stale"] == 2
     assert kernel.book.positions[SI].last == 102
+
+
+class TickRecorder(Strategy):
+    def __init__(self):
+        super().__init__({})
+        self.seen: list[tuple[str, int, int]] = []
+
+    def on_tick(self, tick, ctx):
+        self.seen.append((tick.symbol, tick.ts, tick.price))
+
+
+def test_a_tick_before_the_last_one_of_its_symbol_is_stale_and_not_shown_to_the_strategy():
+    """A tick publisher restarted from the start of its file sends the morning's
+    prices again: a strategy fed them would trade on them as the market now.
+    Ticks at the same time as the last are trades of one instant and pass."""
+    strategy = TickRecorder()
+    kernel = Kernel(make_spec(), "r1", strategy)
+    kernel.handle(Control("start", T0))
+    for tick in [
+        Tick(SI, T0 + 20, 100),
+        Tick(SI, T0 + 20, 101),  # the same instant: a second trade
+        Tick(RTS, T0 + 10, 5000),  # another symbol may be behind
+        Tick(SI, T0 + 10, 90),  # the past again
+        Tick(SI, T0 + 30, 102),
+    ]:
+        kernel.handle(tick)
+    assert strategy.seen == [
+        (SI, T0 + 20, 100),
+        (SI, T0 + 20, 101),
+        (RTS, T0 + 10, 5000),
+        (SI, T0 + 30, 102),
+    ]
+    assert kernel.counters["stale_ticks"] == 1
+    assert kernel.book.positions[SI].last == 102
+
+
+def test_market_data_of_a_symbol_the_robot_does_not_trade_is_logged_once(caplog):
+    """A publisher whose events name the exchange's ticker (``SPFB.Si``) under the
+    robot symbol's topic: every event is ignored, and the robot sat idle without a
+    word. The first one is now logged, naming the symbol and the robot's symbols."""
+    seen = []
+    kernel, _ = kernel_with(lambda b, ctx: seen.append(b.symbol))
+    with caplog.at_level("WARNING", logger="roboframe.core.kernel"):
+        kernel.handle(bar("SPFB.Si", 1, 100))
+        kernel.handle(bar("SPFB.Si", 2, 101))
+        kernel.handle(Tick("SPFB.Si", T0 + 3 * MINUTE_NS, 102))
+        kernel.handle(bar(SI, 4, 100))
+    assert seen == [SI]
+    assert kernel.counters["ignored"] == 3
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 1, logged
+    assert "SPFB.Si" in logged[0] and SI in logged[0] and RTS in logged[0]
