@@ -12,6 +12,7 @@ from roboframe.control import send_command
 from roboframe.core import codec
 from roboframe.core.events import Control
 from roboframe.core.robot import LiveRobot, RunOptions
+from roboframe.errors import ConfigError
 from roboframe.journal import JournalReader
 from roboframe.journal.format import MESSAGE
 from roboframe.replay import verify
@@ -210,3 +211,30 @@ def test_refused_control_requests_are_logged_at_most_once_a_minute(monkeypatch, 
     assert len(lines) == 2
     assert "more refused" not in lines[0]
     assert "(4 more refused since the last warning)" in lines[1]
+
+
+def test_two_robots_starting_at_once_on_one_endpoint_leave_it_to_the_first(robot_file):
+    """Both were past the endpoint check before either had bound (``roboframe up`` starts
+    two files with one journal folder together): the later bind took the socket file
+    over and the first robot could no longer be reached. Now the endpoint is the first
+    one's from its check on, and the second stops before it writes a journal."""
+    path = robot_file(bars=0, rate=100)
+    first = LiveRobot(load_robot(path), RunOptions(duration_s=30))  # checked, not yet bound
+    journals = set(first.journal_dir.iterdir())
+    try:
+        LiveRobot(load_robot(path), RunOptions(duration_s=30))
+    except ConfigError as exc:
+        assert "is in use by another running process" in str(exc)
+    else:
+        raise AssertionError("a second robot was let onto the first one's endpoint")
+    assert set(first.journal_dir.iterdir()) == journals  # nothing written by the second
+    thread = threading.Thread(target=first.run)
+    thread.start()
+    try:
+        assert wait_for(lambda: first.status.get("seq", 0) > 1)
+        assert send_command(str(path), "status")["status"]["run_id"] == first.run_id
+    finally:
+        first.request_stop("test over")
+        thread.join(30)
+    again = LiveRobot(load_robot(path), RunOptions(duration_s=0.2))  # the first is gone
+    assert again.run()["stop_reason"] == "duration reached"
