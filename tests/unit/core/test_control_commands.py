@@ -35,3 +35,21 @@ def test_a_state_command_after_stop_leaves_the_robot_stopped(command):
     assert kernel.risk.state == "STOPPED"
     assert kernel.handle(bar(SI, 1, 100)) == []
     assert kernel.take_rejected()[0].reason == "risk: robot is stopped"
+
+
+def test_a_refused_set_gives_the_hint_with_the_reason():
+    """``ctl set qtty=2`` at 19:00 was refused with "unknown field 'qtty'" alone; the
+    check knows the field meant ("did you mean 'qty'?") and what a field holds, and
+    says so, as ``roboframe validate`` does. The params stay as they were."""
+    from roboframe.builtin.strategies.sma import SmaCrossover
+    from roboframe.core.streams import SetCheck
+
+    params = {"fast": 3, "slow": 8, "qty": 1, "long_only": False}
+    check = SetCheck(SmaCrossover, params)
+    assert check({"qtty": 2}) == "qtty: unknown field 'qtty' (hint: did you mean 'qty'?)"
+    assert check({"qty": "2"}) == (
+        "qty: expected an integer, got '2' (string) "
+        "(hint: position size in lots when in the market)"
+    )
+    assert check({"fast": 9}) == "fast: must be less than slow (8)"  # no hint to give
+    assert check.params == params
