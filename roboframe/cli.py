@@ -781,6 +781,15 @@ def schema(published: bool) -> None:
         raise _fail(exc) from None
 
 
+def _seconds(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
+    """A wait in seconds: positive and finite. ZeroMQ reads a receive timeout of -1 ms
+    as "wait forever" and refuses other negative ones, so ``--timeout -0.001`` hung
+    and ``--timeout -1`` was a traceback."""
+    if not (0 < value < 1e6):  # also false for nan
+        raise click.BadParameter(f"{value:g} is not a number of seconds above 0 (e.g. 3)")
+    return value
+
+
 _STATE_DIR_OPTION = click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -795,7 +804,14 @@ _STATE_DIR_OPTION = click.option(
 @click.argument("command")
 @click.argument("assignments", nargs=-1)
 @_STATE_DIR_OPTION
-@click.option("--timeout", type=float, default=3.0, show_default=True, help="Seconds to wait.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=3.0,
+    show_default=True,
+    callback=_seconds,
+    help="Seconds to wait.",
+)
 @click.option(
     "--key",
     type=click.Path(dir_okay=False, path_type=Path),

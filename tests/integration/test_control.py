@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import threading
 from pathlib import Path
+
+import pytest
 
 from roboframe.config import load_robot
 from roboframe.control import send_command
@@ -64,6 +67,19 @@ def test_ctl_without_a_listener_times_out_cleanly(tmp_path):
     proc = roboframe_cmd("ctl", f"ipc://{tmp_path}/nobody.sock", "status", "--timeout", "0.3")
     assert proc.returncode == 1
     assert "no answer from" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan"])
+def test_ctl_refuses_a_timeout_that_is_no_wait(tmp_path, timeout):
+    """``--timeout -1`` became ZeroMQ's "wait forever": ctl hung on a robot that did not
+    answer instead of saying so (and 0 gave up before any robot could answer)."""
+    address = f"ipc://{tmp_path}/nobody.sock"
+    try:
+        proc = roboframe_cmd("ctl", address, "status", "--timeout", timeout, timeout=10)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"ctl --timeout {timeout} hung") from None
+    assert proc.returncode == 2 and "--timeout" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
 
 
