@@ -163,6 +163,7 @@ class LiveRobot:
         self.loop = RoboLoop(self.kernel, self.journal, self.gateway, wall_clock=feed_cls.live_only)
         if self.resumed is not None:
             self.loop.seq = self.resumed.last_seq
+        self.first_seq = self.loop.seq  # a resumed run's seq goes on from its journal's
         self.status: dict = {}
         self.started = time.monotonic()
         self.metrics: MetricsServer | None = None
@@ -244,6 +245,7 @@ class LiveRobot:
     def _snapshot(self) -> dict:
         snap = self.kernel.snapshot()
         snap["seq"] = self.loop.seq
+        snap["process_events"] = self.loop.seq - self.first_seq  # for rates over uptime_s
         snap["messages"] = self.loop.messages
         snap["malformed"] = dict(self.loop.malformed)
         snap["uptime_s"] = round(time.monotonic() - self.started, 3)

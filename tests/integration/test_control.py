@@ -254,3 +254,30 @@ def test_two_robots_starting_at_once_on_one_endpoint_leave_it_to_the_first(robot
         thread.join(30)
     again = LiveRobot(load_robot(path), RunOptions(duration_s=0.2))  # the first is gone
     assert again.run()["stop_reason"] == "duration reached"
+
+
+def test_ps_counts_the_events_per_second_of_this_process_after_a_resume(robot_file):
+    """``roboframe ps`` divided the journal's whole seq by this process's uptime, so a
+    robot resumed from a long run showed thousands of events/s for a feed of a few
+    dozen. The status now says how many events this process handled."""
+    from roboframe.supervisor import robot_rows
+    from roboframe.testing.helpers import T0, bar
+    from tests.unit.analyze.journals import write_journal
+
+    path = robot_file(bars=0, rate=20)
+    spec = load_robot(path)
+    Path(spec.journal.dir).mkdir(parents=True)
+    earlier = [Control("start", T0), *(bar("Si-12.26", i, 92000) for i in range(1, 5000))]
+    write_journal(Path(spec.journal.dir) / "20261201T070000Z.journal", spec, earlier,
+                  run_id="20261201T070000Z")  # fmt: skip
+    robot, thread = _start(path, resume=True)
+    try:
+        assert robot.run_id == "20261201T070000Z"
+        assert wait_for(lambda: robot.status.get("seq", 0) > 5010)
+        supervised = {"name": "fast-robot", "state": "running", "control": robot.control_address}
+        (row,) = robot_rows({"robots": [supervised]})
+        assert row["events"] > 5010  # the run's own numbering goes on
+        assert 0 < row["events_per_s"] < 500, row  # 20 bars/s of two symbols, not 5000/s
+    finally:
+        robot.request_stop("test over")
+        thread.join(30)
