@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import zmq
 
 from roboframe.curve import ipc_too_long, make_client
 from roboframe.errors import ConfigError, RoboframeError
+
+log = logging.getLogger(__name__)
 
 
 def _parse_value(text: str):
@@ -43,10 +46,51 @@ def control_address(target: str, state_dir: Path | None = None) -> str:
     path = Path(target)
     if state_dir is not None and _is_bare_name(target) and not path.exists():
         return supervised_address(target, state_dir)
-    spec = load_robot(path)
-    if not spec.control.address:
+    try:
+        address = load_robot(path).control.address
+    except ConfigError as exc:
+        found, address = _address_read_from(path)
+        if not found or not address:
+            raise
+        log.warning(
+            "%s\n(the file does not validate; its control address %s is used)", exc, address
+        )
+    if not address:
         raise ConfigError(f"{target}: the robot has no control endpoint (control.address: null)")
-    return spec.control.address
+    return address
+
+
+def _address_read_from(path: Path) -> tuple[bool, str | None]:
+    """The control address of a robot file that does not validate, read from the fields
+    that make it alone (``control.address``, else ``journal.dir`` or ``name``) as the
+    loader would: ``(True, address)``, ``(True, None)`` for ``control.address: null``,
+    ``(False, None)`` when those fields are not there to read.
+
+    A robot running from a file its trader is editing (a typo elsewhere, a strategy
+    module that does not import yet) must still take ``ctl ... flatten``.
+    """
+    from roboframe.config.spec import default_control_address
+    from roboframe.config.yamlload import load_yaml
+
+    try:
+        data, _ = load_yaml(path)
+    except (OSError, ConfigError):
+        return False, None
+    if not isinstance(data, dict):
+        return False, None
+    control = data.get("control") or {}
+    if isinstance(control, dict) and "address" in control:
+        address = control["address"]
+        if address is None:
+            return True, None
+        return (True, address) if isinstance(address, str) and "://" in address else (False, None)
+    journal = data.get("journal") or {}
+    folder = journal.get("dir") if isinstance(journal, dict) else None
+    if folder is None and isinstance(data.get("name"), str):
+        folder = f"runs/{data['name']}"
+    if not isinstance(folder, str) or not folder:
+        return False, None
+    return True, default_control_address(folder)
 
 
 def _is_bare_name(target: str) -> bool:

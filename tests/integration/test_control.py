@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -281,3 +282,25 @@ def test_ps_counts_the_events_per_second_of_this_process_after_a_resume(robot_fi
     finally:
         robot.request_stop("test over")
         thread.join(30)
+
+
+def test_ctl_reaches_a_running_robot_whose_file_no_longer_validates(robot_file):
+    """A trader mid-edit at 19:00 (a typo in the risk section, a strategy module that
+    does not import) asked ``ctl robots/si.yaml flatten`` and got the file's problems
+    instead: ctl validated the whole robot to learn its control address. The address
+    is all it needs: it now reads it and says what is wrong with the file."""
+    path = robot_file(bars=0, rate=100)
+    robot, thread = _start(path)
+    try:
+        path.write_text(path.read_text().replace("max_order_qty: 5", "max_order_qty: five"))
+        proc = roboframe_cmd("ctl", str(path), "pause")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == {"ok": True, "queued": "pause"}
+        assert "max_order_qty" in proc.stderr and "Traceback" not in proc.stderr
+        assert wait_for(lambda: robot.kernel.risk.state == "PAUSED")
+    finally:
+        send_command(robot.control_address, "stop")
+        thread.join(30)
+    path.write_text("name: [unclosed\n")  # nothing to read an address from: the error stands
+    proc = roboframe_cmd("ctl", str(path), "status")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
