@@ -791,11 +791,37 @@ def schema(published: bool) -> None:
         raise _fail(exc) from None
 
 
+def _seconds(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
+    """A wait in seconds: positive and finite. ZeroMQ reads a receive timeout of -1 ms
+    as "wait forever" and refuses other negative ones, so ``--timeout -0.001`` hung
+    and ``--timeout -1`` was a traceback."""
+    if not (0 < value < 1e6):  # also false for nan
+        raise click.BadParameter(f"{value:g} is not a number of seconds above 0 (e.g. 3)")
+    return value
+
+
+_STATE_DIR_OPTION = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs") / ".supervisor",
+    show_default=True,
+    help="The supervisor's folder: its socket, pid file and the robots' logs.",
+)
+
+
 @main.command()
 @click.argument("target")
 @click.argument("command")
 @click.argument("assignments", nargs=-1)
-@click.option("--timeout", type=float, default=3.0, show_default=True, help="Seconds to wait.")
+@_STATE_DIR_OPTION
+@click.option(
+    "--timeout",
+    type=float,
+    default=3.0,
+    show_default=True,
+    callback=_seconds,
+    help="Seconds to wait.",
+)
 @click.option(
     "--key",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -810,14 +836,16 @@ def ctl(
     target: str,
     command: str,
     assignments: tuple[str, ...],
+    state_dir: Path,
     timeout: float,
     key: Path | None,
     server_key: Path | None,
 ) -> None:
     """Send COMMAND to a running robot's control endpoint.
 
-    TARGET is a control address (ipc://..., tcp://...) or a robot file (its
-    control.address, by default ipc://<journal.dir>/control.sock). COMMAND is
+    TARGET is a control address (ipc://..., tcp://...), a robot file (its
+    control.address, by default ipc://<journal.dir>/control.sock) or the name of
+    a robot that 'roboframe up' runs (asked of the supervisor in --state-dir). COMMAND is
     status, pause, resume, reduce, stop, flatten, cancel-all or set (with k=v
     arguments).
     """
@@ -825,7 +853,13 @@ def ctl(
 
     try:
         reply = send_command(
-            target, command, assignments, timeout=timeout, key=key, server_key=server_key
+            target,
+            command,
+            assignments,
+            timeout=timeout,
+            key=key,
+            server_key=server_key,
+            state_dir=state_dir,
         )
     except RoboframeError as exc:
         raise _fail(exc) from None
@@ -859,15 +893,6 @@ def keys_generate(directory: Path, name: str) -> None:
         raise _fail(exc) from None
     click.echo(f"public key {public}  (give it to the other side)")
     click.echo(f"secret key {secret}  (mode 0600; keep it here)")
-
-
-_STATE_DIR_OPTION = click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("runs") / ".supervisor",
-    show_default=True,
-    help="The supervisor's folder: its socket, pid file and the robots' logs.",
-)
 
 
 @main.command()

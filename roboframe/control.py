@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import zmq
 
 from roboframe.curve import ipc_too_long, make_client
 from roboframe.errors import ConfigError, RoboframeError
+
+log = logging.getLogger(__name__)
 
 
 def _parse_value(text: str):
@@ -28,8 +31,10 @@ def parse_assignments(assignments: tuple[str, ...] | list[str]) -> dict:
     return args
 
 
-def control_address(target: str) -> str:
-    """``target`` itself when it is an address; else the control address of that robot file.
+def control_address(target: str, state_dir: Path | None = None) -> str:
+    """``target`` itself when it is an address; else the control address of that robot
+    file; else, for a bare name that is no file, that of the robot the supervisor of
+    ``state_dir`` runs under that name (``roboframe ctl si stop`` under ``up``).
 
     A robot file without ``control.address`` has the default endpoint,
     ``ipc://<journal.dir>/control.sock`` (``journal.dir`` relative to the cwd).
@@ -38,10 +43,86 @@ def control_address(target: str) -> str:
         return target
     from roboframe.config import load_robot
 
-    spec = load_robot(Path(target))
-    if not spec.control.address:
+    path = Path(target)
+    if state_dir is not None and _is_bare_name(target) and not path.exists():
+        return supervised_address(target, state_dir)
+    try:
+        address = load_robot(path).control.address
+    except ConfigError as exc:
+        found, address = _address_read_from(path)
+        if not found or not address:
+            raise
+        log.warning(
+            "%s\n(the file does not validate; its control address %s is used)", exc, address
+        )
+    if not address:
         raise ConfigError(f"{target}: the robot has no control endpoint (control.address: null)")
-    return spec.control.address
+    return address
+
+
+def _address_read_from(path: Path) -> tuple[bool, str | None]:
+    """The control address of a robot file that does not validate, read from the fields
+    that make it alone (``control.address``, else ``journal.dir`` or ``name``) as the
+    loader would: ``(True, address)``, ``(True, None)`` for ``control.address: null``,
+    ``(False, None)`` when those fields are not there to read.
+
+    A robot running from a file its trader is editing (a typo elsewhere, a strategy
+    module that does not import yet) must still take ``ctl ... flatten``.
+    """
+    from roboframe.config.spec import default_control_address
+    from roboframe.config.yamlload import load_yaml
+
+    try:
+        data, _ = load_yaml(path)
+    except (OSError, ConfigError):
+        return False, None
+    if not isinstance(data, dict):
+        return False, None
+    control = data.get("control") or {}
+    if isinstance(control, dict) and "address" in control:
+        address = control["address"]
+        if address is None:
+            return True, None
+        return (True, address) if isinstance(address, str) and "://" in address else (False, None)
+    journal = data.get("journal") or {}
+    folder = journal.get("dir") if isinstance(journal, dict) else None
+    if folder is None and isinstance(data.get("name"), str):
+        folder = f"runs/{data['name']}"
+    if not isinstance(folder, str) or not folder:
+        return False, None
+    return True, default_control_address(folder)
+
+
+def _is_bare_name(target: str) -> bool:
+    """``si``, not ``robots/si.yaml``: what a robot is called under ``roboframe up``."""
+    return "/" not in target and Path(target).suffix not in (".yaml", ".yml")
+
+
+def supervised_address(name: str, state_dir: Path) -> str:
+    """The control address of the robot ``name`` that the supervisor of ``state_dir`` runs."""
+    from roboframe.supervisor import supervisor_address
+
+    address = supervisor_address(state_dir)
+    reply = None if ipc_too_long(address) else ask_json(address, {"command": "ps"}, timeout=1.0)
+    if reply is None:
+        raise ConfigError(
+            f"{name}: no such robot file, and no supervisor answers at {address} to look the "
+            f"name up\n  hint: give the robot file or its control address, or the --state-dir "
+            f"of the 'roboframe up' that runs {name}"
+        )
+    robots = {r["name"]: r for r in reply.get("robots", []) if r.get("name")}
+    robot = robots.get(name)
+    if robot is None:
+        known = ", ".join(sorted(robots)) or "none"
+        raise ConfigError(f"no robot {name!r} under the supervisor at {state_dir}; robots: {known}")
+    if robot.get("state") != "running":
+        raise RoboframeError(
+            f"{name} is {robot.get('state')} under the supervisor: nothing answers commands"
+            "\n  hint: 'roboframe ps' shows why"
+        )
+    if not robot.get("control"):
+        raise ConfigError(f"{name}: the robot has no control endpoint (control.address: null)")
+    return robot["control"]
 
 
 def send_command(
@@ -52,14 +133,16 @@ def send_command(
     timeout: float = 3.0,
     key: str | Path | None = None,
     server_key: str | Path | None = None,
+    state_dir: Path | None = None,
 ) -> dict:
     """Send one command; return the robot's JSON reply.
 
     ``key`` (this client's ``NAME.key_secret``) and ``server_key`` (the
     robot's public ``NAME.key``) make the connection a CURVE client; a
-    ``tcp://`` endpoint needs them.
+    ``tcp://`` endpoint needs them. ``state_dir``: where to ask a supervisor
+    for a robot given by name.
     """
-    address = control_address(target)
+    address = control_address(target, state_dir)
     too_long = ipc_too_long(address)
     if too_long:
         raise ConfigError(f"{address}: {too_long}")

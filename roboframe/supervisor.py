@@ -429,7 +429,8 @@ def robot_rows(reply: dict, *, timeout: float = 1.0) -> list[dict]:
                 uptime = status.get("uptime_s") or 0
                 row["robot_state"] = status.get("state")
                 row["events"] = status.get("seq")
-                row["events_per_s"] = round(status.get("seq", 0) / uptime, 1) if uptime else None
+                handled = status.get("process_events", status.get("seq", 0))  # since start
+                row["events_per_s"] = round(handled / uptime, 1) if uptime else None
                 row["positions"] = {
                     s: p.get("position") for s, p in (status.get("positions") or {}).items()
                 }

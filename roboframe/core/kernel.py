@@ -368,6 +368,10 @@ class Kernel:
             self.risk.set_state(STOPPED, self.stop_reason)
             return actions
         elif name in STATE_COMMANDS:
+            if self.risk.state == STOPPED:  # on_stop ran: a late resume must not trade again
+                self.counters["ignored"] += 1
+                log.warning("%s ignored: the robot is stopping", name)
+                return NO_ACTIONS
             self.risk.set_state(STATE_COMMANDS[name], str(cmd.args.get("reason", name)))
             return NO_ACTIONS
         elif name == "cancel-all":

@@ -196,6 +196,26 @@ class RoboLoop:
     def stopped(self) -> bool:
         return self.kernel.risk.state == STOPPED
 
+    def _warn_undrained(self, drain_ms: int) -> None:
+        """The stop's wait ran out: say what was left, for a trader who sent flatten
+        and stop and would otherwise learn of an open position from the summary."""
+        kernel = self.kernel
+        if kernel.flattening:
+            log.warning(
+                "stopped with the flatten unfinished: the cancels of %s were not answered "
+                "within drain_ms (%d ms), so the position stays open: %s",
+                ", ".join(kernel.flattening),
+                drain_ms,
+                ", ".join(f"{s} {kernel.book.positions[s].qty:+d}" for s in kernel.flattening),
+            )
+        waiting = kernel.orders.unacknowledged()
+        if waiting:
+            log.warning(
+                "stopped with %d order(s) not acknowledged within drain_ms (%d ms)",
+                waiting,
+                drain_ms,
+            )
+
     # -- the socket loop ------------------------------------------------------
 
     def run(
@@ -271,7 +291,10 @@ class RoboLoop:
                     if drain_until is None:
                         drain_until = now + drain_ms / 1000
                     busy = self.kernel.orders.unacknowledged() or self.kernel.flattening
-                    if not busy or now >= drain_until:
+                    if not busy:
+                        return
+                    if now >= drain_until:
+                        self._warn_undrained(drain_ms)
                         return
         except StrategyError as exc:
             self.error = exc

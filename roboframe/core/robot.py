@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import zmq
 
@@ -164,6 +164,7 @@ class LiveRobot:
         self.loop = RoboLoop(self.kernel, self.journal, self.gateway, wall_clock=feed_cls.live_only)
         if self.resumed is not None:
             self.loop.seq = self.resumed.last_seq
+        self.first_seq = self.loop.seq  # a resumed run's seq goes on from its journal's
         self.status: dict = {}
         self.started = time.monotonic()
         self.metrics: MetricsServer | None = None
@@ -209,6 +210,7 @@ class LiveRobot:
         problems = check_control({"curve": curve}, address, default=control.default)
         if problems:
             raise problems_at_start(self.spec, problems)
+        self._endpoint_lock = _hold_ipc_endpoint(address)
         _refuse_a_taken_ipc_endpoint(address)
         if not address or control.curve is None:
             return address, None
@@ -244,6 +246,7 @@ class LiveRobot:
     def _snapshot(self) -> dict:
         snap = self.kernel.snapshot()
         snap["seq"] = self.loop.seq
+        snap["process_events"] = self.loop.seq - self.first_seq  # for rates over uptime_s
         snap["messages"] = self.loop.messages
         snap["malformed"] = {**self.loop.malformed, **self.feed.malformed()}
         snap["uptime_s"] = round(time.monotonic() - self.started, 3)
@@ -341,6 +344,8 @@ class LiveRobot:
                 auth.stop()
             if not any(t.is_alive() for t in threads):
                 ctx.destroy(linger=0)  # also closes what a failed start left open
+            if self._endpoint_lock is not None:
+                self._endpoint_lock.close()  # the endpoint is free for the next run
         if close_error is not None:
             raise JournalError(f"{close_error}; the run's last journal records may be lost")
         summary = self.summary()
@@ -376,6 +381,43 @@ class LiveRobot:
             "net_pnl": snap["net_pnl"],
             "duration_s": snap["uptime_s"],
         }
+
+
+def _hold_ipc_endpoint(address: str | None) -> IO[bytes] | None:
+    """An exclusive lock on ``<socket file>.lock``, held until the run ends.
+
+    The check below asks whoever answers at the address; two robots starting
+    together are both past it before either has bound, and the later bind takes
+    the socket file over from the earlier without a word. The lock settles who
+    owns the endpoint before anything is written; the OS drops it when its
+    process dies, so a killed robot's restart is never locked out.
+    """
+    import fcntl
+
+    from roboframe.curve import ipc_path
+    from roboframe.errors import ConfigError, RoboframeError
+
+    path = ipc_path(address) if address else None
+    if path is None:
+        return None
+    try:
+        lock = open(f"{path}.lock", "ab")  # noqa: SIM115 -- held open for the run
+    except OSError as exc:
+        raise RoboframeError(f"cannot open the control endpoint {address}: {exc}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ConfigError(
+            f"control endpoint {address} is in use by another running process\n"
+            "  hint: give each robot its own journal.dir (or control.address); "
+            "'roboframe ps' lists the supervised ones"
+        ) from None
+    except OSError as exc:  # a file system without locks: the check below must do
+        lock.close()
+        log.warning("control endpoint %s: no lock on %s.lock (%s)", address, path, exc)
+        return None
+    return lock
 
 
 def _refuse_a_taken_ipc_endpoint(address: str | None) -> None:

@@ -132,9 +132,10 @@ class SetCheck:
         problems = check_strategy_params(self.strategy_cls, merged)
         if problems:
             parts = []
-            for path, message, _hint in problems:
+            for path, message, hint in problems:
                 field = render_path(path[2:]) if path[:2] == ("strategy", "params") else ""
-                parts.append(f"{field}: {message}" if field else message)
+                text = f"{field}: {message}" if field else message
+                parts.append(f"{text} (hint: {hint})" if hint else text)
             return "; ".join(parts)
         self.params = merged
         return None

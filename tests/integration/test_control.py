@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import subprocess
 import threading
 from pathlib import Path
+
+import pytest
 
 from roboframe.config import load_robot
 from roboframe.control import send_command
 from roboframe.core import codec
 from roboframe.core.events import Control
 from roboframe.core.robot import LiveRobot, RunOptions
+from roboframe.errors import ConfigError
 from roboframe.journal import JournalReader
 from roboframe.journal.format import MESSAGE
 from roboframe.replay import verify
@@ -63,6 +68,19 @@ def test_ctl_without_a_listener_times_out_cleanly(tmp_path):
     proc = roboframe_cmd("ctl", f"ipc://{tmp_path}/nobody.sock", "status", "--timeout", "0.3")
     assert proc.returncode == 1
     assert "no answer from" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan"])
+def test_ctl_refuses_a_timeout_that_is_no_wait(tmp_path, timeout):
+    """``--timeout -1`` became ZeroMQ's "wait forever": ctl hung on a robot that did not
+    answer instead of saying so (and 0 gave up before any robot could answer)."""
+    address = f"ipc://{tmp_path}/nobody.sock"
+    try:
+        proc = roboframe_cmd("ctl", address, "status", "--timeout", timeout, timeout=10)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"ctl --timeout {timeout} hung") from None
+    assert proc.returncode == 2 and "--timeout" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -210,3 +228,79 @@ def test_refused_control_requests_are_logged_at_most_once_a_minute(monkeypatch, 
     assert len(lines) == 2
     assert "more refused" not in lines[0]
     assert "(4 more refused since the last warning)" in lines[1]
+
+
+def test_two_robots_starting_at_once_on_one_endpoint_leave_it_to_the_first(robot_file):
+    """Both were past the endpoint check before either had bound (``roboframe up`` starts
+    two files with one journal folder together): the later bind took the socket file
+    over and the first robot could no longer be reached. Now the endpoint is the first
+    one's from its check on, and the second stops before it writes a journal."""
+    path = robot_file(bars=0, rate=100)
+    first = LiveRobot(load_robot(path), RunOptions(duration_s=30))  # checked, not yet bound
+    journals = set(first.journal_dir.iterdir())
+    try:
+        LiveRobot(load_robot(path), RunOptions(duration_s=30))
+    except ConfigError as exc:
+        assert "is in use by another running process" in str(exc)
+    else:
+        raise AssertionError("a second robot was let onto the first one's endpoint")
+    assert set(first.journal_dir.iterdir()) == journals  # nothing written by the second
+    thread = threading.Thread(target=first.run)
+    thread.start()
+    try:
+        assert wait_for(lambda: first.status.get("seq", 0) > 1)
+        assert send_command(str(path), "status")["status"]["run_id"] == first.run_id
+    finally:
+        first.request_stop("test over")
+        thread.join(30)
+    again = LiveRobot(load_robot(path), RunOptions(duration_s=0.2))  # the first is gone
+    assert again.run()["stop_reason"] == "duration reached"
+
+
+def test_ps_counts_the_events_per_second_of_this_process_after_a_resume(robot_file):
+    """``roboframe ps`` divided the journal's whole seq by this process's uptime, so a
+    robot resumed from a long run showed thousands of events/s for a feed of a few
+    dozen. The status now says how many events this process handled."""
+    from roboframe.supervisor import robot_rows
+    from roboframe.testing.helpers import T0, bar
+    from tests.unit.analyze.journals import write_journal
+
+    path = robot_file(bars=0, rate=20)
+    spec = load_robot(path)
+    Path(spec.journal.dir).mkdir(parents=True)
+    earlier = [Control("start", T0), *(bar("Si-12.26", i, 92000) for i in range(1, 5000))]
+    write_journal(Path(spec.journal.dir) / "20261201T070000Z.journal", spec, earlier,
+                  run_id="20261201T070000Z")  # fmt: skip
+    robot, thread = _start(path, resume=True)
+    try:
+        assert robot.run_id == "20261201T070000Z"
+        assert wait_for(lambda: robot.status.get("seq", 0) > 5010)
+        supervised = {"name": "fast-robot", "state": "running", "control": robot.control_address}
+        (row,) = robot_rows({"robots": [supervised]})
+        assert row["events"] > 5010  # the run's own numbering goes on
+        assert 0 < row["events_per_s"] < 500, row  # 20 bars/s of two symbols, not 5000/s
+    finally:
+        robot.request_stop("test over")
+        thread.join(30)
+
+
+def test_ctl_reaches_a_running_robot_whose_file_no_longer_validates(robot_file):
+    """A trader mid-edit at 19:00 (a typo in the risk section, a strategy module that
+    does not import) asked ``ctl robots/si.yaml flatten`` and got the file's problems
+    instead: ctl validated the whole robot to learn its control address. The address
+    is all it needs: it now reads it and says what is wrong with the file."""
+    path = robot_file(bars=0, rate=100)
+    robot, thread = _start(path)
+    try:
+        path.write_text(path.read_text().replace("max_order_qty: 5", "max_order_qty: five"))
+        proc = roboframe_cmd("ctl", str(path), "pause")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == {"ok": True, "queued": "pause"}
+        assert "max_order_qty" in proc.stderr and "Traceback" not in proc.stderr
+        assert wait_for(lambda: robot.kernel.risk.state == "PAUSED")
+    finally:
+        send_command(robot.control_address, "stop")
+        thread.join(30)
+    path.write_text("name: [unclosed\n")  # nothing to read an address from: the error stands
+    proc = roboframe_cmd("ctl", str(path), "status")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr

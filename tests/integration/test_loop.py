@@ -247,3 +247,34 @@ def test_a_stop_right_after_flatten_waits_for_the_closing_order(tmp_path):
     closing = [a for a in gateway.sent if isinstance(a, NewOrder) and a.type == "market"]
     assert [(a.side, a.qty) for a in closing] == [("sell", 2)]
     assert kernel.flattening == {}
+
+
+def test_a_stop_that_cannot_wait_for_a_flatten_says_the_position_stays_open(tmp_path, caplog):
+    """``ctl flatten`` and ``ctl stop`` at 19:00, and the exchange never answers the
+    take-profit's cancel within ``drain_ms``: the robot stops still long. It used to
+    end without a word about it; now the log names the flatten it could not finish."""
+    kernel = Kernel(make_spec(), "r1", TakeProfit())
+    journal = JournalWriter(tmp_path / "run.journal", {"robot": "test-robot"})
+    loop = RoboLoop(kernel, journal, RecordingGateway(), clock=lambda: 7)
+    kernel.orders.add(NewOrder("entry", SI, "buy", 2), T0)
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    pull.bind("inproc://robo-flatten-cut")
+    events = [
+        Fill("entry", T0, SI, "buy", 2, 100, "t1"),
+        OrderUpdate("test-robot-r1-1", T0, "accepted"),
+        Control("flatten", T0),
+        Control("stop", T0),
+    ]
+    loop.start()
+    push_all(ctx, "inproc://robo-flatten-cut", map(codec.encode, events))
+    with caplog.at_level("WARNING", logger="roboframe.core.loop"):
+        loop.run(pull, drain_ms=300)
+    journal.close()
+    pull.close()
+    ctx.term()
+    assert kernel.flattening == {SI: ["test-robot-r1-1"]}
+    assert kernel.book.positions[SI].qty == 2
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("flatten" in m and SI in m and "position" in m for m in warned), warned

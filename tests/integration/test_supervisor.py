@@ -212,3 +212,29 @@ def test_a_robot_whose_strategy_raises_is_failed_not_restarted_until_its_strateg
     assert result.kernel.strategy.bars == 300  # every bar, the one it failed on too
     ids = orders_in(journal)
     assert len(ids) == len(set(ids)) and len(ids) >= 2  # traded before and after; none twice
+
+
+def test_ctl_finds_a_supervised_robot_by_its_name(tmp_path, up):
+    """The README says a robot under ``up`` is told ``ctl NAME stop``; ctl took NAME for a
+    file and answered "no such file". Now a name that is no file is looked up in the
+    supervisor's list (``--state-dir``, as for ps and down)."""
+    write_robot(tmp_path, "alpha", bars=0, rate=50)
+    up()
+    wait_until(lambda: ps(tmp_path).get("alpha", {}).get("events"))
+    out = cli("ctl", "alpha", "pause", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"ok": True, "queued": "pause"}
+    wait_until(lambda: ps(tmp_path)["alpha"]["robot_state"] == "PAUSED")
+    out = cli("ctl", "alhpa", "status", cwd=tmp_path)
+    assert out.returncode == 2 and "no robot 'alhpa'" in out.stderr and "alpha" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = cli("ctl", "alpha", "stop", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    wait_until(lambda: ps(tmp_path)["alpha"]["state"] == "stopped")
+    out = cli("ctl", "alpha", "status", cwd=tmp_path)  # known, but not running
+    assert out.returncode == 1 and "alpha is stopped" in out.stderr, out.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = cli("ctl", "alpha", "status", cwd=elsewhere)  # no file, no supervisor here
+    assert out.returncode == 2 and "no such robot file" in out.stderr
+    assert "--state-dir" in out.stderr and "Traceback" not in out.stderr
