@@ -50,6 +50,15 @@ gateway:
 BARS, FAILS_AT = 300, 150
 
 
+def isolate_imports(monkeypatch, name: str = "flaky") -> None:
+    """Replays in this process import the strategy module ``name`` from the folder
+    of the robot file and put that folder on sys.path: undone after the test, so
+    no other test imports this one's module."""
+    monkeypatch.setattr(sys, "path", [*sys.path])
+    monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.delitem(sys.modules, name)
+
+
 def fix(module) -> None:
     """The strategy fixed (a different size from the failing text: no stale bytecode)."""
     module.write_text(FAILING.format(fails_at=-1) + "\n# fixed\n")
@@ -59,9 +68,7 @@ def fix(module) -> None:
 def robot(tmp_path, monkeypatch):
     """A robot whose strategy raises on its 150th bar."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", [*sys.path])  # a replay adds the module's folder
-    monkeypatch.setitem(sys.modules, "flaky", None)  # imported fresh by each replay below
-    monkeypatch.delitem(sys.modules, "flaky")
+    isolate_imports(monkeypatch)
     (tmp_path / "flaky.py").write_text(FAILING.format(fails_at=FAILS_AT))
     (tmp_path / "flaky.yaml").write_text(ROBOT)
     return tmp_path / "flaky.yaml"

@@ -22,7 +22,7 @@ from roboframe.journal.format import ACTIONS
 from roboframe.replay import iter_events, verify
 
 from .conftest import ROOT
-from .test_strategy_failure import FAILING
+from .test_strategy_failure import FAILING, isolate_imports
 
 ROBOT = """\
 name: {name}
@@ -180,6 +180,7 @@ def test_a_robot_whose_strategy_raises_is_failed_not_restarted_until_its_strateg
     tmp_path, up, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)  # where the journal's robot file, and its strategy, are
+    isolate_imports(monkeypatch)
     module = tmp_path / "robots" / "flaky.py"
     module.write_text(FAILING.format(fails_at=150))
     robot = ROBOT.format(name="flaky", bars=300, rate=300, seed=5)
@@ -204,7 +205,7 @@ def test_a_robot_whose_strategy_raises_is_failed_not_restarted_until_its_strateg
     done = wait_until(lambda: (r := ps(tmp_path)["flaky"])["state"] == "stopped" and r, 60)
     assert done["last_exit"] == 0 and done["problem"] is None
     assert list((tmp_path / "runs" / "flaky").glob("*.journal")) == [journal]
-    monkeypatch.delitem(sys.modules, "flaky")  # the failing code this process imported
+    sys.modules.pop("flaky")  # the failing code this process imported
     result = verify(journal)
     assert result.ok and result.failure is None, str(result.divergence)
     bars = [e.ts for _s, e, _r in iter_events(JournalReader(journal)) if type(e) is Bar]
