@@ -183,32 +183,21 @@ class Kernel:
             )
         return NO_ACTIONS
 
-    def _stale(self, bar: Bar, last: int) -> list[Action]:
-        """A bar no later than the symbol's last one -- a publisher restarted from
-        the start of its file, a repeat -- is counted, logged now and then, and
-        not shown to the strategy: it would take the past for the present."""
-        stale = self.counters["stale"] = self.counters["stale"] + 1
+    def _stale(self, event: Bar | Tick, last: int) -> list[Action]:
+        """A bar no later than its symbol's last bar, or a tick before its last tick
+        -- a publisher restarted from the start of its file, a repeat -- is counted,
+        logged now and then, and not shown to the strategy: it would take the past
+        for the present. Ticks at the time of the last are trades of one instant."""
+        key, what = ("stale", "bar") if type(event) is Bar else ("stale_ticks", "tick")
+        stale = self.counters[key] = self.counters[key] + 1
         if stale == 1 or stale % 1000 == 0:
             log.warning(
-                "stale bar ignored (%d so far): %s at %d, not after the last at %d",
+                "stale %s ignored (%d so far): %s at %d, the symbol's last %s was at %d",
+                what,
                 stale,
-                bar.symbol,
-                bar.ts,
-                last,
-            )
-        return NO_ACTIONS
-
-    def _stale_tick(self, tick: Tick, last: int) -> list[Action]:
-        """A tick before the symbol's last one -- a tick publisher restarted from the
-        start of its file -- is counted, logged now and then, and not shown to the
-        strategy. Ticks at the same time as the last are trades of one instant."""
-        stale = self.counters["stale_ticks"] = self.counters["stale_ticks"] + 1
-        if stale == 1 or stale % 1000 == 0:
-            log.warning(
-                "stale tick ignored (%d so far): %s at %d, before the last at %d",
-                stale,
-                tick.symbol,
-                tick.ts,
+                event.symbol,
+                event.ts,
+                what,
                 last,
             )
         return NO_ACTIONS
@@ -223,7 +212,7 @@ class Kernel:
         if pos is None:
             return self._foreign(tick.symbol)
         if ts < pos.tick_ts:
-            return self._stale_tick(tick, pos.tick_ts)
+            return self._stale(tick, pos.tick_ts)
         pos.tick_ts = ts
         if tick.price:
             pos.last = tick.price
