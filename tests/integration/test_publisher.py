@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -24,16 +25,22 @@ def run_publish(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
     )
 
 
-def test_a_port_already_taken_is_a_clear_error_not_a_traceback():
-    """An old publisher still running on the port (a restart done too early)."""
+@contextlib.contextmanager
+def taken_port(kind: int):
+    """A loopback port a socket of ``kind`` holds while the block runs."""
     ctx = zmq.Context()
-    taken = ctx.socket(zmq.PUB)
+    taken = ctx.socket(kind)
     try:
-        port = taken.bind_to_random_port("tcp://127.0.0.1")
-        done = run_publish("--bind", f"tcp://127.0.0.1:{port}", "--speed", "max", "--wait", "0")
+        yield taken.bind_to_random_port("tcp://127.0.0.1")
     finally:
         taken.close(linger=0)
         ctx.term()
+
+
+def test_a_port_already_taken_is_a_clear_error_not_a_traceback():
+    """An old publisher still running on the port (a restart done too early)."""
+    with taken_port(zmq.PUB) as port:
+        done = run_publish("--bind", f"tcp://127.0.0.1:{port}", "--speed", "max", "--wait", "0")
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert f"cannot bind the publisher to tcp://127.0.0.1:{port}" in done.stderr
@@ -139,14 +146,8 @@ def test_the_exchange_with_a_malformed_feed_address_says_so():
 
 def test_the_exchange_with_its_orders_port_taken_says_so():
     """A second exchange started by mistake, or an old one still stopping."""
-    ctx = zmq.Context()
-    taken = ctx.socket(zmq.ROUTER)
-    try:
-        port = taken.bind_to_random_port("tcp://127.0.0.1")
+    with taken_port(zmq.ROUTER) as port:
         done = run_exchange("--orders", f"tcp://127.0.0.1:{port}")
-    finally:
-        taken.close(linger=0)
-        ctx.term()
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert f"cannot bind the orders socket to tcp://127.0.0.1:{port}" in done.stderr
