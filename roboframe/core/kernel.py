@@ -116,6 +116,8 @@ class Kernel:
         # flatten: symbol -> its orders that were open, whose cancels must be answered
         # before the position is closed (see _flatten)
         self.flattening: dict[str, list[str]] = {}
+        # flatten: symbols whose closing orders wait for the order path to come back up
+        self.closing_owed: list[str] = []
         self.handlers = {
             Bar: self._on_bar,
             Tick: self._on_tick,
@@ -378,7 +380,7 @@ class Kernel:
                 "down" if down else "up",
                 f": {self.risk.gateway_down}" if down else "",
             )
-            return NO_ACTIONS
+            return NO_ACTIONS if down or not self.closing_owed else self._close_owed()
         elif name == "set":
             self.strategy.params = {**self.strategy.params, **cmd.args}
             out = self.strategy.handle_params(cmd, self.ctx)
@@ -397,8 +399,36 @@ class Kernel:
         which left the position open with its exit cancelled."""
         cancels = self._process(self.ctx.cancel_all(), 0)
         self.flattening = open_by_symbol(self.orders)
-        closing = [o for s in self.symbols if s not in self.flattening for o in self._close(s)]
-        return [*cancels, *self._process(closing, 0, closing=True)]
+        return [*cancels, *self._closing([s for s in self.symbols if s not in self.flattening])]
+
+    def _closing(self, symbols: list[str]) -> list[Action]:
+        """A flatten's closing orders for ``symbols``. While the order path is
+        down they would only be refused, leaving the position open for good:
+        they wait for it to come back up instead (``closing_owed``)."""
+        if self.risk.gateway_down:
+            owed = [s for s in symbols if self._positions[s].qty and s not in self.closing_owed]
+            if owed:
+                self.closing_owed += owed
+                log.warning(
+                    "flatten: the order path is down (%s); %s close when it is back up",
+                    self.risk.gateway_down,
+                    ", ".join(f"{s} {self._positions[s].qty:+d}" for s in owed),
+                )
+            return NO_ACTIONS
+        closing = [o for s in symbols for o in self._close(s)]
+        return self._process(closing, 0, closing=True) if closing else NO_ACTIONS
+
+    def _close_owed(self) -> list[Action]:
+        """The order path is back up: close what a flatten could not while it was
+        down. A symbol with orders still open waits for their answers, as in
+        :meth:`_flatten`."""
+        owed, self.closing_owed = self.closing_owed, []
+        waiting = open_by_symbol(self.orders)
+        for symbol in owed:
+            if symbol in waiting:
+                self.flattening[symbol] = waiting[symbol]
+        log.info("order path up: closing the flattened positions of %s", ", ".join(owed))
+        return self._closing([s for s in owed if s not in waiting])
 
     def _close(self, symbol: str) -> list[NewOrder]:
         """The market orders that close ``symbol``'s position, each at most
@@ -418,8 +448,8 @@ class Kernel:
     def _flatten_answered(self, actions: list[Action]) -> list[Action]:
         """``actions``, then the closing orders of the symbols a flatten waited
         for whose open orders are all answered now."""
-        closing = [o for s in answered(self.orders, self.flattening) for o in self._close(s)]
-        return [*actions, *self._process(closing, 0, closing=True)] if closing else actions
+        closing = self._closing(answered(self.orders, self.flattening))
+        return [*actions, *closing] if closing else actions
 
     # -- actions through risk -------------------------------------------------
 
@@ -553,6 +583,7 @@ class Kernel:
             "anomalies": self.orders.anomalies,
             "timers": {name: due for name, (due, _) in sorted(self.timers.items())},
             "flattening": sorted(self.flattening),
+            "closing_when_up": list(self.closing_owed),
             "strategy": strategy_state(self.strategy),
         }
 

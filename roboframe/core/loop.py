@@ -208,6 +208,14 @@ class RoboLoop:
                 drain_ms,
                 ", ".join(f"{s} {kernel.book.positions[s].qty:+d}" for s in kernel.flattening),
             )
+        if kernel.closing_owed:
+            log.warning(
+                "stopped with the flatten unfinished: the order path stayed down (%s) "
+                "for drain_ms (%d ms), so the position stays open: %s",
+                kernel.risk.gateway_down,
+                drain_ms,
+                ", ".join(f"{s} {kernel.book.positions[s].qty:+d}" for s in kernel.closing_owed),
+            )
         waiting = kernel.orders.unacknowledged()
         if waiting:
             log.warning(
@@ -290,8 +298,8 @@ class RoboLoop:
                 if self.stopped:
                     if drain_until is None:
                         drain_until = now + drain_ms / 1000
-                    busy = self.kernel.orders.unacknowledged() or self.kernel.flattening
-                    if not busy:
+                    orders = kernel.orders.unacknowledged()
+                    if not (orders or kernel.flattening or kernel.closing_owed):
                         return
                     if now >= drain_until:
                         self._warn_undrained(drain_ms)

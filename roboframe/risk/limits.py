@@ -106,6 +106,8 @@ class RiskEngine:
         self.state = state
         if state == HALTED:
             self.halt_reason = reason
+        elif state == ACTIVE:  # resumed: the halt's reason no longer explains anything
+            self.halt_reason = ""
 
     def watch_loss(self, now: int) -> bool:
         """Fire the kill switch when the day's loss passes the limit; True when

@@ -278,3 +278,51 @@ def test_a_stop_that_cannot_wait_for_a_flatten_says_the_position_stays_open(tmp_
     assert kernel.book.positions[SI].qty == 2
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("flatten" in m and SI in m and "position" in m for m in warned), warned
+
+
+@pytest.mark.parametrize("comes_back", [True, False])
+def test_flatten_and_stop_while_the_order_path_is_down(tmp_path, caplog, comes_back):
+    """``ctl flatten; ctl stop`` during a store outage: the closing order waits for
+    the order path, and the stop's drain waits for it too. Back up within
+    ``drain_ms``, the position is closed; still down, the log says it stays open."""
+    kernel = Kernel(make_spec(), "r1", Strategy({}))
+    journal = JournalWriter(tmp_path / "run.journal", {"robot": "test-robot"})
+    gateway = RecordingGateway()
+    loop = RoboLoop(kernel, journal, gateway, clock=lambda: 7)
+    kernel.orders.add(NewOrder("entry", SI, "buy", 2), T0)
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    address = f"inproc://robo-flatten-down-{comes_back}"
+    pull.bind(address)
+    first = [
+        Fill("entry", T0, SI, "buy", 2, 100, "t1"),
+        Control("gateway", T0, {"status": "down", "reason": "store unreachable"}),
+        Control("flatten", T0),
+        Control("stop", T0),
+    ]
+    later = [Control("gateway", T0, {"status": "up"})] if comes_back else []
+    loop.start()
+    sender = threading.Thread(
+        target=lambda: (
+            push_all(ctx, address, map(codec.encode, first)),
+            threading.Event().wait(0.3),
+            push_all(ctx, address, map(codec.encode, later)),
+        )
+    )
+    sender.start()
+    with caplog.at_level("WARNING", logger="roboframe.core.loop"):
+        loop.run(pull, drain_ms=1_500 if comes_back else 600)
+    sender.join(5)
+    journal.close()
+    pull.close()
+    ctx.term()
+    closing = [(a.side, a.qty) for a in gateway.sent if isinstance(a, NewOrder)]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if comes_back:
+        assert closing == [("sell", 2)]
+        assert kernel.closing_owed == []
+    else:
+        assert closing == []
+        assert kernel.closing_owed == [SI]
+        assert any("order path stayed down" in m and f"{SI} +2" in m for m in warned), warned

@@ -310,6 +310,65 @@ def test_order_path_down_refuses_new_orders_until_up():
     assert len(kernel.handle(bar(SI, 2, 100))) == 1
 
 
+def _long_two_while_the_order_path_is_down():
+    kernel, _ = kernel_with()
+    kernel.handle(bar(SI, 1, 100))
+    kernel.orders.add(NewOrder("buy", SI, "buy", 2), T0)
+    kernel.handle(Fill("buy", T0, SI, "buy", 2, 100, "t1"))
+    kernel.handle(Control("gateway", T0, {"status": "down", "reason": "store unreachable"}))
+    return kernel
+
+
+def test_a_flatten_while_the_order_path_is_down_closes_when_it_is_back_up():
+    """Refused at once, the closing order would leave the position open for good:
+    the trader asked for flat, so it goes as soon as the order path is back."""
+    kernel = _long_two_while_the_order_path_is_down()
+    assert kernel.handle(Control("flatten", T0)) == []
+    assert kernel.take_rejected() == []
+    assert kernel.snapshot()["closing_when_up"] == [SI]
+    assert kernel.handle(Control("gateway", T0, {"status": "down", "reason": "again"})) == []
+    (close,) = kernel.handle(Control("gateway", T0, {"status": "up"}))
+    assert (close.side, close.qty, close.symbol, close.type) == ("sell", 2, SI, "market")
+    assert kernel.snapshot()["closing_when_up"] == []
+    assert kernel.handle(Control("gateway", T0, {"status": "up"})) == []  # once
+
+
+def test_a_flatten_waiting_for_the_order_path_closes_what_the_position_is_then():
+    kernel, tp = _long_with_a_take_profit()
+    kernel.handle(Control("gateway", T0, {"status": "down", "reason": "store unreachable"}))
+    assert kernel.handle(Control("flatten", T0)) == [Cancel(tp.client_id)]
+    # the take-profit's cancel is answered while the path is still down: owed, not refused
+    assert kernel.handle(OrderUpdate(tp.client_id, T0, "cancelled")) == []
+    assert kernel.take_rejected() == []
+    assert kernel.snapshot()["closing_when_up"] == [SI]
+    (close,) = kernel.handle(Control("gateway", T0, {"status": "up"}))
+    assert (close.side, close.qty) == ("sell", 2)
+
+
+def test_an_owed_flatten_waits_for_orders_still_open_when_the_path_comes_back():
+    kernel, tp = _long_with_a_take_profit()
+    kernel.handle(Control("gateway", T0, {"status": "down", "reason": "store unreachable"}))
+    kernel.handle(Control("flatten", T0))
+    kernel.handle(OrderUpdate(tp.client_id, T0, "cancelled"))
+    kernel.orders.add(NewOrder("late", SI, "sell", 1, "limit", 130), T0)  # caught up on reconnect
+    assert kernel.handle(Control("gateway", T0, {"status": "up"})) == []
+    assert kernel.snapshot()["flattening"] == [SI]
+    (close,) = kernel.handle(Fill("late", T0, SI, "sell", 1, 130, "t3"))
+    assert (close.side, close.qty) == ("sell", 1)
+
+
+def test_resume_after_a_halt_forgets_the_halts_reason():
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 1)])
+    kernel.risk.set_state("HALTED", "daily loss 900.00 exceeds 500")
+    assert kernel.snapshot()["halt_reason"].startswith("daily loss")
+    kernel.handle(Control("resume", T0))
+    kernel.handle(Control("reduce", T0))
+    assert kernel.snapshot()["halt_reason"] == ""
+    kernel.handle(bar(SI, 1, 100))
+    (reason,) = reasons(kernel)
+    assert reason.startswith("risk: robot is REDUCING (reduce only):")
+
+
 def test_empty_allowed_symbols_allows_nothing():
     kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 1)], risk={"allowed_symbols": []})
     assert kernel.handle(bar(SI, 1, 100)) == []
