@@ -84,6 +84,7 @@ class Robot:
     strategy_file: Path | None = None  # its strategy's source, when it is a file
     strategy_mtime: float = 0.0  # of strategy_file when the robot failed
     wanted: bool = True  # False: down asked for it; never restarted
+    invalid: bool = False  # its file is not a valid robot (shown once its process is gone)
     log_path: Path | None = None
     log_file: Any = field(default=None, repr=False)
 
@@ -214,22 +215,31 @@ class Supervisor:
         try:
             spec = load_robot(robot.path)
         except ConfigError as exc:
-            robot.state, robot.problem = "invalid", str(exc)
+            self._invalid(robot, str(exc))
             log.error("%s is not a valid robot, skipped until it changes:\n%s", robot.path, exc)
             return
         clash = [
             r for r in self.robots.values() if r is not robot and r.name == spec.name and r.wanted
         ]
         if clash:
-            robot.state = "invalid"
-            robot.problem = f"robot name {spec.name!r} is taken by {clash[0].path}"
+            self._invalid(robot, f"robot name {spec.name!r} is taken by {clash[0].path}")
             log.error("%s: %s", robot.path, robot.problem)
             return
         robot.name, robot.problem, robot.control = spec.name, "", spec.control.address
+        robot.invalid = False
         robot.strategy_file = _strategy_file(spec)
         robot.failures = 0
         if robot.state in ("new", "invalid", "stopped", "failed"):
             robot.state, robot.next_start = "backoff", now  # start at once
+
+    @staticmethod
+    def _invalid(robot: Robot, problem: str) -> None:
+        """``robot``'s file is not a valid robot. A process still stopping (its
+        file changed under it) goes on stopping -- killed if it outstays the
+        grace -- and the robot shows as invalid once it is gone."""
+        robot.problem, robot.invalid = problem, True
+        if robot.state != "stopping":
+            robot.state = "invalid"
 
     def _start(self, robot: Robot, now: float) -> None:
         robot.log_path = self.state_dir / f"{robot.name}.log"
@@ -268,7 +278,9 @@ class Supervisor:
             if was_stopping or code == 0:
                 robot.state = "stopped"
                 log.warning("%s stopped (exit %d)", robot.name, code)
-                if was_stopping and robot.wanted and not self.stopping_all:
+                if robot.invalid:
+                    robot.state = "invalid"
+                elif was_stopping and robot.wanted and not self.stopping_all:
                     robot.state, robot.next_start = "backoff", now  # a changed file: again
             elif code == EXIT_CONFIG:
                 robot.state, robot.problem = "invalid", f"exit {code}: see {robot.log_path}"

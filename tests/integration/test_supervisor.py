@@ -239,3 +239,41 @@ def test_ctl_finds_a_supervised_robot_by_its_name(tmp_path, up):
     out = cli("ctl", "alpha", "status", cwd=elsewhere)  # no file, no supervisor here
     assert out.returncode == 2 and "no such robot file" in out.stderr
     assert "--state-dir" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_robot_file_made_invalid_while_its_robot_stops_still_gets_it_killed(tmp_path):
+    """A robot file saved mid-edit: the supervisor stops the robot to restart it and
+    finds the file invalid. A robot that does not stop (stuck in a call, SIGTERM
+    unanswered) must still be killed after the grace; it used to be left running,
+    unsupervised, with the file shown as invalid."""
+    from roboframe.supervisor import STOP_GRACE_S, Supervisor
+
+    (tmp_path / "robots").mkdir()
+    path = write_robot(tmp_path, "si")
+    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
+    try:
+        sup._scan(0.0)
+        robot = sup.robots[path.resolve()]
+        stuck = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        stuck += "print('ready', flush=True); time.sleep(120)"
+        robot.proc = subprocess.Popen(
+            [sys.executable, "-c", stuck], stdout=subprocess.PIPE, text=True
+        )
+        assert robot.proc.stdout.readline().strip() == "ready"
+        robot.state, robot.started = "running", 0.0
+        path.write_text("name: si\nsymbols: [Si-12.26\n")
+        os.utime(path, (time.time() + 5, time.time() + 5))
+        sup._scan(1.0)
+        assert robot.state == "stopping" and "invalid YAML" in robot.problem
+        sup._watch(robot, 2.0)
+        assert robot.proc.poll() is None  # within the grace: SIGTERM ignored, still there
+        sup._watch(robot, 1.0 + STOP_GRACE_S)
+        robot.proc.wait(10)
+        sup._watch(robot, 2.0 + STOP_GRACE_S)
+        assert robot.proc is None and robot.state == "invalid"
+        assert robot.info(3.0 + STOP_GRACE_S)["problem"] == robot.problem
+    finally:
+        for robot in sup.robots.values():
+            if robot.proc is not None and robot.proc.poll() is None:
+                robot.proc.kill()
+        sup.close()
