@@ -155,8 +155,8 @@ class LiveRobot:
         base_dir = robot_dir(spec)
         feed_cls = registry.lookup("feeds", spec.feed.plugin).obj
         self.feed = feed_cls(dict(spec.feed.params), self.kernel.instruments, base_dir=base_dir)
-        if self.resumed is not None and not feed_cls.live_only:
-            self.feed.resume_after(*self.resumed.market_seen)  # recorded data: go on from there
+        if self.resumed is not None:  # recorded data goes on from there; live data says
+            self.feed.resume_after(*self.resumed.market_seen)  # what the robot missed
         gw_cls = registry.lookup("gateways", spec.gateway.plugin).obj
         self.gateway = gw_cls(dict(spec.gateway.params), self.kernel.instruments, robot=spec.name)
         self.gateway.base_dir = base_dir

@@ -183,3 +183,25 @@ def test_params_schema():
     jsonschema.validate({"address": "tcp://10.0.0.1:5561", "batch": 1, "hwm": 0}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"address": "10.0.0.1:5561"}, schema)
+
+
+def test_a_resumed_run_hears_how_much_market_time_it_missed(ctx, publisher, caplog):
+    """A publisher does not replay what it sent while the robot was down: the
+    first data after a resume is compared with the last the run handled."""
+    pub, address = publisher
+    run = Running(make_feed(ctx, address, batch=1))
+    minute = 60 * 10**9
+    last = 1_796_000_000 * 10**9  # a whole minute
+    try:
+        run.until_live(pub)
+        run.feed.resume_after(last, {SI: 1})  # as the robot does before the loop starts
+        later = Bar(RTS, last + 87 * minute + 5 * 10**9, 11000, 11001, 10999, 11000, 3)
+        with caplog.at_level("WARNING", logger="roboframe.builtin.feeds.zmqsub"):
+            pub.send_multipart([RTS.encode(), codec.encode(later)])
+            pub.send_multipart([RTS.encode(), codec.encode(later)])
+            got = run.collect(2)
+    finally:
+        run.close()
+    assert [e for e in events_of_all(got) if e.ts >= 0] == [later, later]  # forwarded as ever
+    (said,) = [r.getMessage() for r in caplog.records if "resumed" in r.getMessage()]
+    assert f"{RTS} at 2026-11-30 02:20:25 UTC" in said and "comes 1h 27m 5s after" in said, said

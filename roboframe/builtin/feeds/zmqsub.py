@@ -25,6 +25,7 @@ paths relative to the robot file; the publisher (``roboframe feed publish
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from collections.abc import Iterator
@@ -87,6 +88,7 @@ class ZmqFeed(Feed):
     """Of :attr:`dropped`, those not of two frames."""
 
     _sock: zmq.Socket | None = None
+    _resumed_after: int | None = None  # a resumed run's last market time, until data comes
 
     def __init__(self, params, instruments, *, base_dir=None) -> None:
         super().__init__(params, instruments, base_dir=base_dir)
@@ -103,6 +105,33 @@ class ZmqFeed(Feed):
         raise ConfigError(
             "the zmq feed is live only: it has no history to iterate; "
             "backtests need a file feed (csv) or --data FILE"
+        )
+
+    def resume_after(self, last_ts: int, at_last: dict[str, int]) -> None:
+        """A resumed run: a publisher does not replay what it sent while the robot
+        was down, so the first data that comes is compared with the last the run
+        handled, and the gap is logged (see :meth:`_say_gap`)."""
+        self._resumed_after = last_ts or None
+
+    def _say_gap(self, payload: bytes) -> None:
+        """Log how much market time the robot missed while it was down."""
+        last, self._resumed_after = self._resumed_after, None
+        try:
+            first = codec.decode(payload)
+        except codec.DECODE_ERRORS:
+            return  # the loop counts and logs it
+        ts = getattr(first, "ts", None)
+        if type(ts) is not int or last is None:
+            return
+        gap = ts - last
+        log.warning(
+            "resumed: the first market data (%s at %s) comes %s after the last the run "
+            "handled (%s); anything published in between is missed (a publisher does not "
+            "replay), so the strategy's indicators may have a gap",
+            getattr(first, "symbol", "?"),
+            _utc(ts),
+            _span(gap) if gap >= 0 else f"{_span(-gap)} BEFORE it",
+            _utc(last),
         )
 
     def _connect(self) -> zmq.Socket:
@@ -130,6 +159,8 @@ class ZmqFeed(Feed):
                 if not sock.poll(POLL_MS):
                     continue
                 chunk = self._drain(sock, topics, limit)
+                if chunk and self._resumed_after is not None:
+                    self._say_gap(chunk[0])
                 if len(chunk) == 1:
                     yield chunk[0]
                 elif chunk:
@@ -176,3 +207,20 @@ class ZmqFeed(Feed):
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close(linger=0)
+
+
+def _utc(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _span(ns: int) -> str:
+    """``ns`` as days, hours, minutes and seconds: ``1h 27m 5s``."""
+    seconds = ns // 10**9
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    if seconds or not parts:
+        parts.append(f"{seconds}s")
+    return " ".join(parts)
