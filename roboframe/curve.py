@@ -202,8 +202,16 @@ def ipc_too_long(address: str) -> str | None:
     return f"the ipc socket path {path} is {len(path.encode())} bytes; the limit is {IPC_PATH_MAX}"
 
 
-def restrict_ipc(address: str) -> None:
-    """chmod the socket file of a bound ``ipc://`` address to 0600 (owner only)."""
-    path = ipc_path(address)
-    if path is not None:
-        os.chmod(path, 0o600)
+def bind_owner_only(sock: zmq.Socket, address: str) -> None:
+    """Bind ``sock``; an ``ipc://`` socket file is created mode 0600 (owner only),
+    never open to other users, not even between the bind and a chmod. The umask
+    is the process's: while it is held, files other threads create are only
+    more private, never less."""
+    if ipc_path(address) is None:
+        sock.bind(address)
+        return
+    old = os.umask(0o177)
+    try:
+        sock.bind(address)  # libzmq makes the socket file in the calling thread
+    finally:
+        os.umask(old)

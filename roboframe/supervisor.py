@@ -37,6 +37,7 @@ from typing import Any
 
 import zmq
 
+from roboframe.curve import bind_owner_only
 from roboframe.errors import ConfigError, RoboframeError
 
 log = logging.getLogger(__name__)
@@ -141,8 +142,7 @@ class Supervisor:
             (self.state_dir / SOCKET_NAME).unlink()  # left by a supervisor that died
         sock = self.ctx.socket(zmq.REP)
         sock.setsockopt(zmq.LINGER, 0)
-        sock.bind(address)
-        os.chmod(self.state_dir / SOCKET_NAME, 0o600)
+        bind_owner_only(sock, address)
         (self.state_dir / "supervisor.pid").write_text(f"{os.getpid()}\n")
         self.sock = sock
 

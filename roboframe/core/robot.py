@@ -219,7 +219,7 @@ class LiveRobot:
 
     def _bind_control(self, ctx: zmq.Context) -> tuple[zmq.Socket, Any]:
         """The control REP socket, bound (CURVE server and authenticator first, if any)."""
-        from roboframe.curve import make_server, restrict_ipc, start_authenticator
+        from roboframe.curve import bind_owner_only, make_server, start_authenticator
         from roboframe.errors import RoboframeError
 
         address = self.control_address
@@ -231,8 +231,7 @@ class LiveRobot:
             if self.control_keys is not None:
                 auth = start_authenticator(ctx, self.control_keys, f"control {address}")
                 make_server(rep, self.control_keys)
-            rep.bind(address)
-            restrict_ipc(address)
+            bind_owner_only(rep, address)
         except (zmq.ZMQError, OSError) as exc:
             rep.close()
             if auth is not None:

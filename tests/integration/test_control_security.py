@@ -246,3 +246,24 @@ def test_keys_generate_into_an_impossible_folder_is_a_clear_error(tmp_path):
     proc = roboframe_cmd("keys", "generate", "--dir", str(tmp_path / "file" / "keys"))
     assert proc.returncode == 2
     assert "--dir: cannot write keys in" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_ipc_socket_is_created_owner_only_whatever_the_umask(tmp_path):
+    """Not chmodded after the bind (a moment when any local user could connect
+    and send ``stop``): made 0600 by the bind itself; the umask is given back."""
+    import os
+
+    from roboframe.curve import bind_owner_only
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REP)
+    sock.setsockopt(zmq.LINGER, 0)
+    old = os.umask(0)  # the most open a trader's shell could have
+    try:
+        bind_owner_only(sock, f"ipc://{tmp_path / 'control.sock'}")
+        assert stat.S_IMODE((tmp_path / "control.sock").stat().st_mode) == 0o600
+        assert os.umask(0) == 0
+    finally:
+        os.umask(old)
+        sock.close()
+        ctx.term()
