@@ -77,6 +77,24 @@ anything malformed: bad msgpack, unknown kind, wrong field types; and
 ``RecursionError`` on absurdly deep ``Control.args`` (catch :data:`DECODE_ERRORS`).
 """
 
+_event = msgspec.msgpack.Decoder(Tick | Bar | OrderUpdate | Fill | Control | Timer)
+_batch_parts = msgspec.msgpack.Decoder(tuple[int, list[msgspec.Raw]])
+
+decode_event = _event.decode
+"""Decode one inbound event (not a batch); raises as :func:`decode` does."""
+
+
+def batch_parts(raw: bytes) -> list[bytes] | None:
+    """The encoded events of a :class:`Batch` message whose frame is intact (its
+    events may not be), or None: a message that a malformed event made
+    undecodable as a whole still gives up its good events this way."""
+    try:
+        kind, parts = _batch_parts.decode(raw)
+    except DECODE_ERRORS:
+        return None
+    return [bytes(part) for part in parts] if kind == BATCH_KIND else None
+
+
 decode_actions = _actions.decode
 """Decode a list of actions (journal action records, gateway order frames)."""
 
@@ -123,6 +141,7 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
+BATCH_KIND = 100
 _BATCH_PREFIX = b"\x92\x64"  # fixarray(2), kind 100
 
 

@@ -8,7 +8,8 @@ vanishing -- the original design's PUB/SUB would silently drop past the mark.
 
 For every message the loop: decodes it (a malformed one is counted, logged
 once per kind and dropped, and nothing of it reaches the journal or the
-kernel), gives its events sequence numbers, appends the raw bytes to the
+kernel; in a batch, only its malformed events are, when the batch's frame
+is intact), gives its events sequence numbers, appends the raw bytes to the
 journal, lets the kernel handle each event, journals what each event made the
 robot do and hands the actions to the gateway. Before actions leave, the
 journal is flushed to the OS, so an order that left has its cause on disk.
@@ -102,14 +103,17 @@ class RoboLoop:
         handlers = kernel.handlers
         emit = self._emit
         malformed = self._malformed
+        salvage = self._salvage
 
         def process(raw: bytes) -> None:
             """Handle one wire message (an event or a batch of events)."""
             try:
                 msg = decode(raw)
             except decode_error as exc:
-                malformed(exc, raw)
-                return
+                raw = salvage(exc, raw)
+                if raw is None:
+                    return
+                msg = decode(raw)
             if type(msg) is Batch:
                 events = msg.events
                 if not events:
@@ -143,6 +147,28 @@ class RoboLoop:
         if actions:
             self.journal.flush()
             self.gateway.submit(actions)
+
+    def _salvage(self, exc: Exception, raw: bytes) -> bytes | None:
+        """A batch that does not decode: when its events can still be told apart,
+        only the malformed ones are dropped (each counted and logged as a lone
+        message would be) and the rest go on as a batch of their own, which is
+        what the journal holds. Otherwise the whole message is dropped and counted."""
+        parts = codec.batch_parts(raw)
+        if parts is None:
+            self._malformed(exc, raw)
+            return None
+        good = []
+        for part in parts:
+            try:
+                codec.decode_event(part)
+            except codec.DECODE_ERRORS as bad:
+                self._malformed(bad, part)
+                continue
+            good.append(part)
+        if len(good) == len(parts):  # each event decodes, the whole did not: keep it out
+            self._malformed(exc, raw)
+            return None
+        return codec.encode_batch(good) if good else None
 
     def _malformed(self, exc: Exception, raw: bytes) -> None:
         kind = malformed_kind(exc)

@@ -12,8 +12,10 @@ ones. Messages that are already waiting when the feed looks are joined into
 one :class:`~roboframe.core.events.Batch` of up to ``batch`` events, so a
 robot that fell behind catches up at batch speed.
 
-A batch holding one malformed event is dropped whole by the loop; with a
-publisher you do not trust, set ``batch: 1``. A SUB socket drops messages
+A malformed event in a batch is dropped (and counted) by the loop on its
+own; the rest of the batch goes on. Bytes that are not one msgpack value
+at all blur the boundary to the next event, and then the loop drops the
+whole batch: with a publisher that sends such bytes, set ``batch: 1``. A SUB socket drops messages
 past its high-water mark (``hwm``) when the robot cannot keep up: stale market
 data is the one thing a robot may lose, never orders or fills.
 
