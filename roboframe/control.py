@@ -22,12 +22,23 @@ def _parse_value(text: str):
 
 
 def parse_assignments(assignments: tuple[str, ...] | list[str]) -> dict:
-    args = {}
+    """``key=value`` items as ``set`` args; a dotted key names a nested param
+    (``levels.stop=25`` is ``{"levels": {"stop": 25}}``, merged into ``levels``)."""
+    args: dict = {}
     for item in assignments:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"expected key=value, got {item!r}")
-        args[key] = _parse_value(value)
+        names = key.split(".")
+        if not sep or not all(names):
+            raise ConfigError(f"expected key=value (or a.b=value for a nested param), got {item!r}")
+        place = args
+        for name in names[:-1]:
+            inner = place.setdefault(name, {})
+            if not isinstance(inner, dict):
+                raise ConfigError(f"{item!r}: {name} is given a value and nested params both")
+            place = inner
+        if isinstance(place.get(names[-1]), dict):
+            raise ConfigError(f"{item!r}: {key} is given a value and nested params both")
+        place[names[-1]] = _parse_value(value)
     return args
 
 

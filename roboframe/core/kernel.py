@@ -40,7 +40,7 @@ from roboframe.core.events import (
 from roboframe.core.exits import adding_orders, answered, cancels_of, open_by_symbol
 from roboframe.core.orders import REPLACE_REJECTED, OrderBook
 from roboframe.core.riskcheck import RiskView, make_checks
-from roboframe.core.strategy import INTERFACE_VERSION, Strategy
+from roboframe.core.strategy import INTERFACE_VERSION, Strategy, merged_params
 from roboframe.core.wellformed import check_client_id, normalized, refusal
 from roboframe.errors import StrategyError
 from roboframe.risk.limits import ACTIVE, HALTED, PAUSED, REDUCING, STOPPED, RiskEngine
@@ -382,7 +382,7 @@ class Kernel:
             )
             return NO_ACTIONS if down or not self.closing_owed else self._close_owed()
         elif name == "set":
-            self.strategy.params = {**self.strategy.params, **cmd.args}
+            self.strategy.params = merged_params(self.strategy.params, cmd.args)
             out = self.strategy.handle_params(cmd, self.ctx)
         else:
             self.counters["ignored"] += 1

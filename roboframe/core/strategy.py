@@ -47,6 +47,20 @@ INTERFACE_VERSION = 1
 """The strategy interface this roboframe implements (handlers and Context)."""
 
 
+def merged_params(params: Mapping[str, Any], args: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with a ``set`` command's ``args`` applied: a mapping merges into
+    the mapping it replaces, key by key (``set levels.stop=25`` keeps
+    ``levels.take``); any other value replaces. Neither argument is changed."""
+    out = dict(params)
+    for key, value in args.items():
+        old = out.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            out[key] = merged_params(old, value)
+        else:
+            out[key] = value
+    return out
+
+
 class Strategy:
     """Base class of every strategy. Override the ``on_*`` handlers you need."""
 

@@ -21,6 +21,7 @@ import zmq
 from roboframe.core import codec
 from roboframe.core.events import Control
 from roboframe.core.gateway import Gateway, Runtime
+from roboframe.core.strategy import merged_params
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class SetCheck:
         from roboframe.config.checks import check_strategy_params
         from roboframe.config.yamlload import render_path
 
-        merged = {**self.params, **args}
+        merged = merged_params(self.params, args)
         problems = check_strategy_params(self.strategy_cls, merged)
         if problems:
             parts = []

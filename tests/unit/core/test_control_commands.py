@@ -53,3 +53,51 @@ def test_a_refused_set_gives_the_hint_with_the_reason():
     )
     assert check({"fast": 9}) == "fast: must be less than slow (8)"  # no hint to give
     assert check.params == params
+
+
+class Levels(Strategy):
+    params_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "qty": {"type": "integer"},
+            "levels": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["stop", "take"],
+                "properties": {"stop": {"type": "integer"}, "take": {"type": "integer"}},
+            },
+        },
+    }
+
+
+def test_set_of_a_nested_param_changes_that_one_value():
+    """``ctl set levels.stop=25`` changes the stop and keeps the take: the control
+    check and the kernel merge it the same way. A whole ``levels={...}`` used to be
+    the only way, and one that forgot ``take`` was refused or lost it."""
+    from roboframe.control import parse_assignments
+    from roboframe.core.streams import SetCheck
+
+    args = parse_assignments(["levels.stop=25", "qty=2"])
+    assert args == {"levels": {"stop": 25}, "qty": 2}
+    params = {"qty": 1, "levels": {"stop": 20, "take": 40}}
+    check = SetCheck(Levels, params)
+    assert check(args) is None
+    kernel = Kernel(make_spec(), "r1", Levels(params))
+    kernel.handle(Control("start", T0))
+    kernel.handle(Control("set", T0, args))
+    assert kernel.strategy.params == check.params == {"qty": 2, "levels": {"stop": 25, "take": 40}}
+    assert params == {"qty": 1, "levels": {"stop": 20, "take": 40}}  # merged into copies
+    assert check(parse_assignments(["levels.stopp=1"])).startswith("levels.stopp: unknown field")
+
+
+@pytest.mark.parametrize(
+    "items",
+    [["levels.=1"], [".stop=1"], ["levels=1", "levels.stop=2"], ["levels.stop=2", "levels=1"]],
+)
+def test_a_nested_set_that_makes_no_sense_is_refused_by_ctl(items):
+    from roboframe.control import parse_assignments
+    from roboframe.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        parse_assignments(items)
