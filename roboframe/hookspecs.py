@@ -81,8 +81,10 @@ def roboframe_register_stores(register: Callable[[str, type], None]) -> None:
 
     Call ``register(scheme, cls)``, e.g. ``register("postgresql", PgStore)``;
     ``roboframe exchange --store URL`` and store-backed gateways open
-    ``cls(url)`` for URLs of that scheme. Returns nothing; every
-    implementation is called.
+    ``cls(url)`` for URLs of that scheme. ``cls`` may be any callable taking
+    the URL: a function that imports the backend and returns its store keeps
+    the driver's import out of every command that opens no store. Returns
+    nothing; every implementation is called.
     """
 
 
@@ -104,8 +106,9 @@ def roboframe_register_analysis_stores(register: Callable[[str, type], None]) ->
 
     Call ``register(scheme, cls)``, e.g. ``register("postgresql", PgAnalysisStore)``;
     ``roboframe analyze --db URL`` opens ``cls(url)`` for URLs of that scheme.
-    ``cls`` follows :class:`roboframe.analyze.store.AnalysisStore`; SQLite is
-    built in. Returns nothing; every implementation is called.
+    What ``cls(url)`` returns follows :class:`roboframe.analyze.store.AnalysisStore`
+    (``cls`` may be a function importing it when called, as for order stores);
+    SQLite is built in. Returns nothing; every implementation is called.
     """
 
 

@@ -7,8 +7,14 @@ from collections.abc import Callable
 from roboframe.plugins import hookimpl
 
 
-@hookimpl
-def roboframe_register_analysis_stores(register: Callable[[str, type], None]) -> None:
+def open_sqlite(url: str):
+    """The SQLite analysis store, imported when one is opened: every command
+    builds the plugin registry, and only ``analyze`` needs the analyzer."""
     from roboframe.analyze.sqlite import SqliteStore
 
-    register("sqlite", SqliteStore)
+    return SqliteStore(url)
+
+
+@hookimpl
+def roboframe_register_analysis_stores(register: Callable[[str, type], None]) -> None:
+    register("sqlite", open_sqlite)

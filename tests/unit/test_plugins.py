@@ -89,3 +89,22 @@ def test_resolve_strategy_by_import_path():
         resolve_strategy("roboframe.builtin.strategies.sma:Nope")
     with pytest.raises(PluginError, match=r"not a subclass of roboframe\.Strategy"):
         resolve_strategy("roboframe.core.kernel:Kernel")
+
+
+def test_building_the_registry_imports_no_store_driver_and_no_analyzer():
+    """Every command builds the registry: a store's driver (psycopg, pymongo) or the
+    analyzer imported there made ``roboframe --help``, ``ctl`` and paper robots start
+    in a second instead of under half of one. Stores are opened through functions
+    that import them; opening one still works (the store tests do)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from roboframe.plugins import get_registry; r = get_registry(); "
+        "assert {'postgresql', 'mongodb'} <= set(r.stores), r.stores; "
+        "heavy = ('psycopg', 'pymongo', 'roboframe.analyze', 'roboframe_postgres.store', "
+        "'roboframe_mongo.store'); print([m for m in heavy if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

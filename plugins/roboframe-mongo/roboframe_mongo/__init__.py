@@ -10,19 +10,31 @@ need a replica set; a single-node one is enough::
 from __future__ import annotations
 
 from roboframe import hookimpl
-from roboframe_mongo.store import MongoStore
+
+# Registered as functions that import the backend when a store is opened, so
+# commands that never open one do not import pymongo (see roboframe_postgres).
+
+
+def open_store(url: str):
+    from roboframe_mongo.store import MongoStore
+
+    return MongoStore(url)
+
+
+def open_analysis_store(url: str):
+    from roboframe_mongo.analysis import MongoAnalysisStore
+
+    return MongoAnalysisStore(url)
 
 
 @hookimpl
 def roboframe_register_stores(register):
-    register("mongodb", MongoStore)
+    register("mongodb", open_store)
 
 
 @hookimpl
 def roboframe_register_analysis_stores(register):
-    from roboframe_mongo.analysis import MongoAnalysisStore
-
-    register("mongodb", MongoAnalysisStore)
+    register("mongodb", open_analysis_store)
 
 
 @hookimpl

@@ -7,19 +7,33 @@ the ``postgresql://`` store scheme and the ``postgres`` gateway.
 from __future__ import annotations
 
 from roboframe import hookimpl
-from roboframe_postgres.store import PgStore
+
+# The backends are registered as functions that import them when a store is
+# opened: every roboframe command builds the plugin registry, and psycopg
+# takes a tenth of a second to import that `run` on a paper robot, `ctl` or
+# `--help` would pay for nothing.
+
+
+def open_store(url: str):
+    from roboframe_postgres.store import PgStore
+
+    return PgStore(url)
+
+
+def open_analysis_store(url: str):
+    from roboframe_postgres.analysis import PgAnalysisStore
+
+    return PgAnalysisStore(url)
 
 
 @hookimpl
 def roboframe_register_stores(register):
-    register("postgresql", PgStore)
+    register("postgresql", open_store)
 
 
 @hookimpl
 def roboframe_register_analysis_stores(register):
-    from roboframe_postgres.analysis import PgAnalysisStore
-
-    register("postgresql", PgAnalysisStore)
+    register("postgresql", open_analysis_store)
 
 
 @hookimpl
