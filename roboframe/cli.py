@@ -956,6 +956,69 @@ def ps(state_dir: Path, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("target")
+@click.option("--robot", help="Only this robot's orders (a robot file names its own).")
+@click.option("--cancel", is_flag=True, help="Cancel them: a cancel request each, in the store.")
+@click.option(
+    "--wait",
+    type=float,
+    default=10.0,
+    show_default=True,
+    callback=_seconds,
+    help="With --cancel: seconds to wait for the exchange side to answer.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def orders(target: str, robot: str | None, cancel: bool, wait: float, as_json: bool) -> None:
+    """Open orders in an order store (TARGET: a robot file or a store URL).
+
+    With --cancel, a robot's orders are cancelled without the robot: for a robot
+    that is down (a strategy error, a crash) with orders still working. Exit 1
+    when some are still open after --wait.
+    """
+    from roboframe.storeorders import Orders, format_rows, resolve
+
+    try:
+        where = resolve(target, robot)
+        if cancel and where.robot is None:
+            raise ConfigError(
+                "--cancel needs a robot: give its robot file or --robot NAME "
+                "(a store URL alone would cancel every robot's orders)"
+            )
+        store = Orders(where)
+        try:
+            found = store.open()
+            left = found
+            if cancel and found:
+                store.cancel(found)
+                left = store.wait_closed(found, wait)
+        finally:
+            store.close()
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+    rows = [store.row(o) for o in (left if cancel else found)]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"cancelled": len(found) - len(left), "open": rows} if cancel else rows, indent=2
+            )
+        )
+    elif not cancel:
+        click.echo(format_rows(rows))
+    elif not found:
+        click.echo(f"robot {where.robot}: no open orders")
+    else:
+        click.echo(f"robot {where.robot}: {len(found) - len(left)} of {len(found)} orders closed")
+    if cancel and left:
+        click.echo(
+            f"{len(left)} still open after {wait:g}s: is the exchange process (roboframe "
+            f"exchange --store ...) or broker bridge running? The requests stay in the store.\n"
+            + format_rows(rows),
+            err=True,
+        )
+        raise SystemExit(EXIT_FAILED)
+
+
+@main.command()
 @click.argument("name", required=False)
 @_STATE_DIR_OPTION
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait.")

@@ -321,6 +321,8 @@ class LiveRobot:
                 deadline=deadline,
                 on_tick=self._tick,
             )
+            if self.loop.error is not None:
+                self._say_orders_left()
         except JournalError as exc:  # disk full, journal deleted ...: no order leaves unjournaled
             raise JournalError(f"{exc}; the robot stopped trading without its journal") from None
         finally:
@@ -353,6 +355,24 @@ class LiveRobot:
         except Exception as exc:
             log.warning("a robot_stop hook failed: %s", exc)
         return summary
+
+    def _say_orders_left(self) -> None:
+        """A strategy error stopped the robot: its open orders stay working at the
+        exchange (as on any crash). Say which, and how to cancel them without it."""
+        from roboframe.builtin.storegw import StoreGateway
+
+        open_orders = list(self.kernel.orders.open.values())
+        if not open_orders or not isinstance(self.gateway, StoreGateway):
+            return  # the paper exchange's orders end with this process
+        shown = ", ".join(o.client_id for o in open_orders[:5])
+        log.warning(
+            "%d order(s) stay working at the exchange: %s%s; `roboframe orders %s --cancel` "
+            "cancels them without the robot",
+            len(open_orders),
+            shown,
+            " ..." if len(open_orders) > 5 else "",
+            self.spec.source or "ROBOT_FILE",
+        )
 
     def summary(self) -> dict:
         snap = self._snapshot()

@@ -1,0 +1,133 @@
+"""``roboframe orders``: a robot's open orders in its order store, and
+cancelling them without the robot.
+
+A robot that is down -- stopped by a strategy error, crashed, its host gone --
+leaves its orders working at the exchange. The store is the source of truth,
+so this reads them there and, asked to, writes a cancel request for each, the
+way the robot itself would: the exchange process (or a broker bridge) answers
+them, and the robot learns of the cancels when it runs again (its trade
+stream catches up from the store), like cancels made at the broker.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from roboframe.errors import ConfigError, RoboframeError
+from roboframe.store.base import StoredOrder, StoreUnavailable, open_store
+
+POLL_S = 0.2
+
+
+@dataclass
+class Target:
+    """Where to look: a store URL, the robot whose orders (None: every robot's),
+    and its instruments when a robot file named them (for prices)."""
+
+    url: str
+    robot: str | None
+    instruments: dict
+
+
+def resolve(target: str, robot: str | None) -> Target:
+    """``target`` is an order store URL, or a robot file whose gateway names one."""
+    if "://" in target:
+        return Target(target, robot, {})
+    from roboframe.builtin.storegw import StoreGateway
+    from roboframe.config import load_robot
+    from roboframe.plugins import get_registry
+
+    spec = load_robot(Path(target))
+    if robot not in (None, spec.name):
+        raise ConfigError(f"--robot {robot!r}: {target} is robot {spec.name!r}")
+    gateway = get_registry().lookup("gateways", spec.gateway.plugin).obj
+    if not issubclass(gateway, StoreGateway):
+        raise ConfigError(
+            f"{target}: robot {spec.name!r} trades through the {spec.gateway.plugin!r} "
+            "gateway, not an order store: its orders live in its own process (the paper "
+            "exchange) or at its broker, not in a store this command can reach"
+        )
+    instruments = dict(spec.symbols)
+    url = gateway(dict(spec.gateway.params), instruments, robot=spec.name).store_url()
+    return Target(url, spec.name, instruments)
+
+
+class Orders:
+    """One connection to the store, for reading open orders and cancelling them."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        try:
+            self.store = open_store(target.url)
+            self.store.setup()
+        except StoreUnavailable as exc:
+            raise RoboframeError(f"order store {target.url}: cannot reach it: {exc}") from None
+
+    def close(self) -> None:
+        self.store.close()
+
+    def open(self) -> list[StoredOrder]:
+        """The open orders of the target robot (of every robot without one), oldest first."""
+        robot = self.target.robot
+        return [o for o in self._read(self.store.open_orders) if robot in (None, o.robot)]
+
+    def cancel(self, orders: list[StoredOrder]) -> None:
+        """A cancel request for each order, as its robot would write it."""
+        now = time.time_ns()
+        for stored in orders:
+            self._read(lambda s=stored: self.store.request_cancel(s.robot, s.order.client_id, now))
+
+    def wait_closed(self, orders: list[StoredOrder], timeout: float) -> list[StoredOrder]:
+        """Wait up to ``timeout`` seconds for ``orders`` to close (cancelled, or
+        filled first); those still open then."""
+        wanted = {o.order.client_id for o in orders}
+        deadline = time.monotonic() + timeout
+        while True:
+            left = [o for o in self.open() if o.order.client_id in wanted]
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(POLL_S)
+
+    def _read(self, call: Any) -> Any:
+        try:
+            return call()
+        except StoreUnavailable as exc:
+            raise RoboframeError(f"order store {self.target.url}: {exc}") from None
+
+    # -- output -----------------------------------------------------------------
+
+    def row(self, stored: StoredOrder) -> dict:
+        order = stored.order
+        inst = self.target.instruments.get(order.symbol)
+        if order.type != "limit":
+            price: Any = None
+        elif inst is not None:
+            price = str(inst.to_price(order.price))
+        else:
+            price = f"{order.price} ticks"
+        return {
+            "robot": stored.robot,
+            "client_id": order.client_id,
+            "symbol": order.symbol,
+            "side": order.side,
+            "qty": order.qty,
+            "filled": stored.filled,
+            "type": order.type,
+            "price": price,
+            "status": stored.status,
+        }
+
+
+def format_rows(rows: list[dict]) -> str:
+    """The rows as an aligned table, or a line saying there are none."""
+    if not rows:
+        return "no open orders"
+    heads = ["robot", "client_id", "symbol", "side", "qty", "filled", "type", "price", "status"]
+    cells = [[("" if r[h] is None else str(r[h])) for h in heads] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)

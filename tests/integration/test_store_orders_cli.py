@@ -1,0 +1,146 @@
+"""``roboframe orders``: a robot's open orders read from its order store, and
+cancelled without the robot, through a real exchange process on a real store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from roboframe.core.events import Bar, NewOrder
+from roboframe.store import open_store
+from roboframe.testing.helpers import wait_for
+from tests.integration.conftest import roboframe_cmd
+from tests.integration.exchange import RunningExchange
+
+
+@pytest.fixture(params=["pg_url", "mongo_url"])
+def url(request):
+    return request.getfixturevalue(request.param)
+
+
+ALPHA = NewOrder("alpha-r1-1", "Si", "buy", 2, "limit", 90)
+BETA = NewOrder("beta-r1-1", "Si", "sell", 1, "limit", 120)
+
+
+def resting(url: str, exchange: RunningExchange | None) -> None:
+    """Two robots' limit orders resting away from the market, accepted."""
+    store = open_store(url)
+    try:
+        store.setup()
+        if exchange is not None:
+            exchange.price(Bar("Si", 1, 100, 100, 100, 100))
+        assert store.insert_order("alpha", "r1", ALPHA, 2)
+        assert store.insert_order("beta", "r1", BETA, 2)
+        if exchange is not None:
+            assert wait_for(lambda: {o.status for o in store.open_orders()} == {"accepted"})
+    finally:
+        store.close()
+
+
+def test_a_down_robots_orders_are_listed_and_cancelled_without_it(url):
+    """A robot stopped by a strategy error leaves its orders working: the trader
+    lists them from the store and cancels them; the exchange answers, the other
+    robot's order stays, and the robot will catch up on the cancel when it runs."""
+    exchange = RunningExchange(url, fast=False)
+    try:
+        resting(url, exchange)
+        listed = roboframe_cmd("orders", url, "--json")
+        assert listed.returncode == 0, listed.stderr
+        rows = json.loads(listed.stdout)
+        assert [(r["robot"], r["client_id"], r["qty"], r["price"]) for r in rows] == [
+            ("alpha", "alpha-r1-1", 2, "90 ticks"),
+            ("beta", "beta-r1-1", 1, "120 ticks"),
+        ]
+        done = roboframe_cmd("orders", url, "--robot", "alpha", "--cancel", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"cancelled": 1, "open": []}
+        left = roboframe_cmd("orders", url)
+        assert left.returncode == 0, left.stderr
+        assert "beta-r1-1" in left.stdout and "alpha-r1-1" not in left.stdout
+        store = open_store(url)
+        try:  # what the robot's trade stream catches up on when it runs again
+            _, updates = store.changes_after("alpha", "alpha-r1-", 0, 0)
+            assert [(u.client_id, u.status) for _, u in updates][-1] == ("alpha-r1-1", "cancelled")
+        finally:
+            store.close()
+    finally:
+        exchange.close()
+
+
+def test_cancels_nobody_answers_are_reported_and_exit_1(pg_url):
+    resting(pg_url, None)
+    out = roboframe_cmd("orders", pg_url, "--robot", "alpha", "--cancel", "--wait", "0.5")
+    assert out.returncode == 1
+    assert "1 still open after 0.5s" in out.stderr and "alpha-r1-1" in out.stderr
+    assert "roboframe exchange" in out.stderr
+
+
+def test_cancel_needs_a_robot_and_a_robot_file_names_its_store(pg_url, tmp_path):
+    resting(pg_url, None)
+    out = roboframe_cmd("orders", pg_url, "--cancel")
+    assert out.returncode == 2 and "--cancel needs a robot" in out.stderr
+    robot = tmp_path / "alpha.yaml"
+    robot.write_text(
+        "name: alpha\nsymbols: {Si: {tick_size: 0.5}}\nfeed: {plugin: synthetic}\n"
+        "strategy: {plugin: sma-crossover}\n"
+        f"gateway: {{plugin: postgres, params: {{url: '{pg_url}'}}}}\n"
+    )
+    listed = roboframe_cmd("orders", str(robot), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [(r["client_id"], r["price"]) for r in json.loads(listed.stdout)] == [
+        ("alpha-r1-1", "45.0")  # 90 ticks of 0.5, from the robot file's symbols
+    ]
+    paper = tmp_path / "paper.yaml"
+    paper.write_text(
+        robot.read_text().replace(
+            f"{{plugin: postgres, params: {{url: '{pg_url}'}}}}", "{plugin: paper}"
+        )
+    )
+    out = roboframe_cmd("orders", str(paper))
+    assert out.returncode == 2 and "not an order store" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+RESTING = """\
+from roboframe import Strategy
+
+
+class RestsThenFails(Strategy):
+    def __init__(self, params):
+        super().__init__(params)
+        self.bars = 0
+
+    def on_bar(self, bar, ctx):
+        self.bars += 1
+        if self.bars == 1:
+            return [ctx.buy(bar.symbol, 1, price=bar.close - 500)]
+        if self.bars == 20:
+            raise ValueError("lost the hedge leg")
+"""
+
+
+def test_a_robot_stopped_by_its_strategy_names_its_working_orders_and_the_way_out(pg_url, tmp_path):
+    """The failed robot's resting order stays at the exchange; its log says so and
+    gives the command, which cancels it through the exchange process."""
+    (tmp_path / "rests.py").write_text(RESTING)
+    robot = tmp_path / "rests.yaml"
+    robot.write_text(
+        "name: rests\nsymbols: {Si: {tick_size: 1}}\n"
+        "feed: {plugin: synthetic, params: {seed: 1, bars: 40, prices: {Si: 92000}, rate: 20}}\n"
+        "strategy: {plugin: 'rests:RestsThenFails'}\n"
+        f"gateway: {{plugin: postgres, params: {{url: '{pg_url}'}}}}\n"
+        f"journal: {{dir: '{tmp_path / 'runs'}'}}\n"
+    )
+    exchange = RunningExchange(pg_url, fast=False)
+    try:
+        exchange.price(Bar("Si", 1, 92000, 92000, 92000, 92000))
+        run = roboframe_cmd("run", str(robot), timeout=120)
+        assert run.returncode == 3, run.stderr
+        assert "1 order(s) stay working at the exchange: rests-" in run.stderr
+        assert f"roboframe orders {robot} --cancel" in run.stderr
+        done = roboframe_cmd("orders", str(robot), "--cancel", "--json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"cancelled": 1, "open": []}
+    finally:
+        exchange.close()
