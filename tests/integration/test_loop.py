@@ -209,11 +209,11 @@ class TakeProfit(Strategy):
         return [ctx.sell(SI, ctx.position(SI), price=fill.price + 20)]
 
 
-def test_a_stop_right_after_flatten_waits_for_the_closing_order(tmp_path):
-    """``ctl flatten`` then ``ctl stop`` at once: the stop comes before the
-    take-profit's cancel is answered. The loop drains until the flatten has
-    sent its closing order, or the robot would stop still long."""
-    kernel = Kernel(make_spec(), "r1", TakeProfit())
+def long_two_then(tmp_path, strategy, first, later=(), drain_ms=2_000):
+    """A loop on a real socket, its robot long 2 Si: ``first`` is sent, then after
+    0.3 s ``later``, while the loop runs until it stops (drain_ms after a stop at
+    most). The kernel and what the gateway was sent."""
+    kernel = Kernel(make_spec(), "r1", strategy)
     journal = JournalWriter(tmp_path / "run.journal", {"robot": "test-robot"})
     gateway = RecordingGateway()
     loop = RoboLoop(kernel, journal, gateway, clock=lambda: 7)
@@ -221,31 +221,40 @@ def test_a_stop_right_after_flatten_waits_for_the_closing_order(tmp_path):
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
     pull.setsockopt(zmq.LINGER, 0)
-    pull.bind("inproc://robo-flatten")
-    tp = "test-robot-r1-1"
-    first = [
-        Fill("entry", T0, SI, "buy", 2, 100, "t1"),
-        OrderUpdate(tp, T0, "accepted"),
-        Control("flatten", T0),
-        Control("stop", T0),
-    ]
-    later = [OrderUpdate(tp, T0, "cancelled")]
+    address = f"inproc://robo-{tmp_path.name}"
+    pull.bind(address)
     loop.start()
     sender = threading.Thread(
         target=lambda: (
-            push_all(ctx, "inproc://robo-flatten", map(codec.encode, first)),
-            threading.Event().wait(0.5),
-            push_all(ctx, "inproc://robo-flatten", map(codec.encode, later)),
+            push_all(
+                ctx,
+                address,
+                map(codec.encode, [Fill("entry", T0, SI, "buy", 2, 100, "t1"), *first]),
+            ),
+            threading.Event().wait(0.3),
+            push_all(ctx, address, map(codec.encode, later)),
         )
     )
     sender.start()
-    loop.run(pull, drain_ms=2_000)  # then it waits for the closing order's acknowledgement
+    loop.run(pull, drain_ms=drain_ms)
     sender.join(5)
     journal.close()
     pull.close()
     ctx.term()
-    closing = [a for a in gateway.sent if isinstance(a, NewOrder) and a.type == "market"]
-    assert [(a.side, a.qty) for a in closing] == [("sell", 2)]
+    return kernel, [a for a in gateway.sent if isinstance(a, NewOrder)]
+
+
+TP = "test-robot-r1-1"  # the take-profit's client id
+
+
+def test_a_stop_right_after_flatten_waits_for_the_closing_order(tmp_path):
+    """``ctl flatten`` then ``ctl stop`` at once: the stop comes before the
+    take-profit's cancel is answered. The loop drains until the flatten has
+    sent its closing order, or the robot would stop still long."""
+    first = [OrderUpdate(TP, T0, "accepted"), Control("flatten", T0), Control("stop", T0)]
+    later = [OrderUpdate(TP, T0, "cancelled")]
+    kernel, sent = long_two_then(tmp_path, TakeProfit(), first, later)
+    assert [(a.side, a.qty) for a in sent if a.type == "market"] == [("sell", 2)]
     assert kernel.flattening == {}
 
 
@@ -253,28 +262,10 @@ def test_a_stop_that_cannot_wait_for_a_flatten_says_the_position_stays_open(tmp_
     """``ctl flatten`` and ``ctl stop`` at 19:00, and the exchange never answers the
     take-profit's cancel within ``drain_ms``: the robot stops still long. It used to
     end without a word about it; now the log names the flatten it could not finish."""
-    kernel = Kernel(make_spec(), "r1", TakeProfit())
-    journal = JournalWriter(tmp_path / "run.journal", {"robot": "test-robot"})
-    loop = RoboLoop(kernel, journal, RecordingGateway(), clock=lambda: 7)
-    kernel.orders.add(NewOrder("entry", SI, "buy", 2), T0)
-    ctx = zmq.Context()
-    pull = ctx.socket(zmq.PULL)
-    pull.setsockopt(zmq.LINGER, 0)
-    pull.bind("inproc://robo-flatten-cut")
-    events = [
-        Fill("entry", T0, SI, "buy", 2, 100, "t1"),
-        OrderUpdate("test-robot-r1-1", T0, "accepted"),
-        Control("flatten", T0),
-        Control("stop", T0),
-    ]
-    loop.start()
-    push_all(ctx, "inproc://robo-flatten-cut", map(codec.encode, events))
+    first = [OrderUpdate(TP, T0, "accepted"), Control("flatten", T0), Control("stop", T0)]
     with caplog.at_level("WARNING", logger="roboframe.core.loop"):
-        loop.run(pull, drain_ms=300)
-    journal.close()
-    pull.close()
-    ctx.term()
-    assert kernel.flattening == {SI: ["test-robot-r1-1"]}
+        kernel, _ = long_two_then(tmp_path, TakeProfit(), first, drain_ms=300)
+    assert kernel.flattening == {SI: [TP]}
     assert kernel.book.positions[SI].qty == 2
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("flatten" in m and SI in m and "position" in m for m in warned), warned
@@ -285,39 +276,17 @@ def test_flatten_and_stop_while_the_order_path_is_down(tmp_path, caplog, comes_b
     """``ctl flatten; ctl stop`` during a store outage: the closing order waits for
     the order path, and the stop's drain waits for it too. Back up within
     ``drain_ms``, the position is closed; still down, the log says it stays open."""
-    kernel = Kernel(make_spec(), "r1", Strategy({}))
-    journal = JournalWriter(tmp_path / "run.journal", {"robot": "test-robot"})
-    gateway = RecordingGateway()
-    loop = RoboLoop(kernel, journal, gateway, clock=lambda: 7)
-    kernel.orders.add(NewOrder("entry", SI, "buy", 2), T0)
-    ctx = zmq.Context()
-    pull = ctx.socket(zmq.PULL)
-    pull.setsockopt(zmq.LINGER, 0)
-    address = f"inproc://robo-flatten-down-{comes_back}"
-    pull.bind(address)
     first = [
-        Fill("entry", T0, SI, "buy", 2, 100, "t1"),
         Control("gateway", T0, {"status": "down", "reason": "store unreachable"}),
         Control("flatten", T0),
         Control("stop", T0),
     ]
     later = [Control("gateway", T0, {"status": "up"})] if comes_back else []
-    loop.start()
-    sender = threading.Thread(
-        target=lambda: (
-            push_all(ctx, address, map(codec.encode, first)),
-            threading.Event().wait(0.3),
-            push_all(ctx, address, map(codec.encode, later)),
-        )
-    )
-    sender.start()
     with caplog.at_level("WARNING", logger="roboframe.core.loop"):
-        loop.run(pull, drain_ms=1_500 if comes_back else 600)
-    sender.join(5)
-    journal.close()
-    pull.close()
-    ctx.term()
-    closing = [(a.side, a.qty) for a in gateway.sent if isinstance(a, NewOrder)]
+        kernel, sent = long_two_then(
+            tmp_path, Strategy({}), first, later, drain_ms=1_500 if comes_back else 600
+        )
+    closing = [(a.side, a.qty) for a in sent]
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     if comes_back:
         assert closing == [("sell", 2)]
