@@ -968,8 +968,12 @@ def ps(state_dir: Path, as_json: bool) -> None:
     help="With --cancel: seconds to wait for the exchange side to answer.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def orders(target: str, robot: str | None, cancel: bool, wait: float, as_json: bool) -> None:
-    """Open orders in an order store (TARGET: a robot file or a store URL).
+@_STATE_DIR_OPTION
+def orders(
+    target: str, robot: str | None, cancel: bool, wait: float, as_json: bool, state_dir: Path
+) -> None:
+    """Open orders in an order store (TARGET: a robot file, a store URL, or the
+    name of a robot 'roboframe up' runs).
 
     With --cancel, a robot's orders are cancelled without the robot: for a robot
     that is down (a strategy error, a crash) with orders still working. Exit 1
@@ -978,7 +982,7 @@ def orders(target: str, robot: str | None, cancel: bool, wait: float, as_json: b
     from roboframe.storeorders import Orders, format_rows, resolve
 
     try:
-        where = resolve(target, robot)
+        where = resolve(target, robot, state_dir)
         if cancel and where.robot is None:
             raise ConfigError(
                 "--cancel needs a robot: give its robot file or --robot NAME "

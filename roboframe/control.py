@@ -111,6 +111,20 @@ def _is_bare_name(target: str) -> bool:
 
 def supervised_address(name: str, state_dir: Path) -> str:
     """The control address of the robot ``name`` that the supervisor of ``state_dir`` runs."""
+    robot = supervised_robot(name, state_dir)
+    if robot.get("state") != "running":
+        raise RoboframeError(
+            f"{name} is {robot.get('state')} under the supervisor: nothing answers commands"
+            "\n  hint: 'roboframe ps' shows why"
+        )
+    if not robot.get("control"):
+        raise ConfigError(f"{name}: the robot has no control endpoint (control.address: null)")
+    return robot["control"]
+
+
+def supervised_robot(name: str, state_dir: Path) -> dict:
+    """The ``ps`` row (file, state, control address ...) of the robot ``name`` that
+    the supervisor of ``state_dir`` runs, whatever its state."""
     from roboframe.supervisor import supervisor_address
 
     address = supervisor_address(state_dir)
@@ -126,14 +140,7 @@ def supervised_address(name: str, state_dir: Path) -> str:
     if robot is None:
         known = ", ".join(sorted(robots)) or "none"
         raise ConfigError(f"no robot {name!r} under the supervisor at {state_dir}; robots: {known}")
-    if robot.get("state") != "running":
-        raise RoboframeError(
-            f"{name} is {robot.get('state')} under the supervisor: nothing answers commands"
-            "\n  hint: 'roboframe ps' shows why"
-        )
-    if not robot.get("control"):
-        raise ConfigError(f"{name}: the robot has no control endpoint (control.address: null)")
-    return robot["control"]
+    return robot
 
 
 def send_command(

@@ -11,6 +11,7 @@ stream catches up from the store), like cancels made at the broker.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 
 from roboframe.errors import ConfigError, RoboframeError
 from roboframe.store.base import StoredOrder, StoreUnavailable, open_store
+
+log = logging.getLogger(__name__)
 
 POLL_S = 0.2
 
@@ -32,27 +35,65 @@ class Target:
     instruments: dict
 
 
-def resolve(target: str, robot: str | None) -> Target:
-    """``target`` is an order store URL, or a robot file whose gateway names one."""
+def resolve(target: str, robot: str | None, state_dir: Path | None = None) -> Target:
+    """``target`` is an order store URL, a robot file whose gateway names one, or
+    (with ``state_dir``) the name of a robot that ``roboframe up`` runs."""
     if "://" in target:
         return Target(target, robot, {})
     from roboframe.builtin.storegw import StoreGateway
-    from roboframe.config import load_robot
+    from roboframe.control import _is_bare_name, supervised_robot
     from roboframe.plugins import get_registry
 
-    spec = load_robot(Path(target))
-    if robot not in (None, spec.name):
-        raise ConfigError(f"--robot {robot!r}: {target} is robot {spec.name!r}")
-    gateway = get_registry().lookup("gateways", spec.gateway.plugin).obj
+    path = Path(target)
+    if state_dir is not None and _is_bare_name(target) and not path.exists():
+        path = Path(supervised_robot(target, state_dir)["file"])
+    name, plugin, params, instruments = _robot_fields(path)
+    if robot not in (None, name):
+        raise ConfigError(f"--robot {robot!r}: {target} is robot {name!r}")
+    gateway = get_registry().lookup("gateways", plugin).obj
     if not issubclass(gateway, StoreGateway):
         raise ConfigError(
-            f"{target}: robot {spec.name!r} trades through the {spec.gateway.plugin!r} "
-            "gateway, not an order store: its orders live in its own process (the paper "
-            "exchange) or at its broker, not in a store this command can reach"
+            f"{target}: robot {name!r} trades through the {plugin!r} gateway, not an order "
+            "store: its orders live in its own process (the paper exchange) or at its "
+            "broker, not in a store this command can reach"
         )
-    instruments = dict(spec.symbols)
-    url = gateway(dict(spec.gateway.params), instruments, robot=spec.name).store_url()
-    return Target(url, spec.name, instruments)
+    url = gateway(params, instruments, robot=name).store_url()
+    return Target(url, name, instruments)
+
+
+def _robot_fields(path: Path) -> tuple[str, str, dict, dict]:
+    """The robot's name, gateway plugin and params, and instruments. A robot file
+    that does not validate -- its trader is fixing the strategy that stopped it --
+    is read for those fields alone, as ``ctl`` reads it for its address: its
+    orders must still be reachable."""
+    from roboframe.config import load_robot
+    from roboframe.config.yamlload import load_yaml
+    from roboframe.core.instruments import instruments_from_config
+
+    try:
+        spec = load_robot(path)
+    except ConfigError as exc:
+        try:
+            data, _ = load_yaml(path)
+        except (OSError, ConfigError):
+            raise exc from None
+        if not isinstance(data, dict):
+            raise exc from None
+        gateway = data.get("gateway")
+        if not (
+            isinstance(data.get("name"), str)
+            and isinstance(gateway, dict)
+            and isinstance(gateway.get("plugin"), str)
+            and isinstance(gateway.get("params", {}), dict)
+        ):
+            raise exc from None
+        try:
+            instruments = instruments_from_config(data.get("symbols") or {})
+        except (TypeError, ValueError, ArithmeticError, AttributeError):
+            instruments = {}
+        log.warning("%s\n(the file does not validate; its name and gateway are used)", exc)
+        return data["name"], gateway["plugin"], dict(gateway.get("params") or {}), instruments
+    return spec.name, spec.gateway.plugin, dict(spec.gateway.params), dict(spec.symbols)
 
 
 class Orders:

@@ -139,8 +139,13 @@ def test_a_robot_stopped_by_its_strategy_names_its_working_orders_and_the_way_ou
         assert run.returncode == 3, run.stderr
         assert "1 order(s) stay working at the exchange: rests-" in run.stderr
         assert f"roboframe orders {robot} --cancel" in run.stderr
+        # the trader is mid-way through fixing the strategy: the module does not import
+        (tmp_path / "rests.py").write_text(
+            RESTING.replace("if self.bars == 20:", "if self.bars ==")
+        )
         done = roboframe_cmd("orders", str(robot), "--cancel", "--json")
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout) == {"cancelled": 1, "open": []}
+        assert "does not validate; its name and gateway are used" in done.stderr
     finally:
         exchange.close()

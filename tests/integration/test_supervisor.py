@@ -241,6 +241,34 @@ def test_ctl_finds_a_supervised_robot_by_its_name(tmp_path, up):
     assert "--state-dir" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_orders_finds_a_failed_supervised_robots_orders_by_its_name(tmp_path, up, pg_url):
+    """Under ``up`` a robot is known by its name: ``roboframe orders NAME`` finds its
+    file through the supervisor, also once its strategy failed (no process left)."""
+    (tmp_path / "robots" / "rests.py").write_text(
+        "from roboframe import Strategy\n\n\n"
+        "class Rests(Strategy):\n"
+        "    bars = 0\n\n"
+        "    def on_bar(self, bar, ctx):\n"
+        "        self.bars += 1\n"
+        "        if self.bars == 1:\n"
+        "            return [ctx.buy(bar.symbol, 1, price=bar.close - 500)]\n"
+        "        if self.bars == 30:\n"
+        "            raise ValueError('one order is all it knows')\n"
+    )
+    (tmp_path / "robots" / "rests.yaml").write_text(
+        "name: rests\nsymbols: {Si: {tick_size: 1}}\n"
+        "feed: {plugin: synthetic, params: {seed: 1, bars: 50, prices: {Si: 92000}, rate: 20}}\n"
+        "strategy: {plugin: 'rests:Rests'}\n"
+        f"gateway: {{plugin: postgres, params: {{url: '{pg_url}'}}}}\n"
+    )
+    up()
+    wait_until(lambda: ps(tmp_path).get("rests", {}).get("state") == "failed")
+    out = cli("orders", "rests", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)
+    assert (row["robot"], row["side"], row["qty"], row["status"]) == ("rests", "buy", 1, "new")
+
+
 def test_a_robot_file_made_invalid_while_its_robot_stops_still_gets_it_killed(tmp_path):
     """A robot file saved mid-edit: the supervisor stops the robot to restart it and
     finds the file invalid. A robot that does not stop (stuck in a call, SIGTERM
