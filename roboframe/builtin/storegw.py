@@ -287,6 +287,31 @@ class _StoreStream:
                 self._drain_orders()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+        self._flush_at_stop()
+
+    def _flush_at_stop(self) -> None:
+        """The run stops: what the loop handed over before it stopped -- journaled
+        as sent -- is written to the store now, not left in the pipe for a resume
+        to send much later (a strategy error stops the robot at once, orders on
+        their way; ``on_stop``'s cancels may still be in the pipe). Through the
+        store also on the fast path: its socket closes now, and the store's
+        unique client ids make anything written twice a no-op. One attempt: a
+        store that is down leaves them to ``run --resume``, and the log says so."""
+        self._drain_orders()
+        if not (self.waiting or self.resent):
+            return
+        try:
+            if self.store is None or self.store.fileno() is None or self.down:
+                self._connect()
+            self._write_to_store(self.resent)
+            self._write_to_store(self.waiting)
+        except (StoreUnavailable, RobotAlreadyRunning) as exc:
+            log.warning(
+                "%d order request(s) the robot made before it stopped were not written to "
+                "the order store (%s); `roboframe run --resume` writes them",
+                len(self.resent) + len(self.waiting),
+                exc,
+            )
 
     def _serve(self, stop) -> None:
         """Until the store fails or the run stops: write orders, read changes."""
