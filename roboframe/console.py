@@ -81,6 +81,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         at = f" (event seq {summary['error_seq']})" if summary.get("error_seq") else ""
         lines.append(f"error      {summary['error']}{at}")
         lines.append("           fix the strategy; 'run --resume' then goes on from this event")
+        cancelled = summary.get("cancelled_on_error")
+        if cancelled and cancelled["asked"]:
+            closed = cancelled["asked"] - len(cancelled["still_open"])
+            lines.append(
+                f"           open orders cancelled (open_orders_on_error): {closed} of "
+                f"{cancelled['asked']} closed"
+            )
     lines.append("")
     header = f"{'symbol':<12}{'position':>9}{'avg price':>12}{'last':>10}"
     header += f"{'realized':>13}{'unrealized':>13}{'fees':>10}{'net PnL':>13}"

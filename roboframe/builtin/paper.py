@@ -374,6 +374,10 @@ class PaperGateway(Gateway):
         finally:
             market.close(linger=0)
 
+    def cancel_left(self, run_id: str, timeout: float) -> None:
+        """The paper exchange lives in the robot's process: its orders end with it."""
+        return None
+
     def close(self) -> None:
         """Close both ends of the order pipe, after the trade stream has ended: a
         stream that failed leaves its end open, so the loop's submit queues

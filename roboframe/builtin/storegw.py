@@ -96,6 +96,23 @@ class StoreGateway(Gateway):
         and restarted since, forgetting it; over ZeroMQ it would fill again)."""
         self._push.send_multipart([RESENT, codec.encode(actions)])
 
+    def cancel_left(self, run_id: str, timeout: float) -> tuple[list[str], list[str]]:
+        """A cancel request in the store for each open order of run ``run_id``,
+        as ``roboframe orders --cancel`` writes them; the exchange side answers."""
+        from roboframe.storeorders import Orders, Target
+
+        prefix = f"{self.robot}-{run_id}-"
+        orders = Orders(Target(self.store_url(), self.robot, dict(self.instruments)))
+        try:
+            working = [o for o in orders.open() if o.order.client_id.startswith(prefix)]
+            left = working
+            if working:
+                orders.cancel(working)
+                left = orders.wait_closed(working, timeout)
+        finally:
+            orders.close()
+        return [o.order.client_id for o in working], [o.order.client_id for o in left]
+
     def close(self) -> None:
         # both ends of the order pipe close here, after the trade stream has ended:
         # a stream that failed leaves its end open, so the loop's submit queues

@@ -239,6 +239,7 @@ def _build_spec(raw: dict, shown: str | None, control: dict | None) -> RobotSpec
             drain_ms=parse_duration_ms(loop["drain_ms"]),
             # absent keys stay out of raw: config hashes of older files do not change
             open_orders_on_stop=loop.get("open_orders_on_stop", "leave"),
+            open_orders_on_error=loop.get("open_orders_on_error", "leave"),
         ),
         control=_control_spec(raw, control, shown),
         extra=frozen({k: v for k, v in raw.items() if k not in CORE_SECTIONS}),

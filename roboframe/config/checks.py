@@ -37,6 +37,7 @@ def check_all(
         name = data[section]["plugin"]
         if name not in getattr(registry, kind):
             problems.append(unknown_plugin(section, name, sorted(getattr(registry, kind))))
+    problems += _check_on_error(data, registry)
     strategy_cls, problem = _resolve_strategy(data["strategy"]["plugin"], registry, source)
     if problem:
         problems.append(problem)
@@ -164,6 +165,25 @@ def _check_feed_symbols(params: dict, symbols: list[str]) -> list[Problem]:
             )
         )
     return out
+
+
+def _check_on_error(data: dict, registry: Any) -> list[Problem]:
+    """``open_orders_on_error: cancel`` needs a gateway that can cancel without
+    the loop (:meth:`Gateway.cancel_left`)."""
+    from roboframe.core.gateway import Gateway
+
+    entry = registry.gateways.get(data["gateway"]["plugin"])
+    if data.get("loop", {}).get("open_orders_on_error") != "cancel" or entry is None:
+        return []
+    if getattr(entry.obj, "cancel_left", None) is not Gateway.cancel_left:
+        return []
+    return [
+        (
+            ("loop", "open_orders_on_error"),
+            f"gateway {data['gateway']['plugin']!r} cannot cancel a stopped robot's orders",
+            "use an order-store gateway (postgres, mongo, zmq), or leave the key out",
+        )
+    ]
 
 
 def _check_timer(loop: dict) -> list[Problem]:

@@ -190,6 +190,14 @@ LOOP = {
             "description": "what a stop (roboframe down, ctl stop, the end of the feed) does "
             "with the robot's open orders: leave them working, or cancel them",
         },
+        "open_orders_on_error": {
+            "enum": ["leave", "cancel"],
+            "default": "leave",
+            "description": "what a strategy error, which stops the robot at once, does with "
+            "this run's open orders in an order store (postgres, mongo, zmq gateways): leave "
+            "them working (a protective stop keeps protecting), or write a cancel request "
+            "for each and wait up to drain_ms for the exchange side to answer",
+        },
     },
 }
 

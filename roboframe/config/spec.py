@@ -53,6 +53,7 @@ class LoopSpec:
     timer_ms: int | None = None
     drain_ms: int = 1000
     open_orders_on_stop: str = "leave"  # or "cancel"
+    open_orders_on_error: str = "leave"  # or "cancel": a strategy error's (store gateways)
 
 
 @dataclass(frozen=True)

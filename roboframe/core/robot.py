@@ -36,7 +36,7 @@ from roboframe.core.streams import (
     start_thread,
     trade_stream,
 )
-from roboframe.errors import JournalError
+from roboframe.errors import JournalError, RoboframeError
 from roboframe.journal import JournalWriter
 from roboframe.plugins import (
     Registry,
@@ -122,6 +122,7 @@ class LiveRobot:
     def __init__(self, spec: Any, options: RunOptions | None = None) -> None:
         self.spec = spec
         self.options = options or RunOptions()
+        self.cancelled_on_error: dict | None = None  # see _cancel_left
         registry = self.options.registry or get_registry()
         self.registry = registry
         self.journal_dir = Path(self.options.journal_dir or spec.journal.dir)
@@ -220,7 +221,6 @@ class LiveRobot:
     def _bind_control(self, ctx: zmq.Context) -> tuple[zmq.Socket, Any]:
         """The control REP socket, bound (CURVE server and authenticator first, if any)."""
         from roboframe.curve import bind_owner_only, make_server, start_authenticator
-        from roboframe.errors import RoboframeError
 
         address = self.control_address
         auth = None
@@ -321,7 +321,7 @@ class LiveRobot:
                 deadline=deadline,
                 on_tick=self._tick,
             )
-            if self.loop.error is not None:
+            if self.loop.error is not None and spec.loop.open_orders_on_error != "cancel":
                 self._say_orders_left()
         except JournalError as exc:  # disk full, journal deleted ...: no order leaves unjournaled
             raise JournalError(f"{exc}; the robot stopped trading without its journal") from None
@@ -349,6 +349,8 @@ class LiveRobot:
                 self._endpoint_lock.close()  # the endpoint is free for the next run
         if close_error is not None:
             raise JournalError(f"{close_error}; the run's last journal records may be lost")
+        if self.loop.error is not None and spec.loop.open_orders_on_error == "cancel":
+            self._cancel_left()  # after the trade stream wrote what it was handed
         summary = self.summary()
         try:
             pm.hook.roboframe_robot_stop(robot=spec, run_id=self.run_id, summary=summary)
@@ -373,6 +375,37 @@ class LiveRobot:
             " ..." if len(open_orders) > 5 else "",
             self.spec.source or "ROBOT_FILE",
         )
+
+    def _cancel_left(self) -> None:
+        """A strategy error stopped the robot, whose file says to cancel what is
+        left working: through the gateway, without the loop, waiting up to
+        ``drain_ms`` for the exchange side to answer."""
+        command = f"roboframe orders {self.spec.source or 'ROBOT_FILE'} --cancel"
+        try:
+            done = self.gateway.cancel_left(self.run_id, self.spec.loop.drain_ms / 1000)
+        except RoboframeError as exc:  # the store is out of reach
+            log.error("the run's open orders were not cancelled: %s; `%s` does it", exc, command)
+            return
+        if done is None:
+            return  # they ended with the process
+        asked, left = done
+        self.cancelled_on_error = {"asked": len(asked), "still_open": left}
+        if asked:
+            log.warning(
+                "strategy error: a cancel was written for each of %d open order(s) "
+                "(loop.open_orders_on_error: cancel); %d closed",
+                len(asked),
+                len(asked) - len(left),
+            )
+        if left:
+            log.error(
+                "%d order(s) still open %.1fs after their cancels: %s; is the exchange side "
+                "running? `%s` waits for them",
+                len(left),
+                self.spec.loop.drain_ms / 1000,
+                ", ".join(left[:5]) + (" ..." if len(left) > 5 else ""),
+                command,
+            )
 
     def summary(self) -> dict:
         snap = self._snapshot()
@@ -399,6 +432,7 @@ class LiveRobot:
             "positions": snap["positions"],
             "net_pnl": snap["net_pnl"],
             "duration_s": snap["uptime_s"],
+            "cancelled_on_error": self.cancelled_on_error,
         }
 
 

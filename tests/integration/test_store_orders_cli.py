@@ -149,3 +149,51 @@ def test_a_robot_stopped_by_its_strategy_names_its_working_orders_and_the_way_ou
         assert "does not validate; its name and gateway are used" in done.stderr
     finally:
         exchange.close()
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["postgres", "zmq"])
+def test_a_robot_stopped_by_its_strategy_cancels_its_orders_when_its_file_says_so(
+    pg_url, tmp_path, fast
+):
+    """``loop.open_orders_on_error: cancel``: the failed robot writes a cancel
+    request for its resting order and waits for the exchange to answer (the fast
+    path's order went over ZeroMQ; its cancel goes through the store all the same).
+    Resumed with the strategy fixed, it learns of the cancel from the store."""
+    (tmp_path / "rests.py").write_text(RESTING)
+    exchange = RunningExchange(pg_url, fast=fast)
+    if fast:
+        gateway = f"{{plugin: zmq, params: {{url: '{pg_url}', address: '{exchange.orders}'}}}}"
+    else:
+        gateway = f"{{plugin: postgres, params: {{url: '{pg_url}'}}}}"
+    robot = tmp_path / "rests.yaml"
+    robot.write_text(
+        "name: rests\nsymbols: {Si: {tick_size: 1}}\n"
+        "feed: {plugin: synthetic, params: {seed: 1, bars: 40, prices: {Si: 92000}, rate: 20}}\n"
+        "strategy: {plugin: 'rests:RestsThenFails'}\n"
+        f"gateway: {gateway}\n"
+        f"journal: {{dir: '{tmp_path / 'runs'}'}}\n"
+        "loop: {open_orders_on_error: cancel, drain_ms: 10s}\n"
+    )
+    try:
+        exchange.price(Bar("Si", 1, 92000, 92000, 92000, 92000))
+        run = roboframe_cmd("run", str(robot), "--json", timeout=120)
+        assert run.returncode == 3, run.stderr
+        summary = json.loads(run.stdout)
+        assert summary["cancelled_on_error"] == {"asked": 1, "still_open": []}
+        assert "a cancel was written for each of 1 open order(s)" in run.stderr
+        assert "stay working at the exchange" not in run.stderr
+        listed = roboframe_cmd("orders", str(robot), "--json")
+        assert listed.returncode == 0 and json.loads(listed.stdout) == []
+
+        (tmp_path / "rests.py").write_text(RESTING.replace("self.bars == 20", "self.bars == -1"))
+        resumed = roboframe_cmd("run", str(robot), "--resume", "--json", timeout=120)
+        assert resumed.returncode == 0, resumed.stderr
+        after = json.loads(resumed.stdout)
+        assert after["open_orders"] == 0 and after["cancelled_on_error"] is None
+        assert after["orders"] == 1  # the one resting order, never sent again
+        # the cancel, made without the loop, is in the journal as the answer it got
+        # (--force: the strategy was fixed since the journal began)
+        verified = roboframe_cmd("replay", after["journal"], "--verify", "--force")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    finally:
+        exchange.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -301,3 +302,28 @@ def test_parse_duration(text, ms):
 def test_parse_duration_refuses(text):
     with pytest.raises(ValueError):
         parse_duration_ms(text)
+
+
+def test_open_orders_on_error_is_leave_unless_said_and_stays_out_of_the_hash(load):
+    """An older robot file keeps its config hash: the key is not defaulted into raw."""
+    spec = load(MINIMAL)
+    assert spec.loop.open_orders_on_error == "leave"
+    assert "open_orders_on_error" not in spec.raw["loop"]
+
+
+def test_cancel_on_error_needs_a_gateway_that_can_cancel_without_the_loop(load, registry):
+    """The test registry's gateway keeps the default ``cancel_left``: the file is
+    refused before a run starts, naming the key, not failed when it is too late."""
+    with pytest.raises(ConfigError) as err:
+        load(MINIMAL + "loop:\n  open_orders_on_error: cancel\n")
+    text = str(err.value)
+    assert "robot.yaml:8: loop.open_orders_on_error: gateway 'paper' cannot cancel" in text
+    assert "use an order-store gateway" in text
+
+    class CanCancel(registry.gateways["paper"].obj):
+        def cancel_left(self, run_id, timeout):
+            return [], []
+
+    registry.gateways["paper"] = dataclasses.replace(registry.gateways["paper"], obj=CanCancel)
+    spec = load(MINIMAL + "loop:\n  open_orders_on_error: cancel\n")
+    assert spec.loop.open_orders_on_error == "cancel"
