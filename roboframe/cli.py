@@ -613,6 +613,12 @@ def feed_publish(
     type=click.Path(dir_okay=False, path_type=Path),
     help="CURVE: the publisher's public NAME.key.",
 )
+@click.option(
+    "--max-ahead",
+    default="24h",
+    show_default=True,
+    help="Drop market data stamped further ahead of this host's clock (5m, 1h; off: never).",
+)
 @_verbosity
 def exchange(
     store_url: str,
@@ -625,18 +631,26 @@ def exchange(
     orders_curve_clients: Path | None,
     feed_curve_secret_key: Path | None,
     feed_server_key: Path | None,
+    max_ahead: str,
 ) -> None:
     """Run a paper exchange process that serves every robot's orders from the store."""
     import threading
     from decimal import Decimal
 
     from roboframe import curve
+    from roboframe.config.spec import parse_duration_ms
     from roboframe.exchange import ExchangeProcess
 
     if (orders_curve_secret_key is None) != (orders_curve_clients is None):
         raise ConfigExit("CURVE on --orders needs both --orders-curve-secret-key and -clients")
     if (feed_curve_secret_key is None) != (feed_server_key is None):
         raise ConfigExit("CURVE on --feed needs both --feed-curve-secret-key and --feed-server-key")
+    try:
+        ahead_ms = None if max_ahead == "off" else parse_duration_ms(max_ahead)
+    except ValueError:
+        raise ConfigExit(
+            f"--max-ahead {max_ahead!r}: expected 5m, 1h, 24h, milliseconds or off"
+        ) from None
     try:
         orders_curve = feed_curve = None
         if orders_curve_secret_key is not None:
@@ -666,6 +680,7 @@ def exchange(
         orders_address=orders_address,
         orders_curve=orders_curve,
         feed_curve=feed_curve,
+        max_ahead_ns=None if ahead_ms is None else ahead_ms * 1_000_000,
     )
     try:
         process.run(stop)

@@ -52,6 +52,8 @@ from roboframe.storewriter import StoreWriterProcess, write_items
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MAX_AHEAD_NS = 24 * 3600 * 10**9  # as the zmq feed's max_ahead
+
 
 class ExchangeProcess:
     def __init__(
@@ -67,6 +69,7 @@ class ExchangeProcess:
         orders_curve: ServerKeys | None = None,
         feed_curve: tuple[Path, Path] | None = None,
         remember: int = 65_536,
+        max_ahead_ns: int | None = DEFAULT_MAX_AHEAD_NS,
     ) -> None:
         self.store_url = store_url
         self.feed_address = feed_address
@@ -89,6 +92,7 @@ class ExchangeProcess:
         self.last_replace: dict[str, tuple[int, int]] = {}  # client id -> (qty, price)
         self.store: OrderStore | None = None
         self.poll_s = poll_s
+        self.max_ahead_ns = max_ahead_ns  # market data stamped further ahead is dropped
         self.counts = {
             "orders": 0,
             "fills": 0,
@@ -96,6 +100,7 @@ class ExchangeProcess:
             "replaces": 0,
             "malformed": 0,  # order messages
             "malformed_market": 0,  # market-data messages
+            "market_ahead": 0,  # market events stamped too far ahead of the clock
         }
 
     # -- store ----------------------------------------------------------------
@@ -358,6 +363,8 @@ class ExchangeProcess:
     # -- market data ----------------------------------------------------------
 
     def _on_market(self, sub: zmq.Socket) -> None:
+        ahead = self.max_ahead_ns
+        horizon = None if ahead is None else time.time_ns() + ahead
         while True:
             try:
                 frames = sub.recv_multipart(zmq.NOBLOCK)
@@ -370,8 +377,25 @@ class ExchangeProcess:
                 continue
             for event in codec.events_in(msg):
                 if type(event) in (Tick, Bar):
+                    if horizon is not None and event.ts > horizon:
+                        self._market_ahead(event)
+                        continue
                     for fill in self.engine.on_market(event):
                         self._answer(self.owner.get(fill.client_id, ""), fill)
+
+    def _market_ahead(self, event: Tick | Bar) -> None:
+        """A price stamped too far ahead of the clock (see the zmq feed's
+        ``max_ahead``): counted, logged, dropped. Taken, it would make every later
+        price of its symbol stale here too: an exchange where nothing fills."""
+        count = self.counts["market_ahead"] = self.counts["market_ahead"] + 1
+        if count == 1 or count % 1000 == 0:
+            log.error(
+                "exchange: market data from the future dropped (%d so far): %s at %d ns, "
+                "more than --max-ahead past this host's clock",
+                count,
+                event.symbol,
+                event.ts,
+            )
 
     def _malformed_market(self, frames: list[bytes], exc: Exception) -> None:
         """A market-data message that does not decode: counted, the first (and every

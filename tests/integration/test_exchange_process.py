@@ -15,6 +15,7 @@ from roboframe.core.events import Bar, Batch, Fill, NewOrder, OrderUpdate, Repla
 from roboframe.exchange import ExchangeProcess
 from roboframe.store import open_store
 from roboframe.testing.helpers import free_port, wait_for
+from tests.integration.conftest import roboframe_cmd
 from tests.integration.exchange import RunningExchange, order_row, stored
 
 
@@ -36,7 +37,7 @@ def test_an_orders_answers_come_in_one_message_under_the_stored_ids(url):
         assert type(fill) is Fill and (fill.qty, fill.price) == (2, 100)
         assert not running.dealer.poll(200)  # and nothing after it
         counts = {"orders": 1, "fills": 1, "cancels": 0, "replaces": 0, "malformed": 0}
-        counts["malformed_market"] = 0
+        counts["malformed_market"] = counts["market_ahead"] = 0
         assert running.exchange.counts == counts
         fills, updates = stored(url, 1, 1)
         assert fills == [(int(fill.trade_id), fill)]
@@ -349,3 +350,32 @@ def test_malformed_market_data_is_counted_and_logged_and_fills_go_on(pg_url, cap
         assert "malformed market data dropped" in warnings[0]
     finally:
         running.close()
+
+
+def test_a_price_stamped_far_ahead_of_the_clock_is_dropped_and_fills_go_on(pg_url):
+    """A bar from decades ahead would make every later bar of its symbol stale to
+    the paper engine: an exchange where nothing fills. It is counted and dropped;
+    the next real bar is taken and fills at its price."""
+    running = RunningExchange(pg_url)
+    try:
+        now = time.time_ns()
+        future = Bar("Si", now + 36 * 365 * 86400 * 10**9, 900, 900, 900, 900)
+        deadline = time.monotonic() + 10
+        while running.exchange.counts["market_ahead"] == 0:
+            assert time.monotonic() < deadline, "the exchange never got the bar"
+            running.pub.send_multipart([b"Si", codec.encode(future)])
+            time.sleep(0.05)
+        running.price(Bar("Si", now, 100, 100, 100, 100))  # not stale: taken
+        running.dealer.send(codec.encode([NewOrder("alpha-r1-1", "Si", "buy", 1)]))
+        assert running.dealer.poll(5000)
+        _, fill = codec.decode(running.dealer.recv()).events
+        assert (fill.qty, fill.price) == (1, 100)
+    finally:
+        running.close()
+
+
+def test_a_bad_max_ahead_is_refused_with_the_forms_it_takes():
+    out = roboframe_cmd("exchange", "--store", "postgresql://x", "--max-ahead", "a day")
+    assert out.returncode == 2
+    assert "--max-ahead 'a day': expected 5m, 1h, 24h, milliseconds or off" in out.stderr
+    assert "Traceback" not in out.stderr
