@@ -13,9 +13,9 @@ one :class:`~roboframe.core.events.Batch` of up to ``batch`` events, so a
 robot that fell behind catches up at batch speed.
 
 An event stamped far ahead of this host's clock (``max_ahead``, a day by
-default) is dropped here, counted and logged: a publisher sending
-microseconds as nanoseconds, or a broken clock, would otherwise move the
-robot's time years ahead, and every later bar would look stale -- a robot
+default) is dropped here, counted and logged: a publisher with a wrong
+time unit, a two-digit year read as the wrong century or a broken clock
+would otherwise move the robot's time years ahead, and every later bar would look stale -- a robot
 gone deaf, and so again after every resume, which rebuilds it from the
 journal. The check is the feed's, before the journal: what the robot saw
 stays replayable; the host's clock never enters the robot's own path.
@@ -87,7 +87,8 @@ class ZmqFeed(Feed):
                 **PACING_SCHEMA["batch"],
                 "default": 256,
                 "description": "most waiting messages joined into one batch for the loop; "
-                "1 forwards each on its own (a batch with one malformed event is dropped whole)",
+                "1 forwards each on its own (bytes that are not one msgpack value lose "
+                "their whole batch)",
             },
             # no "default" here: a default enters the robot file's config hash, and a
             # run begun before the key existed could no longer be resumed
