@@ -383,8 +383,9 @@ class LiveRobot:
         command = f"roboframe orders {self.spec.source or 'ROBOT_FILE'} --cancel"
         try:
             done = self.gateway.cancel_left(self.run_id, self.spec.loop.drain_ms / 1000)
-        except RoboframeError as exc:  # the store is out of reach
-            log.error("the run's open orders were not cancelled: %s; `%s` does it", exc, command)
+        except Exception as exc:  # the store out of reach, a bridge's own failure
+            what = str(exc) if isinstance(exc, RoboframeError) else f"{type(exc).__name__}: {exc}"
+            log.error("the run's open orders were not cancelled: %s; `%s` does it", what, command)
             return
         if done is None:
             return  # they ended with the process
