@@ -23,6 +23,7 @@ from roboframe.store.base import StoredOrder, StoreUnavailable, open_store
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2
+FINISHED_LOOKBACK = 10_000  # newest finished orders searched for one just cancelled
 
 
 @dataclass
@@ -120,6 +121,25 @@ class Orders:
         now = time.time_ns()
         for stored in orders:
             self._read(lambda s=stored: self.store.request_cancel(s.robot, s.order.client_id, now))
+
+    def cancel_ids(self, robot: str, client_ids: list[str]) -> None:
+        """A cancel request for each of ``robot``'s orders ``client_ids``, whether
+        or not the store holds the order yet."""
+        now = time.time_ns()
+        for cid in client_ids:
+            self._read(lambda c=cid: self.store.request_cancel(robot, c, now))
+
+    def wait_finished(self, client_ids: list[str], timeout: float) -> list[str]:
+        """Wait up to ``timeout`` seconds for each of ``client_ids`` to be in the
+        store and finished (cancelled, filled, rejected); those that are not then."""
+        deadline = time.monotonic() + timeout
+        while True:
+            open_ids = {o.order.client_id for o in self.open()}
+            finished = set(self._read(lambda: self.store.recent_finished(FINISHED_LOOKBACK)))
+            left = [cid for cid in client_ids if cid in open_ids or cid not in finished]
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(POLL_S)
 
     def wait_closed(self, orders: list[StoredOrder], timeout: float) -> list[StoredOrder]:
         """Wait up to ``timeout`` seconds for ``orders`` to close (cancelled, or

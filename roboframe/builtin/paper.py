@@ -374,7 +374,7 @@ class PaperGateway(Gateway):
         finally:
             market.close(linger=0)
 
-    def cancel_left(self, run_id: str, timeout: float) -> None:
+    def cancel_left(self, run_id: str, timeout: float, known: list[str]) -> None:
         """The paper exchange lives in the robot's process: its orders end with it."""
         return None
 

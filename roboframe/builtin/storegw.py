@@ -96,22 +96,28 @@ class StoreGateway(Gateway):
         and restarted since, forgetting it; over ZeroMQ it would fill again)."""
         self._push.send_multipart([RESENT, codec.encode(actions)])
 
-    def cancel_left(self, run_id: str, timeout: float) -> tuple[list[str], list[str]]:
+    def cancel_left(
+        self, run_id: str, timeout: float, known: list[str]
+    ) -> tuple[list[str], list[str]]:
         """A cancel request in the store for each open order of run ``run_id``,
-        as ``roboframe orders --cancel`` writes them; the exchange side answers."""
+        as ``roboframe orders --cancel`` writes them; the exchange side answers.
+        Also for those ``known`` open that the store does not list: the fast
+        path's exchange writes an order row behind, after it took the order."""
         from roboframe.storeorders import Orders, Target
 
         prefix = f"{self.robot}-{run_id}-"
         orders = Orders(Target(self.store_url(), self.robot, dict(self.instruments)))
         try:
-            working = [o for o in orders.open() if o.order.client_id.startswith(prefix)]
-            left = working
-            if working:
-                orders.cancel(working)
-                left = orders.wait_closed(working, timeout)
+            working = [o.order.client_id for o in orders.open()]
+            wanted = [cid for cid in working if cid.startswith(prefix)]
+            wanted += [cid for cid in known if cid.startswith(prefix) and cid not in wanted]
+            left = wanted
+            if wanted:
+                orders.cancel_ids(self.robot, wanted)
+                left = orders.wait_finished(wanted, timeout)
         finally:
             orders.close()
-        return [o.order.client_id for o in working], [o.order.client_id for o in left]
+        return wanted, left
 
     def close(self) -> None:
         # both ends of the order pipe close here, after the trade stream has ended:

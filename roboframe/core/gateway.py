@@ -113,13 +113,17 @@ class Gateway:
         """
         runtime.stop.wait()
 
-    def cancel_left(self, run_id: str, timeout: float) -> tuple[list[str], list[str]] | None:
+    def cancel_left(
+        self, run_id: str, timeout: float, known: list[str]
+    ) -> tuple[list[str], list[str]] | None:
         """A strategy error stopped run ``run_id`` and the robot file says
         ``loop.open_orders_on_error: cancel``. The loop and the trade stream are
-        gone: cancel the run's orders still working at the exchange, and wait
-        up to ``timeout`` seconds for them to close. Returns the client ids
-        asked to cancel and those still open then, or None when the orders
-        end with the robot's process (the paper exchange's). Not journaled:
+        gone: cancel the run's orders still working at the exchange -- those the
+        exchange side holds, and ``known``, the ones the robot holds open (an
+        exchange may have taken some it has not recorded yet) -- and wait up to
+        ``timeout`` seconds for them to close. Returns the client ids asked to
+        cancel and those not seen closed then, or None when the orders end
+        with the robot's process (the paper exchange's). Not journaled:
         the robot learns of the answers when it resumes, as of a cancel made
         at the broker. The default cannot, and the robot file's check says so
         before a run starts."""

@@ -382,7 +382,8 @@ class LiveRobot:
         ``drain_ms`` for the exchange side to answer."""
         command = f"roboframe orders {self.spec.source or 'ROBOT_FILE'} --cancel"
         try:
-            done = self.gateway.cancel_left(self.run_id, self.spec.loop.drain_ms / 1000)
+            known = list(self.kernel.orders.open)  # some may not be in a store yet
+            done = self.gateway.cancel_left(self.run_id, self.spec.loop.drain_ms / 1000, known)
         except Exception as exc:  # the store out of reach, a bridge's own failure
             what = str(exc) if isinstance(exc, RoboframeError) else f"{type(exc).__name__}: {exc}"
             log.error("the run's open orders were not cancelled: %s; `%s` does it", what, command)
@@ -400,8 +401,8 @@ class LiveRobot:
             )
         if left:
             log.error(
-                "%d order(s) still open %.1fs after their cancels: %s; is the exchange side "
-                "running? `%s` waits for them",
+                "%d order(s) not seen closed %.1fs after their cancels: %s; is the exchange "
+                "side running? `%s` waits for those the store holds",
                 len(left),
                 self.spec.loop.drain_ms / 1000,
                 ", ".join(left[:5]) + (" ..." if len(left) > 5 else ""),

@@ -4,10 +4,17 @@ cancelled without the robot, through a real exchange process on a real store."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
+from decimal import Decimal
 
 import pytest
 
+from roboframe.core import codec
 from roboframe.core.events import Bar, NewOrder
+from roboframe.core.instruments import Instrument
 from roboframe.store import open_store
 from roboframe.testing.helpers import wait_for
 from tests.integration.conftest import roboframe_cmd
@@ -197,3 +204,51 @@ def test_a_robot_stopped_by_its_strategy_cancels_its_orders_when_its_file_says_s
         assert verified.returncode == 0, verified.stdout + verified.stderr
     finally:
         exchange.close()
+
+
+def test_cancel_left_reaches_an_order_the_exchange_took_but_has_not_recorded(pg_url):
+    """The fast path's store is written behind: a robot failing right after an
+    order may find the store without its row. The order the robot holds open is
+    cancelled all the same, and waited for until its row shows it finished."""
+    from roboframe.builtin.zmqgw import FastGateway
+
+    exchange = RunningExchange(pg_url, fast=True)
+    writer = exchange.exchange.writer.proc
+    resume = threading.Timer(1.0, os.kill, (writer.pid, signal.SIGCONT))
+    try:
+        exchange.price(Bar("Si", 1, 92000, 92000, 92000, 92000))
+        os.kill(writer.pid, signal.SIGSTOP)  # the store falls behind
+        cid = "alpha-r1-1"
+        exchange.dealer.send(codec.encode([NewOrder(cid, "Si", "buy", 1, "limit", 91000)]))
+        assert exchange.dealer.poll(5000)  # taken and acknowledged over ZeroMQ
+        gateway = FastGateway(
+            {"url": pg_url, "address": exchange.orders},
+            {"Si": Instrument("Si", Decimal(1))},
+            robot="alpha",
+        )
+        resume.start()
+        asked, left = gateway.cancel_left("r1", 10.0, [cid])
+        assert (asked, left) == ([cid], [])
+        rows = open_store(pg_url)
+        try:
+            assert cid in rows.recent_finished(10) and not rows.open_orders()
+        finally:
+            rows.close()
+    finally:
+        resume.cancel()
+        if resume.ident is not None:  # started
+            resume.join()
+        os.kill(writer.pid, signal.SIGCONT)  # the writer outlives the test's asserts
+        exchange.close()
+
+
+def test_cancel_left_reports_a_known_order_never_seen_closed(pg_url):
+    """An order the robot holds open that the exchange never got (lost in flight):
+    asked, and reported as not seen closed once the wait is over."""
+    from roboframe.builtin.storegw import StoreGateway
+
+    gateway = StoreGateway({"url": pg_url}, {"Si": Instrument("Si", Decimal(1))}, robot="alpha")
+    started = time.monotonic()
+    asked, left = gateway.cancel_left("r1", 0.5, ["alpha-r1-7", "alpha-r0-1"])
+    assert (asked, left) == (["alpha-r1-7"], ["alpha-r1-7"])  # another run's id: not ours
+    assert 0.5 <= time.monotonic() - started < 5

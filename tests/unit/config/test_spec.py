@@ -321,7 +321,7 @@ def test_cancel_on_error_needs_a_gateway_that_can_cancel_without_the_loop(load, 
     assert "use an order-store gateway" in text
 
     class CanCancel(registry.gateways["paper"].obj):
-        def cancel_left(self, run_id, timeout):
+        def cancel_left(self, run_id, timeout, known):
             return [], []
 
     registry.gateways["paper"] = dataclasses.replace(registry.gateways["paper"], obj=CanCancel)
