@@ -1008,8 +1008,10 @@ def orders(
             found = store.open()
             left = found
             if cancel and found:
-                store.cancel(found)
-                left = store.wait_closed(found, wait)
+                ids = [o.order.client_id for o in found]
+                store.cancel(where.robot, ids)
+                still = set(store.wait_finished(ids, wait))
+                left = [o for o in found if o.order.client_id in still]
         finally:
             store.close()
     except RoboframeError as exc:

@@ -55,7 +55,7 @@ def control_address(target: str, state_dir: Path | None = None) -> str:
     from roboframe.config import load_robot
 
     path = Path(target)
-    if state_dir is not None and _is_bare_name(target) and not path.exists():
+    if state_dir is not None and is_bare_name(target) and not path.exists():
         return supervised_address(target, state_dir)
     try:
         address = load_robot(path).control.address
@@ -81,13 +81,10 @@ def _address_read_from(path: Path) -> tuple[bool, str | None]:
     module that does not import yet) must still take ``ctl ... flatten``.
     """
     from roboframe.config.spec import default_control_address
-    from roboframe.config.yamlload import load_yaml
+    from roboframe.config.yamlload import raw_mapping
 
-    try:
-        data, _ = load_yaml(path)
-    except (OSError, ConfigError):
-        return False, None
-    if not isinstance(data, dict):
+    data = raw_mapping(path)
+    if data is None:
         return False, None
     control = data.get("control") or {}
     if isinstance(control, dict) and "address" in control:
@@ -104,7 +101,7 @@ def _address_read_from(path: Path) -> tuple[bool, str | None]:
     return True, default_control_address(folder)
 
 
-def _is_bare_name(target: str) -> bool:
+def is_bare_name(target: str) -> bool:
     """``si``, not ``robots/si.yaml``: what a robot is called under ``roboframe up``."""
     return "/" not in target and Path(target).suffix not in (".yaml", ".yml")
 

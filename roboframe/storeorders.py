@@ -42,11 +42,11 @@ def resolve(target: str, robot: str | None, state_dir: Path | None = None) -> Ta
     if "://" in target:
         return Target(target, robot, {})
     from roboframe.builtin.storegw import StoreGateway
-    from roboframe.control import _is_bare_name, supervised_robot
+    from roboframe.control import is_bare_name, supervised_robot
     from roboframe.plugins import get_registry
 
     path = Path(target)
-    if state_dir is not None and _is_bare_name(target) and not path.exists():
+    if state_dir is not None and is_bare_name(target) and not path.exists():
         path = Path(supervised_robot(target, state_dir)["file"])
     name, plugin, params, instruments = _robot_fields(path)
     if robot not in (None, name):
@@ -68,18 +68,13 @@ def _robot_fields(path: Path) -> tuple[str, str, dict, dict]:
     is read for those fields alone, as ``ctl`` reads it for its address: its
     orders must still be reachable."""
     from roboframe.config import load_robot
-    from roboframe.config.yamlload import load_yaml
+    from roboframe.config.yamlload import raw_mapping
     from roboframe.core.instruments import instruments_from_config
 
     try:
         spec = load_robot(path)
     except ConfigError as exc:
-        try:
-            data, _ = load_yaml(path)
-        except (OSError, ConfigError):
-            raise exc from None
-        if not isinstance(data, dict):
-            raise exc from None
+        data = raw_mapping(path) or {}
         gateway = data.get("gateway")
         if not (
             isinstance(data.get("name"), str)
@@ -87,7 +82,7 @@ def _robot_fields(path: Path) -> tuple[str, str, dict, dict]:
             and isinstance(gateway.get("plugin"), str)
             and isinstance(gateway.get("params", {}), dict)
         ):
-            raise exc from None
+            raise
         try:
             instruments = instruments_from_config(data.get("symbols") or {})
         except (TypeError, ValueError, ArithmeticError, AttributeError):
@@ -116,15 +111,9 @@ class Orders:
         robot = self.target.robot
         return [o for o in self._read(self.store.open_orders) if robot in (None, o.robot)]
 
-    def cancel(self, orders: list[StoredOrder]) -> None:
-        """A cancel request for each order, as its robot would write it."""
-        now = time.time_ns()
-        for stored in orders:
-            self._read(lambda s=stored: self.store.request_cancel(s.robot, s.order.client_id, now))
-
-    def cancel_ids(self, robot: str, client_ids: list[str]) -> None:
-        """A cancel request for each of ``robot``'s orders ``client_ids``, whether
-        or not the store holds the order yet."""
+    def cancel(self, robot: str, client_ids: list[str]) -> None:
+        """A cancel request for each of ``robot``'s orders ``client_ids``, as the
+        robot would write it, whether or not the store holds the order yet."""
         now = time.time_ns()
         for cid in client_ids:
             self._read(lambda c=cid: self.store.request_cancel(robot, c, now))
@@ -137,17 +126,6 @@ class Orders:
             open_ids = {o.order.client_id for o in self.open()}
             finished = set(self._read(lambda: self.store.recent_finished(FINISHED_LOOKBACK)))
             left = [cid for cid in client_ids if cid in open_ids or cid not in finished]
-            if not left or time.monotonic() >= deadline:
-                return left
-            time.sleep(POLL_S)
-
-    def wait_closed(self, orders: list[StoredOrder], timeout: float) -> list[StoredOrder]:
-        """Wait up to ``timeout`` seconds for ``orders`` to close (cancelled, or
-        filled first); those still open then."""
-        wanted = {o.order.client_id for o in orders}
-        deadline = time.monotonic() + timeout
-        while True:
-            left = [o for o in self.open() if o.order.client_id in wanted]
             if not left or time.monotonic() >= deadline:
                 return left
             time.sleep(POLL_S)

@@ -113,7 +113,7 @@ class StoreGateway(Gateway):
             wanted += [cid for cid in known if cid.startswith(prefix) and cid not in wanted]
             left = wanted
             if wanted:
-                orders.cancel_ids(self.robot, wanted)
+                orders.cancel(self.robot, wanted)
                 left = orders.wait_finished(wanted, timeout)
         finally:
             orders.close()

@@ -74,6 +74,18 @@ def load_yaml(path: str | Path, text: str | None = None) -> tuple[Any, Lines]:
     return data, lines
 
 
+def raw_mapping(path: str | Path) -> dict | None:
+    """The top-level mapping of a YAML file, not validated; None when the file
+    cannot be read or parsed or holds no mapping. For the few fields a command
+    needs from a robot file that does not validate -- its trader is editing it
+    -- when the file as a whole is refused."""
+    try:
+        data, _ = load_yaml(path)
+    except (OSError, ConfigError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _syntax_error(shown: str, exc: yaml.MarkedYAMLError, text: str) -> ConfigError:
     mark = exc.problem_mark or exc.context_mark
     line = mark.line + 1 if mark else None

@@ -321,8 +321,6 @@ class LiveRobot:
                 deadline=deadline,
                 on_tick=self._tick,
             )
-            if self.loop.error is not None and spec.loop.open_orders_on_error != "cancel":
-                self._say_orders_left()
         except JournalError as exc:  # disk full, journal deleted ...: no order leaves unjournaled
             raise JournalError(f"{exc}; the robot stopped trading without its journal") from None
         finally:
@@ -347,10 +345,13 @@ class LiveRobot:
                 ctx.destroy(linger=0)  # also closes what a failed start left open
             if self._endpoint_lock is not None:
                 self._endpoint_lock.close()  # the endpoint is free for the next run
+        if self.loop.error is not None:  # the trade stream has written what it was handed
+            if spec.loop.open_orders_on_error == "cancel":
+                self._cancel_left()
+            else:
+                self._say_orders_left()
         if close_error is not None:
             raise JournalError(f"{close_error}; the run's last journal records may be lost")
-        if self.loop.error is not None and spec.loop.open_orders_on_error == "cancel":
-            self._cancel_left()  # after the trade stream wrote what it was handed
         summary = self.summary()
         try:
             pm.hook.roboframe_robot_stop(robot=spec, run_id=self.run_id, summary=summary)

@@ -243,7 +243,7 @@ class ZmqFeed(Feed):
                 "send the wrong time unit, or is a clock wrong?",
                 self.ahead,
                 getattr(event, "symbol", "?"),
-                _utc(ts) if ts < 253_402_300_800 * 10**9 else f"{ts} ns",
+                _utc(ts),  # a msgpack integer ends before the year 9999
                 _span(ts - horizon + self.max_ahead_ns),
                 self.params.get("max_ahead", DEFAULT_MAX_AHEAD),
             )
