@@ -28,6 +28,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from roboframe.config.spec import DEFAULT_MAX_AHEAD_MS
 from roboframe.core import codec
 from roboframe.core.events import Control, Tick
 from roboframe.core.kernel import Kernel
@@ -112,7 +113,10 @@ def loop_consumer(tmp: Path, tag: str):
         with JournalWriter(
             tmp / f"{tag}-{time.perf_counter_ns()}.journal", {"robot": "bench"}, fsync="never"
         ) as journal:
-            loop = RoboLoop(kernel, journal, NullGateway())
+            # as a live robot runs it: market data checked against the clock (max_ahead)
+            loop = RoboLoop(
+                kernel, journal, NullGateway(), max_ahead_ns=DEFAULT_MAX_AHEAD_MS * 10**6
+            )
             loop.start()
             loop.run(pull, drain_ms=0, tick_s=3600)
         consume.events = loop.seq

@@ -36,6 +36,7 @@ import msgspec
 import zmq
 
 from roboframe.builtin.paper import PaperExchange
+from roboframe.config.spec import DEFAULT_MAX_AHEAD_MS
 from roboframe.core import codec
 from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Replace, Tick
 from roboframe.core.orders import REPLACED
@@ -52,7 +53,7 @@ from roboframe.storewriter import StoreWriterProcess, write_items
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_AHEAD_NS = 24 * 3600 * 10**9  # as the zmq feed's max_ahead
+DEFAULT_MAX_AHEAD_NS = DEFAULT_MAX_AHEAD_MS * 1_000_000  # as a live robot's loop.max_ahead
 
 
 class ExchangeProcess:

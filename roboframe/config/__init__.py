@@ -19,6 +19,7 @@ from roboframe.config.checks import apply_defaults, check_all, check_control
 from roboframe.config.messages import Problem, describe, type_name
 from roboframe.config.schema import CORE_SECTIONS, build_schema
 from roboframe.config.spec import (
+    DEFAULT_MAX_AHEAD_MS,
     ControlSpec,
     CurveSpec,
     JournalSpec,
@@ -240,6 +241,7 @@ def _build_spec(raw: dict, shown: str | None, control: dict | None) -> RobotSpec
             # absent keys stay out of raw: config hashes of older files do not change
             open_orders_on_stop=loop.get("open_orders_on_stop", "leave"),
             open_orders_on_error=loop.get("open_orders_on_error", "leave"),
+            max_ahead_ms=parse_duration_ms(loop.get("max_ahead", DEFAULT_MAX_AHEAD_MS)),
         ),
         control=_control_spec(raw, control, shown),
         extra=frozen({k: v for k, v in raw.items() if k not in CORE_SECTIONS}),

@@ -190,6 +190,16 @@ LOOP = {
             "description": "what a stop (roboframe down, ctl stop, the end of the feed) does "
             "with the robot's open orders: leave them working, or cancel them",
         },
+        # no "default" in the schema: a default enters the robot file's config hash,
+        # and a run begun before the key existed could no longer be resumed
+        "max_ahead": {
+            "type": ["integer", "string", "null"],
+            "pattern": DURATION_PATTERN,
+            "minimum": 0,
+            "description": "with a live feed (zmq), drop and count market data stamped "
+            "further ahead of this host's clock than this (default 24h; null: never): one "
+            "bar from years ahead would leave the robot deaf to every later bar",
+        },
         "open_orders_on_error": {
             "enum": ["leave", "cancel"],
             "default": "leave",

@@ -47,6 +47,10 @@ class JournalSpec:
     flush_ms: int = 200
 
 
+DEFAULT_MAX_AHEAD_MS = 24 * 3600 * 1000
+"""``loop.max_ahead`` when a robot file does not say."""
+
+
 @dataclass(frozen=True)
 class LoopSpec:
     address: str = "inproc://robo"
@@ -54,6 +58,7 @@ class LoopSpec:
     drain_ms: int = 1000
     open_orders_on_stop: str = "leave"  # or "cancel"
     open_orders_on_error: str = "leave"  # or "cancel": a strategy error's (store gateways)
+    max_ahead_ms: int | None = DEFAULT_MAX_AHEAD_MS  # live market data further ahead: dropped
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ from typing import Any
 import zmq
 
 from roboframe.core import codec
-from roboframe.core.events import Batch, Control, Timer
+from roboframe.core.events import Bar, Batch, Control, Tick, Timer
+from roboframe.core.timetext import span_text, utc_text
 from roboframe.errors import StrategyError
 from roboframe.risk.limits import STOPPED
 
@@ -75,9 +76,12 @@ class RoboLoop:
         *,
         clock: Callable[[], int] = time.time_ns,
         wall_clock: bool = True,
+        max_ahead_ns: int | None = None,
     ) -> None:
         self.kernel = kernel
         self.wall_clock = wall_clock
+        # live data stamped further ahead of ``clock`` is dropped before the journal
+        self.max_ahead_ns = max_ahead_ns if wall_clock else None
         self.journal = journal
         self.gateway = gateway
         self.clock = clock
@@ -104,6 +108,8 @@ class RoboLoop:
         emit = self._emit
         malformed = self._malformed
         salvage = self._salvage
+        ahead = self.max_ahead_ns
+        keep_present = self._keep_present
 
         def process(raw: bytes) -> None:
             """Handle one wire message (an event or a batch of events)."""
@@ -121,10 +127,19 @@ class RoboLoop:
                     return
             else:
                 events = (msg,)
+            received = clock()
+            if ahead is not None:
+                horizon = received + ahead
+                for event in events:
+                    if event.ts > horizon:
+                        raw, events = keep_present(raw, events, horizon)
+                        if not events:
+                            return
+                        break
             seq = self.seq + 1
             self.seq += len(events)
             self.messages += 1
-            append(seq, clock(), raw)
+            append(seq, received, raw)
             for event in events:
                 try:  # free when nothing raises (zero-cost exceptions)
                     actions = handlers[type(event)](event)
@@ -169,6 +184,38 @@ class RoboLoop:
             self._malformed(exc, raw)
             return None
         return codec.encode_batch(good) if good else None
+
+    def _keep_present(self, raw: bytes, events: Any, horizon: int) -> tuple[bytes, list]:
+        """``raw`` without its market data stamped after ``horizon`` (the host's
+        clock plus ``loop.max_ahead``): counted in ``malformed`` and logged. One bar
+        from years ahead -- a wrong time unit, a two-digit year, a broken clock at
+        the publisher -- would move the robot's time there and make every later bar
+        stale: a robot deaf to the market, and again after every resume, which
+        rebuilds it from the journal. Dropped before the journal, so what the robot
+        saw stays replayable; fills and commands pass whatever their time."""
+        ahead = [e for e in events if e.ts > horizon and type(e) in (Bar, Tick)]
+        if not ahead:
+            return raw, events
+        keep = [e for e in events if not (e.ts > horizon and type(e) in (Bar, Tick))]
+        dropped = len(ahead)
+        kind = "time too far ahead"
+        count = self.malformed.get(kind, 0)
+        self.malformed[kind] = count + dropped
+        if count == 0 or count // 1000 != (count + dropped) // 1000:
+            first = ahead[0]
+            log.error(
+                "market data from the future dropped (%d so far): %s at %s is %s ahead of "
+                "this host's clock (loop.max_ahead %s); does the publisher send the wrong "
+                "time unit, or is a clock wrong?",
+                count + dropped,
+                first.symbol,
+                utc_text(first.ts),
+                span_text(first.ts - horizon + self.max_ahead_ns),
+                span_text(self.max_ahead_ns),
+            )
+        if len(keep) > 1:
+            return codec.encode(Batch(keep)), keep
+        return (codec.encode(keep[0]) if keep else b""), keep
 
     def _malformed(self, exc: Exception, raw: bytes) -> None:
         kind = malformed_kind(exc)

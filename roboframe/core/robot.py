@@ -162,7 +162,14 @@ class LiveRobot:
         self.gateway = gw_cls(dict(spec.gateway.params), self.kernel.instruments, robot=spec.name)
         self.gateway.base_dir = base_dir
         # real-time feeds run on the wall clock; recorded and synthetic ones on their own
-        self.loop = RoboLoop(self.kernel, self.journal, self.gateway, wall_clock=feed_cls.live_only)
+        ahead_ms = spec.loop.max_ahead_ms
+        self.loop = RoboLoop(
+            self.kernel,
+            self.journal,
+            self.gateway,
+            wall_clock=feed_cls.live_only,
+            max_ahead_ns=None if ahead_ms is None else ahead_ms * 1_000_000,
+        )
         if self.resumed is not None:
             self.loop.seq = self.resumed.last_seq
         self.first_seq = self.loop.seq  # a resumed run's seq goes on from its journal's

@@ -295,3 +295,50 @@ def test_flatten_and_stop_while_the_order_path_is_down(tmp_path, caplog, comes_b
         assert closing == []
         assert kernel.closing_owed == [SI]
         assert any("order path stayed down" in m and f"{SI} +2" in m for m in warned), warned
+
+
+HOUR = 3600 * 10**9
+YEARS_36 = 36 * 365 * 86400 * 10**9
+
+
+def live_loop(tmp_path, name, wall_clock=True):
+    """A loop whose host clock reads ``T0``, dropping live data an hour past it."""
+    kernel = Kernel(make_spec(), "r1", BuyEveryTenth())
+    journal = JournalWriter(tmp_path / f"{name}.journal", {"robot": "test-robot"})
+    loop = RoboLoop(
+        kernel, journal, RecordingGateway(), clock=lambda: T0, wall_clock=wall_clock,
+        max_ahead_ns=HOUR,
+    )  # fmt: skip
+    return loop, kernel, journal
+
+
+def test_market_data_from_the_future_is_dropped_before_the_journal(tmp_path, caplog):
+    """One tick stamped decades ahead (a wrong time unit, a two-digit year, a broken
+    clock at the publisher) would move the robot's time there and leave it deaf to
+    every later tick, also after every resume. It is dropped from its batch, counted
+    and logged; the ticks around it, one of them from a clock skewed by 30 min, are
+    handled and journaled as a batch of their own."""
+    loop, kernel, journal = live_loop(tmp_path, "future")
+    before, garbage, skewed = (Tick(SI, T0 + d, 92000, 1) for d in (-60, YEARS_36, HOUR // 2))
+    with caplog.at_level("ERROR", logger="roboframe.core.loop"):
+        loop.process(codec.encode_batch([codec.encode(e) for e in (before, garbage, skewed)]))
+        loop.process(codec.encode(garbage))  # alone: nothing is left to journal
+    assert loop.malformed == {"time too far ahead": 2}
+    assert (loop.seq, kernel.now) == (2, skewed.ts)
+    journal.close()
+    (record,) = [r for r in JournalReader(journal.path).records() if r.kind == MESSAGE]
+    assert list(codec.decode(record.payload).events) == [before, skewed]
+    (said,) = [r.getMessage() for r in caplog.records]  # the first is logged, not each
+    assert f"{SI} at 2062-11-09 11:06:40 UTC is 13140d ahead" in said, said
+    assert "(loop.max_ahead 1h)" in said, said
+
+
+def test_fills_from_the_future_and_recorded_feeds_pass(tmp_path):
+    """Only live market data is checked: a fill is never dropped, and a recorded feed
+    (no wall clock: a backtest, a file replayed by ``run``) has its own times."""
+    loop, kernel, _journal = live_loop(tmp_path, "fills")
+    loop.process(codec.encode(Fill("x-1", T0 + YEARS_36, SI, "buy", 1, 92000, "t1")))
+    assert loop.seq == 1 and loop.malformed == {}
+    recorded, kernel, _journal = live_loop(tmp_path, "recorded", wall_clock=False)
+    recorded.process(codec.encode(Tick(SI, T0 + YEARS_36, 92000, 1)))
+    assert recorded.seq == 1 and kernel.now == T0 + YEARS_36

@@ -75,7 +75,9 @@ journal:
 def test_frames_the_zmq_feed_drops_are_counted_in_the_run_summary(tmp_path):
     """A publisher sending three frames instead of [symbol, event] (or a topic that
     only starts with a robot symbol): the feed drops them; the summary must say how
-    many, as it does for malformed events, not only a log line at the first."""
+    many, as it does for malformed events, not only a log line at the first. A bar
+    stamped decades ahead is dropped by the loop (``loop.max_ahead``) and counted
+    the same way."""
     from roboframe.core import codec
     from roboframe.core.events import Bar
     from roboframe.testing.helpers import T0
@@ -104,6 +106,7 @@ def test_frames_the_zmq_feed_drops_are_counted_in_the_run_summary(tmp_path):
     )
     try:
         minute = 60_000_000_000
+        far = Bar("Si-12.26", T0 + 36 * 365 * 1440 * minute, 100, 100, 100, 100)
         n = 0
         while proc.poll() is None and n < 2000:
             n += 1
@@ -111,6 +114,8 @@ def test_frames_the_zmq_feed_drops_are_counted_in_the_run_summary(tmp_path):
             pub.send_multipart([b"Si-12.26X", codec.encode(Bar("Si-12.26X", T0, 1, 1, 1, 1))])
             bar = Bar("Si-12.26", T0 + n * minute, 100, 100, 100, 100)
             pub.send_multipart([b"Si-12.26", codec.encode(bar)])
+            # and one from decades ahead: taken, every later bar would be stale
+            pub.send_multipart([b"Si-12.26", codec.encode(far)])
             time.sleep(0.005)
         out, err = proc.communicate(timeout=20)
     finally:
@@ -124,6 +129,8 @@ def test_frames_the_zmq_feed_drops_are_counted_in_the_run_summary(tmp_path):
     malformed = summary["malformed"]
     assert malformed.get("not [symbol, event]", 0) >= 1, malformed
     assert malformed.get("topic not a robot symbol", 0) >= 1, malformed
+    assert malformed.get("time too far ahead", 0) >= 1, malformed
+    assert summary["stale_bars"] == 0  # the bars after it were not taken for the past
 
 
 def run_exchange(*args: str) -> subprocess.CompletedProcess:

@@ -12,14 +12,6 @@ ones. Messages that are already waiting when the feed looks are joined into
 one :class:`~roboframe.core.events.Batch` of up to ``batch`` events, so a
 robot that fell behind catches up at batch speed.
 
-An event stamped far ahead of this host's clock (``max_ahead``, a day by
-default) is dropped here, counted and logged: a publisher with a wrong
-time unit, a two-digit year read as the wrong century or a broken clock
-would otherwise move the robot's time years ahead, and every later bar would look stale -- a robot
-gone deaf, and so again after every resume, which rebuilds it from the
-journal. The check is the feed's, before the journal: what the robot saw
-stays replayable; the host's clock never enters the robot's own path.
-
 A malformed event in a batch is dropped (and counted) by the loop on its
 own; the rest of the batch goes on. Bytes that are not one msgpack value
 at all blur the boundary to the next event, and then the loop drops the
@@ -35,25 +27,21 @@ paths relative to the robot file; the publisher (``roboframe feed publish
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
-import time
 from collections.abc import Iterator
 
 import zmq
 
-from roboframe.config.schema import DURATION_PATTERN
-from roboframe.config.spec import parse_duration_ms
 from roboframe.core import codec
 from roboframe.core.feed import PACING_SCHEMA, Feed
+from roboframe.core.timetext import span_text, utc_text
 from roboframe.curve import client_schema, load_public, load_secret, make_client
 from roboframe.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5561"
-DEFAULT_MAX_AHEAD = "24h"
 POLL_MS = 100
 MAX_MESSAGE_BYTES = 1 << 20
 """Largest frame the SUB socket takes (``zmq.MAXMSGSIZE``); a tick or bar is under 100 bytes.
@@ -90,16 +78,6 @@ class ZmqFeed(Feed):
                 "1 forwards each on its own (bytes that are not one msgpack value lose "
                 "their whole batch)",
             },
-            # no "default" here: a default enters the robot file's config hash, and a
-            # run begun before the key existed could no longer be resumed
-            "max_ahead": {
-                "type": ["integer", "string", "null"],
-                "pattern": DURATION_PATTERN,
-                "minimum": 0,
-                "description": "drop (count, log) market data stamped further ahead of this "
-                "host's clock than this (e.g. 5m; default 24h; null: never): a wrong time unit "
-                "or clock at the publisher would leave the robot deaf to every later bar",
-            },
         },
     }
 
@@ -111,9 +89,6 @@ class ZmqFeed(Feed):
 
     bad_frames: int = 0
     """Of :attr:`dropped`, those not of two frames."""
-
-    ahead: int = 0
-    """Events dropped for a time too far ahead of this host's clock (``max_ahead``)."""
 
     _sock: zmq.Socket | None = None
     _resumed_after: int | None = None  # a resumed run's last market time, until data comes
@@ -128,8 +103,6 @@ class ZmqFeed(Feed):
             load_secret(secret_key, "feed.params.curve.secret_key")  # fail at start, not later
             load_public(server_key, "feed.params.curve.server_key")
             self.curve = (secret_key, server_key)
-        ahead_ms = parse_duration_ms(self.params.get("max_ahead", DEFAULT_MAX_AHEAD))
-        self.max_ahead_ns = None if ahead_ms is None else ahead_ms * 1_000_000
 
     def events(self) -> Iterator:
         raise ConfigError(
@@ -159,9 +132,9 @@ class ZmqFeed(Feed):
             "handled (%s); anything published in between is missed (a publisher does not "
             "replay), so the strategy's indicators may have a gap",
             getattr(first, "symbol", "?"),
-            _utc(ts),
-            _span(gap) if gap >= 0 else f"{_span(-gap)} BEFORE it",
-            _utc(last),
+            utc_text(ts),
+            span_text(gap) if gap >= 0 else f"{span_text(-gap)} BEFORE it",
+            utc_text(last),
         )
 
     def _connect(self) -> zmq.Socket:
@@ -202,16 +175,13 @@ class ZmqFeed(Feed):
         """Up to ``limit`` waiting event payloads, without blocking."""
         chunk: list[bytes] = []
         recv = sock.recv_multipart
-        ahead = self.max_ahead_ns
-        horizon = None if ahead is None else time.time_ns() + ahead
         while len(chunk) < limit:
             try:
                 frames = recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
             if len(frames) == 2 and frames[0] in topics:
-                if horizon is None or not self._too_far_ahead(frames[1], horizon):
-                    chunk.append(frames[1])
+                chunk.append(frames[1])
                 continue
             self.dropped += 1
             if len(frames) != 2:
@@ -225,30 +195,6 @@ class ZmqFeed(Feed):
                 )
         return chunk
 
-    def _too_far_ahead(self, payload: bytes, horizon: int) -> bool:
-        """Whether the event in ``payload`` is stamped after ``horizon`` (and so is
-        dropped: counted, logged at the first and every 1000th)."""
-        try:
-            event = codec.decode(payload)
-        except codec.DECODE_ERRORS:
-            return False  # the loop counts and logs it
-        ts = getattr(event, "ts", None)
-        if type(ts) is not int or ts <= horizon:
-            return False
-        self.ahead += 1
-        if self.ahead == 1 or self.ahead % 1000 == 0:
-            log.error(
-                "zmq feed: market data from the future dropped (%d so far): %s at %s is %s "
-                "ahead of this host's clock (feed.params.max_ahead %s); does the publisher "
-                "send the wrong time unit, or is a clock wrong?",
-                self.ahead,
-                getattr(event, "symbol", "?"),
-                _utc(ts),  # a msgpack integer ends before the year 9999
-                _span(ts - horizon + self.max_ahead_ns),
-                self.params.get("max_ahead", DEFAULT_MAX_AHEAD),
-            )
-        return True
-
     def malformed(self) -> dict[str, int]:
         """What :meth:`_drain` dropped, by kind: a trader must see in ``status`` that a
         publisher speaks another format or other symbols, not only one log line."""
@@ -257,8 +203,6 @@ class ZmqFeed(Feed):
             counts["not [symbol, event]"] = self.bad_frames
         if self.dropped > self.bad_frames:
             counts["topic not a robot symbol"] = self.dropped - self.bad_frames
-        if self.ahead:
-            counts["time too far ahead"] = self.ahead
         return counts
 
     def close(self) -> None:
@@ -266,20 +210,3 @@ class ZmqFeed(Feed):
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close(linger=0)
-
-
-def _utc(ts: int) -> str:
-    return dt.datetime.fromtimestamp(ts / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _span(ns: int) -> str:
-    """``ns`` as days, hours, minutes and seconds: ``1h 27m 5s``."""
-    seconds = ns // 10**9
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    if seconds or not parts:
-        parts.append(f"{seconds}s")
-    return " ".join(parts)

@@ -304,11 +304,23 @@ def test_parse_duration_refuses(text):
         parse_duration_ms(text)
 
 
-def test_open_orders_on_error_is_leave_unless_said_and_stays_out_of_the_hash(load):
-    """An older robot file keeps its config hash: the key is not defaulted into raw."""
+def test_new_loop_keys_have_defaults_that_stay_out_of_the_hash(load):
+    """An older robot file keeps its config hash (a run begun before these keys
+    existed can still be resumed): they are not defaulted into raw."""
     spec = load(MINIMAL)
     assert spec.loop.open_orders_on_error == "leave"
-    assert "open_orders_on_error" not in spec.raw["loop"]
+    assert spec.loop.max_ahead_ms == 24 * 3600 * 1000
+    assert not {"open_orders_on_error", "max_ahead"} & set(spec.raw["loop"])
+
+
+@pytest.mark.parametrize(("value", "ms"), [("5m", 300_000), ("null", None), ("0", 0)])
+def test_max_ahead_takes_a_duration_or_null(load, value, ms):
+    assert load(MINIMAL + f"loop:\n  max_ahead: {value}\n").loop.max_ahead_ms == ms
+
+
+def test_max_ahead_refuses_other_words(load):
+    with pytest.raises(ConfigError, match=r"robot.yaml:8: loop.max_ahead"):
+        load(MINIMAL + "loop:\n  max_ahead: a day\n")
 
 
 def test_cancel_on_error_needs_a_gateway_that_can_cancel_without_the_loop(load, registry):
