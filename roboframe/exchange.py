@@ -40,6 +40,7 @@ from roboframe.config.spec import DEFAULT_MAX_AHEAD_MS
 from roboframe.core import codec
 from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Replace, Tick
 from roboframe.core.orders import REPLACED
+from roboframe.core.timetext import span_text, utc_text
 from roboframe.curve import ServerKeys, make_client, make_server, start_authenticator
 from roboframe.errors import RoboframeError
 from roboframe.store.base import (
@@ -391,11 +392,12 @@ class ExchangeProcess:
         count = self.counts["market_ahead"] = self.counts["market_ahead"] + 1
         if count == 1 or count % 1000 == 0:
             log.error(
-                "exchange: market data from the future dropped (%d so far): %s at %d ns, "
-                "more than --max-ahead past this host's clock",
+                "exchange: market data from the future dropped (%d so far): %s at %s, "
+                "more than --max-ahead (%s) past this host's clock",
                 count,
                 event.symbol,
-                event.ts,
+                utc_text(event.ts),
+                span_text(self.max_ahead_ns),
             )
 
     def _malformed_market(self, frames: list[bytes], exc: Exception) -> None:

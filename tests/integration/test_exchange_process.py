@@ -352,7 +352,7 @@ def test_malformed_market_data_is_counted_and_logged_and_fills_go_on(pg_url, cap
         running.close()
 
 
-def test_a_price_stamped_far_ahead_of_the_clock_is_dropped_and_fills_go_on(pg_url):
+def test_a_price_stamped_far_ahead_of_the_clock_is_dropped_and_fills_go_on(pg_url, caplog):
     """A bar from decades ahead would make every later bar of its symbol stale to
     the paper engine: an exchange where nothing fills. It is counted and dropped;
     the next real bar is taken and fills at its price."""
@@ -372,6 +372,8 @@ def test_a_price_stamped_far_ahead_of_the_clock_is_dropped_and_fills_go_on(pg_ur
         assert (fill.qty, fill.price) == (1, 100)
     finally:
         running.close()
+    said = [r.getMessage() for r in caplog.records if "from the future" in r.getMessage()]
+    assert said and "Si at 2062-" in said[0] and "more than --max-ahead (1d)" in said[0], said
 
 
 def test_a_bad_max_ahead_is_refused_with_the_forms_it_takes():
