@@ -400,9 +400,9 @@ class RunAnalysis:
             n += 1
         for update in rejected:
             own = self.kernel.orders.orders.get(update.client_id)
-            if update.status == "replace_rejected":  # the order goes on: no order row yet
+            if update.status in ("replace_rejected", "cancel_rejected"):  # the order goes on
                 table.append(
-                    (self.run, seq, n, "replace_rejected", update.client_id,
+                    (self.run, seq, n, update.status, update.client_id,
                      own.symbol if own else None, own.side if own else None, None, None, None,
                      update.reason)
                 )  # fmt: skip

@@ -153,7 +153,7 @@ class PaperExchange:
 
     def _cancel(self, client_id: str, ts: int) -> list[OrderUpdate | Fill]:
         if self.open_orders.pop(client_id, None) is None:
-            return [OrderUpdate(client_id, ts, "rejected", "cancel: order not open")]
+            return [OrderUpdate(client_id, ts, "cancel_rejected", "cancel: order not open")]
         self._forget(client_id)
         return [OrderUpdate(client_id, ts, "cancelled")]
 

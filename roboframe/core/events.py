@@ -24,7 +24,9 @@ import msgspec
 
 Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit"]
-OrderStatus = Literal["accepted", "rejected", "cancelled", "replaced", "replace_rejected"]
+OrderStatus = Literal[
+    "accepted", "rejected", "cancelled", "replaced", "replace_rejected", "cancel_rejected"
+]
 
 
 class Message(msgspec.Struct, frozen=True, array_like=True, tag_field="kind"):
@@ -69,7 +71,9 @@ class OrderUpdate(Message, tag=103):
 
     ``replaced``: a :class:`Replace` took effect (the order now has the
     quantity and price it asked for); ``replace_rejected``: it did not, and
-    the order goes on as it was (``reason`` says why).
+    the order goes on as it was (``reason`` says why). ``cancel_rejected``:
+    a :class:`Cancel` was refused (too late, order unknown, ...); the order
+    keeps its state. ``rejected`` is the order's own refusal.
 
     ``ref`` is the gateway's own reference for the update (an order store's
     row id), which lets a trade stream resume after it without repeats.

@@ -38,7 +38,7 @@ from roboframe.core.events import (
     Timer,
 )
 from roboframe.core.exits import adding_orders, answered, cancels_of, open_by_symbol
-from roboframe.core.orders import REPLACE_REJECTED, OrderBook
+from roboframe.core.orders import CANCEL_REJECTED, REPLACE_REJECTED, OrderBook
 from roboframe.core.riskcheck import RiskView, make_checks
 from roboframe.core.strategy import INTERFACE_VERSION, Strategy, merged_params
 from roboframe.core.wellformed import check_client_id, normalized, refusal
@@ -482,6 +482,8 @@ class Kernel:
                     actions.append(action)
                     continue
                 reason = "order is not open" if own is None else "cancel already pending"
+                actions.extend(self._reject(action.client_id, reason, depth, CANCEL_REJECTED))
+                continue
             elif kind is Replace:
                 check_client_id(action, type(self.strategy).__name__)
                 if type(action.qty) is not int or type(action.price) is not int:

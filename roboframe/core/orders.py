@@ -6,9 +6,11 @@
      +--fill (an exchange may fill before it acknowledges; its late
              ``accepted`` then changes nothing)
 
-``new`` means sent, not yet acknowledged. A ``rejected`` update for an order
-that is already accepted is the refusal of a *cancel* (too late, already
-filled): the order keeps its state. A *replace* changes an open order's
+``new`` means sent, not yet acknowledged. ``cancel_rejected`` refuses a
+*cancel* (too late, already filled, not known yet): the order keeps its
+state, whatever it is. A gateway that says ``rejected`` for that instead is
+taken at its word only while the order is new (an order is rejected before
+it is accepted); for an accepted order it is a refused cancel. A *replace* changes an open order's
 quantity and price when ``replaced`` comes back, and nothing when
 ``replace_rejected`` does; the state stays as it was either way, unless
 fills that arrived first already reach the new quantity: then it is filled. Anything
@@ -35,6 +37,7 @@ REJECTED = "rejected"
 OPEN_STATES = frozenset({NEW, ACCEPTED, PARTIAL})
 REPLACED = "replaced"  # update statuses of a Replace: the order's state does not change
 REPLACE_REJECTED = "replace_rejected"
+CANCEL_REJECTED = "cancel_rejected"  # a Cancel's refusal: the order's state does not change
 
 
 class OwnOrder:
@@ -161,8 +164,10 @@ class OrderBook:
                 own.status = REJECTED
                 own.reason = update.reason
                 self._finish(own)
-            else:  # a refused cancel
+            else:  # a refused cancel, from a gateway that does not say cancel_rejected
                 own.cancel_pending = False
+        elif status == CANCEL_REJECTED:
+            own.cancel_pending = False  # the order goes on as it was
         elif status == REPLACED:
             pending = own.replace_pending
             if pending is not None and own.status in OPEN_STATES:

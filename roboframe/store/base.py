@@ -14,8 +14,11 @@ MAX_HELD = 10_000  # notifications kept between two takes; past that, a read ins
 ID_BLOCK = 64  # trade and event ids reserve_ids takes from the store at a time, at least
 # order-event kinds a robot writes for the exchange side: never forwarded to robots
 REQUEST_KINDS = ("cancel_request", "replace_request")
-# update statuses that move an open order on; the answers to a replace leave it as it is
-STATE_KINDS = ("accepted", "rejected", "cancelled")
+# update statuses that move an order on, each from the statuses it moves it from. An
+# order is rejected only before it is accepted: after that, a gateway's "rejected"
+# is the refusal of a cancel (from a bridge that does not say cancel_rejected). The
+# answers to a replace, and a cancel's refusal, leave the order as it is.
+MOVES_FROM = {"accepted": ("new",), "rejected": ("new",), "cancelled": ("new", "accepted")}
 
 Request = tuple[int, str, Cancel | Replace]
 """A pending request as the exchange side sees it: ``(id, robot, action)``."""
@@ -212,8 +215,9 @@ class OrderStore:
     def record_update(self, robot: str, update: OrderUpdate) -> int:
         """Write an update; return its id (``update.ref`` when it holds a reserved
         id). ``accepted``, ``rejected`` and ``cancelled`` move a new or accepted
-        order on (:data:`STATE_KINDS`); ``replaced`` and ``replace_rejected`` are
-        rows of the order's history that leave its status as it is.
+        order on (:data:`MOVES_FROM`: ``rejected`` only a new one); ``replaced``,
+        ``replace_rejected`` and ``cancel_rejected`` are rows of the order's
+        history that leave its status as it is.
 
         Trades and order events are written by one exchange-side process per
         store, serially, so their ids become visible in order and robots may

@@ -44,7 +44,12 @@ JSONISH = st.recursive(
 TICKS = st.builds(Tick, TEXT, I64, I64, I64, I64, I64)
 BARS = st.builds(Bar, TEXT, I64, I64, I64, I64, I64, I64)
 UPDATES = st.builds(
-    OrderUpdate, TEXT, I64, st.sampled_from(["accepted", "rejected", "cancelled"]), TEXT, TEXT
+    OrderUpdate,
+    TEXT,
+    I64,
+    st.sampled_from(["accepted", "rejected", "cancelled", "cancel_rejected"]),
+    TEXT,
+    TEXT,
 )
 FILLS = st.builds(Fill, TEXT, I64, TEXT, st.sampled_from(["buy", "sell"]), I64, I64, TEXT, TEXT)
 CONTROLS = st.builds(Control, TEXT, I64, st.dictionaries(TEXT, JSONISH, max_size=4))

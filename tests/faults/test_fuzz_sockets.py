@@ -76,7 +76,7 @@ UPDATES = st.builds(
     lambda cid, ts, status: OrderUpdate(f"test-robot-r1-{cid}", ts, status),
     st.integers(1, 6),
     TS,
-    st.sampled_from(["accepted", "rejected", "cancelled"]),
+    st.sampled_from(["accepted", "rejected", "cancelled", "cancel_rejected"]),
 )
 TIMERS = st.builds(Timer, st.sampled_from(["a", "b"]), TS)
 VALID = st.one_of(BARS, TICKS, FILLS, UPDATES, TIMERS)

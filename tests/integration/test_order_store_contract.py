@@ -149,6 +149,43 @@ def test_a_batch_leaves_each_order_as_item_by_item_writes_would(stores):
     assert len(fills) == 6 and len(updates) == 8  # every item is a row of its own
 
 
+@pytest.mark.parametrize("refusal", ["cancel_rejected", "rejected"])
+@pytest.mark.parametrize("batch", [True, False], ids=["record_many", "record_update"])
+def test_a_refused_cancel_leaves_a_live_order_open(stores, refusal, batch):
+    """A bridge that refuses a cancel (the order is in an auction, say) answers
+    ``cancel_rejected``; one that says ``rejected`` instead is taken as meaning
+    that too once the order is accepted. Either way the order is live: it stays
+    open in the store, where ``roboframe orders``, cancel-on-error and the
+    exchange side read it. Only a new order is rejected."""
+    robot, exchange = stores
+    for n in (1, 2, 3):
+        robot.insert_order("alpha", "r1", order(n), 1)
+    a = [f"alpha-r1-{n}" for n in range(4)]
+    items = [
+        ("alpha", OrderUpdate(a[1], 2, "accepted")),
+        ("alpha", OrderUpdate(a[1], 3, refusal, "cancel refused")),
+        ("alpha", OrderUpdate(a[2], 2, "accepted")),
+        ("alpha", OrderUpdate(a[3], 2, "rejected", "no margin")),
+    ]
+    if batch:
+        exchange.record_many(items[:2])  # accepted and refused in one call
+        exchange.record_many(items[2:3])
+        exchange.record_many([("alpha", OrderUpdate(a[2], 3, refusal, "cancel refused"))])
+        exchange.record_many(items[3:])
+    else:
+        for robot_name, update in items[:3]:
+            exchange.record_update(robot_name, update)
+        exchange.record_update("alpha", OrderUpdate(a[2], 3, refusal, "cancel refused"))
+        exchange.record_update(*items[3])
+    states = order_states(exchange)
+    assert states[a[1]] == ("accepted", 0)
+    assert states[a[2]] == ("accepted", 0)
+    assert states[a[3]] == ("rejected", 0)
+    assert sorted(o.order.client_id for o in exchange.open_orders()) == [a[1], a[2]]
+    _, updates = robot.changes_after("alpha", "alpha-r1-", 0, 0)
+    assert sum(u.status == refusal for _, u in updates) == 2 + (refusal == "rejected")
+
+
 def test_cancel_requests_wake_the_exchange_until_handled(stores):
     robot, exchange = stores
     exchange.listen_exchange()

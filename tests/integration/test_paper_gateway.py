@@ -70,7 +70,7 @@ class Harness:
         probe = f"probe-{next(self.probes)}"
         self.gateway.submit([Cancel(probe)])
         answer = self.recv()
-        assert answer.client_id == probe and answer.status == "rejected"
+        assert answer.client_id == probe and answer.status == "cancel_rejected"
         return answer.ts
 
     def wait_seen(self, ts: int) -> None:
@@ -129,7 +129,7 @@ def test_orders_fill_against_published_market_data(transport):
         h.publish(Tick(SI, 200, 106, 1))
         assert h.recv() == Fill("o2", 200, SI, "sell", 1, 105, "P2", "1.5")
         h.gateway.submit([Cancel("o1")])
-        assert h.recv() == OrderUpdate("o1", 200, "rejected", "cancel: order not open")
+        assert h.recv() == OrderUpdate("o1", 200, "cancel_rejected", "cancel: order not open")
         assert h.quiet()
     finally:
         h.close()

@@ -42,8 +42,8 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from roboframe.core.events import Fill, NewOrder, OrderUpdate, Replace
 from roboframe.errors import ConfigError
 from roboframe.store.base import (
+    MOVES_FROM,
     REQUEST_KINDS,
-    STATE_KINDS,
     OrderStore,
     StoredOrder,
     StoreUnavailable,
@@ -536,10 +536,11 @@ class MongoStore(OrderStore):
                 "ts": update.ts,
             },
         )
-        if update.status in STATE_KINDS:
+        moves_from = MOVES_FROM.get(update.status)
+        if moves_from is not None:
             self._guard(
                 self.db.orders.update_one,
-                {"client_id": update.client_id, "status": {"$in": ["new", "accepted"]}},
+                {"client_id": update.client_id, "status": {"$in": list(moves_from)}},
                 {"$set": {"status": update.status}},
             )
         return new_id

@@ -44,8 +44,8 @@ from psycopg.types.json import Jsonb
 from roboframe.core.events import Fill, NewOrder, OrderUpdate, Replace
 from roboframe.errors import ConfigError
 from roboframe.store.base import (
+    MOVES_FROM,
     REQUEST_KINDS,
-    STATE_KINDS,
     OrderStore,
     StoredOrder,
     StoreUnavailable,
@@ -132,6 +132,7 @@ BEGIN
                 UPDATE rf_orders SET filled = filled + cid_lots,
                     status = CASE
                         WHEN cid_lots > 0 AND filled + cid_lots >= qty THEN 'filled'
+                        WHEN cid_kind = 'rejected' AND status <> 'new' THEN status
                         WHEN cid_kind IS NOT NULL AND status IN ('new', 'accepted')
                             THEN cid_kind
                         ELSE status END
@@ -173,9 +174,12 @@ BEGIN
             WHERE client_id = cid AND status IN ('new', 'accepted')
                 AND filled + cid_lots < qty AND coalesce(cid_kind, 'accepted') = 'accepted';
         ELSIF item->>'k' = 'event' THEN
-            -- a repeat moves the order nowhere new; a replace's answers, nowhere
-            IF item->>'kind' IN ('accepted', 'rejected', 'cancelled')
-                    AND (cid_kind IS NULL OR cid_kind IN ('new', 'accepted')) THEN
+            -- a repeat moves the order nowhere new; a replace's answers and a
+            -- cancel's refusal, nowhere; 'rejected' only a new order (after it is
+            -- accepted, a bridge's 'rejected' is a refused cancel: see MOVES_FROM)
+            IF (item->>'kind' IN ('accepted', 'cancelled')
+                    AND (cid_kind IS NULL OR cid_kind = 'accepted'))
+                    OR (item->>'kind' = 'rejected' AND cid_kind IS NULL) THEN
                 cid_kind := item->>'kind';
             END IF;
             IF item->>'id' IS NULL THEN
@@ -203,8 +207,10 @@ $$ LANGUAGE sql IMMUTABLE;
 # id that is there already (a retry after a lost answer) is a no-op; 6: channel
 # names include the schema (two stores in one database woke each other's
 # exchange); replace requests (rf_order_events.qty, .price), rf_record takes
-# replaces that took effect, and a replace's answers leave the order's status alone
-SCHEMA_VERSION = 6
+# replaces that took effect, and a replace's answers leave the order's status alone;
+# 7: a "rejected" answer moves only a new order (a refused cancel left a live order
+# marked rejected)
+SCHEMA_VERSION = 7
 NOTIFY_FUNCTION = NOTIFY_FUNCTION.replace("{version}", str(SCHEMA_VERSION))
 
 DDL = """
@@ -637,11 +643,11 @@ class PgStore(OrderStore):
         row = {"robot": robot, "client_id": update.client_id, "kind": update.status,
                "reason": update.reason, "ts": update.ts}  # fmt: skip
         cur = self._insert_row("rf_order_events", row, _reserved(update.ref))
-        if update.status in STATE_KINDS:
+        moves_from = MOVES_FROM.get(update.status)
+        if moves_from is not None:
             self._exec(
-                "UPDATE rf_orders SET status = %s WHERE client_id = %s "
-                "AND status IN ('new', 'accepted')",
-                (update.status, update.client_id),
+                "UPDATE rf_orders SET status = %s WHERE client_id = %s AND status = ANY(%s)",
+                (update.status, update.client_id, list(moves_from)),
             )
         return cur
 

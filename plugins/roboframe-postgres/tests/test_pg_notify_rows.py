@@ -6,7 +6,7 @@ store instead; an older store is upgraded in place."""
 from __future__ import annotations
 
 import pytest
-from roboframe_postgres.store import PgStore, robot_channel
+from roboframe_postgres.store import SCHEMA_VERSION, PgStore, robot_channel
 
 from roboframe.core.events import Cancel, Fill, NewOrder, OrderUpdate, Replace
 from roboframe.store import open_store
@@ -170,7 +170,7 @@ def test_a_version_5_store_is_upgraded_in_place_to_take_replace_requests(pg_url)
         old.request_replace(robot, cid, 3, 95, 3)
     store = open_store(pg_url)
     store.setup()  # upgrades
-    assert store.conn.execute("SELECT rf_schema_version()").fetchone() == (6,)
+    assert store.conn.execute("SELECT rf_schema_version()").fetchone() == (SCHEMA_VERSION,)
     indexes = (
         "SELECT indexname FROM pg_indexes "
         "WHERE schemaname = current_schema() AND tablename = 'rf_order_events'"

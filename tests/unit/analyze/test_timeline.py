@@ -277,7 +277,7 @@ def test_refused_cancels_and_replaces_leave_one_order_row_per_order(tmp_path):
         (2, "new", None),
         (2, "rejected", "risk: quantity 50 exceeds max_order_qty 10"),
         (4, "cancel", None),
-        (4, "rejected", "risk: cancel already pending"),
-        (6, "rejected", "risk: order is not open"),
+        (4, "cancel_rejected", "risk: cancel already pending"),
+        (6, "cancel_rejected", "risk: order is not open"),
         (7, "replace_rejected", "risk: replace: order is not open"),
     ]

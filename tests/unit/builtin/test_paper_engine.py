@@ -209,9 +209,11 @@ def test_cancel_open_order_and_refuse_other_cancels():
     ex.submit(buy("b", 3, price=90), 1)
     assert ex.submit(Cancel("b"), 2) == [OrderUpdate("b", 2, "cancelled")]
     assert ex.on_market(bar(3, 80, 80, 70, 75)) == []
-    assert ex.submit(Cancel("b"), 4) == [OrderUpdate("b", 4, "rejected", "cancel: order not open")]
+    assert ex.submit(Cancel("b"), 4) == [
+        OrderUpdate("b", 4, "cancel_rejected", "cancel: order not open")
+    ]
     assert ex.submit(Cancel("zz"), 4) == [
-        OrderUpdate("zz", 4, "rejected", "cancel: order not open")
+        OrderUpdate("zz", 4, "cancel_rejected", "cancel: order not open")
     ]
 
 
@@ -222,7 +224,7 @@ def test_cancel_after_a_partial_fill_and_after_a_full_fill():
     ex.on_market(Tick(SI, 2, 99, 1))  # f takes nothing: p came first and took the 1 lot
     assert ex.submit(Cancel("p"), 3) == [OrderUpdate("p", 3, "cancelled")]
     assert ex.on_market(Tick(SI, 4, 99, 0)) == [fill("f", 4, "buy", 1, 99, 2)]
-    assert ex.submit(Cancel("f"), 5)[0].status == "rejected"
+    assert ex.submit(Cancel("f"), 5)[0].status == "cancel_rejected"
 
 
 @pytest.mark.parametrize(

@@ -92,10 +92,15 @@ def test_cancel_and_rejected_cancel():
     assert strategy_cancel == [Cancel(order.client_id)]
     # a second cancel while one is pending is refused by the kernel itself
     assert kernel._process([Cancel(order.client_id)], 0) == []
-    assert kernel.take_rejected()[0].reason == "risk: cancel already pending"
+    (refused,) = kernel.take_rejected()
+    assert (refused.status, refused.reason) == ("cancel_rejected", "risk: cancel already pending")
     # the exchange refuses the cancel: the order stays accepted
-    kernel.handle(OrderUpdate(order.client_id, T0, "rejected", "too late"))
+    kernel.handle(OrderUpdate(order.client_id, T0, "cancel_rejected", "too late"))
     own = kernel.orders.orders[order.client_id]
+    assert (own.status, own.cancel_pending) == ("accepted", False)
+    # a gateway that says "rejected" for a refused cancel of an accepted order: the same
+    kernel._process([Cancel(order.client_id)], 0)
+    kernel.handle(OrderUpdate(order.client_id, T0, "rejected", "too late"))
     assert (own.status, own.cancel_pending) == ("accepted", False)
     kernel.handle(OrderUpdate(order.client_id, T0, "cancelled"))
     assert own.status == "cancelled" and not kernel.orders.open
@@ -352,3 +357,21 @@ def test_market_data_of_a_symbol_the_robot_does_not_trade_is_logged_once(caplog)
     logged = [r.getMessage() for r in caplog.records]
     assert len(logged) == 1, logged
     assert "SPFB.Si" in logged[0] and SI in logged[0] and RTS in logged[0]
+
+
+def test_a_refused_cancel_of_an_order_not_yet_acknowledged_leaves_it_open():
+    """A bridge may refuse a cancel ("order not found") before it acknowledges the
+    order. ``cancel_rejected`` says so: the order stays open, and its late
+    acknowledgement and fill are no anomaly; target sizing still counts it."""
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 1, price=b.close - 5)])
+    (order,) = kernel.handle(bar(SI, 1, 100))
+    assert kernel._process([Cancel(order.client_id)], 0) == [Cancel(order.client_id)]
+    kernel.handle(OrderUpdate(order.client_id, T0, "cancel_rejected", "order not found"))
+    own = kernel.orders.orders[order.client_id]
+    assert (own.status, own.cancel_pending) == ("new", False)
+    assert order.client_id in kernel.orders.open
+    assert kernel.ctx.order_target(SI, 1) == []  # the open buy already makes the target
+    kernel.handle(OrderUpdate(order.client_id, T0, "accepted"))
+    kernel.handle(Fill(order.client_id, T0, SI, "buy", 1, 95, "t1"))
+    assert own.status == "filled" and kernel.orders.anomalies == 0
+    assert kernel.ctx.position(SI) == 1
