@@ -771,8 +771,9 @@ def validate(robot_files: tuple[Path, ...]) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins(as_json: bool) -> None:
-    """List plugins, their versions and what each registers."""
-    from roboframe.console import format_plugins
+    """List plugins, their versions and what each registers; a plugin that
+    failed to load is listed with the reason, and the exit status is 1."""
+    from roboframe.console import PLUGIN_KINDS, format_plugins
     from roboframe.plugins import get_registry
 
     try:
@@ -780,10 +781,15 @@ def plugins(as_json: bool) -> None:
     except RoboframeError as exc:
         raise _fail(exc) from None
     listing = list(registry.plugins.values())
+    for name, why in sorted(registry.broken.items()):
+        broken = {"name": name, "version": "", "source": "", "error": why}
+        listing.append(broken | {kind: [] for kind in PLUGIN_KINDS})
     if as_json:
         click.echo(json.dumps(listing, indent=2))
     else:
         click.echo(format_plugins(listing))
+    if registry.broken:
+        raise SystemExit(EXIT_FAILED)
 
 
 @main.command()

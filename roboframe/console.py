@@ -105,14 +105,19 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+PLUGIN_KINDS = ("feeds", "gateways", "strategies", "risk_checks", "commands", "stores",
+                "config_sections", "analysis_stores", "statistics", "report_sections")  # fmt: skip
+
+
 def format_plugins(plugins: list[dict]) -> str:
     lines = []
     for info in plugins:
+        if info.get("error"):
+            lines.append(f"{info['name']}  BROKEN: {info['error']}")
+            continue
         version = f" {info['version']}" if info["version"] else ""
         lines.append(f"{info['name']}{version}  ({info['source']})")
-        kinds = ("feeds", "gateways", "strategies", "risk_checks", "commands", "stores")
-        kinds += ("config_sections",)
-        for kind in kinds:
+        for kind in PLUGIN_KINDS:
             if info[kind]:
                 lines.append(f"    {kind.replace('_', ' ')}: {', '.join(info[kind])}")
     return "\n".join(lines)

@@ -39,6 +39,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 )
 
 KINDS = ("feeds", "gateways", "strategies")
+EXTRA_KINDS = ("risk_checks", "commands", "stores", "schema_fragments", "analysis_stores",
+               "statistics", "report_sections")  # fmt: skip
 FIRST_PARTY = ("roboframe_postgres", "roboframe_mongo")
 """Plugins that live in this repository under plugins/, packaged like third-party ones."""
 SINGULAR = {
@@ -78,6 +80,8 @@ class Registry:
     statistics: dict[str, Registered] = field(default_factory=dict)
     report_sections: dict[str, Registered] = field(default_factory=dict)
     plugins: dict[str, dict] = field(default_factory=dict)
+    # plugins left out because they failed to load or register: name -> why
+    broken: dict[str, str] = field(default_factory=dict)
 
     def lookup(self, kind: str, name: str) -> Registered:
         table: dict[str, Registered] = getattr(self, kind)
@@ -85,7 +89,27 @@ class Registry:
             return table[name]
         except KeyError:
             known = ", ".join(sorted(table)) or "none"
-            raise PluginError(f"unknown {SINGULAR[kind]} {name!r}; registered: {known}") from None
+            note = self.broken_note()
+            raise PluginError(
+                f"unknown {SINGULAR[kind]} {name!r}; registered: {known}"
+                + (f"\n  hint: {note}" if note else "")
+            ) from None
+
+    def broken_note(self) -> str:
+        """Names the plugins that failed, one of which may have had an unknown name."""
+        if not self.broken:
+            return ""
+        names = ", ".join(repr(n) for n in sorted(self.broken))
+        return f"plugin(s) {names} failed to load ('roboframe plugins' says why)"
+
+    def drop(self, plugin_name: str, why: str) -> None:
+        """Leave a failing plugin out: forget all it registered; ``why`` is kept."""
+        for kind in (*KINDS, *EXTRA_KINDS):
+            table: dict[str, Registered] = getattr(self, kind)
+            for name in [n for n, r in table.items() if r.plugin == plugin_name]:
+                del table[name]
+        self.plugins.pop(plugin_name, None)
+        self.broken[plugin_name] = why
 
 
 _pm: pluggy.PluginManager | None = None
@@ -106,15 +130,25 @@ def build_plugin_manager(
     *,
     entry_points: bool = True,
     extra: Iterable[Any] = (),
+    broken: dict[str, str] | None = None,
 ) -> pluggy.PluginManager:
     """A fresh manager: built-ins, then entry points, then ``extra`` objects.
 
-    Raises :class:`PluginError` naming the plugin when one cannot be
-    imported, registers under a taken name or implements an unknown hook.
+    A plugin that cannot be imported, registers under a taken name or
+    implements an unknown hook raises :class:`PluginError` naming it -- or,
+    given a ``broken`` dict, is left out and recorded there (name -> why), so
+    that one broken package does not take down the commands and robots that
+    do not use it.
     """
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(hookspecs)
     pm._roboframe_info = {}  # type: ignore[attr-defined]
+
+    def failed(name: str, error: PluginError) -> None:
+        if broken is None:
+            raise error
+        broken[name] = str(error)
+
     for modname in builtins:
         module = importlib.import_module(modname)
         pm.register(module, name=modname)
@@ -126,14 +160,20 @@ def build_plugin_manager(
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin must not look like our bug
-                raise PluginError(
+                error = PluginError(
                     f"plugin {ep.name!r} (entry point {ep.value!r}) failed to load: "
                     f"{type(exc).__name__}: {exc}"
-                ) from exc
+                )
+                error.__cause__ = exc
+                failed(ep.name, error)
+                continue
             try:
                 pm.register(plugin, name=ep.name)
             except ValueError as exc:
-                raise PluginError(f"plugin {ep.name!r} cannot be registered: {exc}") from exc
+                error = PluginError(f"plugin {ep.name!r} cannot be registered: {exc}")
+                error.__cause__ = exc
+                failed(ep.name, error)
+                continue
             dist = getattr(ep, "dist", None)
             pm._roboframe_info[ep.name] = {
                 "version": _plugin_version(dist),
@@ -143,17 +183,30 @@ def build_plugin_manager(
         name = getattr(obj, "__name__", None) or type(obj).__name__
         pm.register(obj, name=name)
         pm._roboframe_info[name] = {"version": "", "source": "registered in code"}
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        name = pm.get_name(exc.plugin) or repr(exc.plugin)
-        raise PluginError(f"plugin {name!r}: {exc}") from exc
+    while True:
+        try:
+            pm.check_pending()
+            break
+        except pluggy.PluginValidationError as exc:
+            name = pm.get_name(exc.plugin) or repr(exc.plugin)
+            error = PluginError(f"plugin {name!r}: {exc}")
+            error.__cause__ = exc
+            failed(name, error)
+            pm.unregister(exc.plugin)
+    pm._roboframe_broken = broken  # type: ignore[attr-defined]
     return pm
 
 
 def build_registry(pm: pluggy.PluginManager) -> Registry:
-    """Call every registration hook, implementation by implementation."""
-    reg = Registry()
+    """Call every registration hook, implementation by implementation.
+
+    A plugin whose hook raises or registers something unusable raises
+    :class:`PluginError` naming it -- or, when the manager keeps a ``broken``
+    record (see :func:`build_plugin_manager`), is left out whole: what it
+    registered is forgotten and its hooks unregistered.
+    """
+    broken = getattr(pm, "_roboframe_broken", None)
+    reg = Registry(broken=broken if broken is not None else {})
     info = getattr(pm, "_roboframe_info", {})
     for plugin_name, _plugin in pm.list_name_plugin():
         reg.plugins[plugin_name] = {
@@ -186,15 +239,24 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
     for kind, hook in hooks:
         for impl in hook.get_hookimpls():  # registration order
             plugin_name = impl.plugin_name
+            if plugin_name in reg.broken:
+                continue
             impl_register = _make_register(reg, kind, plugin_name)
             try:
                 impl.function(register=impl_register)
-            except PluginError:
-                raise
             except Exception as exc:
-                raise PluginError(
+                error = exc if isinstance(exc, PluginError) else PluginError(
                     f"plugin {plugin_name!r} failed in {hook.name}: {type(exc).__name__}: {exc}"
-                ) from exc
+                )  # fmt: skip
+                # a name two plugins register is neither's: a robot naming it would
+                # run whichever registered first
+                culprits = [plugin_name, *([error.also] if hasattr(error, "also") else [])]
+                if broken is None or any(name in BUILTIN_PLUGINS for name in culprits):
+                    raise error from exc
+                for name in culprits:
+                    reg.drop(name, str(error))
+                    if pm.get_plugin(name) is not None:
+                        pm.unregister(name=name)
     return reg
 
 
@@ -207,10 +269,12 @@ def _make_register(reg: Registry, kind: str, plugin_name: str):
             raise PluginError(f"plugin {plugin_name!r} registered a {SINGULAR[kind]} with no name")
         if name in table:
             other = table[name].plugin
-            raise PluginError(
+            error = PluginError(
                 f"{SINGULAR[kind]} {name!r} is registered twice: "
                 f"by plugin {other!r} and by plugin {plugin_name!r}"
             )
+            error.also = other  # type: ignore[attr-defined]  # to leave out as well
+            raise error
         _check_registered(kind, name, obj, plugin_name)
         table[name] = Registered(kind, name, obj, plugin_name)
         if plugin_name in reg.plugins:
@@ -247,21 +311,34 @@ def _check_registered(kind: str, name: str, obj: Any, plugin_name: str) -> None:
             )
     if kind == "schema_fragments" and not isinstance(obj, dict):
         raise PluginError(f"plugin {plugin_name!r}: schema for section {name!r} must be a dict")
+    if base is not None:  # its params_schema must be a schema: checked now, blamed on it
+        from roboframe.config.schema import checked_params_schema
+
+        checked_params_schema(Registered(kind, name, obj, plugin_name))
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The process-wide manager, built on first use."""
+    """The process-wide manager, built on first use. A plugin that fails to load
+    is left out (see :func:`get_registry`)."""
     global _pm
     if _pm is None:
-        _pm = build_plugin_manager()
+        _pm = build_plugin_manager(broken={})
     return _pm
 
 
 def get_registry() -> Registry:
-    """The process-wide registry, built on first use."""
+    """The process-wide registry, built on first use.
+
+    A third-party plugin that fails to load or register is left out with a
+    warning, and ``registry.broken`` says why: robots and commands that do not
+    use it go on (``ctl ... flatten`` above all), and a robot file naming
+    something it would have registered is refused with a hint naming it.
+    """
     global _registry
     if _registry is None:
         _registry = build_registry(get_plugin_manager())
+        for why in _registry.broken.values():
+            log.warning("%s; left out: what it registers is unavailable", why)
     return _registry
 
 

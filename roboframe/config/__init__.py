@@ -142,10 +142,10 @@ def _validate(
     validator = Draft202012Validator(build_schema(registry))
     problems = [p for error in validator.iter_errors(data) for p in describe(error)]
     if problems:
-        raise _fail(problems, lines, shown, overridden)
+        raise _fail(_blame_broken(problems, registry), lines, shown, overridden)
     problems, strategy_cls = check_all(data, registry, shown)
     if problems:
-        raise _fail(problems, lines, shown, overridden)
+        raise _fail(_blame_broken(problems, registry), lines, shown, overridden)
     spec = _build_spec(_with_defaults(data, registry, strategy_cls), shown, data.get("control"))
     if startup:
         control = data.get("control") or {}
@@ -154,6 +154,20 @@ def _validate(
         if problems:
             raise _fail(problems, lines, shown, overridden)
     return spec
+
+
+def _blame_broken(problems: list, registry: Any) -> list:
+    """An unknown plugin name may be one a plugin that failed to load would give:
+    its hint says so."""
+    note = registry.broken_note() if hasattr(registry, "broken_note") else ""
+    if not note:
+        return problems
+    return [
+        (where, message, f"{hint}; {note}" if hint else note)
+        if message.startswith("unknown ") and where[-1:] == ("plugin",)
+        else (where, message, hint)
+        for where, message, hint in problems
+    ]
 
 
 def _with_defaults(data: dict, registry: Any, strategy_cls: type) -> dict:

@@ -348,7 +348,7 @@ def core_schema() -> dict:
     }
 
 
-def _checked_params_schema(entry: Any) -> dict:
+def checked_params_schema(entry: Any) -> dict:
     """A plugin class's ``params_schema``; a broken one is the plugin's error."""
     schema = getattr(entry.obj, "params_schema", None) or {"type": "object"}
     try:
@@ -368,7 +368,7 @@ def _params_rules(table: dict) -> list[dict]:
         rules.append(
             {
                 "if": {"properties": {"plugin": {"const": name}}, "required": ["plugin"]},
-                "then": {"properties": {"params": _checked_params_schema(table[name])}},
+                "then": {"properties": {"params": checked_params_schema(table[name])}},
             }
         )
     return rules

@@ -142,6 +142,64 @@ def test_broken_plugin_fails_with_its_name(tmp_path):
     assert "plugin 'broken' (entry point 'rf_broken') failed to load" in proc.stderr
     assert "missing dependency zzz" in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert "broken  BROKEN: plugin 'broken'" in proc.stdout  # listed beside the others
+    assert "sma-crossover" in proc.stdout
+    proc = roboframe_cmd("plugins", "--json", env={"PYTHONPATH": str(site)})
+    listing = {p["name"]: p for p in json.loads(proc.stdout)}
+    assert "missing dependency zzz" in listing["broken"]["error"]
+    assert listing["broken"]["strategies"] == []
+
+
+BROKEN_LATE = """
+from roboframe import Strategy, hookimpl
+
+
+class Fine(Strategy):
+    pass
+
+
+@hookimpl
+def roboframe_register_strategies(register):
+    register("fine-but-left-out", Fine)  # registered before the failure: forgotten too
+    raise KeyError("settings")
+"""
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["raise ImportError('missing dependency zzz')\n", textwrap.dedent(BROKEN_LATE)],
+    ids=["import", "registration"],
+)
+def test_a_broken_plugin_leaves_the_robots_that_do_not_use_it_alone(tmp_path, source):
+    """One broken package must not stop every robot and command: a robot that
+    does not use it validates, backtests and takes ctl commands (its control
+    address is read); one naming what it would have registered is refused with
+    a hint naming it."""
+    site = install(tmp_path, "rf_broken", source, "broken")
+    env = {"PYTHONPATH": str(site)}
+    robot = tmp_path / "si.yaml"
+    robot.write_text(
+        "name: si\nsymbols:\n  Si-12.26: {tick_size: 1}\n"
+        "feed: {plugin: synthetic, params: {bars: 200, seed: 1, prices: {Si-12.26: 92000}}}\n"
+        "strategy: {plugin: sma-crossover}\ngateway: {plugin: paper}\n"
+        f"journal: {{dir: {tmp_path / 'runs'}}}\n"
+    )
+    proc = roboframe_cmd("validate", str(robot), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "plugin 'broken'" in proc.stderr and "left out" in proc.stderr
+    proc = roboframe_cmd("-q", "backtest", str(robot), "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["events"] == 200
+    proc = roboframe_cmd("ctl", str(robot), "flatten", "--timeout", "0.2", env=env)
+    assert proc.returncode == 1
+    assert f"no answer from ipc://{tmp_path / 'runs'}/control.sock" in proc.stderr
+    other = tmp_path / "other.yaml"
+    other.write_text(robot.read_text().replace("sma-crossover", "fine-but-left-out"))
+    proc = roboframe_cmd("validate", str(other), env=env)
+    assert proc.returncode == 2
+    assert "unknown strategy 'fine-but-left-out'" in proc.stderr
+    assert "; plugin(s) 'broken' failed to load" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_misspelt_hook_fails_with_the_plugin_name(tmp_path):

@@ -108,3 +108,89 @@ def test_building_the_registry_imports_no_store_driver_and_no_analyzer():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_with_a_broken_record_a_failing_plugin_is_left_out_whole():
+    """The process-wide registry keeps a ``broken`` record: a plugin whose hook
+    raises, registers something unusable (a params_schema that is no schema) or
+    implements an unknown hook is left out -- what it registered before failing
+    too, and its lifecycle hooks -- while the others are all there."""
+
+    class BadSchema(Strategy):
+        params_schema = {"type": "objekt"}
+
+    def half_then_boom(register):
+        register("first-half", Dummy)
+        raise KeyError("x")
+
+    def starts(robot, run_id, journal_path):
+        raise AssertionError("a left-out plugin's hook must not run")
+
+    broken: dict[str, str] = {}
+    pm = build_plugin_manager(
+        entry_points=False,
+        broken=broken,
+        extra=[
+            plugin(
+                "explosive",
+                roboframe_register_strategies=half_then_boom,
+                roboframe_robot_start=starts,
+            ),
+            plugin(
+                "badschema",
+                roboframe_register_strategies=lambda register: register("bad", BadSchema),
+            ),
+            plugin("typo", roboframe_register_strategys=lambda register: None),
+            plugin("fine", roboframe_register_strategies=lambda register: register("ok", Dummy)),
+        ],
+    )
+    reg = build_registry(pm)
+    assert sorted(reg.broken) == ["badschema", "explosive", "typo"]
+    assert "failed in roboframe_register_strategies: KeyError" in reg.broken["explosive"]
+    assert "invalid params_schema" in reg.broken["badschema"]
+    assert "roboframe_register_strategys" in reg.broken["typo"]
+    assert "ok" in reg.strategies and "sma-crossover" in reg.strategies
+    assert not {"first-half", "bad"} & set(reg.strategies)
+    assert not {"explosive", "badschema", "typo"} & set(reg.plugins)
+    pm.hook.roboframe_robot_start(robot=None, run_id="r", journal_path="j")
+    with pytest.raises(PluginError) as info:
+        reg.lookup("strategies", "first-half")
+    assert "plugin(s) 'badschema', 'explosive', 'typo' failed to load" in str(info.value)
+
+
+def test_without_a_broken_record_a_bad_params_schema_fails_at_registration():
+    class BadSchema(Strategy):
+        params_schema = {"type": "objekt"}
+
+    pm = build_plugin_manager(
+        entry_points=False,
+        extra=[
+            plugin(
+                "acme", roboframe_register_strategies=lambda register: register("bad", BadSchema)
+            )
+        ],
+    )
+    with pytest.raises(PluginError, match="strategy 'bad' of plugin 'acme' has an invalid"):
+        build_registry(pm)
+
+
+def test_with_a_broken_record_a_name_two_plugins_register_is_neither_s():
+    def acme(register):
+        register("meanrev", Dummy)
+
+    def other(register):
+        register("meanrev", Dummy)
+        register("momentum", Dummy)
+
+    pm = build_plugin_manager(
+        entry_points=False,
+        broken={},
+        extra=[
+            plugin("acme", roboframe_register_strategies=acme),
+            plugin("other", roboframe_register_strategies=other),
+        ],
+    )
+    reg = build_registry(pm)
+    assert sorted(reg.broken) == ["acme", "other"]
+    assert "'meanrev' is registered twice" in reg.broken["acme"]
+    assert not {"meanrev", "momentum"} & set(reg.strategies)
