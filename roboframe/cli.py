@@ -270,8 +270,6 @@ def backtest(
         )
     except RoboframeError as exc:
         raise _fail(exc) from None
-    except ValueError as exc:  # --from/--to that are not times
-        raise ConfigExit(f"bad --from/--to: {exc}") from None
     stats = dict(result.stats)
     counters = result.kernel.counters
     if as_json:
@@ -738,9 +736,10 @@ def validate(robot_files: tuple[Path, ...]) -> None:
     warn of what would stop a run on this machine (a data file that cannot be opened)."""
     from roboframe.config import load_robot
     from roboframe.core.feed import preflight_feed
+    from roboframe.core.robot import make_strategy
     from roboframe.plugins import get_registry
 
-    bad = 0
+    bad = failed = 0
     for path in robot_files:
         try:
             spec = load_robot(path)
@@ -750,6 +749,12 @@ def validate(robot_files: tuple[Path, ...]) -> None:
             continue
         except RoboframeError as exc:
             bad += 1
+            click.echo(f"{path}: {exc}", err=True)
+            continue
+        try:  # a strategy that refuses its params, or breaks, on start
+            make_strategy(spec)
+        except RoboframeError as exc:
+            failed += 1
             click.echo(f"{path}: {exc}", err=True)
             continue
         symbols = ", ".join(spec.symbols)
@@ -764,8 +769,13 @@ def validate(robot_files: tuple[Path, ...]) -> None:
         except ConfigError as exc:
             what = "run and backtest (without --data) would stop"
             click.echo(f"warning: on this machine, {what}:\n{exc}", err=True)
+        except RoboframeError as exc:  # a plugin's own bug
+            failed += 1
+            click.echo(f"{path}: {exc}", err=True)
     if bad:
         raise SystemExit(EXIT_CONFIG)
+    if failed:
+        raise SystemExit(EXIT_FAILED)
 
 
 @main.command()

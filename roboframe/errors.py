@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import sysconfig
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 
 class RoboframeError(Exception):
     """Base of every error roboframe raises on purpose."""
@@ -71,3 +76,49 @@ class StrategyError(RoboframeError):
 
 class JournalError(RoboframeError):
     """A journal cannot be written or read."""
+
+
+_PATHS = sysconfig.get_paths()
+_STDLIB = str(Path(_PATHS["stdlib"]).resolve())
+_SITE = tuple(str(Path(_PATHS[k]).resolve()) for k in ("purelib", "platlib"))
+
+
+def _in_stdlib(filename: str) -> bool:
+    path = str(Path(filename).resolve())
+    return path.startswith(_STDLIB) and not path.startswith(_SITE)  # site-packages: plugins
+
+
+def raised_at(exc: BaseException) -> str:
+    """`` (file.py:12 in fn)``: where ``exc`` was raised -- the innermost frame
+    outside the standard library (a plugin's own line, not json's decoder) --
+    or "" when its traceback is gone."""
+    tb, found = exc.__traceback__, None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if found is None or not _in_stdlib(code.co_filename):
+            found = (code.co_filename, tb.tb_lineno, code.co_name)
+        tb = tb.tb_next
+    if found is None:
+        return ""
+    return f" ({Path(found[0]).name}:{found[1]} in {found[2]})"
+
+
+def described(exc: BaseException) -> str:
+    """``exc`` as a log line says it: ours by their message, others by type,
+    message and where they were raised."""
+    if isinstance(exc, RoboframeError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}{raised_at(exc)}"
+
+
+@contextmanager
+def blamed(what: str, error: type[RoboframeError] = PluginError) -> Iterator[None]:
+    """Run a plugin's code: an exception it raises that is not one of ours becomes
+    ``error`` naming ``what`` (``"feed 'jsonl' (plugin acme)"``) and the line that
+    raised, so a user sees whose bug it is instead of a traceback."""
+    try:
+        yield
+    except RoboframeError:
+        raise
+    except Exception as exc:
+        raise error(f"{what} raised {described(exc)}") from exc

@@ -26,7 +26,7 @@ from roboframe.core import codec
 from roboframe.core.kernel import Kernel
 from roboframe.errors import JournalError, StrategyError
 from roboframe.journal import JournalReader
-from roboframe.journal.format import ACTIONS, MESSAGE
+from roboframe.journal.format import ACTIONS, MESSAGE, NOTE, STRATEGY_ERROR, decode_note
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Divergence:
     expected: tuple[list, list]
     produced: tuple[list, list]
     raised: str | None = None  # the replayed strategy raised this instead
+    stopped: str | None = None  # the run's strategy raised this here, and the run ended
 
     def __str__(self) -> str:
         replayed = (
@@ -43,9 +44,14 @@ class Divergence:
             if self.raised is not None
             else f"actions {self.produced[0]!r}, rejected {self.produced[1]!r}"
         )
+        journaled = (
+            f"the strategy raised: {self.stopped} (the run stopped there)"
+            if self.stopped is not None
+            else f"actions {self.expected[0]!r}, rejected {self.expected[1]!r}"
+        )
         return (
             f"seq {self.seq}: event {self.event!r}\n"
-            f"  journaled: actions {self.expected[0]!r}, rejected {self.expected[1]!r}\n"
+            f"  journaled: {journaled}\n"
             f"  replayed:  {replayed}"
         )
 
@@ -84,11 +90,13 @@ class OutputCheck:
         self.pending: dict[int, tuple[Any, tuple[list, list]]] = {}
         self.compared = 0
         self._message_at = -1
+        self._events: dict[int, Any] = {}  # the current message's events, by seq
 
     def message(self, offset: int) -> Divergence | None:
         if offset == self._message_at:
             return None
         self._message_at = offset
+        self._events.clear()
         if not self.pending:
             return None
         seq = min(self.pending)  # outputs the journal never recorded
@@ -97,13 +105,18 @@ class OutputCheck:
         return Divergence(seq, event, ([], []), produced)
 
     def produced(self, seq: int, event: Any, outputs: tuple[list, list]) -> None:
+        self._events[seq] = event
         if outputs[0] or outputs[1]:
             self.pending[seq] = (event, outputs)
+
+    def event(self, seq: int) -> Any:
+        """The event ``seq`` of the current message, when it was replayed."""
+        return self._events.get(seq)
 
     def journaled(self, record: Any) -> Divergence | None:
         actions, rejected = codec.decode_outputs(record.payload)
         expected = (list(actions), list(rejected))
-        event, produced = self.pending.pop(record.seq, (None, ([], [])))
+        event, produced = self.pending.pop(record.seq, (self.event(record.seq), ([], [])))
         self.compared += 1
         return None if produced == expected else Divergence(record.seq, event, expected, produced)
 
@@ -168,26 +181,41 @@ def kernel_from_header(header: dict, registry=None) -> Kernel:
 
 
 def iter_events(
-    reader: JournalReader, records: Iterator | None = None
+    reader: JournalReader, records: Iterator | None = None, *, notes: bool = False
 ) -> Iterator[tuple[int, Any, Any]]:
     """``(seq, event, record)`` for every journaled inbound event, and
-    ``(seq, None, record)`` for every action record (of ``records``, by default
-    all of ``reader``'s)."""
+    ``(seq, None, record)`` for every action record -- and with ``notes`` every
+    NOTE record (of ``records``, by default all of ``reader``'s)."""
     for record in reader.records() if records is None else records:
         if record.kind == MESSAGE:
             events = message_events(reader, record)
             for offset, event in enumerate(events):
                 yield record.seq + offset, event, record
-        elif record.kind == ACTIONS:
+        elif record.kind == ACTIONS or (notes and record.kind == NOTE):
             yield record.seq, None, record
 
 
-def raised_at(exc: StrategyError, seq: int, event: Any) -> StrategyError:
+def failed_on(exc: StrategyError, seq: int, event: Any) -> StrategyError:
     """``exc``, marked with the event it was raised on."""
     exc.seq = seq
     if exc.event is None:
         exc.event = event
     return exc
+
+
+def stopped_note(record: Any) -> tuple[int, str] | None:
+    """``(seq, error)`` of a NOTE saying a strategy error stopped the run there."""
+    note = decode_note(record.payload)
+    if note.get("note") != STRATEGY_ERROR:
+        return None
+    return record.seq, str(note.get("error", ""))
+
+
+def unraised(check: OutputCheck, seq: int, error: str) -> Divergence:
+    """The run ended on a strategy error at ``seq`` that the replay did not raise:
+    the strategy changed since (and the journal has nothing after that event)."""
+    event, produced = check.pending.pop(seq, (check.event(seq), ([], [])))
+    return Divergence(seq, event, ([], []), produced, stopped=error)
 
 
 def stopped_there(
@@ -219,7 +247,12 @@ def verify(path: str | Path, *, registry=None, keep_outputs: bool = False) -> Re
     result = ReplayResult(reader.header, kernel)
     check = OutputCheck()
     records = reader.records()
-    for seq, event, record in iter_events(reader, records):
+    stopped: tuple[int, str] | None = None  # the strategy error the run ended on, journaled
+    for seq, event, record in iter_events(reader, records, notes=True):
+        if event is None and record.kind == NOTE:
+            stopped = stopped_note(record) or stopped
+            continue
+        stopped = None  # records after the note: a run resumed with the strategy fixed
         if event is None:
             result.divergence = check.journaled(record)
         else:
@@ -228,7 +261,7 @@ def verify(path: str | Path, *, registry=None, keep_outputs: bool = False) -> Re
                 try:
                     actions = kernel.handle(event)
                 except StrategyError as exc:
-                    result.failure = raised_at(exc, seq, event)
+                    result.failure = failed_on(exc, seq, event)
                     result.divergence = stopped_there(records, check, exc)
                     break
                 produced = (list(actions), kernel.take_rejected())
@@ -238,6 +271,8 @@ def verify(path: str | Path, *, registry=None, keep_outputs: bool = False) -> Re
                     result.outputs[seq] = produced
         if result.divergence is not None:
             break
+    if stopped is not None and result.ok and result.failure is None:
+        result.divergence = unraised(check, *stopped)
     result.compared = check.compared
     result.unjournaled = check.unjournaled
     result.torn_tail = reader.torn_tail
@@ -267,7 +302,7 @@ def state_at(
         try:
             actions = kernel.handle(event)
         except StrategyError as exc:
-            raised_at(exc, seq, event)
+            failed_on(exc, seq, event)
             if stopped_there(records, check, exc) is not None:
                 raise
             return kernel, last, exc

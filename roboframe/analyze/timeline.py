@@ -46,15 +46,17 @@ from roboframe.core.events import (
 from roboframe.core.orders import OPEN_STATES
 from roboframe.errors import StrategyError
 from roboframe.journal import JournalReader
-from roboframe.journal.format import ACTIONS, MESSAGE
+from roboframe.journal.format import ACTIONS, MESSAGE, NOTE
 from roboframe.replay import (
     Divergence,
     OutputCheck,
+    failed_on,
     kernel_from_header,
     message_events,
-    raised_at,
     robot_header,
+    stopped_note,
     stopped_there,
+    unraised,
 )
 from roboframe.risk.limits import STOPPED
 
@@ -226,7 +228,12 @@ class RunAnalysis:
         realized = unrealized = 0.0
 
         records = self.reader.records()
+        stopped: tuple[int, str] | None = None  # the strategy error the run ended on
         for record in records:
+            if record.kind == NOTE:
+                stopped = stopped_note(record) or stopped
+                continue
+            stopped = None  # records after it: a run resumed with the strategy fixed
             if record.kind == ACTIONS:
                 self._diverged(check.journaled(record))
                 continue
@@ -250,7 +257,7 @@ class RunAnalysis:
                 try:
                     actions = handlers[kind](event)
                 except StrategyError as exc:
-                    self.failure = raised_at(exc, seq, event)
+                    self.failure = failed_on(exc, seq, event)
                     count -= record.seq + len(batch) - 1 - seq  # never handled
                     break
                 rejected = kernel.take_rejected()
@@ -318,6 +325,8 @@ class RunAnalysis:
                 break
             if len(events_rows) >= BATCH_ROWS:
                 rows.flush()
+        if stopped is not None and self.failure is None:
+            self._diverged(unraised(check, *stopped))
         for cid, (seq, ts) in sorted(open_orders.items()):
             self._order_row(rows, cid, seq, ts, None, None)
         torn = self.reader.torn_tail

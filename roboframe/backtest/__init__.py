@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from itertools import chain
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any
 from roboframe.backtest.data import FILE_FEEDS, READING, data_id, file_events, window
 from roboframe.backtest.engine import Backtest, BacktestResult
 from roboframe.builtin.feeds.timeparse import parse_tz
-from roboframe.errors import ConfigError
+from roboframe.errors import ConfigError, blamed
+from roboframe.plugins import BUILTIN_PLUGINS
 
 __all__ = ["Backtest", "BacktestResult", "feed_events", "run_backtest"]
 
@@ -106,15 +108,27 @@ def _own_feed(spec: Any, registry: Any, instruments: dict, finite: bool):
     from roboframe.plugins import get_registry
 
     registry = registry or get_registry()
-    cls = registry.lookup("feeds", spec.feed.plugin).obj
+    found = registry.lookup("feeds", spec.feed.plugin)
+    cls, named = found.obj, f"feed {spec.feed.plugin!r} (plugin {found.plugin})"
     if cls.live_only:
         raise ConfigError(f"feed {spec.feed.plugin!r} is live only; give history with --data FILE")
     preflight_feed(spec, registry)
-    feed = cls(dict(spec.feed.params), instruments, base_dir=robot_dir(spec))
+    with blamed(f"{named} on start"):
+        feed = cls(dict(spec.feed.params), instruments, base_dir=robot_dir(spec))
     if finite and feed.endless:
         raise ConfigError(
             f"feed {spec.feed.plugin!r} is endless with these params, so a backtest on it "
             "would never finish; give it an end (synthetic: bars: N), --to DATE, "
             "or history with --data FILE"
         )
-    return feed.events(), f"feed:{spec.feed.plugin}"
+    events = feed.events()
+    if found.plugin not in BUILTIN_PLUGINS:  # the built-in feeds say what is wrong themselves
+        events = _blamed_events(events, named)
+    return events, f"feed:{spec.feed.plugin}"
+
+
+def _blamed_events(events: Iterable, named: str) -> Iterator:
+    """A plugin feed's events; what it raises names it and the line that raised.
+    (Only the feed's own code runs in this frame: the consumer's errors do not.)"""
+    with blamed(f"{named} reading its data"):
+        yield from events

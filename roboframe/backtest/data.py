@@ -100,11 +100,21 @@ def window(
     events, start: str | None, end: str | None, tz: dt.tzinfo = dt.UTC
 ) -> Iterator[Tick | Bar]:
     """Only events with ``start <= ts <= end`` (ISO-8601 dates or times; without
-    an offset in ``tz``, the zone the data's own times are read in)."""
-    lo = iso_to_ns(start, tz) if start else None
-    hi = iso_to_ns(end, tz) if end else None
+    an offset in ``tz``, the zone the data's own times are read in). A bound that
+    is not a time is a ConfigError now, before any event is read."""
+    bounds = []
+    for flag, text in (("--from", start), ("--to", end)):
+        try:
+            bounds.append(iso_to_ns(text, tz) if text else None)
+        except ValueError as exc:
+            raise ConfigError(f"{flag} {text!r} is not a time: {exc}") from None
+    lo, hi = bounds
     if hi is not None and _is_date(end):  # a date: through the end of that day
         hi += _DAY - 1
+    return _between(events, lo, hi)
+
+
+def _between(events, lo: int | None, hi: int | None) -> Iterator[Tick | Bar]:
     for event in events:
         if lo is not None and event.ts < lo:
             continue

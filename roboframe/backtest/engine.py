@@ -42,9 +42,10 @@ from roboframe.builtin.paper import PaperExchange
 from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Control, Fill, Tick
 from roboframe.core.kernel import NO_ACTIONS, Kernel
+from roboframe.core.loop import strategy_error_note
 from roboframe.core.robot import JOURNAL_SUFFIX, journal_header, make_strategy
 from roboframe.errors import StrategyError
-from roboframe.journal import JournalWriter
+from roboframe.journal import NOTE, JournalWriter
 
 _BATCH = 512  # events per journal frame between actions
 _MAX_TIMERS = 1_000_000  # timer events between two market events before it is a bug
@@ -218,6 +219,8 @@ class Backtest:
             seq = self._pending_seq + len(self._pending) - 1  # the last event fed: that one
             if self._pending:
                 self._flush_pending(self._pending[-1].ts)
+            if self.writer is not None:
+                self.writer.append_record(NOTE, seq, 0, strategy_error_note(exc))
             where = f"event seq {seq}"
             if self.journal_path is not None:
                 where += f"; the journal ends there: {self.journal_path}"

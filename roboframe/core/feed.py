@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 from roboframe.core import codec
 from roboframe.core.events import Bar, Tick
 from roboframe.core.instruments import Instrument
+from roboframe.errors import blamed
 
 PACING_SCHEMA = {
     "rate": {
@@ -184,8 +185,9 @@ def preflight_feed(spec: Any, registry: Any) -> None:
     """The feed's own checks (its data file opens), before anything is written."""
     from roboframe.config import problems_at_start
 
-    feed_cls = registry.lookup("feeds", spec.feed.plugin).obj
-    problems = feed_cls.preflight(dict(spec.feed.params), robot_dir(spec))
+    found = registry.lookup("feeds", spec.feed.plugin)
+    with blamed(f"feed {spec.feed.plugin!r} (plugin {found.plugin}) checking its params"):
+        problems = found.obj.preflight(dict(spec.feed.params), robot_dir(spec))
     if problems:
         located = [(("feed", "params", *path), m, h) for path, m, h in problems]
         raise problems_at_start(spec, located)

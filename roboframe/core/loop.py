@@ -32,6 +32,7 @@ from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Control, Tick, Timer
 from roboframe.core.timetext import span_text, utc_text
 from roboframe.errors import StrategyError
+from roboframe.journal.format import NOTE, STRATEGY_ERROR, encode_note
 from roboframe.risk.limits import STOPPED
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,11 @@ MAX_MESSAGE_BYTES = 16 << 20
 """Largest frame the loop's socket takes over ipc/tcp (``zmq.MAXMSGSIZE``; inproc has no
 limit): a full feed batch, 65535 events of up to 256 bytes each, fits. ZeroMQ drops a
 larger frame before it is read into memory and disconnects its sender."""
+
+
+def strategy_error_note(exc: StrategyError) -> bytes:
+    """The NOTE a run that a strategy error stopped ends its journal with."""
+    return encode_note(STRATEGY_ERROR, error=str(exc))
 
 
 class EmptyBatch(ValueError):
@@ -380,3 +386,4 @@ class RoboLoop:
         except StrategyError as exc:
             self.error = exc
             log.error("robot stopped: %s (event seq %s)", exc, exc.seq)
+            self.journal.append_record(NOTE, exc.seq or self.seq, 0, strategy_error_note(exc))

@@ -96,7 +96,7 @@ def _ref(text: str) -> int:
 
 def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
     """Feed ``path``'s events to a fresh kernel; refuse a finished or foreign run."""
-    from roboframe.replay import OutputCheck, iter_events, raised_at, stopped_there
+    from roboframe.replay import OutputCheck, failed_on, iter_events, stopped_there
 
     cut = recover(path)
     if cut:
@@ -127,7 +127,7 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
         try:
             actions = kernel.handle(event)
         except StrategyError as exc:
-            raised_at(exc, seq, event)
+            failed_on(exc, seq, event)
             _refuse_divergence(reader, stopped_there(records, check, exc))
             raise _still_failing(path, exc) from None
         check.produced(seq, event, (list(actions), kernel.take_rejected()))

@@ -36,7 +36,7 @@ from roboframe.core.streams import (
     start_thread,
     trade_stream,
 )
-from roboframe.errors import JournalError, RoboframeError
+from roboframe.errors import GatewayError, JournalError, RoboframeError, StrategyError, blamed
 from roboframe.journal import JournalWriter
 from roboframe.plugins import (
     Registry,
@@ -68,7 +68,12 @@ def new_run_id(journal_dir: Path, now: dt.datetime | None = None) -> str:
 def make_strategy(spec: Any, registry: Registry | None = None):
     search = strategy_search(getattr(spec, "source", None))
     cls, origin = resolve_strategy(spec.strategy.plugin, registry, search)
-    return cls(dict(spec.strategy.params)), cls, origin
+    named = f"strategy {spec.strategy.plugin!r}"
+    if origin != spec.strategy.plugin:  # a registered name: the plugin that gave it
+        named += f" (plugin {origin})"
+    with blamed(f"{named} on start", StrategyError):
+        strategy = cls(dict(spec.strategy.params))
+    return strategy, cls, origin
 
 
 def source_hash(cls: type) -> str | None:
@@ -151,16 +156,23 @@ class LiveRobot:
             self.run_id = self.options.run_id or new_run_id(self.journal_dir)
             self.journal_path = self.journal_dir / f"{self.run_id}{JOURNAL_SUFFIX}"
             self.kernel = Kernel(spec, self.run_id, strategy, registry)
+        base_dir = robot_dir(spec)
+        found = registry.lookup("feeds", spec.feed.plugin)
+        feed_cls = found.obj
+        with blamed(f"feed {spec.feed.plugin!r} (plugin {found.plugin}) on start"):
+            self.feed = feed_cls(dict(spec.feed.params), self.kernel.instruments, base_dir=base_dir)
+            if self.resumed is not None:  # recorded data goes on from there; live data says
+                self.feed.resume_after(*self.resumed.market_seen)  # what the robot missed
+        found = registry.lookup("gateways", spec.gateway.plugin)
+        self._gateway_named = f"gateway {spec.gateway.plugin!r} (plugin {found.plugin})"
+        with blamed(f"{self._gateway_named} on start", GatewayError):
+            self.gateway = found.obj(
+                dict(spec.gateway.params), self.kernel.instruments, robot=spec.name
+            )
+        self.gateway.base_dir = base_dir
+        if self.resumed is None:  # the plugins started: now the journal (none left if not)
             header = journal_header(spec, self.run_id, strategy_cls, "live")
             self.journal = JournalWriter(self.journal_path, header, fsync=spec.journal.fsync)
-        base_dir = robot_dir(spec)
-        feed_cls = registry.lookup("feeds", spec.feed.plugin).obj
-        self.feed = feed_cls(dict(spec.feed.params), self.kernel.instruments, base_dir=base_dir)
-        if self.resumed is not None:  # recorded data goes on from there; live data says
-            self.feed.resume_after(*self.resumed.market_seen)  # what the robot missed
-        gw_cls = registry.lookup("gateways", spec.gateway.plugin).obj
-        self.gateway = gw_cls(dict(spec.gateway.params), self.kernel.instruments, robot=spec.name)
-        self.gateway.base_dir = base_dir
         # real-time feeds run on the wall clock; recorded and synthetic ones on their own
         ahead_ms = spec.loop.max_ahead_ms
         self.loop = RoboLoop(
@@ -288,10 +300,12 @@ class LiveRobot:
             sock.bind(spec.loop.address)
             if self.control_address:
                 rep, auth = self._bind_control(ctx)
-            self.gateway.open(runtime)
-            pm.hook.roboframe_robot_start(
-                robot=spec, run_id=self.run_id, journal_path=str(self.journal_path)
-            )
+            with blamed(f"{self._gateway_named} opening", GatewayError):
+                self.gateway.open(runtime)
+            with blamed("a roboframe_robot_start hook"):
+                pm.hook.roboframe_robot_start(
+                    robot=spec, run_id=self.run_id, journal_path=str(self.journal_path)
+                )
             if self.resumed is None or self.resumed.last_seq == 0:  # killed before its start
                 self.loop.start()
             else:
@@ -346,6 +360,10 @@ class LiveRobot:
                 close_error = None
             except JournalError as exc:  # raised below, unless the run already failed
                 close_error = exc
+            if self.resumed is None and self.journal.frames == 0:
+                # it failed before its start (a gateway that does not open, a hook that
+                # raised): a header alone records nothing, and would be the run --resume takes
+                self.journal_path.unlink(missing_ok=True)
             if auth is not None:
                 auth.stop()
             if not any(t.is_alive() for t in threads):

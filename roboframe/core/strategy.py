@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from roboframe.errors import StrategyError
+from roboframe.errors import StrategyError, raised_at
 
 if TYPE_CHECKING:
     from roboframe.core.context import Context
@@ -124,7 +124,7 @@ class Strategy:
     def _fail(self, handler: str, event: object, exc: Exception) -> StrategyError:
         err = StrategyError(
             f"strategy {type(self).__name__}.{handler} raised "
-            f"{type(exc).__name__}: {exc} while handling {event!r}"
+            f"{type(exc).__name__}: {exc}{raised_at(exc)} while handling {event!r}"
         )
         err.event = event
         return err

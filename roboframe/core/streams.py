@@ -22,6 +22,7 @@ from roboframe.core import codec
 from roboframe.core.events import Control
 from roboframe.core.gateway import Gateway, Runtime
 from roboframe.core.strategy import merged_params
+from roboframe.errors import RoboframeError, described
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,11 @@ def data_stream(feed: Any, runtime: Runtime, tap: bool) -> None:
             if not send(sender, raw, stop):
                 return
     except Exception as exc:  # a broken feed stops the robot, it does not hang it
-        log.error("feed failed: %s: %s", type(exc).__name__, exc)
-        reason = f"{FEED_FAILED}: {exc}"
+        what = described(exc)
+        if not isinstance(exc, RoboframeError):  # not a message of ours: name the feed
+            what = f"{type(feed).__name__} raised {what}"
+        log.error("%s: %s", FEED_FAILED, what)
+        reason = f"{FEED_FAILED}: {what}"
     finally:
         try:
             feed.close()

@@ -36,7 +36,11 @@ Record kinds:
   ``seq`` strictly increases from one MESSAGE frame to the next.
 - ``ACTIONS`` (2): what event ``seq`` made the robot do (the encoded
   outputs, :func:`roboframe.core.codec.encode_outputs`); ``recv_ns`` is 0.
-- ``NOTE`` (3): reserved for annotations and checkpoints.
+- ``NOTE`` (3): an annotation, a JSON object with a ``note`` key. Written
+  now: ``{"note": "strategy_error", "error": TEXT}`` at the seq of the event
+  a strategy raised on, when that stopped the run (``replay --verify`` then
+  expects the replay to raise there too, unless the journal goes on: a run
+  resumed with the fixed strategy). Other notes are reserved.
 
 Readers skip kinds they do not know, so new kinds need no new version.
 
@@ -75,6 +79,23 @@ KNOWN_KINDS = frozenset(KIND_NAMES)
 
 MAX_PAYLOAD = 256 * 1024 * 1024  # a larger length field is corruption, not data
 FSYNC_POLICIES = ("never", "on_close", "always")
+
+
+STRATEGY_ERROR = "strategy_error"
+
+
+def encode_note(note: str, **fields: Any) -> bytes:
+    """A NOTE record's payload."""
+    return json.dumps({"note": note, **fields}, sort_keys=True).encode()
+
+
+def decode_note(payload: bytes) -> dict[str, Any]:
+    """A NOTE record's payload as a dict (``{}`` when it is not one we wrote)."""
+    try:
+        note = json.loads(payload)
+    except ValueError:
+        return {}
+    return note if isinstance(note, dict) else {}
 
 
 def _json_default(value: Any) -> Any:

@@ -255,3 +255,120 @@ def test_a_plugin_command_cannot_take_a_core_name(tmp_path):
     proc = roboframe_cmd("nosuch", env=env)
     assert proc.returncode != 0 and "registered command 'run'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+FAULTY = """
+import os
+
+from roboframe import Feed, Gateway, Strategy, hookimpl
+from roboframe.builtin.feeds.synthetic import SyntheticFeed
+from roboframe.builtin.gateways import PaperGateway
+
+BREAK = os.environ.get("RF_BREAK", "")
+
+
+class Picky(Strategy):
+    def __init__(self, params):
+        super().__init__(params)
+        if BREAK == "strategy":
+            self.limit = params["limit"]
+
+
+class Steps(SyntheticFeed):
+    @classmethod
+    def preflight(cls, params, base_dir):
+        if BREAK == "preflight":
+            raise KeyError("path")
+        return super().preflight(params, base_dir)
+
+    def __init__(self, params, instruments, *, base_dir=None):
+        super().__init__(params, instruments, base_dir=base_dir)
+        if BREAK == "feed":
+            raise KeyError("url")
+
+    def events(self):
+        for n, event in enumerate(super().events()):
+            if BREAK == "data" and n == 50:
+                raise ValueError("line 51 is not JSON")
+            yield event
+
+
+class Broker(PaperGateway):
+    def open(self, runtime):
+        if BREAK == "gateway":
+            raise ConnectionRefusedError("broker at 127.0.0.1:1 refused")
+        super().open(runtime)
+
+
+@hookimpl
+def roboframe_register_strategies(register):
+    register("picky", Picky)
+
+
+@hookimpl
+def roboframe_register_feeds(register):
+    register("steps2", Steps)
+
+
+@hookimpl
+def roboframe_register_gateways(register):
+    register("broker", Broker)
+
+
+@hookimpl
+def roboframe_robot_start(robot, run_id, journal_path):
+    if BREAK == "hook":
+        raise RuntimeError("audit log unreachable")
+"""
+
+FAULTY_ROBOT = """\
+name: faulty
+symbols:
+  Si-12.26: {tick_size: 1}
+feed: {plugin: steps2, params: {bars: 200, seed: 1, prices: {Si-12.26: 92000}, rate: 0}}
+strategy: {plugin: picky}
+gateway: {plugin: broker}
+journal: {dir: runs}
+"""
+
+
+@pytest.mark.parametrize(
+    ("fault", "commands", "said", "code"),
+    [
+        ("strategy", ("validate", "run", "backtest"),
+         "strategy 'picky' (plugin faulty) on start raised KeyError: 'limit' (rf_faulty.py:15",
+         3),
+        ("feed", ("run", "backtest"),
+         "feed 'steps2' (plugin faulty) on start raised KeyError: 'url' (rf_faulty.py:", 1),
+        ("preflight", ("validate", "run", "backtest"),
+         "feed 'steps2' (plugin faulty) checking its params raised KeyError: 'path'", 1),
+        ("gateway", ("run",), "gateway 'broker' (plugin faulty) opening raised "
+         "ConnectionRefusedError: broker at 127.0.0.1:1 refused (rf_faulty.py:", 1),
+        ("hook", ("run",), "a roboframe_robot_start hook raised RuntimeError: audit log "
+         "unreachable (rf_faulty.py:", 1),
+        ("data", ("backtest",), "feed 'steps2' (plugin faulty) reading its data raised "
+         "ValueError: line 51 is not JSON (rf_faulty.py:", 1),
+    ],
+)  # fmt: skip
+def test_a_plugin_that_raises_is_named_with_its_line_not_a_traceback(
+    tmp_path, fault, commands, said, code
+):
+    """A plugin's own bug outside the strategy's handlers -- in a constructor,
+    a preflight, a gateway's open, a start hook, a feed's data -- ends the
+    command with one line naming the plugin and the line that raised, and a
+    run that never started leaves no journal behind."""
+    site = install(tmp_path, "rf_faulty", textwrap.dedent(FAULTY), "faulty")
+    (tmp_path / "faulty.yaml").write_text(FAULTY_ROBOT)
+    env = {"PYTHONPATH": str(site), "RF_BREAK": fault}
+    for command in commands:
+        proc = roboframe_cmd("-q", command, "faulty.yaml", env=env, cwd=tmp_path)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert said in proc.stderr, proc.stderr
+        assert proc.returncode == (1 if command == "validate" else code), proc.stderr
+        if command == "validate":
+            assert "faulty.yaml: ok" not in proc.stdout or fault == "preflight"
+        if command == "run":
+            assert not list(tmp_path.glob("runs/*.journal"))
+    proc = roboframe_cmd("-q", "backtest", "faulty.yaml", env={"PYTHONPATH": str(site)},
+                         cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr  # the same plugin, not broken

@@ -170,3 +170,44 @@ def test_a_backtest_journal_ends_at_the_strategy_error_too(robot, tmp_path):
     result = fresh_verify(journal)
     assert result.ok and result.failure is not None and result.failure.seq == seq
     assert result.compared > 0  # it traded before the error, and that is in the journal
+
+
+@pytest.mark.parametrize("how", ["run", "backtest"])
+def test_a_changed_strategy_that_no_longer_raises_does_not_verify_the_run_it_stopped(
+    robot, tmp_path, how
+):
+    """The journal says where the strategy raised and stopped the run (a NOTE);
+    a strategy changed since -- here in a helper module, which the strategy's
+    source hash does not cover -- that does not raise there is a divergence,
+    not an ok that ends early."""
+    (tmp_path / "flaky_helper.py").write_text(
+        "def check(n):\n    if n == 150:\n        raise ValueError('no hedge')\n"
+    )
+    module = robot.parent / "flaky.py"
+    module.write_text(
+        module.read_text()
+        .replace(
+            "        if self.bars == ",
+            "        __import__('flaky_helper').check(self.bars)\n        if self.bars == ",
+        )
+        .replace("if self.bars == 150:", "if self.bars == -1:")
+    )
+    out = roboframe_cmd("-q", how, "flaky.yaml", cwd=tmp_path)
+    assert out.returncode == 3, out.stderr
+    assert "ValueError: no hedge (flaky_helper.py:3 in check)" in out.stdout + out.stderr
+    (journal,) = (tmp_path / "runs" / "flaky").glob("*.journal")
+    seq = nth_bar_seq(journal, FAILS_AT)
+    assert roboframe_cmd("replay", str(journal), "--verify").returncode == 0  # as it was
+    (tmp_path / "flaky_helper.py").write_text("def check(n):\n    return None\n")
+    sys.modules.pop("flaky_helper", None)
+    out = roboframe_cmd("replay", str(journal), "--verify", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert f"divergence at seq {seq}: event Bar(" in out.stderr
+    assert "journaled: the strategy raised: " in out.stderr
+    assert "no hedge (flaky_helper.py:3 in check)" in out.stderr
+    assert "(the run stopped there)" in out.stderr
+    if how == "backtest":  # live, the last tenth-bar order may still be open there
+        assert "replayed:  actions [NewOrder(" in out.stderr  # bar 150: a tenth-bar order
+    out = roboframe_cmd("analyze", str(journal), "--db", "a.db", cwd=tmp_path)
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        assert db.execute("SELECT verified FROM runs").fetchone() == (0,), out.stderr

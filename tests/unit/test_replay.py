@@ -66,3 +66,20 @@ def test_analyze_names_a_journal_it_cannot_replay_instead_of_a_traceback(tmp_pat
     assert result.exit_code == 1 and not isinstance(result.exception, KeyError), result.output
     assert "x.journal: journal" in result.output and "no robot config" in result.output
     assert "(seq 2) is not an event" in result.output
+
+
+def test_a_divergence_names_its_event_when_the_replay_produced_nothing():
+    """The journal says the event made the robot act; the replay did nothing: the
+    divergence still shows that event (it said ``event None``)."""
+    from types import SimpleNamespace
+
+    from roboframe.core.events import Bar, NewOrder
+
+    check = rp.OutputCheck()
+    bar = Bar("Si-12.26", 5, 100, 100, 100, 100)
+    assert check.message(0) is None
+    check.produced(7, bar, ([], []))
+    journaled = codec.encode_outputs([NewOrder("r-1", "Si-12.26", "buy", 1)], [])
+    divergence = check.journaled(SimpleNamespace(seq=7, payload=journaled))
+    assert divergence is not None and divergence.event == bar
+    assert f"seq 7: event {bar!r}" in str(divergence)
