@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -44,7 +45,7 @@ from roboframe.core.events import (
     Timer,
 )
 from roboframe.core.orders import OPEN_STATES
-from roboframe.errors import StrategyError
+from roboframe.errors import StrategyError, described
 from roboframe.journal import JournalReader
 from roboframe.journal.format import ACTIONS, MESSAGE, NOTE
 from roboframe.replay import (
@@ -59,6 +60,8 @@ from roboframe.replay import (
     unraised,
 )
 from roboframe.risk.limits import STOPPED
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CASH = Decimal(1_000_000)
 BATCH_ROWS = 20_000
@@ -137,7 +140,7 @@ class RunAnalysis:
         self.run = run_number(self.key)
         self.kernel = kernel_from_header(header, registry)
         self.cash = initial_cash(header)
-        self.extra_stats = [(name, cls()) for name, cls in statistics]
+        self.extra_stats = [(name, _started(name, cls)) for name, cls in statistics]
         self.fills: list[Fill] | None = [] if keep_fills else None  # for reconciliation
         self.divergences = 0
         self.first_divergence: str | None = None
@@ -302,8 +305,11 @@ class RunAnalysis:
                     self._finish_order(rows, event.client_id, seq, ts, open_orders)
                 elif kind is OrderUpdate:
                     self._finish_order(rows, event.client_id, seq, ts, open_orders)
-                for _, stat in extra:
-                    stat.on_event(event, kernel)
+                for entry in extra:
+                    try:
+                        entry[1].on_event(event, kernel)
+                    except Exception as exc:  # its own bug: it alone is left out
+                        extra[extra.index(entry)] = (entry[0], _Failed(entry[0], exc))
                 if touched is not None:
                     row = position_row(run, seq, touched, tick_size, tick_value)
                     positions_rows.append(row)
@@ -344,7 +350,7 @@ class RunAnalysis:
         fees = float(sum((p.fees for p in positions.values()), Decimal(0)))
         stats = summarize(ledger, tracker, fees=fees, start=first_ts, end=last_ts)
         for name, stat in extra:
-            stats[name] = stat.result()
+            stats[name] = _result(name, stat)
         rows.flush()
         sink(
             "runs",
@@ -461,6 +467,38 @@ class RunAnalysis:
         self.divergences += 1
         if self.first_divergence is None:
             self.first_divergence = str(divergence).replace("\n", ";")
+
+
+class _Failed:
+    """A plugin statistic that raised: left out of the run, its error in its place
+    (the analysis of every journal goes on, as for a report section that fails)."""
+
+    def __init__(self, name: str, exc: Exception, when: str = "on_event") -> None:
+        self.error = f"statistic {name!r} {when} raised {described(exc)}"
+        log.warning("%s; left out of this run's statistics", self.error)
+
+    def on_event(self, event: Any, kernel: Any) -> None:
+        pass
+
+    def result(self) -> dict:
+        return {"error": self.error}
+
+
+def _started(name: str, cls: type) -> Any:
+    try:
+        return cls()
+    except Exception as exc:
+        return _Failed(name, exc, "on start")
+
+
+def _result(name: str, stat: Any) -> Any:
+    """A statistic's result, checked to be JSON (it is stored as JSON)."""
+    try:
+        value = stat.result()
+        json.dumps(value)
+    except Exception as exc:
+        return _Failed(name, exc, "result()").result()
+    return value
 
 
 def failure_note(failure: StrategyError) -> str:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from roboframe.builtin.feeds.timeparse import parse_tz
 from roboframe.core.events import NewOrder
+from roboframe.errors import described
 
 if TYPE_CHECKING:
     from roboframe.core.book import Book
@@ -77,6 +78,7 @@ class RiskEngine:
         self.book = book
         self.orders = orders
         self.checks = list(checks)  # plugins' checks, after the limits: (name, check)
+        self.check_errors: dict[str, int] = {}  # check name -> times it raised
         self.view = view
         self.state = ACTIVE
         self.halt_reason = ""
@@ -184,11 +186,21 @@ class RiskEngine:
             try:
                 reason = check.check(order, self.view)
             except Exception as exc:  # a broken check refuses: it fails closed, never open
-                log.exception("risk check %s raised on %s", name, order.client_id)
-                reason = f"the check raised {type(exc).__name__}: {exc}"
+                reason = f"the check raised {type(exc).__name__}: {exc}"  # journaled
+                self._check_failed(name, order, described(exc))
             if reason:
                 return f"{name}: {reason}"
         return None
+
+    def _check_failed(self, name: str, order: NewOrder, error: str) -> None:
+        """Logged the first time each check raises, then every 1000th: a long
+        backtest of a broken check must not bury the log in the same line."""
+        raised = self.check_errors[name] = self.check_errors.get(name, 0) + 1
+        if raised == 1 or raised % 1000 == 0:
+            log.error(
+                "risk check %s raised %s on %s; its orders are refused (%d so far)",
+                name, error, order.client_id, raised,
+            )  # fmt: skip
 
     def check_replace(self, order: NewOrder, own: OwnOrder, now: int) -> str | None:
         """``None`` when open order ``own`` may become ``order`` (its new quantity

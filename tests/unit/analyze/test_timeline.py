@@ -214,6 +214,52 @@ def test_plugin_statistics_are_added(journal, tmp_path):
     assert json.loads(run["stats"])["bar_count"]["bars"] == 4
 
 
+class RaisesOnSecondBar(CountBars):
+    def on_event(self, event, kernel) -> None:
+        super().on_event(event, kernel)
+        if self.n == 2:
+            raise KeyError("stat exploded")
+
+
+class NotJson(CountBars):
+    def result(self):
+        return object()
+
+
+class NoStart(CountBars):
+    def __init__(self) -> None:
+        raise RuntimeError("no config")
+
+
+def test_a_plugin_statistic_that_raises_is_left_out_and_the_rest_goes_on(journal, tmp_path):
+    """A statistic's own bug -- in on_event, in result() (not JSON), on start --
+    costs that statistic alone: the run and every other statistic are stored,
+    its error in its place (analyze said nothing else before: a traceback)."""
+
+    class Plugin:
+        @hookimpl
+        def roboframe_register_statistics(self, register):
+            register("bar_count", CountBars)
+            register("exploding", RaisesOnSecondBar)
+            register("not_json", NotJson)
+            register("no_start", NoStart)
+
+    registry = build_registry(build_plugin_manager(entry_points=False, extra=[Plugin()]))
+    result = analyze([journal], db=str(tmp_path / "a.db"), registry=registry)
+    assert len(result.runs) == 1 and not result.problems
+    stats = result.runs[0].stats
+    assert stats["bar_count"] == {"bars": 4}
+    assert stats["exploding"]["error"].startswith(
+        "statistic 'exploding' on_event raised KeyError: 'stat exploded' (test_timeline.py:"
+    )
+    assert stats["not_json"]["error"].startswith("statistic 'not_json' result() raised TypeError")
+    assert stats["no_start"]["error"].startswith(
+        "statistic 'no_start' on start raised RuntimeError: no config"
+    )
+    (run,) = rows(tmp_path / "a.db", "SELECT stats FROM runs")
+    assert json.loads(run["stats"])["exploding"] == stats["exploding"]
+
+
 def test_curves_stay_bounded_and_keep_the_end():
     curve = Curve(limit=100)
     for i in range(100_000):

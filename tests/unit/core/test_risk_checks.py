@@ -114,7 +114,12 @@ def test_a_check_that_raises_refuses_the_order(caplog):
     k, _ = kernel(lambda b, ctx: [ctx.buy(SI, 1)], [{"plugin": "boom"}], reg)
     assert k.handle(bar(SI, 1, 100)) == []
     assert reasons(k) == ["risk: boom: the check raised RuntimeError: no data"]
-    assert "risk check boom raised" in caplog.text
+    assert "risk check boom raised RuntimeError: no data (test_risk_checks.py:" in caplog.text
+    assert "Traceback" not in caplog.text
+    for n in range(2, 1002):  # said once, then every 1000th time: not once per order
+        k.handle(bar(SI, n, 100))
+    assert len(reasons(k)) == 1000 and k.risk.check_errors == {"boom": 1001}
+    assert caplog.text.count("risk check boom raised") == 2
 
 
 def test_unknown_check_and_bad_params_are_config_errors():
