@@ -44,7 +44,7 @@ from roboframe.core.events import Bar, Batch, Control, Fill, Tick
 from roboframe.core.kernel import NO_ACTIONS, Kernel
 from roboframe.core.loop import strategy_error_note
 from roboframe.core.robot import JOURNAL_SUFFIX, journal_header, make_strategy
-from roboframe.errors import StrategyError
+from roboframe.errors import ConfigError, StrategyError
 from roboframe.journal import NOTE, JournalWriter
 
 _BATCH = 512  # events per journal frame between actions
@@ -194,6 +194,11 @@ class Backtest:
         """Timers due up to ``until``, each at its own time -- every period of a
         repeating timer, also across gaps in the data."""
         kernel = self.kernel
+        if until >= _NEVER:  # a plugin feed's time past 2262: no timer is ever later
+            raise ConfigError(
+                f"a market event at {until} ns: past 2262, out of the 64-bit time range "
+                "(a time in the wrong unit?)"
+            )
         fired = 0
         while kernel.next_due <= until:
             for timer in kernel.due_timers(until):

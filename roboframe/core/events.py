@@ -18,9 +18,14 @@ Actions (from the robot): :class:`NewOrder`, :class:`Cancel`, :class:`Replace`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+"""An integer a journal, an order store and an analysis database all hold: a
+message carrying a larger one (a publisher's time in the wrong unit) is
+malformed, refused where it is decoded, instead of breaking them later."""
 
 Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit"]
@@ -44,23 +49,23 @@ class Tick(Message, tag=101):
     """
 
     symbol: str
-    ts: int
-    price: int
-    qty: int = 0
-    bid: int = 0
-    ask: int = 0
+    ts: Int64
+    price: Int64
+    qty: Int64 = 0
+    bid: Int64 = 0
+    ask: Int64 = 0
 
 
 class Bar(Message, tag=102):
     """An OHLCV bar; ``ts`` is the bar's close time (when it became known)."""
 
     symbol: str
-    ts: int
-    open: int
-    high: int
-    low: int
-    close: int
-    volume: int = 0
+    ts: Int64
+    open: Int64
+    high: Int64
+    low: Int64
+    close: Int64
+    volume: Int64 = 0
 
 
 # --- order path --------------------------------------------------------------
@@ -80,7 +85,7 @@ class OrderUpdate(Message, tag=103):
     """
 
     client_id: str
-    ts: int
+    ts: Int64
     status: OrderStatus
     reason: str = ""
     ref: str = ""
@@ -90,11 +95,11 @@ class Fill(Message, tag=104):
     """One execution of an order. ``fee`` is an exact decimal string."""
 
     client_id: str
-    ts: int
+    ts: Int64
     symbol: str
     side: Side
-    qty: int
-    price: int
+    qty: Int64
+    price: Int64
     trade_id: str
     fee: str = "0"
 
@@ -109,7 +114,7 @@ class Control(Message, tag=105):
     """
 
     command: str
-    ts: int
+    ts: Int64
     args: dict = {}
 
 
@@ -117,7 +122,7 @@ class Timer(Message, tag=106):
     """A timer firing; ``ts`` is the time the timer was due."""
 
     name: str
-    ts: int
+    ts: Int64
 
 
 # --- actions -----------------------------------------------------------------
@@ -129,9 +134,9 @@ class NewOrder(Message, tag=151):
     client_id: str
     symbol: str
     side: Side
-    qty: int
+    qty: Int64
     type: OrderType = "market"
-    price: int = 0
+    price: Int64 = 0
 
 
 class Cancel(Message, tag=152):
@@ -146,8 +151,8 @@ class Replace(Message, tag=153):
     place in the queue, as on an exchange."""
 
     client_id: str
-    qty: int
-    price: int
+    qty: Int64
+    price: Int64
 
 
 class Batch(Message, tag=100):

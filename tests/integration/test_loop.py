@@ -129,6 +129,10 @@ MALFORMED = [
     (codec.encode(NewOrder("x", SI, "buy", 1)), "unknown event kind"),
     (codec.encode_batch([]), "empty batch"),
     (b"\x92\x64\x91\xc1", "not msgpack"),
+    # past 2262 (a time in the wrong unit): nothing downstream holds it -- the journal's
+    # 64-bit readers, the stores, the analysis databases, timer arithmetic
+    (codec.encode(Tick(SI, 2**63, 92000, 1)), "invalid field"),
+    (codec.encode(Fill("x", T0, SI, "buy", 1, 2**64 - 1, "t")), "invalid field"),
 ]
 
 

@@ -58,7 +58,14 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from roboframe.builtin.feeds.timeparse import ZONE_PATTERN, interval_ns, iso_to_ns, parse_tz
+from roboframe.builtin.feeds.timeparse import (
+    EPOCH_FLOOR,
+    ZONE_PATTERN,
+    in_range,
+    interval_ns,
+    iso_to_ns,
+    parse_tz,
+)
 from roboframe.core.events import Bar, Tick
 from roboframe.core.feed import PACING_SCHEMA, Feed
 from roboframe.errors import ConfigError, ConfigProblem
@@ -110,14 +117,22 @@ def parse_time(text: str, tz: dt.tzinfo) -> int:
         if len(text) == 8 and text[:2] in ("19", "20"):
             return iso_to_ns(f"{text[:4]}-{text[4:6]}-{text[6:]}", tz)
         value = int(text)
+        if value < EPOCH_FLOOR:  # 261201 (YYMMDD), 01122026 (DDMMYYYY): not epoch times
+            raise _BadRow(
+                f"{text!r} is neither a date (YYYYMMDD) nor an epoch time; "
+                "write the year in full (YYYYMMDD or YYYY-MM-DD)"
+            )
         for limit, scale in ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3)):
             if value < limit:
                 return value * scale
-        return value
+        try:
+            return in_range(value)
+        except ValueError as exc:
+            raise _BadRow(f"{text!r} as epoch nanoseconds is {exc}") from None
     extra = 0
     if "." in text or "," in text:  # a fraction of a second, kept to the nanosecond
         whole, dot, frac = text.partition(".")
-        if dot and whole.isdigit() and frac.isdigit() and int(whole) < 10**11:
+        if dot and whole.isdigit() and frac.isdigit() and EPOCH_FLOOR <= int(whole) < 10**11:
             return int(whole) * 10**9 + int(frac[:9].ljust(9, "0"))  # epoch seconds
         match = _FRACTION.match(text)
         if match:
@@ -129,7 +144,10 @@ def parse_time(text: str, tz: dt.tzinfo) -> int:
         raise _BadRow(f"{text!r} is not a time (ISO-8601, YYYYMMDD or epoch)") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
-    return (value - _EPOCH) // _MICROSECOND * 1000 + extra
+    try:
+        return in_range((value - _EPOCH) // _MICROSECOND * 1000 + extra)
+    except ValueError as exc:
+        raise _BadRow(f"{text!r} is {exc}") from None
 
 
 def fast_time_parser(tz: dt.tzinfo) -> Callable[[str], int]:
@@ -171,21 +189,42 @@ def fast_time_parser(tz: dt.tzinfo) -> Callable[[str], int]:
 
 
 def parse_date_and_time(day: str, clock: str, tz: dt.tzinfo) -> int:
-    """Separate ``YYYYMMDD`` (or ``YYYY-MM-DD``) and ``HHMMSS`` (or ``HH:MM:SS``) cells."""
+    """Separate ``YYYYMMDD`` (or ``YYYY-MM-DD``) and time cells: ``HHMMSS``,
+    ``HHMM`` (Finam's ЧЧММ), ``HH:MM:SS`` or ``HH:MM`` (hours may lose their
+    leading zero), with an optional fraction of a second."""
     if len(day.strip()) > 10:  # a whole date and time already
         return parse_time(day, tz)
-    day, clock = day.strip().replace("-", ""), clock.strip().replace(":", "")
-    clock, _, frac = clock.partition(".")
+    day, shown = day.strip().replace("-", ""), clock.strip()
     if not (len(day) == 8 and day.isdigit()):
-        raise _BadRow(f"date {day!r} is not YYYYMMDD")
-    if not (clock.isdigit() and len(clock) <= 6 and (not frac or frac.isdigit())):
-        raise _BadRow(f"time {clock!r} is not HHMMSS")
-    clock = clock.zfill(6)
+        raise _BadRow(f"date {day!r} is not YYYYMMDD or YYYY-MM-DD")
+    hms, _, frac = shown.partition(".")
+    hms = _clock_digits(hms)
+    if hms is None or (frac and not frac.isdigit()):
+        raise _BadRow(f"time {shown!r} is not HHMMSS, HHMM, HH:MM:SS or HH:MM")
+    clock = hms
     text = f"{day[:4]}-{day[4:6]}-{day[6:]}T{clock[:2]}:{clock[2:4]}:{clock[4:]}"
     try:
         return iso_to_ns(text, tz) + (int(frac[:9].ljust(9, "0")) if frac else 0)
     except ValueError:
         raise _BadRow(f"{day} {clock} is not a valid date and time") from None
+
+
+def _clock_digits(text: str) -> str | None:
+    """A time of day as its six digits ``HHMMSS``, or None. With colons, hours
+    and minutes (``HH:MM``) or seconds too; without, six digits, five (an hour
+    without its zero: ``93000``), four (``HHMM``: ``1000`` is ten o'clock, not
+    ten minutes past midnight) or three (``930``)."""
+    if ":" in text:
+        parts = text.split(":")
+        if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts):
+            return None
+        hour, *rest = parts
+        if not (1 <= len(hour) <= 2 and all(len(p) == 2 for p in rest)):
+            return None
+        return hour.zfill(2) + "".join(rest) + ("00" if len(rest) == 1 else "")
+    if not text.isdigit() or not 3 <= len(text) <= 6:
+        return None
+    return text.zfill(6) if len(text) >= 5 else text.zfill(4) + "00"
 
 
 def sniff_delimiter(header: str) -> str:

@@ -26,7 +26,23 @@ def iso_to_ns(text: str, tz: dt.tzinfo = dt.UTC) -> int:
     value = dt.datetime.fromisoformat(text.strip())
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
-    return (value - _EPOCH) // _MICROSECOND * 1000
+    return in_range((value - _EPOCH) // _MICROSECOND * 1000)
+
+
+EPOCH_FLOOR = 10**8
+"""Smaller digit strings are no epoch time a file means (before March 1973 in
+seconds, January 1970 in finer units): a ``YYMMDD`` or ``DDMMYYYY`` date."""
+
+MAX_NS = 2**63 - 1
+"""The last time a journal holds: 2262-04-11T23:47:16Z, ns since the epoch in 64 bits."""
+
+
+def in_range(ns: int) -> int:
+    """``ns``, or ValueError when a 64-bit time cannot hold it (a time unit taken
+    for a smaller one, a year typed 2300)."""
+    if not -MAX_NS <= ns <= MAX_NS:
+        raise ValueError("out of range: times run from 1677 to 2262 (64-bit nanoseconds)")
+    return ns
 
 
 ZONE = r"(UTC|utc|Z|MSK|msk|[+-][0-9]{2}(:?[0-9]{2})?)"

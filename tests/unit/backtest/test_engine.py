@@ -79,3 +79,16 @@ def test_an_order_reacting_to_an_answer_goes_after_the_orders_sent_before_it(tmp
 def test_a_strategy_that_orders_on_every_answer_is_stopped_with_a_clear_error(tmp_path):
     with pytest.raises(StrategyError, match="answers to orders within one market event"):
         backtest(tmp_path, "OrdersOnEveryAnswer").run()
+
+
+def test_a_time_past_2262_from_a_plugin_feed_is_an_error_not_an_endless_loop(tmp_path):
+    """No timer is ever due after such a time: the engine spun on it for good."""
+    from roboframe.core.events import Bar
+    from roboframe.errors import ConfigError
+
+    spec = make_spec(journal={"dir": str(tmp_path)})
+    first = bar(SI, 1, 92_000)
+    far = Bar(SI, 2**63 + 5, 92_000, 92_000, 92_000, 92_000)
+    run = Backtest(spec, iter([first, far]), cash=Decimal(10**6), journal_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"past 2262, out of the 64-bit time range"):
+        run.run()

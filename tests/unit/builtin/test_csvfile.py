@@ -50,6 +50,14 @@ def one_bar_time(tmp_path, header, cells, **params) -> int:
         ("Date,Time", "2026-12-01,10:00:00", T0),
         ("Date,Time", "20261201,90000", T0 - HOUR),
         ("Date,Time", "20261201,100000.25", T0 + 250_000_000),
+        # Finam's other time forms: HHMM and HH:MM are hours and minutes, not
+        # minutes and seconds past midnight
+        ("Date,Time", "20261201,1000", T0),
+        ("Date,Time", "20261201,10:00", T0),
+        ("Date,Time", "20261201,1845", T0 + 8 * HOUR + 45 * 60 * 10**9),
+        ("Date,Time", "20261201,930", T0 - HOUR + 30 * 60 * 10**9),
+        ("Date,Time", "20261201,9:30", T0 - HOUR + 30 * 60 * 10**9),
+        ("Date,Time", "20261201,9:30:15", T0 - HOUR + (30 * 60 + 15) * 10**9),
         ("Date", "1796119200", T0),
         ("Date", "1796119200.5", T0 + 500_000_000),
         ("Date", "1796119200123", T0 + 123_000_000),
@@ -237,7 +245,33 @@ GOOD = "2026-12-01T10:00:00Z,1,2,1,2"
         (
             "Date,Time,Open,High,Low,Close\n2026120,100000,1,2,1,2\n",
             {"symbol": SI},
-            ":2: columns Date and Time: date '2026120' is not YYYYMMDD",
+            ":2: columns Date and Time: date '2026120' is not YYYYMMDD or YYYY-MM-DD",
+        ),
+        (
+            "Date,Time,Open,High,Low,Close\n20261201,10,1,2,1,2\n",
+            {"symbol": SI},
+            ":2: columns Date and Time: time '10' is not HHMMSS, HHMM, HH:MM:SS or HH:MM",
+        ),
+        (
+            "Date,Time,Open,High,Low,Close\n20261201,10:0,1,2,1,2\n",
+            {"symbol": SI},
+            ":2: columns Date and Time: time '10:0' is not HHMMSS, HHMM, HH:MM:SS or HH:MM",
+        ),
+        (  # Finam's ггммдд: once read as epoch seconds, 1970-01-04
+            "Date,Open,High,Low,Close\n261201,1,2,1,2\n",
+            {"symbol": SI},
+            ":2: column Date: '261201' is neither a date (YYYYMMDD) nor an epoch time; "
+            "write the year in full",
+        ),
+        (  # past 2262: a backtest spun on it for good
+            "Date,Open,High,Low,Close\n2300-01-01T00:00:00Z,1,2,1,2\n",
+            {"symbol": SI},
+            ":2: column Date: '2300-01-01T00:00:00Z' is out of range: times run from 1677 to 2262",
+        ),
+        (
+            "Date,Open,High,Low,Close\n99999999999999999999999,1,2,1,2\n",
+            {"symbol": SI},
+            ":2: column Date: '99999999999999999999999' as epoch nanoseconds is out of range",
         ),
         (
             "Date,Open,High,Low,Close\n" + GOOD + "\n2026-12-01T10:00:00Z,1,2\n",
