@@ -65,7 +65,7 @@ def data_params(spec: Any) -> dict[str, Any]:
     if spec.feed.plugin in FILE_FEEDS:
         params = {k: v for k, v in spec.feed.params.items() if k in READING}
     settings = spec.raw.get("backtest") or {}
-    params.update({key: settings[key] for key in ("kind", "tz") if key in settings})
+    params.update({key: settings[key] for key in READING if key in settings})
     return params
 
 

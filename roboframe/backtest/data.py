@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import heapq
 import os
 from collections.abc import Iterator
@@ -28,12 +29,27 @@ def parse_data_arg(arg: str) -> tuple[str | None, str]:
 
 
 def data_id(paths: list[str]) -> str:
-    """Names and sizes: identifies the data without reading it twice."""
+    """Names, sizes and a hash of the contents: the same data gets the same run id
+    wherever it lies, and different data never does -- two daily exports of one
+    name and size (a price typo fixed in place) were taken for one run, and
+    ``analyze`` kept only one of them."""
     parts = []
-    for p in paths:
-        size = os.path.getsize(p) if os.path.exists(p) else -1
-        parts.append(f"{Path(p).name}:{size}")
+    for arg in paths:
+        symbol, p = parse_data_arg(arg)
+        try:
+            size, digest = os.path.getsize(p), _content_hash(p)
+        except OSError:
+            size, digest = -1, ""
+        parts.append(f"{symbol + '=' if symbol else ''}{Path(p).name}:{size}:{digest}")
     return ",".join(parts)
+
+
+def _content_hash(path: str) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def file_events(

@@ -293,6 +293,24 @@ BACKTEST = {
     },
 }
 
+
+def _data_reading() -> dict:
+    """How ``--data`` files are read, as the csv feed's params say it (so a robot
+    whose own feed is live can backtest a cp1251 Finam export stamped at bar
+    opens): no defaults, so an unset key leaves the robot's file feed's say."""
+    from roboframe.builtin.feeds.csvfile import CsvFeed
+
+    out = {}
+    for key in ("columns", "time_is", "interval", "encoding", "delimiter"):
+        prop = copy.deepcopy(CsvFeed.params_schema["properties"][key])
+        prop.pop("default", None)
+        prop["description"] = f"--data files: {prop['description']}"
+        out[key] = prop
+    return out
+
+
+BACKTEST["properties"].update(_data_reading())
+
 CORE_SECTIONS = (
     "name",
     "description",

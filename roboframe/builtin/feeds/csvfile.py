@@ -404,7 +404,7 @@ class CsvFeed(Feed):
         return self.error(
             None,
             f"cannot read the file as {encoding} (at or after line {line}: {exc.reason}); "
-            "set params.encoding, e.g. cp1251",
+            "set params.encoding (for --data files: backtest.encoding), e.g. cp1251",
         )
 
     # -- the header -----------------------------------------------------------

@@ -138,3 +138,49 @@ def test_data_files_are_read_the_way_the_robots_own_file_feed_reads_its_file(tmp
     spec = load_robot(tmp_path / "robot.yaml")
     data = list(feed_events(spec, [f"Si-12.26={tmp_path / 'bars.csv'}"]))
     assert [b.ts - o.ts for b, o in zip(data, own, strict=True)] == [3 * 3600 * 10**9] * len(own)
+
+
+def test_a_robot_with_a_live_feed_says_how_data_files_are_read_in_its_backtest_section(tmp_path):
+    """The live robot's feed is no file feed, so it cannot say how a cp1251 Finam
+    export stamped at bar opens is read: its backtest section can (it was refused
+    as an unknown field, and the error said to set a param the feed lacks)."""
+    lines = ["Дата;Время;Откр;Макс;Мин;Закр"]
+    for i, close in enumerate(CLOSES):
+        lines.append(f"20261201;10{i:02d};{close};{close};{close};{close}")
+    (tmp_path / "ru.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1251"))
+    live = ROBOT.replace(
+        "  plugin: csv\n  params: {path: bars.csv, symbol: Si-12.26}",
+        "  plugin: zmq\n  params: {address: 'tcp://127.0.0.1:5561'}",
+    )
+    (tmp_path / "robot.yaml").write_text(live)
+    data = [f"Si-12.26={tmp_path / 'ru.csv'}"]
+    with pytest.raises(ConfigError, match=r"for --data files: backtest.encoding\), e.g. cp1251"):
+        list(feed_events(load_robot(tmp_path / "robot.yaml"), data))
+    (tmp_path / "robot.yaml").write_text(
+        live + "backtest:\n  encoding: cp1251\n  tz: MSK\n  time_is: open\n  interval: 1m\n"
+        "  columns: {Дата: date, Время: time, Откр: open, Макс: high, Мин: low, Закр: close}\n"
+    )
+    bars = list(feed_events(load_robot(tmp_path / "robot.yaml"), data))
+    assert [b.close for b in bars] == CLOSES
+    assert ns_to_iso(bars[0].ts) == "2026-12-01T07:01:00Z"  # 10:00 MSK open: 07:01 UTC close
+
+
+def test_different_data_under_one_name_and_size_is_another_run(tmp_path):
+    """Two daily exports of one name and size (or a typo fixed in place) got one
+    run id and header, and analyze kept one of the two runs."""
+    spec = write_robot(tmp_path)
+    runs = []
+    for day in ("01", "02", "03"):
+        folder = tmp_path / day
+        folder.mkdir()
+        text = (tmp_path / "bars.csv").read_text()
+        if day == "02":  # the last close 98 was a typo for 97: one byte changed
+            head, _, last = text.rstrip("\n").rpartition("\n")
+            text = f"{head}\n{last.replace('98', '97')}\n"
+        (folder / "si.csv").write_text(text)
+        result = run_backtest(spec, data=[f"Si-12.26={folder / 'si.csv'}"], journal_dir=tmp_path)
+        runs.append(result.journal.rsplit("/", 1)[-1])
+    sizes = {(tmp_path / d / "si.csv").stat().st_size for d in ("01", "02", "03")}
+    assert len(sizes) == 1  # the same name and size: only the contents differ
+    assert runs[0].split(".")[0] != runs[1].split(".")[0]  # another run id
+    assert runs[2] == runs[0].replace(".journal", ".2.journal")  # the same data: the same run
