@@ -13,11 +13,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from roboframe.config.checks import apply_defaults, check_all, check_control
 from roboframe.config.messages import Problem, describe, type_name
-from roboframe.config.schema import CORE_SECTIONS, build_schema
+from roboframe.config.schema import CORE_SECTIONS, RobotValidator, build_schema
 from roboframe.config.spec import (
     DEFAULT_MAX_AHEAD_MS,
     ControlSpec,
@@ -139,7 +137,7 @@ def _validate(
         hint = "start with 'name: my-robot' and see robots/si.yaml"
         raise _fail([((), message, hint)], lines, shown)
     overridden = _apply_overrides(data, overrides, shown) if overrides else frozenset()
-    validator = Draft202012Validator(build_schema(registry))
+    validator = RobotValidator(build_schema(registry))
     problems = [p for error in validator.iter_errors(data) for p in describe(error)]
     if problems:
         raise _fail(_blame_broken(problems, registry), lines, shown, overridden)

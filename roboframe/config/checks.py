@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from roboframe.config.messages import Problem, describe, did_you_mean, unknown_plugin
+from roboframe.config.schema import RobotValidator
 from roboframe.config.spec import parse_duration_ms
 from roboframe.errors import PluginError
 
@@ -257,7 +258,7 @@ def check_strategy_params(cls: type, params: dict) -> list[Problem]:
         message = f"strategy {cls.__name__} has an invalid params_schema: {exc.message}"
         return [(("strategy", "plugin"), message, "fix params_schema in the strategy class")]
     out: list[Problem] = []
-    for error in Draft202012Validator(schema).iter_errors(params):
+    for error in RobotValidator(schema).iter_errors(params):
         out += [(("strategy", "params", *path), m, h) for path, m, h in describe(error)]
     validate = getattr(cls, "validate_params", None)
     if out or validate is None:

@@ -146,6 +146,8 @@ def _message(error: ValidationError, schema: dict) -> str:
     if kind == "type":
         names = [limit] if isinstance(limit, str) else list(limit)
         wanted = _PATTERN_WANTS.get(schema.get("pattern", ""), _wanted(names))
+        if "integer" in names and isinstance(value, float) and value.is_integer():
+            return f"expected {wanted}, got {got}: write {int(value)}, without the decimal point"
         return f"expected {wanted}, got {got} ({type_name(value)})"
     if kind == "pattern":
         wanted = _PATTERN_WANTS.get(limit)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError
 
 from roboframe.builtin.feeds.timeparse import ZONE, ZONE_PATTERN
@@ -364,6 +364,19 @@ def core_schema() -> dict:
             "backtest": BACKTEST,
         },
     }
+
+
+def _whole_number(_checker: Any, instance: Any) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+RobotValidator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _whole_number),
+)
+"""JSON Schema 2020-12, but ``2.0`` is no integer: YAML reads it as a float, and a
+strategy handing it on as a quantity gets every order refused (not a whole
+number of lots) after ``validate`` said the file was fine."""
 
 
 def checked_params_schema(entry: Any) -> dict:

@@ -198,6 +198,22 @@ CASES = [
         ),
         id="qty_boolean",
     ),
+    pytest.param(  # YAML's float: JSON Schema's integer, but every order would be refused
+        sub("max_order_qty: 5", "max_order_qty: 5.0"),
+        (
+            "{dir}/robot.yaml:14: risk.max_order_qty: expected an integer, got 5.0: write 5, without the decimal point\n"
+            "  hint: largest order, in lots"
+        ),
+        id="qty_whole_float",
+    ),
+    pytest.param(
+        sub("params: {fast: 3, slow: 8}", "params: {fast: 3.0, slow: 8}"),
+        (
+            "{dir}/robot.yaml:10: strategy.params.fast: expected an integer, got 3.0: write 3, without the decimal point\n"
+            "  hint: fast bars"
+        ),
+        id="strategy_param_whole_float",
+    ),
     pytest.param(
         sub("tick_size: 10", "tick_size: 0"),
         (
