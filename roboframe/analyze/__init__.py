@@ -145,7 +145,8 @@ def _one(path, sink_store, registry, statistics, order_store, robot, result) -> 
         result.warnings.append(
             f"{path}: the replay differs from the journal at {analysis.divergences} event(s) "
             f"(first: {analysis.first_divergence}); the strategy or its config changed since "
-            "the run; the analysis shows what the current code would have done"
+            "the run; the figures are the journal's fills and market data replayed through "
+            "the current code, so where its orders differ they mix the two"
         )
     if order_store is not None and (robot is None or robot == report.robot):
         from roboframe.analyze.reconcile import reconcile
