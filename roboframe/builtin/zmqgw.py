@@ -90,8 +90,13 @@ class _FastStream(_StoreStream):
 
     def _on_dealer(self) -> None:
         """What the exchange sent (one event, or a Batch of one turn's answers),
-        forwarded to the loop as one message."""
+        forwarded to the loop as one message: this run's only. The exchange
+        answers a robot by its name, so the answers to orders an earlier run
+        left working come here too; they are that run's (the store path reads
+        by this run's prefix alike), and taking them would move this run's
+        position on fills of orders it never sent."""
         events = []
+        prefix = self.prefix
         while True:
             try:
                 raw = self.dealer.recv(zmq.NOBLOCK)
@@ -102,7 +107,7 @@ class _FastStream(_StoreStream):
             except codec.DECODE_ERRORS:
                 continue  # the loop would count it; nothing of ours to forward
             for event in codec.events_in(msg):
-                if type(event) in (Fill, OrderUpdate):
+                if type(event) in (Fill, OrderUpdate) and event.client_id.startswith(prefix):
                     events.append(event)
         self._forward_many(events)
 

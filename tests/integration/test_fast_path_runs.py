@@ -1,0 +1,45 @@
+"""The fast path keeps runs apart: the exchange answers a robot by its name,
+so a new run's socket also gets the answers to orders an earlier run left
+working. Those are the earlier run's; the new run takes only its own, as on
+the store path (PostgreSQL, a real exchange on a thread)."""
+
+from __future__ import annotations
+
+from roboframe.builtin.zmqgw import FastGateway
+from roboframe.core.events import Bar, NewOrder, OrderUpdate
+from roboframe.testing.helpers import RunningTradeStream
+from tests.integration.exchange import RunningExchange, stored
+
+ROBOT = "runs-apart"  # a name of its own: notification channels span the schemas
+
+
+def stream(url: str, running: RunningExchange, run_id: str) -> RunningTradeStream:
+    params = {"url": url, "poll_ms": 200, "address": running.orders}
+    return RunningTradeStream(FastGateway, params, ROBOT, run_id=run_id)
+
+
+def test_a_new_run_takes_no_fill_of_an_order_an_earlier_run_left_working(pg_url):
+    running = RunningExchange(pg_url, robot=f"{ROBOT}-dealer")
+    first = stream(pg_url, running, "r1")
+    second = None
+    try:
+        running.price(Bar("Si", 1, 100, 100, 100, 100))
+        first.gw.submit([NewOrder(f"{ROBOT}-r1-1", "Si", "buy", 1, "limit", 90)])
+        (accepted,) = first.events(1)
+        assert type(accepted) is OrderUpdate and accepted.status == "accepted"
+        first.close()  # the run stops; its order stays working (open_orders_on_stop: leave)
+        first = None
+        second = stream(pg_url, running, "r2")
+        second.gw.submit([NewOrder(f"{ROBOT}-r2-1", "Si", "buy", 1, "limit", 80)])
+        (mine,) = second.events(1)
+        assert (mine.client_id, mine.status) == (f"{ROBOT}-r2-1", "accepted")
+        running.price(Bar("Si", 2, 89, 89, 85, 86))  # through the first run's limit only
+        fills, _ = stored(pg_url, 1, 1, robot=ROBOT)  # it filled, and the store has it
+        assert [f.client_id for _, f in fills] == [f"{ROBOT}-r1-1"]
+        assert second.events(1, timeout_ms=1500) == []  # not the second run's fill
+        assert not running.failure, running.failure
+    finally:
+        for end in (first, second):
+            if end is not None:
+                end.close()
+        running.close()
