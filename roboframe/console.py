@@ -73,7 +73,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines.append(
         f"orders     {summary['orders']} sent, {summary['fills']} fills, "
         f"{summary['rejections']} rejected by risk, {summary['cancels']} cancels, "
-        f"{summary['open_orders']} still open"
+        f"{summary['open_orders']} open at the stop"
     )
     if summary.get("last_rejection"):
         lines.append(f"rejected   last: {summary['last_rejection']}")
@@ -86,7 +86,7 @@ def format_summary(summary: dict[str, Any]) -> str:
             closed = cancelled["asked"] - len(cancelled["still_open"])
             lines.append(
                 f"           open orders cancelled (open_orders_on_error): {closed} of "
-                f"{cancelled['asked']} closed"
+                f"{cancelled['asked']} closed since (the journal learns of it on --resume)"
             )
     lines.append("")
     header = f"{'symbol':<12}{'position':>9}{'avg price':>12}{'last':>10}"

@@ -295,10 +295,11 @@ class RoboLoop:
                 drain_ms,
                 ", ".join(f"{s} {kernel.book.positions[s].qty:+d}" for s in kernel.closing_owed),
             )
-        waiting = kernel.orders.unacknowledged()
+        waiting = kernel.orders.unanswered()
         if waiting:
             log.warning(
-                "stopped with %d order(s) not acknowledged within drain_ms (%d ms)",
+                "stopped with %d order(s), cancel(s) or replace(s) not answered within "
+                "drain_ms (%d ms)",
                 waiting,
                 drain_ms,
             )
@@ -322,8 +323,9 @@ class RoboLoop:
         ``time.monotonic()`` value) stops the run; ``on_tick`` is called about
         every ``tick_s`` seconds (progress, status snapshots). After the stop
         event the loop keeps serving fills and acknowledgements for up to
-        ``drain_ms`` while orders are unacknowledged or a flatten waits for
-        its cancels to be answered. Buffered journal frames
+        ``drain_ms`` while orders, cancels or replaces are unanswered (the
+        cancels of ``open_orders_on_stop: cancel`` among them) or a flatten
+        waits for its cancels to be answered. Buffered journal frames
         reach the OS at least every ``flush_ms``.
         """
         sock.setsockopt(zmq.RCVTIMEO, _IDLE_MS)
@@ -377,7 +379,7 @@ class RoboLoop:
                 if self.stopped:
                     if drain_until is None:
                         drain_until = now + drain_ms / 1000
-                    orders = kernel.orders.unacknowledged()
+                    orders = kernel.orders.unanswered()
                     if not (orders or kernel.flattening or kernel.closing_owed):
                         return
                     if now >= drain_until:

@@ -221,3 +221,13 @@ class OrderBook:
 
     def unacknowledged(self) -> int:
         return sum(1 for o in self.open.values() if o.status == NEW)
+
+    def unanswered(self) -> int:
+        """Open orders waiting for an answer: not acknowledged yet, or with a cancel
+        or replace pending (a stop that cancels waits for those: an order that
+        fills instead must reach the books)."""
+        return sum(
+            1
+            for o in self.open.values()
+            if o.status == NEW or o.cancel_pending or o.replace_pending is not None
+        )

@@ -183,8 +183,9 @@ def _still_failing(path: Path, exc: StrategyError) -> StrategyError:
     err = StrategyError(
         f"{path}: the run stopped on a strategy error at seq {exc.seq}, and the strategy "
         f"still raises there: {exc}\n"
-        "  hint: fix the strategy; resuming then goes on from that event (the robot's "
-        "open orders stay as they are meanwhile)"
+        "  hint: fix the strategy; resuming then goes on from that event (meanwhile the "
+        "run's orders stay working, unless loop.open_orders_on_error: cancel cancelled "
+        "them; `roboframe orders` shows them)"
     )
     err.seq, err.event = exc.seq, exc.event
     return err

@@ -233,7 +233,7 @@ def check(result: dict, ticks: int) -> None:
     # unfilled one), and the robot stopped with them open and said so.
     unfilled = [cid for cid in ordered if cid not in filled]
     assert ordered[len(ordered) - len(unfilled) :] == unfilled, unfilled
-    assert f" {len(unfilled)} still open" in result["log"], result["log"][-2000:]
+    assert f" {len(unfilled)} open at the stop" in result["log"], result["log"][-2000:]
     assert len({(f.client_id, f.trade_id) for f in result["fills"]}) == len(result["fills"])
 
 

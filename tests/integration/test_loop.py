@@ -213,11 +213,11 @@ class TakeProfit(Strategy):
         return [ctx.sell(SI, ctx.position(SI), price=fill.price + 20)]
 
 
-def long_two_then(tmp_path, strategy, first, later=(), drain_ms=2_000):
+def long_two_then(tmp_path, strategy, first, later=(), drain_ms=2_000, **sections):
     """A loop on a real socket, its robot long 2 Si: ``first`` is sent, then after
     0.3 s ``later``, while the loop runs until it stops (drain_ms after a stop at
     most). The kernel and what the gateway was sent."""
-    kernel = Kernel(make_spec(), "r1", strategy)
+    kernel = Kernel(make_spec(**sections), "r1", strategy)
     journal = JournalWriter(tmp_path / "run.journal", {"robot": "test-robot"})
     gateway = RecordingGateway()
     loop = RoboLoop(kernel, journal, gateway, clock=lambda: 7)
@@ -260,6 +260,20 @@ def test_a_stop_right_after_flatten_waits_for_the_closing_order(tmp_path):
     kernel, sent = long_two_then(tmp_path, TakeProfit(), first, later)
     assert [(a.side, a.qty) for a in sent if a.type == "market"] == [("sell", 2)]
     assert kernel.flattening == {}
+
+
+def test_a_stop_that_cancels_open_orders_waits_for_the_answers(tmp_path):
+    """``open_orders_on_stop: cancel``: the stop sends the take-profit's cancel and
+    waits (up to drain_ms) for its answer, as for an order not yet acknowledged.
+    It returned at once, so the robot never heard the cancel, or the fill that may
+    come instead, and its summary called the cancelled order open."""
+    first = [OrderUpdate(TP, T0, "accepted"), Control("stop", T0)]
+    later = [OrderUpdate(TP, T0, "cancelled")]
+    kernel, _ = long_two_then(
+        tmp_path, TakeProfit(), first, later, loop={"open_orders_on_stop": "cancel"}
+    )
+    assert kernel.orders.orders[TP].status == "cancelled"
+    assert not kernel.orders.open
 
 
 def test_a_stop_that_cannot_wait_for_a_flatten_says_the_position_stays_open(tmp_path, caplog):
