@@ -26,7 +26,14 @@ from roboframe.core import codec
 from roboframe.core.kernel import Kernel
 from roboframe.errors import JournalError, StrategyError
 from roboframe.journal import JournalReader
-from roboframe.journal.format import ACTIONS, MESSAGE, NOTE, STRATEGY_ERROR, decode_note
+from roboframe.journal.format import (
+    ACTIONS,
+    MESSAGE,
+    NOTE,
+    STRATEGY_ERROR,
+    decode_note,
+    receipt_clock,
+)
 
 
 @dataclass
@@ -248,6 +255,7 @@ def verify(path: str | Path, *, registry=None, keep_outputs: bool = False) -> Re
     check = OutputCheck()
     records = reader.records()
     stopped: tuple[int, str] | None = None  # the strategy error the run ended on, journaled
+    receipt = receipt_clock(reader.header)
     for seq, event, record in iter_events(reader, records, notes=True):
         if event is None and record.kind == NOTE:
             stopped = stopped_note(record) or stopped
@@ -257,6 +265,8 @@ def verify(path: str | Path, *, registry=None, keep_outputs: bool = False) -> Re
             result.divergence = check.journaled(record)
         else:
             result.divergence = check.message(record.offset)
+            if receipt:
+                kernel.received(record.recv_ns)
             if result.divergence is None:
                 try:
                     actions = kernel.handle(event)
@@ -292,12 +302,15 @@ def state_at(
     last = 0
     records = reader.records()
     check = OutputCheck()  # only to tell the run's own failure from a changed strategy
+    receipt = receipt_clock(reader.header)
     for seq, event, record in iter_events(reader, records):
         if event is None:
             check.journaled(record)
             continue
         if seq > until:
             break
+        if receipt:
+            kernel.received(record.recv_ns)
         check.message(record.offset)
         try:
             actions = kernel.handle(event)

@@ -47,7 +47,7 @@ from roboframe.core.events import (
 from roboframe.core.orders import OPEN_STATES
 from roboframe.errors import StrategyError, described
 from roboframe.journal import JournalReader
-from roboframe.journal.format import ACTIONS, MESSAGE, NOTE
+from roboframe.journal.format import ACTIONS, MESSAGE, NOTE, receipt_clock
 from roboframe.replay import (
     Divergence,
     OutputCheck,
@@ -231,6 +231,7 @@ class RunAnalysis:
         realized = unrealized = 0.0
 
         records = self.reader.records()
+        receipt = receipt_clock(self.header)
         stopped: tuple[int, str] | None = None  # the strategy error the run ended on
         for record in records:
             if record.kind == NOTE:
@@ -246,6 +247,8 @@ class RunAnalysis:
             batch = message_events(self.reader, record)
             seq = record.seq - 1
             recv_ns = record.recv_ns
+            if receipt:
+                kernel.received(recv_ns)
             if first_seq is None:
                 first_seq = record.seq
             count += len(batch)

@@ -143,6 +143,14 @@ class Kernel:
                 self._anchor(ts)
             self.now = ts
 
+    def received(self, ts: int) -> None:
+        """A message reached the robot at ``ts`` (the host's clock, journaled with
+        it): with a real-time feed, robot time never lags it. Data a publisher
+        replays from a file is stamped days before the clock; robot time stood
+        still at the start's clock time, and the order-rate window, counted in
+        robot time, took every order of the run for one second."""
+        self._advance(ts)
+
     def next_client_id(self) -> str:
         self._order_seq += 1
         return f"{self._id_prefix}{self._order_seq}"

@@ -116,6 +116,8 @@ class RoboLoop:
         salvage = self._salvage
         ahead = self.max_ahead_ns
         keep_present = self._keep_present
+        wall = self.wall_clock
+        received_at = kernel.received
 
         def process(raw: bytes) -> None:
             """Handle one wire message (an event or a batch of events)."""
@@ -146,6 +148,8 @@ class RoboLoop:
             self.seq += len(events)
             self.messages += 1
             append(seq, received, raw)
+            if wall:  # robot time: the data's, never behind the clock (see Kernel.received)
+                received_at(received)
             for event in events:
                 try:  # free when nothing raises (zero-cost exceptions)
                     actions = handlers[type(event)](event)

@@ -32,6 +32,7 @@ from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Repl
 from roboframe.core.kernel import Kernel
 from roboframe.errors import ConfigError, RoboframeError, StrategyError
 from roboframe.journal import MESSAGE, JournalReader, recover
+from roboframe.journal.format import receipt_clock
 from roboframe.risk.limits import STOPPED
 
 log = logging.getLogger(__name__)
@@ -119,11 +120,14 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
     last_ts, at_last = 0, {}
     check = OutputCheck()  # the current message's outputs, until their ACTIONS record
     records = reader.records()
+    receipt = receipt_clock(header)
     for seq, event, record in iter_events(reader, records):
         if event is None:
             _refuse_divergence(reader, check.journaled(record))
             continue
         _refuse_divergence(reader, check.message(record.offset))
+        if receipt:
+            kernel.received(record.recv_ns)
         try:
             actions = kernel.handle(event)
         except StrategyError as exc:

@@ -38,6 +38,7 @@ from roboframe.core.streams import (
 )
 from roboframe.errors import GatewayError, JournalError, RoboframeError, StrategyError, blamed
 from roboframe.journal import JournalWriter
+from roboframe.journal.format import RECEIPT_CLOCK
 from roboframe.plugins import (
     Registry,
     get_plugin_manager,
@@ -172,6 +173,8 @@ class LiveRobot:
         self.gateway.base_dir = base_dir
         if self.resumed is None:  # the plugins started: now the journal (none left if not)
             header = journal_header(spec, self.run_id, strategy_cls, "live")
+            if feed_cls.live_only:  # robot time follows receipt times too (replays alike)
+                header["clock"] = RECEIPT_CLOCK
             self.journal = JournalWriter(self.journal_path, header, fsync=spec.journal.fsync)
         # real-time feeds run on the wall clock; recorded and synthetic ones on their own
         ahead_ms = spec.loop.max_ahead_ms

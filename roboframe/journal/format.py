@@ -81,6 +81,17 @@ MAX_PAYLOAD = 256 * 1024 * 1024  # a larger length field is corruption, not data
 FSYNC_POLICIES = ("never", "on_close", "always")
 
 
+RECEIPT_CLOCK = "receipt"
+"""``clock`` in the header of a run on a real-time feed: every message's receipt
+time (its MESSAGE frame's ``recv_ns``) moves robot time too
+(:meth:`roboframe.core.kernel.Kernel.received`), in the run and its replays."""
+
+
+def receipt_clock(header: dict[str, Any]) -> bool:
+    """Whether a journal's replay moves robot time to each message's receipt time."""
+    return header.get("clock") == RECEIPT_CLOCK
+
+
 STRATEGY_ERROR = "strategy_error"
 
 

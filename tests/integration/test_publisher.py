@@ -196,3 +196,57 @@ def test_the_end_of_a_file_reaches_a_subscriber_still_reading_it(tmp_path):
     # ZeroMQ SUB drops it), which 4,000 is well over; the old publisher delivered
     # what the subscriber took in its one second of linger, about 3,600 here.
     assert got >= 16_000, got
+
+
+def test_data_replayed_days_behind_the_clock_does_not_freeze_the_order_rate_window(tmp_path):
+    """A publisher replaying a file (the documented workflow) sends bars stamped
+    days before the host's clock. Robot time stood still at the start's clock
+    time, so the order-rate window (robot time) held every order of the run:
+    after max_orders_per_second orders, all the rest were refused for good. Robot
+    time now follows each message's receipt time too -- journaled, so the replay
+    verifies."""
+    from roboframe.core import codec
+    from roboframe.core.events import Bar
+    from roboframe.journal import JournalReader
+    from roboframe.testing.helpers import MINUTE_NS, T0
+
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    robot = tmp_path / "robot.yaml"
+    robot.write_text(
+        FEED_ROBOT.format(port=port, journal_dir=tmp_path / "runs")
+        + "risk: {max_orders_per_second: 3}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roboframe.cli", "-q", "run", str(robot), "--duration", "4",
+         "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        n = 0
+        while proc.poll() is None and n < 400:
+            n += 1
+            close = 100 + (n % 16 if n % 32 < 16 else 16 - n % 16)  # up 16 bars, down 16
+            bar = Bar("Si-12.26", T0 + n * MINUTE_NS, close, close, close, close)
+            pub.send_multipart([b"Si-12.26", codec.encode(bar)])
+            time.sleep(0.01)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        pub.close(linger=0)
+        ctx.term()
+    summary = json.loads(out[out.index("{") :]) if "{" in out else {}
+    assert summary, (out, err)
+    assert summary["orders"] > 3, summary  # it stopped at 3 for the rest of the run
+    (journal,) = (tmp_path / "runs").glob("*.journal")
+    assert JournalReader(journal).header["clock"] == "receipt"
+    verified = subprocess.run(
+        [sys.executable, "-m", "roboframe.cli", "replay", str(journal), "--verify"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
