@@ -21,7 +21,7 @@ import zmq
 
 from roboframe.builtin.storegw import StoreGateway, _StoreStream
 from roboframe.core import codec
-from roboframe.core.events import Fill, OrderUpdate
+from roboframe.core.events import Cancel, Fill, NewOrder, OrderUpdate, Replace
 from roboframe.curve import client_schema, load_public, load_secret, make_client
 
 
@@ -77,6 +77,9 @@ class _FastStream(_StoreStream):
         if files is not None:
             make_client(self.dealer, *files, "gateway.params.curve")
         self.dealer.connect(gateway.params["address"])
+        # actions sent over the socket and not answered yet, by client id: at the
+        # stop they go to the store too (see _flush_at_stop)
+        self.unanswered: dict[str, list] = {}
 
     def close(self) -> None:
         self.dealer.close()
@@ -86,7 +89,47 @@ class _FastStream(_StoreStream):
         self._write_to_store(self.resent)  # after a resume: the way that deduplicates
         if self.waiting:  # straight to the exchange; it writes the store behind
             self.dealer.send(codec.encode(self.waiting))
+            for action in self.waiting:
+                self.unanswered.setdefault(action.client_id, []).append(action)
             self.waiting = []
+
+    def _forward_many(self, events: list) -> None:
+        unanswered = self.unanswered
+        if unanswered:
+            for event in events:
+                sent = unanswered.get(event.client_id)
+                if sent is not None:
+                    sent[:] = [a for a in sent if not _answers(event, a)]
+                    if not sent:
+                        del unanswered[event.client_id]
+        super()._forward_many(events)
+
+    def _flush_at_stop(self) -> None:
+        """Also what went over the socket unanswered: with the exchange down, those
+        orders sat in the socket's queue, which closes now -- journaled as sent,
+        they were in neither the exchange nor the store, and the run's summary
+        called them open. The store has them now (an order the exchange did take
+        is a no-op there, a request it did answer is answered again: not open),
+        and a restarted exchange takes them from it."""
+        for sent in self.unanswered.values():
+            self.waiting.extend(sent)
+        self.unanswered = {}
+        super()._flush_at_stop()
+
+
+_CANCEL_ANSWERS = frozenset({"cancelled", "cancel_rejected", "rejected"})
+_REPLACE_ANSWERS = frozenset({"replaced", "replace_rejected"})
+
+
+def _answers(event: Fill | OrderUpdate, action: NewOrder | Cancel | Replace) -> bool:
+    """Whether ``event`` shows the exchange took ``action`` (any word on an order
+    shows it has the order; a cancel or replace has its own answers)."""
+    kind = type(action)
+    if kind is NewOrder:
+        return True
+    if type(event) is not OrderUpdate:
+        return False
+    return event.status in (_CANCEL_ANSWERS if kind is Cancel else _REPLACE_ANSWERS)
 
     def _on_dealer(self) -> None:
         """What the exchange sent (one event, or a Batch of one turn's answers),

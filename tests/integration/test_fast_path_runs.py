@@ -43,3 +43,30 @@ def test_a_new_run_takes_no_fill_of_an_order_an_earlier_run_left_working(pg_url)
             if end is not None:
                 end.close()
         running.close()
+
+
+def test_orders_sent_while_the_exchange_is_down_reach_the_store_at_the_stop(pg_url):
+    """The exchange is down: the fast path's orders wait in the socket's queue.
+    A clean stop closed the socket and they were gone -- journaled as sent, in
+    neither the exchange nor the store, "open" in the summary, and nothing would
+    ever send them. At the stop they go to the store, where a restarted exchange
+    takes them; an order the exchange did answer is not written twice."""
+    from roboframe.store import open_store
+    from roboframe.testing.helpers import free_port
+
+    robot = f"{ROBOT}-down"
+    params = {"url": pg_url, "poll_ms": 200, "address": f"tcp://127.0.0.1:{free_port()}"}
+    end = RunningTradeStream(FastGateway, params, robot, run_id="r1")
+    orders = [NewOrder(f"{robot}-r1-{n}", "Si", "buy", 1, "limit", 90) for n in (1, 2)]
+    try:
+        end.gw.submit(orders)
+        assert end.events(1, timeout_ms=500) == []  # nobody answers
+    finally:
+        end.close()
+    store = open_store(pg_url)
+    try:
+        waiting, _ = store.new_requests()
+        mine = [o.order for o in waiting if o.robot == robot]
+        assert mine == orders
+    finally:
+        store.close()
