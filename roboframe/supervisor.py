@@ -195,6 +195,15 @@ class Supervisor:
                 robot = self.robots[key] = Robot(path)
                 self._define(robot, mtime, now)
             elif mtime != robot.mtime and robot.wanted:
+                problem = _not_a_robot(path) if robot.state == "running" else None
+                if problem is not None:  # a half-saved edit: the running robot goes on
+                    robot.mtime = mtime
+                    log.error(
+                        "%s changed but is not a valid robot; %s goes on running as it was "
+                        "started (save a valid file to restart it):\n%s",
+                        path, robot.name or path.stem, problem,
+                    )  # fmt: skip
+                    continue
                 log.warning("%s changed: restarting %s", path, robot.name or path.stem)
                 self._stop(robot, now)
                 self._define(robot, mtime, now)
@@ -380,6 +389,17 @@ def _mtime(path: Path | None) -> float:
         return path.stat().st_mtime if path is not None else 0.0
     except OSError:
         return 0.0
+
+
+def _not_a_robot(path: Path) -> str | None:
+    """Why the robot file at ``path`` does not validate, or None when it does."""
+    from roboframe.config import load_robot
+
+    try:
+        load_robot(path)
+    except ConfigError as exc:
+        return str(exc)
+    return None
 
 
 def _changed(robot: Robot) -> bool:
