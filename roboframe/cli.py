@@ -2,7 +2,9 @@
 
 Exit codes: 0 done; 1 the run failed (plugin error, feed, gateway, I/O);
 2 the robot file or the command line is wrong; 3 the strategy raised (the
-error names the event; resuming meets it again until the strategy is fixed).
+error names the event; resuming meets it again until the strategy is fixed);
+4 another process answers at the robot's control endpoint (the robot runs
+already).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from pathlib import Path
 
 import click
 
-from roboframe.errors import ConfigError, RoboframeError, StrategyError
+from roboframe.errors import ConfigError, EndpointInUse, RoboframeError, StrategyError
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_STRATEGY = 3
+EXIT_RUNNING = 4
 
 
 class ConfigExit(click.ClickException):
@@ -34,6 +37,10 @@ class ConfigExit(click.ClickException):
 
 
 def _fail(exc: RoboframeError) -> click.ClickException:
+    if isinstance(exc, EndpointInUse):
+        err = ConfigExit(str(exc))
+        err.exit_code = EXIT_RUNNING
+        return err
     if isinstance(exc, ConfigError):
         return ConfigExit(str(exc))
     err = click.ClickException(str(exc))
@@ -1072,6 +1079,15 @@ def down(name: str | None, state_dir: Path, timeout: float) -> None:
         raise _fail(exc) from None
     if not reply.get("ok"):
         raise _fail(RoboframeError(reply.get("error", "refused")))
+    elsewhere = reply.get("elsewhere") or {}
+    for other, path in sorted(elsewhere.items()):  # never said to be stopped: it was not
+        click.echo(
+            f"not stopped: {other} runs in a process this supervisor did not start "
+            f"(`roboframe ctl {path} stop` stops it)",
+            err=True,
+        )
+    if name is not None and name in elsewhere:
+        raise SystemExit(EXIT_FAILED)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -109,7 +109,8 @@ def is_bare_name(target: str) -> bool:
 def supervised_address(name: str, state_dir: Path) -> str:
     """The control address of the robot ``name`` that the supervisor of ``state_dir`` runs."""
     robot = supervised_robot(name, state_dir)
-    if robot.get("state") != "running":
+    # "elsewhere": another process runs it (one left by a killed supervisor): it answers
+    if robot.get("state") not in ("running", "elsewhere"):
         raise RoboframeError(
             f"{name} is {robot.get('state')} under the supervisor: nothing answers commands"
             "\n  hint: 'roboframe ps' shows why"

@@ -55,6 +55,12 @@ class ConfigProblem:
         return f"ConfigProblem({str(self)!r})"
 
 
+class EndpointInUse(ConfigError):
+    """Another live process answers at the robot's control endpoint: the same
+    robot still running (left by a supervisor killed without ``down``), or
+    another robot with the same journal folder. ``roboframe run`` exits 4."""
+
+
 class PluginError(RoboframeError):
     """A plugin is broken, duplicated, unknown or misbehaving."""
 

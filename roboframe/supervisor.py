@@ -51,6 +51,8 @@ STABLE_S = 60.0  # a run this long resets the backoff
 STOP_GRACE_S = 15.0  # SIGTERM, then SIGKILL after this long
 EXIT_CONFIG = 2  # roboframe run: the robot file is wrong
 EXIT_STRATEGY = 3  # roboframe run: the strategy raised
+EXIT_RUNNING = 4  # roboframe run: another process answers at its control endpoint
+ELSEWHERE_RETRY_S = 10.0  # how often a robot another process runs is tried again
 
 
 def prepare_state_dir(state_dir: Path) -> Path:
@@ -73,7 +75,7 @@ class Robot:
     path: Path
     name: str = ""
     mtime: float = 0.0
-    state: str = "new"  # new, running, backoff, stopping, stopped, failed, invalid
+    state: str = "new"  # new, running, backoff, stopping, stopped, failed, invalid, elsewhere
     proc: subprocess.Popen | None = None
     started: float = 0.0  # monotonic
     restarts: int = 0
@@ -172,12 +174,15 @@ class Supervisor:
             if name is not None and not targets:
                 known = ", ".join(sorted(r.name for r in self.robots.values() if r.name))
                 return {"ok": False, "error": f"no robot {name!r} here; robots: {known}"}
+            # run by a process it did not start: it cannot stop those, nor say it did
+            elsewhere = {r.name: str(r.path) for r in targets if r.state == "elsewhere"}
             for robot in targets:
                 robot.wanted = False
                 self._stop(robot, now)
             if name is None:
                 self.stopping_all = True
-            return {"ok": True, "stopping": sorted(r.name for r in targets)}
+            stopping = sorted(r.name for r in targets if r.name not in elsewhere)
+            return {"ok": True, "stopping": stopping, "elsewhere": elsewhere}
         return {"ok": False, "error": f"unknown command {command!r}; known: ps, down"}
 
     # -- robots ---------------------------------------------------------------
@@ -291,6 +296,15 @@ class Supervisor:
                     robot.state = "invalid"
                 elif was_stopping and robot.wanted and not self.stopping_all:
                     robot.state, robot.next_start = "backoff", now  # a changed file: again
+            elif code == EXIT_RUNNING:  # not ours: say so, and take it over once it is gone
+                robot.state, robot.next_start = "elsewhere", now + ELSEWHERE_RETRY_S
+                robot.problem = (
+                    "another process answers at its control endpoint: this robot left "
+                    "running (by a supervisor killed without down?) or another robot with "
+                    f"its journal.dir; `roboframe ctl {robot.path} stop` stops the one running "
+                    "there, and this supervisor then starts it"
+                )
+                log.error("%s: %s", robot.name, robot.problem)
             elif code == EXIT_CONFIG:
                 robot.state, robot.problem = "invalid", f"exit {code}: see {robot.log_path}"
                 log.error("%s refused its robot file (see %s)", robot.name, robot.log_path)
@@ -314,7 +328,7 @@ class Supervisor:
                     ran,
                     delay,
                 )
-        if robot.state == "backoff" and robot.wanted and now >= robot.next_start:
+        if robot.state in ("backoff", "elsewhere") and robot.wanted and now >= robot.next_start:
             if robot.last_exit is not None and robot.last_exit != 0:
                 robot.restarts += 1
             self._start(robot, now)

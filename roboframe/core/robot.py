@@ -479,7 +479,6 @@ def _hold_ipc_endpoint(address: str | None) -> IO[bytes] | None:
     import fcntl
 
     from roboframe.curve import ipc_path
-    from roboframe.errors import ConfigError
 
     path = ipc_path(address) if address else None
     if path is None:
@@ -493,11 +492,7 @@ def _hold_ipc_endpoint(address: str | None) -> IO[bytes] | None:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
-        raise ConfigError(
-            f"control endpoint {address} is in use by another running process\n"
-            "  hint: give each robot its own journal.dir (or control.address); "
-            "'roboframe ps' lists the supervised ones"
-        ) from None
+        raise _endpoint_in_use(address) from None
     except OSError as exc:  # a file system without locks: the check below must do
         lock.close()
         log.warning("control endpoint %s: no lock on %s.lock (%s)", address, path, exc)
@@ -505,22 +500,28 @@ def _hold_ipc_endpoint(address: str | None) -> IO[bytes] | None:
     return lock
 
 
+def _endpoint_in_use(address: str) -> Any:
+    from roboframe.errors import EndpointInUse
+
+    return EndpointInUse(
+        f"control endpoint {address} is in use by another running process\n"
+        "  hint: is this robot running already (`roboframe ctl FILE status` asks it)? "
+        "Else give each robot its own journal.dir (or control.address); "
+        "'roboframe ps' lists the supervised ones"
+    )
+
+
 def _refuse_a_taken_ipc_endpoint(address: str | None) -> None:
     """Another live process answering at our ipc control address (two robots with one
     journal folder, say) would lose its endpoint to us without a word: refuse instead."""
     from roboframe.control import ask_json
     from roboframe.curve import ipc_path
-    from roboframe.errors import ConfigError
 
     path = ipc_path(address) if address else None
     if path is None or not Path(path).exists():
         return
     if ask_json(address, {"command": "status", "args": {}}, timeout=0.3) is not None:
-        raise ConfigError(
-            f"control endpoint {address} is in use by another running process\n"
-            "  hint: give each robot its own journal.dir (or control.address); "
-            "'roboframe ps' lists the supervised ones"
-        )
+        raise _endpoint_in_use(address)
 
 
 def run_robot(spec: Any, options: RunOptions | None = None) -> dict:

@@ -340,3 +340,36 @@ def test_a_robot_that_does_not_stop_for_a_restart_is_killed_after_the_grace(tmp_
         assert robot.proc is not stuck and robot.state in ("backoff", "running")  # again
     finally:
         _kill_all(sup)
+
+
+def test_a_robot_another_process_runs_is_shown_so_and_never_said_stopped(tmp_path, up):
+    """A supervisor killed without `down` leaves its robots running. The next one
+    found their endpoints taken and called the files invalid; `ctl NAME` said
+    nothing answers; `down` said "stopped" of robots it never stopped. Now: state
+    `elsewhere` with the reason, ctl reaches the robot that runs, and down says it
+    did not stop it."""
+    path = write_robot(tmp_path, "alpha", bars=100_000, rate=100)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    orphan = subprocess.Popen(
+        [sys.executable, "-m", "roboframe.cli", "-q", "run", str(path)],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        running = wait_until(lambda: cli("ctl", str(path), "status", cwd=tmp_path).returncode == 0)
+        assert running
+        up()
+        row = wait_until(
+            lambda: (r := ps(tmp_path).get("alpha")) and r["state"] == "elsewhere" and r
+        )
+        assert "another process answers at its control endpoint" in row["problem"]
+        asked = cli("ctl", "alpha", "status", cwd=tmp_path)
+        assert asked.returncode == 0, asked.stderr  # the robot that runs answers
+        assert json.loads(asked.stdout)["status"]["state"] == "ACTIVE"
+        out = cli("down", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        assert "not stopped: alpha runs in a process this supervisor did not start" in out.stderr
+        assert "alpha" not in out.stdout  # never "stopped: alpha"
+        assert orphan.poll() is None  # and indeed it runs on
+    finally:
+        orphan.terminate()
+        orphan.wait(30)
