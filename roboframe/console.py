@@ -12,9 +12,10 @@ def _pnl(value: str) -> str:
 
 
 class Progress:
-    """A progress line on stderr: rewritten in place on a terminal, else every few seconds."""
+    """A progress line on stderr: rewritten in place on a terminal, else (a log
+    file) once a minute."""
 
-    def __init__(self, stream: TextIO | None = None, every_s: float = 5.0) -> None:
+    def __init__(self, stream: TextIO | None = None, every_s: float = 60.0) -> None:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.every_s = every_s

@@ -259,7 +259,9 @@ class Supervisor:
         robot.log_path = self.state_dir / f"{robot.name}.log"
         if robot.log_file is None:
             robot.log_file = open(robot.log_path, "ab")  # noqa: SIM115 -- closed on exit
-        cmd = [sys.executable, "-m", "roboframe.cli", "-q", "run", str(robot.path), "--resume"]
+        # not -q: the robot's log gets its warnings (order path down, a resume's resubmits)
+        # and its summary; its progress line comes once a minute into a file
+        cmd = [sys.executable, "-m", "roboframe.cli", "run", str(robot.path), "--resume"]
         robot.proc = subprocess.Popen(
             [*cmd, *self.extra_args],
             stdin=subprocess.DEVNULL,

@@ -156,6 +156,8 @@ def test_ps_new_files_invalid_files_and_down(tmp_path, up):
     assert rows["alpha"]["state"] == "running"
     beta_journal = next((tmp_path / "runs" / "beta").glob("*.journal"))
     assert verify(beta_journal).kernel.risk.state == "STOPPED"  # its stop was journaled
+    log = (tmp_path / "runs" / ".supervisor" / "beta.log").read_text()
+    assert "robot      beta" in log and "journal    " in log  # its summary (the log was empty)
     # down everything: the supervisor exits, its socket and pid file go
     out = cli("down", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
