@@ -175,13 +175,35 @@ def send_command(
     reply = ask_json(address, request, timeout=timeout, curve=curve)
     if reply is None:
         message = f"no answer from {address} within {timeout:g}s"
-        if key is not None:
+        if _endpoint_free(address):
+            message += " (the robot is not running: nothing holds its endpoint)"
+        elif key is not None:
             message += (
                 " (with CURVE a refused key gets no answer: check that the robot allows"
                 " --key's public key and that --server-key is the robot's)"
             )
         raise RoboframeError(message)
     return reply
+
+
+def _endpoint_free(address: str) -> bool:
+    """True when no process holds ``address``'s lock (an ipc endpoint: a running
+    robot holds ``<socket>.lock``, see ``core.robot``): nobody runs there."""
+    import fcntl
+
+    from roboframe.curve import ipc_path
+
+    path = ipc_path(address)
+    if path is None:
+        return False  # tcp://: who knows
+    try:
+        with open(f"{path}.lock", "rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when closed
+    except FileNotFoundError:
+        return True
+    except OSError:  # held (BlockingIOError), or a file system without locks
+        return False
+    return True
 
 
 def ask_json(

@@ -188,6 +188,7 @@ class _StoreStream:
         self.store.listen_robot(self.robot)
 
     def _set_down(self, reason: str) -> None:
+        reason = " ".join(reason.split())  # libpq's text spans lines: one, in status and risk
         if not self.down:
             log.warning(
                 "order store unavailable: %s; new orders are refused until it is back", reason

@@ -213,6 +213,8 @@ def _control_reply(raw: bytes, sender, status, stop, clock, check_set=None) -> d
     if command not in CONTROL_COMMANDS:
         known = ", ".join(("status", *CONTROL_COMMANDS))
         return {"ok": False, "error": f"unknown command {command!r}; known: {known}"}
+    if command == "stop" and "reason" not in args:  # the summary says why it stopped
+        args = {**args, "reason": "ctl stop"}
     try:  # before the set check, which applies what it lets through
         raw_event = codec.encode(Control(command, clock(), args))
     except (OverflowError, TypeError, ValueError) as exc:  # an int past 64 bits, say

@@ -60,7 +60,8 @@ def test_commands_reach_the_loop_and_the_journal(robot_file, tmp_path):
                         assert 0 < event.ts <= last_bar
     assert commands[0] == ("start", None)
     assert ("pause", None) in commands
-    assert commands[-1][0] == "stop"
+    assert commands[-1] == ("stop", "ctl stop")  # the summary says why (it said "-")
+    assert robot.kernel.stop_reason == "ctl stop"
     assert ("explode", None) not in commands
 
 
@@ -68,6 +69,10 @@ def test_ctl_without_a_listener_times_out_cleanly(tmp_path):
     proc = roboframe_cmd("ctl", f"ipc://{tmp_path}/nobody.sock", "status", "--timeout", "0.3")
     assert proc.returncode == 1
     assert "no answer from" in proc.stderr
+    assert "the robot is not running: nothing holds its endpoint" in proc.stderr
+    (tmp_path / "nobody.sock.lock").write_text("")  # a run that ended leaves its lock file
+    proc = roboframe_cmd("ctl", f"ipc://{tmp_path}/nobody.sock", "status", "--timeout", "0.3")
+    assert "the robot is not running: nothing holds its endpoint" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
