@@ -85,6 +85,7 @@ def test_robot_survives_a_store_outage(tmp_path, pg_url):
         assert wait_for(lambda: robot.kernel.counters["fills"] >= 3, 20), "no trading before"
         proxy.cut()
         saw_down = wait_for(lambda: bool(robot.kernel.risk.gateway_down), 10)
+        assert "\n" not in robot.kernel.risk.gateway_down  # one line in status and rejections
         time.sleep(1.5)  # the market moves on; the strategy wants to trade
         proxy.restore()
         assert wait_for(lambda: not robot.kernel.risk.gateway_down, 15), "never came back"
