@@ -317,7 +317,9 @@ def backtest(
 @click.option("--store", "store_url", help="Order store URL to reconcile fills against.")
 @click.option("--robot", help="With --store: the robot whose runs to reconcile (default: all).")
 @_verbosity
+@click.pass_context
 def analyze(
+    ctx: click.Context,
     journals: tuple[str, ...],
     db: str,
     report: Path | None,
@@ -336,8 +338,14 @@ def analyze(
     if not paths:
         raise ConfigExit(f"no journals found in: {' '.join(journals)}")
 
+    quiet = ctx.obj["quiet"] > 0
+
     def shown(run) -> None:
         if as_json:
+            return
+        if quiet:  # the database has the tables; a difference with the store is still said
+            if run.reconciliation:
+                click.echo(f"{run.robot} {run.run_id}: {_reconciliation_text(run.reconciliation)}")
             return
         state = "" if run.complete else ", strategy error" if run.failure else ", still running"
         title = f"{run.robot} {run.run_id} ({run.mode}{state})"
@@ -396,7 +404,12 @@ def _reconciliation_text(differences: list[dict]) -> str:
 @main.command()
 @click.argument("journal_file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--verify", is_flag=True, help="Check every action against the journal.")
-@click.option("--until", type=int, metavar="SEQ", help="Print the robot's state after SEQ.")
+@click.option(
+    "--until",
+    type=click.IntRange(min=0),
+    metavar="SEQ",
+    help="Print the robot's state after SEQ (not with --verify).",
+)
 @click.option("--force", is_flag=True, help="Verify even if the strategy has changed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def replay(journal_file: Path, verify: bool, until: int | None, force: bool, as_json: bool) -> None:
@@ -404,6 +417,8 @@ def replay(journal_file: Path, verify: bool, until: int | None, force: bool, as_
     from roboframe import replay as rp
     from roboframe.console import format_state
 
+    if until is not None and verify:  # --until stops short: nothing after it is verified
+        raise ConfigExit("--verify and --until: one at a time (--verify checks the whole journal)")
     try:
         header = rp.robot_header(rp.JournalReader(journal_file))
         changes = rp.strategy_changes(header)  # the state --until prints may not be the run's

@@ -125,8 +125,8 @@ def format_plugins(plugins: list[dict]) -> str:
 
 
 STAT_ROWS = (
-    ("start", "Start"),
-    ("end", "End"),
+    ("start", "Start (UTC)"),
+    ("end", "End (UTC)"),
     ("events", "Market events"),
     ("initial_cash", "Initial cash"),
     ("equity_final", "Equity final"),

@@ -16,6 +16,8 @@ from roboframe.plugins import BUILTIN_PLUGINS
 
 __all__ = ["Backtest", "BacktestResult", "feed_events", "run_backtest"]
 
+MAX_CASH = Decimal(10**30)
+
 
 def run_backtest(
     spec: Any,
@@ -33,7 +35,10 @@ def run_backtest(
 ) -> BacktestResult:
     """Backtest ``spec`` on ``data`` files (or on its own feed when none are given)."""
     settings = spec.raw.get("backtest", {})
+    given = "--cash" if cash is not None else "backtest.cash"
     cash = Decimal(str(cash if cash is not None else settings.get("cash", 1_000_000)))
+    if not (cash.is_finite() and 0 < cash <= MAX_CASH):  # equity is a float: 1e400 is inf
+        raise ConfigError(f"{given}: must be a positive amount up to 1e30, got {cash}")
     fill_at = fill_at or settings.get("fill_at", "next")
     events, ident = feed_events(spec, data, registry=registry, with_id=True, finite=not end)
     zone = (data_params(spec) if data else spec.feed.params).get("tz") or "UTC"

@@ -52,6 +52,8 @@ def test_the_command_json_report_and_exit_codes(tmp_path):
     # again, human output; nothing duplicated
     proc = roboframe_cmd("analyze", str(tmp_path / "runs"), "--db", str(db))
     assert proc.returncode == 0 and "Net PnL" in proc.stdout
+    quiet = roboframe_cmd("-q", "analyze", str(tmp_path / "runs"), "--db", str(db))
+    assert quiet.returncode == 0 and quiet.stdout == ""  # the tables are in the database
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
     # a broken journal: the others are analysed, the exit code says something failed

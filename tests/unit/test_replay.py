@@ -83,3 +83,11 @@ def test_a_divergence_names_its_event_when_the_replay_produced_nothing():
     divergence = check.journaled(SimpleNamespace(seq=7, payload=journaled))
     assert divergence is not None and divergence.event == bar
     assert f"seq 7: event {bar!r}" in str(divergence)
+
+
+def test_until_takes_a_sequence_number_and_not_with_verify(tmp_path):
+    path = robot_journal(tmp_path / "j.journal", codec.encode(Control("start", 1)))
+    negative = replay_cli(str(path), "--until", "-1")
+    assert negative.exit_code == 2 and "-1 is not in the range x>=0" in negative.output
+    both = replay_cli(str(path), "--until", "1", "--verify")
+    assert both.exit_code == 2 and "--verify and --until: one at a time" in both.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from roboframe.backtest import feed_events, run_backtest
@@ -184,3 +186,12 @@ def test_different_data_under_one_name_and_size_is_another_run(tmp_path):
     assert len(sizes) == 1  # the same name and size: only the contents differ
     assert runs[0].split(".")[0] != runs[1].split(".")[0]  # another run id
     assert runs[2] == runs[0].replace(".journal", ".2.journal")  # the same data: the same run
+
+
+@pytest.mark.parametrize("cash", [Decimal("1e400"), Decimal(0), Decimal("Infinity")])
+def test_cash_that_equity_cannot_hold_is_refused(tmp_path, cash):
+    """1e400 became inf as a float: the table said Net PnL nan and --json printed
+    NaN, which is not JSON."""
+    spec = write_robot(tmp_path)
+    with pytest.raises(ConfigError, match="--cash: must be a positive amount up to 1e30"):
+        run_backtest(spec, cash=cash, journal=False)
