@@ -32,7 +32,7 @@ symbols:
   {symbol}:
     tick_size: {tick_size}             # price step; prices inside are whole ticks
     lot: 1
-    point_value: 1                # money per point per contract
+    point_value: {point_value}                # money per point per contract{point_note}
     currency: RUB
 
 feed:                           # real data: plugin csv or parquet (a file), zmq (a publisher)
@@ -156,14 +156,28 @@ def class_name(robot_name: str) -> str:
     return ("Robot" + name if name[0].isdigit() else name) + "Strategy"
 
 
+CONTRACTS = {
+    # MOEX futures by their code: tick size, a plausible start price for the
+    # synthetic feed, point value (RUB per point per contract) and a note on it
+    "SI": ("1", 92000, "1", ""),
+    "EU": ("1", 98000, "1", ""),
+    "RTS": ("10", 110000, "1.3", "  (~ 2 x USD/RUB / 100; the exchange sets it daily)"),
+    "MIX": ("25", 2900000, "0.01", ""),
+    "BR": ("0.01", 74, "7.5", "  (10 barrels x USD/RUB / 100: set today's)"),
+    "GD": ("0.1", 2600, "7.5", "  (USD/RUB / 10 per 0.1: set today's)"),
+}
+"""What ``roboframe new --symbol`` fills in for a known contract (others: Si's,
+to be edited)."""
+
+
 def make_robot(
     name: str,
     folder: Path,
     *,
     strategy: str = "own",
     symbol: str = "Si-12.26",
-    tick_size: str = "1",
-    price: int = 92000,
+    tick_size: str | None = None,
+    price: int | None = None,
     force: bool = False,
     check: Callable[[Path], object] | None = None,
 ) -> Scaffold:
@@ -174,6 +188,10 @@ def make_robot(
             f"robot name {name!r}: use letters, digits, '.', '_' and '-' "
             "(it is part of every client order id and journal path)"
         )
+    known = CONTRACTS.get(symbol.partition("-")[0].upper(), CONTRACTS["SI"])
+    tick_size = tick_size or known[0]
+    price = price or known[1]
+    point_value, point_note = known[2], known[3]
     folder.mkdir(parents=True, exist_ok=True)
     robot_path = folder / f"{name}.yaml"
     module_path = None
@@ -193,6 +211,8 @@ def make_robot(
         symbol=symbol,
         tick_size=tick_size,
         price=price,
+        point_value=point_value,
+        point_note=point_note,
         strategy=block,
     )
     written = []

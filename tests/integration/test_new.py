@@ -100,3 +100,18 @@ def test_a_folder_that_cannot_be_written_is_a_clear_error(tmp_path):
     proc = roboframe_cmd("new", "r", "--dir", str(blocker / "robots"))
     assert proc.returncode == 2
     assert "nothing was written" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("symbol", "tick", "price"),
+    [("RTS-12.26", "tick_size: 10", "{RTS-12.26: 110000}"), ("BR-1.27", "tick_size: 0.01", "74}")],
+)
+def test_a_known_contract_gets_its_own_tick_and_price(tmp_path, symbol, tick, price):
+    """--symbol RTS-12.26 wrote Si's tick (1) and price (92000)."""
+    from roboframe.config import load_robot
+
+    proc = roboframe_cmd("new", "c", "--dir", str(tmp_path), "--symbol", symbol)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "c.yaml").read_text()
+    assert tick in text and price in text
+    assert str(load_robot(tmp_path / "c.yaml").symbols[symbol].tick_size) == tick.split()[-1]
