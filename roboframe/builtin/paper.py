@@ -38,7 +38,10 @@ backtest runs it in step with the data and the stand-alone exchange process
 from __future__ import annotations
 
 import logging
+import struct
 import threading
+from collections import deque
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 import msgspec
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 
 FILL_AT = ("next", "close")
 POLL_MS = 100
+HELD_POLL_MS = 1  # with prices held back: how soon the robot's time is looked at again
 
 
 class RestingOrder:
@@ -339,14 +343,22 @@ class PaperGateway(Gateway):
             fill_at=p.get("fill_at", "next"),
         )
 
+    _robot_time: Callable[[], int] | None = None
+
     def open(self, runtime: Runtime) -> None:
         """Check the params and make the order pipe (loop thread)."""
         self.make_engine()  # bad params fail here, before any thread starts
         self._push, self._pull = order_pipe(runtime, "paper-orders")
+        self._robot_time = runtime.robot_time
 
     def submit(self, actions: list) -> None:
-        """One frame per batch of actions; never blocks (unlimited queue)."""
-        self._push.send(codec.encode(actions))
+        """One frame per batch of actions, after the robot's time when it sent them
+        (see :meth:`trade_stream`); never blocks (unlimited queue)."""
+        raw = codec.encode(actions)
+        if self._robot_time is None:
+            self._push.send(raw)
+        else:
+            self._push.send_multipart([_TIME.pack(self._robot_time()), raw])
 
     def trade_stream(self, runtime: Runtime, sender: zmq.Socket) -> None:
         """Match orders against market data until ``runtime.stop`` is set."""
@@ -362,15 +374,26 @@ class PaperGateway(Gateway):
         poller.register(orders, zmq.POLLIN)
         poller.register(market, zmq.POLLIN)
         stop = runtime.stop
+        robot_time = runtime.robot_time
+        if robot_time is None:  # no robot to keep in step with: prices as they come
+            robot_time = _no_later_than_anything
+        # Prices the robot has not reached. The data stream publishes them before the
+        # robot sees them, and unpaced a whole batch ahead: taken at once, an order
+        # would fill at a price many bars after the one it was sent on. An order goes
+        # after every price up to the robot's time when it was sent, before the rest;
+        # prices up to the robot's time are taken as it moves on. As in a backtest:
+        # an order fills at the prices after the event it was sent on.
+        held: deque = deque()
         try:
             while not stop.is_set():
-                ready = dict(poller.poll(POLL_MS))
-                if market in ready:  # prices first: an order never fills at a price before it
-                    for event in _market_events(market):
-                        _send_all(sender, engine.on_market(event), stop)
-                if orders in ready:
-                    for action in _actions(orders):
-                        _send_all(sender, engine.submit(action), stop)
+                ready = dict(poller.poll(HELD_POLL_MS if held else POLL_MS))
+                now = robot_time()  # before the orders: those sent up to now are all there
+                if market in ready:
+                    held.extend(_market_events(market))
+                for sent_at, action in _actions(orders):  # those since the poll too
+                    _take_prices(held, sent_at, engine, sender, stop)
+                    _send_all(sender, engine.submit(action), stop)
+                _take_prices(held, now, engine, sender, stop)
         finally:
             market.close(linger=0)
 
@@ -416,14 +439,31 @@ def _send_all(sender: zmq.Socket, events: list, stop: threading.Event) -> None:
             return
 
 
+_TIME = struct.Struct("<q")  # the robot's time when it sent a frame of actions
+
+
+def _no_later_than_anything() -> int:
+    return 1 << 64  # every event's time is below (events.Int64)
+
+
+def _take_prices(held: deque, until: int, engine: PaperExchange, sender, stop) -> None:
+    """The held prices up to ``until``, oldest first, each filling what it can."""
+    while held and held[0].ts <= until:
+        _send_all(sender, engine.on_market(held.popleft()), stop)
+
+
 def _actions(sock: zmq.Socket):
-    """Every action waiting on the order socket, in arrival order."""
+    """``(robot time when sent, action)`` for every action waiting on the order
+    socket, in arrival order; the time is that of no robot (every price first)
+    when the frame carries none."""
     while True:
         try:
-            raw = sock.recv(zmq.NOBLOCK)
+            frames = sock.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             return
-        yield from codec.decode_actions(raw)
+        sent_at = _TIME.unpack(frames[0])[0] if len(frames) == 2 else _no_later_than_anything()
+        for action in codec.decode_actions(frames[-1]):
+            yield sent_at, action
 
 
 def _market_events(sock: zmq.Socket):

@@ -34,6 +34,7 @@ example.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -56,6 +57,9 @@ class Runtime:
     stop: threading.Event = field(default_factory=threading.Event)
     store_positions: tuple[int, int] | None = None
     """For a resumed run: the last order-store (trade id, event id) its journal holds."""
+    robot_time: Callable[[], int] | None = None
+    """The robot's time, readable from any thread: a simulated exchange holds back
+    prices the robot has not reached, or it fills orders at prices after them."""
 
     def private_address(self, what: str) -> str:
         """An ``inproc://`` address unique to this run, for a gateway's own sockets."""

@@ -288,6 +288,7 @@ class LiveRobot:
             loop_address=spec.loop.address,
             market_data_address=f"inproc://{spec.name}.{self.run_id}.md",
             store_positions=self.resumed.store_positions if self.resumed else None,
+            robot_time=lambda: self.kernel.now,  # an int read: safe from any thread
         )
         sock = ctx.socket(zmq.PULL)
         sock.setsockopt(zmq.LINGER, 0)

@@ -280,3 +280,49 @@ def test_a_resumed_paper_run_still_fills_the_order_resting_before_the_crash(tmp_
     assert summary["fills"] == 1 and summary["orders"] == 1
     assert summary["positions"]["Si-12.26"]["position"] == 2
     assert verify(summary["journal"]).ok
+
+
+def test_an_unpaced_file_paper_fills_each_order_at_the_bar_after_it(tmp_path):
+    """A csv feed runs unpaced (rate 0, its default): the data stream publishes
+    whole batches before the robot handles their first bar. The paper exchange
+    took them at once, so every order filled at a price many bars after the one
+    it was sent on -- orders of minutes 30 to 91 all at minute 129, differently
+    from run to run. Now it keeps in step with the robot: as in a backtest, a
+    market order fills at the open of the bar after the one it was sent on."""
+    from roboframe.core import codec
+    from roboframe.core.events import Bar, Fill, NewOrder
+
+    rows, price = [], 1000
+    for m in range(600):
+        price += (7, -5, 9, -11, 3, -8)[m % 6] + (m // 40 % 2) * 4 - 2
+        rows.append(
+            f"2026-12-01 {10 + m // 60:02d}:{m % 60:02d}:00,{price},{price + 3},"
+            f"{price - 3},{price + 1},0"
+        )  # fmt: skip  (volume unknown: whole fills)
+    data = tmp_path / "bars.csv"
+    data.write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows) + "\n")
+    robot = tmp_path / "csv.yaml"
+    robot.write_text(CSV_ROBOT.format(path=data.name))
+    proc = roboframe_cmd("-q", "run", str(robot), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    (journal,) = (tmp_path / "runs" / "csv-robot").glob("*.journal")
+    bars, by_seq, sent_at, fills = [], {}, {}, []
+    for seq, event, record in iter_events(JournalReader(journal)):
+        if event is None:  # what event seq made the robot do
+            actions, _ = codec.decode_outputs(record.payload)
+            for action in actions:
+                if type(action) is NewOrder:
+                    sent_at[action.client_id] = by_seq[seq].ts
+            continue
+        by_seq[seq] = event
+        if type(event) is Bar:
+            bars.append(event)
+        elif type(event) is Fill:
+            fills.append(event)
+    assert summary["orders"] >= 10 and len(fills) == len(sent_at)
+    opens = {b.ts: b.open for b in bars}
+    times = [b.ts for b in bars]
+    for fill in fills:
+        after = times[times.index(sent_at[fill.client_id]) + 1]
+        assert (fill.ts, fill.price) == (after, opens[after]), fill
