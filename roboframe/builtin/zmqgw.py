@@ -116,21 +116,6 @@ class _FastStream(_StoreStream):
         self.unanswered = {}
         super()._flush_at_stop()
 
-
-_CANCEL_ANSWERS = frozenset({"cancelled", "cancel_rejected", "rejected"})
-_REPLACE_ANSWERS = frozenset({"replaced", "replace_rejected"})
-
-
-def _answers(event: Fill | OrderUpdate, action: NewOrder | Cancel | Replace) -> bool:
-    """Whether ``event`` shows the exchange took ``action`` (any word on an order
-    shows it has the order; a cancel or replace has its own answers)."""
-    kind = type(action)
-    if kind is NewOrder:
-        return True
-    if type(event) is not OrderUpdate:
-        return False
-    return event.status in (_CANCEL_ANSWERS if kind is Cancel else _REPLACE_ANSWERS)
-
     def _on_dealer(self) -> None:
         """What the exchange sent (one event, or a Batch of one turn's answers),
         forwarded to the loop as one message: this run's only. The exchange
@@ -177,3 +162,18 @@ def _answers(event: Fill | OrderUpdate, action: NewOrder | Cancel | Replace) -> 
             full = now >= next_poll  # a read for what no notification said: no hurry
             if (full or self.store.notified(fd in ready)) and self._read(full=full):
                 next_poll = now + self.poll_s
+
+
+_CANCEL_ANSWERS = frozenset({"cancelled", "cancel_rejected", "rejected"})
+_REPLACE_ANSWERS = frozenset({"replaced", "replace_rejected"})
+
+
+def _answers(event: Fill | OrderUpdate, action: NewOrder | Cancel | Replace) -> bool:
+    """Whether ``event`` shows the exchange took ``action`` (any word on an order
+    shows it has the order; a cancel or replace has its own answers)."""
+    kind = type(action)
+    if kind is NewOrder:
+        return True
+    if type(event) is not OrderUpdate:
+        return False
+    return event.status in (_CANCEL_ANSWERS if kind is Cancel else _REPLACE_ANSWERS)
