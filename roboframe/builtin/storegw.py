@@ -151,6 +151,7 @@ class _StoreStream:
         self.prefix = f"{self.robot}-{runtime.run_id}-"
         self.position = gateway.resume_from or (0, 0)
         self.down = ""
+        self.said_down = ""  # the order path's state as the loop last heard it
         self.poll_s = gateway.params.get("poll_ms", 1000) / 1000
         # ids forwarded beyond the position: what a notification or the socket brought
         # ahead of the next read of the store, so that read does not bring it twice
@@ -193,14 +194,29 @@ class _StoreStream:
             log.warning(
                 "order store unavailable: %s; new orders are refused until it is back", reason
             )
-            self.send(Control("gateway", 0, {"status": "down", "reason": reason}))
         self.down = reason
+        self._say_order_path()
 
     def _set_up(self) -> None:
         if self.down:
             log.warning("order store is back; catching up")
-            self.send(Control("gateway", 0, {"status": "up"}))
         self.down = ""
+        self._say_order_path()
+
+    def path_down(self) -> str:
+        """Why the order path is down ("" when it is up): here, the store."""
+        return self.down
+
+    def _say_order_path(self) -> None:
+        """Tell the loop when the order path goes down or comes back up (risk
+        refuses new orders meanwhile): on each change, not on each reason."""
+        reason = self.path_down()
+        if bool(reason) != bool(self.said_down):
+            if reason:
+                self.send(Control("gateway", 0, {"status": "down", "reason": reason}))
+            else:
+                self.send(Control("gateway", 0, {"status": "up"}))
+        self.said_down = reason
 
     # -- work -----------------------------------------------------------------
 

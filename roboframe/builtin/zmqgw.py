@@ -18,11 +18,14 @@ import time
 from pathlib import Path
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
-from roboframe.builtin.storegw import StoreGateway, _StoreStream
+from roboframe.builtin.storegw import StoreGateway, _StoreStream, log
 from roboframe.core import codec
 from roboframe.core.events import Cancel, Fill, NewOrder, OrderUpdate, Replace
 from roboframe.curve import client_schema, load_public, load_secret, make_client
+
+CONNECT_GRACE_S = 2.0  # a link to the exchange not made by then: the order path is down
 
 
 class FastGateway(StoreGateway):
@@ -76,14 +79,53 @@ class _FastStream(_StoreStream):
         files = gateway.curve_files()
         if files is not None:
             make_client(self.dealer, *files, "gateway.params.curve")
-        self.dealer.connect(gateway.params["address"])
+        # the exchange's link, watched: while it is down the order path is, as for
+        # the store (risk refuses new orders), instead of orders queueing unseen to
+        # reach the exchange minutes late, or never
+        self.monitor = self.dealer.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        self.address = gateway.params["address"]
+        self.dealer.connect(self.address)
+        self.exchange_down = ""
+        self.connected = False
+        self.link_deadline = time.monotonic() + CONNECT_GRACE_S
         # actions sent over the socket and not answered yet, by client id: at the
         # stop they go to the store too (see _flush_at_stop)
         self.unanswered: dict[str, list] = {}
 
     def close(self) -> None:
+        self.dealer.disable_monitor()
+        self.monitor.close(linger=0)
         self.dealer.close()
         super().close()
+
+    def path_down(self) -> str:
+        return self.down or self.exchange_down
+
+    def _on_monitor(self) -> None:
+        """The link to the exchange went up or down."""
+        while True:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_CONNECTED:
+                self.connected = True
+                if self.exchange_down:
+                    log.warning("the exchange at %s is back", self.address)
+                self.exchange_down = ""
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                self.connected = False
+                self._exchange_lost("lost")
+            self._say_order_path()
+
+    def _exchange_lost(self, how: str) -> None:
+        if not self.exchange_down:
+            log.warning(
+                "the exchange at %s: link %s; new orders are refused until it is back",
+                self.address,
+                how,
+            )
+        self.exchange_down = f"the exchange at {self.address} is unreachable (link {how})"
 
     def _write_waiting(self) -> None:
         self._write_to_store(self.resent)  # after a resume: the way that deduplicates
@@ -143,6 +185,7 @@ class _FastStream(_StoreStream):
         poller = zmq.Poller()
         poller.register(self.orders, zmq.POLLIN)
         poller.register(self.dealer, zmq.POLLIN)
+        poller.register(self.monitor, zmq.POLLIN)
         fd = self.store.fileno()
         if fd is not None:
             poller.register(fd, zmq.POLLIN)
@@ -150,6 +193,12 @@ class _FastStream(_StoreStream):
         while not stop.is_set():
             ready = dict(poller.poll(0 if self.store.pending() else 50))
             self.store.keep_robot_lock()  # a lease is renewed when due
+            if self.monitor in ready:
+                self._on_monitor()
+            late = not self.connected and time.monotonic() >= self.link_deadline
+            if late and not self.exchange_down:  # the link never came up at the start
+                self._exchange_lost(f"not made within {CONNECT_GRACE_S:g}s")
+                self._say_order_path()
             if self.orders in ready:
                 self._drain_orders()
                 self._write_waiting()

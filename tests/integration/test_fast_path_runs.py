@@ -70,3 +70,34 @@ def test_orders_sent_while_the_exchange_is_down_reach_the_store_at_the_stop(pg_u
         assert mine == orders
     finally:
         store.close()
+
+
+def test_the_order_path_is_down_while_the_exchange_is_unreachable(pg_url):
+    """The fast path said "up" with the exchange gone, and orders queued unseen in
+    the socket, to reach the exchange minutes late (or never). Its link is watched
+    now: down when it is not made at the start or is lost, up when it is back --
+    risk refuses new orders meanwhile, as for a store outage."""
+    import zmq
+
+    from roboframe.core.events import Control
+    from roboframe.testing.helpers import free_port
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    params = {"url": pg_url, "poll_ms": 200, "address": address}
+    end = RunningTradeStream(FastGateway, params, f"{ROBOT}-link", run_id="r1")
+    router = None
+    try:
+        (down,) = end.events(1, timeout_ms=5000)
+        why = f"the exchange at {address} is unreachable (link not made within 2s)"
+        assert down == Control("gateway", 0, {"status": "down", "reason": why})
+        router = end.ctx.socket(zmq.ROUTER)
+        router.bind(address)
+        assert end.events(1, timeout_ms=5000) == [Control("gateway", 0, {"status": "up"})]
+        router.close(linger=0)
+        router = None
+        (lost,) = end.events(1, timeout_ms=5000)
+        assert lost.args["status"] == "down" and lost.args["reason"].endswith("(link lost)")
+    finally:
+        if router is not None:
+            router.close(linger=0)
+        end.close()
