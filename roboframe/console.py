@@ -182,7 +182,8 @@ def format_state(state: dict) -> str:
     for order in state["open_orders"]:
         lines.append(
             f"  {order['client_id']} {order['side']} {order['qty']} {order['symbol']}"
-            f" {order['type']} {order['status']} filled {order['filled']}"
+            f" {order['type']}{' @ ' + order['limit_price'] if order.get('limit_price') else ''}"
+            f" {order['status']} filled {order['filled']}"
         )
     lines.append("strategy:")
     for key, value in sorted(state["strategy"].items()):

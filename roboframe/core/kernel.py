@@ -576,6 +576,14 @@ class Kernel:
         rejected, self.rejected = self.rejected, []
         return rejected
 
+    def _order_state(self, own: Any) -> dict:
+        """An open order as plain data: ``price`` in ticks, as the order has it, and
+        ``limit_price`` in price units, as positions show their prices."""
+        state = own.snapshot()
+        inst = self.instruments.get(own.symbol)
+        state["limit_price"] = str(inst.to_price(own.price)) if own.price and inst else None
+        return state
+
     def snapshot(self) -> dict:
         """The robot's whole state as plain data (status, replay --until, analysis)."""
         return {
@@ -588,7 +596,7 @@ class Kernel:
             "counters": dict(self.counters),
             "positions": {s: p.snapshot() for s, p in self._positions.items()},
             "net_pnl": str(self.book.net_money()),
-            "open_orders": [o.snapshot() for o in self.orders.open.values()],
+            "open_orders": [self._order_state(o) for o in self.orders.open.values()],
             "orders_total": self.orders.total,
             "anomalies": self.orders.anomalies,
             "timers": {name: due for name, (due, _) in sorted(self.timers.items())},

@@ -133,6 +133,17 @@ def test_pnl_realized_unrealized_and_fees():
     assert kernel.ctx.pnl(RTS) == Decimal("384.00")
 
 
+def test_the_status_of_an_open_order_gives_its_limit_in_price_units_too():
+    """Positions show prices in price units, open orders showed theirs in ticks
+    alone: an RTS limit of 10595 ticks beside a last price of 106380."""
+    kernel, _ = kernel_with()
+    kernel.orders.add(NewOrder("x-1", RTS, "buy", 1, "limit", 10595), T0)
+    kernel.orders.add(NewOrder("x-2", RTS, "buy", 1), T0)
+    limit, market = kernel.snapshot()["open_orders"]
+    assert (limit["price"], limit["limit_price"]) == (10595, "105950")
+    assert market["limit_price"] is None
+
+
 def test_reversal_through_zero_resets_average_price():
     kernel, _ = kernel_with()
     kernel.orders.add(NewOrder("a", SI, "buy", 1), T0)
