@@ -72,6 +72,35 @@ journal:
 """
 
 
+def run_beside_a_publisher(tmp_path, publish, *, extra: str = "", seconds: int = 3) -> dict:
+    """``roboframe run --json`` of a robot on a zmq feed for ``seconds``, while
+    ``publish(pub, proc)`` sends on the PUB socket it subscribes to; its summary."""
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    robot = tmp_path / "robot.yaml"
+    robot.write_text(FEED_ROBOT.format(port=port, journal_dir=tmp_path / "runs") + extra)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roboframe.cli", "-q", "run", str(robot), "--duration",
+         str(seconds), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        publish(pub, proc)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        pub.close(linger=0)
+        ctx.term()
+    summary = json.loads(out[out.index("{") :]) if "{" in out else {}
+    assert summary, (out, err)
+    return summary
+
+
 def test_frames_the_zmq_feed_drops_are_counted_in_the_run_summary(tmp_path):
     """A publisher sending three frames instead of [symbol, event] (or a topic that
     only starts with a robot symbol): the feed drops them; the summary must say how
@@ -82,29 +111,7 @@ def test_frames_the_zmq_feed_drops_are_counted_in_the_run_summary(tmp_path):
     from roboframe.core.events import Bar
     from roboframe.testing.helpers import T0
 
-    ctx = zmq.Context()
-    pub = ctx.socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    port = pub.bind_to_random_port("tcp://127.0.0.1")
-    robot = tmp_path / "robot.yaml"
-    robot.write_text(FEED_ROBOT.format(port=port, journal_dir=tmp_path / "runs"))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "roboframe.cli",
-            "-q",
-            "run",
-            str(robot),
-            "--duration",
-            "3",
-            "--json",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    def publish(pub, proc) -> None:
         minute = 60_000_000_000
         far = Bar("Si-12.26", T0 + 36 * 365 * 1440 * minute, 100, 100, 100, 100)
         n = 0
@@ -117,14 +124,8 @@ def test_frames_the_zmq_feed_drops_are_counted_in_the_run_summary(tmp_path):
             # and one from decades ahead: taken, every later bar would be stale
             pub.send_multipart([b"Si-12.26", codec.encode(far)])
             time.sleep(0.005)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        pub.close(linger=0)
-        ctx.term()
-    summary = json.loads(out[out.index("{") :]) if "{" in out else {}
-    assert summary, (out, err)
+
+    summary = run_beside_a_publisher(tmp_path, publish)
     assert summary["events"] > 0  # the good bars came through
     malformed = summary["malformed"]
     assert malformed.get("not [symbol, event]", 0) >= 1, malformed
@@ -210,23 +211,7 @@ def test_data_replayed_days_behind_the_clock_does_not_freeze_the_order_rate_wind
     from roboframe.journal import JournalReader
     from roboframe.testing.helpers import MINUTE_NS, T0
 
-    ctx = zmq.Context()
-    pub = ctx.socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    port = pub.bind_to_random_port("tcp://127.0.0.1")
-    robot = tmp_path / "robot.yaml"
-    robot.write_text(
-        FEED_ROBOT.format(port=port, journal_dir=tmp_path / "runs")
-        + "risk: {max_orders_per_second: 3}\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "roboframe.cli", "-q", "run", str(robot), "--duration", "4",
-         "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
+    def publish(pub, proc) -> None:
         n = 0
         while proc.poll() is None and n < 400:
             n += 1
@@ -234,14 +219,9 @@ def test_data_replayed_days_behind_the_clock_does_not_freeze_the_order_rate_wind
             bar = Bar("Si-12.26", T0 + n * MINUTE_NS, close, close, close, close)
             pub.send_multipart([b"Si-12.26", codec.encode(bar)])
             time.sleep(0.01)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        pub.close(linger=0)
-        ctx.term()
-    summary = json.loads(out[out.index("{") :]) if "{" in out else {}
-    assert summary, (out, err)
+
+    extra = "risk: {max_orders_per_second: 3}\n"
+    summary = run_beside_a_publisher(tmp_path, publish, extra=extra, seconds=4)
     assert summary["orders"] > 3, summary  # it stopped at 3 for the rest of the run
     (journal,) = (tmp_path / "runs").glob("*.journal")
     assert JournalReader(journal).header["clock"] == "receipt"
