@@ -385,9 +385,11 @@ class RoboLoop:
                         drain_until = now + drain_ms / 1000
                     orders = kernel.orders.unanswered()
                     if not (orders or kernel.flattening or kernel.closing_owed):
+                        self.journal.flush()  # the stop and what came after it
                         return
                     if now >= drain_until:
                         self._warn_undrained(drain_ms)
+                        self.journal.flush()
                         return
         except StrategyError as exc:
             self.error = exc
