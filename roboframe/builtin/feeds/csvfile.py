@@ -110,9 +110,24 @@ def parse_volume(text: str) -> int:
     return int(value)
 
 
+_DOTTED = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4}|\d{2})(?=$|[ T])(.*)$")
+
+
+def undotted(text: str) -> str:
+    """``DD.MM.YYYY`` (or ``DD.MM.YY``: this century), as Russian-locale exports
+    write dates, then whatever follows, as ISO ``YYYY-MM-DD...``; other text as is."""
+    match = _DOTTED.match(text)
+    if match is None:
+        return text
+    day, month, year, rest = match.groups()
+    year = f"20{year}" if len(year) == 2 else year
+    return f"{year}-{int(month):02d}-{int(day):02d}{rest}"
+
+
 def parse_time(text: str, tz: dt.tzinfo) -> int:
-    """One time cell as UTC nanoseconds: ISO-8601, ``YYYYMMDD`` or epoch."""
-    text = text.strip()
+    """One time cell as UTC nanoseconds: ISO-8601, ``YYYYMMDD``, ``DD.MM.YYYY``
+    (with a time after it or not) or epoch."""
+    text = undotted(text.strip())
     if text.isdigit():
         if len(text) == 8 and text[:2] in ("19", "20"):
             return iso_to_ns(f"{text[:4]}-{text[4:6]}-{text[6:]}", tz)
@@ -141,7 +156,7 @@ def parse_time(text: str, tz: dt.tzinfo) -> int:
     try:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise _BadRow(f"{text!r} is not a time (ISO-8601, YYYYMMDD or epoch)") from None
+        raise _BadRow(f"{text!r} is not a time (ISO-8601, YYYYMMDD, DD.MM.YYYY or epoch)") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
     try:
@@ -194,7 +209,7 @@ def parse_date_and_time(day: str, clock: str, tz: dt.tzinfo) -> int:
     leading zero), with an optional fraction of a second."""
     if len(day.strip()) > 10:  # a whole date and time already
         return parse_time(day, tz)
-    day, shown = day.strip().replace("-", ""), clock.strip()
+    day, shown = undotted(day.strip()).replace("-", ""), clock.strip()
     if not (len(day) == 8 and day.isdigit()):
         raise _BadRow(f"date {day!r} is not YYYYMMDD or YYYY-MM-DD")
     hms, _, frac = shown.partition(".")
@@ -346,6 +361,7 @@ class CsvFeed(Feed):
                 raise self.error(1, "empty file: expected a header line (see docs/feeds.md)")
             self._header = header
             cols = self._columns(header)
+            self._delimiter = delimiter
             make, width = self._maker(cols)
             yield from self._rows(reader, make, width, cols)
 
@@ -487,10 +503,16 @@ class CsvFeed(Feed):
         the file is read."""
         self._off_tick: dict[str, list] = {}  # symbol -> [count, the first such price]
 
+        # a file whose fields are not separated by commas may use the comma as its
+        # decimal point: Russian-locale exports (Excel, Finam) write 74,35
+        comma = getattr(self, "_delimiter", ",") != ","
+
         def reader(inst: Any) -> Callable[[str], int]:
             to_ticks, symbol = inst.to_ticks, inst.symbol
 
             def ticks(text: str) -> int:
+                if comma and "," in text:
+                    text = text.replace(",", ".", 1)
                 try:
                     return to_ticks(text, strict=True)
                 except ValueError:

@@ -58,6 +58,12 @@ def one_bar_time(tmp_path, header, cells, **params) -> int:
         ("Date,Time", "20261201,930", T0 - HOUR + 30 * 60 * 10**9),
         ("Date,Time", "20261201,9:30", T0 - HOUR + 30 * 60 * 10**9),
         ("Date,Time", "20261201,9:30:15", T0 - HOUR + (30 * 60 + 15) * 10**9),
+        # Russian-locale dates (Excel, Finam's DD.MM.YYYY and DD.MM.YY)
+        ("Date", "01.12.2026 10:00:00", T0),
+        ("Date", "1.12.2026 10:00", T0),
+        ("Date", "01.12.2026", T0 - 10 * HOUR),
+        ("Date,Time", "01.12.2026,10:00:00", T0),
+        ("Date,Time", "01.12.26,100000", T0),
         ("Date", "1796119200", T0),
         ("Date", "1796119200.5", T0 + 500_000_000),
         ("Date", "1796119200123", T0 + 123_000_000),
@@ -240,7 +246,7 @@ GOOD = "2026-12-01T10:00:00Z,1,2,1,2"
         (
             "Date,Open,High,Low,Close\nsoon,1,2,1,2\n",
             {"symbol": SI},
-            ":2: column Date: 'soon' is not a time (ISO-8601, YYYYMMDD or epoch)",
+            ":2: column Date: 'soon' is not a time (ISO-8601, YYYYMMDD, DD.MM.YYYY or epoch)",
         ),
         (
             "Date,Time,Open,High,Low,Close\n2026120,100000,1,2,1,2\n",
@@ -447,3 +453,17 @@ def test_prices_on_the_tick_say_nothing(tmp_path, caplog):
         list(feed(tmp_path, text, symbol=RTS).events())
         list(feed(tmp_path, text.replace("110010", "110010.00"), symbol=RTS).events())
     assert caplog.records == []
+
+
+def test_a_semicolon_file_may_write_its_prices_with_a_decimal_comma(tmp_path):
+    """Russian-locale exports separate fields with ';' and write 74,35: read as
+    74.35 (a comma-separated file's commas are its separators, never this)."""
+    text = "Date;Open;High;Low;Close;Volume\n01.12.2026 10:00;74,35;74,50;74,30;74,41;7\n"
+    (event,) = feed(tmp_path, text, symbol=BR).events()
+    assert (event.ts, event.open, event.high, event.low, event.close) == (
+        T0,
+        7435,
+        7450,
+        7430,
+        7441,
+    )
