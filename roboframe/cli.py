@@ -746,6 +746,10 @@ def new(name: str, folder: Path, strategy: str, symbol: str, force: bool) -> Non
     for path in (made.robot, made.module):
         if path is not None:
             click.echo(f"wrote {path}")
+    if made.needs:  # it cannot run before they are set
+        names = ", ".join(f"strategy.params.{n}" for n in made.needs)
+        click.echo(f"next: set {names} in {made.robot} (required, no default); then run it")
+        return
     click.echo(f"next: roboframe run {made.robot}")
 
 

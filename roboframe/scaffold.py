@@ -9,6 +9,7 @@ the comments say what to change for real data and a real gateway. With
 
 from __future__ import annotations
 
+import json
 import keyword
 import re
 from collections.abc import Callable
@@ -138,6 +139,7 @@ class {cls}(Strategy):
 class Scaffold:
     robot: Path
     module: Path | None
+    needs: tuple[str, ...] = ()  # strategy params it has no value for: the trader's to set
 
 
 def module_name(robot_name: str) -> str:
@@ -195,12 +197,13 @@ def make_robot(
     folder.mkdir(parents=True, exist_ok=True)
     robot_path = folder / f"{name}.yaml"
     module_path = None
+    needs: tuple[str, ...] = ()
     if strategy == "own":
         module, cls = module_name(name), class_name(name)
         module_path = folder / f"{module}.py"
         block = OWN_STRATEGY.format(module=module, cls=cls)
     else:
-        block = BUILTIN_STRATEGY.format(plugin=strategy)
+        block, needs = _registered_strategy(strategy)
     for path in (robot_path, module_path):
         if path is not None and path.exists() and not force:
             raise ConfigError(f"{path} exists; pass --force to overwrite it")
@@ -222,10 +225,35 @@ def make_robot(
             written.append(module_path)
         robot_path.write_text(text)
         written.append(robot_path)
-        if check is not None:
+        if check is not None and not needs:  # with params to fill in, it cannot pass yet
             check(robot_path)
     except BaseException:
         for path in written:  # nothing half made is left behind
             path.unlink(missing_ok=True)
         raise
-    return Scaffold(robot_path, module_path)
+    return Scaffold(robot_path, module_path, needs)
+
+
+def _registered_strategy(plugin: str) -> tuple[str, tuple[str, ...]]:
+    """The strategy section of a registered strategy, its params written out with
+    their defaults and descriptions (the file shows what can be set); and the
+    required params without a default, left for the trader (``null`` until set)."""
+    from roboframe.plugins import get_registry
+
+    cls = get_registry().lookup("strategies", plugin).obj  # unknown: PluginError
+    schema = getattr(cls, "params_schema", None) or {}
+    props = schema.get("properties") or {}
+    required = set(schema.get("required") or ())
+    lines, needs = [], []
+    for key, prop in props.items():
+        about = str(prop.get("description", "")).replace("\n", " ")
+        if "default" in prop:
+            value = json.dumps(prop["default"])
+            lines.append(f"    {key}: {value}" + (f"  # {about}" if about else ""))
+        elif key in required:
+            needs.append(key)
+            lines.append(f"    {key}: null  # SET ME (required): {about}".rstrip(": "))
+    block = BUILTIN_STRATEGY.format(plugin=plugin)
+    if lines:
+        block += "  params:\n" + "\n".join(lines) + "\n"
+    return block, tuple(needs)

@@ -372,3 +372,43 @@ def test_a_plugin_that_raises_is_named_with_its_line_not_a_traceback(
     proc = roboframe_cmd("-q", "backtest", "faulty.yaml", env={"PYTHONPATH": str(site)},
                          cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr  # the same plugin, not broken
+
+
+NEEDY = """
+from roboframe import Strategy, hookimpl
+
+
+class Needy(Strategy):
+    params_schema = {
+        "type": "object",
+        "required": ["threshold"],
+        "properties": {
+            "threshold": {"type": "integer", "description": "ticks to act on"},
+            "qty": {"type": "integer", "default": 1, "description": "lots"},
+        },
+        "additionalProperties": False,
+    }
+
+
+@hookimpl
+def roboframe_register_strategies(register):
+    register("needy", Needy)
+"""
+
+
+def test_new_writes_a_strategys_params_and_leaves_the_required_ones_to_set(tmp_path):
+    """`new --strategy X` with a param X requires and gives no default said
+    "nothing was written" and pointed at a line of the file it had removed."""
+    site = install(tmp_path, "rf_needy", textwrap.dedent(NEEDY), "needy")
+    env = {"PYTHONPATH": str(site)}
+    proc = roboframe_cmd("new", "n", "--dir", str(tmp_path), "--strategy", "needy", env=env)
+    assert proc.returncode == 0, proc.stderr
+    robot = tmp_path / "n.yaml"
+    assert f"next: set strategy.params.threshold in {robot} (required, no default)" in proc.stdout
+    text = robot.read_text()
+    assert "    threshold: null  # SET ME (required): ticks to act on" in text
+    assert "    qty: 1  # lots" in text
+    assert roboframe_cmd("validate", str(robot), env=env).returncode == 2
+    robot.write_text(text.replace("threshold: null", "threshold: 5"))
+    proc = roboframe_cmd("validate", str(robot), env=env)
+    assert proc.returncode == 0, proc.stderr
