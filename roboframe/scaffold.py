@@ -238,9 +238,15 @@ def _registered_strategy(plugin: str) -> tuple[str, tuple[str, ...]]:
     """The strategy section of a registered strategy, its params written out with
     their defaults and descriptions (the file shows what can be set); and the
     required params without a default, left for the trader (``null`` until set)."""
+    from roboframe.errors import PluginError
     from roboframe.plugins import get_registry
 
-    cls = get_registry().lookup("strategies", plugin).obj  # unknown: PluginError
+    if ":" in plugin:  # package.module:Class: the validation that follows imports it
+        return BUILTIN_STRATEGY.format(plugin=plugin), ()
+    try:
+        cls = get_registry().lookup("strategies", plugin).obj
+    except PluginError as exc:
+        raise ConfigError(f"--strategy: {exc}") from None
     schema = getattr(cls, "params_schema", None) or {}
     props = schema.get("properties") or {}
     required = set(schema.get("required") or ())
