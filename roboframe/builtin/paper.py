@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import struct
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -384,13 +385,16 @@ class PaperGateway(Gateway):
         # prices up to the robot's time are taken as it moves on. As in a backtest:
         # an order fills at the prices after the event it was sent on.
         held: deque = deque()
+        ahead = runtime.max_ahead_ns
         try:
             while not stop.is_set():
-                ready = dict(poller.poll(HELD_POLL_MS if held else POLL_MS))
+                poller.poll(HELD_POLL_MS if held else POLL_MS)
                 now = robot_time()  # before the orders: those sent up to now are all there
-                if market in ready:
-                    held.extend(_market_events(market))
-                for sent_at, action in _actions(orders):  # those since the poll too
+                waiting = list(_actions(orders))  # also those sent since the poll returned
+                # then the prices: every price an order waiting was sent after was
+                # published before it was sent, so it is here now
+                held.extend(_market_events(market, ahead))
+                for sent_at, action in waiting:
                     _take_prices(held, sent_at, engine, sender, stop)
                     _send_all(sender, engine.submit(action), stop)
                 _take_prices(held, now, engine, sender, stop)
@@ -466,8 +470,11 @@ def _actions(sock: zmq.Socket):
             yield sent_at, action
 
 
-def _market_events(sock: zmq.Socket):
-    """Everything waiting on the market-data socket, decoded, batches expanded."""
+def _market_events(sock: zmq.Socket, ahead: int | None = None):
+    """Everything waiting on the market-data socket, decoded, batches expanded;
+    with ``ahead``, without the prices the loop drops as too far ahead of the
+    host's clock (a robot that never reaches them would hold back the rest)."""
+    horizon = None if ahead is None else time.time_ns() + ahead
     while True:
         try:
             raw = sock.recv(zmq.NOBLOCK)
@@ -479,5 +486,5 @@ def _market_events(sock: zmq.Socket):
             continue  # the loop counts malformed data; the exchange just skips it
         events = codec.events_in(msg)
         for event in events:
-            if type(event) in (Tick, Bar):
+            if type(event) in (Tick, Bar) and (horizon is None or event.ts <= horizon):
                 yield event

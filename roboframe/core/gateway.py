@@ -58,8 +58,12 @@ class Runtime:
     store_positions: tuple[int, int] | None = None
     """For a resumed run: the last order-store (trade id, event id) its journal holds."""
     robot_time: Callable[[], int] | None = None
-    """The robot's time, readable from any thread: a simulated exchange holds back
-    prices the robot has not reached, or it fills orders at prices after them."""
+    """The time of the latest market event the robot has handled, readable from
+    any thread: a simulated exchange holds back prices the robot has not
+    reached, or it fills orders at prices after them."""
+    max_ahead_ns: int | None = None
+    """Market data stamped more than this past the host's clock is dropped by the
+    loop (``loop.max_ahead``; None: nothing is): one who sees it first drops it too."""
 
     def private_address(self, what: str) -> str:
         """An ``inproc://`` address unique to this run, for a gateway's own sockets."""

@@ -143,6 +143,12 @@ class Kernel:
                 self._anchor(ts)
             self.now = ts
 
+    def market_time(self) -> int:
+        """The time of the latest market event handled (any symbol): the robot's
+        time as a simulated exchange must keep it, whatever the clock says.
+        Reads plain ints: callable from any thread."""
+        return max(max(p.bar_ts, p.tick_ts) for p in self._positions.values())
+
     def received(self, ts: int) -> None:
         """A message reached the robot at ``ts`` (the host's clock, journaled with
         it): with a real-time feed, robot time never lags it. Data a publisher

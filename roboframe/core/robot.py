@@ -288,7 +288,8 @@ class LiveRobot:
             loop_address=spec.loop.address,
             market_data_address=f"inproc://{spec.name}.{self.run_id}.md",
             store_positions=self.resumed.store_positions if self.resumed else None,
-            robot_time=lambda: self.kernel.now,  # an int read: safe from any thread
+            robot_time=self.kernel.market_time,
+            max_ahead_ns=self.loop.max_ahead_ns,
         )
         sock = ctx.socket(zmq.PULL)
         sock.setsockopt(zmq.LINGER, 0)

@@ -104,3 +104,89 @@ def test_paper_gateway_fills_through_the_trade_stream():
         md.close(0)
         ctx.term()
     assert not thread.is_alive()
+
+
+class InStep:
+    """A paper gateway's trade stream kept in step with a hand-moved robot time:
+    ``price(bar)`` publishes a bar and moves the robot there, as the data stream
+    and the loop do, in that order."""
+
+    def __init__(self, name: str, **runtime) -> None:
+        self.ctx = zmq.Context()
+        self.now = 0
+        self.runtime = Runtime(name, "x", self.ctx, f"inproc://{name}-loop",
+                               f"inproc://{name}-md", robot_time=lambda: self.now,
+                               **runtime)  # fmt: skip
+        self.loop = self.ctx.socket(zmq.PULL)
+        self.loop.bind(self.runtime.loop_address)
+        self.md = self.ctx.socket(zmq.PUB)
+        self.md.bind(self.runtime.market_data_address)
+        self.gw = PaperGateway({}, INSTRUMENTS, robot=name)
+        self.gw.open(self.runtime)
+        self.thread = threading.Thread(target=trade_stream, args=(self.gw, self.runtime),
+                                       name=f"{name}-paper")  # fmt: skip
+        self.thread.start()
+        threading.Event().wait(0.2)  # let the SUB connect
+
+    def price(self, bar) -> None:
+        self.md.send(codec.encode(bar))
+        self.now = max(self.now, bar.ts)
+
+    def close(self) -> None:
+        self.runtime.stop.set()
+        self.thread.join(5)
+        self.gw.close()
+        self.loop.close(0)
+        self.md.close(0)
+        self.ctx.term()
+
+
+def test_an_order_never_fills_at_the_bar_it_was_sent_on_whatever_the_threads_do(monkeypatch):
+    """The paper thread read the market socket only when its poll said so, and
+    orders always: a bar published, handled and ordered on between its poll and
+    its read of orders reached it after the order, which filled at that bar's
+    open -- a price from before the decision. Held here by a pause after each
+    of its polls, as a thread switch under load would."""
+    real_poll = zmq.Poller.poll
+
+    def slow_poll(self, timeout=None):
+        ready = real_poll(self, timeout)
+        if threading.current_thread().name == "race-paper":
+            threading.Event().wait(0.05)
+        return ready
+
+    monkeypatch.setattr(zmq.Poller, "poll", slow_poll)
+    h = InStep("race")
+    try:
+        h.price(Bar(SI, 1, 100, 105, 95, 101))
+        threading.Event().wait(0.01)  # the paper thread is inside its pause
+        h.price(Bar(SI, 2, 200, 205, 195, 201))
+        h.gw.submit([NewOrder("o1", SI, "buy", 1)])  # sent on bar 2
+        assert recv_decoded(h.loop) == OrderUpdate("o1", 2, "accepted")
+        h.price(Bar(SI, 3, 300, 305, 295, 301))
+        assert recv_decoded(h.loop) == Fill("o1", 3, SI, "buy", 1, 300, "P1", "0")
+    finally:
+        h.close()
+
+
+def test_a_price_the_loop_drops_as_too_far_ahead_holds_nothing_back():
+    """A price stamped past loop.max_ahead (a wrong unit at the publisher) is
+    dropped by the loop: the robot never reaches it. The paper exchange, holding
+    prices until the robot reaches them, would hold every later price behind it
+    and fill nothing more; it drops it too."""
+    import time
+
+    day = 86_400 * 10**9
+    t0 = time.time_ns()
+    h = InStep("ahead", max_ahead_ns=day)
+    try:
+        h.price(Bar(SI, t0, 100, 100, 100, 100))
+        h.md.send(codec.encode(Bar(RTS, t0 + 2 * day, 5, 5, 5, 5)))  # the loop drops it
+        h.price(Bar(SI, t0 + 60 * 10**9, 101, 101, 101, 101))
+        h.gw.submit([NewOrder("o1", SI, "buy", 1)])
+        assert recv_decoded(h.loop).status == "accepted"
+        h.price(Bar(SI, t0 + 120 * 10**9, 102, 102, 102, 102))
+        fill = recv_decoded(h.loop)
+        assert (type(fill), fill.price) == (Fill, 102)
+    finally:
+        h.close()
