@@ -26,6 +26,7 @@ from roboframe.core.events import Cancel, Fill, NewOrder, OrderUpdate, Replace
 from roboframe.curve import client_schema, load_public, load_secret, make_client
 
 CONNECT_GRACE_S = 2.0  # a link to the exchange not made by then: the order path is down
+HEARTBEAT_MS = 1000  # ZeroMQ heartbeats on the link: a silent peer is lost after 3 of these
 
 
 class FastGateway(StoreGateway):
@@ -79,22 +80,33 @@ class _FastStream(_StoreStream):
         files = gateway.curve_files()
         if files is not None:
             make_client(self.dealer, *files, "gateway.params.curve")
-        # the exchange's link, watched: while it is down the order path is, as for
-        # the store (risk refuses new orders), instead of orders queueing unseen to
-        # reach the exchange minutes late, or never
-        self.monitor = self.dealer.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        # Orders queue only on a link made to an exchange: with none they go the
+        # store's way (a starting or restarted exchange takes them from there),
+        # not into a socket queue to reach an exchange minutes later, or never.
+        self.dealer.setsockopt(zmq.IMMEDIATE, 1)
+        # a peer gone without a word (a hung host, a cable) is found in seconds
+        self.dealer.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
+        self.dealer.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * HEARTBEAT_MS)
         self.address = gateway.params["address"]
+        # the link, watched (inproc:// has no link to watch): while it is down the
+        # order path is, as for the store -- risk refuses new orders
+        self.monitor = None
+        if not self.address.startswith("inproc://"):
+            self.monitor = self.dealer.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+            )
         self.dealer.connect(self.address)
         self.exchange_down = ""
-        self.connected = False
+        self.connected = self.monitor is None
         self.link_deadline = time.monotonic() + CONNECT_GRACE_S
         # actions sent over the socket and not answered yet, by client id: at the
         # stop they go to the store too (see _flush_at_stop)
         self.unanswered: dict[str, list] = {}
 
     def close(self) -> None:
-        self.dealer.disable_monitor()
-        self.monitor.close(linger=0)
+        if self.monitor is not None:
+            self.dealer.disable_monitor()
+            self.monitor.close(linger=0)
         self.dealer.close()
         super().close()
 
@@ -108,11 +120,12 @@ class _FastStream(_StoreStream):
                 event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if event["event"] == zmq.EVENT_CONNECTED:
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:  # a ZeroMQ peer, not a port
                 self.connected = True
                 if self.exchange_down:
                     log.warning("the exchange at %s is back", self.address)
                 self.exchange_down = ""
+                self._through_the_store()
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 self.connected = False
                 self._exchange_lost("lost")
@@ -130,10 +143,28 @@ class _FastStream(_StoreStream):
     def _write_waiting(self) -> None:
         self._write_to_store(self.resent)  # after a resume: the way that deduplicates
         if self.waiting:  # straight to the exchange; it writes the store behind
-            self.dealer.send(codec.encode(self.waiting))
+            try:
+                self.dealer.send(codec.encode(self.waiting), zmq.NOBLOCK)
+            except zmq.Again:  # no link made: the store's way
+                self._write_to_store(self.waiting)
+                return
             for action in self.waiting:
                 self.unanswered.setdefault(action.client_id, []).append(action)
             self.waiting = []
+
+    def _through_the_store(self) -> None:
+        """A link (re)made: what went over a link that then broke, unanswered, may
+        have been lost with it (a killed exchange's queue); it goes the store's
+        way, where an order the exchange did take is a no-op."""
+        sent = [action for actions in self.unanswered.values() for action in actions]
+        self.unanswered = {}
+        if sent:
+            log.warning(
+                "%d order request(s) sent before the link to %s broke, unanswered, go "
+                "through the store", len(sent), self.address,
+            )  # fmt: skip
+            self.resent.extend(sent)  # the store's way, retried as a resume's are
+            self._write_to_store(self.resent)
 
     def _forward_many(self, events: list) -> None:
         unanswered = self.unanswered
@@ -185,7 +216,8 @@ class _FastStream(_StoreStream):
         poller = zmq.Poller()
         poller.register(self.orders, zmq.POLLIN)
         poller.register(self.dealer, zmq.POLLIN)
-        poller.register(self.monitor, zmq.POLLIN)
+        if self.monitor is not None:
+            poller.register(self.monitor, zmq.POLLIN)
         fd = self.store.fileno()
         if fd is not None:
             poller.register(fd, zmq.POLLIN)
@@ -193,7 +225,7 @@ class _FastStream(_StoreStream):
         while not stop.is_set():
             ready = dict(poller.poll(0 if self.store.pending() else 50))
             self.store.keep_robot_lock()  # a lease is renewed when due
-            if self.monitor in ready:
+            if self.monitor is not None and self.monitor in ready:
                 self._on_monitor()
             late = not self.connected and time.monotonic() >= self.link_deadline
             if late and not self.exchange_down:  # the link never came up at the start

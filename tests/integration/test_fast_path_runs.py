@@ -101,3 +101,46 @@ def test_the_order_path_is_down_while_the_exchange_is_unreachable(pg_url):
         if router is not None:
             router.close(linger=0)
         end.close()
+
+
+def test_orders_a_broken_link_took_with_it_go_through_the_store_when_it_is_back(pg_url):
+    """An exchange that took an order over the socket and died (hung, then killed)
+    before answering: the order was lost with its queue, and stayed "new" in the
+    robot for the rest of the run, counted against max_position, until the stop
+    wrote it to the store and it filled then, for a finished run. When the link
+    is made again it goes the store's way at once, where the restarted exchange
+    takes it (and an order it had taken already is a no-op)."""
+    import zmq
+
+    from roboframe.store import open_store
+    from roboframe.testing.helpers import free_port, wait_for
+
+    robot = f"{ROBOT}-relink"
+    address = f"tcp://127.0.0.1:{free_port()}"
+    params = {"url": pg_url, "poll_ms": 200, "address": address}
+    end = RunningTradeStream(FastGateway, params, robot, run_id="r1")
+    store = open_store(pg_url)
+    exchange = end.ctx.socket(zmq.ROUTER)
+    linked = exchange.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    exchange.bind(address)
+
+    def stored() -> list:
+        return [o.order for o in store.new_requests()[0] if o.robot == robot]
+
+    try:
+        assert linked.poll(5000), "the robot's link was never made"
+        order = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
+        end.gw.submit([order])
+        assert exchange.poll(5000)
+        exchange.recv_multipart()  # taken, never answered: the exchange hangs, then dies
+        exchange.disable_monitor()
+        linked.close(linger=0)
+        exchange.close(linger=0)
+        assert stored() == []  # nowhere but in the dead exchange's queue
+        exchange = end.ctx.socket(zmq.ROUTER)  # the restarted exchange
+        exchange.bind(address)
+        assert wait_for(lambda: stored() == [order], 10), stored()
+    finally:
+        exchange.close(linger=0)
+        end.close()
+        store.close()
