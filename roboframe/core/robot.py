@@ -171,6 +171,15 @@ class LiveRobot:
                 dict(spec.gateway.params), self.kernel.instruments, robot=spec.name
             )
         self.gateway.base_dir = base_dir
+        unpaced = not float(spec.feed.params.get("rate", 0) or 0)
+        if self.gateway.needs_market_data and not feed_cls.live_only and unpaced:
+            log.warning(
+                "feed %s runs unpaced (rate 0): the robot runs ahead of its paper fills "
+                "and hears of them hundreds of bars late, so its trades differ from a "
+                "backtest's and from run to run; for results use `roboframe backtest`, "
+                "to paper-trade the file set feed.params.rate",
+                spec.feed.plugin,
+            )
         if self.resumed is None:  # the plugins started: now the journal (none left if not)
             header = journal_header(spec, self.run_id, strategy_cls, "live")
             if feed_cls.live_only:  # robot time follows receipt times too (replays alike)

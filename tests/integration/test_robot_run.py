@@ -303,8 +303,9 @@ def test_an_unpaced_file_paper_fills_each_order_at_the_bar_after_it(tmp_path):
     data.write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows) + "\n")
     robot = tmp_path / "csv.yaml"
     robot.write_text(CSV_ROBOT.format(path=data.name))
-    proc = roboframe_cmd("-q", "run", str(robot), "--json", cwd=tmp_path)
+    proc = roboframe_cmd("run", str(robot), "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert "runs unpaced (rate 0): the robot runs ahead of its paper fills" in proc.stderr
     summary = json.loads(proc.stdout)
     (journal,) = (tmp_path / "runs" / "csv-robot").glob("*.journal")
     bars, by_seq, sent_at, fills = [], {}, {}, []
