@@ -53,6 +53,7 @@ EXIT_CONFIG = 2  # roboframe run: the robot file is wrong
 EXIT_STRATEGY = 3  # roboframe run: the strategy raised
 EXIT_RUNNING = 4  # roboframe run: another process answers at its control endpoint
 ELSEWHERE_RETRY_S = 10.0  # how often a robot another process runs is tried again
+ELSEWHERE_SETTLE_S = 5.0  # a retry up this long is ours: the other process is gone
 
 
 def prepare_state_dir(state_dir: Path) -> Path:
@@ -88,6 +89,7 @@ class Robot:
     strategy_mtime: float = 0.0  # of strategy_file when the robot failed
     wanted: bool = True  # False: down asked for it; never restarted
     invalid: bool = False  # its file is not a valid robot (shown once its process is gone)
+    elsewhere: bool = False  # another process runs it: its own retries are no restarts
     log_path: Path | None = None
     log_file: Any = field(default=None, repr=False)
 
@@ -175,10 +177,18 @@ class Supervisor:
                 known = ", ".join(sorted(r.name for r in self.robots.values() if r.name))
                 return {"ok": False, "error": f"no robot {name!r} here; robots: {known}"}
             # run by a process it did not start: it cannot stop those, nor say it did
-            elsewhere = {r.name: str(r.path) for r in targets if r.state == "elsewhere"}
+            # (a retry of one may be starting right now: that one it stops)
+            elsewhere = {r.name: str(r.path) for r in targets if r.elsewhere}
             for robot in targets:
                 robot.wanted = False
                 self._stop(robot, now)
+                if robot.elsewhere:
+                    if robot.proc is None:  # a retry now stopping shows so until it is gone
+                        robot.state = "elsewhere"
+                    robot.problem = (
+                        "runs in a process this supervisor did not start; out of its care "
+                        f"since down: `roboframe ctl {robot.path} stop` stops it"
+                    )
             if name is None:
                 self.stopping_all = True
             stopping = sorted(r.name for r in targets if r.name not in elsewhere)
@@ -269,7 +279,8 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C for the supervisor is not one for its robots
         )
-        robot.state, robot.started = "running", now
+        # a retry of a robot another process runs shows so until it is ours
+        robot.state, robot.started = ("elsewhere" if robot.elsewhere else "running"), now
         log.warning("started %s (pid %d)", robot.name, robot.proc.pid)
 
     def _stop(self, robot: Robot, now: float) -> None:
@@ -292,13 +303,14 @@ class Supervisor:
             was_stopping = robot.state == "stopping"
             ran = now - robot.started
             if was_stopping or code == 0:
-                robot.state = "stopped"
+                robot.state = "elsewhere" if robot.elsewhere else "stopped"
                 log.warning("%s stopped (exit %d)", robot.name, code)
                 if robot.invalid:
                     robot.state = "invalid"
                 elif was_stopping and robot.wanted and not self.stopping_all:
                     robot.state, robot.next_start = "backoff", now  # a changed file: again
             elif code == EXIT_RUNNING:  # not ours: say so, and take it over once it is gone
+                robot.elsewhere = True
                 robot.state, robot.next_start = "elsewhere", now + ELSEWHERE_RETRY_S
                 robot.problem = (
                     "another process answers at its control endpoint: this robot left "
@@ -330,8 +342,12 @@ class Supervisor:
                     ran,
                     delay,
                 )
+        alive = robot.proc is not None and robot.proc.poll() is None
+        if robot.elsewhere and alive and now - robot.started >= ELSEWHERE_SETTLE_S:
+            robot.elsewhere = False  # a retry that stayed up: the other process is gone
+            robot.state, robot.problem = "running", ""
         if robot.state in ("backoff", "elsewhere") and robot.wanted and now >= robot.next_start:
-            if robot.last_exit is not None and robot.last_exit != 0:
+            if robot.last_exit not in (None, 0, EXIT_RUNNING):
                 robot.restarts += 1
             self._start(robot, now)
 

@@ -375,3 +375,35 @@ def test_a_robot_another_process_runs_is_shown_so_and_never_said_stopped(tmp_pat
     finally:
         orphan.terminate()
         orphan.wait(30)
+
+
+def test_down_during_a_retry_of_a_robot_another_process_runs_does_not_call_it_stopped(tmp_path):
+    """The supervisor retries a robot another process runs every 10 s; a `down`
+    landing on a retry took the retry for the robot and said "stopped", while the
+    other process ran on, unreachable by name. Retries are no restarts either."""
+    from roboframe.supervisor import EXIT_RUNNING, Supervisor
+
+    (tmp_path / "robots").mkdir()
+    path = write_robot(tmp_path, "si")
+    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
+    try:
+        sup._scan(0.0)
+        robot = sup.robots[path.resolve()]
+        robot.proc = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({EXIT_RUNNING})"])
+        robot.state, robot.started = "running", 0.0
+        robot.proc.wait(10)
+        sup._watch(robot, 1.0)
+        assert (robot.state, robot.elsewhere, robot.restarts) == ("elsewhere", True, 0)
+        # the retry: a process that is (for a moment) running
+        robot.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        robot.state, robot.started = "elsewhere", 11.0
+        reply = sup._command("down", "si")
+        assert reply["stopping"] == [] and reply["elsewhere"] == {"si": str(path)}
+        robot.proc.wait(10)  # the retry, stopped
+        sup._watch(robot, 12.0)
+        assert robot.state == "elsewhere" and robot.restarts == 0
+        assert "out of its care since down" in robot.info(13.0)["problem"]
+    finally:
+        if robot.proc is not None and robot.proc.poll() is None:
+            robot.proc.kill()
+        sup.close()
