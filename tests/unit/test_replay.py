@@ -10,6 +10,7 @@ from roboframe.cli import main
 from roboframe.core import codec
 from roboframe.core.events import Control
 from roboframe.core.robot import journal_header, make_strategy
+from roboframe.core.strategy import Strategy
 from roboframe.errors import JournalError
 from roboframe.journal import JournalWriter
 from tests.unit.analyze.journals import scripted_spec
@@ -91,3 +92,46 @@ def test_until_takes_a_sequence_number_and_not_with_verify(tmp_path):
     assert negative.exit_code == 2 and "-1 is not in the range x>=0" in negative.output
     both = replay_cli(str(path), "--until", "1", "--verify")
     assert both.exit_code == 2 and "--verify and --until: one at a time" in both.output
+
+
+class CancelsTwice(Strategy):
+    """Buys at a limit on the first bar, cancels it twice on the second."""
+
+    def __init__(self, params) -> None:
+        super().__init__(params)
+        self.order = None
+
+    def on_bar(self, bar, ctx):
+        if self.order is None:
+            self.order = ctx.buy(bar.symbol, 1, price=bar.close - 50)
+            return [self.order]
+        return [ctx.cancel(self.order), ctx.cancel(self.order)]
+
+
+def test_a_journal_from_before_cancel_rejected_still_verifies(tmp_path):
+    """The kernel's own refusal of a cancel ("cancel already pending") was journaled
+    as `rejected` before `cancel_rejected` existed: such a journal must still
+    verify (and resume: a run with orders working at the exchange), and any other
+    difference is still a divergence."""
+    from roboframe.core.events import OrderUpdate
+    from roboframe.core.kernel import Kernel
+    from roboframe.testing.helpers import bar, make_spec
+
+    spec = make_spec(strategy={"plugin": "tests.unit.test_replay:CancelsTwice", "params": {}})
+
+    def journal(path, reason_then: str) -> None:
+        strategy, cls, _ = make_strategy(spec)
+        kernel = Kernel(spec, "r1", strategy)
+        events = [Control("start", 1), bar("Si-12.26", 1, 92000), bar("Si-12.26", 2, 92000)]
+        with JournalWriter(path, journal_header(spec, "r1", cls, "live")) as writer:
+            for seq, event in enumerate(events, start=1):
+                writer.append_message(seq, event.ts, codec.encode(event))
+                actions, rejected = list(kernel.handle(event)), kernel.take_rejected()
+                then = [OrderUpdate(u.client_id, u.ts, "rejected", reason_then) for u in rejected]
+                if actions or then:
+                    writer.append_actions(seq, codec.encode_outputs(actions, then))
+
+    journal(tmp_path / "old.journal", "risk: cancel already pending")
+    assert rp.verify(tmp_path / "old.journal").ok
+    journal(tmp_path / "other.journal", "risk: something else")
+    assert not rp.verify(tmp_path / "other.journal").ok
