@@ -301,7 +301,7 @@ def _data_reading() -> dict:
     from roboframe.builtin.feeds.csvfile import CsvFeed
 
     out = {}
-    for key in ("columns", "time_is", "interval", "encoding", "delimiter"):
+    for key in ("columns", "time_is", "interval", "encoding", "delimiter", "decimal"):
         prop = copy.deepcopy(CsvFeed.params_schema["properties"][key])
         prop.pop("default", None)
         prop["description"] = f"--data files: {prop['description']}"

@@ -242,6 +242,20 @@ def _clock_digits(text: str) -> str | None:
     return text.zfill(6) if len(text) >= 5 else text.zfill(4) + "00"
 
 
+def decimal_comma(text: str, *, said: bool) -> str:
+    """``74,35`` as ``74.35``. Unless the file ``said`` its decimal mark is the
+    comma, one before exactly three digits is refused: ``92,000`` may be 92 or
+    92000 (a thousands group), and read as 92 it would land on the tick grid
+    without a word."""
+    whole, _, frac = text.strip().partition(",")
+    if not said and len(frac) == 3 and frac.isdigit():
+        raise _BadRow(
+            f"{text!r}: a decimal comma or a thousands group? write it without grouping, "
+            "or set params.decimal: ',' (backtest.decimal for --data files)"
+        )
+    return f"{whole}.{frac}"
+
+
 def sniff_delimiter(header: str) -> str:
     """The field separator a header line uses: the most frequent of ``,``, ``;``,
     tab and ``|`` (``,`` on a tie or when there is none). Finam lets the user
@@ -309,6 +323,12 @@ class CsvFeed(Feed):
                 "maxLength": 1,
                 "description": "field separator (default: the one the header line uses "
                 "of , ; tab |, else ,)",
+            },
+            "decimal": {
+                "enum": [".", ","],
+                "description": "the prices' decimal mark (default: '.', and in a file not "
+                "separated by commas also ',' -- but for a comma before exactly three "
+                "digits, which may group thousands: say ',' for those)",
             },
             **PACING_SCHEMA,
         },
@@ -505,14 +525,15 @@ class CsvFeed(Feed):
 
         # a file whose fields are not separated by commas may use the comma as its
         # decimal point: Russian-locale exports (Excel, Finam) write 74,35
-        comma = getattr(self, "_delimiter", ",") != ","
+        mark = self.params.get("decimal")
+        comma = mark == "," or (mark is None and getattr(self, "_delimiter", ",") != ",")
 
         def reader(inst: Any) -> Callable[[str], int]:
             to_ticks, symbol = inst.to_ticks, inst.symbol
 
             def ticks(text: str) -> int:
                 if comma and "," in text:
-                    text = text.replace(",", ".", 1)
+                    text = decimal_comma(text, said=mark == ",")
                 try:
                     return to_ticks(text, strict=True)
                 except ValueError:
@@ -613,7 +634,7 @@ class CsvFeed(Feed):
             symbol = self._symbol_of(row)
         except ValueError as err:
             return self.error(line, str(err))
-        to_ticks = self.instruments[symbol].to_ticks
+        to_ticks = self._tick_readers()[symbol]  # as the row was read: decimal comma too
         for key in ("open", "high", "low", "close", "price", "bid", "ask", "volume"):
             index = cols.get(key)
             if index is None:
@@ -625,7 +646,8 @@ class CsvFeed(Feed):
                 elif cell.strip() or key not in ("bid", "ask"):
                     to_ticks(cell)
             except ValueError as err:
-                what = err if key == "volume" else f"{cell!r} is not a price"
+                said = key == "volume" or isinstance(err, _BadRow)
+                what = err if said else f"{cell!r} is not a price"
                 return self.error(line, f"column {self._header[index].strip()}: {what}")
         try:
             self._when(row)

@@ -467,3 +467,15 @@ def test_a_semicolon_file_may_write_its_prices_with_a_decimal_comma(tmp_path):
         7430,
         7441,
     )
+
+
+def test_a_comma_before_three_digits_is_not_taken_for_a_decimal_mark_unless_said(tmp_path):
+    """92,000 in a tab-separated file may group thousands: read as 92 it landed on
+    the tick grid without a word. Refused, unless the file says its decimal mark."""
+    row = "\t".join(["2026-12-01 10:00"] + ["92,000"] * 4)
+    text = "Date\tOpen\tHigh\tLow\tClose\n" + row + "\n"
+    with pytest.raises(ConfigError, match=r"'92,000': a decimal comma or a thousands group\?"):
+        list(feed(tmp_path, text, symbol=SI).events())
+    text = text.replace("92,000", "74,125")
+    (event,) = feed(tmp_path, text, symbol=BR, decimal=",").events()
+    assert event.close == 7412  # 74.125 rounded half-even to the 0.01 tick (and counted)
