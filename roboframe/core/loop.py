@@ -392,6 +392,11 @@ class RoboLoop:
                         self.journal.flush()
                         return
         except StrategyError as exc:
-            self.error = exc
-            log.error("robot stopped: %s (event seq %s)", exc, exc.seq)
-            self.journal.append_record(NOTE, exc.seq or self.seq, 0, strategy_error_note(exc))
+            self.failed(exc)
+
+    def failed(self, exc: StrategyError) -> None:
+        """The strategy raised: the run stops here, and its journal says so (a NOTE
+        at the event it raised on, which replay --verify holds a changed strategy to)."""
+        self.error = exc
+        log.error("robot stopped: %s (event seq %s)", exc, exc.seq)
+        self.journal.append_record(NOTE, exc.seq or self.seq, 0, strategy_error_note(exc))

@@ -320,42 +320,45 @@ class LiveRobot:
                 pm.hook.roboframe_robot_start(
                     robot=spec, run_id=self.run_id, journal_path=str(self.journal_path)
                 )
-            if self.resumed is None or self.resumed.last_seq == 0:  # killed before its start
-                self.loop.start()
-            else:
-                self.loop.inject(
-                    Control("restarted", self.loop.now(), {"after_seq": self.resumed.last_seq})
-                )
-                if self.resumed.unanswered:  # already journaled; sent the deduping way
-                    self.gateway.resubmit(self.resumed.unanswered)
-            self._tick()
-            threads.append(start_thread("trade-stream", trade_stream, self.gateway, runtime))
-            if rep is not None:
-                check_set = SetCheck(type(self.kernel.strategy), self.kernel.strategy.params)
-                threads.append(
-                    start_thread(
-                        "control-stream",
-                        control_stream,
-                        rep,
-                        runtime,
-                        lambda: self.status,
-                        self.loop.now,  # robot time: data time for recorded feeds
-                        check_set,
+            try:
+                if self.resumed is None or self.resumed.last_seq == 0:  # killed before its start
+                    self.loop.start()
+                else:
+                    after = {"after_seq": self.resumed.last_seq}
+                    self.loop.inject(Control("restarted", self.loop.now(), after))
+                    if self.resumed.unanswered:  # already journaled; sent the deduping way
+                        self.gateway.resubmit(self.resumed.unanswered)
+            except StrategyError as exc:  # on_start raised: stopped as the loop stops
+                self.loop.failed(exc)
+            else:  # started: the streams and the loop
+                self._tick()
+                threads.append(start_thread("trade-stream", trade_stream, self.gateway, runtime))
+                if rep is not None:
+                    check_set = SetCheck(type(self.kernel.strategy), self.kernel.strategy.params)
+                    threads.append(
+                        start_thread(
+                            "control-stream",
+                            control_stream,
+                            rep,
+                            runtime,
+                            lambda: self.status,
+                            self.loop.now,  # robot time: data time for recorded feeds
+                            check_set,
+                        )
                     )
+                tap = self.gateway.needs_market_data
+                threads.append(start_thread("data-stream", data_stream, self.feed, runtime, tap))
+                deadline = None
+                if self.options.duration_s is not None:
+                    deadline = time.monotonic() + self.options.duration_s
+                self.loop.run(
+                    sock,
+                    timer_ms=spec.loop.timer_ms,
+                    drain_ms=spec.loop.drain_ms,
+                    flush_ms=spec.journal.flush_ms,
+                    deadline=deadline,
+                    on_tick=self._tick,
                 )
-            tap = self.gateway.needs_market_data
-            threads.append(start_thread("data-stream", data_stream, self.feed, runtime, tap))
-            deadline = None
-            if self.options.duration_s is not None:
-                deadline = time.monotonic() + self.options.duration_s
-            self.loop.run(
-                sock,
-                timer_ms=spec.loop.timer_ms,
-                drain_ms=spec.loop.drain_ms,
-                flush_ms=spec.journal.flush_ms,
-                deadline=deadline,
-                on_tick=self._tick,
-            )
         except JournalError as exc:  # disk full, journal deleted ...: no order leaves unjournaled
             raise JournalError(f"{exc}; the robot stopped trading without its journal") from None
         finally:

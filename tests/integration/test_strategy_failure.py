@@ -4,6 +4,7 @@ resume know where it stopped, and a fixed strategy goes on from that event."""
 from __future__ import annotations
 
 import itertools
+import json
 import sqlite3
 import sys
 
@@ -211,3 +212,29 @@ def test_a_changed_strategy_that_no_longer_raises_does_not_verify_the_run_it_sto
     out = roboframe_cmd("analyze", str(journal), "--db", "a.db", cwd=tmp_path)
     with sqlite3.connect(tmp_path / "a.db") as db:
         assert db.execute("SELECT verified FROM runs").fetchone() == (0,), out.stderr
+
+
+def test_a_strategy_that_raises_on_start_stops_the_run_as_any_error_does(tmp_path, monkeypatch):
+    """on_start ran outside the loop's guard: its error went up past the run, with
+    no summary and no note in the journal, so a fixed strategy verified as ok."""
+    from roboframe.journal.format import NOTE, STRATEGY_ERROR, decode_note
+
+    monkeypatch.chdir(tmp_path)
+    isolate_imports(monkeypatch, "startup")
+    (tmp_path / "startup.py").write_text(
+        "from roboframe import Strategy\n\nclass Startup(Strategy):\n"
+        "    def on_start(self, event, ctx):\n        raise KeyError('calendar')\n"
+    )
+    (tmp_path / "startup.yaml").write_text(ROBOT.replace("flaky:Flaky", "startup:Startup"))
+    out = roboframe_cmd("run", "startup.yaml", "--json", cwd=tmp_path)
+    assert out.returncode == 3, out.stderr
+    assert json.loads(out.stdout)["error"].startswith("strategy Startup.on_start raised KeyError")
+    (journal,) = (tmp_path / "runs" / "flaky").glob("*.journal")
+    notes = [r for r in JournalReader(journal).records() if r.kind == NOTE]
+    assert [decode_note(n.payload)["note"] for n in notes] == [STRATEGY_ERROR]
+    (tmp_path / "startup.py").write_text(
+        "from roboframe import Strategy\n\nclass Startup(Strategy):\n    pass\n"
+    )
+    sys.modules.pop("startup", None)
+    verified = roboframe_cmd("replay", str(journal), "--verify", "--force", cwd=tmp_path)
+    assert verified.returncode == 1 and "(the run stopped there)" in verified.stderr
