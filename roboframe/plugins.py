@@ -248,16 +248,28 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
                 error = exc if isinstance(exc, PluginError) else PluginError(
                     f"plugin {plugin_name!r} failed in {hook.name}: {type(exc).__name__}: {exc}"
                 )  # fmt: skip
-                # a name two plugins register is neither's: a robot naming it would
-                # run whichever registered first
+                # a name two third-party plugins register is neither's: a robot naming
+                # it would run whichever registered first; against a built-in or
+                # first-party one, the third-party plugin alone is left out
                 culprits = [plugin_name, *([error.also] if hasattr(error, "also") else [])]
-                if broken is None or any(name in BUILTIN_PLUGINS for name in culprits):
+                ours = [name for name in culprits if _rank(pm, name) < 2]
+                if broken is None or _rank(pm, plugin_name) == 0:
                     raise error from exc
+                if ours and len(ours) < len(culprits):
+                    culprits = [name for name in culprits if name not in ours]
                 for name in culprits:
                     reg.drop(name, str(error))
                     if pm.get_plugin(name) is not None:
                         pm.unregister(name=name)
     return reg
+
+
+def _rank(pm: pluggy.PluginManager, plugin_name: str) -> int:
+    """0: built in; 1: first party (plugins/ in this repository); 2: third party."""
+    if plugin_name in BUILTIN_PLUGINS:
+        return 0
+    module = getattr(pm.get_plugin(plugin_name), "__name__", "")
+    return 1 if module in FIRST_PARTY else 2
 
 
 def _make_register(reg: Registry, kind: str, plugin_name: str):

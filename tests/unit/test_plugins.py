@@ -194,3 +194,21 @@ def test_with_a_broken_record_a_name_two_plugins_register_is_neither_s():
     assert sorted(reg.broken) == ["acme", "other"]
     assert "'meanrev' is registered twice" in reg.broken["acme"]
     assert not {"meanrev", "momentum"} & set(reg.strategies)
+
+
+def test_a_third_party_plugin_taking_a_built_in_name_is_left_out_alone():
+    """It raised, taking every command down (what leaving broken plugins out is
+    for); and against a first-party plugin both were left out."""
+
+    def taker(register):
+        register("sma-crossover", Dummy)
+        register("own-name", Dummy)
+
+    pm = build_plugin_manager(
+        entry_points=False, broken={}, extra=[plugin("taker", roboframe_register_strategies=taker)]
+    )
+    reg = build_registry(pm)
+    assert list(reg.broken) == ["taker"]
+    assert "'sma-crossover' is registered twice" in reg.broken["taker"]
+    assert reg.strategies["sma-crossover"].plugin == "roboframe.builtin.strategies"
+    assert "own-name" not in reg.strategies
