@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_URL_ENV = "ROBOFRAME_STORE_URL"
 RESENT = b"resent"  # the first frame of a resubmit on the order pipe
+LOCK_WAIT_S = 3.0  # a robot lock still held this long after start: another process has it
 
 
 class StoreGateway(Gateway):
@@ -181,7 +182,12 @@ class _StoreStream:
         else:
             self.store.reconnect()
         self.store.setup()
-        if not self.store.take_robot_lock(self.robot, self.runtime.run_id):
+        # the lock of a process that just ended (a restart, the previous run) is let
+        # go by the server a moment after its connection closes: wait that out
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while not self.store.take_robot_lock(self.robot, self.runtime.run_id):
+            if time.monotonic() < deadline and not self.runtime.stop.wait(0.1):
+                continue
             raise RobotAlreadyRunning(
                 f"robot {self.robot} already runs against this order store (another "
                 "process holds its lock); stop that one first"

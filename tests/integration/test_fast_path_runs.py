@@ -1,4 +1,4 @@
-"""The fast path keeps runs apart: the exchange answers a robot by its name,
+"""Runs of one robot apart, on the fast path and the store's: the fast path keeps runs apart: the exchange answers a robot by its name,
 so a new run's socket also gets the answers to orders an earlier run left
 working. Those are the earlier run's; the new run takes only its own, as on
 the store path (PostgreSQL, a real exchange on a thread)."""
@@ -144,3 +144,26 @@ def test_orders_a_broken_link_took_with_it_go_through_the_store_when_it_is_back(
         exchange.close(linger=0)
         end.close()
         store.close()
+
+
+def test_a_robot_lock_let_go_a_moment_late_is_waited_for(pg_url):
+    """The server lets a closed connection's robot lock go a moment after it closes:
+    a robot restarted at once (the supervisor, a quick second run) failed its
+    trade stream with "already runs against this order store"."""
+    import threading
+
+    from roboframe.plugins import get_registry
+    from roboframe.store import open_store
+
+    robot = f"{ROBOT}-lock"
+    previous = open_store(pg_url)
+    previous.setup()
+    assert previous.take_robot_lock(robot, "r0")
+    threading.Timer(0.5, previous.close).start()  # the previous run's process ends
+    params = {"url": pg_url, "poll_ms": 200}
+    end = RunningTradeStream(get_registry().gateways["postgres"].obj, params, robot, run_id="r1")
+    try:
+        assert end.events(1, timeout_ms=2000) == []  # no "gateway failed" stop
+        assert end.thread.is_alive()
+    finally:
+        end.close()
