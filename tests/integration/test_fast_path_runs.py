@@ -1,7 +1,8 @@
-"""Runs of one robot apart, on the fast path and the store's: the fast path keeps runs apart: the exchange answers a robot by its name,
-so a new run's socket also gets the answers to orders an earlier run left
-working. Those are the earlier run's; the new run takes only its own, as on
-the store path (PostgreSQL, a real exchange on a thread)."""
+"""Runs of one robot kept apart, and its order path kept honest, with a real
+exchange or a stand-in ROUTER and PostgreSQL: a new run takes only its own
+answers (the exchange answers a robot by its name), the link to the exchange
+is watched, orders it took with it go the store's way, and a robot lock let
+go late is waited for."""
 
 from __future__ import annotations
 
