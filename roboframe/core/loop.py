@@ -82,10 +82,14 @@ class RoboLoop:
         *,
         clock: Callable[[], int] = time.time_ns,
         wall_clock: bool = True,
+        receipt_clock: bool | None = None,
         max_ahead_ns: int | None = None,
     ) -> None:
         self.kernel = kernel
         self.wall_clock = wall_clock
+        # robot time follows each message's receipt time (a real-time feed); a run
+        # resumed from a journal whose header does not say so goes on without
+        self.receipt_clock = wall_clock if receipt_clock is None else receipt_clock
         # live data stamped further ahead of ``clock`` is dropped before the journal
         self.max_ahead_ns = max_ahead_ns if wall_clock else None
         self.journal = journal
@@ -116,7 +120,7 @@ class RoboLoop:
         salvage = self._salvage
         ahead = self.max_ahead_ns
         keep_present = self._keep_present
-        wall = self.wall_clock
+        wall = self.receipt_clock
         received_at = kernel.received
 
         def process(raw: bytes) -> None:

@@ -54,6 +54,7 @@ class Resumed:
     unjournaled: list[tuple[int, list, list]] = field(default_factory=list)
     """``(seq, actions, rejected)`` of the last message's events whose ACTIONS record
     the crash cut: to journal before anything else, as the loop would have."""
+    receipt_clock: bool = False  # its header says robot time follows receipt times
 
 
 def latest_unfinished(journal_dir: Path, suffix: str) -> Path | None:
@@ -157,6 +158,7 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
         unanswered(kernel),
         (last_ts, at_last),
         unjournaled,
+        receipt,
     )
 
 

@@ -193,6 +193,8 @@ class LiveRobot:
             self.gateway,
             wall_clock=feed_cls.live_only,
             max_ahead_ns=None if ahead_ms is None else ahead_ms * 1_000_000,
+            # a resumed run goes on as its journal began: replays apply one rule to all
+            receipt_clock=None if self.resumed is None else self.resumed.receipt_clock,
         )
         if self.resumed is not None:
             self.loop.seq = self.resumed.last_seq

@@ -127,3 +127,26 @@ def test_a_run_with_events_is_still_refused_after_its_file_changed(tmp_path):
     fixed = scripted_spec(risk={"max_order_qty": 5})
     with pytest.raises(ConfigError, match="the robot file changed since that run started"):
         rebuild(tmp_path / "r.journal", fixed, Scripted({}))
+
+
+@pytest.mark.parametrize("said", [True, False])
+def test_a_resumed_run_keeps_the_time_rule_its_journal_began_with(tmp_path, said):
+    """A run whose journal began before robot time followed receipt times (no
+    `clock: receipt` in its header) goes on without it when resumed: its replays
+    apply one rule to the whole journal, or the part after the resume diverges.
+    (The loop takes the rule from what rebuild says.)"""
+    from roboframe.core import codec
+
+    spec = make_spec()
+    _, cls, _ = make_strategy(spec)
+    header = journal_header(spec, "r1", cls, "live")
+    if said:
+        header["clock"] = "receipt"
+    path = tmp_path / "r1.journal"
+    with JournalWriter(path, header) as writer:
+        received = 1_900_000_000_000_000_000  # days after the bar: a replayed file
+        writer.append_message(1, received, codec.encode(Control("start", 1)))
+        writer.append_message(2, received, codec.encode(bar("Si-12.26", 1, 92000)))
+    resumed = rebuild(path, spec, make_strategy(spec)[0])
+    assert resumed.receipt_clock is said
+    assert (resumed.kernel.now == received) is said  # the receipt time moved it, or not
