@@ -214,20 +214,25 @@ def test_a_data_file_that_cannot_be_opened_stops_run_and_backtest_before_anythin
     assert "feed.params.path: cannot open" in proc.stderr
 
 
+def csv_robot(tmp_path, rows: list[str]) -> Path:
+    """CSV_ROBOT over ``rows`` of Date,Open,High,Low,Close,Volume in bars.csv."""
+    (tmp_path / "bars.csv").write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows) + "\n")
+    robot = tmp_path / "csv.yaml"
+    robot.write_text(CSV_ROBOT.format(path="bars.csv"))
+    return robot
+
+
 def test_a_feed_that_breaks_mid_run_makes_run_exit_non_zero(tmp_path):
     rows = [f"2026-12-01 10:{m:02d}:00,{100 + m},{101 + m},{99 + m},{100 + m},1" for m in range(9)]
     rows.insert(6, "2026-12-01 10:06:30,not-a-price,1,1,1,1")  # a bad row after a few bars
-    data = tmp_path / "bars.csv"
-    data.write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows) + "\n")
-    robot = tmp_path / "csv.yaml"
-    robot.write_text(CSV_ROBOT.format(path=data.name))
+    robot = csv_robot(tmp_path, rows)
     proc = roboframe_cmd("run", str(robot), "--json", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["stop_reason"].startswith("feed failed: ")
     assert "bars.csv:8" in summary["stop_reason"]  # where the data broke
     assert summary["events"] > 6  # the good bars before it were traded on
-    data.write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows[:6]) + "\n")
+    csv_robot(tmp_path, rows[:6])
     assert roboframe_cmd("run", str(robot), cwd=tmp_path).returncode == 0  # a clean end
 
 
@@ -299,10 +304,7 @@ def test_an_unpaced_file_paper_fills_each_order_at_the_bar_after_it(tmp_path):
             f"2026-12-01 {10 + m // 60:02d}:{m % 60:02d}:00,{price},{price + 3},"
             f"{price - 3},{price + 1},0"
         )  # fmt: skip  (volume unknown: whole fills)
-    data = tmp_path / "bars.csv"
-    data.write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows) + "\n")
-    robot = tmp_path / "csv.yaml"
-    robot.write_text(CSV_ROBOT.format(path=data.name))
+    robot = csv_robot(tmp_path, rows)
     proc = roboframe_cmd("run", str(robot), "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "runs unpaced (rate 0): the robot runs ahead of its paper fills" in proc.stderr
