@@ -111,6 +111,8 @@ def test_orders_a_broken_link_took_with_it_go_through_the_store_when_it_is_back(
     wrote it to the store and it filled then, for a finished run. When the link
     is made again it goes the store's way at once, where the restarted exchange
     takes it (and an order it had taken already is a no-op)."""
+    import threading
+
     import zmq
 
     from roboframe.store import open_store
@@ -130,18 +132,19 @@ def test_orders_a_broken_link_took_with_it_go_through_the_store_when_it_is_back(
 
     try:
         assert linked.poll(5000), "the robot's link was never made"
+        threading.Event().wait(0.5)  # and on the robot's side (no queue before it is)
         order = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
         end.gw.submit([order])
-        assert exchange.poll(5000)
+        assert exchange.poll(5000), f"not sent over the link; the store has {stored()}"
         exchange.recv_multipart()  # taken, never answered: the exchange hangs, then dies
         exchange.disable_monitor()
-        linked.close(linger=0)
         exchange.close(linger=0)
         assert stored() == []  # nowhere but in the dead exchange's queue
         exchange = end.ctx.socket(zmq.ROUTER)  # the restarted exchange
         exchange.bind(address)
         assert wait_for(lambda: stored() == [order], 10), stored()
     finally:
+        linked.close(linger=0)
         exchange.close(linger=0)
         end.close()
         store.close()
