@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -155,8 +156,9 @@ class OrderStore:
     def insert_taken_order(self, robot: str, run_id: str, order: NewOrder) -> bool:
         """An order the exchange side took already (the fast path's writer writes
         it behind): inserted as :meth:`insert_order` does, without waking the
-        exchange side where the backend can (it would only find it known)."""
-        return self.insert_order(robot, run_id, order, 0)
+        exchange side where the backend can (it would only find it known), and
+        stamped when written, as a robot stamps the orders it writes (it was 0)."""
+        return self.insert_order(robot, run_id, order, time.time_ns())
 
     def request_cancel(self, robot: str, client_id: str, ts: int) -> None:
         """Write a ``cancel_request`` row for the exchange side."""

@@ -367,3 +367,22 @@ def test_a_robot_runs_against_a_store_once(stores, url):
     first.keep_robot_lock()  # renewing a held lock is quiet
     first.close()
     assert wait_for(lambda: other.take_robot_lock("alpha", "r2"), timeout=5)
+
+
+def test_an_order_the_exchange_took_is_stamped_when_written(stores):
+    """The fast path's order rows, written behind by the exchange's store writer,
+    had ts 0: in the source of truth, no time for hundreds of orders."""
+    import time
+
+    _robot, exchange = stores
+    before = time.time_ns()
+    if exchange.records_orders:  # PostgreSQL: with the answers, in one rf_record
+        exchange.record_many([("alpha", order(1))])
+    else:
+        exchange.insert_taken_order("alpha", "r1", order(1))
+    if hasattr(exchange, "db"):  # MongoDB
+        ts = exchange.db.orders.find_one({"client_id": "alpha-r1-1"})["ts"]
+    else:
+        ts = exchange.conn.execute("SELECT ts FROM rf_orders WHERE client_id = 'alpha-r1-1'")
+        ts = ts.fetchone()[0]
+    assert before <= ts <= time.time_ns()

@@ -369,7 +369,8 @@ class MongoStore(OrderStore):
         return self._insert_order(robot, run_id, order, ts, {})
 
     def insert_taken_order(self, robot: str, run_id: str, order: NewOrder) -> bool:
-        return self._insert_order(robot, run_id, order, 0, {"taken": True})  # not watched
+        stamped = time.time_ns()  # when written, as a robot's own are
+        return self._insert_order(robot, run_id, order, stamped, {"taken": True})  # not watched
 
     def _insert_order(self, robot: str, run_id: str, order: NewOrder, ts: int, extra: dict) -> bool:
         # the unique index on client_id refuses a second one (an id may go unused)

@@ -36,6 +36,7 @@ import hashlib
 import json
 import re
 import select
+import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -688,6 +689,7 @@ class PgStore(OrderStore):
         OrderUpdate | Fill | Replace)]``, in order, in one statement (``rf_record``):
         one round trip, one transaction."""
         rows = []
+        written = time.time_ns()  # an order row's time: when written, as a robot's own are
         for robot, item in items:
             if type(item) is Replace:
                 rows.append({"k": "replace", "robot": robot, "client_id": item.client_id,
@@ -697,7 +699,7 @@ class PgStore(OrderStore):
                 rows.append({"k": "order", "robot": robot, "run_id": run_id,
                              "client_id": item.client_id, "symbol": item.symbol,
                              "side": item.side, "qty": item.qty, "type": item.type,
-                             "price": item.price, "ts": 0})  # fmt: skip
+                             "price": item.price, "ts": written})  # fmt: skip
             elif type(item) is Fill:
                 rows.append({"k": "trade", "id": _reserved(item.trade_id), "robot": robot,
                              "client_id": item.client_id, "symbol": item.symbol,
