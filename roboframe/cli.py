@@ -708,7 +708,9 @@ def exchange(
         stop.set()
     except RoboframeError as exc:
         raise _fail(exc) from None
-    click.echo(f"exchange stopped: {process.counts | {'stale': process.engine.stale}}", err=True)
+    counts = process.counts | {"stale": process.engine.stale}
+    said = ", ".join(f"{count:,} {what.replace('_', ' ')}" for what, count in counts.items())
+    click.echo(f"exchange stopped: {said}", err=True)
 
 
 @main.command()

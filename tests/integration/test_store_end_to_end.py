@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -130,6 +131,7 @@ def test_two_robots_kill_and_resume(tmp_path, request, gateway, url_fixture):
         logs.close()
     log_text = (tmp_path / "processes.log").read_text()
     assert alpha2.returncode == 0 and beta.returncode == 0, log_text[-3000:]
+    assert re.search(r"exchange stopped: [\d,]+ orders, [\d,]+ fills, ", log_text), log_text[-500:]
     summary_a, summary_b = json.loads(out_a), json.loads(out_b)
     # the resumed robot continued its run in the same journal
     assert [p.name for p in (tmp_path / "runs" / "alpha").glob("*.journal")] == [
