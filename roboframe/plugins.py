@@ -39,8 +39,6 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 )
 
 KINDS = ("feeds", "gateways", "strategies")
-EXTRA_KINDS = ("risk_checks", "commands", "stores", "schema_fragments", "analysis_stores",
-               "statistics", "report_sections")  # fmt: skip
 FIRST_PARTY = ("roboframe_postgres", "roboframe_mongo")
 """Plugins that live in this repository under plugins/, packaged like third-party ones."""
 SINGULAR = {
@@ -104,9 +102,10 @@ class Registry:
 
     def drop(self, plugin_name: str, why: str) -> None:
         """Leave a failing plugin out: forget all it registered; ``why`` is kept."""
-        for kind in (*KINDS, *EXTRA_KINDS):
-            table: dict[str, Registered] = getattr(self, kind)
-            for name in [n for n, r in table.items() if r.plugin == plugin_name]:
+        for table in vars(self).values():  # every kind's table; plugins and broken too
+            left = [n for n, r in table.items() if isinstance(r, Registered)
+                    and r.plugin == plugin_name]  # fmt: skip
+            for name in left:
                 del table[name]
         self.plugins.pop(plugin_name, None)
         self.broken[plugin_name] = why

@@ -254,7 +254,7 @@ def _registered_strategy(plugin: str) -> tuple[str, tuple[str, ...]]:
     for key, prop in props.items():
         about = str(prop.get("description", "")).replace("\n", " ")
         if "default" in prop:
-            value = json.dumps(prop["default"])
+            value = json.dumps(prop["default"], default=str)
             lines.append(f"    {key}: {value}" + (f"  # {about}" if about else ""))
         elif key in required:
             needs.append(key)

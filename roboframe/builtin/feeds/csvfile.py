@@ -475,12 +475,12 @@ class CsvFeed(Feed):
         instruments = self.instruments
         vol = cols.get("volume")
         width = max(i for k, i in cols.items() if k in STANDARD) + 1
+        self._ticks = ticks = self._tick_readers()  # _explain reads a bad row's cells alike
         if self.params.get("kind", "bar") == "bar":
             o, h, lo, c = (cols[k] for k in REQUIRED["bar"])
 
             # one-tick instruments: prices written as whole numbers are the ticks
             whole = {s: inst.to_ticks("1") == 1 for s, inst in instruments.items()}
-            ticks = self._tick_readers()
 
             def make_bar(row: list[str]) -> Bar:
                 sym = symbol_of(row)
@@ -500,7 +500,6 @@ class CsvFeed(Feed):
 
             return make_bar, width
         p, bid, ask = cols["price"], cols.get("bid"), cols.get("ask")
-        ticks = self._tick_readers()
 
         def make_tick(row: list[str]) -> Tick:
             sym = symbol_of(row)
@@ -634,7 +633,7 @@ class CsvFeed(Feed):
             symbol = self._symbol_of(row)
         except ValueError as err:
             return self.error(line, str(err))
-        to_ticks = self._tick_readers()[symbol]  # as the row was read: decimal comma too
+        to_ticks = self._ticks[symbol]  # as the row was read: decimal comma too
         for key in ("open", "high", "low", "close", "price", "bid", "ask", "volume"):
             index = cols.get(key)
             if index is None:
