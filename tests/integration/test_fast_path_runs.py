@@ -141,7 +141,7 @@ def test_orders_a_broken_link_took_with_it_go_through_the_store_when_it_is_back(
         exchange.close(linger=0)
         assert stored() == []  # nowhere but in the dead exchange's queue
         exchange = end.ctx.socket(zmq.ROUTER)  # the restarted exchange
-        exchange.bind(address)
+        assert wait_for(lambda: _bound(exchange, address), 10)  # the port, let go
         assert wait_for(lambda: stored() == [order], 10), stored()
     finally:
         linked.close(linger=0)
@@ -171,3 +171,15 @@ def test_a_robot_lock_let_go_a_moment_late_is_waited_for(pg_url):
         assert end.thread.is_alive()
     finally:
         end.close()
+
+
+def _bound(sock, address: str) -> bool:
+    """Bind ``sock`` to ``address``: False while a socket closed a moment ago still
+    holds it (ZeroMQ closes in the background)."""
+    import zmq
+
+    try:
+        sock.bind(address)
+    except zmq.ZMQError:
+        return False
+    return True
