@@ -118,6 +118,7 @@ class Kernel:
         self.flattening: dict[str, list[str]] = {}
         # flatten: symbols whose closing orders wait for the order path to come back up
         self.closing_owed: list[str] = []
+        self._on_bar, self._on_tick = self._market_handlers()
         self.handlers = {
             Bar: self._on_bar,
             Tick: self._on_tick,
@@ -163,26 +164,63 @@ class Kernel:
 
     # -- market data: the hot path --------------------------------------------
 
-    def _on_bar(self, bar: Bar) -> list[Action]:
-        ts = bar.ts
-        if ts > self.now:
-            if self._unanchored:
-                self._anchor(ts)
-            self.now = ts
-        pos = self._positions.get(bar.symbol)
-        if pos is None:
-            return self._foreign(bar.symbol)
-        if ts <= pos.bar_ts:
-            return self._stale(bar, pos.bar_ts)
-        pos.bar_ts = ts
-        pos.last = bar.close
-        if self._watch_loss and self._check_loss(ts, pos.qty):
-            return self._on_halt(bar, self._user_on_bar, "on_bar")
-        try:  # Strategy.handle_bar inlined: one call less on the hottest path
-            out = self._user_on_bar(bar, self.ctx)
-        except Exception as exc:
-            raise self.strategy._fail("on_bar", bar, exc) from exc
-        return self._process(out, 0) if out else NO_ACTIONS
+    def _market_handlers(self) -> tuple[Any, Any]:
+        """The bar and tick handlers: closures, whose fixed parts (the positions,
+        the strategy's handlers, the context) are cell reads rather than
+        attribute lookups -- they run once for every market event of every run,
+        backtest and replay. Robot time, the kill switch's flag and the timers
+        to anchor stay attributes: they change."""
+        kernel = self
+        positions = self._positions
+        user_on_bar, user_on_tick = self._user_on_bar, self._user_on_tick
+        ctx = self.ctx
+        process = self._process
+        fail = self.strategy._fail
+
+        def on_bar(bar: Bar) -> list[Action]:
+            ts = bar.ts
+            if ts > kernel.now:
+                if kernel._unanchored:
+                    kernel._anchor(ts)
+                kernel.now = ts
+            pos = positions.get(bar.symbol)
+            if pos is None:
+                return kernel._foreign(bar.symbol)
+            if ts <= pos.bar_ts:
+                return kernel._stale(bar, pos.bar_ts)
+            pos.bar_ts = ts
+            pos.last = bar.close
+            if kernel._watch_loss and kernel._check_loss(ts, pos.qty):
+                return kernel._on_halt(bar, user_on_bar, "on_bar")
+            try:  # Strategy.handle_bar inlined: one call less on the hottest path
+                out = user_on_bar(bar, ctx)
+            except Exception as exc:
+                raise fail("on_bar", bar, exc) from exc
+            return process(out, 0) if out else NO_ACTIONS
+
+        def on_tick(tick: Tick) -> list[Action]:
+            ts = tick.ts
+            if ts > kernel.now:
+                if kernel._unanchored:
+                    kernel._anchor(ts)
+                kernel.now = ts
+            pos = positions.get(tick.symbol)
+            if pos is None:
+                return kernel._foreign(tick.symbol)
+            if ts < pos.tick_ts:
+                return kernel._stale(tick, pos.tick_ts)
+            pos.tick_ts = ts
+            if tick.price:
+                pos.last = tick.price
+            if kernel._watch_loss and kernel._check_loss(ts, pos.qty):
+                return kernel._on_halt(tick, user_on_tick, "on_tick")
+            try:  # Strategy.handle_tick inlined, as for bars
+                out = user_on_tick(tick, ctx)
+            except Exception as exc:
+                raise fail("on_tick", tick, exc) from exc
+            return process(out, 0) if out else NO_ACTIONS
+
+        return on_bar, on_tick
 
     def _foreign(self, symbol: str) -> list[Action]:
         """Market data of a symbol the robot does not trade: counted in ``ignored``,
@@ -217,28 +255,6 @@ class Kernel:
                 last,
             )
         return NO_ACTIONS
-
-    def _on_tick(self, tick: Tick) -> list[Action]:
-        ts = tick.ts
-        if ts > self.now:
-            if self._unanchored:
-                self._anchor(ts)
-            self.now = ts
-        pos = self._positions.get(tick.symbol)
-        if pos is None:
-            return self._foreign(tick.symbol)
-        if ts < pos.tick_ts:
-            return self._stale(tick, pos.tick_ts)
-        pos.tick_ts = ts
-        if tick.price:
-            pos.last = tick.price
-        if self._watch_loss and self._check_loss(ts, pos.qty):
-            return self._on_halt(tick, self._user_on_tick, "on_tick")
-        try:  # Strategy.handle_tick inlined, as for bars
-            out = self._user_on_tick(tick, self.ctx)
-        except Exception as exc:
-            raise self.strategy._fail("on_tick", tick, exc) from exc
-        return self._process(out, 0) if out else NO_ACTIONS
 
     def _check_loss(self, ts: int, exposed: int) -> bool:
         """Ask the kill switch (when a day ends, or while in the market); True
