@@ -172,10 +172,9 @@ class ExchangeProcess:
         self.engine.remember_finished(self.store.recent_finished(self.engine.remembers))
         for stored in self.store.open_orders():
             if stored.status == "accepted":
-                self._take(stored, acknowledge=False)
-                resting = self.engine.open_orders.get(stored.order.client_id)
-                if resting is not None:
-                    resting.filled = stored.filled
+                self.owner[stored.order.client_id] = stored.robot
+                self.engine.restore(stored.order, stored.filled)
+                self.counts["orders"] += 1
         log.info("exchange: %d open orders reloaded", len(self.engine.open_orders))
 
     def _take(self, stored, acknowledge: bool = True) -> None:

@@ -63,13 +63,16 @@ HELD_POLL_MS = 1  # with prices held back: how soon the robot's time is looked a
 
 
 class RestingOrder:
-    """An open order inside the engine: the order and how much of it has filled."""
+    """An open order inside the engine: the order, how much of it has filled, and
+    when it was placed (or last replaced): market data of that time or earlier
+    never fills it (see :meth:`PaperExchange.on_market`)."""
 
-    __slots__ = ("filled", "order")
+    __slots__ = ("filled", "order", "placed")
 
-    def __init__(self, order: NewOrder) -> None:
+    def __init__(self, order: NewOrder, placed: int = 0, filled: int = 0) -> None:
         self.order = order
-        self.filled = 0
+        self.filled = filled
+        self.placed = placed
 
     @property
     def remaining(self) -> int:
@@ -152,6 +155,7 @@ class PaperExchange:
         else:
             del self.open_orders[cid]
             resting.order = msgspec.structs.replace(order, qty=action.qty, price=action.price)
+            resting.placed = ts
             self.open_orders[cid] = resting  # the back of the queue
             return [OrderUpdate(cid, ts, "replaced")]
         return [OrderUpdate(cid, ts, "replace_rejected", why)]
@@ -171,7 +175,7 @@ class PaperExchange:
         reason = self._invalid(order)
         if reason:
             return [OrderUpdate(cid, ts, "rejected", reason)]
-        resting = RestingOrder(order)
+        resting = RestingOrder(order, ts)
         self.open_orders[cid] = resting
         out: list[OrderUpdate | Fill] = [OrderUpdate(cid, ts, "accepted")]
         if order.type == "market" and self.fill_at == "close":
@@ -180,6 +184,17 @@ class PaperExchange:
             if price is not None:
                 out.append(self._fill(resting, price, order.qty, last.ts))
         return out
+
+    def restore(self, order: NewOrder, filled: int, ts: int | None = None) -> None:
+        """Rest an order acknowledged before a restart again, ``filled`` of it
+        already filled: as it was, not placed anew (no answer, no fill at
+        placement -- placed anew at ``fill_at: close``, a market order would
+        fill whole again)."""
+        cid = order.client_id
+        if cid in self.open_orders or cid in self._finished or filled >= order.qty:
+            return
+        ts = self.ts if ts is None else ts
+        self.open_orders[cid] = RestingOrder(order, ts, filled)
 
     def _invalid(self, order: NewOrder) -> str | None:
         if self.instruments is not None and order.symbol not in self.instruments:
@@ -196,7 +211,12 @@ class PaperExchange:
         """Fill what this event allows, oldest order first. A bar no later than
         its symbol's last bar, or a tick before its last tick (the past again, from
         a publisher restarted at the start of its file), fills nothing and is
-        counted in ``stale``; ticks of one instant may share a time."""
+        counted in ``stale``; ticks of one instant may share a time.
+
+        A bar fills only orders placed before its time: a bar is stamped with its
+        close, so one of the time an order was placed at -- another symbol's bar
+        of the same minute, say -- opened and traded before the order existed.
+        (A tick of that very time may fill it: it came after, in the data.)"""
         last, kind = self.last.get(event.symbol), type(event)
         if type(last) is kind and (event.ts <= last.ts if kind is Bar else event.ts < last.ts):
             self.stale += 1
@@ -206,11 +226,13 @@ class PaperExchange:
         if not self.open_orders:
             return []
         fills: list[Fill] = []
-        available = event.volume if type(event) is Bar else event.qty
+        ts = event.ts
+        bar = kind is Bar
+        available = event.volume if bar else event.qty
         limited = available > 0
         for resting in list(self.open_orders.values()):
             order = resting.order
-            if order.symbol != event.symbol:
+            if order.symbol != event.symbol or (bar and resting.placed >= ts):
                 continue
             if order.type == "limit":
                 price = self._limit_price(order, event)

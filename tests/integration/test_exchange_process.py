@@ -381,3 +381,36 @@ def test_a_bad_max_ahead_is_refused_with_the_forms_it_takes():
     assert out.returncode == 2
     assert "--max-ahead 'a day': expected 5m, 1h, 24h, milliseconds or off" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_an_exchange_taking_over_fills_only_what_is_left_of_a_partly_filled_order(pg_url):
+    """A standby exchange (``--fill-at close``) that read prices while it waited
+    reloaded the store's open orders by placing them anew: a market order 4 of
+    10 filled filled 10 more at once."""
+    from roboframe.storewriter import write_items
+
+    robot = open_store(pg_url)
+    robot.setup()
+    cid = "takeover-r1-1"
+    robot.insert_order("takeover", "r1", NewOrder(cid, "Si", "buy", 10), 1)
+    first = open_store(pg_url)  # the first exchange: accepted, then 4 of 10
+    write_items(
+        first,
+        [
+            ("takeover", OrderUpdate(cid, 1, "accepted")),
+            ("takeover", Fill(cid, 2, "Si", "buy", 4, 100, "", "0")),
+        ],
+    )
+    ex = ExchangeProcess(pg_url, "tcp://127.0.0.1:1", fill_at="close")
+    ex.store = open_store(pg_url)
+    try:
+        ex.engine.on_market(Bar("Si", 3, 100, 101, 99, 100, 0))
+        ex._take_over()
+        ex._reload()
+        assert [e for _, e in ex.unwritten] == []  # rests again, answered nothing
+        assert ex.engine.open_orders[cid].remaining == 6
+        fills = ex.engine.on_market(Bar("Si", 4, 102, 103, 101, 102, 0))
+        assert [(f.qty, f.price) for f in fills] == [(6, 102)]
+    finally:
+        for store in (robot, first, ex.store):
+            store.close()

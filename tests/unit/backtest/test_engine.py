@@ -92,3 +92,42 @@ def test_a_time_past_2262_from_a_plugin_feed_is_an_error_not_an_endless_loop(tmp
     run = Backtest(spec, iter([first, far]), cash=Decimal(10**6), journal_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"past 2262, out of the 64-bit time range"):
         run.run()
+
+
+class BuysRtsOnSi(Strategy):
+    """On the first Si bar, a market buy of RTS."""
+
+    def __init__(self, params) -> None:
+        super().__init__(params)
+        self.sent = False
+
+    def on_bar(self, bar, ctx):
+        if bar.symbol == SI and not self.sent:
+            self.sent = True
+            return [ctx.buy(RTS, 1)]
+        return None
+
+
+RTS = "RTS-12.26"
+
+
+@pytest.mark.parametrize("si_first", [True, False])
+def test_an_order_fills_at_the_next_bar_of_its_symbol_whichever_file_comes_first(
+    tmp_path, si_first
+):
+    """An RTS order decided on the Si bar closing at minute 1 filled at the open
+    of the RTS bar closing at minute 1 -- opened a minute before the decision --
+    when Si's file came first, and at the next one's when RTS's did."""
+    spec = make_spec(
+        strategy={"plugin": "tests.unit.backtest.test_engine:BuysRtsOnSi", "params": {}},
+        journal={"dir": str(tmp_path)},
+    )
+    events = []
+    for m in range(1, 4):
+        pair = [bar(SI, m, 92_000), bar(RTS, m, 110_000 + 100 * m, open=110_000 + 100 * m - 50)]
+        events += pair if si_first else pair[::-1]
+    run = Backtest(spec, iter(events), cash=Decimal(10**6), journal_dir=tmp_path, keep_trades=True)
+    (trade,) = run.run().trades
+    minute_2 = events[3 if si_first else 2]
+    assert (minute_2.symbol, minute_2.open) == (RTS, 110_150)
+    assert (trade["entry_ts"], trade["entry_price"]) == (minute_2.ts, "1101500")  # tick 10

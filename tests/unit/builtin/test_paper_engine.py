@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from roboframe.builtin.paper import PaperExchange
-from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Tick
+from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Replace, Tick
 from roboframe.core.instruments import Instrument
 from roboframe.errors import ConfigError
 
@@ -84,6 +84,43 @@ def test_orders_wait_for_their_own_symbol():
     assert ex.on_market(bar(2, 100, 100, 100, 100)) == []
     rts_bar = bar(3, 11000, 11000, 11000, 11000, symbol=RTS)
     assert ex.on_market(rts_bar) == [fill("a", 3, "buy", 1, 11000, 1, symbol=RTS)]
+
+
+def test_a_bar_of_the_time_an_order_was_placed_fills_nothing():
+    """Bars are stamped with their close: another symbol's bar of the minute an
+    order was decided on opened (and traded) before the order existed. It filled
+    the order at its open -- a price from before the decision, and one that
+    depended on which file a backtest was given first."""
+    for kind in (buy("m", symbol=RTS), buy("l", price=11_500, symbol=RTS)):
+        ex = PaperExchange(INST)
+        ex.submit(kind, 60)
+        same_minute = bar(60, 11_000, 11_100, 10_900, 11_050, symbol=RTS)
+        assert ex.on_market(same_minute) == []
+        assert ex.last[RTS] is same_minute  # its price is known all the same
+        fills = ex.on_market(bar(120, 11_200, 11_300, 11_100, 11_250, symbol=RTS))
+        assert [(f.ts, f.price) for f in fills] == [(120, 11_200)]  # this bar's open
+
+
+def test_a_replaced_order_waits_for_a_bar_after_the_replace():
+    ex = PaperExchange(INST)
+    ex.submit(buy("l", 1, 90), 1)
+    assert ex.submit(Replace("l", 2, 105), 60) == [OrderUpdate("l", 60, "replaced")]
+    assert ex.on_market(bar(60, 100, 101, 99, 100)) == []  # traded through, before the replace
+    fills = ex.on_market(bar(120, 100, 101, 99, 100))
+    assert [(f.qty, f.price) for f in fills] == [(2, 100)]
+
+
+def test_a_restored_order_rests_with_what_had_filled_and_fills_only_the_rest():
+    """An exchange taking over rests the store's open orders again: placed anew
+    at ``fill_at: close``, a partly filled market order filled whole again."""
+    ex = PaperExchange(INST, fill_at="close")
+    ex.on_market(bar(1, 100, 100, 100, 100))
+    ex.restore(buy("a", 10), filled=4)
+    assert ex.open_orders["a"].remaining == 6
+    assert ex.on_market(bar(2, 101, 101, 101, 101)) == [fill("a", 2, "buy", 6, 101, 1)]
+    ex.restore(buy("a", 10), filled=4)  # finished here: not rested again
+    ex.restore(buy("b", 5), filled=5)  # filled in full: nothing to rest
+    assert ex.open_orders == {}
 
 
 def test_fill_at_close_fills_at_once_at_the_current_bar_close():
