@@ -114,8 +114,9 @@ RISK = {
         },
         "max_daily_loss": _d(
             DECIMAL,
-            "money lost in a day (see day_starts) after which the robot halts "
-            "(only reducing orders pass)",
+            "money lost in a day (see day_starts), counted from the last prices of the "
+            "day before, after which the robot halts (only reducing orders pass) until "
+            "a resume command",
         ),
         "day_starts": {
             "type": "string",

@@ -95,6 +95,7 @@ class RiskEngine:
         self.day_shift = day_shift(spec.day_starts)  # see day_shift
         self._day = None
         self._day_start = 0.0
+        self._last_total: float | None = None  # equity at the previous look
         self.rejections = 0
         self.gateway_down = ""  # why the order path is unavailable; "" when it is up
 
@@ -113,16 +114,23 @@ class RiskEngine:
 
     def watch_loss(self, now: int) -> bool:
         """Fire the kill switch when the day's loss passes the limit; True when
-        it fired just now."""
+        it fired just now.
+
+        A day starts from the equity at the previous look (the kernel looks on
+        every event while in the market, and at each fill): the last prices of
+        the day before. Taken at the new day's first price, the gap at the open
+        -- often the day's largest move -- was never counted."""
         limit = self.max_daily_loss
         if limit is None:
             return False
         day = (now + self.day_shift) // _DAY_NS
         total = self.book.total_money_float()
+        before, self._last_total = self._last_total, total
         if day != self._day:
             self._day = day
-            self._day_start = total
-            return False
+            self._day_start = total if before is None else before
+            if before is None:
+                return False
         if self.state != HALTED and self._day_start - total > limit:
             self.set_state(
                 HALTED,

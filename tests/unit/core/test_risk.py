@@ -89,15 +89,34 @@ def test_daily_loss_halts_and_only_reducing_orders_pass():
 
 
 def test_daily_loss_counts_from_the_start_of_each_day():
+    """A day's loss runs from the last prices of the day before: the gap at the
+    open is the new day's, yesterday's loss is not."""
     kernel, _ = kernel_with(risk={"max_daily_loss": 50})
     kernel.orders.add(NewOrder("o1", SI, "buy", 1), T0)
     kernel.handle(bar(SI, 0, 100))
     kernel.handle(Fill("o1", T0, SI, "buy", 1, 100, "t1"))
+    kernel.handle(bar(SI, 10, 70))  # -30 on the first day
     day = 24 * 60
-    kernel.handle(bar(SI, day, 60))  # the new day starts at -40: that is its baseline
-    kernel.handle(bar(SI, day + 1, 20))  # -40 more today: under 50
+    kernel.handle(bar(SI, day, 60))  # the new day opens 10 lower: -10 today
+    kernel.handle(bar(SI, day + 1, 25))  # -45 today: under 50
     assert kernel.risk.state == "ACTIVE"
-    kernel.handle(bar(SI, day + 2, 5))  # -55 today
+    kernel.handle(bar(SI, day + 2, 15))  # -55 today
+    assert kernel.risk.state == "HALTED"
+
+
+@pytest.mark.parametrize("symbols", [[SI], [SI, RTS]])
+def test_the_gap_at_a_days_open_counts_against_that_days_loss(symbols):
+    """The day's baseline was taken at the new day's first price: a gap at the
+    open -- often the day's largest move -- was never counted, and with several
+    symbols only the first one's was lost."""
+    kernel, _ = kernel_with(risk={"max_daily_loss": 50})
+    kernel.orders.add(NewOrder("o1", SI, "buy", 1), T0)
+    kernel.handle(bar(SI, 0, 100))
+    kernel.handle(Fill("o1", T0, SI, "buy", 1, 100, "t1"))
+    kernel.handle(bar(RTS, 0, 1000))
+    day = 24 * 60
+    for symbol in symbols:  # the new day's first bars: Si opens 60 lower
+        kernel.handle(bar(symbol, day, 40 if symbol == SI else 1000))
     assert kernel.risk.state == "HALTED"
 
 
@@ -153,11 +172,11 @@ def test_daily_loss_day_begins_at_day_starts():
     """MOEX futures: the evening session after 19:00 MSK opens the next trading
     day, so its losses count against a fresh daily limit."""
     kernel = _long_one_at_200(day_starts="19:00 MSK")
-    kernel.handle(bar(SI, _AFTER_19_MSK, 140))  # -60 in all, but a new day: its baseline
+    kernel.handle(bar(SI, _AFTER_19_MSK, 140))  # -60 in all, but a new day: -20 today
     assert kernel.risk.state == "ACTIVE"
-    kernel.handle(bar(SI, _AFTER_19_MSK + 1, 100))  # -40 today
+    kernel.handle(bar(SI, _AFTER_19_MSK + 1, 115))  # -45 today
     assert kernel.risk.state == "ACTIVE"
-    kernel.handle(bar(SI, _AFTER_19_MSK + 2, 85))  # -55 today
+    kernel.handle(bar(SI, _AFTER_19_MSK + 2, 105))  # -55 today
     assert kernel.risk.state == "HALTED"
 
 
