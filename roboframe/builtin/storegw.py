@@ -136,6 +136,22 @@ class StoreGateway(Gateway):
             stream.close()
 
 
+_FINAL = frozenset({"cancelled", "rejected"})  # an order's last word: no fill comes after it
+
+
+def in_answer_order(updates: list, fills: list) -> list:
+    """A read's updates and fills (``[(id, event)]`` each, by id) in an order the
+    exchange could have given them. Trades and updates are numbered apart, so the
+    true order between the two is not in the store; what matters is that no fill
+    comes after its order's last word. All updates first (as this was) sent a
+    partly filled order's ``cancelled`` before its fill: a flatten then closed the
+    whole position, and the late fill went past flat. So: the updates that are no
+    last word, then the fills, then the last words, each by id."""
+    head = [update for _, update in updates if update.status not in _FINAL]
+    tail = [update for _, update in updates if update.status in _FINAL]
+    return [*head, *(fill for _, fill in fills), *tail]
+
+
 class _StoreStream:
     """The trade-stream side of :class:`StoreGateway`, one thread."""
 
@@ -257,7 +273,7 @@ class _StoreStream:
         """Everything of this run after the last ids read, oldest first."""
         trade_id, event_id = self.position
         fills, updates = self.store.changes_after(self.robot, self.prefix, trade_id, event_id)
-        self._forward_many([update for _, update in updates] + [fill for _, fill in fills])
+        self._forward_many(in_answer_order(updates, fills))
         self.position = (
             fills[-1][0] if fills else trade_id,
             updates[-1][0] if updates else event_id,
