@@ -98,6 +98,7 @@ class PaperExchange:
         commission: Decimal | str | float = 0,
         slippage_ticks: int = 0,
         fill_at: str = "next",
+        trade_prefix: str = "P",
         remember_finished: int = 65_536,
     ) -> None:
         try:
@@ -123,6 +124,7 @@ class PaperExchange:
         self._finished: dict[str, None] = {}  # recently finished ids, oldest first
         self.remembers = remember_finished  # finished ids kept, to ignore resubmissions
         self._fees: dict[int, str] = {}  # qty -> fee string, the same bytes every time
+        self.trade_prefix = trade_prefix  # trade ids: the prefix, then a count from 1
 
     # -- orders ---------------------------------------------------------------
 
@@ -295,7 +297,14 @@ class PaperExchange:
             if len(self._fees) < 1024:
                 self._fees[qty] = fee
         return Fill(
-            order.client_id, ts, order.symbol, order.side, qty, price, f"P{self.trades}", fee
+            order.client_id,
+            ts,
+            order.symbol,
+            order.side,
+            qty,
+            price,
+            f"{self.trade_prefix}{self.trades}",
+            fee,
         )
 
     def finished(self, client_id: str) -> bool:
@@ -356,7 +365,7 @@ class PaperGateway(Gateway):
     _push: zmq.Socket | None = None
     _pull: zmq.Socket | None = None
 
-    def make_engine(self) -> PaperExchange:
+    def make_engine(self, trade_prefix: str = "P") -> PaperExchange:
         """A fresh matching engine with this gateway's params."""
         p = self.params
         return PaperExchange(
@@ -364,15 +373,34 @@ class PaperGateway(Gateway):
             commission=p.get("commission", 0),
             slippage_ticks=p.get("slippage_ticks", 0),
             fill_at=p.get("fill_at", "next"),
+            trade_prefix=trade_prefix,
         )
 
     _robot_time: Callable[[], int] | None = None
+    _filled_before: dict[str, int] | None = None
 
     def open(self, runtime: Runtime) -> None:
         """Check the params and make the order pipe (loop thread)."""
         self.make_engine()  # bad params fail here, before any thread starts
         self._push, self._pull = order_pipe(runtime, "paper-orders")
         self._robot_time = runtime.robot_time
+        self._filled_before = runtime.resumed_filled
+
+    def resubmit(self, actions: list) -> None:
+        """After ``run --resume``: this engine starts empty, so an open order is
+        placed again for the lots it had left, as a new order with none filled.
+        A replace pending on it asks for a total that counts the lots filled
+        before the restart: it goes for that total less those lots, or the
+        engine would fill them a second time."""
+        before = self._filled_before or {}
+        self.submit(
+            [
+                Replace(a.client_id, a.qty - before[a.client_id], a.price)
+                if type(a) is Replace and a.client_id in before
+                else a
+                for a in actions
+            ]
+        )
 
     def submit(self, actions: list) -> None:
         """One frame per batch of actions, after the robot's time when it sent them
@@ -387,7 +415,10 @@ class PaperGateway(Gateway):
         """Match orders against market data until ``runtime.stop`` is set."""
         if not runtime.market_data_address:
             raise GatewayError("the paper gateway needs the robot's market data address")
-        engine = self.make_engine()
+        # after a resume, trade ids of their own: the journal holds this engine's
+        # earlier ones, which the kernel takes for duplicates and drops
+        prefix = f"P{runtime.resumed_seq}." if runtime.resumed_seq else "P"
+        engine = self.make_engine(prefix)
         orders = self._pull  # handed over to this thread; the loop thread never touches it
         market = runtime.context.socket(zmq.SUB)
         market.setsockopt(zmq.LINGER, 0)

@@ -64,6 +64,11 @@ class Runtime:
     max_ahead_ns: int | None = None
     """Market data stamped more than this past the host's clock is dropped by the
     loop (``loop.max_ahead``; None: nothing is): one who sees it first drops it too."""
+    resumed_seq: int = 0
+    """For a resumed run: the last sequence number its journal holds (0: a new run)."""
+    resumed_filled: dict[str, int] = field(default_factory=dict)
+    """For a resumed run: the lots each open order had filled before the restart,
+    by client id (:meth:`Gateway.resubmit` sends such orders for what is left)."""
 
     def private_address(self, what: str) -> str:
         """An ``inproc://`` address unique to this run, for a gateway's own sockets."""

@@ -302,6 +302,11 @@ class LiveRobot:
             robot_time=self.kernel.market_time,
             max_ahead_ns=self.loop.max_ahead_ns,
         )
+        if self.resumed is not None:
+            runtime.resumed_seq = self.resumed.last_seq
+            runtime.resumed_filled = {
+                cid: o.filled for cid, o in self.kernel.orders.open.items() if o.filled
+            }
         sock = ctx.socket(zmq.PULL)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)

@@ -20,7 +20,7 @@ import zmq
 
 from roboframe.builtin.paper import PaperGateway
 from roboframe.core import codec
-from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Tick
+from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Replace, Tick
 from roboframe.core.gateway import Runtime
 from roboframe.core.instruments import Instrument
 from roboframe.core.streams import trade_stream
@@ -34,7 +34,7 @@ TIMEOUT_MS = 5000
 class Harness:
     """A runtime, the loop's PULL, the market-data PUB and a running paper gateway."""
 
-    def __init__(self, transport: str, params: dict) -> None:
+    def __init__(self, transport: str, params: dict, resumed: tuple | None = None) -> None:
         self.ctx = zmq.Context()
         self.loop = self.ctx.socket(zmq.PULL)
         self.md = self.ctx.socket(zmq.PUB)
@@ -48,6 +48,8 @@ class Harness:
             self.loop.bind(loop_address)
             self.md.bind(md_address)
         self.runtime = Runtime("paper-test", "r1", self.ctx, loop_address, md_address)
+        if resumed is not None:  # (the journal's last seq, lots filled by open order)
+            self.runtime.resumed_seq, self.runtime.resumed_filled = resumed
         self.gateway = PaperGateway(params, INSTRUMENTS, robot="paper-test")
         self.gateway.open(self.runtime)
         self.thread = threading.Thread(target=trade_stream, args=(self.gateway, self.runtime))
@@ -130,6 +132,27 @@ def test_orders_fill_against_published_market_data(transport):
         assert h.recv() == Fill("o2", 200, SI, "sell", 1, 105, "P2", "1.5")
         h.gateway.submit([Cancel("o1")])
         assert h.recv() == OrderUpdate("o1", 200, "cancel_rejected", "cancel: order not open")
+        assert h.quiet()
+    finally:
+        h.close()
+
+
+def test_a_resumed_run_gets_fills_of_new_ids_and_no_lots_twice(transport):
+    """After ``run --resume`` the paper engine starts empty: its trade ids began
+    at P1 again, so the kernel, which remembers the journal's, dropped real fills
+    as duplicates; and a replace pending on a partly filled order asked for a
+    total that the fresh engine counted from none filled: an overfill."""
+    h = Harness(transport, {}, resumed=(42, {"b": 4}))
+    try:
+        h.sync(Bar(SI, 100, 100, 100, 100, 100))
+        # b: buy 10 @ 90, 4 filled before the crash, a replace to 8 @ 101 pending
+        h.gateway.resubmit([NewOrder("b", SI, "buy", 6, "limit", 90), Replace("b", 8, 101)])
+        assert h.recv() == OrderUpdate("b", 100, "accepted")
+        assert h.recv() == OrderUpdate("b", 100, "replaced")
+        h.publish(Bar(SI, 160, 100, 100, 99, 100))
+        assert h.recv() == Fill("b", 160, SI, "buy", 4, 100, "P42.1", "0")  # 4 + 4 = 8
+        h.publish(Bar(SI, 220, 99, 99, 95, 96))
+        h.wait_seen(220)
         assert h.quiet()
     finally:
         h.close()

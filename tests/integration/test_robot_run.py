@@ -248,10 +248,15 @@ class Resting(Strategy):
 """
 
 
-def test_a_resumed_paper_run_still_fills_the_order_resting_before_the_crash(tmp_path):
+@pytest.mark.parametrize("filled_before", [0, 1])
+def test_a_resumed_paper_run_still_fills_the_order_resting_before_the_crash(
+    tmp_path, filled_before
+):
     """The embedded paper exchange starts empty after a crash: the resumed run
-    places its resting order again, for the lots left, and the order fills."""
-    from roboframe.core.events import Bar, Control, OrderUpdate
+    places its resting order again, for the lots left, and the order fills. The
+    fresh engine counted its trade ids from P1 again: the fill of the lot left
+    of a partly filled order was dropped as a duplicate of the journal's P1."""
+    from roboframe.core.events import Bar, Control, Fill, OrderUpdate
     from tests.unit.analyze.journals import write_journal
 
     lines = ["Date,Open,High,Low,Close,Volume"]
@@ -278,11 +283,15 @@ def test_a_resumed_paper_run_still_fills_the_order_resting_before_the_crash(tmp_
         first,  # places the buy at 90
         lambda sent: OrderUpdate(sent[0].client_id, first.ts, "accepted"),
     ]
+    if filled_before:  # one of the two lots filled before the crash, as trade P1
+        events.append(
+            lambda sent: Fill(sent[0].client_id, first.ts, "Si-12.26", "buy", 1, 90, "P1")
+        )
     write_journal(tmp_path / "runs" / "20261201T100100Z.journal", spec, events,
                   run_id="20261201T100100Z")  # fmt: skip
     summary = LiveRobot(load_robot(path), RunOptions(resume=True)).run()
     assert summary["run_id"] == "20261201T100100Z" and summary["error"] is None
-    assert summary["fills"] == 1 and summary["orders"] == 1
+    assert summary["fills"] == 1 + filled_before and summary["orders"] == 1
     assert summary["positions"]["Si-12.26"]["position"] == 2
     assert verify(summary["journal"]).ok
 
