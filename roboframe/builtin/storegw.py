@@ -86,7 +86,9 @@ class StoreGateway(Gateway):
 
         self.url = self.store_url()
         self._push, self._pull = order_pipe(runtime, "store-orders")
-        self.resume_from: tuple[int, int] | None = getattr(runtime, "store_positions", None)
+        self.resume_seen: tuple[frozenset[int], frozenset[int]] | None = getattr(
+            runtime, "store_seen", None
+        )
 
     def submit(self, actions: list) -> None:
         self._push.send(codec.encode(actions))
@@ -164,16 +166,18 @@ class _StoreStream:
         self.waiting: list[Any] = []  # actions not yet written to the store
         self.resent: list[Any] = []  # sent again after a resume: always the store's way
         self.store: OrderStore | None = None
-        # the run's own orders only; a resumed run starts after what its journal holds
+        # the run's own orders only
         self.prefix = f"{self.robot}-{runtime.run_id}-"
-        self.position = gateway.resume_from or (0, 0)
+        self.position = (0, 0)  # the last ids read from the store
         self.down = ""
         self.said_down = ""  # the order path's state as the loop last heard it
         self.poll_s = gateway.params.get("poll_ms", 1000) / 1000
         # ids forwarded beyond the position: what a notification or the socket brought
-        # ahead of the next read of the store, so that read does not bring it twice
-        self.seen_trades: set[int] = set()
-        self.seen_events: set[int] = set()
+        # ahead of the next read of the store, so that read does not bring it twice;
+        # a resumed run's: those its journal holds (its first read is of all the run's)
+        seen = gateway.resume_seen or (frozenset(), frozenset())
+        self.seen_trades: set[int] = set(seen[0])
+        self.seen_events: set[int] = set(seen[1])
 
     def close(self) -> None:
         if self.store is not None:

@@ -55,8 +55,9 @@ class Runtime:
     loop_address: str
     market_data_address: str | None
     stop: threading.Event = field(default_factory=threading.Event)
-    store_positions: tuple[int, int] | None = None
-    """For a resumed run: the last order-store (trade id, event id) its journal holds."""
+    store_seen: tuple[frozenset[int], frozenset[int]] | None = None
+    """For a resumed run: the order-store ids of the trades and updates its journal
+    holds (see :attr:`roboframe.core.resume.Resumed.store_seen`)."""
     robot_time: Callable[[], int] | None = None
     """The time of the latest market event the robot has handled, readable from
     any thread: a simulated exchange holds back prices the robot has not

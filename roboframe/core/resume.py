@@ -48,7 +48,12 @@ class Resumed:
     run_id: str
     kernel: Kernel
     last_seq: int
-    store_positions: tuple[int, int]
+    store_seen: tuple[frozenset[int], frozenset[int]]
+    """The order-store ids of the trades and updates the journal holds: the trade
+    stream reads the run's changes again from the start and forwards only the
+    others. Not "after the highest": on the fast path a higher id can come over
+    the socket before a lower one is in the store (an order that went the
+    store's way), and a read after the highest never brought the lower."""
     unanswered: list[NewOrder | Cancel | Replace]  # to send again: see unanswered()
     market_seen: tuple[int, dict[str, int]] = (0, {})  # see Feed.resume_after
     unjournaled: list[tuple[int, list, list]] = field(default_factory=list)
@@ -92,10 +97,6 @@ def _started_any(reader: JournalReader) -> bool:
     return any(record.kind == MESSAGE for record in reader.records())
 
 
-def _ref(text: str) -> int:
-    return int(text) if text.isdigit() else 0
-
-
 def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
     """Feed ``path``'s events to a fresh kernel; refuse a finished or foreign run."""
     from roboframe.replay import OutputCheck, failed_on, iter_events, stopped_there
@@ -117,7 +118,9 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
             "it cannot be resumed (start a new run)"
         )
     kernel = Kernel(spec, header["run_id"], strategy)
-    last_seq = trade = event_ref = 0
+    last_seq = 0
+    trades: set[int] = set()
+    refs: set[int] = set()
     last_ts, at_last = 0, {}
     check = OutputCheck()  # the current message's outputs, until their ACTIONS record
     records = reader.records()
@@ -142,10 +145,10 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
             if event.ts != last_ts:
                 last_ts, at_last = event.ts, {}
             at_last[event.symbol] = at_last.get(event.symbol, 0) + 1
-        elif kind is Fill:
-            trade = max(trade, _ref(event.trade_id))
-        elif kind is OrderUpdate:
-            event_ref = max(event_ref, _ref(event.ref))
+        elif kind is Fill and event.trade_id.isdigit():
+            trades.add(int(event.trade_id))
+        elif kind is OrderUpdate and event.ref.isdigit():
+            refs.add(int(event.ref))
     if kernel.risk.state == STOPPED:
         raise RunFinished(f"{path}: that run has already stopped")
     unjournaled = [(seq, *check.pending[seq][1]) for seq in sorted(check.pending)]
@@ -154,7 +157,7 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
         header["run_id"],
         kernel,
         last_seq,
-        (trade, event_ref),
+        (frozenset(trades), frozenset(refs)),
         unanswered(kernel),
         (last_ts, at_last),
         unjournaled,

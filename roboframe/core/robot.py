@@ -298,7 +298,7 @@ class LiveRobot:
             context=ctx,
             loop_address=spec.loop.address,
             market_data_address=f"inproc://{spec.name}.{self.run_id}.md",
-            store_positions=self.resumed.store_positions if self.resumed else None,
+            store_seen=self.resumed.store_seen if self.resumed else None,
             robot_time=self.kernel.market_time,
             max_ahead_ns=self.loop.max_ahead_ns,
         )

@@ -6,6 +6,8 @@ go late is waited for."""
 
 from __future__ import annotations
 
+import time
+
 from roboframe.builtin.zmqgw import FastGateway
 from roboframe.core.events import Bar, NewOrder, OrderUpdate
 from roboframe.testing.helpers import RunningTradeStream
@@ -183,3 +185,77 @@ def _bound(sock, address: str) -> bool:
     except zmq.ZMQError:
         return False
     return True
+
+
+def test_a_resumed_run_reads_a_fill_the_socket_went_past(pg_url):
+    """The exchange answers over the socket at once and writes the store behind;
+    an order that went the store's way (resubmitted, or sent while the link was
+    down) is answered the store's way only. So fill 2 (over the socket) can be
+    journaled before fill 1 is in the store. A robot killed then resumed its
+    reads after id 2, and never heard of fill 1."""
+    import threading
+    from decimal import Decimal
+
+    import zmq
+
+    from roboframe.core import codec
+    from roboframe.core.events import Fill
+    from roboframe.core.gateway import Runtime
+    from roboframe.core.instruments import Instrument
+    from roboframe.core.streams import trade_stream
+    from roboframe.store import open_store
+    from roboframe.storewriter import write_items
+    from roboframe.testing.helpers import free_port
+
+    robot = f"{ROBOT}-gap"
+    store = open_store(pg_url)
+    store.setup()
+    low, high = store.reserve_ids("trades", 2)  # the exchange's ids, in answer order
+    via_store = Fill(f"{robot}-r1-1", 1, "Si", "buy", 1, 100, str(low), "0")
+    via_socket = Fill(f"{robot}-r1-2", 2, "Si", "buy", 1, 100, str(high), "0")
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)  # the exchange's order socket, played here
+    router.setsockopt(zmq.LINGER, 0)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    router.bind(address)
+
+    def run(seen, answer=None, wait=1.0):
+        rt = Runtime(robot, "r1", ctx, f"inproc://{robot}-{len(seen[0])}", None, store_seen=seen)
+        loop = ctx.socket(zmq.PULL)
+        loop.bind(rt.loop_address)
+        params = {"url": pg_url, "address": address, "poll_ms": 50}
+        gw = FastGateway(params, {"Si": Instrument("Si", Decimal(1))}, robot=robot)
+        gw.open(rt)
+        thread = threading.Thread(target=trade_stream, args=(gw, rt), daemon=True)
+        thread.start()
+        got = []
+        try:
+            if answer is not None:
+                identity = None
+                while identity is None:  # an order over the link, to learn its identity
+                    gw.submit([NewOrder(f"{robot}-r1-9", "Si", "buy", 1)])
+                    if router.poll(200):
+                        identity = router.recv_multipart()[0]
+                router.send_multipart([identity, codec.encode(answer)])
+            end = time.monotonic() + wait
+            while time.monotonic() < end:
+                if loop.poll(50):
+                    msg = codec.decode(loop.recv())
+                    got += [e for e in codec.events_in(msg) if type(e) is Fill]
+        finally:
+            rt.stop.set()
+            thread.join(10)
+            gw.close()
+            loop.close(0)
+        return got
+
+    try:
+        journaled = run((frozenset(), frozenset()), answer=via_socket, wait=0.5)
+        assert journaled == [via_socket]  # ... and the robot is killed here
+        write_items(store, [(robot, via_store), (robot, via_socket)])  # the writer catches up
+        seen = (frozenset(int(f.trade_id) for f in journaled), frozenset())
+        assert run(seen) == [via_store]  # once, and not the journaled one again
+    finally:
+        router.close(0)
+        ctx.term()
+        store.close()
