@@ -179,6 +179,7 @@ class ExchangeProcess:
 
     def _take(self, stored, acknowledge: bool = True) -> None:
         self.owner[stored.order.client_id] = stored.robot
+        self.last_replace.pop(stored.order.client_id, None)  # see _replace
         for answer in self.engine.submit(stored.order):
             if acknowledge or type(answer) is Fill:
                 self._answer(stored.robot, answer)
@@ -216,8 +217,11 @@ class ExchangeProcess:
         stands: a second would reach the robot with no replace pending (an
         anomaly), or clear the next one it sent. It gets none. (The kernel never
         sends a replace that changes nothing, and an identical one sent again
-        after a refusal would be refused again here: these paper rules refuse
-        for good.)"""
+        after a refusal of an open order would be refused again here: these
+        paper rules refuse for good.) A replace refused because its order was not
+        here yet is forgotten when the order comes (it went the store's way, the
+        replace over the socket): the strategy's retry then is no repeat, and
+        unanswered its replace would stay pending for good."""
         cid, asked = action.client_id, (action.qty, action.price)
         resting = self.engine.open_orders.get(cid)
         if self.last_replace.get(cid) == asked or (
@@ -257,6 +261,7 @@ class ExchangeProcess:
                         continue  # a resubmitted order: the first one stands
                     self.owner[cid] = robot
                     self.fast[cid] = identity
+                    self.last_replace.pop(cid, None)  # see _replace
                     self.to_writer.append((robot, action))  # the order row, behind
                     for answer in self.engine.submit(action):
                         self._answer(robot, answer)

@@ -14,6 +14,7 @@ from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Fill, NewOrder, OrderUpdate, Replace
 from roboframe.exchange import ExchangeProcess
 from roboframe.store import open_store
+from roboframe.store.base import StoredOrder
 from roboframe.testing.helpers import free_port, wait_for
 from tests.integration.conftest import roboframe_cmd
 from tests.integration.exchange import RunningExchange, order_row, stored
@@ -414,3 +415,20 @@ def test_an_exchange_taking_over_fills_only_what_is_left_of_a_partly_filled_orde
     finally:
         for store in (robot, first, ex.store):
             store.close()
+
+
+def test_a_replace_refused_for_an_order_not_yet_there_is_answered_when_retried(pg_url):
+    """A replace over the socket can come before its order, which went the
+    store's way: refused, "not open". The exchange remembered it as asked, and
+    took the strategy's retry, once the order rested, for a repeat: no answer,
+    and the robot's replace stayed pending for good."""
+    ex = ExchangeProcess(pg_url, "tcp://127.0.0.1:1")
+    cid = "late-r1-1"
+    (refused,) = ex._replace("late", Replace(cid, 2, 105))
+    assert (refused.status, refused.reason) == ("replace_rejected", "replace: order not open")
+    assert ex._replace("late", Replace(cid, 2, 105)) == []  # written twice: answered once
+    order = NewOrder(cid, "Si", "buy", 1, "limit", 100)
+    ex._take(StoredOrder(1, "late", order, 1, "new", 0))
+    (answer,) = ex._replace("late", Replace(cid, 2, 105))
+    assert answer.status == "replaced"
+    assert ex._replace("late", Replace(cid, 2, 105)) == []  # a repeat of a replace that took
