@@ -155,7 +155,7 @@ class ExchangeProcess:
                 log.warning(
                     "exchange: another store writer is still writing to the order store "
                     "(an earlier exchange's, finishing, or another exchange's on the same "
-                    "store); the fast path waits for it"
+                    "store); this exchange waits for it"
                 )
                 said = True
             if stop.wait(0.2):
@@ -444,9 +444,12 @@ class ExchangeProcess:
                         self._connect()
                         if not self._sole_exchange(sub, stop):
                             break  # stopped while another exchange served the store
+                        # an earlier exchange's writer still writing: waited for with
+                        # or without a fast path, or this one reloads orders whose
+                        # fills are in that writer's hands, and fills them again
+                        if self.writer is None and not self._earlier_writers_done(stop):
+                            break  # stopped while waiting
                         if self.orders_address and self.writer is None:
-                            if not self._earlier_writers_done(stop):
-                                break  # stopped while waiting
                             self.writer = StoreWriterProcess(self.store_url, ctx)
                             self.writer.start()
                         if not self.owner:

@@ -432,3 +432,20 @@ def test_a_replace_refused_for_an_order_not_yet_there_is_answered_when_retried(p
     (answer,) = ex._replace("late", Replace(cid, 2, 105))
     assert answer.status == "replaced"
     assert ex._replace("late", Replace(cid, 2, 105)) == []  # a repeat of a replace that took
+
+
+def test_an_exchange_without_a_fast_path_waits_for_an_earlier_writer_too(pg_url):
+    """An earlier exchange's writer, finishing, holds fills of orders still open in
+    the store: an exchange started without ``--orders`` reloaded those orders at
+    once and could fill them again. It waits for the writer, as one with a fast
+    path does."""
+    writer = open_store(pg_url)  # plays the earlier exchange's writer, still writing
+    writer.setup()
+    assert writer.try_writer_lock(keep=True)
+    running = RunningExchange(pg_url, fast=False, wait=False)
+    try:
+        assert not running.ready.wait(1.0)  # not serving while the writer writes
+        writer.close()  # done: its lock goes with its connection
+        assert running.ready.wait(10)
+    finally:
+        running.close()
