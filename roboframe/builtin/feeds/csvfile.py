@@ -98,7 +98,10 @@ def parse_volume(text: str) -> int:
     """A whole, non-negative quantity; empty is 0 (unknown)."""
     text = text.strip()
     if text.isdigit():
-        return int(text)
+        value = int(text)
+        if value >= _TOO_BIG:
+            raise _BadRow(f"{text!r} is too large (at most 2**63 - 1)")
+        return value
     if not text:
         return 0
     try:
@@ -107,7 +110,22 @@ def parse_volume(text: str) -> int:
         raise _BadRow(f"{text!r} is not a number") from None
     if not value.is_finite() or value < 0 or value != value.to_integral_value():
         raise _BadRow(f"{text!r} is not a whole non-negative number")
+    if value >= _TOO_BIG:
+        raise _BadRow(f"{text!r} is too large (at most 2**63 - 1)")
     return int(value)
+
+
+_TOO_BIG = 1 << 63  # no quantity or price in ticks reaches it: a wrong column, a broken row
+
+
+def _prices_out_of_range(row_prices: str, low: int, high: int, least: int = 1) -> _BadRow:
+    if low < least:
+        return _BadRow(
+            f"prices must be {'positive' if least else 'zero or more'}: {row_prices} (a "
+            "zero or negative row: an export's gap, or a spread or adjusted series the "
+            "robot cannot trade)"
+        )
+    return _BadRow(f"prices too large: {row_prices} (over 2**63 - 1 ticks)")
 
 
 _DOTTED = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4}|\d{2})(?=$|[ T])(.*)$")
@@ -496,6 +514,9 @@ class CsvFeed(Feed):
                         f"inconsistent bar: open {row[o]}, high {row[h]}, low {row[lo]}, "
                         f"close {row[c]} (need low <= open, close <= high)"
                     )
+                if low <= 0 or high >= _TOO_BIG:
+                    shown = f"open {row[o]}, high {row[h]}, low {row[lo]}, close {row[c]}"
+                    raise _prices_out_of_range(shown, low, high)
                 return Bar(sym, when(row), op, high, low, close, volume)
 
             return make_bar, width
@@ -504,14 +525,24 @@ class CsvFeed(Feed):
         def make_tick(row: list[str]) -> Tick:
             sym = symbol_of(row)
             tt = ticks[sym]
-            return Tick(
+            tick = Tick(
                 sym,
                 when(row),
-                tt(row[p]),
+                tt(row[p]),  # 0: a quote, no trade
                 parse_volume(row[vol]) if vol is not None else 0,
                 tt(row[bid]) if bid is not None and row[bid].strip() else 0,
                 tt(row[ask]) if ask is not None and row[ask].strip() else 0,
             )
+            low = min(tick.price, tick.bid, tick.ask)
+            high = max(tick.price, tick.bid, tick.ask)
+            if low < 0 or high >= _TOO_BIG:
+                shown = f"price {row[p]}"
+                if bid is not None:
+                    shown += f", bid {row[bid]}"
+                if ask is not None:
+                    shown += f", ask {row[ask]}"
+                raise _prices_out_of_range(shown, low, high, least=0)
+            return tick
 
         return make_tick, width
 

@@ -299,6 +299,31 @@ GOOD = "2026-12-01T10:00:00Z,1,2,1,2"
             {"symbol": SI},
             ":1: two columns give 'volume': rename one with params.columns",
         ),
+        (  # a zero row (an export's gap) marked the position at 0
+            "Date,Open,High,Low,Close\n" + GOOD + "\n2026-12-01T10:01:00Z,0,0,0,0\n",
+            {"symbol": SI},
+            ":3: prices must be positive: open 0, high 0, low 0, close 0",
+        ),
+        (
+            "Date,Open,High,Low,Close\n2026-12-01T10:01:00Z,-5,2,-5,1\n",
+            {"symbol": SI},
+            ":2: prices must be positive: open -5, high 2, low -5, close 1",
+        ),
+        (  # past 64 bits: a traceback from the journal's encoder
+            "Date,Open,High,Low,Close\n2026-12-01T10:01:00Z,1,99999999999999999999,1,1\n",
+            {"symbol": SI},
+            ":2: prices too large: open 1, high 99999999999999999999, low 1, close 1",
+        ),
+        (
+            "Date,Open,High,Low,Close,Volume\n" + GOOD + ",18446744073709551616\n",
+            {"symbol": SI},
+            ":2: column Volume: '18446744073709551616' is too large",
+        ),
+        (
+            "Date,Price,Bid\n2026-12-01T10:01:00Z,100,-1\n",
+            {"symbol": SI, "kind": "tick"},
+            ":2: prices must be zero or more: price 100, bid -1",
+        ),
     ],
 )
 def test_bad_files_name_the_file_and_line(tmp_path, text, params, message):
