@@ -133,6 +133,8 @@ class SetCheck:
         from roboframe.config.checks import check_strategy_params
         from roboframe.config.yamlload import render_path
 
+        if not args:  # journaled, it would call on_params for nothing
+            return "set needs at least one param: set key=value [key=value ...]"
         merged = merged_params(self.params, args)
         problems = check_strategy_params(self.strategy_cls, merged)
         if problems:

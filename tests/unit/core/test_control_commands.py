@@ -55,6 +55,16 @@ def test_a_refused_set_gives_the_hint_with_the_reason():
     assert check.params == params
 
 
+def test_a_set_of_nothing_is_refused():
+    """``ctl FILE set`` with no key=value was accepted, journaled, and called the
+    strategy's on_params for nothing."""
+    from roboframe.builtin.strategies.sma import SmaCrossover
+    from roboframe.core.streams import SetCheck
+
+    check = SetCheck(SmaCrossover, {"fast": 3, "slow": 8})
+    assert check({}) == "set needs at least one param: set key=value [key=value ...]"
+
+
 class Levels(Strategy):
     params_schema = {
         "type": "object",
