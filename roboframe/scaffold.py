@@ -190,6 +190,13 @@ def make_robot(
             f"robot name {name!r}: use letters, digits, '.', '_' and '-' "
             "(it is part of every client order id and journal path)"
         )
+    from roboframe.config.schema import SYMBOL_PATTERN
+
+    if not re.match(SYMBOL_PATTERN, symbol):
+        raise ConfigError(
+            f"--symbol {symbol!r}: use up to 32 letters, digits and . _ : / @ -, starting "
+            "with a letter or digit (Si-12.26, RTS-12.26, SBER)"
+        )
     known = CONTRACTS.get(symbol.partition("-")[0].upper(), CONTRACTS["SI"])
     tick_size = tick_size or known[0]
     price = price or known[1]

@@ -67,6 +67,9 @@ INSTRUMENT = {
 }
 
 
+SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,31}$"
+
+
 def plugin_ref(kind: str, example: str) -> dict:
     return {
         "type": "object",
@@ -347,7 +350,7 @@ def core_schema() -> dict:
                 "type": "object",
                 "minProperties": 1,
                 "propertyNames": {
-                    "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,31}$",
+                    "pattern": SYMBOL_PATTERN,
                     "description": "a symbol: up to 32 letters, digits and . _ : / @ -, "
                     "starting with a letter or digit",
                 },

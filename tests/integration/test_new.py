@@ -70,7 +70,8 @@ def test_existing_files_are_kept_unless_forced(tmp_path):
     [
         (["bad name"], "robot name 'bad name': use letters, digits"),
         (["r2", "--strategy", "nope"], "unknown strategy 'nope'"),
-        (["r3", "--symbol", "Si 12"], "Si 12"),
+        (["r3", "--symbol", "Si 12"], "--symbol 'Si 12': use up to 32 letters"),
+        (["r4", "--symbol", ""], "--symbol '': use up to 32 letters"),  # blamed line 10
     ],
 )
 def test_bad_input_writes_nothing(tmp_path, args, message):
