@@ -179,6 +179,13 @@ class Supervisor:
             # run by a process it did not start: it cannot stop those, nor say it did
             # (a retry of one may be starting right now: that one it stops)
             elsewhere = {r.name: str(r.path) for r in targets if r.elsewhere}
+            # what this stops: robots with a process of ours alive, not those already
+            # stopped, never started (an invalid file, nameless) or run elsewhere
+            running = sorted(
+                r.name or r.path.stem
+                for r in targets
+                if r.proc is not None and r.proc.poll() is None and not r.elsewhere
+            )
             for robot in targets:
                 robot.wanted = False
                 self._stop(robot, now)
@@ -191,8 +198,7 @@ class Supervisor:
                     )
             if name is None:
                 self.stopping_all = True
-            stopping = sorted(r.name for r in targets if r.name not in elsewhere)
-            return {"ok": True, "stopping": stopping, "elsewhere": elsewhere}
+            return {"ok": True, "stopping": running, "elsewhere": elsewhere}
         return {"ok": False, "error": f"unknown command {command!r}; known: ps, down"}
 
     # -- robots ---------------------------------------------------------------

@@ -407,3 +407,25 @@ def test_down_during_a_retry_of_a_robot_another_process_runs_does_not_call_it_st
         if robot.proc is not None and robot.proc.poll() is None:
             robot.proc.kill()
         sup.close()
+
+
+def test_down_names_only_the_robots_it_stops(tmp_path):
+    """``down`` printed "stopped: , pg2": an invalid file's robot has no name, and
+    robots already stopped were listed as stopped again."""
+    from roboframe.supervisor import Supervisor
+
+    (tmp_path / "robots").mkdir()
+    running = write_robot(tmp_path, "si")
+    stopped = write_robot(tmp_path, "rts")
+    (tmp_path / "robots" / "bad.yaml").write_text("name: bad\nsymbols: {}\n")
+    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
+    try:
+        sup._scan(0.0)
+        robot = sup.robots[running.resolve()]
+        robot.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        robot.state, robot.started = "running", 0.0
+        sup.robots[stopped.resolve()].state = "stopped"
+        reply = sup._command("down", None)
+        assert reply == {"ok": True, "stopping": ["si"], "elsewhere": {}}
+    finally:
+        _kill_all(sup)
