@@ -594,13 +594,30 @@ class CsvFeed(Feed):
         instruments = self.instruments
         known = ", ".join(sorted(instruments)) or "none"
         fixed = self.params.get("symbol")
+        col = cols.get("symbol")
         if fixed is not None:
             if fixed not in instruments:
                 raise self.error(
                     None, f"params.symbol {fixed!r} is not one of the robot's symbols ({known})"
                 )
-            return lambda row: fixed
-        col = cols.get("symbol")
+            if col is None or len(instruments) == 1:
+                return lambda row: fixed
+            others = frozenset(instruments) - {fixed}
+
+            def given(row: list[str]) -> str:
+                """The file's symbol -- unless a row names another of the robot's
+                symbols: a file of several instruments given as one would trade
+                one's prices as the other's."""
+                name = row[col].strip()
+                if name in others:
+                    raise _BadRow(
+                        f"symbol {name!r}: this file is read as {fixed}'s (params.symbol, "
+                        f"or --data {fixed}=FILE), and {name} is another of the robot's "
+                        "symbols; a file of several symbols needs no symbol given"
+                    )
+                return fixed
+
+            return given
         if col is None:
             if len(instruments) != 1:
                 raise self.error(

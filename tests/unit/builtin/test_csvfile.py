@@ -132,6 +132,17 @@ def test_symbol_param_wins_over_the_column(tmp_path):
     assert bar.symbol == SI and bar.volume == 0  # no volume column: unknown
 
 
+def test_a_row_naming_another_robot_symbol_is_refused_when_the_file_is_given_as_one(tmp_path):
+    """``--data Si-12.26=FILE`` on a file with RTS rows read RTS prices as Si's."""
+    text = (
+        "Date,Symbol,Open,High,Low,Close\n2026-12-01T10:00:00Z,Si-12.26,1,2,1,2\n"
+        "2026-12-01T10:01:00Z,RTS-12.26,110060,110060,110060,110060\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        list(feed(tmp_path, text, symbol=SI).events())
+    assert ":3: symbol 'RTS-12.26': this file is read as Si-12.26's" in str(err.value)
+
+
 def test_one_symbol_robot_needs_no_symbol(tmp_path):
     text = "Date,Open,High,Low,Close\n2026-12-01T10:00:00Z,1,2,1,2\n"
     (bar,) = feed(tmp_path, text, instruments={SI: INSTRUMENTS[SI]}).events()
