@@ -470,7 +470,9 @@ class LiveRobot:
             "stop_reason": "strategy error" if self.loop.error else self.kernel.stop_reason,
             "error": str(self.loop.error) if self.loop.error else None,
             "error_seq": self.loop.error.seq if self.loop.error else None,
-            "events": self.loop.seq,
+            # a strategy error stops the run at its event: a batch's later ones were
+            # journaled, never handled
+            "events": getattr(self.loop.error, "seq", None) or self.loop.seq,
             "messages": self.loop.messages,
             "malformed": snap["malformed"],
             "orders": kernel.counters["orders"],

@@ -238,3 +238,16 @@ def test_a_strategy_that_raises_on_start_stops_the_run_as_any_error_does(tmp_pat
     sys.modules.pop("startup", None)
     verified = roboframe_cmd("replay", str(journal), "--verify", "--force", cwd=tmp_path)
     assert verified.returncode == 1 and "(the run stopped there)" in verified.stderr
+
+
+def test_the_summary_counts_the_events_handled_not_those_journaled_after_the_error(robot, tmp_path):
+    """The data came in batches (rate 0): the summary said events 8 with the error
+    at seq 4, counting the rest of the batch, journaled and never handled."""
+    out = roboframe_cmd("-q", "run", "flaky.yaml", "--json", cwd=tmp_path)
+    assert out.returncode == 3, out.stderr
+    summary = json.loads(out.stdout)
+    (journal,) = (tmp_path / "runs" / "flaky").glob("*.journal")
+    seq = nth_bar_seq(journal, FAILS_AT)
+    assert summary["error_seq"] == summary["events"] == seq
+    last = max(s for s, _e, _r in rp.iter_events(JournalReader(journal)))
+    assert last > seq  # the batch's later bars, journaled: not counted as events
