@@ -226,6 +226,7 @@ class Supervisor:
                     )  # fmt: skip
                     continue
                 log.warning("%s changed: restarting %s", path, robot.name or path.stem)
+                self._say_what_stays(robot)
                 self._stop(robot, now)
                 self._define(robot, mtime, now)
             elif robot.state == "failed" and robot.wanted and _changed(robot):
@@ -237,6 +238,41 @@ class Supervisor:
                 log.warning("%s was removed: stopping %s", robot.path, robot.name)
                 robot.wanted = False
                 self._stop(robot, now)
+
+    def _say_what_stays(self, robot: Robot) -> None:
+        """A changed file starts a new run, which knows nothing of the old run's
+        position, nor of its orders left working (``open_orders_on_stop:
+        leave``): said, with what they are, so the trader can see to them."""
+        if robot.state != "running" or not robot.control:
+            return
+        from roboframe.control import send_command
+
+        try:
+            reply = send_command(robot.control, "status", timeout=1.0)
+            status = reply["status"]
+        except (RoboframeError, KeyError, TypeError):
+            return
+        held = {
+            symbol: p["position"]
+            for symbol, p in sorted(status.get("positions", {}).items())
+            if p.get("position")
+        }
+        working = len(status.get("open_orders", []))
+        if not held and not working:
+            return
+        parts = [f"{symbol} {qty:+d}" for symbol, qty in held.items()]
+        if working:
+            parts.append(f"{working} open order(s) (cancelled only with open_orders_on_stop: "
+                         "cancel)")  # fmt: skip
+        log.warning(
+            "%s: the new run starts flat and knows nothing of the old run's %s; flatten "
+            "first (roboframe ctl %s flatten) or change strategy params live (roboframe "
+            "ctl %s set key=value) to keep them managed",
+            robot.name,
+            ", ".join(parts),
+            robot.name,
+            robot.name,
+        )
 
     def _define(self, robot: Robot, mtime: float, now: float) -> None:
         from roboframe.config import load_robot

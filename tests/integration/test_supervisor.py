@@ -429,3 +429,43 @@ def test_down_names_only_the_robots_it_stops(tmp_path):
         assert reply == {"ok": True, "stopping": ["si"], "elsewhere": {}}
     finally:
         _kill_all(sup)
+
+
+def test_a_restart_for_a_changed_file_names_the_position_the_new_run_leaves(
+    tmp_path, caplog, monkeypatch
+):
+    """A changed file restarts its robot as a new run, flat: the old run's
+    position and working orders went unmanaged without a word."""
+    from roboframe.control import send_command
+    from roboframe.supervisor import Supervisor
+
+    monkeypatch.chdir(tmp_path)  # the robot's control endpoint is relative to it
+    (tmp_path / "robots").mkdir()
+    path = write_robot(tmp_path, "si", bars=5000, rate=200)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roboframe.cli", "-q", "run", str(path)], cwd=tmp_path, env=env
+    )
+    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
+    try:
+        sup._scan(0.0)
+        robot = sup.robots[path.resolve()]
+        robot.state = "running"  # run by the test: the supervisor asks it, as its own
+        control = robot.control
+
+        def held():
+            try:
+                status = send_command(control, "status")["status"]
+            except Exception:
+                return None
+            return status["positions"]["Si-12.26"]["position"] or None
+
+        wait_until(held)
+        with caplog.at_level("WARNING", logger="roboframe.supervisor"):
+            sup._say_what_stays(robot)
+        (said,) = [r.getMessage() for r in caplog.records if "starts flat" in r.getMessage()]
+        assert "the old run's Si-12.26 " in said and "roboframe ctl si flatten" in said
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        sup.close()
