@@ -542,7 +542,8 @@ def feed_publish(
     curve_clients: Path | None,
 ) -> None:
     """Publish SOURCE (a robot file's feed, or a CSV or Parquet file with --robot)
-    on a PUB socket."""
+    on a PUB socket. SYMBOL=FILE reads a file of one instrument as that robot
+    symbol's (an export naming it by its exchange ticker)."""
     from roboframe.backtest import feed_events
     from roboframe.config import load_robot
     from roboframe.curve import load_server_keys

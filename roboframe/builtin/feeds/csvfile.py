@@ -632,7 +632,8 @@ class CsvFeed(Feed):
                 raise _BadRow(
                     f"symbol {name!r} is not one of the robot's symbols ({known}); a file "
                     "of one instrument named otherwise (an exchange ticker) needs "
-                    "params.symbol, or roboframe backtest --data SYMBOL=FILE"
+                    "params.symbol, or SYMBOL=FILE (backtest --data SYMBOL=FILE, feed publish "
+                    "SYMBOL=FILE)"
                 )
             return name
 
