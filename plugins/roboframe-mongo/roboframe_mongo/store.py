@@ -478,13 +478,47 @@ class MongoStore(OrderStore):
         ]
 
     def open_orders(self) -> list[StoredOrder]:
-        return self._stored(
-            self._guard(
-                lambda: _plain_all(
-                    self.db.orders.find({"status": {"$in": ["new", "accepted"]}}).sort("id", 1)
-                )
+        """The open orders, each row first brought up to its trades and updates:
+        here a trade (or an update) and its order row are two writes, and an
+        exchange that died between them left the row behind -- reloaded from
+        it, a cancelled order rested again and filled lots filled again."""
+
+        def find():
+            return _plain_all(
+                self.db.orders.find({"status": {"$in": ["new", "accepted"]}}).sort("id", 1)
+            )
+
+        docs = self._guard(find)
+        if docs and self._repair(docs):
+            docs = self._guard(find)
+        return self._stored(docs)
+
+    def _repair(self, docs: list[dict]) -> bool:
+        """Apply to ``docs``' rows the trades and final updates they lack; True when
+        any was."""
+        ids = [d["client_id"] for d in docs]
+        trades = self._guard(
+            lambda: _plain_all(self.db.trades.find({"client_id": {"$in": ids}}).sort("id", 1))
+        )
+        finals = self._guard(
+            lambda: _plain_all(
+                self.db.order_events.find(
+                    {"client_id": {"$in": ids}, "kind": {"$in": list(MOVES_FROM)}}
+                ).sort("id", 1)
             )
         )
+        counted = {d["client_id"]: set(d.get("trade_ids") or ()) for d in docs}
+        status = {d["client_id"]: d["status"] for d in docs}
+        repaired = False
+        for trade in trades:
+            if trade["id"] not in counted[trade["client_id"]]:
+                self._count_trade(trade["client_id"], trade["id"], trade["qty"])
+                repaired = True
+        for event in finals:
+            if status[event["client_id"]] in MOVES_FROM[event["kind"]]:
+                self._move_status(event["client_id"], event["kind"])
+                repaired = True
+        return repaired
 
     def recent_finished(self, limit: int) -> list[str]:
         finished = {"status": {"$nin": ["new", "accepted"]}}
@@ -537,14 +571,16 @@ class MongoStore(OrderStore):
                 "ts": update.ts,
             },
         )
-        moves_from = MOVES_FROM.get(update.status)
-        if moves_from is not None:
-            self._guard(
-                self.db.orders.update_one,
-                {"client_id": update.client_id, "status": {"$in": list(moves_from)}},
-                {"$set": {"status": update.status}},
-            )
+        if update.status in MOVES_FROM:
+            self._move_status(update.client_id, update.status)
         return new_id
+
+    def _move_status(self, client_id: str, status: str) -> None:
+        self._guard(
+            self.db.orders.update_one,
+            {"client_id": client_id, "status": {"$in": list(MOVES_FROM[status])}},
+            {"$set": {"status": status}},
+        )
 
     def record_replace(self, robot: str, replace: Replace) -> None:
         self._guard(
@@ -569,14 +605,20 @@ class MongoStore(OrderStore):
                 "ts": fill.ts,
             },
         )
+        self._count_trade(fill.client_id, new_id, fill.qty)
+        return new_id
+
+    def _count_trade(self, client_id: str, trade_id: int, qty: int) -> None:
         self._guard(  # filled, and done when complete: one round trip; once per trade
             self.db.orders.update_one,
-            {"client_id": fill.client_id, "trade_ids": {"$ne": new_id}},
+            {"client_id": client_id, "trade_ids": {"$ne": trade_id}},
             [
                 {
                     "$set": {
-                        "filled": {"$add": ["$filled", fill.qty]},
-                        "trade_ids": {"$concatArrays": [{"$ifNull": ["$trade_ids", []]}, [new_id]]},
+                        "filled": {"$add": ["$filled", qty]},
+                        "trade_ids": {
+                            "$concatArrays": [{"$ifNull": ["$trade_ids", []]}, [trade_id]]
+                        },
                     }
                 },
                 {
@@ -586,4 +628,3 @@ class MongoStore(OrderStore):
                 },
             ],
         )
-        return new_id

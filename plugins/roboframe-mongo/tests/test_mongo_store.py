@@ -242,3 +242,34 @@ def test_a_run_resumed_after_a_crash_takes_its_robot_lease_over_at_once(mongo_ur
         resumed.close()
         other.close()
         crashed.client.close()
+
+
+def test_open_orders_are_brought_up_to_trades_and_updates_a_dead_exchange_left_half_written(
+    mongo_url,
+):
+    """A trade (or an update) and its order row are two writes here. An exchange
+    that died between them left the row behind: reloaded from it, a partly filled
+    order filled its lots again and a cancelled one rested again."""
+    from roboframe.core.events import NewOrder, OrderUpdate
+
+    store = open_store(mongo_url)
+    store.setup()
+    try:
+        part, gone = NewOrder("half-r1-1", "Si", "buy", 10), NewOrder("half-r1-2", "Si", "buy", 1)
+        for order in (part, gone):
+            store.insert_order("half", "r1", order, 1)
+            store.record_update("half", OrderUpdate(order.client_id, 2, "accepted"))
+        # the first write of each pair, and then the exchange died
+        trade = {"id": 777, "name": "half", "client_id": part.client_id, "symbol": "Si",
+                 "side": "buy", "qty": 4, "price": 100, "fee": "0", "ts": 3}  # fmt: skip
+        store.db.trades.insert_one(trade)
+        store.db.order_events.insert_one({"id": 778, "name": "half", "client_id": gone.client_id,
+                                          "kind": "cancelled", "reason": "", "ts": 3})  # fmt: skip
+        mine = [o for o in store.open_orders() if o.robot == "half"]
+        assert [(o.order.client_id, o.status, o.filled) for o in mine] == [
+            (part.client_id, "accepted", 4)
+        ]
+        store.open_orders()  # a second read counts the trade once
+        assert store.db.orders.find_one({"client_id": part.client_id})["filled"] == 4
+    finally:
+        store.close()
