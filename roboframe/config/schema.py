@@ -117,9 +117,8 @@ RISK = {
         },
         "max_daily_loss": _d(
             DECIMAL,
-            "money lost in a day (see day_starts), counted from the last prices of the "
-            "day before, after which the robot halts (only reducing orders pass) until "
-            "a resume command",
+            "money lost in a day (see day_starts) after which the robot halts until "
+            "resumed (only reducing orders pass)",
         ),
         "day_starts": {
             "type": "string",

@@ -230,7 +230,7 @@ MORE_EXPECTED = {
     ),
     "daily_loss_text": (
         "{dir}/robot.yaml:14: risk.max_daily_loss: expected a number, got 'lots'\n"
-        "  hint: money lost in a day (see day_starts) after which the robot halts (only reducing orders pass)"
+        "  hint: money lost in a day (see day_starts) after which the robot halts until resumed (only reducing orders pass)"
     ),
     "fsync_bool": (
         "{dir}/robot.yaml:16: journal.fsync: must be one of: never, on_close, always; got True\n"
