@@ -179,12 +179,14 @@ class Supervisor:
             # run by a process it did not start: it cannot stop those, nor say it did
             # (a retry of one may be starting right now: that one it stops)
             elsewhere = {r.name: str(r.path) for r in targets if r.elsewhere}
-            # what this stops: robots with a process of ours alive, not those already
-            # stopped, never started (an invalid file, nameless) or run elsewhere
+            # what this stops: robots with a process of ours alive or waiting to be
+            # restarted -- not those already stopped, never started (an invalid file,
+            # nameless) or run elsewhere
             running = sorted(
                 r.name or r.path.stem
                 for r in targets
-                if r.proc is not None and r.proc.poll() is None and not r.elsewhere
+                if not r.elsewhere
+                and (r.state == "backoff" or (r.proc is not None and r.proc.poll() is None))
             )
             for robot in targets:
                 robot.wanted = False

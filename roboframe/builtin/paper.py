@@ -191,12 +191,13 @@ class PaperExchange:
         """Rest an order acknowledged before a restart again, ``filled`` of it
         already filled: as it was, not placed anew (no answer, no fill at
         placement -- placed anew at ``fill_at: close``, a market order would
-        fill whole again)."""
+        fill whole again). It predates the market data this engine has seen
+        (unless ``ts`` says when it was placed): any later bar may fill it."""
         cid = order.client_id
         if cid in self.open_orders or cid in self._finished or filled >= order.qty:
             return
-        ts = self.ts if ts is None else ts
-        self.open_orders[cid] = RestingOrder(order, ts, filled)
+        # placed before anything this engine has seen, unless told when
+        self.open_orders[cid] = RestingOrder(order, 0 if ts is None else ts, filled)
 
     def _invalid(self, order: NewOrder) -> str | None:
         if self.instruments is not None and order.symbol not in self.instruments:
@@ -223,7 +224,8 @@ class PaperExchange:
         if type(last) is kind and (event.ts <= last.ts if kind is Bar else event.ts < last.ts):
             self.stale += 1
             return []
-        self.ts = event.ts
+        if event.ts > self.ts:  # the latest time seen: symbols may come out of step
+            self.ts = event.ts
         self.last[event.symbol] = event
         if not self.open_orders:
             return []
@@ -386,22 +388,6 @@ class PaperGateway(Gateway):
         self._robot_time = runtime.robot_time
         self._filled_before = runtime.resumed_filled
 
-    def resubmit(self, actions: list) -> None:
-        """After ``run --resume``: this engine starts empty, so an open order is
-        placed again for the lots it had left, as a new order with none filled.
-        A replace pending on it asks for a total that counts the lots filled
-        before the restart: it goes for that total less those lots, or the
-        engine would fill them a second time."""
-        before = self._filled_before or {}
-        self.submit(
-            [
-                Replace(a.client_id, a.qty - before[a.client_id], a.price)
-                if type(a) is Replace and a.client_id in before
-                else a
-                for a in actions
-            ]
-        )
-
     def submit(self, actions: list) -> None:
         """One frame per batch of actions, after the robot's time when it sent them
         (see :meth:`trade_stream`); never blocks (unlimited queue)."""
@@ -439,6 +425,11 @@ class PaperGateway(Gateway):
         # an order fills at the prices after the event it was sent on.
         held: deque = deque()
         ahead = runtime.max_ahead_ns
+        # after a resume: the orders open with lots filled, which come again for what
+        # they had left (Gateway.resubmit) -- rested as they were, filled lots and all:
+        # placed anew for the rest, the order's total, which every replace names,
+        # would count from none filled, and the engine would fill those lots again
+        restoring = dict(self._filled_before or {})
         try:
             while not stop.is_set():
                 poller.poll(HELD_POLL_MS if held else POLL_MS)
@@ -449,6 +440,9 @@ class PaperGateway(Gateway):
                 held.extend(_market_events(market, ahead))
                 for sent_at, action in waiting:
                     _take_prices(held, sent_at, engine, sender, stop)
+                    if type(action) is NewOrder and action.client_id in restoring:
+                        _restore(engine, action, restoring.pop(action.client_id))
+                        continue
                     _send_all(sender, engine.submit(action), stop)
                 _take_prices(held, now, engine, sender, stop)
         finally:
@@ -488,6 +482,14 @@ def order_pipe(runtime: Runtime, name: str) -> tuple[zmq.Socket, zmq.Socket]:
     push.setsockopt(zmq.LINGER, 0)
     push.connect(address)
     return push, pull
+
+
+def _restore(engine: PaperExchange, resent: NewOrder, filled: int) -> None:
+    """Rest ``resent`` (an order sent again after a resume for the lots it had
+    left) as it was: its total, ``filled`` of it filled. Its acknowledgement is
+    in the journal already."""
+    whole = msgspec.structs.replace(resent, qty=resent.qty + filled)
+    engine.restore(whole, filled)
 
 
 def _send_all(sender: zmq.Socket, events: list, stop: threading.Event) -> None:

@@ -137,18 +137,24 @@ def test_orders_fill_against_published_market_data(transport):
         h.close()
 
 
-def test_a_resumed_run_gets_fills_of_new_ids_and_no_lots_twice(transport):
+@pytest.mark.parametrize("pending", [True, False])
+def test_a_resumed_run_gets_fills_of_new_ids_and_no_lots_twice(transport, pending):
     """After ``run --resume`` the paper engine starts empty: its trade ids began
     at P1 again, so the kernel, which remembers the journal's, dropped real fills
-    as duplicates; and a replace pending on a partly filled order asked for a
-    total that the fresh engine counted from none filled: an overfill."""
+    as duplicates; and an open order placed anew for the lots it had left
+    counted a replace's total (pending at the crash, or sent after it) from none
+    filled: an overfill."""
     h = Harness(transport, {}, resumed=(42, {"b": 4}))
     try:
         h.sync(Bar(SI, 100, 100, 100, 100, 100))
-        # b: buy 10 @ 90, 4 filled before the crash, a replace to 8 @ 101 pending
-        h.gateway.resubmit([NewOrder("b", SI, "buy", 6, "limit", 90), Replace("b", 8, 101)])
-        assert h.recv() == OrderUpdate("b", 100, "accepted")
-        assert h.recv() == OrderUpdate("b", 100, "replaced")
+        # b: buy 10 @ 90, 4 filled before the crash; then a replace to 8 @ 101
+        resent = [NewOrder("b", SI, "buy", 6, "limit", 90)]
+        if pending:  # sent before the crash, unanswered: sent again with the order
+            h.gateway.resubmit([*resent, Replace("b", 8, 101)])
+        else:  # sent by the resumed run
+            h.gateway.resubmit(resent)
+            h.gateway.submit([Replace("b", 8, 101)])
+        assert h.recv() == OrderUpdate("b", 100, "replaced")  # rested again: no second ack
         h.publish(Bar(SI, 160, 100, 100, 99, 100))
         assert h.recv() == Fill("b", 160, SI, "buy", 4, 100, "P42.1", "0")  # 4 + 4 = 8
         h.publish(Bar(SI, 220, 99, 99, 95, 96))

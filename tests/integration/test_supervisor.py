@@ -417,6 +417,7 @@ def test_down_names_only_the_robots_it_stops(tmp_path):
     (tmp_path / "robots").mkdir()
     running = write_robot(tmp_path, "si")
     stopped = write_robot(tmp_path, "rts")
+    waiting = write_robot(tmp_path, "br")  # crashed, to be restarted: down keeps it down
     (tmp_path / "robots" / "bad.yaml").write_text("name: bad\nsymbols: {}\n")
     sup = Supervisor(tmp_path / "robots", tmp_path / "state")
     try:
@@ -425,8 +426,9 @@ def test_down_names_only_the_robots_it_stops(tmp_path):
         robot.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         robot.state, robot.started = "running", 0.0
         sup.robots[stopped.resolve()].state = "stopped"
+        sup.robots[waiting.resolve()].state = "backoff"
         reply = sup._command("down", None)
-        assert reply == {"ok": True, "stopping": ["si"], "elsewhere": {}}
+        assert reply == {"ok": True, "stopping": ["br", "si"], "elsewhere": {}}
     finally:
         _kill_all(sup)
 

@@ -507,11 +507,18 @@ class MongoStore(OrderStore):
                 ).sort("id", 1)
             )
         )
-        counted = {d["client_id"]: set(d.get("trade_ids") or ()) for d in docs}
+        # a row that has lots filled but no trade_ids was written before rows kept
+        # them (3 Dec 2026): its filled is taken as it is
+        counted = {
+            d["client_id"]: set(d.get("trade_ids") or ())
+            for d in docs
+            if "trade_ids" in d or not d["filled"]
+        }
         status = {d["client_id"]: d["status"] for d in docs}
         repaired = False
         for trade in trades:
-            if trade["id"] not in counted[trade["client_id"]]:
+            seen = counted.get(trade["client_id"])
+            if seen is not None and trade["id"] not in seen:
                 self._count_trade(trade["client_id"], trade["id"], trade["qty"])
                 repaired = True
         for event in finals:

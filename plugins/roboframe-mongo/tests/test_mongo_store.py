@@ -273,3 +273,22 @@ def test_open_orders_are_brought_up_to_trades_and_updates_a_dead_exchange_left_h
         assert store.db.orders.find_one({"client_id": part.client_id})["filled"] == 4
     finally:
         store.close()
+
+
+def test_an_order_row_from_before_trade_ids_keeps_its_filled(mongo_url):
+    """Rows written before order rows kept their trade ids have ``filled`` and no
+    ``trade_ids``: every trade looked uncounted and was counted again."""
+    from roboframe.core.events import Fill, NewOrder, OrderUpdate
+
+    store = open_store(mongo_url)
+    store.setup()
+    try:
+        order = NewOrder("old-r1-1", "Si", "buy", 10)
+        store.insert_order("old", "r1", order, 1)
+        store.record_update("old", OrderUpdate(order.client_id, 2, "accepted"))
+        store.record_fill("old", Fill(order.client_id, 3, "Si", "buy", 4, 100, "", "0"))
+        store.db.orders.update_one({"client_id": order.client_id}, {"$unset": {"trade_ids": ""}})
+        (mine,) = [o for o in store.open_orders() if o.robot == "old"]
+        assert mine.filled == 4
+    finally:
+        store.close()

@@ -123,6 +123,24 @@ def test_a_restored_order_rests_with_what_had_filled_and_fills_only_the_rest():
     assert ex.open_orders == {}
 
 
+def test_a_restored_order_predates_the_market_data_the_engine_has_seen():
+    """A standby exchange reads prices before it takes over: its reloaded orders
+    took the time of the last bar read, of any symbol, and skipped their own
+    symbol's bar of that time."""
+    ex = PaperExchange(INST)
+    ex.on_market(bar(60, 11_000, 11_000, 11_000, 11_000, symbol=RTS))
+    ex.restore(buy("a"), filled=0)
+    assert ex.on_market(bar(60, 100, 100, 100, 100)) == [fill("a", 60, "buy", 1, 100, 1)]
+
+
+def test_the_engine_time_never_goes_back():
+    ex = PaperExchange(INST)
+    ex.on_market(bar(120, 11_000, 11_000, 11_000, 11_000, symbol=RTS))
+    ex.on_market(bar(60, 100, 100, 100, 100))  # Si's bar of an earlier minute, late
+    assert ex.ts == 120
+    assert ex.submit(buy("a")) == [OrderUpdate("a", 120, "accepted")]
+
+
 def test_fill_at_close_fills_at_once_at_the_current_bar_close():
     ex = PaperExchange(INST, fill_at="close", slippage_ticks=1)
     ex.on_market(bar(1, 100, 103, 99, 102))
