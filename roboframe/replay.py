@@ -34,6 +34,7 @@ from roboframe.journal.format import (
     NOTE,
     STRATEGY_ERROR,
     decode_note,
+    loss_from_day_before,
     receipt_clock,
 )
 
@@ -201,7 +202,9 @@ def kernel_from_header(header: dict, registry=None) -> Kernel:
 
     spec = spec_from_dict(header["config"], source=header_source(header), registry=registry)
     strategy, _, _ = make_strategy(spec, registry)
-    return Kernel(spec, header["run_id"], strategy, registry)
+    kernel = Kernel(spec, header["run_id"], strategy, registry)
+    kernel.risk.from_day_before = loss_from_day_before(header)
+    return kernel
 
 
 def iter_events(

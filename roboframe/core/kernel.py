@@ -296,7 +296,10 @@ class Kernel:
         self.orders.on_fill(fill)
         self.book.apply_fill(fill)
         self.counters["fills"] += 1
-        halted = self._watch_loss and self.risk.watch_loss(fill.ts)
+        # by robot time, as on market data: a fill stamped on another day than the
+        # robot's (an exchange's clock) switched the day back and forth
+        when = self.now if self.risk.from_day_before else fill.ts
+        halted = self._watch_loss and self.risk.watch_loss(when)
         out = None if self._handle_fill is None else self._handle_fill(fill, self.ctx)
         if halted:  # the kill switch fired on this fill's price
             out = [*adding_orders(self.orders, self._positions), *(out or ())]

@@ -92,6 +92,20 @@ def receipt_clock(header: dict[str, Any]) -> bool:
     return header.get("clock") == RECEIPT_CLOCK
 
 
+LOSS_FROM = "loss_from"
+DAY_BEFORE = "day_before"
+"""``loss_from`` in the header of a run whose daily loss counts from the day
+before's last prices (the gap at a day's open included), by robot time. A
+journal without it was written by an earlier roboframe, whose day started at
+the new day's first price: its replays keep that rule, or they would halt
+elsewhere than the run did."""
+
+
+def loss_from_day_before(header: dict[str, Any]) -> bool:
+    """Whether a journal's run counted its daily loss from the day before's prices."""
+    return header.get(LOSS_FROM) == DAY_BEFORE
+
+
 STRATEGY_ERROR = "strategy_error"
 
 

@@ -96,6 +96,9 @@ class RiskEngine:
         self._day = None
         self._day_start = 0.0
         self._last_total: float | None = None  # equity at the previous look
+        # a day's loss counts from the day before's last prices; False: from the new
+        # day's first (the rule of journals written before, which replay by it)
+        self.from_day_before = True
         self.rejections = 0
         self.gateway_down = ""  # why the order path is unavailable; "" when it is up
 
@@ -128,9 +131,10 @@ class RiskEngine:
         before, self._last_total = self._last_total, total
         if day != self._day:
             self._day = day
-            self._day_start = total if before is None else before
-            if before is None:
+            if before is None or not self.from_day_before:
+                self._day_start = total
                 return False
+            self._day_start = before
         if self.state != HALTED and self._day_start - total > limit:
             self.set_state(
                 HALTED,

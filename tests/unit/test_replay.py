@@ -135,3 +135,53 @@ def test_a_journal_from_before_cancel_rejected_still_verifies(tmp_path):
     assert rp.verify(tmp_path / "old.journal").ok
     journal(tmp_path / "other.journal", "risk: something else")
     assert not rp.verify(tmp_path / "other.journal").ok
+
+
+class BuysEachBar(Strategy):
+    def on_bar(self, bar, ctx):
+        return [ctx.buy(bar.symbol, 1)]
+
+
+@pytest.mark.parametrize("rule", ["old", "new"])
+def test_a_journal_replays_by_the_daily_loss_rule_its_run_had(tmp_path, rule):
+    """The daily loss now counts the gap at a day's open; runs journaled before
+    started each day at its first price. Replayed by the new rule, such a run
+    halts where it did not (its order at the open is refused): it would not
+    verify, nor resume. Each journal says its rule, and is replayed by it."""
+    from roboframe.core.events import Fill, OrderUpdate
+    from roboframe.core.kernel import Kernel
+    from roboframe.testing.helpers import bar, make_spec
+
+    spec = make_spec(
+        strategy={"plugin": "tests.unit.test_replay:BuysEachBar", "params": {}},
+        risk={"max_daily_loss": 50},
+    )
+    strategy, cls, _ = make_strategy(spec)
+    kernel = Kernel(spec, "r1", strategy)
+    header = journal_header(spec, "r1", cls, "live")
+    if rule == "old":  # as written before the rule changed
+        del header["loss_from"]
+        kernel.risk.from_day_before = False
+    day = 24 * 60
+    path = tmp_path / "run.journal"
+    with JournalWriter(path, header) as writer:
+        first = bar("Si-12.26", 1, 100)
+        events = [Control("start", first.ts), first]
+        for seq, event in enumerate(events, start=1):
+            writer.append_message(seq, event.ts, codec.encode(event))
+            actions = list(kernel.handle(event))
+            if actions:
+                writer.append_actions(seq, codec.encode_outputs(actions, kernel.take_rejected()))
+        (order,) = actions
+        more = [
+            OrderUpdate(order.client_id, first.ts, "accepted"),
+            Fill(order.client_id, first.ts, "Si-12.26", "buy", 1, 100, "T1"),
+            bar("Si-12.26", day, 40),  # the next day opens 60 lower
+        ]
+        for seq, event in enumerate(more, start=3):
+            writer.append_message(seq, event.ts, codec.encode(event))
+            actions, rejected = list(kernel.handle(event)), kernel.take_rejected()
+            if actions or rejected:
+                writer.append_actions(seq, codec.encode_outputs(actions, rejected))
+    assert kernel.risk.state == ("HALTED" if rule == "new" else "ACTIVE")
+    assert rp.verify(path).ok
