@@ -349,7 +349,9 @@ class Sized(Strategy):
 
 def test_numpy_sized_orders_run_live_and_backtest_alike_and_verify(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
-    path = robot_with_strategy(tmp_path, "sizedmod", SIZED.format(scale="1"), "Sized", rate=200)
+    # paced: a flip every 7 bars sizes by the position, so each fill must reach the
+    # robot within 7 bars (70 ms here; 35 ms at 200 bars/s fell short on a busy host)
+    path = robot_with_strategy(tmp_path, "sizedmod", SIZED.format(scale="1"), "Sized", rate=100)
     env = {"PYTHONPATH": str(tmp_path)}
     live = LiveRobot(load_robot(path), RunOptions()).run()
     assert live["error"] is None and live["rejections"] == 0
