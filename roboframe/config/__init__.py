@@ -208,6 +208,7 @@ def _risk_spec(risk: dict, symbols: list[str]) -> RiskSpec:
         max_orders_per_second=None if rate is None else float(rate),
         max_daily_loss=_decimal(risk.get("max_daily_loss")),
         day_starts=risk.get("day_starts", "00:00 UTC"),
+        halt_lasts=risk.get("halt_lasts", "resume"),
         price_band_pct=_decimal(risk.get("price_band_pct")),
         checks=tuple(
             PluginRef(c["plugin"], frozen(c.get("params", {}))) for c in risk.get("checks", ())

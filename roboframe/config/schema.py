@@ -127,6 +127,13 @@ RISK = {
             'MSK, +03:00); default "00:00 UTC". MOEX futures: "19:00 MSK", the evening '
             "session opens the next trading day",
         },
+        # no "default" in the schema: it would enter the config hash of files without it
+        "halt_lasts": {
+            "enum": ["resume", "day"],
+            "description": "how long a max_daily_loss halt lasts: until a resume command "
+            "(the default), or to the end of its day (see day_starts) -- what a backtest "
+            "of many days needs, with no one to resume it",
+        },
         "price_band_pct": _d(DECIMAL, "limit prices must be within this percent of the last price"),
         "checks": {
             "type": "array",

@@ -36,6 +36,7 @@ class RiskSpec:
     max_orders_per_second: float | None = None
     max_daily_loss: Decimal | None = None
     day_starts: str = "00:00 UTC"
+    halt_lasts: str = "resume"
     price_band_pct: Decimal | None = None
     checks: tuple[PluginRef, ...] = ()
 

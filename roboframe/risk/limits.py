@@ -99,6 +99,8 @@ class RiskEngine:
         # a day's loss counts from the day before's last prices; False: from the new
         # day's first (the rule of journals written before, which replay by it)
         self.from_day_before = True
+        self.halt_for_the_day = spec.halt_lasts == "day"
+        self._loss_halt = False  # HALTED by the kill switch (not by a halt command)
         self.rejections = 0
         self.gateway_down = ""  # why the order path is unavailable; "" when it is up
 
@@ -110,6 +112,7 @@ class RiskEngine:
             level = logging.WARNING if state in (HALTED, REDUCING) else logging.INFO
             log.log(level, "trading state %s -> %s%s", self.state, state, why)
         self.state = state
+        self._loss_halt = False  # the kill switch says so itself, after this
         if state == HALTED:
             self.halt_reason = reason
         elif state == ACTIVE:  # resumed: the halt's reason no longer explains anything
@@ -131,6 +134,8 @@ class RiskEngine:
         before, self._last_total = self._last_total, total
         if day != self._day:
             self._day = day
+            if self.halt_for_the_day and self._loss_halt and self.state == HALTED:
+                self.set_state(ACTIVE, "a new day (risk.halt_lasts: day)")
             if before is None or not self.from_day_before:
                 self._day_start = total
                 return False
@@ -140,6 +145,7 @@ class RiskEngine:
                 HALTED,
                 f"daily loss {self._day_start - total:.2f} exceeds {limit:g}",
             )
+            self._loss_halt = True
             return True
         return False
 

@@ -120,6 +120,26 @@ def test_the_gap_at_a_days_open_counts_against_that_days_loss(symbols):
     assert kernel.risk.state == "HALTED"
 
 
+@pytest.mark.parametrize("lasts", [None, "resume", "day"])
+def test_a_daily_loss_halt_lasts_until_resume_or_with_halt_lasts_day_to_the_days_end(lasts):
+    """A backtest of many days has no one to send resume: one bad day halted it to
+    its end. ``halt_lasts: day`` ends the kill switch's halt with its day; a halt
+    a trader commanded stays."""
+    risk = {"max_daily_loss": 50} if lasts is None else {"max_daily_loss": 50, "halt_lasts": lasts}
+    kernel, _ = kernel_with(risk=risk)
+    kernel.orders.add(NewOrder("o1", SI, "buy", 1), T0)
+    kernel.handle(bar(SI, 0, 100))
+    kernel.handle(Fill("o1", T0, SI, "buy", 1, 100, "t1"))
+    kernel.handle(bar(SI, 1, 40))
+    assert kernel.risk.state == "HALTED"
+    day = 24 * 60
+    kernel.handle(bar(SI, day, 40))
+    assert kernel.risk.state == ("ACTIVE" if lasts == "day" else "HALTED")
+    kernel.handle(Control("halt", T0 + (day + 1) * MINUTE_NS))  # the trader's own
+    kernel.handle(bar(SI, 2 * day, 40))
+    assert kernel.risk.state == "HALTED"
+
+
 def test_the_kill_switch_cancels_the_orders_that_would_add_to_the_position():
     """Reduce-only stops new risk; the risk already resting must stop too: a
     falling market would otherwise fill the buy limits below and grow the loss."""
