@@ -30,6 +30,7 @@ from roboframe.errors import JournalError, StrategyError
 from roboframe.journal import JournalReader
 from roboframe.journal.format import (
     ACTIONS,
+    CLOSED,
     MESSAGE,
     NOTE,
     STRATEGY_ERROR,
@@ -145,6 +146,16 @@ class OutputCheck:
             return None
         return Divergence(record.seq, event, expected, produced)
 
+    def closed(self) -> Divergence | None:
+        """The journal says its run ended cleanly here: outputs still waiting were
+        never journaled because the run never produced them (see ``CLOSED``)."""
+        if not self.pending:
+            return None
+        seq = min(self.pending)
+        event, produced = self.pending[seq]
+        self.pending.clear()
+        return Divergence(seq, event, ([], []), produced)
+
     @property
     def unjournaled(self) -> int:
         return len(self.pending)
@@ -230,6 +241,11 @@ def failed_on(exc: StrategyError, seq: int, event: Any) -> StrategyError:
     return exc
 
 
+def closed_note(record: Any) -> bool:
+    """Whether a NOTE says its run ended cleanly there."""
+    return decode_note(record.payload).get("note") == CLOSED
+
+
 def stopped_note(record: Any) -> tuple[int, str] | None:
     """``(seq, error)`` of a NOTE saying a strategy error stopped the run there."""
     note = decode_note(record.payload)
@@ -279,6 +295,10 @@ def verify(path: str | Path, *, registry=None, keep_outputs: bool = False) -> Re
     for seq, event, record in iter_events(reader, records, notes=True):
         if event is None and record.kind == NOTE:
             stopped = stopped_note(record) or stopped
+            if closed_note(record):
+                result.divergence = check.closed()
+                if result.divergence is not None:
+                    break
             continue
         stopped = None  # records after the note: a run resumed with the strategy fixed
         if event is None:

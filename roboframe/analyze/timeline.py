@@ -51,6 +51,7 @@ from roboframe.journal.format import ACTIONS, MESSAGE, NOTE, receipt_clock
 from roboframe.replay import (
     Divergence,
     OutputCheck,
+    closed_note,
     failed_on,
     kernel_from_header,
     message_events,
@@ -236,6 +237,8 @@ class RunAnalysis:
         for record in records:
             if record.kind == NOTE:
                 stopped = stopped_note(record) or stopped
+                if closed_note(record):
+                    self._diverged(check.closed())
                 continue
             stopped = None  # records after it: a run resumed with the strategy fixed
             if record.kind == ACTIONS:

@@ -46,6 +46,7 @@ from roboframe.core.loop import strategy_error_note
 from roboframe.core.robot import JOURNAL_SUFFIX, journal_header, make_strategy
 from roboframe.errors import ConfigError, StrategyError
 from roboframe.journal import NOTE, JournalWriter
+from roboframe.journal.format import CLOSED, encode_note
 
 _BATCH = 512  # events per journal frame between actions
 _MAX_TIMERS = 1_000_000  # timer events between two market events before it is a bug
@@ -371,6 +372,7 @@ class Backtest:
         positions = kernel.book.positions
         if self.writer is not None:
             self._flush_pending(last_ts)
+            self.writer.append_record(NOTE, self.seq, 0, encode_note(CLOSED))
             self.writer.close()
         last_price = {s: (last_ts, p.last) for s, p in positions.items() if p.last}
         tracker.equity = float(self.cash + kernel.book.net_money())

@@ -32,7 +32,7 @@ from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Control, Tick, Timer
 from roboframe.core.timetext import span_text, utc_text
 from roboframe.errors import StrategyError
-from roboframe.journal.format import NOTE, STRATEGY_ERROR, encode_note
+from roboframe.journal.format import CLOSED, NOTE, STRATEGY_ERROR, encode_note
 from roboframe.risk.limits import STOPPED
 
 log = logging.getLogger(__name__)
@@ -389,14 +389,19 @@ class RoboLoop:
                         drain_until = now + drain_ms / 1000
                     orders = kernel.orders.unanswered()
                     if not (orders or kernel.flattening or kernel.closing_owed):
-                        self.journal.flush()  # the stop and what came after it
+                        self._close_journal()  # the stop and what came after it
                         return
                     if now >= drain_until:
                         self._warn_undrained(drain_ms)
-                        self.journal.flush()
+                        self._close_journal()
                         return
         except StrategyError as exc:
             self.failed(exc)
+
+    def _close_journal(self) -> None:
+        """The run ended cleanly: the journal says so (see ``CLOSED``) and is flushed."""
+        self.journal.append_record(NOTE, self.seq, 0, encode_note(CLOSED))
+        self.journal.flush()
 
     def failed(self, exc: StrategyError) -> None:
         """The strategy raised: the run stops here, and its journal says so (a NOTE

@@ -107,6 +107,11 @@ def loss_from_day_before(header: dict[str, Any]) -> bool:
 
 
 STRATEGY_ERROR = "strategy_error"
+CLOSED = "closed"
+"""The NOTE a run that ended cleanly (its stop handled, or its data ended) closes
+its journal with: every event before it had its actions journaled, so a replay
+that produces actions the journal lacks there diverges. A journal without it
+stopped between a message and its actions (a crash): those were never sent."""
 
 
 def encode_note(note: str, **fields: Any) -> bytes:

@@ -338,3 +338,25 @@ def test_an_unpaced_file_paper_fills_each_order_at_the_bar_after_it(tmp_path):
     for fill in fills:
         after = times[times.index(sent_at[fill.client_id]) + 1]
         assert (fill.ts, fill.price) == (after, opens[after]), fill
+
+
+def test_an_order_a_replay_makes_at_the_stop_of_a_live_run_diverges(robot_file, monkeypatch):
+    """The stop is a live journal's last event: an order a replay makes there,
+    after the journal's last actions, is a divergence, not actions a crash cut
+    off (a backtest's journal had that hole: tests/unit/test_replay.py)."""
+    from tests.unit.test_replay import ExtraAtTheEnd
+
+    path = robot_file(bars=12)
+    path.write_text(
+        path.read_text().replace(
+            "plugin: sma-crossover", "plugin: tests.unit.test_replay:ExtraAtTheEnd"
+        )
+    )
+    spec = load_robot(path)
+    summary = LiveRobot(spec, RunOptions()).run()
+    assert summary["error"] is None and summary["orders"] == 2
+    assert verify(summary["journal"]).ok
+    monkeypatch.setattr(ExtraAtTheEnd, "extra", True)
+    monkeypatch.setattr(ExtraAtTheEnd, "on_stop_too", True)
+    result = verify(summary["journal"])
+    assert not result.ok and type(result.divergence.event).__name__ == "Control"

@@ -185,3 +185,56 @@ def test_a_journal_replays_by_the_daily_loss_rule_its_run_had(tmp_path, rule):
                 writer.append_actions(seq, codec.encode_outputs(actions, rejected))
     assert kernel.risk.state == ("HALTED" if rule == "new" else "ACTIVE")
     assert rp.verify(path).ok
+
+
+class ExtraAtTheEnd(Strategy):
+    """Trades on its 2nd and 4th bars; with ``extra`` set (a strategy changed
+    since, or one reading the clock), also on its 8th: after the journal's last
+    actions."""
+
+    extra = False
+    on_stop_too = False  # the extra order at the stop instead
+
+    def __init__(self, params) -> None:
+        super().__init__(params)
+        self.n = 0
+
+    def on_stop(self, event, ctx):
+        if ExtraAtTheEnd.extra and ExtraAtTheEnd.on_stop_too:
+            return [ctx.buy("Si-12.26", 1)]
+        return None
+
+    def on_bar(self, bar, ctx):
+        self.n += 1
+        if self.n == 2:
+            return [ctx.buy(bar.symbol, 1)]
+        if self.n == 4 or (ExtraAtTheEnd.extra and not ExtraAtTheEnd.on_stop_too and self.n == 8):
+            return [ctx.sell(bar.symbol, 1)]
+        return None
+
+
+def test_an_order_the_replay_makes_after_the_journals_last_actions_is_a_divergence(
+    tmp_path, monkeypatch
+):
+    """A backtest journal holds every event between two actions in one message
+    record: an order the replay made there was taken for actions a crash cut off
+    ("the journal ends before the actions of its last events"), and verify said
+    ok. A run that ended cleanly says so in its journal; only one that did not
+    may end before its last actions."""
+    from decimal import Decimal
+
+    from roboframe.backtest.engine import Backtest
+    from roboframe.testing.helpers import bar, make_spec
+
+    spec = make_spec(
+        strategy={"plugin": "tests.unit.test_replay:ExtraAtTheEnd", "params": {}},
+        journal={"dir": str(tmp_path)},
+    )
+    bars = [bar("Si-12.26", m, 92_000) for m in range(1, 11)]
+    result = Backtest(spec, iter(bars), cash=Decimal(10**6), journal_dir=tmp_path).run()
+    assert rp.verify(result.journal).ok
+    monkeypatch.setattr(ExtraAtTheEnd, "extra", True)
+    replayed = rp.verify(result.journal)
+    assert not replayed.ok
+    assert type(replayed.divergence.event).__name__ == "Bar"
+    assert replayed.divergence.event.ts == bars[7].ts  # the 8th bar
