@@ -543,10 +543,12 @@ class ExchangeProcess:
         while not stop.is_set():
             ready = dict(poller.poll(0 if self.store.pending() else timeout))
             self.store.keep_exchange_lock()  # a lease is renewed when due
+            # market data first, whatever the poll said: a robot decides on a bar the
+            # publisher sent here too, before the robot had it; taken after the order,
+            # that bar's open -- a price from before the decision -- filled it
+            self._on_market(sub)
             if self.router is not None and self.router in ready:
                 self._on_orders()
-            if sub in ready:
-                self._on_market(sub)
             if self.outbox:
                 self._send_outbox()
             self._hand_to_writer()  # order rows of orders with no answer yet

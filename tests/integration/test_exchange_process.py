@@ -449,3 +449,38 @@ def test_an_exchange_without_a_fast_path_waits_for_an_earlier_writer_too(pg_url)
         assert running.ready.wait(10)
     finally:
         running.close()
+
+
+def test_a_bar_that_came_with_an_order_is_taken_before_it(pg_url):
+    """A robot decides on a bar the publisher sent the exchange too. When the
+    exchange's poll woke for the order and the bar came in before it was
+    handled, the order was placed first, at the previous bar's time, and that
+    bar's open -- a price from before the decision -- filled it."""
+    running = RunningExchange(pg_url)
+    gate, armed = threading.Event(), threading.Event()
+    keep = running.exchange.store.keep_exchange_lock
+
+    def held_once():  # the exchange, between its poll and its work
+        if armed.is_set():
+            armed.clear()
+            gate.wait(5)
+        keep()
+
+    running.exchange.store.keep_exchange_lock = held_once
+    try:
+        running.price(Bar("Si", 60, 100, 100, 100, 100))
+        armed.set()
+        order = NewOrder("alpha-r1-1", "Si", "buy", 1, "limit", 105)
+        running.dealer.send(codec.encode([order]))  # the poll wakes for it ...
+        time.sleep(0.3)
+        running.pub.send_multipart([b"Si", codec.encode(Bar("Si", 120, 100, 101, 99, 100))])
+        time.sleep(0.3)  # ... and the decision's bar is in before the order is handled
+        gate.set()
+        (accepted,) = running.answers(1)
+        assert (accepted.status, accepted.ts) == ("accepted", 120)
+        running.price(Bar("Si", 180, 101, 102, 100, 101))
+        (filled,) = running.answers(1)
+        assert (filled.ts, filled.price) == (180, 101)  # the next bar's open
+    finally:
+        gate.set()
+        running.close()
