@@ -35,6 +35,7 @@ from roboframe.journal.format import (
     NOTE,
     STRATEGY_ERROR,
     decode_note,
+    flatten_pauses,
     loss_from_day_before,
     receipt_clock,
 )
@@ -215,6 +216,7 @@ def kernel_from_header(header: dict, registry=None) -> Kernel:
     strategy, _, _ = make_strategy(spec, registry)
     kernel = Kernel(spec, header["run_id"], strategy, registry)
     kernel.risk.from_day_before = loss_from_day_before(header)
+    kernel.flatten_pauses = flatten_pauses(header)
     return kernel
 
 

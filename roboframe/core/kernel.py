@@ -118,6 +118,10 @@ class Kernel:
         self.flattening: dict[str, list[str]] = {}
         # flatten: symbols whose closing orders wait for the order path to come back up
         self.closing_owed: list[str] = []
+        # flatten leaves the robot paused (journals from before it replay without)
+        self.flatten_pauses = True
+        # flatten: its closing orders not filled yet (a stop right after waits for them)
+        self._closing_sent: list[str] = []
         self._on_bar, self._on_tick = self._market_handlers()
         self.handlers = {
             Bar: self._on_bar,
@@ -430,6 +434,9 @@ class Kernel:
         cancel arrives would overshoot into the opposite position, and in a
         reduce-only state (HALTED, REDUCING) risk refuses it for that reason,
         which left the position open with its exit cancelled."""
+        if self.flatten_pauses and self.risk.state == ACTIVE:
+            # a panic button: the strategy, trading on, re-entered at its next signal
+            self.risk.set_state(PAUSED, "flatten; resume to trade again")
         cancels = self._process(self.ctx.cancel_all(), 0)
         self.flattening = open_by_symbol(self.orders)
         return [*cancels, *self._closing([s for s in self.symbols if s not in self.flattening])]
@@ -449,7 +456,18 @@ class Kernel:
                 )
             return NO_ACTIONS
         closing = [o for s in symbols for o in self._close(s)]
-        return self._process(closing, 0, closing=True) if closing else NO_ACTIONS
+        if not closing:
+            return NO_ACTIONS
+        sent = self._process(closing, 0, closing=True)
+        self._closing_sent += [a.client_id for a in sent if type(a) is NewOrder]
+        return sent
+
+    def closing_unfilled(self) -> list[str]:
+        """The symbols of a flatten's closing orders still open: a stop right after
+        the flatten waits for them to fill, as for its cancels' answers."""
+        open_now = self.orders.open
+        self._closing_sent = [cid for cid in self._closing_sent if cid in open_now]
+        return sorted({open_now[cid].symbol for cid in self._closing_sent})
 
     def _close_owed(self) -> list[Action]:
         """The order path is back up: close what a flatten could not while it was

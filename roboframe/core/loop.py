@@ -303,6 +303,15 @@ class RoboLoop:
                 drain_ms,
                 ", ".join(f"{s} {kernel.book.positions[s].qty:+d}" for s in kernel.closing_owed),
             )
+        unfilled = kernel.closing_unfilled()
+        if unfilled:
+            log.warning(
+                "stopped with the flatten unfinished: its closing orders of %s did not "
+                "fill within drain_ms (%d ms); they stay working, and the position is: %s",
+                ", ".join(unfilled),
+                drain_ms,
+                ", ".join(f"{s} {kernel.book.positions[s].qty:+d}" for s in unfilled),
+            )
         waiting = kernel.orders.unanswered()
         if waiting:
             log.warning(
@@ -388,7 +397,8 @@ class RoboLoop:
                     if drain_until is None:
                         drain_until = now + drain_ms / 1000
                     orders = kernel.orders.unanswered()
-                    if not (orders or kernel.flattening or kernel.closing_owed):
+                    closing = kernel.flattening or kernel.closing_owed
+                    if not (orders or closing or kernel.closing_unfilled()):
                         self._close_journal()  # the stop and what came after it
                         return
                     if now >= drain_until:

@@ -106,6 +106,19 @@ def loss_from_day_before(header: dict[str, Any]) -> bool:
     return header.get(LOSS_FROM) == DAY_BEFORE
 
 
+FLATTEN = "flatten"
+PAUSES = "pauses"
+"""``flatten`` in the header of a run whose flatten command leaves the robot
+paused until ``resume``: the strategy, trading on, re-entered at the next
+signal, and a ``stop`` right after left those orders working. A journal
+without it replays its flattens as its run had them."""
+
+
+def flatten_pauses(header: dict[str, Any]) -> bool:
+    """Whether a journal's run paused on a flatten command."""
+    return header.get(FLATTEN) == PAUSES
+
+
 STRATEGY_ERROR = "strategy_error"
 CLOSED = "closed"
 """The NOTE a run that ended cleanly (its stop handled, or its data ended) closes

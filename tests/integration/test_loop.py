@@ -360,3 +360,25 @@ def test_fills_from_the_future_and_recorded_feeds_pass(tmp_path):
     recorded, kernel, _journal = live_loop(tmp_path, "recorded", wall_clock=False)
     recorded.process(codec.encode(Tick(SI, T0 + YEARS_36, 92000, 1)))
     assert recorded.seq == 1 and kernel.now == T0 + YEARS_36
+
+
+class Idle(Strategy):
+    def __init__(self):
+        super().__init__({})
+
+
+@pytest.mark.parametrize("fills", [True, False])
+def test_a_stop_right_after_flatten_waits_for_the_closing_order_to_fill(tmp_path, caplog, fills):
+    """``ctl flatten; ctl stop``: the closing order was accepted, not yet filled,
+    and the loop returned at once: the journal kept the position open while the
+    exchange filled the order a moment later (the store flat), without a word.
+    The stop's drain waits for the fill, and says so when it does not come."""
+    close = "test-robot-r1-1"  # the flatten's closing order
+    first = [Control("flatten", T0), OrderUpdate(close, T0, "accepted"), Control("stop", T0)]
+    later = [Fill(close, T0, SI, "sell", 2, 99, "t2")] if fills else []
+    with caplog.at_level("WARNING", logger="roboframe.core.loop"):
+        kernel, sent = long_two_then(tmp_path, Idle(), first, later, drain_ms=1_500)
+    assert [(a.client_id, a.side, a.qty) for a in sent] == [(close, "sell", 2)]
+    assert kernel.book.positions[SI].qty == (0 if fills else 2)
+    warned = [r.getMessage() for r in caplog.records if "closing orders" in r.getMessage()]
+    assert bool(warned) is not fills

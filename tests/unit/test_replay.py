@@ -238,3 +238,29 @@ def test_an_order_the_replay_makes_after_the_journals_last_actions_is_a_divergen
     assert not replayed.ok
     assert type(replayed.divergence.event).__name__ == "Bar"
     assert replayed.divergence.event.ts == bars[7].ts  # the 8th bar
+
+
+@pytest.mark.parametrize("rule", ["old", "new"])
+def test_a_journal_replays_its_flattens_by_the_rule_its_run_had(tmp_path, rule):
+    """A flatten now leaves the robot paused; a run journaled before went on
+    trading after it. Each journal says its rule, and is replayed by it."""
+    from roboframe.core.kernel import Kernel
+    from roboframe.testing.helpers import bar, make_spec
+
+    spec = make_spec(strategy={"plugin": "tests.unit.test_replay:BuysEachBar", "params": {}})
+    strategy, cls, _ = make_strategy(spec)
+    kernel = Kernel(spec, "r1", strategy)
+    header = journal_header(spec, "r1", cls, "live")
+    if rule == "old":  # as written before the rule changed
+        del header["flatten"]
+        kernel.flatten_pauses = False
+    path = tmp_path / "run.journal"
+    events = [Control("start", 1), Control("flatten", 2), bar("Si-12.26", 1, 100)]
+    with JournalWriter(path, header) as writer:
+        for seq, event in enumerate(events, start=1):
+            writer.append_message(seq, event.ts, codec.encode(event))
+            actions, rejected = list(kernel.handle(event)), kernel.take_rejected()
+            if actions or rejected:
+                writer.append_actions(seq, codec.encode_outputs(actions, rejected))
+    assert kernel.risk.state == ("PAUSED" if rule == "new" else "ACTIVE")
+    assert rp.verify(path).ok

@@ -282,6 +282,26 @@ def test_flatten_closes_after_the_exits_cancel_is_answered(state):
     assert kernel.take_rejected() == []
 
 
+@pytest.mark.parametrize("pauses", [True, False])
+def test_flatten_leaves_the_robot_paused_until_resume(pauses):
+    """A panic button: the strategy, trading on after a flatten, re-entered at its
+    next signal, and ``flatten; stop`` left those orders working (the account
+    open, the summary flat). A journal from before the rule (no flatten key in
+    its header) replays its flattens as its run had them."""
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 1)] if b.close == 90 else None)
+    kernel.flatten_pauses = pauses
+    kernel.handle(bar(SI, 1, 100))
+    kernel.orders.add(NewOrder("buy", SI, "buy", 2), T0)
+    kernel.handle(Fill("buy", T0, SI, "buy", 2, 100, "t1"))
+    (close,) = kernel.handle(Control("flatten", T0))
+    assert (close.side, close.qty) == ("sell", 2)
+    kernel.handle(Fill(close.client_id, T0, SI, "sell", 2, 100, "t2"))
+    assert kernel.risk.state == ("PAUSED" if pauses else "ACTIVE")
+    assert len(kernel.handle(bar(SI, 2, 90))) == (0 if pauses else 1)  # the next signal
+    kernel.handle(Control("resume", T0 + 3 * MINUTE_NS))
+    assert len(kernel.handle(bar(SI, 3, 90))) == 1
+
+
 def test_flatten_works_while_paused():
     """Paused means no new entries; a flatten the trader asks for still closes."""
     kernel, _ = kernel_with()
