@@ -11,7 +11,9 @@ from typing import Any
 from roboframe.backtest.data import FILE_FEEDS, READING, data_id, file_events, window
 from roboframe.backtest.engine import Backtest, BacktestResult
 from roboframe.builtin.feeds.timeparse import parse_tz
-from roboframe.errors import ConfigError, blamed
+from roboframe.core import codec
+from roboframe.core.events import Bar, Tick
+from roboframe.errors import ConfigError, RoboframeError, blamed
 from roboframe.plugins import BUILTIN_PLUGINS
 
 __all__ = ["Backtest", "BacktestResult", "feed_events", "run_backtest"]
@@ -134,6 +136,48 @@ def _own_feed(spec: Any, registry: Any, instruments: dict, finite: bool):
 
 def _blamed_events(events: Iterable, named: str) -> Iterator:
     """A plugin feed's events; what it raises names it and the line that raised.
-    (Only the feed's own code runs in this frame: the consumer's errors do not.)"""
+    (Only the feed's own code runs in this frame: the consumer's errors do not.)
+    Each event is checked as the live loop's socket checks it: a float or NumPy
+    price, a dict for a Bar, a bar whose high is under its low, stopped the
+    backtest with a traceback, or passed into a journal no replay could read."""
     with blamed(f"{named} reading its data"):
-        yield from events
+        iterator = iter(events)
+    n = 0
+    while True:
+        with blamed(f"{named} reading its data"):
+            event = next(iterator, None)
+        if event is None:
+            return
+        n += 1
+        problem = _not_an_event(event)
+        if problem:
+            raise RoboframeError(f"{named}: its event {n} {problem}: {event!r}")
+        yield event
+
+
+_MARKET = (Bar, Tick)
+
+
+def _not_an_event(event: Any) -> str | None:
+    """What is wrong with a plugin feed's event, or None."""
+    if type(event) not in _MARKET:
+        return (
+            f"is a {type(event).__name__}, not a Bar or Tick "
+            "(roboframe.core.events; prices in whole ticks: inst.to_ticks(price))"
+        )
+    try:  # the wire's own check: whole ticks and lots, 64-bit, the right types
+        codec.decode(codec.encode(event))
+    except (TypeError, OverflowError, *codec.DECODE_ERRORS) as exc:
+        return (
+            f"does not pass as one on the wire ({str(exc).splitlines()[0]}; prices and "
+            "quantities are Python ints: whole ticks, int(...) of a NumPy number)"
+        )
+    if type(event) is Bar and not (event.low <= min(event.open, event.close)
+                                   and max(event.open, event.close) <= event.high):  # fmt: skip
+        return "is an inconsistent bar (need low <= open, close <= high)"
+    if event.ts < _EPOCH_1971:
+        return "has a time in 1970: times are UTC nanoseconds (seconds * 10**9)"
+    return None
+
+
+_EPOCH_1971 = 365 * 86_400 * 10**9  # a time in seconds, ms or µs of these years is before it

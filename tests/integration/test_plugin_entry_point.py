@@ -287,9 +287,19 @@ class Steps(SyntheticFeed):
             raise KeyError("url")
 
     def events(self):
+        import msgspec
+
         for n, event in enumerate(super().events()):
             if BREAK == "data" and n == 50:
                 raise ValueError("line 51 is not JSON")
+            if n == 50 and BREAK == "float":  # a price not in whole ticks
+                event = msgspec.structs.replace(event, open=event.open + 0.5)
+            elif n == 50 and BREAK == "dict":
+                event = {"symbol": event.symbol, "ts": event.ts, "close": event.close}
+            elif n == 50 and BREAK == "seconds":  # a time in seconds
+                event = msgspec.structs.replace(event, ts=event.ts // 10**9)
+            elif n == 50 and BREAK == "upside-down":
+                event = msgspec.structs.replace(event, high=event.low - 1)
             yield event
 
 
@@ -348,6 +358,16 @@ journal: {dir: runs}
          "unreachable (rf_faulty.py:", 1),
         ("data", ("backtest",), "feed 'steps2' (plugin faulty) reading its data raised "
          "ValueError: line 51 is not JSON (rf_faulty.py:", 1),
+        # what the live loop's socket refuses, a backtest refuses too: it stopped with a
+        # traceback, or wrote a journal no replay could read
+        ("float", ("backtest",), "feed 'steps2' (plugin faulty): its event 51 does not "
+         "pass as one on the wire (Expected `int`, got `float`", 1),
+        ("dict", ("backtest",), "feed 'steps2' (plugin faulty): its event 51 is a dict, "
+         "not a Bar or Tick", 1),
+        ("seconds", ("backtest",), "feed 'steps2' (plugin faulty): its event 51 has a "
+         "time in 1970", 1),
+        ("upside-down", ("backtest",), "feed 'steps2' (plugin faulty): its event 51 is an "
+         "inconsistent bar", 1),
     ],
 )  # fmt: skip
 def test_a_plugin_that_raises_is_named_with_its_line_not_a_traceback(
