@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 from roboframe.core import codec
 from roboframe.core.events import Bar, Tick
 from roboframe.core.instruments import Instrument
-from roboframe.errors import blamed
+from roboframe.errors import PluginError, blamed
 
 PACING_SCHEMA = {
     "rate": {
@@ -186,8 +186,30 @@ def preflight_feed(spec: Any, registry: Any) -> None:
     from roboframe.config import problems_at_start
 
     found = registry.lookup("feeds", spec.feed.plugin)
-    with blamed(f"feed {spec.feed.plugin!r} (plugin {found.plugin}) checking its params"):
+    named = f"feed {spec.feed.plugin!r} (plugin {found.plugin})"
+    with blamed(f"{named} checking its params"):
         problems = found.obj.preflight(dict(spec.feed.params), robot_dir(spec))
     if problems:
-        located = [(("feed", "params", *path), m, h) for path, m, h in problems]
+        located = [(("feed", "params", *path), m, h) for path, m, h in _problems(problems, named)]
         raise problems_at_start(spec, located)
+
+
+def _problems(problems: Any, named: str) -> list[tuple[tuple, str, str | None]]:
+    """A preflight's problems as ``(path, message, hint)``: the path a tuple of keys
+    or a dotted string, the hint optional; anything else is the plugin's bug,
+    said in words (it unpacked into a traceback, or spelt a field one letter a key)."""
+    out = []
+    for item in problems if isinstance(problems, list | tuple) else [problems]:
+        if isinstance(item, tuple | list) and len(item) in (2, 3):
+            path, message, hint = (*item, None)[:3]
+            if isinstance(path, str):
+                path = tuple(path.split(".")) if path else ()
+            if isinstance(path, tuple | list) and isinstance(message, str):
+                out.append((tuple(path), message, hint if isinstance(hint, str) else None))
+                continue
+        raise PluginError(
+            f"{named}: preflight returned {item!r}; expected (field path, message, hint) "
+            'problems, the path a tuple of keys under feed.params: (("path",), "file '
+            'missing", None)'
+        )
+    return out

@@ -279,6 +279,10 @@ class Steps(SyntheticFeed):
     def preflight(cls, params, base_dir):
         if BREAK == "preflight":
             raise KeyError("path")
+        if BREAK == "preflight-shape":  # one string, not (path, message, hint)
+            return ["path: file missing"]
+        if BREAK == "preflight-dotted":  # a path as a string: feed.params.p.a.t.h
+            return [("path", "file missing", None)]
         return super().preflight(params, base_dir)
 
     def __init__(self, params, instruments, *, base_dir=None):
@@ -356,6 +360,8 @@ journal: {dir: runs}
          "ConnectionRefusedError: broker at 127.0.0.1:1 refused (rf_faulty.py:", 1),
         ("hook", ("run",), "a roboframe_robot_start hook raised RuntimeError: audit log "
          "unreachable (rf_faulty.py:", 1),
+        ("preflight-shape", ("validate", "run", "backtest"), "feed 'steps2' (plugin faulty): "
+         "preflight returned 'path: file missing'; expected (field path, message, hint)", 1),
         ("data", ("backtest",), "feed 'steps2' (plugin faulty) reading its data raised "
          "ValueError: line 51 is not JSON (rf_faulty.py:", 1),
         # what the live loop's socket refuses, a backtest refuses too: it stopped with a
@@ -386,12 +392,22 @@ def test_a_plugin_that_raises_is_named_with_its_line_not_a_traceback(
         assert said in proc.stderr, proc.stderr
         assert proc.returncode == (1 if command == "validate" else code), proc.stderr
         if command == "validate":
-            assert "faulty.yaml: ok" not in proc.stdout or fault == "preflight"
+            assert "faulty.yaml: ok" not in proc.stdout or fault.startswith("preflight")
         if command == "run":
             assert not list(tmp_path.glob("runs/*.journal"))
     proc = roboframe_cmd("-q", "backtest", "faulty.yaml", env={"PYTHONPATH": str(site)},
                          cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr  # the same plugin, not broken
+
+
+def test_a_preflight_problem_path_may_be_a_dotted_string(tmp_path):
+    """``("path", ...)`` was taken as the keys p, a, t, h."""
+    site = install(tmp_path, "rf_faulty", textwrap.dedent(FAULTY), "faulty")
+    (tmp_path / "faulty.yaml").write_text(FAULTY_ROBOT)
+    env = {"PYTHONPATH": str(site), "RF_BREAK": "preflight-dotted"}
+    proc = roboframe_cmd("-q", "backtest", "faulty.yaml", env=env, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "feed.params.path: file missing" in proc.stderr, proc.stderr
 
 
 NEEDY = """
