@@ -31,7 +31,7 @@ import zmq
 from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Control, Tick, Timer
 from roboframe.core.timetext import span_text, utc_text
-from roboframe.errors import StrategyError
+from roboframe.errors import GatewayError, RoboframeError, StrategyError, described
 from roboframe.journal.format import CLOSED, NOTE, STRATEGY_ERROR, encode_note
 from roboframe.risk.limits import STOPPED
 
@@ -84,8 +84,10 @@ class RoboLoop:
         wall_clock: bool = True,
         receipt_clock: bool | None = None,
         max_ahead_ns: int | None = None,
+        gateway_named: str = "the gateway",
     ) -> None:
         self.kernel = kernel
+        self.gateway_named = gateway_named  # for an error its submit raises
         self.wall_clock = wall_clock
         # robot time follows each message's receipt time (a real-time feed); a run
         # resumed from a journal whose header does not say so goes on without
@@ -175,7 +177,15 @@ class RoboLoop:
         self.journal.append_actions(seq, codec.encode_outputs(actions, rejected))
         if actions:
             self.journal.flush()
-            self.gateway.submit(actions)
+            try:
+                self.gateway.submit(actions)
+            except RoboframeError:
+                raise
+            except Exception as exc:  # the plugin's bug, or its broker gone: said in a line
+                raise GatewayError(
+                    f"{self.gateway_named} sending orders raised {described(exc)}; the robot "
+                    "stopped, and the orders it journaled as sent go again with run --resume"
+                ) from exc
 
     def _salvage(self, exc: Exception, raw: bytes) -> bytes | None:
         """A batch that does not decode: when its events can still be told apart,

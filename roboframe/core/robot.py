@@ -197,6 +197,7 @@ class LiveRobot:
             max_ahead_ns=None if ahead_ms is None else ahead_ms * 1_000_000,
             # a resumed run goes on as its journal began: replays apply one rule to all
             receipt_clock=None if self.resumed is None else self.resumed.receipt_clock,
+            gateway_named=self._gateway_named,
         )
         if self.resumed is not None:
             self.loop.seq = self.resumed.last_seq
@@ -336,7 +337,8 @@ class LiveRobot:
                     after = {"after_seq": self.resumed.last_seq}
                     self.loop.inject(Control("restarted", self.loop.now(), after))
                     if self.resumed.unanswered:  # already journaled; sent the deduping way
-                        self.gateway.resubmit(self.resumed.unanswered)
+                        with blamed(f"{self._gateway_named} sending orders again", GatewayError):
+                            self.gateway.resubmit(self.resumed.unanswered)
             except StrategyError as exc:  # on_start raised: stopped as the loop stops
                 self.loop.failed(exc)
             else:  # started: the streams and the loop

@@ -313,6 +313,11 @@ class Broker(PaperGateway):
             raise ConnectionRefusedError("broker at 127.0.0.1:1 refused")
         super().open(runtime)
 
+    def submit(self, actions):
+        if BREAK == "submit":
+            raise ConnectionError("broker down")
+        super().submit(actions)
+
 
 @hookimpl
 def roboframe_register_strategies(register):
@@ -408,6 +413,23 @@ def test_a_preflight_problem_path_may_be_a_dotted_string(tmp_path):
     proc = roboframe_cmd("-q", "backtest", "faulty.yaml", env=env, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "feed.params.path: file missing" in proc.stderr, proc.stderr
+
+
+def test_a_gateway_whose_submit_raises_stops_the_robot_in_a_line(tmp_path):
+    """A traceback through the loop, and again at every --resume."""
+    site = install(tmp_path, "rf_faulty", textwrap.dedent(FAULTY), "faulty")
+    (tmp_path / "faulty.yaml").write_text(
+        FAULTY_ROBOT.replace("plugin: picky", "plugin: sma-crossover")
+    )
+    env = {"PYTHONPATH": str(site), "RF_BREAK": "submit"}
+    for args in (("run", "faulty.yaml"), ("run", "faulty.yaml", "--resume")):
+        proc = roboframe_cmd("-q", *args, env=env, cwd=tmp_path)
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert (
+            "gateway 'broker' (plugin faulty) sending orders" in proc.stderr
+            and "raised ConnectionError: broker down (rf_faulty.py:" in proc.stderr
+        ), proc.stderr
 
 
 NEEDY = """
