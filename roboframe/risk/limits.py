@@ -205,7 +205,13 @@ class RiskEngine:
                 reason = check.check(order, self.view)
             except Exception as exc:  # a broken check refuses: it fails closed, never open
                 reason = f"the check raised {type(exc).__name__}: {exc}"  # journaled
-                self._check_failed(name, order, described(exc))
+                self._check_failed(name, order, f"raised {described(exc)}")
+            if reason is not None and type(reason) is not str:
+                # True for "ok" refused every order as "name: True", and False let
+                # every one through: either is the check's bug, and it fails closed
+                said = f"returned {reason!r}, not None (to pass) or a reason (a str)"
+                self._check_failed(name, order, said)
+                reason = f"the check {said}"
             if reason:
                 return f"{name}: {reason}"
         return None
@@ -216,7 +222,7 @@ class RiskEngine:
         raised = self.check_errors[name] = self.check_errors.get(name, 0) + 1
         if raised == 1 or raised % 1000 == 0:
             log.error(
-                "risk check %s raised %s on %s; its orders are refused (%d so far)",
+                "risk check %s %s on %s; its orders are refused (%d so far)",
                 name, error, order.client_id, raised,
             )  # fmt: skip
 

@@ -122,6 +122,30 @@ def test_a_check_that_raises_refuses_the_order(caplog):
     assert caplog.text.count("risk check boom raised") == 2
 
 
+class SaysBool(RiskCheck):
+    """Answers True for "fine" (or False): not None or a reason."""
+
+    answer = True
+
+    def check(self, order, view):
+        return SaysBool.answer
+
+
+@pytest.mark.parametrize("answer", [True, False, 1])
+def test_a_check_that_returns_neither_none_nor_a_reason_refuses_and_says_why(
+    caplog, monkeypatch, answer
+):
+    """``return order.qty <= 5``: True refused every order as "says-bool: True",
+    without a word, and False let every order through."""
+    monkeypatch.setattr(SaysBool, "answer", answer)
+    reg = registry_with(says_bool=SaysBool)
+    k, _ = kernel(lambda b, ctx: [ctx.buy(SI, 1)], [{"plugin": "says-bool"}], reg)
+    assert k.handle(bar(SI, 1, 100)) == []
+    said = f"the check returned {answer!r}, not None (to pass) or a reason (a str)"
+    assert reasons(k) == [f"risk: says-bool: {said}"]
+    assert f"risk check says-bool returned {answer!r}, not None" in caplog.text
+
+
 def test_unknown_check_and_bad_params_are_config_errors():
     reg = registry_with(no_shorts=NoShorts)
     with pytest.raises(ConfigError, match=r"risk.checks\[0\].plugin: must be one of: no-shorts"):
