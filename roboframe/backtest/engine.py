@@ -265,7 +265,10 @@ class Backtest:
         if first is None:
             return self._finish(started, 0, 0, tracker)
         first_ts = first.ts
-        feed(Control("start", first_ts))
+        # the start comes before any market time, as in a live run on recorded data:
+        # at the first bar's time, a strategy's ctx.time in on_start (a timer set
+        # "an hour from now") differed between the backtest and the live run
+        feed(Control("start", 0))
         # one symbol: equity = k + n * last, with k and n changed by fills only;
         # several: each symbol's contribution kept and the total moved by the difference
         single = positions[kernel.symbols[0]] if len(positions) == 1 else None

@@ -131,3 +131,50 @@ def test_an_order_fills_at_the_next_bar_of_its_symbol_whichever_file_comes_first
     minute_2 = events[3 if si_first else 2]
     assert (minute_2.symbol, minute_2.open) == (RTS, 110_150)
     assert (trade["entry_ts"], trade["entry_price"]) == (minute_2.ts, "1101500")  # tick 10
+
+
+class TimesItsStart(Strategy):
+    """Sets a timer "an hour after the start" and notes when it fires."""
+
+    def __init__(self, params) -> None:
+        super().__init__(params)
+        self.start_time = None
+        self.fired_at = None
+
+    def on_start(self, event, ctx):
+        self.start_time = ctx.time
+        ctx.set_timer("later", at=ctx.time + 3600 * 10**9)
+
+    def on_timer(self, timer, ctx):
+        self.fired_at = ctx.time
+
+
+def test_the_start_comes_before_any_market_time_as_in_a_live_run(tmp_path):
+    """A live run on recorded data starts at robot time 0 (no market event yet);
+    a backtest started at its first bar's time, so a timer set in on_start "an
+    hour from now" fired an hour into the data there and at the first bar live."""
+    from roboframe.core.kernel import Kernel
+    from roboframe.core.loop import RoboLoop
+
+    spec = make_spec(
+        strategy={"plugin": "tests.unit.backtest.test_engine:TimesItsStart", "params": {}},
+        journal={"dir": str(tmp_path)},
+    )
+    bars = [bar(SI, m, 92_000) for m in range(1, 120)]
+    result = Backtest(spec, iter(bars), cash=Decimal(10**6), journal_dir=tmp_path).run()
+    strategy = result.kernel.strategy
+    live = Kernel(spec, "r1", TimesItsStart({}))
+
+    class Journal:  # the loop's journal, kept in memory
+        def append_message(self, *a):
+            pass
+
+        def append_actions(self, *a):
+            pass
+
+        def flush(self):
+            pass
+
+    RoboLoop(live, Journal(), None, wall_clock=False).start()
+    assert strategy.start_time == live.strategy.start_time == 0
+    assert strategy.fired_at <= bars[0].ts  # by the first bar, as live; not an hour in
