@@ -17,7 +17,9 @@ error where the journal goes on is one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,6 +287,30 @@ def stopped_there(
     return None
 
 
+_RUN_LOGGERS = ("roboframe.core.kernel", "roboframe.risk.limits", "roboframe.core.orders")
+
+
+def quietly(replay: Callable) -> Callable:
+    """Run ``replay`` with the kernel's warnings held back: they are the run's, said
+    when it ran. A replay repeated them at its own time, by the hundred -- every
+    outage of the order path, down and up. Errors still show."""
+
+    @functools.wraps(replay)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        loggers = [logging.getLogger(name) for name in _RUN_LOGGERS]
+        levels = [logger.level for logger in loggers]
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            return replay(*args, **kwargs)
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+    return run
+
+
+@quietly
 def verify(path: str | Path, *, registry=None, keep_outputs: bool = False) -> ReplayResult:
     """Replay ``path`` and compare every event's outputs with the journal's."""
     reader = JournalReader(path)
@@ -331,6 +357,7 @@ def verify(path: str | Path, *, registry=None, keep_outputs: bool = False) -> Re
     return result
 
 
+@quietly
 def state_at(
     path: str | Path, until: int, *, registry=None
 ) -> tuple[Kernel, int, StrategyError | None]:

@@ -55,6 +55,7 @@ from roboframe.replay import (
     failed_on,
     kernel_from_header,
     message_events,
+    quietly,
     robot_header,
     stopped_note,
     stopped_there,
@@ -176,6 +177,7 @@ class RunAnalysis:
 
     # -- the replay -----------------------------------------------------------
 
+    @quietly
     def replay(self, sink: Sink) -> RunReport:
         rows = _Rows(sink)
         kernel = self.kernel

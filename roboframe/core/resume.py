@@ -33,6 +33,7 @@ from roboframe.core.kernel import Kernel
 from roboframe.errors import ConfigError, RoboframeError, StrategyError
 from roboframe.journal import MESSAGE, JournalReader, recover
 from roboframe.journal.format import flatten_pauses, loss_from_day_before, receipt_clock
+from roboframe.replay import quietly
 from roboframe.risk.limits import STOPPED
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ def _started_any(reader: JournalReader) -> bool:
     return any(record.kind == MESSAGE for record in reader.records())
 
 
+@quietly
 def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
     """Feed ``path``'s events to a fresh kernel; refuse a finished or foreign run."""
     from roboframe.replay import OutputCheck, failed_on, iter_events, stopped_there

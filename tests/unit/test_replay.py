@@ -264,3 +264,36 @@ def test_a_journal_replays_its_flattens_by_the_rule_its_run_had(tmp_path, rule):
                 writer.append_actions(seq, codec.encode_outputs(actions, rejected))
     assert kernel.risk.state == ("PAUSED" if rule == "new" else "ACTIVE")
     assert rp.verify(path).ok
+
+
+def test_a_replay_holds_back_the_runs_own_warnings(tmp_path, caplog):
+    """Every outage of the order path journals a down and an up: a replay (verify,
+    --until, analyze, a resume's rebuild) said each again, at its own time, by
+    the hundred. The run said them when it ran."""
+    import logging
+
+    from roboframe.core.kernel import Kernel
+    from roboframe.testing.helpers import make_spec
+
+    spec = make_spec()
+    strategy, cls, _ = make_strategy(spec)
+    kernel = Kernel(spec, "r1", strategy)
+    path = tmp_path / "run.journal"
+    events = [Control("start", 1)]
+    for n in range(50):
+        events += [
+            Control("gateway", 2 + n, {"status": "down", "reason": "store gone"}),
+            Control("gateway", 2 + n, {"status": "up"}),
+        ]
+    with JournalWriter(path, journal_header(spec, "r1", cls, "live")) as writer:
+        for seq, event in enumerate(events, start=1):
+            writer.append_message(seq, event.ts, codec.encode(event))
+            kernel.handle(event)
+    kernel_log = logging.getLogger("roboframe.core.kernel")
+    before = kernel_log.level
+    caplog.clear()  # what the run itself said
+    with caplog.at_level("WARNING"):
+        assert rp.verify(path).ok
+        rp.state_at(path, 50)
+    assert "order path" not in caplog.text
+    assert kernel_log.level == before  # and only while replaying
