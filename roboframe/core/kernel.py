@@ -100,6 +100,7 @@ class Kernel:
         )
         self._order_seq = 0
         self._said_foreign = False  # market data of an unknown symbol was logged
+        self._said: set[str] = set()  # timers warned of (a period in bare milliseconds)
         self.timers: dict[str, tuple[int, int | None]] = {}  # name -> (next time, period)
         self.next_due = _NEVER  # the earliest timer's time
         self._unanchored: dict[str, int] = {}  # every-timers set before any event time
@@ -332,6 +333,13 @@ class Kernel:
                 every_ns = None
             if not every_ns or every_ns <= 0:
                 raise StrategyError(f"timer {name!r}: every={every!r} is not a positive duration")
+            if not isinstance(every, str) and every_ns < 1_000_000_000 and name not in self._said:
+                self._said.add(name)  # every=5 meant 5 s: a million timer events a day
+                log.warning(
+                    "timer %r every=%r: a bare number is milliseconds (%s ms); "
+                    "write every=\"%ss\" for seconds",
+                    name, every, every, every,
+                )  # fmt: skip
         if at is None and every_ns is None:
             raise StrategyError(f"timer {name!r} needs at= (a time) or every= (a period)")
         if at is None and self.now == 0:  # before the first event: from its time

@@ -99,3 +99,24 @@ def test_two_backtests_with_timers_write_identical_journals(tmp_path):
         result = Backtest(spec(), iter(bars), cash=Decimal(10**6), journal_dir=folder).run()
         paths.append(result.journal)
     assert Path(paths[0]).read_bytes() == Path(paths[1]).read_bytes()
+
+
+class EveryFive(Strategy):
+    """Meant a timer every five seconds."""
+
+    def on_start(self, event, ctx):
+        ctx.set_timer("poll", every=5)
+        ctx.set_timer("poll", every=5)  # said once
+        ctx.set_timer("slow", every=60_000)  # a minute: said nowhere
+
+
+def test_a_bare_number_period_under_a_second_is_said_to_be_milliseconds(caplog):
+    """``every=5`` is 5 ms: a 100-bar backtest wrote over a million timer events,
+    without a word."""
+    spec = make_spec(strategy={"plugin": "tests.unit.core.test_timers:EveryFive", "params": {}})
+    with caplog.at_level("WARNING", logger="roboframe.core.kernel"):
+        run_events(spec, [])
+    said = [r.getMessage() for r in caplog.records if "bare number" in r.getMessage()]
+    assert said == [
+        "timer 'poll' every=5: a bare number is milliseconds (5 ms); write every=\"5s\" for seconds"
+    ]
