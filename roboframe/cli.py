@@ -766,6 +766,7 @@ def validate(robot_files: tuple[Path, ...]) -> None:
     from roboframe.config import load_robot
     from roboframe.core.feed import preflight_feed
     from roboframe.core.robot import make_strategy
+    from roboframe.core.strategy import HANDLERS, uncalled_handlers
     from roboframe.plugins import get_registry
 
     bad = failed = 0
@@ -781,11 +782,17 @@ def validate(robot_files: tuple[Path, ...]) -> None:
             click.echo(f"{path}: {exc}", err=True)
             continue
         try:  # a strategy that refuses its params, or breaks, on start
-            make_strategy(spec)
+            _, strategy_cls, _ = make_strategy(spec)
         except RoboframeError as exc:
             failed += 1
             click.echo(f"{path}: {exc}", err=True)
             continue
+        for name in uncalled_handlers(strategy_cls):
+            click.echo(
+                f"warning: {path}: strategy {strategy_cls.__name__} has {name}(), which "
+                f"roboframe never calls (its handlers: {', '.join(sorted(HANDLERS))})",
+                err=True,
+            )
         symbols = ", ".join(spec.symbols)
         checks = ", ".join(c.plugin for c in spec.risk.checks)
         click.echo(

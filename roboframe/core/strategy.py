@@ -176,3 +176,19 @@ class Strategy:
             return self.on_params(event, ctx)
         except Exception as exc:
             raise self._fail("on_params", event, exc) from exc
+
+
+HANDLERS = frozenset(
+    {"on_start", "on_bar", "on_tick", "on_fill", "on_order", "on_timer", "on_stop", "on_params"}
+)
+
+
+def uncalled_handlers(cls: type) -> list[str]:
+    """Methods of ``cls`` named like handlers that roboframe never calls (``on_bars``,
+    ``onFill``): a misspelt handler, whose strategy never trades, said nowhere."""
+    names = []
+    for name in sorted(dir(cls)):
+        looks = name.startswith("on_") or (name.startswith("on") and name[2:3].isupper())
+        if looks and name not in HANDLERS and callable(getattr(cls, name, None)):
+            names.append(name)
+    return names

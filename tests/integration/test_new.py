@@ -116,3 +116,17 @@ def test_a_known_contract_gets_its_own_tick_and_price(tmp_path, symbol, tick, pr
     text = (tmp_path / "c.yaml").read_text()
     assert tick in text and price in text
     assert str(load_robot(tmp_path / "c.yaml").symbols[symbol].tick_size) == tick.split()[-1]
+
+
+def test_validate_names_a_handler_roboframe_never_calls(tmp_path):
+    """``on_bars`` (or ``onFill``) passed validate, and the strategy never traded."""
+    roboframe_cmd("new", "r", "--dir", str(tmp_path))
+    module = tmp_path / "r_strategy.py"
+    module.write_text(module.read_text().replace("def on_bar(", "def on_bars("))
+    proc = roboframe_cmd("validate", str(tmp_path / "r.yaml"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "has on_bars(), which roboframe never calls" in proc.stderr
+    fine = roboframe_cmd("new", "s", "--dir", str(tmp_path / "ok"))
+    assert fine.returncode == 0
+    proc = roboframe_cmd("validate", str(tmp_path / "ok" / "s.yaml"), cwd=tmp_path)
+    assert "never calls" not in proc.stderr
