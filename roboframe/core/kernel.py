@@ -557,10 +557,16 @@ class Kernel:
                 actions.extend(self._reject(action.client_id, reason, depth, REPLACE_REJECTED))
                 continue
             else:
+                nested = (
+                    "; a list inside the list: ctx.order_target already returns a list, "
+                    "return it as it is (or add lists with +)"
+                    if isinstance(action, list | tuple)
+                    else ""
+                )
                 raise StrategyError(
                     f"strategy {type(self.strategy).__name__} returned {action!r}; "
                     "expected NewOrder, Cancel or Replace (build them with "
-                    "ctx.buy/sell/cancel/replace)"
+                    f"ctx.buy/sell/cancel/replace){nested}"
                 )
             actions.extend(self._reject(action.client_id, reason, depth))
         return actions
@@ -613,6 +619,11 @@ class Kernel:
     def _as_list(self, out: Any) -> list:
         if isinstance(out, (NewOrder, Cancel, Replace)):
             return [out]
+        if isinstance(out, str | bytes | dict):  # a str iterated: "returned 'b'"
+            raise StrategyError(
+                f"strategy {type(self.strategy).__name__} returned {out!r}; "
+                "expected a list of actions (ctx.buy/sell/cancel/replace) or None"
+            )
         try:
             return list(out)
         except TypeError:

@@ -176,6 +176,17 @@ def test_strategy_returning_garbage_is_an_error():
         kernel.handle(bar(SI, 1, 100))
 
 
+def test_a_returned_string_or_nested_list_is_named_as_such():
+    """``return "buy"`` was iterated: "returned 'b'"; ``[ctx.order_target(...)]``
+    gave a message that did not say the list was nested."""
+    kernel, _ = kernel_with(lambda b, ctx: "buy")
+    with pytest.raises(StrategyError, match=r"returned 'buy'; expected a list of actions"):
+        kernel.handle(bar(SI, 1, 100))
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.order_target(SI, 1)])
+    with pytest.raises(StrategyError, match="a list inside the list"):
+        kernel.handle(bar(SI, 1, 100))
+
+
 def test_single_action_without_list_is_accepted():
     kernel, _ = kernel_with(lambda b, ctx: ctx.buy(SI, 1))
     assert len(kernel.handle(bar(SI, 1, 100))) == 1
