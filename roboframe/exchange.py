@@ -543,11 +543,14 @@ class ExchangeProcess:
         while not stop.is_set():
             ready = dict(poller.poll(0 if self.store.pending() else timeout))
             self.store.keep_exchange_lock()  # a lease is renewed when due
-            # market data first, whatever the poll said: a robot decides on a bar the
-            # publisher sent here too, before the robot had it; taken after the order,
-            # that bar's open -- a price from before the decision -- filled it
-            self._on_market(sub)
-            if self.router is not None and self.router in ready:
+            # market data first, also when the poll woke for orders alone: a robot
+            # decides on a bar the publisher sent here too, before the robot had it;
+            # taken after the order, that bar's open -- a price from before the
+            # decision -- filled it
+            orders_came = self.router is not None and self.router in ready
+            if orders_came or sub in ready or fd in ready:
+                self._on_market(sub)
+            if orders_came:
                 self._on_orders()
             if self.outbox:
                 self._send_outbox()
