@@ -124,12 +124,7 @@ class OutputCheck:
             return None
         self._message_at = offset
         self._events.clear()
-        if not self.pending:
-            return None
-        seq = min(self.pending)  # outputs the journal never recorded
-        event, produced = self.pending[seq]
-        self.pending.clear()
-        return Divergence(seq, event, ([], []), produced)
+        return self.closed()
 
     def produced(self, seq: int, event: Any, outputs: tuple[list, list]) -> None:
         self._events[seq] = event
@@ -150,8 +145,9 @@ class OutputCheck:
         return Divergence(record.seq, event, expected, produced)
 
     def closed(self) -> Divergence | None:
-        """The journal says its run ended cleanly here: outputs still waiting were
-        never journaled because the run never produced them (see ``CLOSED``)."""
+        """Outputs still waiting when their message is over -- a new one starts, or
+        the journal says its run ended cleanly here (see ``CLOSED``) -- are ones
+        the run never produced: the first of them is a divergence."""
         if not self.pending:
             return None
         seq = min(self.pending)
@@ -216,7 +212,12 @@ def kernel_from_header(header: dict, registry=None) -> Kernel:
 
     spec = spec_from_dict(header["config"], source=header_source(header), registry=registry)
     strategy, _, _ = make_strategy(spec, registry)
-    kernel = Kernel(spec, header["run_id"], strategy, registry)
+    return follow_rules(Kernel(spec, header["run_id"], strategy, registry), header)
+
+
+def follow_rules(kernel: Kernel, header: dict) -> Kernel:
+    """``kernel`` set to the rules the journal's run had: a journal written before a
+    rule changed replays (and resumes) by the old one, or it would not verify."""
     kernel.risk.from_day_before = loss_from_day_before(header)
     kernel.flatten_pauses = flatten_pauses(header)
     return kernel

@@ -32,8 +32,8 @@ from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Repl
 from roboframe.core.kernel import Kernel
 from roboframe.errors import ConfigError, RoboframeError, StrategyError
 from roboframe.journal import MESSAGE, JournalReader, recover
-from roboframe.journal.format import flatten_pauses, loss_from_day_before, receipt_clock
-from roboframe.replay import quietly
+from roboframe.journal.format import receipt_clock
+from roboframe.replay import follow_rules, quietly
 from roboframe.risk.limits import STOPPED
 
 log = logging.getLogger(__name__)
@@ -119,9 +119,7 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
             f"{path}: the robot file changed since that run started; "
             "it cannot be resumed (start a new run)"
         )
-    kernel = Kernel(spec, header["run_id"], strategy)
-    kernel.risk.from_day_before = loss_from_day_before(header)  # the run's rules, to its end
-    kernel.flatten_pauses = flatten_pauses(header)
+    kernel = follow_rules(Kernel(spec, header["run_id"], strategy), header)  # to its end
     last_seq = 0
     trades: set[int] = set()
     refs: set[int] = set()
