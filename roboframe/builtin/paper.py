@@ -187,17 +187,16 @@ class PaperExchange:
                 out.append(self._fill(resting, price, order.qty, last.ts))
         return out
 
-    def restore(self, order: NewOrder, filled: int, ts: int | None = None) -> None:
+    def restore(self, order: NewOrder, filled: int) -> None:
         """Rest an order acknowledged before a restart again, ``filled`` of it
         already filled: as it was, not placed anew (no answer, no fill at
         placement -- placed anew at ``fill_at: close``, a market order would
-        fill whole again). It predates the market data this engine has seen
-        (unless ``ts`` says when it was placed): any later bar may fill it."""
+        fill whole again). It predates the market data this engine has seen:
+        any later bar may fill it."""
         cid = order.client_id
         if cid in self.open_orders or cid in self._finished or filled >= order.qty:
             return
-        # placed before anything this engine has seen, unless told when
-        self.open_orders[cid] = RestingOrder(order, 0 if ts is None else ts, filled)
+        self.open_orders[cid] = RestingOrder(order, 0, filled)
 
     def _invalid(self, order: NewOrder) -> str | None:
         if self.instruments is not None and order.symbol not in self.instruments:

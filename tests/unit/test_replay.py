@@ -149,42 +149,27 @@ def test_a_journal_replays_by_the_daily_loss_rule_its_run_had(tmp_path, rule):
     halts where it did not (its order at the open is refused): it would not
     verify, nor resume. Each journal says its rule, and is replayed by it."""
     from roboframe.core.events import Fill, OrderUpdate
-    from roboframe.core.kernel import Kernel
     from roboframe.testing.helpers import bar, make_spec
+    from tests.unit.analyze.journals import write_journal
 
     spec = make_spec(
         strategy={"plugin": "tests.unit.test_replay:BuysEachBar", "params": {}},
         risk={"max_daily_loss": 50},
     )
-    strategy, cls, _ = make_strategy(spec)
-    kernel = Kernel(spec, "r1", strategy)
-    header = journal_header(spec, "r1", cls, "live")
-    if rule == "old":  # as written before the rule changed
-        del header["loss_from"]
-        kernel.risk.from_day_before = False
-    day = 24 * 60
+    first = bar("Si-12.26", 1, 100)
+    events = [
+        Control("start", first.ts),
+        first,  # buys
+        lambda sent: OrderUpdate(sent[0].client_id, first.ts, "accepted"),
+        lambda sent: Fill(sent[0].client_id, first.ts, "Si-12.26", "buy", 1, 100, "T1"),
+        bar("Si-12.26", 24 * 60, 40),  # the next day opens 60 lower: buys again, or not
+    ]
     path = tmp_path / "run.journal"
-    with JournalWriter(path, header) as writer:
-        first = bar("Si-12.26", 1, 100)
-        events = [Control("start", first.ts), first]
-        for seq, event in enumerate(events, start=1):
-            writer.append_message(seq, event.ts, codec.encode(event))
-            actions = list(kernel.handle(event))
-            if actions:
-                writer.append_actions(seq, codec.encode_outputs(actions, kernel.take_rejected()))
-        (order,) = actions
-        more = [
-            OrderUpdate(order.client_id, first.ts, "accepted"),
-            Fill(order.client_id, first.ts, "Si-12.26", "buy", 1, 100, "T1"),
-            bar("Si-12.26", day, 40),  # the next day opens 60 lower
-        ]
-        for seq, event in enumerate(more, start=3):
-            writer.append_message(seq, event.ts, codec.encode(event))
-            actions, rejected = list(kernel.handle(event)), kernel.take_rejected()
-            if actions or rejected:
-                writer.append_actions(seq, codec.encode_outputs(actions, rejected))
-    assert kernel.risk.state == ("HALTED" if rule == "new" else "ACTIVE")
+    out = write_journal(path, spec, events, without=("loss_from",) if rule == "old" else ())
+    assert len(out[-1][2]) == (0 if rule == "new" else 1)
     assert rp.verify(path).ok
+    kernel, _, _ = rp.state_at(path, len(events))
+    assert kernel.risk.state == ("HALTED" if rule == "new" else "ACTIVE")
 
 
 class ExtraAtTheEnd(Strategy):
@@ -244,26 +229,17 @@ def test_an_order_the_replay_makes_after_the_journals_last_actions_is_a_divergen
 def test_a_journal_replays_its_flattens_by_the_rule_its_run_had(tmp_path, rule):
     """A flatten now leaves the robot paused; a run journaled before went on
     trading after it. Each journal says its rule, and is replayed by it."""
-    from roboframe.core.kernel import Kernel
     from roboframe.testing.helpers import bar, make_spec
+    from tests.unit.analyze.journals import write_journal
 
     spec = make_spec(strategy={"plugin": "tests.unit.test_replay:BuysEachBar", "params": {}})
-    strategy, cls, _ = make_strategy(spec)
-    kernel = Kernel(spec, "r1", strategy)
-    header = journal_header(spec, "r1", cls, "live")
-    if rule == "old":  # as written before the rule changed
-        del header["flatten"]
-        kernel.flatten_pauses = False
-    path = tmp_path / "run.journal"
     events = [Control("start", 1), Control("flatten", 2), bar("Si-12.26", 1, 100)]
-    with JournalWriter(path, header) as writer:
-        for seq, event in enumerate(events, start=1):
-            writer.append_message(seq, event.ts, codec.encode(event))
-            actions, rejected = list(kernel.handle(event)), kernel.take_rejected()
-            if actions or rejected:
-                writer.append_actions(seq, codec.encode_outputs(actions, rejected))
-    assert kernel.risk.state == ("PAUSED" if rule == "new" else "ACTIVE")
+    path = tmp_path / "run.journal"
+    out = write_journal(path, spec, events, without=("flatten",) if rule == "old" else ())
+    assert len(out[-1][2]) == (0 if rule == "new" else 1)  # the bar's buy, after the flatten
     assert rp.verify(path).ok
+    kernel, _, _ = rp.state_at(path, len(events))
+    assert kernel.risk.state == ("PAUSED" if rule == "new" else "ACTIVE")
 
 
 def test_a_replay_holds_back_the_runs_own_warnings(tmp_path, caplog):

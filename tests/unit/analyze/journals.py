@@ -10,6 +10,7 @@ from roboframe.core.kernel import Kernel
 from roboframe.core.robot import journal_header, make_strategy
 from roboframe.core.strategy import Strategy
 from roboframe.journal import JournalWriter
+from roboframe.replay import follow_rules
 from roboframe.testing.helpers import MINUTE_NS, T0, bar, fill, make_spec
 
 SI = "Si-12.26"
@@ -41,12 +42,18 @@ def scripted_spec(**sections):
     )
 
 
-def write_journal(path: Path, spec, events, *, run_id: str = "r1", mode: str = "live") -> list:
+def write_journal(
+    path: Path, spec, events, *, run_id: str = "r1", mode: str = "live", without=()
+) -> list:
     """Drive a kernel with ``events`` (callables of the last actions may make them)
-    and journal everything like a live run; return ``[(seq, event, actions)]``."""
+    and journal everything like a live run; return ``[(seq, event, actions)]``.
+    ``without``: header keys left out, as a journal from before they were written
+    (its kernel then follows the rules of then)."""
     strategy, cls, _ = make_strategy(spec)
-    kernel = Kernel(spec, run_id, strategy)
     header = journal_header(spec, run_id, cls, mode)
+    for key in without:
+        del header[key]
+    kernel = follow_rules(Kernel(spec, run_id, strategy), header)
     out = []
     sent: list[NewOrder] = []
     with JournalWriter(path, header, fsync="never") as writer:
