@@ -168,11 +168,15 @@ def test_a_robot_lock_let_go_a_moment_late_is_waited_for(pg_url):
     threading.Timer(0.5, previous.close).start()  # the previous run's process ends
     params = {"url": pg_url, "poll_ms": 200}
     end = RunningTradeStream(get_registry().gateways["postgres"].obj, params, robot, run_id="r1")
+    other = open_store(pg_url)
     try:
-        assert end.events(1, timeout_ms=2000) == []  # no "gateway failed" stop
+        # past the wait (LOCK_WAIT_S): no "gateway failed" stop, and the lock is its own
+        assert end.events(1, timeout_ms=4000) == []
         assert end.thread.is_alive()
+        assert not other.take_robot_lock(robot, "r2")
     finally:
         end.close()
+        other.close()
 
 
 def _bound(sock, address: str) -> bool:

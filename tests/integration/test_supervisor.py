@@ -462,7 +462,7 @@ def test_a_restart_for_a_changed_file_names_the_position_the_new_run_leaves(
                 return None
             return status["positions"]["Si-12.26"]["position"] or None
 
-        wait_until(held)
+        assert wait_until(held)
         with caplog.at_level("WARNING", logger="roboframe.supervisor"):
             sup._say_what_stays(robot)
         (said,) = [r.getMessage() for r in caplog.records if "starts flat" in r.getMessage()]
