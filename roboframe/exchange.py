@@ -78,6 +78,7 @@ class ExchangeProcess:
         self.orders_address = orders_address  # the fast path: a ROUTER robots connect to
         self.orders_curve = orders_curve  # CURVE server keys and allowed robots for it
         self.feed_curve = feed_curve  # CURVE client keys for the market-data feed
+        self.sub: zmq.Socket | None = None  # the market data, once subscribed
         self.fast: dict[str, bytes] = {}  # client id -> robot's socket identity
         # answers waiting for an id (and replaces that took effect, for the store)
         self.outbox: list[tuple[str, object]] = []
@@ -170,6 +171,7 @@ class ExchangeProcess:
         finished: sent again over ZeroMQ by a client that never heard back, they
         are ignored, as before the restart, not filled a second time."""
         self.engine.remember_finished(self.store.recent_finished(self.engine.remembers))
+        self.store.repair_open_orders()
         for stored in self.store.open_orders():
             if stored.status == "accepted":
                 self.owner[stored.order.client_id] = stored.robot
@@ -177,12 +179,18 @@ class ExchangeProcess:
                 self.counts["orders"] += 1
         log.info("exchange: %d open orders reloaded", len(self.engine.open_orders))
 
-    def _take(self, stored, acknowledge: bool = True) -> None:
-        self.owner[stored.order.client_id] = stored.robot
-        self.last_replace.pop(stored.order.client_id, None)  # see _replace
-        for answer in self.engine.submit(stored.order):
-            if acknowledge or type(answer) is Fill:
-                self._answer(stored.robot, answer)
+    def _place(self, robot: str, order: NewOrder) -> None:
+        """A new order from either path, placed and answered. The market data
+        already here is taken first: a robot decides on a bar the publisher sent
+        here too, before the robot had it; taken after the order, that bar's open
+        -- a price from before the decision -- filled it."""
+        if self.sub is not None:
+            self._on_market(self.sub)
+        cid = order.client_id
+        self.owner[cid] = robot
+        self.last_replace.pop(cid, None)  # see _replace
+        for answer in self.engine.submit(order):
+            self._answer(robot, answer)
         self.counts["orders"] += 1
 
     def _answer(self, robot: str, event) -> None:
@@ -259,13 +267,9 @@ class ExchangeProcess:
                 if type(action) is NewOrder:
                     if cid in self.owner or self.engine.finished(cid):
                         continue  # a resubmitted order: the first one stands
-                    self.owner[cid] = robot
                     self.fast[cid] = identity
-                    self.last_replace.pop(cid, None)  # see _replace
                     self.to_writer.append((robot, action))  # the order row, behind
-                    for answer in self.engine.submit(action):
-                        self._answer(robot, answer)
-                    self.counts["orders"] += 1
+                    self._place(robot, action)
                 else:
                     self.fast.setdefault(cid, identity)
                     self._apply(robot, action)
@@ -349,7 +353,7 @@ class ExchangeProcess:
     def _requests(self, orders: list, requests: list) -> None:
         for stored in orders:
             if stored.order.client_id not in self.owner:  # taken; acknowledgement not written
-                self._take(stored)
+                self._place(stored.robot, stored.order)
         for ref, robot, action in requests:  # cancels and replaces, as the robot wrote them
             if ref in self.handled:
                 continue
@@ -426,7 +430,7 @@ class ExchangeProcess:
         ctx = zmq.Context() if own else zmq.Context.instance()
         sub = auth = None
         try:
-            sub = self._subscribe(ctx)
+            sub = self.sub = self._subscribe(ctx)
             auth = self._bind_orders(ctx)
         except BaseException:
             for sock in (sub, self.router):
@@ -543,15 +547,10 @@ class ExchangeProcess:
         while not stop.is_set():
             ready = dict(poller.poll(0 if self.store.pending() else timeout))
             self.store.keep_exchange_lock()  # a lease is renewed when due
-            # market data first, also when the poll woke for orders alone: a robot
-            # decides on a bar the publisher sent here too, before the robot had it;
-            # taken after the order, that bar's open -- a price from before the
-            # decision -- filled it
-            orders_came = self.router is not None and self.router in ready
-            if orders_came or sub in ready or fd in ready:
+            if sub in ready:
                 self._on_market(sub)
-            if orders_came:
-                self._on_orders()
+            if self.router is not None and self.router in ready:
+                self._on_orders()  # the market data come since first (see _place)
             if self.outbox:
                 self._send_outbox()
             self._hand_to_writer()  # order rows of orders with no answer yet

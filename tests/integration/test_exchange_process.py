@@ -14,7 +14,6 @@ from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Fill, NewOrder, OrderUpdate, Replace
 from roboframe.exchange import ExchangeProcess
 from roboframe.store import open_store
-from roboframe.store.base import StoredOrder
 from roboframe.testing.helpers import free_port, wait_for
 from tests.integration.conftest import roboframe_cmd
 from tests.integration.exchange import RunningExchange, order_row, stored
@@ -428,7 +427,7 @@ def test_a_replace_refused_for_an_order_not_yet_there_is_answered_when_retried(p
     assert (refused.status, refused.reason) == ("replace_rejected", "replace: order not open")
     assert ex._replace("late", Replace(cid, 2, 105)) == []  # written twice: answered once
     order = NewOrder(cid, "Si", "buy", 1, "limit", 100)
-    ex._take(StoredOrder(1, "late", order, 1, "new", 0))
+    ex._place("late", order)
     (answer,) = ex._replace("late", Replace(cid, 2, 105))
     assert answer.status == "replaced"
     assert ex._replace("late", Replace(cid, 2, 105)) == []  # a repeat of a replace that took
