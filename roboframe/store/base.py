@@ -192,6 +192,11 @@ class OrderStore:
         """Orders not yet filled, cancelled or rejected, oldest first."""
         raise NotImplementedError
 
+    def repair_open_orders(self) -> None:
+        """Called by an exchange before it reloads the open orders: a store whose
+        writes of a trade (or update) and its order row are not one transaction
+        brings the rows up to them here. The default has nothing to repair."""
+
     def recent_finished(self, limit: int) -> list[str]:
         """Client ids of the newest ``limit`` finished orders (filled, cancelled,
         rejected), oldest first. A restarted exchange ignores them when they come

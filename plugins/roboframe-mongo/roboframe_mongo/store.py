@@ -478,24 +478,21 @@ class MongoStore(OrderStore):
         ]
 
     def open_orders(self) -> list[StoredOrder]:
-        """The open orders, each row first brought up to its trades and updates:
-        here a trade (or an update) and its order row are two writes, and an
-        exchange that died between them left the row behind -- reloaded from
-        it, a cancelled order rested again and filled lots filled again."""
+        return self._stored(self._guard(self._open_docs))
 
-        def find():
-            return _plain_all(
-                self.db.orders.find({"status": {"$in": ["new", "accepted"]}}).sort("id", 1)
-            )
+    def _open_docs(self) -> list[dict]:
+        return _plain_all(
+            self.db.orders.find({"status": {"$in": ["new", "accepted"]}}).sort("id", 1)
+        )
 
-        docs = self._guard(find)
-        if docs and self._repair(docs):
-            docs = self._guard(find)
-        return self._stored(docs)
-
-    def _repair(self, docs: list[dict]) -> bool:
-        """Apply to ``docs``' rows the trades and final updates they lack; True when
-        any was."""
+    def repair_open_orders(self) -> None:
+        """Bring the open order rows up to their trades and final updates: here a
+        trade (or an update) and its order row are two writes, and an exchange that
+        died between them left the row behind -- reloaded from it, a cancelled
+        order rested again and filled lots filled again."""
+        docs = self._guard(self._open_docs)
+        if not docs:
+            return
         ids = [d["client_id"] for d in docs]
         trades = self._guard(
             lambda: _plain_all(self.db.trades.find({"client_id": {"$in": ids}}).sort("id", 1))
@@ -515,17 +512,15 @@ class MongoStore(OrderStore):
             if "trade_ids" in d or not d["filled"]
         }
         status = {d["client_id"]: d["status"] for d in docs}
-        repaired = False
         for trade in trades:
             seen = counted.get(trade["client_id"])
             if seen is not None and trade["id"] not in seen:
                 self._count_trade(trade["client_id"], trade["id"], trade["qty"])
-                repaired = True
         for event in finals:
-            if status[event["client_id"]] in MOVES_FROM[event["kind"]]:
-                self._move_status(event["client_id"], event["kind"])
-                repaired = True
-        return repaired
+            cid, kind = event["client_id"], event["kind"]
+            if status[cid] in MOVES_FROM[kind]:
+                self._move_status(cid, kind)
+                status[cid] = kind
 
     def recent_finished(self, limit: int) -> list[str]:
         finished = {"status": {"$nin": ["new", "accepted"]}}
