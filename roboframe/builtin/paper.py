@@ -378,14 +378,12 @@ class PaperGateway(Gateway):
         )
 
     _robot_time: Callable[[], int] | None = None
-    _filled_before: dict[str, int] | None = None
 
     def open(self, runtime: Runtime) -> None:
         """Check the params and make the order pipe (loop thread)."""
         self.make_engine()  # bad params fail here, before any thread starts
         self._push, self._pull = order_pipe(runtime, "paper-orders")
         self._robot_time = runtime.robot_time
-        self._filled_before = runtime.resumed_filled
 
     def submit(self, actions: list) -> None:
         """One frame per batch of actions, after the robot's time when it sent them
@@ -428,10 +426,12 @@ class PaperGateway(Gateway):
         # they had left (Gateway.resubmit) -- rested as they were, filled lots and all:
         # placed anew for the rest, the order's total, which every replace names,
         # would count from none filled, and the engine would fill those lots again
-        restoring = dict(self._filled_before or {})
+        restoring = dict(runtime.resumed_filled)
         try:
             while not stop.is_set():
-                poller.poll(HELD_POLL_MS if held else POLL_MS)
+                # prices held back matter to resting orders, which they may fill as the
+                # robot moves on; a new order wakes the poll itself
+                poller.poll(HELD_POLL_MS if held and engine.open_orders else POLL_MS)
                 now = robot_time()  # before the orders: those sent up to now are all there
                 waiting = list(_actions(orders))  # also those sent since the poll returned
                 # then the prices: every price an order waiting was sent after was

@@ -30,6 +30,7 @@ import zmq
 from roboframe.core import codec
 from roboframe.core.events import Cancel, Control, Fill, NewOrder, Replace
 from roboframe.core.gateway import Gateway, Runtime
+from roboframe.core.orders import CANCELLED, REJECTED
 from roboframe.errors import ConfigError
 from roboframe.store.base import (
     OrderStore,
@@ -86,9 +87,7 @@ class StoreGateway(Gateway):
 
         self.url = self.store_url()
         self._push, self._pull = order_pipe(runtime, "store-orders")
-        self.resume_seen: tuple[frozenset[int], frozenset[int]] | None = getattr(
-            runtime, "store_seen", None
-        )
+        self.resume_seen = runtime.store_seen
 
     def submit(self, actions: list) -> None:
         self._push.send(codec.encode(actions))
@@ -138,7 +137,9 @@ class StoreGateway(Gateway):
             stream.close()
 
 
-_FINAL = frozenset({"cancelled", "rejected"})  # an order's last word: no fill comes after it
+# an order's last word: no fill comes after it (a rejected new order, a cancelled one;
+# "rejected" also answered a refused cancel before cancel_rejected: harmless here)
+_FINAL = frozenset({CANCELLED, REJECTED})
 
 
 def in_answer_order(updates: list, fills: list) -> list:

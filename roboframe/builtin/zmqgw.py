@@ -14,16 +14,26 @@ remembered, so nothing arrives twice.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from roboframe.builtin.storegw import StoreGateway, _StoreStream, log
+from roboframe.builtin.storegw import StoreGateway, _StoreStream
 from roboframe.core import codec
 from roboframe.core.events import Cancel, Fill, NewOrder, OrderUpdate, Replace
+from roboframe.core.orders import (
+    CANCEL_REJECTED,
+    CANCELLED,
+    REJECTED,
+    REPLACE_REJECTED,
+    REPLACED,
+)
 from roboframe.curve import client_schema, load_public, load_secret, make_client
+
+log = logging.getLogger(__name__)
 
 CONNECT_GRACE_S = 2.0  # a link to the exchange not made by then: the order path is down
 HEARTBEAT_MS = 1000  # ZeroMQ heartbeats on the link: a silent peer is lost after 3 of these
@@ -245,8 +255,8 @@ class _FastStream(_StoreStream):
                 next_poll = now + self.poll_s
 
 
-_CANCEL_ANSWERS = frozenset({"cancelled", "cancel_rejected", "rejected"})
-_REPLACE_ANSWERS = frozenset({"replaced", "replace_rejected"})
+_CANCEL_ANSWERS = frozenset({CANCELLED, CANCEL_REJECTED, REJECTED})
+_REPLACE_ANSWERS = frozenset({REPLACED, REPLACE_REJECTED})
 
 
 def _answers(event: Fill | OrderUpdate, action: NewOrder | Cancel | Replace) -> bool:
