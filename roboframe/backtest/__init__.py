@@ -140,27 +140,37 @@ def _blamed_events(events: Iterable, named: str) -> Iterator:
     Each event is checked as the live loop's socket checks it: a float or NumPy
     price, a dict for a Bar, a bar whose high is under its low, stopped the
     backtest with a traceback, or passed into a journal no replay could read."""
-    with blamed(f"{named} reading its data"):
-        iterator = iter(events)
-    n = 0
-    while True:
-        with blamed(f"{named} reading its data"):
-            event = next(iterator, None)
-        if event is None:
-            return
-        n += 1
-        problem = _not_an_event(event)
-        if problem:
-            raise RoboframeError(f"{named}: its event {n} {problem}: {event!r}")
-        yield event
+    with blamed(f"{named} reading its data"):  # our own error below passes through
+        for n, event in enumerate(events, start=1):
+            if not _fine(event):
+                raise RoboframeError(f"{named}: its event {n} {_not_an_event(event)}: {event!r}")
+            yield event
 
 
-_MARKET = (Bar, Tick)
+_TOO_BIG = 1 << 63
 
 
-def _not_an_event(event: Any) -> str | None:
-    """What is wrong with a plugin feed's event, or None."""
-    if type(event) not in _MARKET:
+def _fine(event: Any) -> bool:
+    """The cheap check of every event: a Bar or Tick of whole non-negative numbers
+    in 64 bits, a bar's prices in order, a time past 1970."""
+    kind = type(event)
+    if kind is Bar:
+        fields = (event.ts, event.open, event.high, event.low, event.close, event.volume)
+    elif kind is Tick:
+        fields = (event.ts, event.price, event.qty, event.bid, event.ask)
+    else:
+        return False
+    if not all(type(v) is int and 0 <= v < _TOO_BIG for v in fields) or event.ts < _EPOCH_1971:
+        return False
+    if kind is Bar:
+        low, high = event.low, event.high
+        return low <= event.open <= high and low <= event.close <= high
+    return True
+
+
+def _not_an_event(event: Any) -> str:
+    """What is wrong with a plugin feed's event that :func:`_fine` refused."""
+    if type(event) not in (Bar, Tick):
         return (
             f"is a {type(event).__name__}, not a Bar or Tick "
             "(roboframe.core.events; prices in whole ticks: inst.to_ticks(price))"
@@ -177,7 +187,7 @@ def _not_an_event(event: Any) -> str | None:
         return "is an inconsistent bar (need low <= open, close <= high)"
     if event.ts < _EPOCH_1971:
         return "has a time in 1970: times are UTC nanoseconds (seconds * 10**9)"
-    return None
+    return "has a negative number in it"
 
 
 _EPOCH_1971 = 365 * 86_400 * 10**9  # a time in seconds, ms or µs of these years is before it

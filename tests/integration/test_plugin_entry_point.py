@@ -298,6 +298,8 @@ class Steps(SyntheticFeed):
                 raise ValueError("line 51 is not JSON")
             if n == 50 and BREAK == "float":  # a price not in whole ticks
                 event = msgspec.structs.replace(event, open=event.open + 0.5)
+            elif n == 50 and BREAK == "none":  # ended the backtest there, without a word
+                event = None
             elif n == 50 and BREAK == "dict":
                 event = {"symbol": event.symbol, "ts": event.ts, "close": event.close}
             elif n == 50 and BREAK == "seconds":  # a time in seconds
@@ -374,6 +376,8 @@ journal: {dir: runs}
         ("float", ("backtest",), "feed 'steps2' (plugin faulty): its event 51 does not "
          "pass as one on the wire (Expected `int`, got `float`", 1),
         ("dict", ("backtest",), "feed 'steps2' (plugin faulty): its event 51 is a dict, "
+         "not a Bar or Tick", 1),
+        ("none", ("backtest",), "feed 'steps2' (plugin faulty): its event 51 is a NoneType, "
          "not a Bar or Tick", 1),
         ("seconds", ("backtest",), "feed 'steps2' (plugin faulty): its event 51 has a "
          "time in 1970", 1),
