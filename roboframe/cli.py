@@ -793,6 +793,15 @@ def validate(robot_files: tuple[Path, ...]) -> None:
                 f"roboframe never calls (its handlers: {', '.join(sorted(HANDLERS))})",
                 err=True,
             )
+        here = None  # what depends on this machine: said, not counted against the file
+        try:
+            preflight_feed(spec, get_registry())
+        except ConfigError as exc:
+            here = exc
+        except RoboframeError as exc:  # a plugin's own bug: no "ok" before it
+            failed += 1
+            click.echo(f"{path}: {exc}", err=True)
+            continue
         symbols = ", ".join(spec.symbols)
         checks = ", ".join(c.plugin for c in spec.risk.checks)
         click.echo(
@@ -800,14 +809,9 @@ def validate(robot_files: tuple[Path, ...]) -> None:
             f"feed {spec.feed.plugin}, gateway {spec.gateway.plugin}"
             + (f", risk checks {checks})" if checks else ")")
         )
-        try:  # what depends on this machine: said, not counted against the file
-            preflight_feed(spec, get_registry())
-        except ConfigError as exc:
+        if here is not None:
             what = "run and backtest (without --data) would stop"
-            click.echo(f"warning: on this machine, {what}:\n{exc}", err=True)
-        except RoboframeError as exc:  # a plugin's own bug
-            failed += 1
-            click.echo(f"{path}: {exc}", err=True)
+            click.echo(f"warning: on this machine, {what}:\n{here}", err=True)
     if bad:
         raise SystemExit(EXIT_CONFIG)
     if failed:

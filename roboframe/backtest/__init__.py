@@ -8,9 +8,10 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from roboframe.backtest.data import FILE_FEEDS, READING, data_id, file_events, window
+from roboframe.backtest.data import FILE_FEEDS, data_id, file_events, window
 from roboframe.backtest.engine import Backtest, BacktestResult
 from roboframe.builtin.feeds.timeparse import parse_tz
+from roboframe.config.schema import READING
 from roboframe.core import codec
 from roboframe.core.events import Bar, Tick
 from roboframe.errors import ConfigError, RoboframeError, blamed
@@ -104,7 +105,7 @@ def feed_events(
     instruments = dict(spec.symbols)
     if data:
         events = file_events(data, instruments, data_params(spec))
-        ident = data_id(data)
+        ident = data_id(data) if with_id else ""  # it reads every file whole: only if asked
     else:
         events, ident = _own_feed(spec, registry, instruments, finite)
     return (events, ident) if with_id else events

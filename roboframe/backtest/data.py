@@ -18,7 +18,6 @@ from roboframe.errors import ConfigError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 FILE_FEEDS = ("csv", "parquet")  # robot feeds whose reading params --data files share
-READING = ("kind", "tz", "columns", "time_is", "interval", "encoding", "delimiter", "decimal")
 _DAY = 86_400 * 10**9
 
 

@@ -304,6 +304,11 @@ BACKTEST = {
 }
 
 
+READING = ("kind", "tz", "columns", "time_is", "interval", "encoding", "delimiter", "decimal")
+"""How a file feed reads its file: what ``--data`` files take from it, and from
+``backtest:``."""
+
+
 def _data_reading() -> dict:
     """How ``--data`` files are read, as the csv feed's params say it (so a robot
     whose own feed is live can backtest a cp1251 Finam export stamped at bar
@@ -311,7 +316,7 @@ def _data_reading() -> dict:
     from roboframe.builtin.feeds.csvfile import CsvFeed
 
     out = {}
-    for key in ("columns", "time_is", "interval", "encoding", "delimiter", "decimal"):
+    for key in (k for k in READING if k not in BACKTEST["properties"]):  # kind, tz: its own
         prop = copy.deepcopy(CsvFeed.params_schema["properties"][key])
         prop.pop("default", None)
         prop["description"] = f"--data files: {prop['description']}"

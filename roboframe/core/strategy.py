@@ -178,9 +178,7 @@ class Strategy:
             raise self._fail("on_params", event, exc) from exc
 
 
-HANDLERS = frozenset(
-    {"on_start", "on_bar", "on_tick", "on_fill", "on_order", "on_timer", "on_stop", "on_params"}
-)
+HANDLERS = frozenset(name for name in vars(Strategy) if name.startswith("on_"))
 
 
 def uncalled_handlers(cls: type) -> list[str]:
