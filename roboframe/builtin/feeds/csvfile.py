@@ -145,7 +145,7 @@ def undotted(text: str) -> str:
 def parse_time(text: str, tz: dt.tzinfo) -> int:
     """One time cell as UTC nanoseconds: ISO-8601, ``YYYYMMDD``, ``DD.MM.YYYY``
     (with a time after it or not) or epoch."""
-    text = undotted(text.strip())
+    text = text.strip()
     if text.isdigit():
         if len(text) == 8 and text[:2] in ("19", "20"):
             return iso_to_ns(f"{text[:4]}-{text[4:6]}-{text[6:]}", tz)
@@ -162,6 +162,7 @@ def parse_time(text: str, tz: dt.tzinfo) -> int:
             return in_range(value)
         except ValueError as exc:
             raise _BadRow(f"{text!r} as epoch nanoseconds is {exc}") from None
+    text = undotted(text)
     extra = 0
     if "." in text or "," in text:  # a fraction of a second, kept to the nanosecond
         whole, dot, frac = text.partition(".")
@@ -199,7 +200,7 @@ def fast_time_parser(tz: dt.tzinfo) -> Callable[[str], int]:
             day = text[:10]
             if day != last_day:
                 try:
-                    midnight = iso_to_ns(day + "T00:00:00", tz)
+                    midnight = iso_to_ns(undotted(day) + "T00:00:00", tz)
                 except ValueError:
                     return parse_time(text, tz)
                 last_day = day
@@ -556,14 +557,15 @@ class CsvFeed(Feed):
         # a file whose fields are not separated by commas may use the comma as its
         # decimal point: Russian-locale exports (Excel, Finam) write 74,35
         mark = self.params.get("decimal")
-        comma = mark == "," or (mark is None and getattr(self, "_delimiter", ",") != ",")
+        said = mark == ","
+        comma = said or (mark is None and getattr(self, "_delimiter", ",") != ",")
 
         def reader(inst: Any) -> Callable[[str], int]:
             to_ticks, symbol = inst.to_ticks, inst.symbol
 
             def ticks(text: str) -> int:
                 if comma and "," in text:
-                    text = decimal_comma(text, said=mark == ",")
+                    text = decimal_comma(text, said=said)
                 try:
                     return to_ticks(text, strict=True)
                 except ValueError:
