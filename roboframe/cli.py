@@ -411,16 +411,34 @@ def _reconciliation_text(differences: list[dict]) -> str:
     help="Print the robot's state after SEQ (not with --verify).",
 )
 @click.option("--force", is_flag=True, help="Verify even if the strategy has changed.")
+@click.option(
+    "--config",
+    "show_config",
+    is_flag=True,
+    help="Print the robot file as the run had it (defaults filled in), to resume it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def replay(journal_file: Path, verify: bool, until: int | None, force: bool, as_json: bool) -> None:
+def replay(
+    journal_file: Path,
+    verify: bool,
+    until: int | None,
+    force: bool,
+    show_config: bool,
+    as_json: bool,
+) -> None:
     """Replay a journal through a fresh kernel: verify it, or show state at any point."""
     from roboframe import replay as rp
     from roboframe.console import format_state
 
     if until is not None and verify:  # --until stops short: nothing after it is verified
         raise ConfigExit("--verify and --until: one at a time (--verify checks the whole journal)")
+    if show_config and (verify or until is not None):
+        raise ConfigExit("--config prints the run's robot file; not with --verify or --until")
     try:
         header = rp.robot_header(rp.JournalReader(journal_file))
+        if show_config:
+            click.echo(rp.robot_file_text(header, journal_file, as_json), nl=False)
+            return
         changes = rp.strategy_changes(header)  # the state --until prints may not be the run's
         for change in changes:
             click.echo(f"warning: {change}", err=True)

@@ -18,6 +18,7 @@ error where the journal goes on is one.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import yaml
 
 from roboframe.core import codec
 from roboframe.core.kernel import Kernel
@@ -180,6 +182,24 @@ def robot_header(reader: JournalReader) -> dict:
             f"roboframe reads {codec.CODEC} version {codec.CODEC_VERSION} (upgrade roboframe)"
         )
     return header
+
+
+_FILE_ORDER = ("name", "description", "symbols", "feed", "strategy", "gateway", "risk", "journal")
+
+
+def robot_file_text(header: dict, path: Path, as_json: bool = False) -> str:
+    """The robot file a run started with, from its journal's header (the
+    validated file, defaults filled in): put back, it resumes that run, whose
+    config hash it has."""
+    config = header["config"]
+    first = [key for key in _FILE_ORDER if key in config]
+    config = {key: config[key] for key in [*first, *sorted(set(config) - set(first))]}
+    if as_json:
+        return json.dumps(config, indent=2, default=str) + "\n"
+    return (
+        f"# the robot file of run {header['run_id']} as it started, defaults filled in "
+        f"(from {path.name})\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    )
 
 
 def message_events(reader: JournalReader, record: Any) -> list:

@@ -144,6 +144,28 @@ def config_hash(raw: dict) -> str:
     return hashlib.sha256(data.encode()).hexdigest()
 
 
+def config_changes(old: Mapping, new: Mapping, path: str = "") -> list[tuple[str, Any, Any]]:
+    """What differs between two robot files' ``raw`` forms: ``(dotted key, old,
+    new)`` in key order, nested mappings compared key by key; a key one side
+    lacks has :data:`ABSENT` there."""
+    changes = []
+    for key in sorted(set(old) | set(new), key=str):
+        where = f"{path}.{key}" if path else str(key)
+        a, b = old.get(key, ABSENT), new.get(key, ABSENT)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            changes.extend(config_changes(a, b, where))
+        elif a is ABSENT or b is ABSENT or _canonical(a) != _canonical(b):
+            changes.append((where, a, b))
+    return changes
+
+
+ABSENT = type("Absent", (), {"__repr__": lambda self: "(absent)"})()
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def default_control_address(journal_dir: str | Path) -> str:
     """``ipc://`` + the absolute path of ``control.sock`` in ``journal_dir`` (relative to cwd)."""
     return f"ipc://{os.path.abspath(Path(journal_dir) / 'control.sock')}"

@@ -23,11 +23,14 @@ then the rebuild meets the same error and says so.
 
 from __future__ import annotations
 
+import json
 import logging
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from roboframe.config.spec import ABSENT, config_changes
 from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Replace, Tick
 from roboframe.core.kernel import Kernel
 from roboframe.errors import ConfigError, RoboframeError, StrategyError
@@ -92,6 +95,49 @@ def _stopped(reader: JournalReader) -> bool:
     )
 
 
+def changed_file(path: Path, header: dict, spec: Any) -> ConfigError:
+    """The refusal of a resume under a changed robot file, naming what changed
+    and the ways on: the run as it started (the file put back; strategy params
+    then changed live), or a new run, which starts flat."""
+    changes = config_changes(header.get("config") or {}, spec.raw)
+    shown = [f"  {key}: {_shown(old)} -> {_shown(new)}" for key, old, new in changes[:_SHOWN]]
+    if len(changes) > _SHOWN:
+        shown.append(f"  ... and {len(changes) - _SHOWN} more")
+    robot_file = spec.source or "the robot file"
+    live = ""
+    params = [(key, new) for key, _, new in changes if key.startswith("strategy.params.")]
+    if params and len(params) == len(changes) and all(new is not ABSENT for _, new in params):
+        sets = " ".join(f"{key[len('strategy.params.') :]}={_as_arg(new)}" for key, new in params)
+        live = f", then `roboframe ctl {robot_file} set {sets}` makes the change live"
+    return ConfigError(
+        f"{path}: the robot file changed since that run started:\n"
+        + "\n".join(shown)
+        + "\nit cannot be resumed under the changed file. To resume it, put the file back "
+        f"as that run had it (`roboframe replay {path} --config` prints it) and resume"
+        f"{live}; or start a new run (without --resume): it starts flat, and this run's "
+        "position and working orders are left as they are, unmanaged"
+    )
+
+
+_SHOWN = 10  # changed keys named in the refusal
+
+
+def _shown(value: Any) -> str:
+    return "(absent)" if value is ABSENT else json.dumps(value, default=str)
+
+
+def _as_arg(value: Any) -> str:
+    """A value as ``ctl set`` takes it: JSON, a string bare unless it would
+    read as JSON (``"12"`` stays a string)."""
+    text = json.dumps(value, default=str)
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            text = value
+    return shlex.quote(text)
+
+
 def _started_any(reader: JournalReader) -> bool:
     """Whether the journal holds any event: a run that failed to open its gateway
     or endpoints, before its start, wrote its header alone."""
@@ -115,10 +161,7 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
             raise RunFinished(f"{path}: that run has already stopped")
         if not _started_any(reader):  # it failed before its first event: nothing to lose
             raise RunFinished(f"{path}: that run never started (its journal has no events)")
-        raise ConfigError(
-            f"{path}: the robot file changed since that run started; "
-            "it cannot be resumed (start a new run)"
-        )
+        raise changed_file(path, header, spec)
     kernel = follow_rules(Kernel(spec, header["run_id"], strategy), header)  # to its end
     last_seq = 0
     trades: set[int] = set()

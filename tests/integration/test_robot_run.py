@@ -360,3 +360,50 @@ def test_an_order_a_replay_makes_at_the_stop_of_a_live_run_diverges(robot_file, 
     monkeypatch.setattr(ExtraAtTheEnd, "on_stop_too", True)
     result = verify(summary["journal"])
     assert not result.ok and type(result.divergence.event).__name__ == "Control"
+
+
+def _killed_run(path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roboframe.cli", "-q", "run", str(path)], cwd=ROOT
+    )
+    time.sleep(2.0)
+    proc.kill()  # SIGKILL: the run is left to resume
+    proc.wait(10)
+
+
+def test_a_run_whose_file_changed_resumes_once_the_file_is_put_back(robot_file):
+    """The trader edits the robot file while its run is down. The resume is
+    refused (the journal's rebuild must run as the run did), and the refusal says
+    what changed and how to go on; `replay --config` gives back the file as the
+    run had it, and with it put back the run resumes in its own journal."""
+    path = robot_file(bars=0, rate=300)
+    _killed_run(path)
+    journal = next((path.parent / "runs" / "fast-robot").glob("*.journal"))
+    original = path.read_text()
+    path.write_text(original.replace("max_position: 3", "max_position: 4"))
+    refused = roboframe_cmd("-q", "run", str(path), "--resume", "--duration", "1")
+    assert refused.returncode == 2
+    assert "Traceback" not in refused.stderr
+    assert "risk.max_position: 3 -> 4" in refused.stderr
+    assert f"roboframe replay {journal} --config" in refused.stderr
+    assert "ctl" not in refused.stderr  # a risk limit cannot be changed live
+
+    put_back = roboframe_cmd("replay", str(journal), "--config")
+    assert put_back.returncode == 0, put_back.stderr
+    path.write_text(put_back.stdout)
+    out = roboframe_cmd("-q", "run", str(path), "--resume", "--duration", "1", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert Path(summary["journal"]) == journal
+    assert verify(journal).ok
+
+
+def test_a_params_change_refused_at_resume_names_the_live_set_that_makes_it(robot_file):
+    path = robot_file(bars=0, rate=300)
+    _killed_run(path)
+    path.write_text(path.read_text().replace("qty: 1", "qty: 2, long_only: true"))
+    refused = roboframe_cmd("-q", "run", str(path), "--resume", "--duration", "1")
+    assert refused.returncode == 2
+    assert "strategy.params.long_only: false -> true" in refused.stderr
+    assert "strategy.params.qty: 1 -> 2" in refused.stderr
+    assert f"roboframe ctl {path} set long_only=true qty=2" in refused.stderr

@@ -339,3 +339,21 @@ def test_cancel_on_error_needs_a_gateway_that_can_cancel_without_the_loop(load, 
     registry.gateways["paper"] = dataclasses.replace(registry.gateways["paper"], obj=CanCancel)
     spec = load(MINIMAL + "loop:\n  open_orders_on_error: cancel\n")
     assert spec.loop.open_orders_on_error == "cancel"
+
+
+def test_config_changes_name_nested_keys_added_removed_and_changed():
+    from roboframe.config.spec import ABSENT, config_changes
+
+    old = {"risk": {"max_position": 3, "band": 5}, "strategy": {"params": {"fast": 10}}}
+    new = {"risk": {"max_position": 4}, "strategy": {"params": {"fast": 10, "qty": 2}}}
+    assert config_changes(old, new) == [
+        ("risk.band", 5, ABSENT),
+        ("risk.max_position", 3, 4),
+        ("strategy.params.qty", ABSENT, 2),
+    ]
+    assert config_changes(old, old) == []
+    # a value that prints like the missing marker is still a change
+    assert config_changes({"a": "(absent)"}, {}) == [("a", "(absent)", ABSENT)]
+    # a list is one value; 1 and 1.0 are different files (different config hashes)
+    assert config_changes({"a": [1, 2]}, {"a": [1, 2]}) == []
+    assert config_changes({"a": 1}, {"a": 1.0}) == [("a", 1, 1.0)]
