@@ -444,6 +444,11 @@ def replay(
             click.echo(f"warning: {change}", err=True)
         if until is not None:
             kernel, last, failure = rp.state_at(journal_file, until)
+            if last < until and failure is None:
+                click.echo(
+                    f"note: the journal ends at seq {last}; the state shown is at its end",
+                    err=True,
+                )
             if failure is not None:
                 click.echo(
                     f"note: the run stopped on a strategy error at seq {failure.seq}: "

@@ -108,8 +108,9 @@ def analyze(
                 raise RoboframeError(f"--store {store_url}: cannot reach it: {exc}") from None
         sink_store = open_analysis_store(db, registry)
         opened.callback(sink_store.close)
+        seen: dict[str, Path] = {}  # journal key -> the journal analysed under it
         for path in journal_paths(str(p) for p in paths):
-            report = _one(path, sink_store, registry, statistics, order_store, robot, result)
+            report = _one(path, sink_store, registry, statistics, order_store, robot, result, seen)
             if report is not None:
                 result.runs.append(report)
                 if on_run is not None:
@@ -117,7 +118,9 @@ def analyze(
     return result
 
 
-def _one(path, sink_store, registry, statistics, order_store, robot, result) -> RunReport | None:
+def _one(
+    path, sink_store, registry, statistics, order_store, robot, result, seen
+) -> RunReport | None:
     try:
         analysis = RunAnalysis(
             path,
@@ -127,6 +130,13 @@ def _one(path, sink_store, registry, statistics, order_store, robot, result) -> 
         )
     except RoboframeError as exc:  # journal, config and plugin errors alike
         result.problems.append(f"{path}: {exc}")
+        return None
+    first = seen.setdefault(analysis.key, path)
+    if first != path:  # one run in the database: a second would replace the first's rows
+        result.warnings.append(
+            f"{path}: the same run as {first} (the same header: a copy, or the same "
+            "backtest written again); analysed once"
+        )
         return None
     try:
         sink_store.begin_run(analysis.run)

@@ -32,7 +32,7 @@ import msgspec
 from roboframe.analyze.model import TRADE_MARKS, Curve, RunReport
 from roboframe.analyze.rows import event_data, position_row, state_reader
 from roboframe.analyze.tables import run_number
-from roboframe.backtest.stats import EquityTracker, Ledger, summarize
+from roboframe.backtest.stats import EquityTracker, Ledger, last_prices, summarize
 from roboframe.core.events import (
     Bar,
     Cancel,
@@ -233,6 +233,36 @@ class RunAnalysis:
         pnl = dict.fromkeys(positions, (0.0, 0.0))  # symbol -> (realized, unrealized)
         realized = unrealized = 0.0
 
+        # A market event is marked (equity, drawdown, exposure) after its answers, as
+        # the backtest marks it: a fill at the bar's close, and what answered that.
+        waiting: tuple[str, int] | None = None  # (symbol, ts) of the event to mark
+        step_ids: set[str] = set()  # the orders its actions (and theirs) made or moved
+        moved = False  # a fill since the last mark: every symbol's value is taken anew
+
+        def mark(symbol: str, ts: int) -> None:
+            nonlocal base, equity, peak, max_dd, n_marks, exposed, moved
+            if moved:  # the order is the backtest's: the same floats
+                moved = False
+                for s, p in positions.items():
+                    now = (p.cash + p.qty * p.last) * tick_value[s]
+                    base += now - contrib[s]
+                    contrib[s] = now
+            pos = positions[symbol]
+            now = (pos.cash + pos.qty * pos.last) * tick_value[symbol]
+            base += now - contrib[symbol]
+            contrib[symbol] = now
+            equity = base - book.fees_float
+            n_marks += 1
+            if book.open_count:
+                exposed += 1
+            if equity > peak:
+                peak = equity
+            elif peak > 0.0 and equity / peak - 1.0 < max_dd:
+                max_dd = equity / peak - 1.0
+            equity_curve.add(ts, equity)
+            drawdown_curve.add(ts, (equity / peak - 1.0) * 100 if peak > 0 else 0.0)
+            price_curves[symbol].add(ts, pos.last * tick_size[symbol])
+
         records = self.reader.records()
         receipt = receipt_clock(self.header)
         stopped: tuple[int, str] | None = None  # the strategy error the run ended on
@@ -262,6 +292,13 @@ class RunAnalysis:
                 kind = type(event)
                 ts = event.ts
                 symbol = getattr(event, "symbol", None)
+                if waiting is not None and not (
+                    (kind is Fill or kind is OrderUpdate)
+                    and event.client_id in step_ids
+                    and ts <= waiting[1]
+                ):
+                    mark(*waiting)
+                    waiting = None
                 events_rows.append(
                     (run, seq, ts, recv_ns, _KIND[kind], symbol, event_data(event, tick_size))
                 )
@@ -276,32 +313,23 @@ class RunAnalysis:
                     check.produced(seq, event, (list(actions), rejected))
                     self._write_actions(rows, seq, ts, actions, rejected, open_orders)
                 touched = None
+                if waiting is not None:  # this event answered it (see above)
+                    step_ids.update(a.client_id for a in actions)  # and its orders too
                 if kind is Bar or kind is Tick:
                     if not first_ts:
                         first_ts = ts
                     last_ts = ts
                     pos = positions.get(symbol)
                     if pos is not None:
-                        now = (pos.cash + pos.qty * pos.last) * tick_value[symbol]
-                        base += now - contrib[symbol]
-                        contrib[symbol] = now
-                        equity = base - book.fees_float
-                        n_marks += 1
-                        if book.open_count:
-                            exposed += 1
-                        if equity > peak:
-                            peak = equity
-                        elif peak > 0.0 and equity / peak - 1.0 < max_dd:
-                            max_dd = equity / peak - 1.0
                         touched = pos
-                        equity_curve.add(ts, equity)
-                        drawdown_curve.add(ts, (equity / peak - 1.0) * 100 if peak > 0 else 0.0)
-                        price_curves[symbol].add(ts, pos.last * tick_size[symbol])
+                        waiting = (symbol, ts)
+                        step_ids = {a.client_id for a in actions}
                 elif kind is Fill:
                     if self.fills is not None:
                         self.fills.append(event)
                     if kernel.counters["fills"] != fills_before:  # not a duplicate
                         fills_before = kernel.counters["fills"]
+                        moved = True
                         ledger.on_fill(event)
                         touched = positions[event.symbol]
                         position_curves[event.symbol].add(ts, touched.qty)
@@ -339,13 +367,15 @@ class RunAnalysis:
                 break
             if len(events_rows) >= BATCH_ROWS:
                 rows.flush()
+        if waiting is not None:
+            mark(*waiting)
         if stopped is not None and self.failure is None:
             self._diverged(unraised(check, *stopped))
         for cid, (seq, ts) in sorted(open_orders.items()):
             self._order_row(rows, cid, seq, ts, None, None)
         torn = self.reader.torn_tail
         complete = torn is None and kernel.risk.state == STOPPED  # the run ended
-        last_price = {s: (last_ts, p.last) for s, p in positions.items() if p.last}
+        last_price = last_prices(positions, last_ts)
         ledger.finish(last_price)
         tracker = EquityTracker(cash)
         tracker.events, tracker.exposed, tracker.peak, tracker.max_dd = (

@@ -42,7 +42,7 @@ def run_backtest(
     cash = Decimal(str(cash if cash is not None else settings.get("cash", 1_000_000)))
     if not (cash.is_finite() and 0 < cash <= MAX_CASH):  # equity is a float: 1e400 is inf
         raise ConfigError(f"{given}: must be a positive amount up to 1e30, got {cash}")
-    fill_at = fill_at or settings.get("fill_at", "next")
+    fill_at = fill_at or backtest_fill_at(spec)
     events, ident = feed_events(spec, data, registry=registry, with_id=True, finite=not end)
     zone = (data_params(spec) if data else spec.feed.params).get("tz") or "UTC"
     if start or end:
@@ -62,6 +62,17 @@ def run_backtest(
         keep_trades=keep_trades,
     )
     return bt.run()
+
+
+def backtest_fill_at(spec: Any) -> str:
+    """How the robot file says a backtest fills market orders: ``backtest.fill_at``
+    or its paper gateway's ``fill_at`` -- ``close`` when either says so (both
+    default to ``next``; a robot run on the paper gateway at the close must
+    backtest the same way, as it does with its commission and slippage)."""
+    said = [(spec.raw.get("backtest") or {}).get("fill_at")]
+    if spec.gateway.plugin == "paper":
+        said.append(spec.gateway.params.get("fill_at"))
+    return "close" if "close" in said else "next"
 
 
 def data_params(spec: Any) -> dict[str, Any]:

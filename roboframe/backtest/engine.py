@@ -37,7 +37,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from roboframe.backtest.stats import EquityTracker, Ledger, summarize
+from roboframe.backtest.stats import EquityTracker, Ledger, last_prices, summarize
 from roboframe.builtin.paper import PaperExchange
 from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Control, Fill, Tick
@@ -331,6 +331,11 @@ class Backtest:
                 if single is not None:
                     k = cash - book.fees_float + single.cash * tv
                     n = single.qty * tv
+                else:  # a fill moves its symbol's value now, not at its next bar
+                    for s, p in positions.items():
+                        now = (p.cash + p.qty * p.last) * tick_value[s]
+                        base += now - contrib[s]
+                        contrib[s] = now
             if single is not None:
                 if symbol != single.symbol:
                     continue
@@ -377,7 +382,7 @@ class Backtest:
             self._flush_pending(last_ts)
             self.writer.append_record(NOTE, self.seq, 0, encode_note(CLOSED))
             self.writer.close()
-        last_price = {s: (last_ts, p.last) for s, p in positions.items() if p.last}
+        last_price = last_prices(positions, last_ts)
         tracker.equity = float(self.cash + kernel.book.net_money())
         fees = float(sum((p.fees for p in positions.values()), Decimal(0)))
         self.ledger.finish(last_price)

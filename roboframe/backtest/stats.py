@@ -96,7 +96,8 @@ class Ledger:
             lot_qty, ts, lot_price, lot_fee = book[0]
             take = min(qty, abs(lot_qty))
             move = (price - lot_price) if lot_qty > 0 else (lot_price - price)
-            pnl = move * take * tv - (lot_fee + fee_per_lot) * take
+            gross, fees = move * take * tv, (lot_fee + fee_per_lot) * take
+            pnl = _net(gross, fees)
             self._close(pnl)
             if self.keep or self.on_trade is not None:  # built only when someone looks
                 side = "long" if lot_qty > 0 else "short"
@@ -123,7 +124,7 @@ class Ledger:
             for lot_qty, ts, price, fee in self.lots[symbol]:
                 move = (end_price - price) if lot_qty > 0 else (price - end_price)
                 qty = abs(lot_qty)
-                pnl = move * qty * tv - fee * qty
+                pnl = _net(move * qty * tv, fee * qty)
                 trade = Trade(
                     symbol,
                     "long" if lot_qty > 0 else "short",
@@ -139,6 +140,29 @@ class Ledger:
                 self._close(pnl)
                 self._emit(trade)
         self.lots = {}
+
+
+def last_prices(positions: dict, last_ts: int) -> dict[str, tuple[int, int]]:
+    """Each symbol's last price and its time -- the symbol's own last market event,
+    not the run's: a trade still open at the end is closed there
+    (:meth:`Ledger.finish`). ``last_ts`` for a symbol priced by fills alone."""
+    out = {}
+    for symbol, pos in positions.items():
+        if pos.last:
+            seen = max(pos.bar_ts, pos.tick_ts)
+            out[symbol] = (seen if seen > 0 else last_ts, pos.last)
+    return out
+
+
+def _net(gross: float, fees: float) -> float:
+    """A round trip's money: ``gross - fees``, and exactly 0.0 when the two are
+    equal but for binary rounding (7 lots x 1.1 against 7 x 1.10 in fees leave
+    1e-15, which made a break-even trade a win, or a loss and a profit factor of
+    10^15). Money has no unit a billionth of the amounts involved."""
+    pnl = gross - fees
+    if abs(pnl) <= 1e-9 * (abs(gross) + abs(fees)):
+        return 0.0
+    return pnl
 
 
 def round_trips(

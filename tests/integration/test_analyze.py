@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -17,13 +18,15 @@ from tests.integration.conftest import ROOT, roboframe_cmd
 from tests.unit.analyze.journals import SI, at, scripted_events, scripted_spec, write_journal
 
 
+@pytest.mark.parametrize("fill_at", ["next", "close"])
 @pytest.mark.parametrize("robot", ["si.yaml", "rts-breakout.yaml"])
-def test_statistics_equal_the_backtests_own(tmp_path, robot):
+def test_statistics_equal_the_backtests_own(tmp_path, robot, fill_at):
     """The analyzer recomputes equity, drawdown and exposure event by event from
     the journal; the backtest keeps them on its own fast path (one symbol:
-    coefficients changed by fills only; several: per-symbol contributions)."""
+    coefficients changed by fills only; several: per-symbol contributions).
+    Both mark a bar after its answers: at the close, its own orders' fills."""
     spec = load_robot(ROOT / "robots" / robot)
-    result = run_backtest(spec, journal_dir=tmp_path / "runs")
+    result = run_backtest(spec, journal_dir=tmp_path / "runs", fill_at=fill_at)
     report = analyze([result.journal], db=str(tmp_path / "a.db")).runs[0]
     assert report.stats == result.stats
     assert report.complete and report.mode == "backtest"
@@ -62,6 +65,15 @@ def test_the_command_json_report_and_exit_codes(tmp_path):
     assert proc.returncode == 1
     assert "broken.journal" in proc.stderr and "Traceback" not in proc.stderr
     assert "2 run(s) analysed" in proc.stderr
+    # the same backtest written twice: one run, analysed once, and said so
+    (runs / "broken.journal").unlink()
+    again = Path(run_backtest(spec, journal_dir=runs).journal)
+    proc = roboframe_cmd("analyze", str(runs), "--db", str(db), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(r["robot"] for r in json.loads(proc.stdout)) == ["si-trend", "test-robot"]
+    assert "the same run as" in proc.stderr and again.name in proc.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
 
 
 def test_nothing_to_analyse_is_a_clear_error(tmp_path):

@@ -129,3 +129,27 @@ class Pending(Strategy):
             first, second = ctx.open_orders()[:2]
             return [ctx.cancel(first), ctx.replace(second, price=95)]
         return None
+
+
+class Planned(Strategy):
+    """``plan``: ``[[symbol, n, ordered symbol, signed qty]]`` -- a market order
+    on the ``n``-th bar (from 1) of ``symbol``."""
+
+    def __init__(self, params) -> None:
+        super().__init__(params)
+        self.seen: dict[str, int] = {}
+
+    def on_bar(self, bar, ctx):
+        n = self.seen[bar.symbol] = self.seen.get(bar.symbol, 0) + 1
+        return [
+            ctx.buy(ordered, qty) if qty > 0 else ctx.sell(ordered, -qty)
+            for symbol, at_bar, ordered, qty in self.params["plan"]
+            if symbol == bar.symbol and at_bar == n
+        ] or None
+
+
+def planned_spec(plan: list, **sections):
+    return make_spec(
+        strategy={"plugin": "tests.unit.analyze.journals:Planned", "params": {"plan": plan}},
+        **sections,
+    )

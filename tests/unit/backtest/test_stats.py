@@ -102,3 +102,26 @@ def test_profit_factor_without_losses_is_none():
     tracker.mark(1002.0, False)
     s = summarize(round_trips(fills, INST, {}), tracker, fees=0.0, start=0, end=0)
     assert s["win_rate_pct"] == 100.0 and s["profit_factor"] is None
+
+
+def test_a_break_even_round_trip_is_neither_a_win_nor_a_loss():
+    """Tick 0.1, 7 lots bought at 100.0 and sold at 101.1 with 0.55 a lot per
+    fill: +7.70 gross, 7.70 in fees -- in binary floats 1.1 * 7 and 1.1 * 7
+    differ in the last bit. Then 1 lot +2.0 gross, 1.10 in fees: +0.90."""
+    fx = {"FX": Instrument("FX", Decimal("0.1"))}
+
+    def f(n, side, qty, price_ticks):
+        return Fill(f"o{n}", n, "FX", side, qty, price_ticks, f"t{n}", str(Decimal("0.55") * qty))
+
+    fills = [
+        f(1, "buy", 7, 1000),
+        f(2, "sell", 7, 1011),
+        f(3, "buy", 1, 1011),
+        f(4, "sell", 1, 1031),
+    ]
+    t = round_trips(fills, fx, {})
+    assert [x.pnl for x in t] == [0.0, pytest.approx(0.9)]
+    s = summarize(t, EquityTracker(1000.0), fees=8.8, start=1, end=4)
+    assert s["win_rate_pct"] == 50.0
+    assert s["profit_factor"] is None  # no losing trade, not 10^15
+    assert s["worst_trade"] == 0.0
