@@ -15,6 +15,7 @@ import logging
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -1016,15 +1017,22 @@ def up(folder: Path, state_dir: Path, detach: bool) -> None:
                 raise click.ClickException(
                     f"the supervisor exited at once; see {state_dir / 'supervisor.log'}"
                 )
-            try:
-                sv.ask(address, "ps", timeout=0.2)
-                break
+            try:  # ours: another supervisor at that folder answers too, and ours exits
+                if sv.ask(address, "ps", timeout=0.2).get("pid") == proc.pid:
+                    break
             except RoboframeError:
-                continue
+                pass
+            time.sleep(0.05)
+        else:
+            raise click.ClickException(
+                f"the supervisor (pid {proc.pid}) did not answer; see "
+                f"{state_dir / 'supervisor.log'}"
+            )
         click.echo(f"supervisor started (pid {proc.pid}); roboframe ps / roboframe down")
         return
     try:
         supervisor = sv.Supervisor(folder, state_dir)
+        supervisor.bind()  # a supervisor already there is said before anything else
         click.echo(f"supervising {folder} (Ctrl-C or 'roboframe down' stops every robot)")
         supervisor.serve()
     except RoboframeError as exc:

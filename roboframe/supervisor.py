@@ -23,6 +23,7 @@ endpoint.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import inspect
 import json
 import logging
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STATE_DIR = Path("runs") / ".supervisor"
 SOCKET_NAME = "supervisor.sock"
+LOCK_NAME = "supervisor.lock"
 ROBOT_SUFFIXES = (".yaml", ".yml")
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 60.0
@@ -90,6 +92,9 @@ class Robot:
     wanted: bool = True  # False: down asked for it; never restarted
     invalid: bool = False  # its file is not a valid robot (shown once its process is gone)
     elsewhere: bool = False  # another process runs it: its own retries are no restarts
+    removed: bool = False  # its file went away: back in the folder, it is a robot again
+    config_hash: str = ""  # of the definition it runs: a save that changes nothing is no restart
+    code_mtime: float = 0.0  # of strategy_file when defined: new code with a save is a change
     log_path: Path | None = None
     log_file: Any = field(default=None, repr=False)
 
@@ -132,12 +137,26 @@ class Supervisor:
         self._next_scan = 0.0
         self.ctx = zmq.Context()
         self.sock: zmq.Socket | None = None
+        self._lock: Any = None
 
     # -- the socket ps and down talk to ---------------------------------------
 
-    def _bind(self) -> None:
+    def bind(self) -> None:
+        """Take the state folder: its lock (two supervisors started at one moment
+        both found no answer at the socket, and the second unlinked the first's)
+        and the socket ``ps`` and ``down`` talk to."""
         address = supervisor_address(self.state_dir)
-        if _answers(address):
+        self._lock = open(self.state_dir / LOCK_NAME, "a")  # noqa: SIM115 -- held while we run
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            self._lock = None
+            raise RoboframeError(
+                f"a supervisor already runs with state folder {self.state_dir} "
+                "(roboframe down stops it)"
+            ) from None
+        if _answers(address):  # one of a roboframe that took no lock
             raise RoboframeError(
                 f"a supervisor already runs with state folder {self.state_dir} "
                 "(roboframe down stops it)"
@@ -217,8 +236,19 @@ class Supervisor:
             if robot is None:
                 robot = self.robots[key] = Robot(path)
                 self._define(robot, mtime, now)
+            elif robot.removed:  # moved away and back: a robot file again
+                log.warning("%s is back: starting it", path)
+                robot.removed, robot.wanted = False, True
+                self._define(robot, mtime, now)
             elif mtime != robot.mtime and robot.wanted:
-                problem = _not_a_robot(path) if robot.state == "running" else None
+                running = robot.state == "running"
+                problem, same = _not_a_robot(path, robot.config_hash) if running else (None, False)
+                if same and _mtime(robot.strategy_file) == robot.code_mtime:
+                    # saved, touched, deployed again: the definition and code it runs (a
+                    # restart was a new run, flat, leaving the old run's position unmanaged)
+                    robot.mtime = mtime
+                    log.info("%s saved unchanged: %s goes on", path, robot.name or path.stem)
+                    continue
                 if problem is not None:  # a half-saved edit: the running robot goes on
                     robot.mtime = mtime
                     log.error(
@@ -231,13 +261,15 @@ class Supervisor:
                 self._say_what_stays(robot)
                 self._stop(robot, now)
                 self._define(robot, mtime, now)
-            elif robot.state == "failed" and robot.wanted and _changed(robot):
+            elif robot.state in ("failed", "invalid") and robot.wanted and _changed(robot):
                 log.warning("%s changed: starting %s again", robot.strategy_file, robot.name)
                 self._define(robot, mtime, now)
         for key in [k for k in self.robots if k not in files]:
             robot = self.robots[key]
-            if robot.wanted:
-                log.warning("%s was removed: stopping %s", robot.path, robot.name)
+            if not robot.removed:
+                robot.removed = True
+                if robot.wanted:
+                    log.warning("%s was removed: stopping %s", robot.path, robot.name)
                 robot.wanted = False
                 self._stop(robot, now)
 
@@ -294,8 +326,10 @@ class Supervisor:
             log.error("%s: %s", robot.path, robot.problem)
             return
         robot.name, robot.problem, robot.control = spec.name, "", spec.control.address
+        robot.config_hash = spec.config_hash
         robot.invalid = False
         robot.strategy_file = _strategy_file(spec)
+        robot.code_mtime = _mtime(robot.strategy_file)
         robot.failures = 0
         if robot.state in ("new", "invalid", "stopped", "failed"):
             robot.state, robot.next_start = "backoff", now  # start at once
@@ -323,8 +357,11 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C for the supervisor is not one for its robots
         )
-        # a retry of a robot another process runs shows so until it is ours
+        # a retry of a robot another process runs shows so until it is ours, and the
+        # next retry waits its period (it started one every turn of the loop)
         robot.state, robot.started = ("elsewhere" if robot.elsewhere else "running"), now
+        if robot.elsewhere:
+            robot.next_start = now + ELSEWHERE_RETRY_S
         log.warning("started %s (pid %d)", robot.name, robot.proc.pid)
 
     def _stop(self, robot: Robot, now: float) -> None:
@@ -363,8 +400,9 @@ class Supervisor:
                     "there, and this supervisor then starts it"
                 )
                 log.error("%s: %s", robot.name, robot.problem)
-            elif code == EXIT_CONFIG:
+            elif code == EXIT_CONFIG:  # its file, or a strategy module saved mid-edit
                 robot.state, robot.problem = "invalid", f"exit {code}: see {robot.log_path}"
+                robot.strategy_mtime = _mtime(robot.strategy_file)
                 log.error("%s refused its robot file (see %s)", robot.name, robot.log_path)
             elif code == EXIT_STRATEGY:
                 robot.state = "failed"
@@ -390,7 +428,12 @@ class Supervisor:
         if robot.elsewhere and alive and now - robot.started >= ELSEWHERE_SETTLE_S:
             robot.elsewhere = False  # a retry that stayed up: the other process is gone
             robot.state, robot.problem = "running", ""
-        if robot.state in ("backoff", "elsewhere") and robot.wanted and now >= robot.next_start:
+        if (
+            robot.state in ("backoff", "elsewhere")
+            and robot.wanted
+            and now >= robot.next_start
+            and not alive  # never a second process of one robot
+        ):
             if robot.last_exit not in (None, 0, EXIT_RUNNING):
                 robot.restarts += 1
             self._start(robot, now)
@@ -398,7 +441,8 @@ class Supervisor:
     # -- the loop -------------------------------------------------------------
 
     def serve(self) -> None:
-        self._bind()
+        if self.sock is None:
+            self.bind()
         previous = {
             s: signal.signal(s, lambda *_: self._command("down", None))
             for s in (signal.SIGINT, signal.SIGTERM)
@@ -445,6 +489,8 @@ class Supervisor:
                 (self.state_dir / SOCKET_NAME).unlink()
             with contextlib.suppress(FileNotFoundError):
                 (self.state_dir / "supervisor.pid").unlink()
+        if self._lock is not None:
+            self._lock.close()  # the lock goes with it
         self.ctx.destroy(linger=0)
 
 
@@ -467,15 +513,16 @@ def _mtime(path: Path | None) -> float:
         return 0.0
 
 
-def _not_a_robot(path: Path) -> str | None:
-    """Why the robot file at ``path`` does not validate, or None when it does."""
+def _not_a_robot(path: Path, config_hash: str) -> tuple[str | None, bool]:
+    """Why the robot file at ``path`` does not validate (None when it does), and
+    whether it defines the robot of ``config_hash`` still."""
     from roboframe.config import load_robot
 
     try:
-        load_robot(path)
+        spec = load_robot(path)
     except ConfigError as exc:
-        return str(exc)
-    return None
+        return str(exc), False
+    return None, spec.config_hash == config_hash
 
 
 def _changed(robot: Robot) -> bool:

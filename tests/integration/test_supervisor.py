@@ -294,7 +294,7 @@ def test_a_robot_file_saved_mid_edit_leaves_its_running_robot_alone(tmp_path, ca
     """A robot file saved mid-edit (invalid YAML): the supervisor stopped the
     robot to restart it, found the file invalid, and left it down -- its orders
     working, unwatched. Now it checks the new file first: the robot goes on as it
-    was started, the log says why, and a valid save restarts it."""
+    was started, the log says why, and a valid save of a new definition restarts it."""
     from roboframe.supervisor import Supervisor
 
     (tmp_path / "robots").mkdir()
@@ -314,7 +314,11 @@ def test_a_robot_file_saved_mid_edit_leaves_its_running_robot_alone(tmp_path, ca
         path.write_text(good)
         os.utime(path, (time.time() + 10, time.time() + 10))
         sup._scan(2.0)
-        assert robot.state == "stopping"  # a valid file: restarted with it
+        assert robot.state == "running"  # the file it runs, back: nothing to restart
+        path.write_text(good.replace("seed: 3", "seed: 5"))
+        os.utime(path, (time.time() + 15, time.time() + 15))
+        sup._scan(3.0)
+        assert robot.state == "stopping"  # a valid new file: restarted with it
     finally:
         _kill_all(sup)
 
@@ -471,3 +475,153 @@ def test_a_restart_for_a_changed_file_names_the_position_the_new_run_leaves(
         proc.terminate()
         proc.wait(30)
         sup.close()
+
+
+def test_a_robot_file_saved_unchanged_leaves_its_running_robot_alone(tmp_path):
+    """A touch, an editor's save, a deploy of the same file: the supervisor took
+    any new modification time for a change and restarted the robot as a new run,
+    flat -- the old run's position and orders left unmanaged, and the new run
+    trading on top of them. A save that changes only comments is no change
+    either; a real change still restarts."""
+    from roboframe.supervisor import Supervisor
+
+    (tmp_path / "robots").mkdir()
+    path = write_robot(tmp_path, "si")
+    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
+    try:
+        robot = _stuck_robot(sup, path)
+        os.utime(path, (time.time() + 5, time.time() + 5))
+        sup._scan(1.0)
+        path.write_text("# deployed again\n" + path.read_text())
+        os.utime(path, (time.time() + 10, time.time() + 10))
+        sup._scan(2.0)
+        assert robot.state == "running" and robot.proc.poll() is None
+        path.write_text(path.read_text().replace("seed: 3", "seed: 4"))
+        os.utime(path, (time.time() + 15, time.time() + 15))
+        sup._scan(3.0)
+        assert robot.state == "stopping"
+    finally:
+        _kill_all(sup)
+
+
+def test_a_robot_another_process_runs_is_retried_once_a_period(tmp_path, monkeypatch):
+    """While another process ran a robot, the supervisor's retry was started anew
+    at every turn of its loop (every 100 ms) as long as the last retry was still
+    starting up: hundreds of processes on a two-core host."""
+    from roboframe import supervisor as sv
+
+    (tmp_path / "robots").mkdir()
+    path = write_robot(tmp_path, "si")
+    real = subprocess.Popen
+    started = []
+
+    def retry(cmd, **kw):  # a retry that takes its time to find the endpoint taken
+        started.append(cmd)
+        return real([sys.executable, "-c", "import time; time.sleep(60)"])
+
+    sup = sv.Supervisor(tmp_path / "robots", tmp_path / "state")
+    try:
+        sup._scan(0.0)
+        robot = sup.robots[path.resolve()]
+        robot.proc = real([sys.executable, "-c", f"raise SystemExit({sv.EXIT_RUNNING})"])
+        robot.state, robot.started = "running", 0.0
+        robot.proc.wait(10)
+        sup._watch(robot, 1.0)
+        assert robot.state == "elsewhere"
+        monkeypatch.setattr(sv.subprocess, "Popen", retry)
+        for tick in range(100):  # ten seconds of turns from the first retry on
+            sup._watch(robot, 1.0 + sv.ELSEWHERE_RETRY_S + tick * 0.1)
+        assert len(started) == 1
+    finally:
+        _kill_all(sup)
+
+
+def test_a_robot_file_moved_away_and_back_is_a_robot_again(tmp_path):
+    from roboframe.supervisor import Supervisor
+
+    (tmp_path / "robots").mkdir()
+    path = write_robot(tmp_path, "si")
+    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
+    try:
+        robot = _stuck_robot(sup, path)
+        away = tmp_path / "si.off"
+        path.rename(away)
+        sup._scan(1.0)
+        assert robot.state == "stopping" and not robot.wanted
+        robot.proc.kill()
+        robot.proc.wait(10)
+        sup._watch(robot, 2.0)
+        assert robot.state == "stopped"
+        away.rename(path)
+        sup._scan(3.0)
+        assert robot.wanted and robot.state == "backoff"  # started at the next turn
+    finally:
+        _kill_all(sup)
+
+
+def test_a_robot_refused_while_its_strategy_module_was_mid_edit_starts_when_it_is_fixed(
+    tmp_path,
+):
+    """A robot that crashed while its strategy's module was saved mid-edit came
+    back refusing it (exit 2), and stayed down after the module was fixed: only
+    a change of the robot file was watched."""
+    from roboframe.supervisor import EXIT_CONFIG, Supervisor
+
+    (tmp_path / "robots").mkdir()
+    path = write_robot(tmp_path, "si")
+    module = tmp_path / "robots" / "strategy_module.py"
+    module.write_text("def broken(:\n")
+    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
+    try:
+        sup._scan(0.0)
+        robot = sup.robots[path.resolve()]
+        robot.strategy_file = module
+        robot.proc = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({EXIT_CONFIG})"])
+        robot.state, robot.started = "running", 0.0
+        robot.proc.wait(10)
+        sup._watch(robot, 1.0)
+        assert robot.state == "invalid"
+        sup._scan(2.0)
+        assert robot.state == "invalid"  # nothing changed: not retried
+        module.write_text("x = 1\n")
+        os.utime(module, (time.time() + 5, time.time() + 5))
+        sup._scan(3.0)
+        assert robot.state == "backoff"
+    finally:
+        _kill_all(sup)
+
+
+def test_two_supervisors_of_one_state_folder_never_both_run(tmp_path):
+    """Started at the same moment, both found no supervisor answering, the second
+    unlinked the first's socket, and both ran every robot."""
+    from roboframe.errors import RoboframeError
+    from roboframe.supervisor import Supervisor
+
+    (tmp_path / "robots").mkdir()
+    first = Supervisor(tmp_path / "robots", tmp_path / "state")
+    second = Supervisor(tmp_path / "robots", tmp_path / "state")
+    try:
+        first.bind()
+        with pytest.raises(RoboframeError, match="a supervisor already runs"):
+            second.bind()
+    finally:
+        first.close()
+        second.close()
+    third = Supervisor(tmp_path / "robots", tmp_path / "state")
+    third.bind()  # the lock went with the first
+    third.close()
+
+
+def test_up_detach_fails_when_another_supervisor_has_the_folder(tmp_path):
+    """The second `up --detach` took the first supervisor's answer for its own and
+    said "supervisor started" while it had exited: its robots ran nowhere."""
+    (tmp_path / "robots").mkdir()
+    (tmp_path / "other").mkdir()
+    first = cli("up", "robots", "--detach", cwd=tmp_path)
+    try:
+        assert first.returncode == 0, first.stderr
+        second = cli("up", "other", "--detach", cwd=tmp_path)
+        assert second.returncode != 0
+        assert "exited at once" in second.stderr
+    finally:
+        cli("down", cwd=tmp_path)
