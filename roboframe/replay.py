@@ -42,6 +42,7 @@ from roboframe.journal.format import (
     flatten_pauses,
     loss_from_day_before,
     receipt_clock,
+    reduce_cancels_adding,
 )
 
 
@@ -240,6 +241,7 @@ def follow_rules(kernel: Kernel, header: dict) -> Kernel:
     rule changed replays (and resumes) by the old one, or it would not verify."""
     kernel.risk.from_day_before = loss_from_day_before(header)
     kernel.flatten_pauses = flatten_pauses(header)
+    kernel.reduce_cancels = reduce_cancels_adding(header)
     return kernel
 
 

@@ -55,6 +55,7 @@ _NEVER = 1 << 63  # later than any event time
 _SEEN_TRADES = 100_000  # fills remembered to drop a repeated one
 
 STATE_COMMANDS = {"pause": PAUSED, "resume": ACTIVE, "reduce": REDUCING, "halt": HALTED}
+REDUCE_ONLY_COMMANDS = ("reduce", "halt")
 
 
 class Kernel:
@@ -121,6 +122,8 @@ class Kernel:
         self.closing_owed: list[str] = []
         # flatten leaves the robot paused (journals from before it replay without)
         self.flatten_pauses = True
+        # reduce and halt cancel the orders that would add (journals from before: not)
+        self.reduce_cancels = True
         # flatten: its closing orders not filled yet (a stop right after waits for them)
         self._closing_sent: list[str] = []
         self._on_bar, self._on_tick = self._market_handlers()
@@ -409,6 +412,10 @@ class Kernel:
                 log.warning("%s ignored: the robot is stopping", name)
                 return NO_ACTIONS
             self.risk.set_state(STATE_COMMANDS[name], str(cmd.args.get("reason", name)))
+            if self.reduce_cancels and name in REDUCE_ONLY_COMMANDS:
+                # reduce-only refuses new risk; the orders resting at the exchange that
+                # would add to a position go too, as when the kill switch fires
+                return self._process(adding_orders(self.orders, self._positions), 0)
             return NO_ACTIONS
         elif name == "cancel-all":
             out = self.ctx.cancel_all()

@@ -38,7 +38,15 @@ from roboframe.core.streams import (
 )
 from roboframe.errors import GatewayError, JournalError, RoboframeError, StrategyError, blamed
 from roboframe.journal import JournalWriter
-from roboframe.journal.format import DAY_BEFORE, FLATTEN, LOSS_FROM, PAUSES, RECEIPT_CLOCK
+from roboframe.journal.format import (
+    CANCELS_ADDING,
+    DAY_BEFORE,
+    FLATTEN,
+    LOSS_FROM,
+    PAUSES,
+    RECEIPT_CLOCK,
+    REDUCE,
+)
 from roboframe.plugins import (
     Registry,
     get_plugin_manager,
@@ -109,6 +117,7 @@ def journal_header(spec: Any, run_id: str, strategy_cls: type, mode: str) -> dic
         "codec": {"name": codec.CODEC, "version": codec.CODEC_VERSION},
         LOSS_FROM: DAY_BEFORE,  # the daily-loss rule of this roboframe (see LOSS_FROM)
         FLATTEN: PAUSES,  # and its flatten's (see FLATTEN)
+        REDUCE: CANCELS_ADDING,  # and its reduce's (see REDUCE)
         "roboframe": __version__,
     }
 

@@ -119,6 +119,19 @@ def flatten_pauses(header: dict[str, Any]) -> bool:
     return header.get(FLATTEN) == PAUSES
 
 
+REDUCE = "reduce"
+CANCELS_ADDING = "cancels_adding"
+"""``reduce`` in the header of a run whose ``reduce`` and ``halt`` commands
+cancel the open orders that would add to a position, as the kill switch
+does: reduce-only refused new risk and left the resting kind filling. A
+journal without it replays those commands as its run had them."""
+
+
+def reduce_cancels_adding(header: dict[str, Any]) -> bool:
+    """Whether a journal's run cancelled adding orders on reduce and halt commands."""
+    return header.get(REDUCE) == CANCELS_ADDING
+
+
 STRATEGY_ERROR = "strategy_error"
 CLOSED = "closed"
 """The NOTE a run that ended cleanly (its stop handled, or its data ended) closes

@@ -5,7 +5,8 @@ Trading states:
 - ``ACTIVE``: every check below applies.
 - ``PAUSED``: new orders are refused (``pause`` command); cancels pass, fills
   are handled, the strategy keeps seeing data.
-- ``REDUCING``: only orders that reduce a position pass (``reduce`` command).
+- ``REDUCING``: only orders that reduce a position pass (``reduce`` command);
+  the kernel cancels the open orders that would add, as for ``HALTED``.
 - ``HALTED``: the daily-loss kill switch fired; reduce-only, until a
   ``resume`` command. It does not reset by itself at the next day. When it
   fires, the kernel also cancels the open orders that would add to a

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from roboframe import replay as rp
 from roboframe.cli import main
 from roboframe.core import codec
-from roboframe.core.events import Control
+from roboframe.core.events import Cancel, Control
 from roboframe.core.robot import journal_header, make_strategy
 from roboframe.core.strategy import Strategy
 from roboframe.errors import JournalError
@@ -273,3 +273,19 @@ def test_a_replay_holds_back_the_runs_own_warnings(tmp_path, caplog):
         rp.state_at(path, 50)
     assert "order path" not in caplog.text
     assert kernel_log.level == before  # and only while replaying
+
+
+@pytest.mark.parametrize("rule", ["old", "new"])
+def test_a_journal_replays_its_reduce_commands_by_the_rule_its_run_had(tmp_path, rule):
+    """A reduce now cancels the orders that would add to a position; a run
+    journaled before left them working. Each journal is replayed by its rule."""
+    from roboframe.testing.helpers import bar, make_spec
+    from tests.unit.analyze.journals import write_journal
+
+    spec = make_spec(strategy={"plugin": "tests.unit.test_replay:BuysEachBar", "params": {}})
+    events = [Control("start", 1), bar("Si-12.26", 1, 100), Control("reduce", 2)]
+    path = tmp_path / "run.journal"
+    out = write_journal(path, spec, events, without=("reduce",) if rule == "old" else ())
+    (buy,) = out[1][2]
+    assert out[-1][2] == ([Cancel(buy.client_id)] if rule == "new" else [])
+    assert rp.verify(path).ok

@@ -432,3 +432,20 @@ def test_empty_allowed_symbols_allows_nothing():
     kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 1)], risk={"allowed_symbols": []})
     assert kernel.handle(bar(SI, 1, 100)) == []
     assert reasons(kernel) == ["risk: symbol Si-12.26 is not allowed"]
+
+
+@pytest.mark.parametrize("command", ["reduce", "halt"])
+@pytest.mark.parametrize("cancels", [True, False])
+def test_reduce_and_halt_cancel_the_resting_orders_that_would_add(command, cancels):
+    """Reduce-only refused new orders that would add, while the ones already
+    resting at the exchange kept filling: a trader's `reduce` on a robot long 2
+    with a buy ladder working took it to +6. Now they are cancelled, as when the
+    kill switch fires; the take-profit, which reduces, stays. (Journals from
+    before the rule replay without it.)"""
+    kernel, _take_profit = _long_with_a_take_profit()
+    (ladder,) = kernel._process([kernel.ctx.buy(SI, 1, price=90)], 0)
+    kernel.handle(OrderUpdate(ladder.client_id, T0, "accepted"))
+    kernel.reduce_cancels = cancels
+    out = kernel.handle(Control(command, T0))
+    assert out == ([Cancel(ladder.client_id)] if cancels else [])
+    assert kernel.risk.state == ("REDUCING" if command == "reduce" else "HALTED")
