@@ -94,6 +94,24 @@ def source_hash(cls: type) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def bind_loop(sock: zmq.Socket, address: str) -> None:
+    """Bind the loop's socket, or say in one line why it cannot be; a tcp://
+    endpoint past this host is said to take any sender's message as the robot's
+    own (fills, commands): nothing on it is authenticated."""
+    try:
+        sock.bind(address)
+    except zmq.ZMQError as exc:
+        raise RoboframeError(f"loop.address {address}: cannot bind: {exc}") from None
+    host = address.removeprefix("tcp://").rsplit(":", 1)[0]
+    if address.startswith("tcp://") and host not in ("127.0.0.1", "localhost", "[::1]", "::1"):
+        log.warning(
+            "loop.address %s takes messages from any host that reaches it, as the robot's "
+            "own market data, fills and commands, unauthenticated: keep it on 127.0.0.1 or "
+            "a private network",
+            address,
+        )
+
+
 def journal_header(spec: Any, run_id: str, strategy_cls: type, mode: str) -> dict:
     """Everything needed to rebuild the robot from its journal alone."""
     from roboframe import __version__
@@ -330,7 +348,7 @@ class LiveRobot:
                 from roboframe.metrics import serve_robot
 
                 self.metrics = serve_robot(self)
-            sock.bind(spec.loop.address)
+            bind_loop(sock, spec.loop.address)
             if self.control_address:
                 rep, auth = self._bind_control(ctx)
             with blamed(f"{self._gateway_named} opening", GatewayError):

@@ -407,3 +407,11 @@ def test_a_params_change_refused_at_resume_names_the_live_set_that_makes_it(robo
     assert "strategy.params.long_only: false -> true" in refused.stderr
     assert "strategy.params.qty: 1 -> 2" in refused.stderr
     assert f"roboframe ctl {path} set long_only=true qty=2" in refused.stderr
+
+
+def test_a_loop_address_that_cannot_be_bound_is_one_line_not_a_traceback(robot_file, tmp_path):
+    path = robot_file(extra=f"loop: {{address: 'ipc://{tmp_path}/no/such/folder/loop.sock'}}\n")
+    out = roboframe_cmd("-q", "run", str(path), "--duration", "1")
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert f"loop.address ipc://{tmp_path}/no/such/folder/loop.sock: cannot bind" in out.stderr
