@@ -420,7 +420,12 @@ class RoboLoop:
 
     def _close_journal(self) -> None:
         """The run ended cleanly: the journal says so (see ``CLOSED``) and is flushed."""
-        self.journal.append_record(NOTE, self.seq, 0, encode_note(CLOSED))
+        kernel = self.kernel
+        left = {  # what the next run, flat, will not manage (said when it starts)
+            "positions": {s: p.qty for s, p in kernel.book.positions.items() if p.qty},
+            "open_orders": len(kernel.orders.open),
+        }
+        self.journal.append_record(NOTE, self.seq, 0, encode_note(CLOSED, left=left))
         self.journal.flush()
 
     def failed(self, exc: StrategyError) -> None:

@@ -34,7 +34,7 @@ from roboframe.config.spec import ABSENT, config_changes
 from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Replace, Tick
 from roboframe.core.kernel import Kernel
 from roboframe.errors import ConfigError, RoboframeError, StrategyError
-from roboframe.journal import MESSAGE, JournalReader, recover
+from roboframe.journal import MESSAGE, NOTE, JournalReader, recover
 from roboframe.journal.format import receipt_clock
 from roboframe.replay import follow_rules, quietly
 from roboframe.risk.limits import STOPPED
@@ -82,6 +82,43 @@ def _started(path: Path, suffix: str) -> tuple[str, int]:
     run_id = path.name.removesuffix(suffix)
     base, dot, n = run_id.rpartition(".")
     return (base, int(n)) if dot and n.isdigit() else (run_id, 1)
+
+
+def what_the_last_run_left(journal_dir: Path, suffix: str) -> str | None:
+    """Said when a new run starts flat: what the robot's last run left -- its
+    position and working orders, from the note its clean end wrote -- or that
+    it never ended (a crash, to be resumed). None when it left nothing."""
+    from roboframe.journal.format import CLOSED, decode_note
+
+    path = latest_unfinished(journal_dir, suffix)
+    if path is None:
+        return None
+    started, last = False, None
+    try:
+        for record in JournalReader(path).records():
+            started = started or record.kind == MESSAGE
+            last = record
+    except RoboframeError:
+        return None  # --resume says what is wrong with it
+    if not started:
+        return None  # it never started
+    note = decode_note(last.payload) if last is not None and last.kind == NOTE else {}
+    if note.get("note") != CLOSED:
+        return (
+            f"the last run ({path.name}) did not end cleanly; its position and orders are "
+            f"not this run's: `roboframe run --resume` goes on with it"
+        )
+    left = note.get("left") or {}
+    held = [f"{symbol} {qty:+d}" for symbol, qty in sorted((left.get("positions") or {}).items())]
+    working = left.get("open_orders") or 0
+    if not held and not working:
+        return None
+    if working:
+        held.append(f"{working} order(s) left working (they may have filled since)")
+    return (
+        f"the last run ({path.name}) ended with {', '.join(held)}; this run starts flat and "
+        "does not manage them"
+    )
 
 
 def _stopped(reader: JournalReader) -> bool:

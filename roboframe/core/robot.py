@@ -210,6 +210,7 @@ class LiveRobot:
                 spec.feed.plugin,
             )
         if self.resumed is None:  # the plugins started: now the journal (none left if not)
+            self._say_what_the_last_run_left()
             header = journal_header(spec, self.run_id, strategy_cls, "live")
             if feed_cls.live_only:  # robot time follows receipt times too (replays alike)
                 header["clock"] = RECEIPT_CLOCK
@@ -232,6 +233,13 @@ class LiveRobot:
         self.status: dict = {}
         self.started = time.monotonic()
         self.metrics: MetricsServer | None = None
+
+    def _say_what_the_last_run_left(self) -> None:
+        from roboframe.core.resume import what_the_last_run_left
+
+        said = what_the_last_run_left(self.journal_dir, JOURNAL_SUFFIX)
+        if said is not None:
+            log.warning("%s", said)
 
     def _resume(self, spec: Any, strategy: Any):
         from roboframe.core.resume import RunFinished, latest_unfinished, rebuild

@@ -415,3 +415,29 @@ def test_a_loop_address_that_cannot_be_bound_is_one_line_not_a_traceback(robot_f
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     assert f"loop.address ipc://{tmp_path}/no/such/folder/loop.sock: cannot bind" in out.stderr
+
+
+def test_a_new_run_says_what_the_last_run_left(robot_file):
+    """`down` then `up`, or a stop then `run`: the new run starts flat, and the
+    position and working orders the last run ended with were forgotten without
+    a word (max_position and the daily loss then count per run, not per
+    account). The new run names them; and a last run that never ended, which
+    --resume would have continued."""
+    path = robot_file(bars=300, rate=0)
+    first = roboframe_cmd("-q", "run", str(path), "--json")
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    held = {s: p["position"] for s, p in summary["positions"].items() if p["position"]}
+    assert held  # the crossover ends in the market
+    second = roboframe_cmd("run", str(path), "--duration", "1", "--json")
+    assert second.returncode == 0, second.stderr
+    name = Path(summary["journal"]).name
+    said = f"the last run ({name}) ended with " + ", ".join(
+        f"{s} {q:+d}" for s, q in sorted(held.items())
+    )
+    assert said in second.stderr and "this run starts flat" in second.stderr
+    # a run killed mid-way: the next one without --resume is told it leaves it behind
+    endless = robot_file(name="endless", bars=0, rate=300)
+    _killed_run(endless)
+    third = roboframe_cmd("run", str(endless), "--duration", "1")
+    assert "did not end cleanly" in third.stderr and "run --resume" in third.stderr
