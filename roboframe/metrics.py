@@ -137,6 +137,12 @@ class RobotCollector:
         for name in STATES if current in STATES or current is None else (*STATES, current):
             state.add_metric([self.robot, name], 1 if name == current else 0)
         yield state
+        yield gauge(
+            "roboframe_order_path_up",
+            "1 while the order path (gateway, order store, exchange link) takes orders, "
+            "0 while it is down and new orders are refused",
+            0 if status.get("order_path", "up") != "up" else 1,
+        )
 
         latency = GaugeMetricFamily(
             "roboframe_loop_latency_seconds",

@@ -583,6 +583,7 @@ def robot_rows(reply: dict, *, timeout: float = 1.0) -> list[dict]:
                 status = answer.get("status") or {}
                 uptime = status.get("uptime_s") or 0
                 row["robot_state"] = status.get("state")
+                row["order_path"] = status.get("order_path")
                 row["events"] = status.get("seq")
                 handled = status.get("process_events", status.get("seq", 0))  # since start
                 row["events_per_s"] = round(handled / uptime, 1) if uptime else None
@@ -611,4 +612,6 @@ def format_ps(rows: list[dict]) -> str:
         )
         if r.get("problem"):
             lines.append(f"  {r['problem'].splitlines()[0]}")
+        if r["state"] == "running" and r.get("order_path", "up") != "up":
+            lines.append(f"  order path {r['order_path']}: new orders are refused")
     return "\n".join(lines)

@@ -625,3 +625,16 @@ def test_up_detach_fails_when_another_supervisor_has_the_folder(tmp_path):
         assert "exited at once" in second.stderr
     finally:
         cli("down", cwd=tmp_path)
+
+
+def test_ps_shows_a_running_robot_whose_order_path_is_down():
+    """A robot with its exchange or store gone trades nothing, yet `ps` said
+    ACTIVE like any other: it says the order path is down now."""
+    from roboframe.supervisor import format_ps
+
+    row = {"name": "si", "state": "running", "pid": 1, "uptime_s": 5.0, "restarts": 0,
+           "robot_state": "ACTIVE",
+           "order_path": "down: the order store is unreachable"}  # fmt: skip
+    text = format_ps([row, {**row, "name": "rts", "order_path": "up"}])
+    assert "order path down: the order store is unreachable" in text
+    assert text.count("order path") == 1

@@ -34,6 +34,7 @@ STATUS = {
     "net_pnl": "-33.40",
     "open_orders": [{"client_id": "a"}, {"client_id": "b"}],
     "uptime_s": 61.25,
+    "order_path": "down: the order store is unreachable",
 }
 
 LATENCY_NS = [4000, 1000, 3000, 2000, *range(10_000, 110_000, 1000)]  # 104 samples
@@ -80,6 +81,7 @@ def test_every_metric_and_label():
         ("roboframe_pnl", (*ROBOT, ("symbol", "Si-12.26"))): -120.50,
         ("roboframe_net_pnl", ROBOT): -33.40,
         **state,
+        ("roboframe_order_path_up", ROBOT): 0,
         # sorted: 1000 2000 3000 4000 10000 ... 109000; nearest rank ceil(q * 104): 52, 94, 103
         ("roboframe_loop_latency_seconds", (("quantile", "0.5"), *ROBOT)): 57_000 / 1e9,
         ("roboframe_loop_latency_seconds", (("quantile", "0.9"), *ROBOT)): 99_000 / 1e9,
