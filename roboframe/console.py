@@ -63,6 +63,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"events     {summary['events']:,} in {summary['messages']:,} messages, "
         f"{summary['duration_s']:.1f}s",
     ]
+    handled = summary.get("process_events", summary["events"])
+    if handled != summary["events"]:  # a resumed run: the messages are this process's
+        lines[-1] = (
+            f"events     {summary['events']:,} in the run; {handled:,} in this process, in "
+            f"{summary['messages']:,} messages, {summary['duration_s']:.1f}s"
+        )
     malformed = summary.get("malformed") or {}
     if malformed:
         detail = ", ".join(f"{k}: {v}" for k, v in sorted(malformed.items()))

@@ -513,6 +513,9 @@ class LiveRobot:
             # journaled, never handled
             "events": getattr(self.loop.error, "seq", None) or self.loop.seq,
             "messages": self.loop.messages,
+            # a resumed run's events go on from its journal's; this process handled these
+            "process_events": (getattr(self.loop.error, "seq", None) or self.loop.seq)
+            - self.first_seq,
             "malformed": snap["malformed"],
             "orders": kernel.counters["orders"],
             "fills": kernel.counters["fills"],

@@ -153,6 +153,7 @@ def test_resume_continues_a_killed_run_in_the_same_journal(robot_file):
     summary = json.loads(out.stdout)
     journals = list(Path(summary["journal"]).parent.glob("*.journal"))
     assert journals == [Path(summary["journal"])]
+    assert 0 < summary["process_events"] < summary["events"]  # the rest, the killed run's
     result = verify(summary["journal"])
     assert result.ok and result.events == summary["events"]
     restarted = [

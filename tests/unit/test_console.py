@@ -39,3 +39,11 @@ def test_a_failed_run_names_its_error_and_the_event():
 def test_a_failed_run_that_cancelled_its_orders_says_how_many_closed():
     text = format_summary({**FAILED, "cancelled_on_error": {"asked": 2, "still_open": ["x"]}})
     assert "open orders cancelled (open_orders_on_error): 1 of 2 closed" in text
+
+
+def test_a_resumed_run_says_which_events_this_process_handled():
+    """After a resume the run's event count goes on from its journal, while the
+    message count is this process's: "events 279 in 121 messages" mixed them."""
+    text = format_summary({**FAILED, "events": 279, "process_events": 158, "messages": 121})
+    assert "events     279 in the run; 158 in this process, in 121 messages" in text
+    assert "events     21 in 21 messages" in format_summary({**FAILED, "process_events": 21})
