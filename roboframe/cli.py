@@ -416,7 +416,8 @@ def _reconciliation_text(differences: list[dict]) -> str:
     "--config",
     "show_config",
     is_flag=True,
-    help="Print the robot file as the run had it (defaults filled in), to resume it.",
+    help="Print the robot file as the run had it (defaults filled in), to resume it "
+    "(with --json: as JSON, for tools).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def replay(

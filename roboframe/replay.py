@@ -195,6 +195,12 @@ def robot_file_text(header: dict, path: Path, as_json: bool = False) -> str:
     config = header["config"]
     first = [key for key in _FILE_ORDER if key in config]
     config = {key: config[key] for key in [*first, *sorted(set(config) - set(first))]}
+    control = config.get("control")
+    if isinstance(control, dict) and control.get("address", 0) is None:
+        # the default endpoint is stored as null, which written out would turn the
+        # endpoint off (ctl, ps, the one-process lock); left out, the default comes
+        # back, with the same config hash
+        config["control"] = {k: v for k, v in control.items() if k != "address"}
     if as_json:
         return json.dumps(config, indent=2, default=str) + "\n"
     return (

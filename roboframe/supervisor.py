@@ -340,6 +340,7 @@ class Supervisor:
         file changed under it) goes on stopping -- killed if it outstays the
         grace -- and the robot shows as invalid once it is gone."""
         robot.problem, robot.invalid = problem, True
+        robot.strategy_mtime = _mtime(robot.strategy_file)  # tried again when it changes
         if robot.state != "stopping":
             robot.state = "invalid"
 
@@ -583,7 +584,8 @@ def robot_rows(reply: dict, *, timeout: float = 1.0) -> list[dict]:
                 status = answer.get("status") or {}
                 uptime = status.get("uptime_s") or 0
                 row["robot_state"] = status.get("state")
-                row["order_path"] = status.get("order_path")
+                if "order_path" in status:  # an older robot's status has none
+                    row["order_path"] = status["order_path"]
                 row["events"] = status.get("seq")
                 handled = status.get("process_events", status.get("seq", 0))  # since start
                 row["events_per_s"] = round(handled / uptime, 1) if uptime else None
@@ -612,6 +614,6 @@ def format_ps(rows: list[dict]) -> str:
         )
         if r.get("problem"):
             lines.append(f"  {r['problem'].splitlines()[0]}")
-        if r["state"] == "running" and r.get("order_path", "up") != "up":
+        if r["state"] == "running" and r.get("order_path") not in (None, "up"):
             lines.append(f"  order path {r['order_path']}: new orders are refused")
     return "\n".join(lines)

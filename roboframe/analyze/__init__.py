@@ -108,9 +108,17 @@ def analyze(
                 raise RoboframeError(f"--store {store_url}: cannot reach it: {exc}") from None
         sink_store = open_analysis_store(db, registry)
         opened.callback(sink_store.close)
-        seen: dict[str, Path] = {}  # journal key -> the journal analysed under it
-        for path in journal_paths(str(p) for p in paths):
-            report = _one(path, sink_store, registry, statistics, order_store, robot, result, seen)
+        found = journal_paths(str(p) for p in paths)
+        chosen = _one_per_run(found)
+        for path in found:
+            first = chosen.get(path)
+            if first is not None:  # one run in the database: a second replaced the first
+                result.warnings.append(
+                    f"{path}: the same run as {first} (the same header: a copy, or the same "
+                    "backtest written again); the longer journal is analysed"
+                )
+                continue
+            report = _one(path, sink_store, registry, statistics, order_store, robot, result)
             if report is not None:
                 result.runs.append(report)
                 if on_run is not None:
@@ -118,9 +126,28 @@ def analyze(
     return result
 
 
-def _one(
-    path, sink_store, registry, statistics, order_store, robot, result, seen
-) -> RunReport | None:
+def _one_per_run(paths: list[Path]) -> dict[Path, Path]:
+    """The journals of a run already among ``paths`` (the same header, so the same
+    key), each mapped to the one analysed instead: the longest (a copy taken
+    while the run went on is shorter), the first of equals."""
+    from roboframe.journal import JournalReader
+
+    runs: dict[str, list[tuple[int, int, Path]]] = {}
+    for order, path in enumerate(paths):
+        try:
+            key = journal_key(JournalReader(path).header)
+            size = path.stat().st_size
+        except (RoboframeError, OSError):
+            continue  # analysed alone, and its problem said then
+        runs.setdefault(key, []).append((-size, order, path))
+    skipped = {}
+    for copies in runs.values():
+        best = min(copies)[2]
+        skipped.update({path: best for _, _, path in copies if path != best})
+    return skipped
+
+
+def _one(path, sink_store, registry, statistics, order_store, robot, result) -> RunReport | None:
     try:
         analysis = RunAnalysis(
             path,
@@ -130,13 +157,6 @@ def _one(
         )
     except RoboframeError as exc:  # journal, config and plugin errors alike
         result.problems.append(f"{path}: {exc}")
-        return None
-    first = seen.setdefault(analysis.key, path)
-    if first != path:  # one run in the database: a second would replace the first's rows
-        result.warnings.append(
-            f"{path}: the same run as {first} (the same header: a copy, or the same "
-            "backtest written again); analysed once"
-        )
         return None
     try:
         sink_store.begin_run(analysis.run)

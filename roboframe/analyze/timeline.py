@@ -94,6 +94,21 @@ def journal_key(header: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def fills_at_close(header: dict) -> bool:
+    """Whether the journal's run had a paper exchange fill market orders at once, at
+    the close: a backtest's ``fill_at``, or a live run's paper gateway's."""
+    if header.get("mode") == "backtest":
+        return (header.get("backtest") or {}).get("fill_at") == "close"
+    gateway = (header.get("config") or {}).get("gateway") or {}
+    return (
+        gateway.get("plugin") == "paper" and (gateway.get("params") or {}).get("fill_at") == "close"
+    )
+
+
+def _market_orders(actions: Iterable) -> set[str]:
+    return {a.client_id for a in actions if type(a) is NewOrder and a.type == "market"}
+
+
 def initial_cash(header: dict) -> Decimal:
     """The backtest's cash for a backtest journal; the robot's ``backtest.cash`` otherwise."""
     cash = (header.get("backtest") or {}).get("cash")
@@ -237,6 +252,11 @@ class RunAnalysis:
         # the backtest marks it: a fill at the bar's close, and what answered that.
         waiting: tuple[str, int] | None = None  # (symbol, ts) of the event to mark
         step_ids: set[str] = set()  # the orders its actions (and theirs) made or moved
+        # of those, the market orders a paper exchange filling at the close fills at
+        # once, in the step: any other fill comes with a later market event (a tick of
+        # the same time included), which the backtest marks this one before
+        at_close = fills_at_close(self.header)
+        market_ids: set[str] = set()
         moved = False  # a fill since the last mark: every symbol's value is taken anew
 
         def mark(symbol: str, ts: int) -> None:
@@ -293,9 +313,11 @@ class RunAnalysis:
                 ts = event.ts
                 symbol = getattr(event, "symbol", None)
                 if waiting is not None and not (
-                    (kind is Fill or kind is OrderUpdate)
-                    and event.client_id in step_ids
-                    and ts <= waiting[1]
+                    ts <= waiting[1]
+                    and (
+                        (kind is OrderUpdate and event.client_id in step_ids)
+                        or (kind is Fill and event.client_id in market_ids)
+                    )
                 ):
                     mark(*waiting)
                     waiting = None
@@ -315,6 +337,8 @@ class RunAnalysis:
                 touched = None
                 if waiting is not None:  # this event answered it (see above)
                     step_ids.update(a.client_id for a in actions)  # and its orders too
+                    if at_close:
+                        market_ids.update(_market_orders(actions))
                 if kind is Bar or kind is Tick:
                     if not first_ts:
                         first_ts = ts
@@ -324,6 +348,7 @@ class RunAnalysis:
                         touched = pos
                         waiting = (symbol, ts)
                         step_ids = {a.client_id for a in actions}
+                        market_ids = _market_orders(actions) if at_close else set()
                 elif kind is Fill:
                     if self.fills is not None:
                         self.fills.append(event)

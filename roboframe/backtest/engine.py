@@ -275,6 +275,8 @@ class Backtest:
         tv = single.inst.tick_value_float if single is not None else 0.0
         tick_value = {s: p.inst.tick_value_float for s, p in positions.items()}
         contrib = dict.fromkeys(positions, 0.0)
+        counters = kernel.counters
+        fills_seen = counters["fills"]
         cash = tracker.cash
         base = equity = peak = cash
         k = n = 0.0
@@ -331,7 +333,8 @@ class Backtest:
                 if single is not None:
                     k = cash - book.fees_float + single.cash * tv
                     n = single.qty * tv
-                else:  # a fill moves its symbol's value now, not at its next bar
+                elif counters["fills"] != fills_seen:  # a fill moves its symbol's value now
+                    fills_seen = counters["fills"]
                     for s, p in positions.items():
                         now = (p.cash + p.qty * p.last) * tick_value[s]
                         base += now - contrib[s]

@@ -193,3 +193,16 @@ def test_unusable_outputs_are_clear_errors(tmp_path, args, message):
     proc = roboframe_cmd("analyze", str(journal), *db, *args)
     assert proc.returncode == 1
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_of_two_journals_of_one_run_the_longer_is_analysed(tmp_path):
+    """A copy of a journal taken while its run went on has the run's header, so
+    the run's key: one of the two is analysed -- the longer, whatever the names."""
+    spec = scripted_spec()
+    write_journal(tmp_path / "a-copy.journal", spec, scripted_events()[:5])
+    write_journal(tmp_path / "b.journal", spec, scripted_events())
+    result = analyze([tmp_path], db=str(tmp_path / "a.db"))
+    (report,) = result.runs
+    assert report.journal == str(tmp_path / "b.journal") and report.complete
+    (said,) = result.warnings
+    assert said.startswith(f"{tmp_path / 'a-copy.journal'}: the same run as")

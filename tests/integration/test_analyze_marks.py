@@ -123,3 +123,27 @@ def test_a_trade_open_at_the_end_closes_at_its_own_symbols_last_bar(tmp_path):
     (rts,) = [t for t in result.trades if t["symbol"] == RTS]
     assert rts["open_at_end"]
     assert rts["exit_ts"] == 1_796_108_580 * 10**9  # 2026-12-01T07:03:00Z
+
+
+@pytest.mark.parametrize("fill_at", ["next", "close"])
+def test_ticks_of_one_time_are_marked_as_the_backtest_marks_them(tmp_path, fill_at):
+    """Ticks 1 and 2 share a time. At next, the buy decided on tick 1 fills on
+    tick 2: the backtest marks tick 1 before that fill, and analyze took the
+    fill, of an order of tick 1's and of tick 1's time, for tick 1's answer."""
+    from roboframe.backtest.engine import Backtest
+    from roboframe.core.events import Tick
+
+    spec = planned_spec(
+        [[SI, 1, SI, 5], [SI, 4, SI, -5]], risk={"max_order_qty": 10, "max_position": 10}
+    )
+    s = 10**9
+    ticks = [Tick(SI, at(1), 100, 10), Tick(SI, at(1), 90, 10)]
+    ticks += [Tick(SI, at(1) + n * s, 95, 10) for n in (1, 2, 3)]
+    result = Backtest(
+        spec, ticks, cash=Decimal(1000), fill_at=fill_at, journal_dir=tmp_path / "runs"
+    ).run()
+    report = analyze([result.journal], db=str(tmp_path / "a.db")).runs[0]
+    assert report.stats == result.stats
+    # held after ticks 2-4 (next: bought on tick 2, sold on tick 5) or 1-3 (close:
+    # bought at tick 1, sold at tick 4): 3 of 5 either way
+    assert result.stats["exposure_pct"] == 60.0

@@ -392,6 +392,9 @@ def test_a_run_whose_file_changed_resumes_once_the_file_is_put_back(robot_file):
     put_back = roboframe_cmd("replay", str(journal), "--config")
     assert put_back.returncode == 0, put_back.stderr
     path.write_text(put_back.stdout)
+    # the default control endpoint comes back (stored as null, written out it was off:
+    # no ctl for the set the refusal names, no one-process lock)
+    assert load_robot(path).control.address is not None
     out = roboframe_cmd("-q", "run", str(path), "--resume", "--duration", "1", "--json")
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)

@@ -635,6 +635,31 @@ def test_ps_shows_a_running_robot_whose_order_path_is_down():
     row = {"name": "si", "state": "running", "pid": 1, "uptime_s": 5.0, "restarts": 0,
            "robot_state": "ACTIVE",
            "order_path": "down: the order store is unreachable"}  # fmt: skip
-    text = format_ps([row, {**row, "name": "rts", "order_path": "up"}])
+    older = {**row, "order_path": None}  # an older robot's status has none
+    text = format_ps([row, {**row, "name": "rts", "order_path": "up"}, {**older, "name": "br"}])
     assert "order path down: the order store is unreachable" in text
     assert text.count("order path") == 1
+
+
+def test_an_invalid_robot_file_is_read_again_only_when_something_changes(tmp_path, caplog):
+    """A file saved broken while its robot was stopped was defined anew at every
+    scan, each time saying its strategy's source had changed."""
+    from roboframe.supervisor import Supervisor
+
+    (tmp_path / "robots").mkdir()
+    path = write_robot(tmp_path, "si")
+    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
+    try:
+        sup._scan(0.0)
+        robot = sup.robots[path.resolve()]
+        robot.state = "stopped"
+        path.write_text("name: si\nsymbols: [Si-12.26\n")
+        os.utime(path, (time.time() + 5, time.time() + 5))
+        with caplog.at_level("WARNING", logger="roboframe.supervisor"):
+            for n in range(5):
+                sup._scan(1.0 + n)
+        assert robot.state == "invalid"
+        assert not [r for r in caplog.records if "starting si again" in r.getMessage()]
+        assert len([r for r in caplog.records if "not a valid robot" in r.getMessage()]) == 1
+    finally:
+        _kill_all(sup)

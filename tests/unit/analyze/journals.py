@@ -147,6 +147,8 @@ class Planned(Strategy):
             if symbol == bar.symbol and at_bar == n
         ] or None
 
+    on_tick = on_bar  # the n-th tick alike
+
 
 def planned_spec(plan: list, **sections):
     return make_spec(
