@@ -75,12 +75,15 @@ def write_items(store: OrderStore, items: list) -> None:
 
 
 def _give_ids(store: OrderStore, items: list) -> None:
-    """Store ids, kept in ``items``, for the updates and fills that have none: a
+    """Store ids, kept in ``items``, for the updates and fills that have none -- or
+    only an id of their own (the paper engine's ``P7``), which is no store id: a
     retry after a failure halfway then writes the very rows again, and the
     store's unique ids make those no-ops instead of second trades."""
     for kind, cls, field in (("trades", Fill, "trade_id"), ("order_events", OrderUpdate, "ref")):
         need = [
-            i for i, (_, item) in enumerate(items) if type(item) is cls and not getattr(item, field)
+            i
+            for i, (_, item) in enumerate(items)
+            if type(item) is cls and not getattr(item, field).isdigit()
         ]
         if not need:
             continue

@@ -317,20 +317,25 @@ def test_a_change_makes_the_store_socket_readable(stores):
     assert exchange.wait(0)
 
 
-def test_a_write_retried_after_its_answer_was_lost_writes_nothing_twice(stores):
+@pytest.mark.parametrize("engine_ids", ["", "P"])
+def test_a_write_retried_after_its_answer_was_lost_writes_nothing_twice(stores, engine_ids):
     """The write went through but its answer never came (the connection died):
     the retry writes the same rows under the ids they were given, and they are
-    no-ops -- no second trade, no fill counted twice, no error."""
+    no-ops -- no second trade, no fill counted twice, no error. The store-path
+    exchange hands the paper engine's fills over with the engine's own trade
+    ids ("P1"): those are no store ids, and each attempt took a new one (two
+    trades, an order filled 4 of 2)."""
     from roboframe.storewriter import write_items
 
     robot, exchange = stores
     exchange.setup()
     cid = "alpha-r1-1"
     robot.insert_order("alpha", "r1", order(1, qty=3), 1)
+    first, second = (f"{engine_ids}{n}" if engine_ids else "" for n in (1, 2))
     items = [
         ("alpha", OrderUpdate(cid, 2, "accepted")),
-        ("alpha", Fill(cid, 3, "Si-12.26", "buy", 1, 100, "", "0")),
-        ("alpha", Fill(cid, 4, "Si-12.26", "buy", 1, 101, "", "0")),
+        ("alpha", Fill(cid, 3, "Si-12.26", "buy", 1, 100, first, "0")),
+        ("alpha", Fill(cid, 4, "Si-12.26", "buy", 1, 101, second, "0")),
     ]
     real = exchange.record_many
 
