@@ -169,6 +169,19 @@ class LiveRobot:
                 f"cannot create the journal folder {self.journal_dir}: {exc.strerror}; "
                 "a robot does not trade without its journal"
             ) from None
+        # one process writes a journal folder: a second (a --resume of the running
+        # run, a new run beside it) read, cut and appended to the live journal
+        self._journal_lock = _hold_journal_dir(self.journal_dir)
+        try:
+            self._set_up(spec, registry)
+        except BaseException:  # nothing runs: all is free at once, not at collection
+            for lock in (self._journal_lock, getattr(self, "_endpoint_lock", None)):
+                if lock is not None:
+                    lock.close()
+            raise
+
+    def _set_up(self, spec: Any, registry: Any) -> None:
+        """The rest of ``__init__``, with the journal folder held."""
         self.control_address, self.control_keys = self._control_endpoint()
         strategy, strategy_cls, _ = make_strategy(spec, registry)
         self.resumed = self._resume(spec, strategy) if self.options.resume else None
@@ -433,6 +446,8 @@ class LiveRobot:
                 ctx.destroy(linger=0)  # also closes what a failed start left open
             if self._endpoint_lock is not None:
                 self._endpoint_lock.close()  # the endpoint is free for the next run
+            if self._journal_lock is not None:
+                self._journal_lock.close()  # and the journal folder
         if self.loop.error is not None:  # the trade stream has written what it was handed
             if spec.loop.open_orders_on_error == "cancel":
                 self._cancel_left()
@@ -561,6 +576,39 @@ def _hold_ipc_endpoint(address: str | None) -> IO[bytes] | None:
     except OSError as exc:  # a file system without locks: the check below must do
         lock.close()
         log.warning("control endpoint %s: no lock on %s.lock (%s)", address, path, exc)
+        return None
+    return lock
+
+
+JOURNAL_LOCK = ".run.lock"
+
+
+def _hold_journal_dir(folder: Path) -> IO[bytes] | None:
+    """An exclusive lock on ``<journal folder>/.run.lock``, held until the run
+    ends: a second process of the robot -- its control endpoint off, or on
+    another address -- stops here, before it reads, cuts or writes a journal
+    the first one is writing. The OS drops the lock when its process dies."""
+    import fcntl
+
+    from roboframe.errors import EndpointInUse
+
+    try:
+        lock = open(folder / JOURNAL_LOCK, "ab")  # noqa: SIM115 -- held open for the run
+    except OSError as exc:
+        log.warning("journal folder %s: no lock (%s)", folder, exc.strerror)
+        return None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise EndpointInUse(
+            f"journal folder {folder} is in use by another running process\n"
+            "  hint: is this robot running already (`roboframe ctl FILE status` asks it)? "
+            "Else give each robot its own journal.dir"
+        ) from None
+    except OSError as exc:  # a file system without locks
+        lock.close()
+        log.warning("journal folder %s: no lock (%s)", folder, exc)
         return None
     return lock
 

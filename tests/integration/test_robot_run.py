@@ -18,6 +18,7 @@ from roboframe.config import load_robot
 from roboframe.core.robot import LiveRobot, RunOptions
 from roboframe.journal import JournalReader
 from roboframe.replay import iter_events, verify
+from roboframe.testing.helpers import wait_for
 
 from .conftest import ROOT, roboframe_cmd
 
@@ -445,3 +446,27 @@ def test_a_new_run_says_what_the_last_run_left(robot_file):
     _killed_run(endless)
     third = roboframe_cmd("run", str(endless), "--duration", "1")
     assert "did not end cleanly" in third.stderr and "run --resume" in third.stderr
+
+
+@pytest.mark.parametrize("second", ["--resume", "new run"])
+def test_a_second_process_of_a_robot_stops_before_it_touches_the_journal(robot_file, second):
+    """With its control endpoint off nothing stopped a second process: a --resume
+    of the running run read it, cut its "torn" tail and appended beside the first
+    (checksum mismatch: the run could no longer be resumed or analysed); a new
+    run traded beside it. The journal folder is one process's."""
+    path = robot_file(bars=0, rate=200, extra="control: {address: null}\n")
+    first = subprocess.Popen([sys.executable, "-m", "roboframe.cli", "-q", "run", str(path)])
+    try:
+        journals = path.parent / "runs" / "fast-robot"
+        assert wait_for(lambda: list(journals.glob("*.journal")), timeout=10)
+        time.sleep(1.0)
+        args = ["--resume"] if second == "--resume" else []
+        out = roboframe_cmd("-q", "run", str(path), *args, "--duration", "1")
+        assert out.returncode == 4, out.stderr
+        assert "is in use by another running process" in out.stderr
+        assert len(list(journals.glob("*.journal"))) == 1
+    finally:
+        first.terminate()
+        first.wait(30)
+    (journal,) = journals.glob("*.journal")
+    assert verify(journal).ok  # whole, and the first run's alone
