@@ -74,6 +74,25 @@ def write_items(store: OrderStore, items: list) -> None:
         del items[:j]
 
 
+WRITE_CHUNK = 50  # items written between two renewals of the writer's lease
+
+
+def _write_renewing(store: OrderStore, pending: list) -> None:
+    """Write ``pending`` (removing what is written) a chunk at a time, renewing the
+    writer's lease between chunks: a backlog written in one go (after an outage,
+    behind a busy exchange) outlasted a lease, and a restarted exchange took the
+    store for free -- two writers, orders filled twice. A chunk that fails keeps
+    the ids it was given, in ``pending``, for the retry."""
+    while pending:
+        n = min(len(pending), WRITE_CHUNK)
+        chunk = pending[:n]
+        try:
+            write_items(store, chunk)
+        finally:
+            pending[:n] = chunk  # what is left of it, under the ids it got
+        store.keep_writer_lock()
+
+
 def _give_ids(store: OrderStore, items: list) -> None:
     """Store ids, kept in ``items``, for the updates and fills that have none -- or
     only an id of their own (the paper engine's ``P7``), which is no store id: a
@@ -212,8 +231,7 @@ def serve(url: str, address: str, parent: int) -> int:
                         store.setup()  # tables and functions as this version writes them
                         _take_writer_lock(store)
                     store.keep_writer_lock()  # a lease is renewed when due, idle or not
-                    if pending:
-                        write_items(store, pending)  # removes what it wrote
+                    _write_renewing(store, pending)
                     backoff = 0.2
                 except StoreUnavailable as exc:
                     log.warning("store writer: waiting for the store: %s", exc)

@@ -295,3 +295,42 @@ def test_an_order_row_from_before_trade_ids_keeps_its_filled(mongo_url):
         assert mine.filled == 4
     finally:
         store.close()
+
+
+def test_the_writer_keeps_its_lease_through_a_long_backlog(mongo_url, monkeypatch):
+    """A backlog written in one go outlasted the writer's lease: a restarted
+    exchange found the store free while the old writer still wrote, and two
+    writers filled orders twice. The writer renews between chunks."""
+    import threading
+
+    import roboframe_mongo.store as mongo_store
+
+    from roboframe.core.events import NewOrder, OrderUpdate
+    from roboframe.storewriter import WRITE_CHUNK, _take_writer_lock, _write_renewing
+
+    monkeypatch.setattr(mongo_store, "LEASE_S", 1.0)
+    monkeypatch.setattr(mongo_store, "RENEW_S", 0.1)
+    writer, other = open_store(mongo_url), open_store(mongo_url)
+    writer.setup()
+    _take_writer_lock(writer)
+    cid = "alpha-r1-1"
+    writer.insert_order("alpha", "r1", NewOrder(cid, "Si-12.26", "buy", 2), 1)
+    real = MongoStore.record_many
+
+    def slow(self, items):  # a busy store: half a second a chunk
+        time.sleep(0.5)
+        return real(self, items)
+
+    monkeypatch.setattr(MongoStore, "record_many", slow)
+    pending = [("alpha", OrderUpdate(cid, n, "accepted")) for n in range(5 * WRITE_CHUNK)]
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (_write_renewing(writer, pending), done.set()))
+    thread.start()
+    free_seen = False
+    while not done.is_set():
+        free_seen = free_seen or other.try_writer_lock(keep=False)
+        time.sleep(0.05)
+    thread.join(30)
+    assert pending == [] and not free_seen
+    writer.close()
+    other.close()
