@@ -211,7 +211,8 @@ class _StoreStream:
                 continue
             raise RobotAlreadyRunning(
                 f"robot {self.robot} already runs against this order store (another "
-                "process holds its lock); stop that one first"
+                "process holds its lock); stop that one first -- or, if it was killed just "
+                "now, start again once its lock has run out (MongoDB: within 15 s)"
             )
         self.store.listen_robot(self.robot)
 
@@ -375,7 +376,9 @@ class _StoreStream:
         except (StoreUnavailable, RobotAlreadyRunning) as exc:
             log.warning(
                 "%d order request(s) the robot made before it stopped were not written to "
-                "the order store (%s); `roboframe run --resume` writes them",
+                "the order store (%s), so never sent; the journal has them as sent. After a "
+                "strategy error, `roboframe run --resume` with the strategy fixed sends them; "
+                "a run that ended cleanly does not resume, and no later run sends them",
                 len(self.resent) + len(self.waiting),
                 exc,
             )
