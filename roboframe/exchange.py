@@ -26,7 +26,9 @@ not grow with every order: of the finished ones it keeps the newest
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import threading
 import time
 from decimal import Decimal
@@ -431,7 +433,7 @@ class ExchangeProcess:
         sub = auth = None
         try:
             sub = self.sub = self._subscribe(ctx)
-            auth = self._bind_orders(ctx)
+            self._orders_port_free()
         except BaseException:
             for sock in (sub, self.router):
                 if sock is not None:
@@ -458,6 +460,11 @@ class ExchangeProcess:
                             self.writer.start()
                         if not self.owner:
                             self._reload()
+                        if self.orders_address and self.router is None:
+                            # bound once this exchange serves: robots linked to a
+                            # standby sent it orders it took up 15 s late, and said
+                            # the exchange was back; unlinked, they use the store
+                            auth = self._bind_orders(ctx)
                         connected, said_down = True, False
                         backoff = 0.2
                         log.info("exchange: serving orders from %s", shown_url(self.store_url))
@@ -503,6 +510,27 @@ class ExchangeProcess:
                 "expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"
             ) from None
         return sub
+
+    def _orders_port_free(self) -> None:
+        """At the start, before any wait: a tcp ``--orders`` port another process
+        holds is said now (its ROUTER is bound only once this exchange serves)."""
+        address = self.orders_address
+        if not address or not address.startswith("tcp://"):
+            return
+        host, _, port = address.removeprefix("tcp://").rpartition(":")
+        host = "0.0.0.0" if host in ("*", "") else host.strip("[]")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, int(port)))
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+                raise RoboframeError(
+                    f"cannot bind the orders socket to {address}: {exc}; is another "
+                    "exchange (or an old one, still stopping) running on it?"
+                ) from None
+            # an interface name, say, which ZeroMQ takes: its bind says what is wrong
 
     def _bind_orders(self, ctx: zmq.Context):
         """The fast path's ROUTER, bound, when ``--orders`` is given; the CURVE

@@ -483,3 +483,36 @@ def test_a_bar_that_came_with_an_order_is_taken_before_it(pg_url):
     finally:
         gate.set()
         running.close()
+
+
+def test_a_standby_exchange_opens_its_orders_endpoint_only_when_it_serves(pg_url):
+    """A standby bound its fast-path endpoint at once: robots linked to it, said
+    the exchange was back, and sent it orders it took up only when it served
+    (15 s later after a kill, on MongoDB), at later prices -- where unlinked
+    their orders would have gone through the store. Now nothing answers there
+    until it serves."""
+    import socket
+
+    from tests.integration.exchange import RunningExchange
+
+    first = RunningExchange(pg_url)
+    standby = RunningExchange(pg_url, wait=False)
+    port = int(standby.orders.rsplit(":", 1)[1])
+
+    def accepts() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    try:
+        time.sleep(1.0)  # waiting for the first's lock
+        assert not standby.ready.is_set() and not accepts()
+        first.close()
+        assert standby.ready.wait(15)
+        assert accepts()
+    finally:
+        standby.close()
+        if first.thread.is_alive():
+            first.close()
