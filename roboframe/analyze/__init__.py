@@ -182,6 +182,11 @@ def _one(path, sink_store, registry, statistics, order_store, robot, result) -> 
         from roboframe.analyze.reconcile import reconcile
 
         report.reconciliation = reconcile(
-            order_store, report.robot, report.run_id, analysis.fills, analysis.kernel.instruments
+            order_store,
+            report.robot,
+            report.run_id,
+            analysis.fills,
+            analysis.kernel.instruments,
+            analysis.order_qty,
         )
     return report

@@ -26,14 +26,22 @@ def _fee(fee: str) -> str:
 
 
 def reconcile(
-    store: Any, robot: str, run_id: str, journal_fills: list[Fill], instruments: dict
+    store: Any,
+    robot: str,
+    run_id: str,
+    journal_fills: list[Fill],
+    instruments: dict,
+    order_qty: dict[str, int] | None = None,
 ) -> list[dict]:
     """Differences between ``journal_fills`` and the store's fills of one run.
 
     Each is ``{"kind", "trade_id", "client_id", "detail"}`` with kind
     ``missing_in_journal`` (the store has a fill the robot never saw),
     ``missing_in_store`` (the robot saw a fill the store does not hold) or
-    ``different``; sorted by trade id. Empty: they agree.
+    ``different``; sorted by trade id; then ``overfilled``, an order the
+    store filled for more than the robot asked (``order_qty``: client id ->
+    the most it asked, from the journal) -- journal and store may agree on
+    such fills, both wrong. Empty: all is well.
     """
     prefix = f"{robot}-{run_id}-"
     stored, _updates = store.changes_after(robot, prefix, 0, 0)
@@ -59,7 +67,21 @@ def reconcile(
                 if _value(mine, name, instruments) != _value(store_fill, name, instruments)
             ]
             out.append(_diff("different", mine, "; ".join(fields)))
+    filled: dict[str, list[Fill]] = {}
+    for fill in theirs.values():
+        filled.setdefault(fill.client_id, []).append(fill)
+    for cid, fills in sorted(filled.items()):
+        asked = (order_qty or {}).get(cid)
+        total = sum(f.qty for f in fills)
+        if asked is not None and total > asked:
+            last = max(fills, key=lambda f: _natural(f.trade_id))
+            detail = f"the store has {total} filled of an order of {asked}"
+            out.append(_diff("overfilled", last, f"{detail} (trades {_trades(fills)})"))
     return out
+
+
+def _trades(fills: list[Fill]) -> str:
+    return ", ".join(sorted((f.trade_id for f in fills), key=_natural))
 
 
 def _value(fill: Fill, name: str, instruments: dict) -> Any:

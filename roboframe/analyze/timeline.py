@@ -159,6 +159,7 @@ class RunAnalysis:
         self.cash = initial_cash(header)
         self.extra_stats = [(name, _started(name, cls)) for name, cls in statistics]
         self.fills: list[Fill] | None = [] if keep_fills else None  # for reconciliation
+        self.order_qty: dict[str, int] = {}  # client id -> the most it may fill
         self.divergences = 0
         self.first_divergence: str | None = None
         self.failure: StrategyError | None = None  # the strategy error the run stopped on
@@ -462,12 +463,15 @@ class RunAnalysis:
                      action.qty, action.type, price, None)
                 )  # fmt: skip
                 open_orders[action.client_id] = (seq, ts)
+                self.order_qty[action.client_id] = action.qty
             elif type(action) is Cancel:
                 table.append(
                     (self.run, seq, n, "cancel", action.client_id, None, None, None, None, None,
                      None)
                 )  # fmt: skip
             elif type(action) is Replace:
+                cid = action.client_id  # the most it may fill: its largest size asked
+                self.order_qty[cid] = max(self.order_qty.get(cid, 0), action.qty)
                 own = self.kernel.orders.orders.get(action.client_id)
                 symbol = own.symbol if own else None
                 price = action.price * float(tick[symbol].tick_size) if own else None

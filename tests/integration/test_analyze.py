@@ -145,9 +145,13 @@ def test_reconciliation_finds_planted_differences(tmp_path, request, url_fixture
     assert [(d["kind"], d["trade_id"]) for d in diffs] == [
         ("different", ids[1]),
         ("missing_in_journal", ids[2]),
+        ("overfilled", ids[2]),  # the sell of 1 filled twice in the store
     ]
     assert diffs[0]["detail"] == "price 111 in the journal, 110 in the store"
     assert "test-robot-r1-2 sell 1 Si-12.26 @ 109" in diffs[1]["detail"]
+    assert diffs[2]["detail"] == (
+        f"the store has 2 filled of an order of 1 (trades {ids[1]}, {ids[2]})"
+    )
     # the command: differences are printed and fail the exit code
     proc = roboframe_cmd(
         "analyze",
@@ -160,7 +164,7 @@ def test_reconciliation_finds_planted_differences(tmp_path, request, url_fixture
         "test-robot",
     )
     assert proc.returncode == 1, proc.stderr
-    assert "reconciliation: 2 difference(s)" in proc.stdout
+    assert "reconciliation: 3 difference(s)" in proc.stdout
 
 
 @pytest.mark.parametrize("url_fixture", ["pg_url"])
