@@ -1170,5 +1170,21 @@ def down(name: str | None, state_dir: Path, timeout: float) -> None:
     raise _fail(RoboframeError(f"still stopping after {timeout:g}s"))
 
 
+@main.command()
+@click.argument("name")
+@_STATE_DIR_OPTION
+def start(name: str, state_dir: Path) -> None:
+    """Start robot NAME again after `down NAME` (or a stop), under the running supervisor."""
+    from roboframe import supervisor as sv
+
+    try:
+        reply = sv.ask(sv.supervisor_address(state_dir), "start", name)
+    except RoboframeError as exc:
+        raise _fail(exc) from None
+    if not reply.get("ok"):
+        raise _fail(RoboframeError(reply.get("error", "refused")))
+    click.echo(f"starting: {name} (roboframe ps shows it)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

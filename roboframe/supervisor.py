@@ -220,7 +220,30 @@ class Supervisor:
             if name is None:
                 self.stopping_all = True
             return {"ok": True, "stopping": running, "elsewhere": elsewhere}
-        return {"ok": False, "error": f"unknown command {command!r}; known: ps, down"}
+        if command == "start":
+            return self._start_named(name, now)
+        return {"ok": False, "error": f"unknown command {command!r}; known: ps, down, start"}
+
+    def _start_named(self, name: str | None, now: float) -> dict:
+        """``start NAME``: a robot ``down NAME`` (or a stop) left stopped runs again,
+        from its file as it is now, ``--resume`` as ever."""
+        robot = next((r for r in self.robots.values() if name and r.name == name), None)
+        if robot is None or robot.removed:
+            known = ", ".join(sorted(r.name for r in self.robots.values() if r.name))
+            return {"ok": False, "error": f"no robot {name!r} here; robots: {known}"}
+        if self.stopping_all:
+            return {"ok": False, "error": "the supervisor is stopping"}
+        alive = robot.proc is not None and robot.proc.poll() is None
+        if robot.wanted and (alive or robot.state == "backoff"):
+            return {"ok": False, "error": f"{name} is {robot.state} already"}
+        if alive:  # still stopping after a down: started again once it is gone
+            robot.wanted = True
+            return {"ok": True, "starting": name}
+        robot.wanted = True
+        self._define(robot, _mtime(robot.path), now)
+        if robot.state == "invalid":
+            return {"ok": False, "error": f"{name}: {robot.problem.splitlines()[0]}"}
+        return {"ok": True, "starting": name}
 
     # -- robots ---------------------------------------------------------------
 

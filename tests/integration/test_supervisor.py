@@ -663,3 +663,32 @@ def test_an_invalid_robot_file_is_read_again_only_when_something_changes(tmp_pat
         assert len([r for r in caplog.records if "not a valid robot" in r.getMessage()]) == 1
     finally:
         _kill_all(sup)
+
+
+def test_start_runs_a_robot_down_stopped_again(tmp_path):
+    """`down NAME` stopped a robot for good: nothing but restarting the whole
+    supervisor (all its robots) started it again."""
+    from roboframe.supervisor import Supervisor
+
+    (tmp_path / "robots").mkdir()
+    path = write_robot(tmp_path, "si")
+    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
+    try:
+        robot = _stuck_robot(sup, path)
+        assert sup._command("start", "si") == {"ok": False, "error": "si is running already"}
+        assert sup._command("down", "si")["stopping"] == ["si"]
+        robot.proc.kill()
+        robot.proc.wait(10)
+        sup._watch(robot, 1.0)
+        assert robot.state == "stopped" and not robot.wanted
+        assert sup._command("start", "si") == {"ok": True, "starting": "si"}
+        assert robot.wanted and robot.state == "backoff"  # started at the next turn
+        reply = sup._command("start", "rts")
+        assert not reply["ok"] and reply["error"] == "no robot 'rts' here; robots: si"
+    finally:
+        _kill_all(sup)
+
+
+def test_start_without_a_supervisor_says_so(tmp_path):
+    out = cli("start", "si", cwd=tmp_path)
+    assert out.returncode == 1 and "no supervisor answers" in out.stderr
