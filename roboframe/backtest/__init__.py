@@ -119,7 +119,21 @@ def feed_events(
         ident = data_id(data) if with_id else ""  # it reads every file whole: only if asked
     else:
         events, ident = _own_feed(spec, registry, instruments, finite)
+        if with_id:
+            ident += _own_file_id(spec)
     return (events, ident) if with_id else events
+
+
+def _own_file_id(spec: Any) -> str:
+    """The content of the file the robot's own feed reads, as ``--data`` files are
+    named in run ids: a price fixed in the file is another run, not a copy."""
+    from roboframe.core.feed import robot_dir
+
+    path = spec.feed.params.get("path")
+    if not isinstance(path, str):
+        return ""
+    full = Path(path) if Path(path).is_absolute() else robot_dir(spec) / path
+    return "|" + data_id([str(full)])
 
 
 def _own_feed(spec: Any, registry: Any, instruments: dict, finite: bool):

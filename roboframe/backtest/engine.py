@@ -203,6 +203,8 @@ class Backtest:
         fired = 0
         while kernel.next_due <= until:
             for timer in kernel.due_timers(until):
+                if not kernel.still_due(timer.name, timer.ts, until):
+                    continue  # cancelled or moved by a timer fired before it
                 self._feed(timer)
                 fired += 1
             if fired > _MAX_TIMERS:

@@ -373,6 +373,13 @@ class Kernel:
         due = sorted((d, name) for name, (d, _) in self.timers.items() if d <= until)
         return [Timer(name, d) for d, name in due]
 
+    def still_due(self, name: str, due: int, until: int) -> bool:
+        """Whether timer ``name``, found due at ``due``, is still set for a time up to
+        ``until`` and not moved since: a handler of a timer fired before it in the
+        same round may have cancelled or moved it (it fired all the same)."""
+        entry = self.timers.get(name)
+        return entry is not None and entry[0] == due and due <= until
+
     def _on_timer(self, timer: Timer) -> list[Action]:
         self._advance(timer.ts)
         entry = self.timers.get(timer.name)

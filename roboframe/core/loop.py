@@ -273,8 +273,10 @@ class RoboLoop:
         not once per missed period.
         """
         now = self.now()
-        for timer in self.kernel.due_timers(now):
-            self.inject(Timer(timer.name, now))
+        kernel = self.kernel
+        for timer in kernel.due_timers(now):
+            if kernel.still_due(timer.name, timer.ts, now):  # not cancelled or moved since
+                self.inject(Timer(timer.name, now))
 
     def start(self) -> None:
         self.inject(Control("start", self.now()))

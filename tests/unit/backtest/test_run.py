@@ -195,3 +195,17 @@ def test_cash_that_equity_cannot_hold_is_refused(tmp_path, cash):
     spec = write_robot(tmp_path)
     with pytest.raises(ConfigError, match="--cash: must be a positive amount up to 1e30"):
         run_backtest(spec, cash=cash, journal=False)
+
+
+def test_a_price_fixed_in_the_robots_own_data_file_is_another_run(tmp_path):
+    """Without --data the run id named the feed alone: a file fixed in place gave
+    the same run id, and analyze took the two runs for one."""
+    spec = write_robot(tmp_path)
+    first = run_backtest(spec, journal_dir=tmp_path / "runs").journal
+    again = run_backtest(spec, journal_dir=tmp_path / "runs").journal
+    path = tmp_path / "bars.csv"
+    head, _, last = path.read_text().rstrip("\n").rpartition("\n")
+    path.write_text(f"{head}\n{last.replace('98', '97')}\n")  # one byte
+    fixed = run_backtest(spec, journal_dir=tmp_path / "runs").journal
+    assert again == first.replace(".journal", ".2.journal")  # the same data: the same run
+    assert fixed.rsplit("/", 1)[-1].split(".")[0] != first.rsplit("/", 1)[-1].split(".")[0]

@@ -120,3 +120,69 @@ def test_a_bare_number_period_under_a_second_is_said_to_be_milliseconds(caplog):
     assert said == [
         "timer 'poll' every=5: a bare number is milliseconds (5 ms); write every=\"5s\" for seconds"
     ]
+
+
+class CancelsTheOther(Strategy):
+    """Timers a and b, due together: a's handler cancels b, moves c later."""
+
+    def __init__(self, params) -> None:
+        super().__init__(params)
+        self.fired: list[tuple[str, int]] = []
+
+    def on_start(self, event, ctx):
+        ctx.set_timer("a", at=T0 + 2 * MINUTE_NS)
+        ctx.set_timer("b", at=T0 + 2 * MINUTE_NS)
+        ctx.set_timer("c", at=T0 + 2 * MINUTE_NS)
+
+    def on_timer(self, timer, ctx):
+        self.fired.append((timer.name, timer.ts))
+        if timer.name == "a":
+            ctx.cancel_timer("b")
+            ctx.set_timer("c", at=T0 + 5 * MINUTE_NS)
+
+
+@pytest.mark.parametrize("where", ["backtest", "live loop"])
+def test_a_timer_cancelled_or_moved_by_another_in_the_same_round_does_not_fire(where, tmp_path):
+    """The round's due timers were listed first and all fired: b, cancelled by a's
+    handler, fired all the same, and c, moved later, fired at its old time and
+    its new one."""
+    spec = make_spec(strategy={"plugin": "tests.unit.core.test_timers:CancelsTheOther"})
+    bars = [bar(SI, m, 100) for m in range(1, 8)]
+    if where == "backtest":
+        from decimal import Decimal
+
+        from roboframe.backtest.engine import Backtest
+
+        bt = Backtest(spec, iter(bars), cash=Decimal(10**6), journal=False)
+        bt.run()
+        fired = bt.kernel.strategy.fired
+    else:
+        fired = _live_loop_fired(spec, bars, tmp_path)
+    assert [name for name, _ in fired] == ["a", "c"]
+    assert fired[1][1] >= T0 + 5 * MINUTE_NS  # c at its new time only
+
+
+def _live_loop_fired(spec, bars, tmp_path):
+    from roboframe.core.kernel import Kernel
+    from roboframe.core.loop import RoboLoop
+    from roboframe.core.robot import make_strategy
+
+    strategy, _, _ = make_strategy(spec)
+    kernel = Kernel(spec, "r1", strategy)
+
+    class Journal:  # the loop's journal, kept nowhere
+        def append_message(self, *a):
+            pass
+
+        def append_actions(self, *a):
+            pass
+
+        def flush(self):
+            pass
+
+    loop = RoboLoop(kernel, Journal(), None, wall_clock=False)
+    loop.start()
+    for event in bars:
+        loop.inject(event)
+        loop.fire_timers()  # as the loop does after each message
+    return strategy.fired
