@@ -39,6 +39,7 @@ from roboframe.journal.format import (
     NOTE,
     STRATEGY_ERROR,
     decode_note,
+    exact_rate,
     flatten_pauses,
     loss_from_day_before,
     receipt_clock,
@@ -248,6 +249,7 @@ def follow_rules(kernel: Kernel, header: dict) -> Kernel:
     kernel.risk.from_day_before = loss_from_day_before(header)
     kernel.flatten_pauses = flatten_pauses(header)
     kernel.reduce_cancels = reduce_cancels_adding(header)
+    kernel.risk.exact_rate = exact_rate(header)
     return kernel
 
 

@@ -113,7 +113,8 @@ RISK = {
         "max_orders_per_second": {
             "type": "number",
             "exclusiveMinimum": 0,
-            "description": "orders per second, measured in event time",
+            "description": "orders per second, measured in event time (a fraction "
+            "too: 0.5 is one order per 2 s)",
         },
         "max_daily_loss": _d(
             DECIMAL,

@@ -41,9 +41,11 @@ from roboframe.journal import JournalWriter
 from roboframe.journal.format import (
     CANCELS_ADDING,
     DAY_BEFORE,
+    EXACT,
     FLATTEN,
     LOSS_FROM,
     PAUSES,
+    RATE,
     RECEIPT_CLOCK,
     REDUCE,
 )
@@ -136,6 +138,7 @@ def journal_header(spec: Any, run_id: str, strategy_cls: type, mode: str) -> dic
         LOSS_FROM: DAY_BEFORE,  # the daily-loss rule of this roboframe (see LOSS_FROM)
         FLATTEN: PAUSES,  # and its flatten's (see FLATTEN)
         REDUCE: CANCELS_ADDING,  # and its reduce's (see REDUCE)
+        RATE: EXACT,  # and its order rate's (see RATE)
         "roboframe": __version__,
     }
 

@@ -132,6 +132,17 @@ def reduce_cancels_adding(header: dict[str, Any]) -> bool:
     return header.get(REDUCE) == CANCELS_ADDING
 
 
+RATE = "rate"
+EXACT = "exact"
+"""``rate`` in the header of a run whose fractional ``max_orders_per_second``
+counted as it says (0.5: one order per 2 s), not cut to a whole number."""
+
+
+def exact_rate(header: dict[str, Any]) -> bool:
+    """Whether a journal's run took a fractional order rate as it says."""
+    return header.get(RATE) == EXACT
+
+
 STRATEGY_ERROR = "strategy_error"
 CLOSED = "closed"
 """The NOTE a run that ended cleanly (its stop handled, or its data ended) closes

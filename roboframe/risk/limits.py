@@ -86,8 +86,8 @@ class RiskEngine:
         self.allowed = frozenset(spec.allowed_symbols)
         self.max_order_qty = spec.max_order_qty
         self.max_position = dict(spec.max_position)
-        rate = spec.max_orders_per_second
-        self.max_rate = int(rate) if rate else None
+        self._rate = spec.max_orders_per_second
+        self.exact_rate = True  # see the setter; journals from before replay without
         self._sent: deque[int] = deque()
         loss = spec.max_daily_loss
         self.max_daily_loss = float(loss) if loss is not None else None
@@ -197,10 +197,10 @@ class RiskEngine:
                 )
         if self.max_rate is not None and not closing:
             sent = self._sent
-            while sent and sent[0] <= now - _SECOND_NS:
+            while sent and sent[0] <= now - self._window:
                 sent.popleft()
             if len(sent) >= self.max_rate:
-                return f"more than {self.max_rate} orders per second"
+                return self._rate_said
         for name, check in self.checks:
             try:
                 reason = check.check(order, self.view)
@@ -240,6 +240,31 @@ class RiskEngine:
                 f"robot is {self.state}: only a smaller quantity at the same price may be replaced"
             )
         return self._limits(order, now, own)
+
+    @property
+    def exact_rate(self) -> bool:
+        return self._exact_rate
+
+    @exact_rate.setter
+    def exact_rate(self, exact: bool) -> None:
+        """A fractional ``max_orders_per_second`` as it says: 0.5 is one order per
+        2 s, 2.5 five per 2 s. Before (``exact`` False, for older journals) it was
+        cut to a whole number: 0.5 refused every order, 2.5 allowed 2."""
+        self._exact_rate = exact
+        rate = self._rate
+        self._window = _SECOND_NS
+        if not rate:
+            self.max_rate = None
+            return
+        if not exact:
+            self.max_rate = int(rate)
+            self._rate_said = f"more than {self.max_rate} orders per second"
+            return
+        share = Fraction(str(rate)).limit_denominator(1000)
+        self.max_rate, self._window = share.numerator, share.denominator * _SECOND_NS
+        self._rate_said = f"more than {rate:g} orders per second"
+        if share.denominator > 1:
+            self._rate_said += f" ({share.numerator} per {share.denominator} s)"
 
     def note_sent(self, now: int) -> None:
         if self.max_rate is not None:

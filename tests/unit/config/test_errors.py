@@ -366,7 +366,8 @@ CASES = [
         sub("max_order_qty: 5", "max_orders_per_second: 0"),
         (
             "{dir}/robot.yaml:14: risk.max_orders_per_second: must be > 0, got 0\n"
-            "  hint: orders per second, measured in event time"
+            "  hint: orders per second, measured in event time (a fraction too: 0.5 is "
+            "one order per 2 s)"
         ),
         id="orders_per_second_zero",
     ),

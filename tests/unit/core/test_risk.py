@@ -449,3 +449,23 @@ def test_reduce_and_halt_cancel_the_resting_orders_that_would_add(command, cance
     out = kernel.handle(Control(command, T0))
     assert out == ([Cancel(ladder.client_id)] if cancels else [])
     assert kernel.risk.state == ("REDUCING" if command == "reduce" else "HALTED")
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_fractional_order_rate_counts_as_it_says(exact):
+    """0.5 orders per second is one order per 2 s; it was cut to 0 and refused
+    every order (2.5 became 2). Journals from before replay the cut."""
+    from roboframe.core.events import Bar
+
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 1)], risk={"max_orders_per_second": 0.5})
+    kernel.risk.exact_rate = exact
+    s = 10**9
+    got = [
+        len(kernel.handle(Bar(SI, T0 + int(at_s * s), 100, 100, 100, 100, 0)))
+        for at_s in (0, 1, 1.9, 2.0, 3.5, 4.1)
+    ]
+    if exact:
+        assert got == [1, 0, 0, 1, 0, 1]  # one per 2 s
+        assert reasons(kernel)[0] == "risk: more than 0.5 orders per second (1 per 2 s)"
+    else:
+        assert got == [0] * 6
