@@ -44,6 +44,7 @@ from roboframe.journal.format import (
     loss_from_day_before,
     receipt_clock,
     reduce_cancels_adding,
+    timers_turn_day,
 )
 
 
@@ -250,6 +251,7 @@ def follow_rules(kernel: Kernel, header: dict) -> Kernel:
     kernel.flatten_pauses = flatten_pauses(header)
     kernel.reduce_cancels = reduce_cancels_adding(header)
     kernel.risk.exact_rate = exact_rate(header)
+    kernel.timers_turn_day = timers_turn_day(header)
     return kernel
 
 

@@ -124,6 +124,8 @@ class Kernel:
         self.flatten_pauses = True
         # reduce and halt cancel the orders that would add (journals from before: not)
         self.reduce_cancels = True
+        # a timer after the day's end starts the new day (journals from before: not)
+        self.timers_turn_day = True
         # flatten: its closing orders not filled yet (a stop right after waits for them)
         self._closing_sent: list[str] = []
         self._on_bar, self._on_tick = self._market_handlers()
@@ -382,6 +384,10 @@ class Kernel:
 
     def _on_timer(self, timer: Timer) -> list[Action]:
         self._advance(timer.ts)
+        if self._watch_loss and self.timers_turn_day and self.now >= self._day_end:
+            # the trading day turned: a halt for the day ends before the strategy acts
+            # (a timer opening the evening session was refused until the next bar)
+            self._check_loss(self.now, 0)
         entry = self.timers.get(timer.name)
         if entry is not None and timer.ts >= entry[0]:
             due, every = entry

@@ -41,9 +41,11 @@ from roboframe.journal import JournalWriter
 from roboframe.journal.format import (
     CANCELS_ADDING,
     DAY_BEFORE,
+    DAY_TURNS,
     EXACT,
     FLATTEN,
     LOSS_FROM,
+    ON_TIMERS,
     PAUSES,
     RATE,
     RECEIPT_CLOCK,
@@ -139,6 +141,7 @@ def journal_header(spec: Any, run_id: str, strategy_cls: type, mode: str) -> dic
         FLATTEN: PAUSES,  # and its flatten's (see FLATTEN)
         REDUCE: CANCELS_ADDING,  # and its reduce's (see REDUCE)
         RATE: EXACT,  # and its order rate's (see RATE)
+        DAY_TURNS: ON_TIMERS,  # and its trading day's (see DAY_TURNS)
         "roboframe": __version__,
     }
 

@@ -132,6 +132,17 @@ def reduce_cancels_adding(header: dict[str, Any]) -> bool:
     return header.get(REDUCE) == CANCELS_ADDING
 
 
+DAY_TURNS = "day_turns"
+ON_TIMERS = "on_timers"
+"""``day_turns`` in the header of a run whose timers, like market events, start
+a new trading day (ending a halt for the day) when they come after its end."""
+
+
+def timers_turn_day(header: dict[str, Any]) -> bool:
+    """Whether a journal's run let timers start a new trading day."""
+    return header.get(DAY_TURNS) == ON_TIMERS
+
+
 RATE = "rate"
 EXACT = "exact"
 """``rate`` in the header of a run whose fractional ``max_orders_per_second``

@@ -469,3 +469,23 @@ def test_a_fractional_order_rate_counts_as_it_says(exact):
         assert reasons(kernel)[0] == "risk: more than 0.5 orders per second (1 per 2 s)"
     else:
         assert got == [0] * 6
+
+
+@pytest.mark.parametrize("turns", [True, False])
+def test_a_timer_after_the_days_end_starts_the_new_day(turns):
+    """halt_lasts: day -- a timer opening the next day's session before any bar
+    of it still saw the robot HALTED and its order refused. (Journals from before
+    the rule replay without it.)"""
+    from roboframe.core.events import Timer
+
+    kernel, strategy = kernel_with(risk={"max_daily_loss": 50, "halt_lasts": "day"})
+    kernel.timers_turn_day = turns
+    strategy.on_timer = lambda timer, ctx: [ctx.buy(SI, 1, price=40)]
+    kernel.orders.add(NewOrder("o1", SI, "buy", 1), T0)
+    kernel.handle(bar(SI, 0, 100))
+    kernel.handle(Fill("o1", T0, SI, "buy", 1, 100, "t1"))
+    kernel.handle(bar(SI, 1, 40))
+    assert kernel.risk.state == "HALTED"
+    out = kernel.handle(Timer("open", T0 + (24 * 60 + 1) * MINUTE_NS))  # the next day
+    assert kernel.risk.state == ("ACTIVE" if turns else "HALTED")
+    assert len(out) == (1 if turns else 0)
