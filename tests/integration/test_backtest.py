@@ -486,3 +486,46 @@ def test_a_strategy_that_replaces_its_limit_order_backtests_runs_and_analyses(tm
     with sqlite3.connect(tmp_path / "a.db") as db:
         kinds = dict(db.execute("SELECT kind, count(*) FROM actions GROUP BY kind").fetchall())
     assert kinds["replace"] == len(replaces)
+
+
+MOMENTUM = """\
+from roboframe import Strategy
+
+class Momentum(Strategy):
+    version = "1.0"
+
+    def on_bar(self, bar, ctx):  # reads its position on every bar
+        pos = ctx.position(bar.symbol)
+        if bar.close > bar.open and pos <= 0:
+            return [ctx.buy(bar.symbol, 1 - pos)]
+        if bar.close < bar.open and pos >= 0:
+            return [ctx.sell(bar.symbol, 1 + pos)]
+"""
+
+
+def test_a_strategy_reading_its_fills_every_bar_trades_alike_live_and_backtest_at_close(
+    tmp_path, monkeypatch
+):
+    """With the paper gateway filling at the close, each fill is in the robot's
+    hands before the next bar, live as in the backtest: a strategy reading its
+    position on every bar sends the same orders in both (at next it does not:
+    README, "Backtests and replays")."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = robot_with_strategy(tmp_path, "momentummod", MOMENTUM, "Momentum", rate=50)
+    lines = ["Date,Open,High,Low,Close,Volume"]  # up, down, up ...: a flip on every bar
+    for i in range(60):
+        o, c = (100, 105) if i % 2 == 0 else (105, 100)
+        lines.append(f"2026-12-01T10:{i:02d}:00Z,{o},106,99,{c},0")
+    (tmp_path / "bars.csv").write_text("\n".join(lines) + "\n")
+    path.write_text(
+        path.read_text().replace(
+            "  plugin: paper\n", "  plugin: paper\n  params: {fill_at: close}\n"
+        )
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    live = LiveRobot(load_robot(path), RunOptions()).run()
+    assert live["error"] is None
+    bt = backtest_json(str(path), env=env)
+    orders = new_orders(bt["journal"])
+    assert len(orders) == 60 and {qty for _, _, qty, _ in orders} == {1, 2}  # sized by fills
+    assert new_orders(live["journal"]) == orders
