@@ -298,6 +298,7 @@ class Backtest:
             if open_orders or kernel.next_due <= ts:
                 self.seq = seq
                 if kernel.next_due <= ts:
+                    kernel.anchor_timers(ts)
                     self._fire_timers(ts)
                 if open_orders:
                     answers.extend(exchange.on_market(event))

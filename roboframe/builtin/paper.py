@@ -327,16 +327,35 @@ class PaperExchange:
 
 
 class PaperGateway(Gateway):
-    """The embedded paper exchange, running in the trade-stream thread.
+    """The embedded paper exchange.
 
-    The loop thread sends orders through a PUSH/PULL pair (:func:`order_pipe`);
-    the trade stream runs :class:`PaperExchange` against the market data the
-    runtime publishes on ``runtime.market_data_address`` and sends every
-    update and fill to the loop. Acknowledgements carry the ts of the last
-    market event the exchange saw: no wall clock anywhere.
+    In a live run the loop steps it (``in_step``): each market event goes to
+    :class:`PaperExchange` before the robot sees it, each action as it is
+    made, and the answers are journaled and handled at once -- the backtest's
+    own order, so a live run on a file sends the backtest's orders, fills
+    included, paced or not.
+
+    Run by itself (a runtime not ``in_step``), it runs in the trade-stream
+    thread: the loop thread sends orders through a PUSH/PULL pair
+    (:func:`order_pipe`); the trade stream runs the engine against the market
+    data the runtime publishes on ``runtime.market_data_address`` and sends
+    every update and fill to the loop. Acknowledgements carry the ts of the
+    last market event the exchange saw: no wall clock anywhere.
     """
 
     needs_market_data = True
+    in_step = True
+    _engine: PaperExchange | None = None
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        """A subclass with a ``submit`` or ``trade_stream`` of its own (a broker
+        simulated on top of this one) expects them called: it runs in its trade
+        stream, unless it says ``in_step`` itself."""
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        if "in_step" not in own and ("submit" in own or "trade_stream" in own):
+            cls.in_step = False
+
     params_schema = {
         "type": "object",
         "additionalProperties": False,
@@ -380,10 +399,38 @@ class PaperGateway(Gateway):
     _robot_time: Callable[[], int] | None = None
 
     def open(self, runtime: Runtime) -> None:
-        """Check the params and make the order pipe (loop thread)."""
+        """Check the params and make the order pipe (loop thread); stepped by the
+        loop, the engine itself."""
         self.make_engine()  # bad params fail here, before any thread starts
+        if runtime.in_step:
+            # after a resume, trade ids of their own: the journal holds this engine's
+            # earlier ones, which the kernel takes for duplicates and drops
+            prefix = f"P{runtime.resumed_seq}." if runtime.resumed_seq else "P"
+            self._engine = self.make_engine(prefix)
+            return
         self._push, self._pull = order_pipe(runtime, "paper-orders")
         self._robot_time = runtime.robot_time
+
+    def step_market(self, event):
+        return self._engine.on_market(event)
+
+    def step_submit(self, actions: list, ts: int) -> list:
+        submit, out = self._engine.submit, []
+        for action in actions:
+            out.extend(submit(action, ts))
+        return out
+
+    def step_resubmit(self, actions: list, filled: dict[str, int], ts: int) -> list:
+        """Open orders with lots filled rest again as they were (placed anew for
+        the rest, every replace's total would count from none filled, and the
+        engine fill those lots again); the rest are sent as new."""
+        out = []
+        for action in actions:
+            if type(action) is NewOrder and action.client_id in filled:
+                _restore(self._engine, action, filled[action.client_id])
+            else:
+                out.extend(self._engine.submit(action, ts))
+        return out
 
     def submit(self, actions: list) -> None:
         """One frame per batch of actions, after the robot's time when it sent them
@@ -396,6 +443,9 @@ class PaperGateway(Gateway):
 
     def trade_stream(self, runtime: Runtime, sender: zmq.Socket) -> None:
         """Match orders against market data until ``runtime.stop`` is set."""
+        if runtime.in_step:  # the loop steps the engine: nothing to do here
+            runtime.stop.wait()
+            return
         if not runtime.market_data_address:
             raise GatewayError("the paper gateway needs the robot's market data address")
         # after a resume, trade ids of their own: the journal holds this engine's

@@ -65,6 +65,9 @@ class Runtime:
     max_ahead_ns: int | None = None
     """Market data stamped more than this past the host's clock is dropped by the
     loop (``loop.max_ahead``; None: nothing is): one who sees it first drops it too."""
+    in_step: bool = False
+    """The loop steps the gateway itself (:attr:`Gateway.in_step`): its trade stream
+    has nothing to do, and no market data are published for it."""
     resumed_seq: int = 0
     """For a resumed run: the last sequence number its journal holds (0: a new run)."""
     resumed_filled: dict[str, int] = field(default_factory=dict)
@@ -88,6 +91,27 @@ class Gateway:
     The runtime then publishes every market-data message on
     ``runtime.market_data_address`` (a PUB socket) before the loop sees it.
     """
+
+    in_step: ClassVar[bool] = False
+    """True for a simulated exchange that runs in the loop's own thread, in step
+    with the data, as in a backtest: the loop hands it each market event before
+    the robot sees it (:meth:`step_market`) and each action as it is made
+    (:meth:`step_submit`), and journals and handles its answers at once. Its
+    trade stream has nothing to do. A live run on it then sends the orders
+    the backtest sends, fills included, paced or not."""
+
+    def step_market(self, event: Any) -> list:
+        """(``in_step``) The fills ``event`` makes, before the robot sees it."""
+        raise NotImplementedError
+
+    def step_submit(self, actions: list[Action], ts: int) -> list:
+        """(``in_step``) The answers to ``actions``, made at robot time ``ts``."""
+        raise NotImplementedError
+
+    def step_resubmit(self, actions: list[Action], filled: dict[str, int], ts: int) -> list:
+        """(``in_step``) After a resume: rest the open orders again as they were
+        (``filled`` lots of each filled already), send the rest; their answers."""
+        raise NotImplementedError
 
     def __init__(
         self,

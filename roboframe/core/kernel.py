@@ -355,6 +355,13 @@ class Kernel:
             self.timers[name] = (int(at) if at is not None else self.now + every_ns, every_ns)
         self._next_due()
 
+    def anchor_timers(self, ts: int) -> None:
+        """Before the first market event: the every-timers asked for before any
+        event time start at its time -- not at a one-shot timer's older time,
+        fired before it (which took them back to it, a period at a time)."""
+        if self._unanchored:
+            self._anchor(ts)
+
     def _anchor(self, ts: int) -> None:
         """Timers asked for before any event time start at the first one."""
         for name, every in self._unanchored.items():

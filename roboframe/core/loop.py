@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 _IDLE_MS = 20  # longest wait for a message before timers and stop checks run
 _HOUSEKEEPING_EVERY = 0xFF  # under load, timers and stop checks every 256 messages
 _LATENCY_EVERY = 0xF  # one message in 16 is timed
+_MAX_ANSWERS = 100_000  # answers (or timers) within one market event: a runaway strategy
 MAX_MESSAGE_BYTES = 16 << 20
 """Largest frame the loop's socket takes over ipc/tcp (``zmq.MAXMSGSIZE``; inproc has no
 limit): a full feed batch, 65535 events of up to 256 bytes each, fits. ZeroMQ drops a
@@ -104,7 +105,12 @@ class RoboLoop:
         self.latency_ns: deque[int] = deque(maxlen=4096)
         """Processing time of recent messages (one in 16 is timed), for metrics."""
         self._stop_reason: str | None = None
+        # a simulated exchange stepped in this thread, as in a backtest (Gateway.in_step)
+        self.in_step = bool(getattr(gateway, "in_step", False))
+        self._answers: deque = deque()  # its answers, not yet journaled and handled
         self._bind_process()
+        if self.in_step:
+            self.process = self._process_in_step
 
     # -- the per-message path -------------------------------------------------
 
@@ -168,6 +174,99 @@ class RoboLoop:
 
         self.process = process
 
+    # -- in step with a simulated exchange -------------------------------------
+
+    def _process_in_step(self, raw: bytes) -> None:
+        """:meth:`process` when the loop steps the gateway (``in_step``): as the
+        backtest steps its exchange. Before a market event, the timers due by its
+        time (recorded data), then the fills it makes; then the event; each
+        action goes to the exchange as it is made, and its answers are journaled
+        and handled before anything else. Each event is a journal message of its
+        own, so the answers fall in their place between them."""
+        try:
+            msg = codec.decode(raw)
+        except codec.DECODE_ERRORS as exc:
+            raw = self._salvage(exc, raw)
+            if raw is None:
+                return
+            msg = codec.decode(raw)
+        if type(msg) is Batch:
+            events = msg.events
+            if not events:
+                self._malformed(EmptyBatch("batch has no events"), raw)
+                return
+        else:
+            events = (msg,)
+        received = self.clock()
+        if self.max_ahead_ns is not None:
+            horizon = received + self.max_ahead_ns
+            if any(event.ts > horizon for event in events):
+                raw, events = self._keep_present(raw, events, horizon)
+                if not events:
+                    return
+        self.messages += 1
+        if self.receipt_clock:
+            self.kernel.received(received)
+        kernel, gateway = self.kernel, self.gateway
+        for event in events:
+            if type(event) is Bar or type(event) is Tick:
+                if not self.wall_clock and kernel.next_due <= event.ts:
+                    kernel.anchor_timers(event.ts)
+                    self._step_timers(event.ts, received)
+                self._answers.extend(gateway.step_market(event))
+                self._step_answers(received)
+            self._step(event, received)
+            self._step_answers(received)
+
+    def _step(self, event: Any, received: int) -> None:
+        """Journal one event, let the kernel handle it, hand its actions over."""
+        seq = self.seq = self.seq + 1
+        self.journal.append_message(seq, received, codec.encode(event))
+        self._step_ts = event.ts  # its actions are made at its time, as in a backtest
+        try:
+            actions = self.kernel.handlers[type(event)](event)
+        except StrategyError as exc:
+            exc.seq = seq
+            raise
+        if actions or self.kernel.rejected:
+            self._emit(seq, actions)
+
+    def _step_answers(self, received: int) -> None:
+        """The exchange's answers, oldest first, and the answers those bring."""
+        answers = self._answers
+        handled = 0
+        while answers:
+            self._step(answers.popleft(), received)
+            handled += 1
+            if handled > _MAX_ANSWERS:
+                raise StrategyError(
+                    f"more than {_MAX_ANSWERS:,} answers to orders within one market event; "
+                    "does the strategy send an order for every answer (on_order, on_fill)?"
+                )
+
+    def _step_timers(self, until: int, received: int) -> None:
+        """Timers due by ``until``, each at its own time, as a backtest fires them."""
+        kernel = self.kernel
+        fired = 0
+        while kernel.next_due <= until:
+            for timer in kernel.due_timers(until):
+                if kernel.still_due(timer.name, timer.ts, until):
+                    self._step(timer, received)
+                    self._step_answers(received)
+                    fired += 1
+            if fired > _MAX_ANSWERS:
+                raise StrategyError(
+                    f"more than {_MAX_ANSWERS:,} timer events before one market event at "
+                    f"{until}; does a timer handler set a timer in the past?"
+                )
+
+    def step_resubmit(self, actions: list, filled: dict[str, int]) -> None:
+        """After a resume, what went out unanswered, to the stepped exchange: the
+        open orders rest again as they were; the answers to the rest are handled."""
+        received = self.clock()
+        self._answers.extend(self.gateway.step_resubmit(actions, filled, self.kernel.now))
+        self._step_answers(received)
+
     def inject(self, event: Any) -> None:
         """Process an event made by the runtime itself (start, stop, timers)."""
         self.process(codec.encode(event))
@@ -178,7 +277,10 @@ class RoboLoop:
         if actions:
             self.journal.flush()
             try:
-                self.gateway.submit(actions)
+                if self.in_step:  # answered at once; handled before anything else
+                    self._answers.extend(self.gateway.step_submit(actions, self._step_ts))
+                else:
+                    self.gateway.submit(actions)
             except RoboframeError:
                 raise
             except Exception as exc:  # the plugin's bug, or its broker gone: said in a line

@@ -220,7 +220,8 @@ class LiveRobot:
             )
         self.gateway.base_dir = base_dir
         unpaced = not float(spec.feed.params.get("rate", 0) or 0)
-        if self.gateway.needs_market_data and not feed_cls.live_only and unpaced:
+        stepped = self.gateway.in_step  # the loop steps it: exact, paced or not
+        if self.gateway.needs_market_data and not stepped and not feed_cls.live_only and unpaced:
             log.warning(
                 "feed %s runs unpaced (rate 0): the robot runs ahead of its paper fills "
                 "and hears of them hundreds of bars late, so its trades differ from a "
@@ -359,6 +360,7 @@ class LiveRobot:
             robot_time=self.kernel.market_time,
             max_ahead_ns=self.loop.max_ahead_ns,
         )
+        runtime.in_step = self.gateway.in_step
         if self.resumed is not None:
             runtime.resumed_seq = self.resumed.last_seq
             runtime.resumed_filled = {
@@ -392,7 +394,12 @@ class LiveRobot:
                     self.loop.inject(Control("restarted", self.loop.now(), after))
                     if self.resumed.unanswered:  # already journaled; sent the deduping way
                         with blamed(f"{self._gateway_named} sending orders again", GatewayError):
-                            self.gateway.resubmit(self.resumed.unanswered)
+                            if runtime.in_step:
+                                self.loop.step_resubmit(
+                                    self.resumed.unanswered, runtime.resumed_filled
+                                )
+                            else:
+                                self.gateway.resubmit(self.resumed.unanswered)
             except StrategyError as exc:  # on_start raised: stopped as the loop stops
                 self.loop.failed(exc)
             else:  # started: the streams and the loop
@@ -411,7 +418,7 @@ class LiveRobot:
                             check_set,
                         )
                     )
-                tap = self.gateway.needs_market_data
+                tap = self.gateway.needs_market_data and not runtime.in_step
                 threads.append(start_thread("data-stream", data_stream, self.feed, runtime, tap))
                 deadline = None
                 if self.options.duration_s is not None:

@@ -9,6 +9,7 @@ from roboframe.core.events import Timer
 from roboframe.core.robot import LiveRobot, RunOptions
 from roboframe.journal import JournalReader
 from roboframe.replay import iter_events, verify
+from roboframe.testing.helpers import T0
 
 MINUTE_NS = 60 * 10**9
 
@@ -32,9 +33,21 @@ def test_live_loop_fires_timers_on_data_time(robot_file):
     assert all(b - a >= 2 * MINUTE_NS for a, b in itertools.pairwise(ticks))
     assert ticks[0] >= first_bar + 2 * MINUTE_NS  # asked for at start: from the first event
     entry = [t for t in timers if t.name == "entry"]
-    # the one-shot "entry" time lies before this data: it fires at the first bar
-    assert [t.ts for t in entry] == [first_bar]
+    # the one-shot "entry" time lies before this data: it fires before the first bar,
+    # at its own time, as in a backtest (the loop steps the paper exchange)
+    assert [t.ts for t in entry] == [T0 + 5 * MINUTE_NS]
+    assert entry[0].ts < first_bar
     assert summary["orders"] == 1
     result = verify(summary["journal"])
     assert result.ok, str(result.divergence)
     assert result.kernel.strategy.count == len(timers)
+    # and the backtest of the same robot fires the very same timers
+    from decimal import Decimal
+
+    from roboframe.backtest import run_backtest
+
+    bt = run_backtest(load_robot(path), cash=Decimal(10**6), journal_dir=path.parent / "bt")
+    in_backtest = [
+        e for _s, e, _r in iter_events(JournalReader(bt.journal)) if isinstance(e, Timer)
+    ]
+    assert in_backtest == timers
