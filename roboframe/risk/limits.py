@@ -16,10 +16,12 @@ Trading states:
 
 Limits, all optional: allowed symbols; max order quantity; max position per
 symbol (counting open orders on the same side, the worst case); max orders
-per second measured in *event* time, so replay gives the same answer; max
-daily loss in money (net PnL since the first event of the day, fees
-included; the day begins at ``day_starts``, midnight UTC unless set); a price
-band around the last price for limit orders.
+per second measured in *event* time, so replay gives the same answer (a
+fraction as it says: 0.5 is one order per 2 s); max daily loss in money (net
+PnL since the day before's last prices, so the gap at the open counts, fees
+included; the day begins at ``day_starts``, midnight UTC unless set, and a
+market event or a timer after its end starts the next); a price band around
+the last price for limit orders.
 
 A refusal is returned as a reason string; the kernel turns it into an
 ``OrderUpdate(status="rejected")`` the strategy sees, and journals it.
