@@ -187,7 +187,7 @@ class PaperExchange:
                 out.append(self._fill(resting, price, order.qty, last.ts))
         return out
 
-    def restore(self, order: NewOrder, filled: int) -> None:
+    def restore(self, order: NewOrder, filled: int, placed: int = 0) -> None:
         """Rest an order acknowledged before a restart again, ``filled`` of it
         already filled: as it was, not placed anew (no answer, no fill at
         placement -- placed anew at ``fill_at: close``, a market order would
@@ -196,7 +196,7 @@ class PaperExchange:
         cid = order.client_id
         if cid in self.open_orders or cid in self._finished or filled >= order.qty:
             return
-        self.open_orders[cid] = RestingOrder(order, 0, filled)
+        self.open_orders[cid] = RestingOrder(order, placed, filled)
 
     def _invalid(self, order: NewOrder) -> str | None:
         if self.instruments is not None and order.symbol not in self.instruments:
@@ -348,12 +348,13 @@ class PaperGateway(Gateway):
     _engine: PaperExchange | None = None
 
     def __init_subclass__(cls, **kwargs) -> None:
-        """A subclass with a ``submit`` or ``trade_stream`` of its own (a broker
-        simulated on top of this one) expects them called: it runs in its trade
-        stream, unless it says ``in_step`` itself."""
+        """A subclass with a ``submit``, ``resubmit``, ``open`` or ``trade_stream``
+        of its own (a broker simulated on top of this one) expects them called:
+        it runs in its trade stream, unless it says ``in_step`` itself."""
         super().__init_subclass__(**kwargs)
         own = vars(cls)
-        if "in_step" not in own and ("submit" in own or "trade_stream" in own):
+        threaded = ("submit", "resubmit", "open", "trade_stream")
+        if "in_step" not in own and any(name in own for name in threaded):
             cls.in_step = False
 
     params_schema = {
@@ -420,17 +421,37 @@ class PaperGateway(Gateway):
             out.extend(submit(action, ts))
         return out
 
-    def step_resubmit(self, actions: list, filled: dict[str, int], ts: int) -> list:
-        """Open orders with lots filled rest again as they were (placed anew for
-        the rest, every replace's total would count from none filled, and the
-        engine fill those lots again); the rest are sent as new."""
+    def step_resubmit(
+        self,
+        actions: list,
+        filled: dict[str, int],
+        placed: dict[str, int],
+        sent: dict[str, int],
+        ts: int,
+    ) -> list:
+        """After a resume, what went out unanswered. An order the exchange had
+        acknowledged (``placed``: when, by client id) rests again as it was,
+        lots filled and all, placed when it was -- placed anew it could not
+        fill at the rest of the last journaled time's data, which the feed
+        sends again, and every replace's total would count from none filled.
+        An order never acknowledged is placed at the time it was sent; cancels
+        and replaces go as they are. Their answers."""
         out = []
+        engine = self._engine
         for action in actions:
-            if type(action) is NewOrder and action.client_id in filled:
-                _restore(self._engine, action, filled[action.client_id])
+            cid = action.client_id
+            if type(action) is NewOrder and cid in placed:
+                _restore(engine, action, filled.get(cid, 0), placed[cid])
             else:
-                out.extend(self._engine.submit(action, ts))
+                out.extend(engine.submit(action, sent.get(cid, ts)))
         return out
+
+    def seed_prices(self, last: dict[str, Tick | Bar]) -> None:
+        """After a resume: the last price of each symbol the run had seen, so an
+        order filling at the close has one, and a repeat of that time is stale."""
+        self._engine.last.update(last)
+        for event in last.values():
+            self._engine.ts = max(self._engine.ts, event.ts)
 
     def submit(self, actions: list) -> None:
         """One frame per batch of actions, after the robot's time when it sent them
@@ -533,12 +554,12 @@ def order_pipe(runtime: Runtime, name: str) -> tuple[zmq.Socket, zmq.Socket]:
     return push, pull
 
 
-def _restore(engine: PaperExchange, resent: NewOrder, filled: int) -> None:
+def _restore(engine: PaperExchange, resent: NewOrder, filled: int, placed: int = 0) -> None:
     """Rest ``resent`` (an order sent again after a resume for the lots it had
-    left) as it was: its total, ``filled`` of it filled. Its acknowledgement is
-    in the journal already."""
+    left) as it was: its total, ``filled`` of it filled, placed at ``placed``.
+    Its acknowledgement is in the journal already."""
     whole = msgspec.structs.replace(resent, qty=resent.qty + filled)
-    engine.restore(whole, filled)
+    engine.restore(whole, filled, placed)
 
 
 def _send_all(sender: zmq.Socket, events: list, stop: threading.Event) -> None:

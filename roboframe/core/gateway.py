@@ -108,9 +108,17 @@ class Gateway:
         """(``in_step``) The answers to ``actions``, made at robot time ``ts``."""
         raise NotImplementedError
 
-    def step_resubmit(self, actions: list[Action], filled: dict[str, int], ts: int) -> list:
-        """(``in_step``) After a resume: rest the open orders again as they were
-        (``filled`` lots of each filled already), send the rest; their answers."""
+    def step_resubmit(
+        self,
+        actions: list[Action],
+        filled: dict[str, int],
+        placed: dict[str, int],
+        sent: dict[str, int],
+        ts: int,
+    ) -> list:
+        """(``in_step``) After a resume: rest the acknowledged orders again as they
+        were (``placed`` at that time, ``filled`` lots filled already), place the
+        others as ``sent``; their answers."""
         raise NotImplementedError
 
     def __init__(

@@ -222,7 +222,10 @@ class RoboLoop:
         """Journal one event, let the kernel handle it, hand its actions over."""
         seq = self.seq = self.seq + 1
         self.journal.append_message(seq, received, codec.encode(event))
-        self._step_ts = event.ts  # its actions are made at its time, as in a backtest
+        # its actions are made at its time, as in a backtest; on the host's clock a
+        # timer's or a command's time lies past the data, where nothing would fill them
+        kind = type(event)
+        self._step_ts = event.ts if not self.wall_clock or kind is Bar or kind is Tick else None
         try:
             actions = self.kernel.handlers[type(event)](event)
         except StrategyError as exc:
@@ -264,7 +267,11 @@ class RoboLoop:
         """After a resume, what went out unanswered, to the stepped exchange: the
         open orders rest again as they were; the answers to the rest are handled."""
         received = self.clock()
-        self._answers.extend(self.gateway.step_resubmit(actions, filled, self.kernel.now))
+        own = self.kernel.orders.open
+        placed = {cid: o.created_ts for cid, o in own.items() if o.status != "new"}
+        sent = {cid: o.created_ts for cid, o in own.items()}
+        answers = self.gateway.step_resubmit(actions, filled, placed, sent, self.kernel.now)
+        self._answers.extend(answers)
         self._step_answers(received)
 
     def inject(self, event: Any) -> None:

@@ -30,6 +30,7 @@ A refusal is returned as a reason string; the kernel turns it into an
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -201,7 +202,9 @@ class RiskEngine:
             sent = self._sent
             while sent and sent[0] <= now - self._window:
                 sent.popleft()
-            if len(sent) >= self.max_rate:
+            if len(sent) >= self.max_rate or (
+                self._burst is not None and self._in_a_second(now) >= self._burst
+            ):
                 return self._rate_said
         for name, check in self.checks:
             try:
@@ -255,6 +258,7 @@ class RiskEngine:
         self._exact_rate = exact
         rate = self._rate
         self._window = _SECOND_NS
+        self._burst = None  # with a longer window: the most in any one second
         if not rate:
             self.max_rate = None
             return
@@ -264,9 +268,20 @@ class RiskEngine:
             return
         share = Fraction(str(rate)).limit_denominator(1000)
         self.max_rate, self._window = share.numerator, share.denominator * _SECOND_NS
+        if share.denominator > 1:  # 2.5 is five per 2 s, never five in an instant
+            self._burst = math.ceil(share)
         self._rate_said = f"more than {rate:g} orders per second"
         if share.denominator > 1:
             self._rate_said += f" ({share.numerator} per {share.denominator} s)"
+
+    def _in_a_second(self, now: int) -> int:
+        """Orders sent in the last second (the newest of the window's)."""
+        count = 0
+        for at in reversed(self._sent):
+            if at <= now - _SECOND_NS:
+                break
+            count += 1
+        return count
 
     def note_sent(self, now: int) -> None:
         if self.max_rate is not None:

@@ -477,3 +477,62 @@ def test_a_second_process_of_a_robot_stops_before_it_touches_the_journal(robot_f
         first.wait(30)
     (journal,) = journals.glob("*.journal")
     assert verify(journal).ok  # whole, and the first run's alone
+
+
+LIMIT_THEN_FAIL = """\
+import os
+from roboframe import Strategy
+
+class LimitThenFail(Strategy):
+    version = "1.0"
+
+    def __init__(self, params):
+        super().__init__(params)
+        self.seen = {}
+
+    def on_bar(self, bar, ctx):
+        n = self.seen[bar.symbol] = self.seen.get(bar.symbol, 0) + 1
+        if bar.symbol == "BBB" and n == 5:
+            return [ctx.buy("BBB", 1, price=1950)]
+        if bar.symbol == "AAA" and n == 10 and os.path.exists(os.environ["RF_FLAG"]):
+            raise RuntimeError("a bug, fixed before the resume")
+        if bar.symbol == "AAA" and n in (3, 12):
+            return [ctx.buy("AAA", 1)]
+        return None
+"""
+
+
+def test_a_paper_run_resumed_after_an_error_fills_what_the_uninterrupted_run_fills(tmp_path):
+    """After a resume the open orders went to a fresh paper engine placed anew, at
+    the last journaled time: the rest of that time's bars, which the feed sends
+    again, could not fill them (a limit the next BBB bar traded through stayed
+    open). They rest again as they were, placed when they were."""
+    (tmp_path / "limitmod.py").write_text(LIMIT_THEN_FAIL)
+    lines = ["Date,Symbol,Open,High,Low,Close,Volume"]
+    for m in range(1, 16):
+        low = 1900 if m == 10 else 1990
+        lines.append(f"2026-12-01T10:{m:02d}:00Z,AAA,100,101,99,100,0")
+        lines.append(f"2026-12-01T10:{m:02d}:00Z,BBB,2000,2010,{low},2000,0")
+    (tmp_path / "bars.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "r.yaml").write_text(
+        "name: resumer\nsymbols: {AAA: {tick_size: 1}, BBB: {tick_size: 1}}\n"
+        "feed: {plugin: csv, params: {path: bars.csv}}\n"
+        "strategy: {plugin: limitmod:LimitThenFail}\ngateway: {plugin: paper}\n"
+        "journal: {dir: runs}\ncontrol: {address: null}\n"
+    )
+    flag = tmp_path / "broken"
+    flag.touch()
+    env = {"PYTHONPATH": str(tmp_path), "RF_FLAG": str(flag)}
+    first = roboframe_cmd("-q", "run", "r.yaml", env=env, cwd=tmp_path)
+    assert first.returncode == 3, first.stderr
+    flag.unlink()
+    resumed = roboframe_cmd("-q", "run", "r.yaml", "--resume", "--json", env=env, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    bt = roboframe_cmd("-q", "backtest", "r.yaml", "--json", env=env, cwd=tmp_path)
+    assert bt.returncode == 0, bt.stderr
+    assert summary["positions"]["BBB"]["position"] == 1  # the limit filled at 10:10
+    assert summary["positions"]["AAA"]["position"] == 2
+    assert float(summary["net_pnl"]) == json.loads(bt.stdout)["net_pnl"]
+    check = roboframe_cmd("replay", summary["journal"], "--verify", env=env, cwd=tmp_path)
+    assert check.returncode == 0, check.stderr

@@ -489,3 +489,14 @@ def test_a_timer_after_the_days_end_starts_the_new_day(turns):
     out = kernel.handle(Timer("open", T0 + (24 * 60 + 1) * MINUTE_NS))  # the next day
     assert kernel.risk.state == ("ACTIVE" if turns else "HALTED")
     assert len(out) == (1 if turns else 0)
+
+
+def test_a_fractional_order_rate_allows_no_burst_past_a_second():
+    """2.5 a second is five per 2 s -- and never all five in one instant (1.001
+    let 50 through at once: 1001 per 1000 s)."""
+    for rate, most in ((2.5, 3), (1.001, 2)):
+        kernel, _ = kernel_with(
+            lambda b, ctx: [ctx.buy(SI, 1) for _ in range(50)],
+            risk={"max_orders_per_second": rate},
+        )
+        assert len(kernel.handle(bar(SI, 1, 100))) == most

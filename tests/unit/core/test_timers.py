@@ -186,3 +186,53 @@ def _live_loop_fired(spec, bars, tmp_path):
         loop.inject(event)
         loop.fire_timers()  # as the loop does after each message
     return strategy.fired
+
+
+class BuysOnATimer(Strategy):
+    def on_start(self, event, ctx):
+        ctx.set_timer("buy", every="1s")
+
+    def on_timer(self, timer, ctx):
+        if timer.name == "buy" and not ctx.open_orders() and not ctx.position(SI):
+            return [ctx.buy(SI, 1)]
+        return None
+
+
+def test_on_the_hosts_clock_a_timers_order_fills_against_older_data():
+    """A live feed's data carry their own (older) times while a timer fires on
+    the host's clock: the paper exchange took the order as placed then, after
+    every bar to come, and never filled it."""
+    import zmq
+
+    from roboframe.builtin.paper import PaperGateway
+    from roboframe.core.gateway import Runtime
+    from roboframe.core.kernel import Kernel
+    from roboframe.core.loop import RoboLoop
+
+    spec = make_spec(strategy={"plugin": "tests.unit.core.test_timers:BuysOnATimer"})
+    strategy = BuysOnATimer({})
+    kernel = Kernel(spec, "r1", strategy)
+    gateway = PaperGateway({}, kernel.instruments, robot="test-robot")
+    runtime = Runtime("test-robot", "r1", zmq.Context.instance(), "inproc://x", None)
+    runtime.in_step = True
+    gateway.open(runtime)
+
+    class Journal:
+        def append_message(self, *a):
+            pass
+
+        def append_actions(self, *a):
+            pass
+
+        def flush(self):
+            pass
+
+    clock = [T0 + 7 * 24 * 3600 * 10**9]  # the host's: a week after the data
+    loop = RoboLoop(kernel, Journal(), gateway, clock=lambda: clock[0], wall_clock=True)
+    loop.start()
+    loop.inject(bar(SI, 1, 100))
+    clock[0] += 2 * 10**9
+    loop.fire_timers()  # the timer's buy, stamped with the host's clock
+    assert len(kernel.orders.open) == 1
+    loop.inject(bar(SI, 2, 101))  # the next bar of the feed fills it at its open
+    assert kernel.book.positions[SI].qty == 1
