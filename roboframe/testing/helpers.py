@@ -103,6 +103,19 @@ def run_events(spec, events, *, run_id: str = "r1", strategy=None, start: bool =
     return kernel, outputs
 
 
+class NullJournal:
+    """A loop's journal that keeps nothing: for driving a :class:`RoboLoop` in tests."""
+
+    def append_message(self, *args: Any) -> None:
+        pass
+
+    def append_actions(self, *args: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 free right now (a test binds it soon after)."""
     import socket

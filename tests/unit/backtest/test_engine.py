@@ -11,7 +11,7 @@ from roboframe.backtest.engine import Backtest
 from roboframe.core.strategy import Strategy
 from roboframe.errors import StrategyError
 from roboframe.replay import verify
-from roboframe.testing.helpers import bar, make_spec
+from roboframe.testing.helpers import NullJournal, bar, make_spec
 
 SI = "Si-12.26"
 
@@ -165,16 +165,6 @@ def test_the_start_comes_before_any_market_time_as_in_a_live_run(tmp_path):
     strategy = result.kernel.strategy
     live = Kernel(spec, "r1", TimesItsStart({}))
 
-    class Journal:  # the loop's journal, kept in memory
-        def append_message(self, *a):
-            pass
-
-        def append_actions(self, *a):
-            pass
-
-        def flush(self):
-            pass
-
-    RoboLoop(live, Journal(), None, wall_clock=False).start()
+    RoboLoop(live, NullJournal(), None, wall_clock=False).start()
     assert strategy.start_time == live.strategy.start_time == 0
     assert strategy.fired_at <= bars[0].ts  # by the first bar, as live; not an hour in

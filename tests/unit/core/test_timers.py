@@ -14,7 +14,7 @@ from roboframe.core.strategy import Strategy
 from roboframe.errors import StrategyError
 from roboframe.journal import JournalReader
 from roboframe.replay import iter_events, verify
-from roboframe.testing.helpers import MINUTE_NS, T0, bar, make_spec, run_events
+from roboframe.testing.helpers import MINUTE_NS, T0, NullJournal, bar, make_spec, run_events
 
 SI = "Si-12.26"
 
@@ -170,17 +170,7 @@ def _live_loop_fired(spec, bars, tmp_path):
     strategy, _, _ = make_strategy(spec)
     kernel = Kernel(spec, "r1", strategy)
 
-    class Journal:  # the loop's journal, kept nowhere
-        def append_message(self, *a):
-            pass
-
-        def append_actions(self, *a):
-            pass
-
-        def flush(self):
-            pass
-
-    loop = RoboLoop(kernel, Journal(), None, wall_clock=False)
+    loop = RoboLoop(kernel, NullJournal(), None, wall_clock=False)
     loop.start()
     for event in bars:
         loop.inject(event)
@@ -217,18 +207,8 @@ def test_on_the_hosts_clock_a_timers_order_fills_against_older_data():
     runtime.in_step = True
     gateway.open(runtime)
 
-    class Journal:
-        def append_message(self, *a):
-            pass
-
-        def append_actions(self, *a):
-            pass
-
-        def flush(self):
-            pass
-
     clock = [T0 + 7 * 24 * 3600 * 10**9]  # the host's: a week after the data
-    loop = RoboLoop(kernel, Journal(), gateway, clock=lambda: clock[0], wall_clock=True)
+    loop = RoboLoop(kernel, NullJournal(), gateway, clock=lambda: clock[0], wall_clock=True)
     loop.start()
     loop.inject(bar(SI, 1, 100))
     clock[0] += 2 * 10**9
