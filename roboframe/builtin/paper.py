@@ -121,6 +121,7 @@ class PaperExchange:
         self.trades = 0
         self.stale = 0  # bars and ticks of the past, ignored (see on_market)
         self.ts = 0
+        self.matched: dict[str, int] = {}  # after a restart: matched up to, by symbol
         self._finished: dict[str, None] = {}  # recently finished ids, oldest first
         self.remembers = remember_finished  # finished ids kept, to ignore resubmissions
         self._fees: dict[int, str] = {}  # qty -> fee string, the same bytes every time
@@ -222,6 +223,9 @@ class PaperExchange:
         last, kind = self.last.get(event.symbol), type(event)
         if type(last) is kind and (event.ts <= last.ts if kind is Bar else event.ts < last.ts):
             self.stale += 1
+            return []
+        if self.matched and event.ts <= self.matched.get(event.symbol, event.ts - 1):
+            self.last[event.symbol] = event  # matched before a restart: its price only
             return []
         if event.ts > self.ts:  # the latest time seen: symbols may come out of step
             self.ts = event.ts
@@ -438,20 +442,29 @@ class PaperGateway(Gateway):
         and replaces go as they are. Their answers."""
         out = []
         engine = self._engine
+        resting = sorted(  # the engine's queue: by when placed (a replace goes to the back)
+            (a for a in actions if type(a) is NewOrder and a.client_id in placed),
+            key=lambda a: placed[a.client_id],
+        )
+        for action in resting:
+            _restore(engine, action, filled.get(action.client_id, 0), placed[action.client_id])
         for action in actions:
             cid = action.client_id
             if type(action) is NewOrder and cid in placed:
-                _restore(engine, action, filled.get(cid, 0), placed[cid])
-            else:
-                out.extend(engine.submit(action, sent.get(cid, ts)))
+                continue
+            out.extend(engine.submit(action, sent.get(cid, ts) if type(action) is NewOrder else ts))
         return out
 
-    def seed_prices(self, last: dict[str, Tick | Bar]) -> None:
-        """After a resume: the last price of each symbol the run had seen, so an
-        order filling at the close has one, and a repeat of that time is stale."""
-        self._engine.last.update(last)
+    def seed_prices(self, last: dict[str, Tick | Bar], matched: dict[str, int]) -> None:
+        """After a resume: each symbol's last market event the run had seen, so an
+        order filling at the close has its price, and the time up to which the
+        engine had matched (market data the feed sends again up to it are
+        prices only, not matched a second time)."""
+        engine = self._engine
+        engine.last.update(last)
+        engine.matched.update(matched)
         for event in last.values():
-            self._engine.ts = max(self._engine.ts, event.ts)
+            engine.ts = max(engine.ts, event.ts)
 
     def submit(self, actions: list) -> None:
         """One frame per batch of actions, after the robot's time when it sent them

@@ -263,12 +263,16 @@ class RoboLoop:
                     f"{until}; does a timer handler set a timer in the past?"
                 )
 
-    def step_resubmit(self, actions: list, filled: dict[str, int]) -> None:
+    def step_resubmit(
+        self, actions: list, filled: dict[str, int], replaced_at: dict[str, int]
+    ) -> None:
         """After a resume, what went out unanswered, to the stepped exchange: the
         open orders rest again as they were; the answers to the rest are handled."""
         received = self.clock()
         own = self.kernel.orders.open
-        placed = {cid: o.created_ts for cid, o in own.items() if o.status != "new"}
+        placed = {
+            cid: replaced_at.get(cid, o.created_ts) for cid, o in own.items() if o.status != "new"
+        }
         sent = {cid: o.created_ts for cid, o in own.items()}
         answers = self.gateway.step_resubmit(actions, filled, placed, sent, self.kernel.now)
         self._answers.extend(answers)

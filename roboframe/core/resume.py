@@ -64,6 +64,15 @@ class Resumed:
     """``(seq, actions, rejected)`` of the last message's events whose ACTIONS record
     the crash cut: to journal before anything else, as the loop would have."""
     receipt_clock: bool = False  # its header says robot time follows receipt times
+    last_market: dict = field(default_factory=dict)
+    """Each symbol's last journaled market event: a paper engine's prices anew."""
+    matched_through: dict[str, int] = field(default_factory=dict)
+    """Each symbol's time up to which a stepped paper engine had matched: its last
+    market event's, or a later fill's -- the fills of a bar are journaled before
+    the bar, which a run stopped between them has not handled, and the feed
+    sends it again: matched again, it filled its volume twice."""
+    replaced_at: dict[str, int] = field(default_factory=dict)
+    """When each open order was last replaced: a paper engine's queue time."""
 
 
 def latest_unfinished(journal_dir: Path, suffix: str) -> Path | None:
@@ -204,6 +213,9 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
     trades: set[int] = set()
     refs: set[int] = set()
     last_ts, at_last = 0, {}
+    last_market: dict = {}
+    matched: dict[str, int] = {}
+    replaced_at: dict[str, int] = {}
     check = OutputCheck()  # the current message's outputs, until their ACTIONS record
     records = reader.records()
     receipt = receipt_clock(header)
@@ -227,10 +239,17 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
             if event.ts != last_ts:
                 last_ts, at_last = event.ts, {}
             at_last[event.symbol] = at_last.get(event.symbol, 0) + 1
-        elif kind is Fill and event.trade_id.isdigit():
-            trades.add(int(event.trade_id))
-        elif kind is OrderUpdate and event.ref.isdigit():
-            refs.add(int(event.ref))
+            last_market[event.symbol] = event
+            matched[event.symbol] = max(matched.get(event.symbol, event.ts), event.ts)
+        elif kind is Fill:
+            if event.trade_id.isdigit():
+                trades.add(int(event.trade_id))
+            matched[event.symbol] = max(matched.get(event.symbol, event.ts), event.ts)
+        elif kind is OrderUpdate:
+            if event.ref.isdigit():
+                refs.add(int(event.ref))
+            if event.status == "replaced":
+                replaced_at[event.client_id] = event.ts
     if kernel.risk.state == STOPPED:
         raise RunFinished(f"{path}: that run has already stopped")
     unjournaled = [(seq, *check.pending[seq][1]) for seq in sorted(check.pending)]
@@ -244,6 +263,9 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
         (last_ts, at_last),
         unjournaled,
         receipt,
+        last_market,
+        matched,
+        replaced_at,
     )
 
 

@@ -384,7 +384,8 @@ class LiveRobot:
                 self.gateway.open(runtime)
                 seed = getattr(self.gateway, "seed_prices", None)
                 if runtime.in_step and self.resumed is not None and seed is not None:
-                    seed(_last_prices(self.kernel))  # a fresh engine: the run's last prices
+                    # a fresh engine: the run's last prices, and how far it had matched
+                    seed(self.resumed.last_market, self.resumed.matched_through)
             with blamed("a roboframe_robot_start hook"):
                 pm.hook.roboframe_robot_start(
                     robot=spec, run_id=self.run_id, journal_path=str(self.journal_path)
@@ -399,7 +400,9 @@ class LiveRobot:
                         with blamed(f"{self._gateway_named} sending orders again", GatewayError):
                             if runtime.in_step:
                                 self.loop.step_resubmit(
-                                    self.resumed.unanswered, runtime.resumed_filled
+                                    self.resumed.unanswered,
+                                    runtime.resumed_filled,
+                                    self.resumed.replaced_at,
                                 )
                             else:
                                 self.gateway.resubmit(self.resumed.unanswered)
@@ -594,23 +597,6 @@ def _hold_ipc_endpoint(address: str | None) -> IO[bytes] | None:
         log.warning("control endpoint %s: no lock on %s.lock (%s)", address, path, exc)
         return None
     return lock
-
-
-def _last_prices(kernel: Any) -> dict:
-    """Each symbol's last market price the kernel holds, as the event it came in
-    (a bar, or a tick, whichever was later), for a paper engine starting afresh."""
-    from roboframe.core.events import Bar, Tick
-
-    last = {}
-    for symbol, pos in kernel.book.positions.items():
-        if not pos.last:
-            continue
-        if pos.bar_ts >= pos.tick_ts:
-            p = pos.last
-            last[symbol] = Bar(symbol, pos.bar_ts, p, p, p, p, 0)
-        else:
-            last[symbol] = Tick(symbol, pos.tick_ts, pos.last)
-    return last
 
 
 JOURNAL_LOCK = ".run.lock"

@@ -536,3 +536,63 @@ def test_a_paper_run_resumed_after_an_error_fills_what_the_uninterrupted_run_fil
     assert float(summary["net_pnl"]) == json.loads(bt.stdout)["net_pnl"]
     check = roboframe_cmd("replay", summary["journal"], "--verify", env=env, cwd=tmp_path)
     assert check.returncode == 0, check.stderr
+
+
+FAILS_ON_A_FILL = """\
+import os
+from roboframe import Strategy
+
+class FailsOnAFill(Strategy):
+    version = "1.0"
+
+    def __init__(self, params):
+        super().__init__(params)
+        self.bars = 0
+
+    def on_bar(self, bar, ctx):
+        self.bars += 1
+        if self.bars == 1:
+            return [ctx.buy("S", 10, price=98), ctx.buy("S", 5, price=80)]
+        if self.bars == 2:  # the second order waits at the back; a replace moves it
+            return [ctx.replace(ctx.open_orders()[1], price=99)]
+        return None
+
+    def on_fill(self, fill, ctx):
+        if os.path.exists(os.environ["RF_FLAG"]):
+            raise RuntimeError("a bug, fixed before the resume")
+"""
+
+
+def test_a_paper_run_resumed_after_an_error_on_a_fill_matches_no_bar_twice(tmp_path):
+    """The fills a bar makes are journaled before the bar: a run stopped between
+    them left the bar unhandled, the feed sent it again, and the fresh engine
+    matched it again -- 6 lots from a bar of volume 3. And a replaced order
+    rests again where the replace put it, at the back of the queue."""
+    (tmp_path / "failmod.py").write_text(FAILS_ON_A_FILL)
+    rows = ["Date,Symbol,Open,High,Low,Close,Volume"]
+    for m, low in enumerate((99, 99, 95, 99, 95, 99)):
+        rows.append(f"2026-12-01T10:0{m}:00Z,S,100,101,{low},100,3")
+    (tmp_path / "bars.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "r.yaml").write_text(
+        "name: filler\nsymbols: {S: {tick_size: 1}}\n"
+        "feed: {plugin: csv, params: {path: bars.csv}}\n"
+        "strategy: {plugin: failmod:FailsOnAFill}\ngateway: {plugin: paper}\n"
+        "risk: {max_order_qty: 100, max_position: 100}\n"
+        "journal: {dir: runs}\ncontrol: {address: null}\n"
+    )
+    flag = tmp_path / "broken"
+    flag.touch()
+    env = {"PYTHONPATH": str(tmp_path), "RF_FLAG": str(flag)}
+    first = roboframe_cmd("-q", "run", "r.yaml", env=env, cwd=tmp_path)
+    assert first.returncode == 3, first.stderr
+    flag.unlink()
+    resumed = roboframe_cmd("-q", "run", "r.yaml", "--resume", "--json", env=env, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    bt = json.loads(
+        roboframe_cmd("-q", "backtest", "r.yaml", "--json", env=env, cwd=tmp_path).stdout
+    )
+    assert summary["positions"]["S"]["position"] == 6  # 3 a bar at 10:02 and 10:04
+    assert float(summary["net_pnl"]) == bt["net_pnl"]
+    check = roboframe_cmd("replay", summary["journal"], "--verify", env=env, cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
