@@ -39,12 +39,8 @@ from roboframe.journal.format import (
     NOTE,
     STRATEGY_ERROR,
     decode_note,
-    exact_rate,
-    flatten_pauses,
-    loss_from_day_before,
+    follows,
     receipt_clock,
-    reduce_cancels_adding,
-    timers_turn_day,
 )
 
 
@@ -247,11 +243,11 @@ def kernel_from_header(header: dict, registry=None) -> Kernel:
 def follow_rules(kernel: Kernel, header: dict) -> Kernel:
     """``kernel`` set to the rules the journal's run had: a journal written before a
     rule changed replays (and resumes) by the old one, or it would not verify."""
-    kernel.risk.from_day_before = loss_from_day_before(header)
-    kernel.flatten_pauses = flatten_pauses(header)
-    kernel.reduce_cancels = reduce_cancels_adding(header)
-    kernel.risk.exact_rate = exact_rate(header)
-    kernel.timers_turn_day = timers_turn_day(header)
+    kernel.risk.from_day_before = follows(header, "loss_from")
+    kernel.flatten_pauses = follows(header, "flatten")
+    kernel.reduce_cancels = follows(header, "reduce")
+    kernel.timers_turn_day = follows(header, "day_turns")
+    kernel.risk.exact_rate = follows(header, "rate")
     return kernel
 
 

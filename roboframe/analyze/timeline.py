@@ -32,7 +32,7 @@ import msgspec
 from roboframe.analyze.model import TRADE_MARKS, Curve, RunReport
 from roboframe.analyze.rows import event_data, position_row, state_reader
 from roboframe.analyze.tables import run_number
-from roboframe.backtest.stats import EquityTracker, Ledger, last_prices, summarize
+from roboframe.backtest.stats import EquityTracker, Ledger, last_prices, revalued, summarize
 from roboframe.core.events import (
     Bar,
     Cancel,
@@ -262,12 +262,9 @@ class RunAnalysis:
 
         def mark(symbol: str, ts: int) -> None:
             nonlocal base, equity, peak, max_dd, n_marks, exposed, moved
-            if moved:  # the order is the backtest's: the same floats
+            if moved:  # as the backtest does: the same floats
                 moved = False
-                for s, p in positions.items():
-                    now = (p.cash + p.qty * p.last) * tick_value[s]
-                    base += now - contrib[s]
-                    contrib[s] = now
+                base = revalued(base, positions, tick_value, contrib)
             pos = positions[symbol]
             now = (pos.cash + pos.qty * pos.last) * tick_value[symbol]
             base += now - contrib[symbol]

@@ -37,11 +37,11 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from roboframe.backtest.stats import EquityTracker, Ledger, last_prices, summarize
+from roboframe.backtest.stats import EquityTracker, Ledger, last_prices, revalued, summarize
 from roboframe.builtin.paper import PaperExchange
 from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Control, Fill, Tick
-from roboframe.core.kernel import NO_ACTIONS, Kernel
+from roboframe.core.kernel import MAX_ANSWERS, NO_ACTIONS, Kernel, too_many_answers
 from roboframe.core.loop import strategy_error_note
 from roboframe.core.robot import JOURNAL_SUFFIX, journal_header, make_strategy
 from roboframe.errors import ConfigError, StrategyError
@@ -49,8 +49,6 @@ from roboframe.journal import NOTE, JournalWriter
 from roboframe.journal.format import CLOSED, encode_note
 
 _BATCH = 512  # events per journal frame between actions
-_MAX_TIMERS = 1_000_000  # timer events between two market events before it is a bug
-_MAX_ANSWERS = 100_000  # answers to orders in a row before it is a bug
 _NEVER = 1 << 63
 
 
@@ -185,11 +183,8 @@ class Backtest:
         while answers:
             self._handle(answers.popleft())
             handled += 1
-            if handled > _MAX_ANSWERS:
-                raise StrategyError(
-                    f"more than {_MAX_ANSWERS:,} answers to orders within one market event; "
-                    "does the strategy send an order for every answer (on_order, on_fill)?"
-                )
+            if handled > MAX_ANSWERS:
+                raise too_many_answers()
 
     def _fire_timers(self, until: int) -> None:
         """Timers due up to ``until``, each at its own time -- every period of a
@@ -200,18 +195,8 @@ class Backtest:
                 f"a market event at {until} ns: past 2262, out of the 64-bit time range "
                 "(a time in the wrong unit?)"
             )
-        fired = 0
-        while kernel.next_due <= until:
-            for timer in kernel.due_timers(until):
-                if not kernel.still_due(timer.name, timer.ts, until):
-                    continue  # cancelled or moved by a timer fired before it
-                self._feed(timer)
-                fired += 1
-            if fired > _MAX_TIMERS:
-                raise StrategyError(
-                    f"more than {_MAX_TIMERS:,} timer events before one market event at "
-                    f"{until}; does a timer handler set a timer in the past?"
-                )
+        for timer in kernel.timers_due_by(until):
+            self._feed(timer)
 
     # -- the run --------------------------------------------------------------
 
@@ -298,7 +283,6 @@ class Backtest:
             if open_orders or kernel.next_due <= ts:
                 self.seq = seq
                 if kernel.next_due <= ts:
-                    kernel.anchor_timers(ts)
                     self._fire_timers(ts)
                 if open_orders:
                     answers.extend(exchange.on_market(event))
@@ -338,10 +322,7 @@ class Backtest:
                     n = single.qty * tv
                 elif counters["fills"] != fills_seen:  # a fill moves its symbol's value now
                     fills_seen = counters["fills"]
-                    for s, p in positions.items():
-                        now = (p.cash + p.qty * p.last) * tick_value[s]
-                        base += now - contrib[s]
-                        contrib[s] = now
+                    base = revalued(base, positions, tick_value, contrib)
             if single is not None:
                 if symbol != single.symbol:
                     continue

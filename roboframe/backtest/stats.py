@@ -154,6 +154,18 @@ def last_prices(positions: dict, last_ts: int) -> dict[str, tuple[int, int]]:
     return out
 
 
+def revalued(base: float, positions: dict, tick_value: dict, contrib: dict) -> float:
+    """``base`` (the sum of every symbol's value, in ``contrib``) with each symbol
+    valued anew at its last price -- after fills, which move a symbol's value at
+    once, not at its next market event. The backtest and the analyzer both take
+    it, so their equity is the same float, step for step."""
+    for symbol, pos in positions.items():
+        now = (pos.cash + pos.qty * pos.last) * tick_value[symbol]
+        base += now - contrib[symbol]
+        contrib[symbol] = now
+    return base
+
+
 def _net(gross: float, fees: float) -> float:
     """A round trip's money: ``gross - fees``, and exactly 0.0 when the two are
     equal but for binary rounding (7 lots x 1.1 against 7 x 1.10 in fees leave

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from roboframe.config.spec import parse_duration_ms
@@ -53,6 +54,8 @@ _MAX_DEPTH = 8  # rejection -> on_order -> new actions -> rejection ...
 _DAY_NS = 86_400 * 1_000_000_000
 _NEVER = 1 << 63  # later than any event time
 _SEEN_TRADES = 100_000  # fills remembered to drop a repeated one
+MAX_TIMERS = 1_000_000  # timer events before one market event before it is a bug
+MAX_ANSWERS = 100_000  # answers to orders within one market event before it is a bug
 
 STATE_COMMANDS = {"pause": PAUSED, "resume": ACTIVE, "reduce": REDUCING, "halt": HALTED}
 REDUCE_ONLY_COMMANDS = ("reduce", "halt")
@@ -382,6 +385,24 @@ class Kernel:
         due = sorted((d, name) for name, (d, _) in self.timers.items() if d <= until)
         return [Timer(name, d) for d, name in due]
 
+    def timers_due_by(self, until: int) -> Iterator[Timer]:
+        """The timers due by ``until`` (a market event's time), each at its own time,
+        one at a time -- the handler of one may cancel, move or set others, so each
+        is looked at again when its turn comes -- and every period of a repeating
+        one, as a backtest fires them before that event."""
+        self.anchor_timers(until)
+        fired = 0
+        while self.next_due <= until:
+            for timer in self.due_timers(until):
+                if self.still_due(timer.name, timer.ts, until):
+                    yield timer
+                    fired += 1
+            if fired > MAX_TIMERS:
+                raise StrategyError(
+                    f"more than {MAX_TIMERS:,} timer events before one market event at "
+                    f"{until}; does a timer handler set a timer in the past?"
+                )
+
     def still_due(self, name: str, due: int, until: int) -> bool:
         """Whether timer ``name``, found due at ``due``, is still set for a time up to
         ``until`` and not moved since: a handler of a timer fired before it in the
@@ -391,9 +412,9 @@ class Kernel:
 
     def _on_timer(self, timer: Timer) -> list[Action]:
         self._advance(timer.ts)
-        if self._watch_loss and self.timers_turn_day and self.now >= self._day_end:
-            # the trading day turned: a halt for the day ends before the strategy acts
-            # (a timer opening the evening session was refused until the next bar)
+        if self._watch_loss and self.timers_turn_day:
+            # past the trading day's end a new one starts, and a halt for the day ends,
+            # before the strategy acts (a timer opening the evening session was refused)
             self._check_loss(self.now, 0)
         entry = self.timers.get(timer.name)
         if entry is not None and timer.ts >= entry[0]:
@@ -693,6 +714,14 @@ class Kernel:
             "closing_when_up": list(self.closing_owed),
             "strategy": strategy_state(self.strategy),
         }
+
+
+def too_many_answers() -> StrategyError:
+    """Answers to orders that bring orders that bring answers, without end."""
+    return StrategyError(
+        f"more than {MAX_ANSWERS:,} answers to orders within one market event; "
+        "does the strategy send an order for every answer (on_order, on_fill)?"
+    )
 
 
 def _overrides(strategy: Strategy, handler: str) -> bool:

@@ -30,6 +30,7 @@ import zmq
 
 from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Control, Tick, Timer
+from roboframe.core.kernel import MAX_ANSWERS, too_many_answers
 from roboframe.core.timetext import span_text, utc_text
 from roboframe.errors import GatewayError, RoboframeError, StrategyError, described
 from roboframe.journal.format import CLOSED, NOTE, STRATEGY_ERROR, encode_note
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 _IDLE_MS = 20  # longest wait for a message before timers and stop checks run
 _HOUSEKEEPING_EVERY = 0xFF  # under load, timers and stop checks every 256 messages
 _LATENCY_EVERY = 0xF  # one message in 16 is timed
-_MAX_ANSWERS = 100_000  # answers (or timers) within one market event: a runaway strategy
 MAX_MESSAGE_BYTES = 16 << 20
 """Largest frame the loop's socket takes over ipc/tcp (``zmq.MAXMSGSIZE``; inproc has no
 limit): a full feed batch, 65535 events of up to 256 bytes each, fits. ZeroMQ drops a
@@ -131,20 +131,22 @@ class RoboLoop:
         wall = self.receipt_clock
         received_at = kernel.received
 
-        def process(raw: bytes) -> None:
-            """Handle one wire message (an event or a batch of events)."""
+        def take(raw: bytes) -> tuple[bytes, Any, int] | None:
+            """One wire message decoded (what is malformed of it counted and dropped),
+            its market data from the future kept out, its receipt time: ``(raw as
+            journaled, its events, received)``; None when nothing of it is left."""
             try:
                 msg = decode(raw)
             except decode_error as exc:
                 raw = salvage(exc, raw)
                 if raw is None:
-                    return
+                    return None
                 msg = decode(raw)
             if type(msg) is Batch:
                 events = msg.events
                 if not events:
                     malformed(EmptyBatch("batch has no events"), raw)
-                    return
+                    return None
             else:
                 events = (msg,)
             received = clock()
@@ -154,14 +156,22 @@ class RoboLoop:
                     if event.ts > horizon:
                         raw, events = keep_present(raw, events, horizon)
                         if not events:
-                            return
+                            return None
                         break
-            seq = self.seq + 1
-            self.seq += len(events)
             self.messages += 1
-            append(seq, received, raw)
             if wall:  # robot time: the data's, never behind the clock (see Kernel.received)
                 received_at(received)
+            return raw, events, received
+
+        def process(raw: bytes) -> None:
+            """Handle one wire message (an event or a batch of events)."""
+            taken = take(raw)
+            if taken is None:
+                return
+            raw, events, received = taken
+            seq = self.seq + 1
+            self.seq += len(events)
+            append(seq, received, raw)
             for event in events:
                 try:  # free when nothing raises (zero-cost exceptions)
                     actions = handlers[type(event)](event)
@@ -172,6 +182,7 @@ class RoboLoop:
                     emit(seq, actions)
                 seq += 1
 
+        self._take = take
         self.process = process
 
     # -- in step with a simulated exchange -------------------------------------
@@ -183,36 +194,17 @@ class RoboLoop:
         action goes to the exchange as it is made, and its answers are journaled
         and handled before anything else. Each event is a journal message of its
         own, so the answers fall in their place between them."""
-        try:
-            msg = codec.decode(raw)
-        except codec.DECODE_ERRORS as exc:
-            raw = self._salvage(exc, raw)
-            if raw is None:
-                return
-            msg = codec.decode(raw)
-        if type(msg) is Batch:
-            events = msg.events
-            if not events:
-                self._malformed(EmptyBatch("batch has no events"), raw)
-                return
-        else:
-            events = (msg,)
-        received = self.clock()
-        if self.max_ahead_ns is not None:
-            horizon = received + self.max_ahead_ns
-            if any(event.ts > horizon for event in events):
-                raw, events = self._keep_present(raw, events, horizon)
-                if not events:
-                    return
-        self.messages += 1
-        if self.receipt_clock:
-            self.kernel.received(received)
+        taken = self._take(raw)
+        if taken is None:
+            return
+        _, events, received = taken
         kernel, gateway = self.kernel, self.gateway
         for event in events:
             if type(event) is Bar or type(event) is Tick:
                 if not self.wall_clock and kernel.next_due <= event.ts:
-                    kernel.anchor_timers(event.ts)
-                    self._step_timers(event.ts, received)
+                    for timer in kernel.timers_due_by(event.ts):  # as a backtest fires them
+                        self._step(timer, received)
+                        self._step_answers(received)
                 self._answers.extend(gateway.step_market(event))
                 self._step_answers(received)
             self._step(event, received)
@@ -227,7 +219,7 @@ class RoboLoop:
         kind = type(event)
         self._step_ts = event.ts if not self.wall_clock or kind is Bar or kind is Tick else None
         try:
-            actions = self.kernel.handlers[type(event)](event)
+            actions = self.kernel.handlers[kind](event)
         except StrategyError as exc:
             exc.seq = seq
             raise
@@ -241,27 +233,8 @@ class RoboLoop:
         while answers:
             self._step(answers.popleft(), received)
             handled += 1
-            if handled > _MAX_ANSWERS:
-                raise StrategyError(
-                    f"more than {_MAX_ANSWERS:,} answers to orders within one market event; "
-                    "does the strategy send an order for every answer (on_order, on_fill)?"
-                )
-
-    def _step_timers(self, until: int, received: int) -> None:
-        """Timers due by ``until``, each at its own time, as a backtest fires them."""
-        kernel = self.kernel
-        fired = 0
-        while kernel.next_due <= until:
-            for timer in kernel.due_timers(until):
-                if kernel.still_due(timer.name, timer.ts, until):
-                    self._step(timer, received)
-                    self._step_answers(received)
-                    fired += 1
-            if fired > _MAX_ANSWERS:
-                raise StrategyError(
-                    f"more than {_MAX_ANSWERS:,} timer events before one market event at "
-                    f"{until}; does a timer handler set a timer in the past?"
-                )
+            if handled > MAX_ANSWERS:
+                raise too_many_answers()
 
     def step_resubmit(
         self, actions: list, filled: dict[str, int], replaced_at: dict[str, int]

@@ -38,19 +38,7 @@ from roboframe.core.streams import (
 )
 from roboframe.errors import GatewayError, JournalError, RoboframeError, StrategyError, blamed
 from roboframe.journal import JournalWriter
-from roboframe.journal.format import (
-    CANCELS_ADDING,
-    DAY_BEFORE,
-    DAY_TURNS,
-    EXACT,
-    FLATTEN,
-    LOSS_FROM,
-    ON_TIMERS,
-    PAUSES,
-    RATE,
-    RECEIPT_CLOCK,
-    REDUCE,
-)
+from roboframe.journal.format import RECEIPT_CLOCK, RULES
 from roboframe.plugins import (
     Registry,
     get_plugin_manager,
@@ -137,11 +125,7 @@ def journal_header(spec: Any, run_id: str, strategy_cls: type, mode: str) -> dic
             "source_sha256": source_hash(strategy_cls),
         },
         "codec": {"name": codec.CODEC, "version": codec.CODEC_VERSION},
-        LOSS_FROM: DAY_BEFORE,  # the daily-loss rule of this roboframe (see LOSS_FROM)
-        FLATTEN: PAUSES,  # and its flatten's (see FLATTEN)
-        REDUCE: CANCELS_ADDING,  # and its reduce's (see REDUCE)
-        RATE: EXACT,  # and its order rate's (see RATE)
-        DAY_TURNS: ON_TIMERS,  # and its trading day's (see DAY_TURNS)
+        **RULES,  # the rules this roboframe's kernel follows (see RULES)
         "roboframe": __version__,
     }
 

@@ -92,66 +92,33 @@ def receipt_clock(header: dict[str, Any]) -> bool:
     return header.get("clock") == RECEIPT_CLOCK
 
 
-LOSS_FROM = "loss_from"
-DAY_BEFORE = "day_before"
-"""``loss_from`` in the header of a run whose daily loss counts from the day
-before's last prices (the gap at a day's open included), by robot time. A
-journal without it was written by an earlier roboframe, whose day started at
-the new day's first price: its replays keep that rule, or they would halt
-elsewhere than the run did."""
+RULES: dict[str, str] = {
+    # the daily loss counts from the day before's last prices (the gap at a day's
+    # open included), by robot time; before, the day started at its first price
+    "loss_from": "day_before",
+    # a flatten leaves the robot paused until resume; before, the strategy traded
+    # on and re-entered at its next signal
+    "flatten": "pauses",
+    # reduce and halt cancel the open orders that would add to a position, as the
+    # kill switch does; before, the resting kind went on filling
+    "reduce": "cancels_adding",
+    # a timer after the trading day's end starts the new day (a halt for the day
+    # ends), as a market event does; before, only the next market event did
+    "day_turns": "on_timers",
+    # a fractional max_orders_per_second counts as it says (0.5: one order per
+    # 2 s); before, it was cut to a whole number
+    "rate": "exact",
+}
+"""The kernel's rules that changed between roboframe versions, each as the header
+key and value a run following it writes (all of them: :func:`journal_header`).
+A journal without one was written before that rule: its replays and resumes
+follow the rule of then (:func:`roboframe.replay.follow_rules`), or they would
+not do what its run did."""
 
 
-def loss_from_day_before(header: dict[str, Any]) -> bool:
-    """Whether a journal's run counted its daily loss from the day before's prices."""
-    return header.get(LOSS_FROM) == DAY_BEFORE
-
-
-FLATTEN = "flatten"
-PAUSES = "pauses"
-"""``flatten`` in the header of a run whose flatten command leaves the robot
-paused until ``resume``: the strategy, trading on, re-entered at the next
-signal, and a ``stop`` right after left those orders working. A journal
-without it replays its flattens as its run had them."""
-
-
-def flatten_pauses(header: dict[str, Any]) -> bool:
-    """Whether a journal's run paused on a flatten command."""
-    return header.get(FLATTEN) == PAUSES
-
-
-REDUCE = "reduce"
-CANCELS_ADDING = "cancels_adding"
-"""``reduce`` in the header of a run whose ``reduce`` and ``halt`` commands
-cancel the open orders that would add to a position, as the kill switch
-does: reduce-only refused new risk and left the resting kind filling. A
-journal without it replays those commands as its run had them."""
-
-
-def reduce_cancels_adding(header: dict[str, Any]) -> bool:
-    """Whether a journal's run cancelled adding orders on reduce and halt commands."""
-    return header.get(REDUCE) == CANCELS_ADDING
-
-
-DAY_TURNS = "day_turns"
-ON_TIMERS = "on_timers"
-"""``day_turns`` in the header of a run whose timers, like market events, start
-a new trading day (ending a halt for the day) when they come after its end."""
-
-
-def timers_turn_day(header: dict[str, Any]) -> bool:
-    """Whether a journal's run let timers start a new trading day."""
-    return header.get(DAY_TURNS) == ON_TIMERS
-
-
-RATE = "rate"
-EXACT = "exact"
-"""``rate`` in the header of a run whose fractional ``max_orders_per_second``
-counted as it says (0.5: one order per 2 s), not cut to a whole number."""
-
-
-def exact_rate(header: dict[str, Any]) -> bool:
-    """Whether a journal's run took a fractional order rate as it says."""
-    return header.get(RATE) == EXACT
+def follows(header: dict[str, Any], rule: str) -> bool:
+    """Whether a journal's run followed ``rule`` (a key of :data:`RULES`)."""
+    return header.get(rule) == RULES[rule]
 
 
 STRATEGY_ERROR = "strategy_error"

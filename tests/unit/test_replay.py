@@ -289,3 +289,24 @@ def test_a_journal_replays_its_reduce_commands_by_the_rule_its_run_had(tmp_path,
     (buy,) = out[1][2]
     assert out[-1][2] == ([Cancel(buy.client_id)] if rule == "new" else [])
     assert rp.verify(path).ok
+
+
+def test_every_rule_a_header_names_is_followed_and_a_header_without_it_is_not():
+    """A rule added to RULES must change what follow_rules sets, both ways."""
+    from roboframe.core.kernel import Kernel
+    from roboframe.journal.format import RULES
+    from roboframe.testing.helpers import make_spec
+
+    spec = make_spec()
+
+    def rules_of(header):
+        strategy, _, _ = make_strategy(spec)
+        k = rp.follow_rules(Kernel(spec, "r1", strategy), header)
+        return (k.risk.from_day_before, k.flatten_pauses, k.reduce_cancels,
+                k.timers_turn_day, k.risk.exact_rate)  # fmt: skip
+
+    assert rules_of(dict(RULES)) == (True,) * 5
+    assert rules_of({}) == (False,) * 5
+    for rule in RULES:  # each key moves its own rule
+        without = {k: v for k, v in RULES.items() if k != rule}
+        assert rules_of(without).count(False) == 1, rule
