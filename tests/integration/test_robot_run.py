@@ -502,40 +502,57 @@ class LimitThenFail(Strategy):
 """
 
 
-def test_a_paper_run_resumed_after_an_error_fills_what_the_uninterrupted_run_fills(tmp_path):
-    """After a resume the open orders went to a fresh paper engine placed anew, at
-    the last journaled time: the rest of that time's bars, which the feed sends
-    again, could not fill them (a limit the next BBB bar traded through stayed
-    open). They rest again as they were, placed when they were."""
-    (tmp_path / "limitmod.py").write_text(LIMIT_THEN_FAIL)
-    lines = ["Date,Symbol,Open,High,Low,Close,Volume"]
-    for m in range(1, 16):
-        low = 1900 if m == 10 else 1990
-        lines.append(f"2026-12-01T10:{m:02d}:00Z,AAA,100,101,99,100,0")
-        lines.append(f"2026-12-01T10:{m:02d}:00Z,BBB,2000,2010,{low},2000,0")
-    (tmp_path / "bars.csv").write_text("\n".join(lines) + "\n")
+def fail_fix_resume(tmp_path, module: str, source: str, rows: list[str], robot: str):
+    """Run the robot of ``robot`` (YAML) on ``rows`` with its strategy ``source``
+    (module ``module``) raising while the flag file exists (exit 3); remove the
+    flag and resume. The resumed run's summary and the backtest's statistics,
+    once ``replay --verify`` passed on the journal."""
+    (tmp_path / f"{module}.py").write_text(source)
+    (tmp_path / "bars.csv").write_text(
+        "\n".join(["Date,Symbol,Open,High,Low,Close,Volume", *rows]) + "\n"
+    )
     (tmp_path / "r.yaml").write_text(
-        "name: resumer\nsymbols: {AAA: {tick_size: 1}, BBB: {tick_size: 1}}\n"
-        "feed: {plugin: csv, params: {path: bars.csv}}\n"
-        "strategy: {plugin: limitmod:LimitThenFail}\ngateway: {plugin: paper}\n"
+        robot + "feed: {plugin: csv, params: {path: bars.csv}}\ngateway: {plugin: paper}\n"
         "journal: {dir: runs}\ncontrol: {address: null}\n"
     )
     flag = tmp_path / "broken"
     flag.touch()
     env = {"PYTHONPATH": str(tmp_path), "RF_FLAG": str(flag)}
-    first = roboframe_cmd("-q", "run", "r.yaml", env=env, cwd=tmp_path)
+
+    def cli(*args):
+        return roboframe_cmd(*args, env=env, cwd=tmp_path)
+
+    first = cli("-q", "run", "r.yaml")
     assert first.returncode == 3, first.stderr
     flag.unlink()
-    resumed = roboframe_cmd("-q", "run", "r.yaml", "--resume", "--json", env=env, cwd=tmp_path)
+    resumed = cli("-q", "run", "r.yaml", "--resume", "--json")
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
-    bt = roboframe_cmd("-q", "backtest", "r.yaml", "--json", env=env, cwd=tmp_path)
+    check = cli("replay", summary["journal"], "--verify")
+    assert check.returncode == 0, check.stderr
+    bt = cli("-q", "backtest", "r.yaml", "--json")
     assert bt.returncode == 0, bt.stderr
+    return summary, json.loads(bt.stdout)
+
+
+def test_a_paper_run_resumed_after_an_error_fills_what_the_uninterrupted_run_fills(tmp_path):
+    """After a resume the open orders went to a fresh paper engine placed anew, at
+    the last journaled time: the rest of that time's bars, which the feed sends
+    again, could not fill them (a limit the next BBB bar traded through stayed
+    open). They rest again as they were, placed when they were."""
+    rows = []
+    for m in range(1, 16):
+        low = 1900 if m == 10 else 1990
+        rows.append(f"2026-12-01T10:{m:02d}:00Z,AAA,100,101,99,100,0")
+        rows.append(f"2026-12-01T10:{m:02d}:00Z,BBB,2000,2010,{low},2000,0")
+    robot = (
+        "name: resumer\nsymbols: {AAA: {tick_size: 1}, BBB: {tick_size: 1}}\n"
+        "strategy: {plugin: limitmod:LimitThenFail}\n"
+    )
+    summary, bt = fail_fix_resume(tmp_path, "limitmod", LIMIT_THEN_FAIL, rows, robot)
     assert summary["positions"]["BBB"]["position"] == 1  # the limit filled at 10:10
     assert summary["positions"]["AAA"]["position"] == 2
-    assert float(summary["net_pnl"]) == json.loads(bt.stdout)["net_pnl"]
-    check = roboframe_cmd("replay", summary["journal"], "--verify", env=env, cwd=tmp_path)
-    assert check.returncode == 0, check.stderr
+    assert float(summary["net_pnl"]) == bt["net_pnl"]
 
 
 FAILS_ON_A_FILL = """\
@@ -568,31 +585,15 @@ def test_a_paper_run_resumed_after_an_error_on_a_fill_matches_no_bar_twice(tmp_p
     them left the bar unhandled, the feed sent it again, and the fresh engine
     matched it again -- 6 lots from a bar of volume 3. And a replaced order
     rests again where the replace put it, at the back of the queue."""
-    (tmp_path / "failmod.py").write_text(FAILS_ON_A_FILL)
-    rows = ["Date,Symbol,Open,High,Low,Close,Volume"]
-    for m, low in enumerate((99, 99, 95, 99, 95, 99)):
-        rows.append(f"2026-12-01T10:0{m}:00Z,S,100,101,{low},100,3")
-    (tmp_path / "bars.csv").write_text("\n".join(rows) + "\n")
-    (tmp_path / "r.yaml").write_text(
+    rows = [
+        f"2026-12-01T10:0{m}:00Z,S,100,101,{low},100,3"
+        for m, low in enumerate((99, 99, 95, 99, 95, 99))
+    ]
+    robot = (
         "name: filler\nsymbols: {S: {tick_size: 1}}\n"
-        "feed: {plugin: csv, params: {path: bars.csv}}\n"
-        "strategy: {plugin: failmod:FailsOnAFill}\ngateway: {plugin: paper}\n"
+        "strategy: {plugin: failmod:FailsOnAFill}\n"
         "risk: {max_order_qty: 100, max_position: 100}\n"
-        "journal: {dir: runs}\ncontrol: {address: null}\n"
     )
-    flag = tmp_path / "broken"
-    flag.touch()
-    env = {"PYTHONPATH": str(tmp_path), "RF_FLAG": str(flag)}
-    first = roboframe_cmd("-q", "run", "r.yaml", env=env, cwd=tmp_path)
-    assert first.returncode == 3, first.stderr
-    flag.unlink()
-    resumed = roboframe_cmd("-q", "run", "r.yaml", "--resume", "--json", env=env, cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    summary = json.loads(resumed.stdout)
-    bt = json.loads(
-        roboframe_cmd("-q", "backtest", "r.yaml", "--json", env=env, cwd=tmp_path).stdout
-    )
+    summary, bt = fail_fix_resume(tmp_path, "failmod", FAILS_ON_A_FILL, rows, robot)
     assert summary["positions"]["S"]["position"] == 6  # 3 a bar at 10:02 and 10:04
     assert float(summary["net_pnl"]) == bt["net_pnl"]
-    check = roboframe_cmd("replay", summary["journal"], "--verify", env=env, cwd=tmp_path)
-    assert check.returncode == 0, check.stderr
