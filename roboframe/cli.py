@@ -247,8 +247,9 @@ def backtest(
     from decimal import Decimal, InvalidOperation
 
     from roboframe.backtest import run_backtest
+    from roboframe.backtest.stats import order_counts
     from roboframe.config import load_robot
-    from roboframe.console import format_stats, format_trades
+    from roboframe.console import format_orders, format_stats, format_trades
 
     quiet = ctx.obj["quiet"] > 0
 
@@ -278,14 +279,10 @@ def backtest(
         )
     except RoboframeError as exc:
         raise _fail(exc) from None
-    stats = dict(result.stats)
-    counters = result.kernel.counters
+    stats = {**result.stats, **order_counts(result.kernel)}
     if as_json:
         out = {
             **stats,
-            "orders": counters["orders"],
-            "rejections": counters["rejections"],
-            "last_rejection": result.kernel.last_rejection,
             "robot": spec.name,
             "journal": result.journal,
             "elapsed_s": round(result.elapsed_s, 3),
@@ -298,9 +295,7 @@ def backtest(
     click.echo(format_stats(stats, title=f"{spec.name}: backtest ({rate:,.0f} events/s)"))
     if show_trades:
         click.echo(format_trades(result.trades))
-    click.echo(f"orders     {counters['orders']} sent, {counters['rejections']} rejected by risk")
-    if result.kernel.last_rejection:
-        click.echo(f"rejected   last: {result.kernel.last_rejection}")
+    click.echo(format_orders(stats))
     if result.journal:
         click.echo(f"journal    {result.journal}")
 
@@ -331,7 +326,7 @@ def analyze(
     """Replay journals (files, folders, globs) into an analysis database."""
     from roboframe.analyze import analyze as run_analysis
     from roboframe.analyze import journal_paths
-    from roboframe.console import format_stats
+    from roboframe.console import format_orders, format_stats
 
     if robot and not store_url:
         raise ConfigExit("--robot selects runs to reconcile; give the order store with --store")
@@ -351,6 +346,7 @@ def analyze(
         state = "" if run.complete else ", strategy error" if run.failure else ", still running"
         title = f"{run.robot} {run.run_id} ({run.mode}{state})"
         click.echo(format_stats(run.stats, title=title))
+        click.echo(format_orders(run.stats))
         if run.reconciliation is not None:
             click.echo(_reconciliation_text(run.reconciliation))
         click.echo()

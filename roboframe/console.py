@@ -166,6 +166,14 @@ def _stat(key: str, value: object) -> str:
     return str(value)
 
 
+def format_orders(stats: dict) -> str:
+    """The lines under a statistics table that count orders (see order_counts)."""
+    line = f"orders     {stats['orders']} sent, {stats['rejections']} rejected by risk"
+    if stats.get("last_rejection"):
+        line += f"\nrejected   last: {stats['last_rejection']}"
+    return line
+
+
 def format_stats(stats: dict, *, title: str = "") -> str:
     lines = [title] if title else []
     for key, label in STAT_ROWS:

@@ -248,6 +248,8 @@ def follow_rules(kernel: Kernel, header: dict) -> Kernel:
     kernel.reduce_cancels = follows(header, "reduce")
     kernel.timers_turn_day = follows(header, "day_turns")
     kernel.risk.exact_rate = follows(header, "rate")
+    kernel.risk.by_trading_days = follows(header, "loss_days")
+    kernel.risk.band_needs_price = follows(header, "band")
     return kernel
 
 

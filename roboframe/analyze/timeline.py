@@ -32,7 +32,14 @@ import msgspec
 from roboframe.analyze.model import TRADE_MARKS, Curve, RunReport
 from roboframe.analyze.rows import event_data, position_row, state_reader
 from roboframe.analyze.tables import run_number
-from roboframe.backtest.stats import EquityTracker, Ledger, last_prices, revalued, summarize
+from roboframe.backtest.stats import (
+    EquityTracker,
+    Ledger,
+    last_prices,
+    order_counts,
+    revalued,
+    summarize,
+)
 from roboframe.core.events import (
     Bar,
     Cancel,
@@ -410,6 +417,7 @@ class RunAnalysis:
         tracker.equity = float(self.cash + book.net_money())
         fees = float(sum((p.fees for p in positions.values()), Decimal(0)))
         stats = summarize(ledger, tracker, fees=fees, start=first_ts, end=last_ts)
+        stats.update(order_counts(kernel))  # as backtest --json gives them
         for name, stat in extra:
             stats[name] = _result(name, stat)
         rows.flush()
@@ -487,10 +495,13 @@ class RunAnalysis:
                 )  # fmt: skip
                 n += 1
                 continue
+            price = None  # a limit order's price, as for a new one
+            if own is not None and own.type == "limit" and own.price:
+                price = own.price * float(tick[own.symbol].tick_size)
             table.append(
                 (self.run, seq, n, "rejected", update.client_id,
                  own.symbol if own else None, own.side if own else None,
-                 own.qty if own else None, own.type if own else None, None, update.reason)
+                 own.qty if own else None, own.type if own else None, price, update.reason)
             )  # fmt: skip
             n += 1
             # a new order refused by risk is born finished: its one order row now.

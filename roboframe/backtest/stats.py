@@ -257,3 +257,14 @@ def summarize(
         "avg_trade": _num((ledger.gross_profit - ledger.gross_loss) / count) if count else None,
         "fees": round(fees, 2),
     }
+
+
+def order_counts(kernel: Any) -> dict[str, Any]:
+    """The orders a run sent and its risk refused, beside its statistics (the
+    backtest's and the analysis's alike)."""
+    counters = kernel.counters
+    return {
+        "orders": counters["orders"],
+        "rejections": counters["rejections"],
+        "last_rejection": kernel.last_rejection,
+    }

@@ -17,7 +17,9 @@ backtest runs it in step with the data and the stand-alone exchange process
   side only) leaves the order waiting. With ``fill_at="close"`` they fill at
   once, whole, at the current price -- the close of the symbol's last bar (a
   last tick's ask/bid/price) -- for backtests that decide on a bar's close;
-  before any price they wait for the next one. ``slippage_ticks`` moves every
+  before any price they wait for the next one, and so does an order decided
+  after the latest market event of any symbol (a timer's, a command's: that
+  price may be the last session's). ``slippage_ticks`` moves every
   market fill against the trader, never below one tick.
 - Limit orders fill when the market trades *through* them: a buy limit when a
   bar's low (a tick's price) is strictly below the limit, a sell limit when a
@@ -132,13 +134,13 @@ class PaperExchange:
     def submit(
         self, action: NewOrder | Cancel | Replace, ts: int | None = None
     ) -> list[OrderUpdate | Fill]:
-        """Take one action; its acknowledgement (and, with ``fill_at="close"``, fill)."""
-        ts = self.ts if ts is None else ts
+        """Take one action, decided at ``ts`` (by default: now, the last market
+        event's time); its acknowledgement (and, with ``fill_at="close"``, fill)."""
         kind = type(action)
         if kind is Cancel:
-            return self._cancel(action.client_id, ts)
+            return self._cancel(action.client_id, self.ts if ts is None else ts)
         if kind is Replace:
-            return self._replace(action, ts)
+            return self._replace(action, self.ts if ts is None else ts)
         return self._place(action, ts)
 
     def _replace(self, action: Replace, ts: int) -> list[OrderUpdate]:
@@ -169,8 +171,9 @@ class PaperExchange:
         self._forget(client_id)
         return [OrderUpdate(client_id, ts, "cancelled")]
 
-    def _place(self, order: NewOrder, ts: int) -> list[OrderUpdate | Fill]:
+    def _place(self, order: NewOrder, decided: int | None) -> list[OrderUpdate | Fill]:
         cid = order.client_id
+        ts = self.ts if decided is None else decided
         if cid in self.open_orders:  # resubmitted (a resumed robot): not placed twice
             return [OrderUpdate(cid, ts, "accepted")]
         if cid in self._finished:
@@ -182,11 +185,20 @@ class PaperExchange:
         self.open_orders[cid] = resting
         out: list[OrderUpdate | Fill] = [OrderUpdate(cid, ts, "accepted")]
         if order.type == "market" and self.fill_at == "close":
+            # at the close of the bar (the tick) it was decided on; one decided after
+            # every market event seen -- by a timer on Monday morning, the last price
+            # Friday's -- at the next price
             last = self.last.get(order.symbol)
-            price = None if last is None else self._market_price(order, last, at_close=True)
-            if price is not None:
-                out.append(self._fill(resting, price, order.qty, last.ts))
+            if last is not None and (decided is None or decided <= self._latest()):
+                price = self._market_price(order, last, at_close=True)
+                if price is not None:  # stamped no earlier than the order was decided
+                    out.append(self._fill(resting, price, order.qty, max(last.ts, ts)))
         return out
+
+    def _latest(self) -> int:
+        """The time of the latest market event seen, of any symbol (``last`` is
+        kept by a backtest's loop too, ``ts`` only here)."""
+        return max(event.ts for event in self.last.values())
 
     def restore(self, order: NewOrder, filled: int, placed: int = 0) -> None:
         """Rest an order acknowledged before a restart again, ``filled`` of it

@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from roboframe.config.checks import apply_defaults, check_all, check_control
+from roboframe.config.checks import apply_defaults, check_all, check_control, check_risk_checks
 from roboframe.config.messages import Problem, describe, type_name
 from roboframe.config.schema import CORE_SECTIONS, RobotValidator, build_schema
 from roboframe.config.spec import (
@@ -34,6 +34,7 @@ from roboframe.config.spec import (
 from roboframe.config.yamlload import line_of, load_yaml, render_path
 from roboframe.core.instruments import instruments_from_config
 from roboframe.errors import ConfigError, ConfigProblem
+from roboframe.risk.calendar import WEEKDAYS
 
 __all__ = [
     "ConfigError",
@@ -145,6 +146,9 @@ def _validate(
     if problems:
         raise _fail(_blame_broken(problems, registry), lines, shown, overridden)
     spec = _build_spec(_with_defaults(data, registry, strategy_cls), shown, data.get("control"))
+    problems = check_risk_checks(spec, registry)
+    if problems:
+        raise _fail(problems, lines, shown, overridden)
     if startup:
         control = data.get("control") or {}
         address, default = spec.control.address, spec.control.default
@@ -208,6 +212,8 @@ def _risk_spec(risk: dict, symbols: list[str]) -> RiskSpec:
         max_orders_per_second=None if rate is None else float(rate),
         max_daily_loss=_decimal(risk.get("max_daily_loss")),
         day_starts=risk.get("day_starts", "00:00 UTC"),
+        trading_days=tuple(risk.get("trading_days", WEEKDAYS)),
+        closed=tuple(risk.get("closed", ())),
         halt_lasts=risk.get("halt_lasts", "resume"),
         price_band_pct=_decimal(risk.get("price_band_pct")),
         checks=tuple(

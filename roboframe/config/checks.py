@@ -17,7 +17,8 @@ from jsonschema.exceptions import SchemaError
 from roboframe.config.messages import Problem, describe, did_you_mean, unknown_plugin
 from roboframe.config.schema import RobotValidator
 from roboframe.config.spec import parse_duration_ms
-from roboframe.errors import PluginError
+from roboframe.errors import PluginError, described
+from roboframe.risk.calendar import epoch_day
 
 IMPORT_HINT = "check the import path package.module:Class and that the package is installed"
 
@@ -31,6 +32,7 @@ def check_all(
     symbols = list(data.get("symbols", {}))
     problems += _check_instruments(data)
     problems += _check_risk_symbols(data.get("risk", {}), symbols)
+    problems += _check_dates(data.get("risk", {}).get("closed", ()), ("risk", "closed"))
     problems += _check_feed_symbols(data.get("feed", {}).get("params", {}), symbols)
     problems += _check_addresses(data)
     problems += _check_timer(data.get("loop", {}))
@@ -104,6 +106,38 @@ def _check_instruments(data: dict) -> list[Problem]:
                 "the starting capital of a backtest, e.g. 1000000",
             )
         )
+    return out
+
+
+def check_risk_checks(spec: Any, registry: Any) -> list[Problem]:
+    """Each risk check made from its params (defaults filled in): one refusing
+    them -- a value its schema let through -- is named here, not in a traceback
+    at the start of a run."""
+    out = []
+    instruments = dict(spec.symbols)
+    for i, ref in enumerate(spec.risk.checks):
+        cls = registry.risk_checks[ref.plugin].obj
+        try:
+            cls(dict(ref.params), instruments)
+        except Exception as exc:
+            out.append(
+                (
+                    ("risk", "checks", i, "params"),
+                    f"risk check {ref.plugin!r} refused its params: {described(exc)}",
+                    "see the check's params in 'roboframe schema' or its documentation",
+                )
+            )
+    return out
+
+
+def _check_dates(dates: list[str], where: tuple) -> list[Problem]:
+    """Dates the pattern let through that no calendar has ("2027-02-30")."""
+    out = []
+    for i, date in enumerate(dates):
+        try:
+            epoch_day(date)
+        except ValueError:
+            out.append(((*where, i), f"{date!r} is not a date", "write a real date YYYY-MM-DD"))
     return out
 
 

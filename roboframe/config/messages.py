@@ -16,6 +16,7 @@ from jsonschema.exceptions import ValidationError
 from roboframe.builtin.feeds.timeparse import ZONE_PATTERN
 from roboframe.config.schema import (
     ADDRESS_PATTERN,
+    DATE_PATTERN,
     DAY_STARTS_PATTERN,
     DECIMAL_PATTERN,
     DURATION_PATTERN,
@@ -41,6 +42,7 @@ _PATTERN_WANTS = {
     DURATION_PATTERN: "a duration such as 500ms, 1s, 2m, 1h or a number of milliseconds",
     ADDRESS_PATTERN: "a ZeroMQ address inproc://..., ipc://... or tcp://...",
     DAY_STARTS_PATTERN: 'a time and a zone such as "19:00 MSK", "00:00 UTC" or "17:00 -05:00"',
+    DATE_PATTERN: 'a date YYYY-MM-DD such as "2027-01-01"',
     ZONE_PATTERN: "a zone: UTC, MSK or an offset such as +03:00",
 }
 
@@ -119,7 +121,10 @@ def describe(error: ValidationError) -> list[Problem]:
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         sub = (schema.get("properties") or {}).get(missing, {})
         return [(path, f"missing required field {missing!r}", _hint(sub))]
-    return [(path, _message(error, schema), _hint(schema))]
+    hint = _hint(schema)
+    if kind == "enum" and isinstance(error.instance, str):  # a misspelt choice
+        hint = did_you_mean(error.instance, [str(v) for v in error.validator_value]) or hint
+    return [(path, _message(error, schema), hint)]
 
 
 def _hint(schema: Any) -> str | None:

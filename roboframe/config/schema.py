@@ -17,6 +17,7 @@ from jsonschema.exceptions import SchemaError
 from roboframe.builtin.feeds.timeparse import ZONE, ZONE_PATTERN
 from roboframe.errors import PluginError
 from roboframe.plugins import SINGULAR
+from roboframe.risk.calendar import DAYS
 
 SCHEMA_ID = "https://roboframe.dev/schemas/robot.schema.json"
 
@@ -30,6 +31,7 @@ CLASS_PATTERN = rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$"
 DECIMAL = {"type": ["number", "string"], "pattern": DECIMAL_PATTERN}
 """Money and prices: a number, or a numeric string kept exact (``"0.01"``)."""
 # "HH:MM" and an optional zone, as the trading-hours check writes them
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 DAY_STARTS_PATTERN = rf"^([01][0-9]|2[0-3]):[0-5][0-9]( {ZONE})?$"
 DURATION = {"type": ["integer", "string"], "pattern": DURATION_PATTERN, "minimum": 0}
 """``500ms``, ``1s``, ``2m``, ``1h`` or an integer of milliseconds."""
@@ -126,9 +128,25 @@ RISK = {
             "pattern": DAY_STARTS_PATTERN,
             "description": 'when the day of max_daily_loss begins: "HH:MM" and a zone (UTC, '
             'MSK, +03:00); default "00:00 UTC". MOEX futures: "19:00 MSK", the evening '
-            "session opens the next trading day",
+            "session opens the next trading day (a day begun at 12:00 or later is the next "
+            "date's trading day)",
         },
         # no "default" in the schema: it would enter the config hash of files without it
+        "trading_days": {
+            "type": "array",
+            "items": {"enum": list(DAYS)},
+            "uniqueItems": True,
+            "minItems": 1,
+            "description": "the weekdays that are trading days (default mon-fri): a "
+            "weekend's hours count in the next trading day's loss (see day_starts)",
+        },
+        "closed": {
+            "type": "array",
+            "items": {"type": "string", "pattern": DATE_PATTERN, "description": "YYYY-MM-DD"},
+            "uniqueItems": True,
+            "description": "holidays: dates that are no trading day; their hours count in "
+            "the next trading day's loss",
+        },
         "halt_lasts": {
             "enum": ["resume", "day"],
             "description": "how long a max_daily_loss halt lasts: until a resume command "

@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from roboframe.core.instruments import Instrument
+from roboframe.risk.calendar import WEEKDAYS
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class RiskSpec:
     max_orders_per_second: float | None = None
     max_daily_loss: Decimal | None = None
     day_starts: str = "00:00 UTC"
+    trading_days: tuple[str, ...] = WEEKDAYS
+    closed: tuple[str, ...] = ()
     halt_lasts: str = "resume"
     price_band_pct: Decimal | None = None
     checks: tuple[PluginRef, ...] = ()

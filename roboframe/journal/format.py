@@ -108,6 +108,13 @@ RULES: dict[str, str] = {
     # a fractional max_orders_per_second counts as it says (0.5: one order per
     # 2 s); before, it was cut to a whole number
     "rate": "exact",
+    # the daily loss counts by trading days: a weekend or holiday (risk.trading_days,
+    # risk.closed) joins the next trading day, and a day begun in the evening is the
+    # next date's; before, every date was a day of its own
+    "loss_days": "trading_days",
+    # a price band refuses a limit order for a symbol with no price yet; before,
+    # any limit price passed until the first one
+    "band": "needs_price",
 }
 """The kernel's rules that changed between roboframe versions, each as the header
 key and value a run following it writes (all of them: :func:`journal_header`).

@@ -20,20 +20,17 @@ same orders a live run did. ``days`` are the days a session *starts* on;
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Any
 
 from roboframe.builtin.feeds.timeparse import ZONE_PATTERN, parse_tz
 from roboframe.core.events import NewOrder
 from roboframe.core.riskcheck import RiskCheck, RiskView
+from roboframe.errors import ConfigError
+from roboframe.risk.calendar import DAY_NS, DAYS, EPOCH_WEEKDAY, WEEKDAYS, epoch_day
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SESSION = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
-_DAY_NS = 86_400 * 10**9
 _MINUTE_NS = 60 * 10**9
-_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (mon = 0)
-_EPOCH_DATE = dt.date(1970, 1, 1)
 
 
 class TradingHours(RiskCheck):
@@ -62,7 +59,7 @@ class TradingHours(RiskCheck):
                 "type": "array",
                 "items": {"enum": list(DAYS)},
                 "uniqueItems": True,
-                "default": list(DAYS[:5]),
+                "default": list(WEEKDAYS),
                 "description": "days a session starts on (default mon-fri)",
             },
             "closed": {
@@ -84,10 +81,14 @@ class TradingHours(RiskCheck):
         tz = parse_tz(params.get("tz", "UTC"))
         offset = tz.utcoffset(None)
         self.offset_ns = (offset.days * 86_400 + offset.seconds) * 10**9
-        self.days = frozenset(DAYS.index(d) for d in params.get("days", DAYS[:5]))
-        self.closed = frozenset(  # as days since the epoch, like the local day below
-            (dt.date.fromisoformat(d) - _EPOCH_DATE).days for d in params.get("closed", ())
-        )
+        self.days = frozenset(DAYS.index(d) for d in params.get("days", WEEKDAYS))
+        closed = []  # as days since the epoch, like the local day below
+        for date in params.get("closed", ()):
+            try:
+                closed.append(epoch_day(date))
+            except ValueError:
+                raise ConfigError(f"closed: {date!r} is not a date") from None
+        self.closed = frozenset(closed)
         self.sessions = []  # (start, end) in minutes of the day
         for text in params["sessions"]:
             h1, m1, h2, m2 = map(int, _SESSION.match(text).groups())
@@ -97,7 +98,7 @@ class TradingHours(RiskCheck):
     def open_at(self, ts: int) -> bool:
         """Whether event time ``ts`` (UTC ns) falls in a session."""
         local = ts + self.offset_ns
-        day, into = divmod(local, _DAY_NS)
+        day, into = divmod(local, DAY_NS)
         minute = into // _MINUTE_NS
         today = self._trading(day)
         for start, end in self.sessions:
@@ -113,7 +114,7 @@ class TradingHours(RiskCheck):
 
     def _trading(self, day: int) -> bool:
         """Whether sessions start on local ``day`` (days since the epoch)."""
-        return (day + _EPOCH_WEEKDAY) % 7 in self.days and day not in self.closed
+        return (day + EPOCH_WEEKDAY) % 7 in self.days and day not in self.closed
 
     def check(self, order: NewOrder, view: RiskView) -> str | None:
         if self.open_at(view.time):

@@ -20,8 +20,10 @@ per second measured in *event* time, so replay gives the same answer (a
 fraction as it says: 0.5 is one order per 2 s); max daily loss in money (net
 PnL since the day before's last prices, so the gap at the open counts, fees
 included; the day begins at ``day_starts``, midnight UTC unless set, and a
-market event or a timer after its end starts the next); a price band around
-the last price for limit orders.
+market event or a timer after its end starts the next; a weekend or holiday
+joins the next trading day: :mod:`roboframe.risk.calendar`); a price band
+around the last price for limit orders (which refuses them before the
+symbol's first price: a fat finger then has nothing to be caught by).
 
 A refusal is returned as a reason string; the kernel turns it into an
 ``OrderUpdate(status="rejected")`` the strategy sees, and journals it.
@@ -35,9 +37,9 @@ from collections import deque
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from roboframe.builtin.feeds.timeparse import parse_tz
 from roboframe.core.events import NewOrder
 from roboframe.errors import described
+from roboframe.risk.calendar import TradingDays, day_shift
 
 if TYPE_CHECKING:
     from roboframe.core.book import Book
@@ -52,20 +54,7 @@ REDUCING = "REDUCING"
 HALTED = "HALTED"
 STOPPED = "STOPPED"
 
-_DAY_NS = 86_400 * 1_000_000_000
 _SECOND_NS = 1_000_000_000
-
-
-def day_shift(day_starts: str) -> int:
-    """Nanoseconds to add to an event time so that whole days since the epoch
-    count trading days: ``(ts + shift) // DAY_NS`` changes at ``day_starts``
-    ("HH:MM" and an optional zone; "19:00 MSK" is 16:00 UTC, a shift of -16 h)."""
-    clock, _, zone = day_starts.partition(" ")
-    hours, minutes = clock.split(":")
-    offset = parse_tz(zone or "UTC").utcoffset(None)
-    return (offset.days * 86_400 + offset.seconds) * _SECOND_NS - (
-        int(hours) * 3600 + int(minutes) * 60
-    ) * _SECOND_NS
 
 
 class RiskEngine:
@@ -96,7 +85,11 @@ class RiskEngine:
         self.max_daily_loss = float(loss) if loss is not None else None
         band = spec.price_band_pct
         self.band = Fraction(str(band)) / 100 if band is not None else None
+        self.band_needs_price = True  # False: the rule of older journals (RULES "band")
         self.day_shift = day_shift(spec.day_starts)  # see day_shift
+        self._trading_days = TradingDays(spec.day_starts, spec.trading_days, spec.closed)
+        self._every_day = TradingDays.every_day(spec.day_starts)
+        self.calendar = self._trading_days  # see by_trading_days
         self._day = None
         self._day_start = 0.0
         self._last_total: float | None = None  # equity at the previous look
@@ -133,7 +126,7 @@ class RiskEngine:
         limit = self.max_daily_loss
         if limit is None:
             return False
-        day = (now + self.day_shift) // _DAY_NS
+        day = self.calendar.day_of(now)
         total = self.book.total_money_float()
         before, self._last_total = self._last_total, total
         if day != self._day:
@@ -192,8 +185,14 @@ class RiskEngine:
             return reason
         if self.band is not None and order.type == "limit":
             last = self.book.positions[symbol].last
-            if last and abs(order.price - last) > self.band * last:
-                pct = float(self.band * 100)
+            pct = float(self.band * 100)
+            if not last:
+                if self.band_needs_price:
+                    return (
+                        f"no price for {symbol} yet: the {pct:g}% price band has nothing "
+                        "to check a limit price against"
+                    )
+            elif abs(order.price - last) > self.band * last:
                 return (
                     f"limit price {order.price} is outside the {pct:g}% band "
                     f"around the last price {last} (ticks)"
@@ -245,6 +244,18 @@ class RiskEngine:
                 f"robot is {self.state}: only a smaller quantity at the same price may be replaced"
             )
         return self._limits(order, now, own)
+
+    @property
+    def by_trading_days(self) -> bool:
+        return self.calendar is self._trading_days
+
+    @by_trading_days.setter
+    def by_trading_days(self, yes: bool) -> None:
+        """The daily loss by trading days (a weekend or holiday joins the next
+        trading day: :mod:`roboframe.risk.calendar`). Before (False, for older
+        journals) every date was a day of its own: Friday's evening session and
+        Monday's were two days, each with a fresh limit."""
+        self.calendar = self._trading_days if yes else self._every_day
 
     @property
     def exact_rate(self) -> bool:

@@ -4,6 +4,7 @@ reconciliation against a real order store with planted differences."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from roboframe.analyze import analyze
 from roboframe.backtest import run_backtest
+from roboframe.backtest.stats import order_counts
 from roboframe.config import load_robot
 from roboframe.core.events import Fill
 from roboframe.store import open_store
@@ -28,7 +30,9 @@ def test_statistics_equal_the_backtests_own(tmp_path, robot, fill_at):
     spec = load_robot(ROOT / "robots" / robot)
     result = run_backtest(spec, journal_dir=tmp_path / "runs", fill_at=fill_at)
     report = analyze([result.journal], db=str(tmp_path / "a.db")).runs[0]
-    assert report.stats == result.stats
+    # and the orders sent and refused, as backtest --json gives them
+    assert report.stats == {**result.stats, **order_counts(result.kernel)}
+    assert report.stats["orders"] == result.kernel.counters["orders"] > 0
     assert report.complete and report.mode == "backtest"
     with sqlite3.connect(tmp_path / "a.db") as db:
         trades = db.execute("SELECT count(*) FROM trades").fetchone()[0]
@@ -55,6 +59,7 @@ def test_the_command_json_report_and_exit_codes(tmp_path):
     # again, human output; nothing duplicated
     proc = roboframe_cmd("analyze", str(tmp_path / "runs"), "--db", str(db))
     assert proc.returncode == 0 and "Net PnL" in proc.stdout
+    assert re.search(r"^orders +\d+ sent, 0 rejected by risk$", proc.stdout, re.M)
     quiet = roboframe_cmd("-q", "analyze", str(tmp_path / "runs"), "--db", str(db))
     assert quiet.returncode == 0 and quiet.stdout == ""  # the tables are in the database
     with sqlite3.connect(db) as conn:

@@ -303,10 +303,11 @@ def test_every_rule_a_header_names_is_followed_and_a_header_without_it_is_not():
         strategy, _, _ = make_strategy(spec)
         k = rp.follow_rules(Kernel(spec, "r1", strategy), header)
         return (k.risk.from_day_before, k.flatten_pauses, k.reduce_cancels,
-                k.timers_turn_day, k.risk.exact_rate)  # fmt: skip
+                k.timers_turn_day, k.risk.exact_rate, k.risk.by_trading_days,
+                k.risk.band_needs_price)  # fmt: skip
 
-    assert rules_of(dict(RULES)) == (True,) * 5
-    assert rules_of({}) == (False,) * 5
+    assert rules_of(dict(RULES)) == (True,) * len(RULES)
+    assert rules_of({}) == (False,) * len(RULES)
     for rule in RULES:  # each key moves its own rule
         without = {k: v for k, v in RULES.items() if k != rule}
         assert rules_of(without).count(False) == 1, rule

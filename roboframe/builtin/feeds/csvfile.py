@@ -94,24 +94,26 @@ def norm(name: str) -> str:
     return name.strip().strip("<>").strip().lower()
 
 
-def parse_volume(text: str) -> int:
-    """A whole, non-negative quantity; empty is 0 (unknown)."""
+def parse_volume(text: str, shown: str | None = None) -> int:
+    """A whole, non-negative quantity; empty is 0 (unknown). ``shown``: the cell
+    as the file wrote it, for messages (``text`` may be it with a decimal point)."""
     text = text.strip()
+    shown = repr(text if shown is None else shown.strip())
     if text.isdigit():
         value = int(text)
         if value >= _TOO_BIG:
-            raise _BadRow(f"{text!r} is too large (at most 2**63 - 1)")
+            raise _BadRow(f"{shown} is too large (at most 2**63 - 1)")
         return value
     if not text:
         return 0
     try:
         value = Decimal(text)
     except InvalidOperation:
-        raise _BadRow(f"{text!r} is not a number") from None
+        raise _BadRow(f"{shown} is not a number") from None
     if not value.is_finite() or value < 0 or value != value.to_integral_value():
-        raise _BadRow(f"{text!r} is not a whole non-negative number")
+        raise _BadRow(f"{shown} is not a whole non-negative number")
     if value >= _TOO_BIG:
-        raise _BadRow(f"{text!r} is too large (at most 2**63 - 1)")
+        raise _BadRow(f"{shown} is too large (at most 2**63 - 1)")
     return int(value)
 
 
@@ -225,13 +227,14 @@ def fast_time_parser(tz: dt.tzinfo) -> Callable[[str], int]:
 def parse_date_and_time(day: str, clock: str, tz: dt.tzinfo) -> int:
     """Separate ``YYYYMMDD`` (or ``YYYY-MM-DD``) and time cells: ``HHMMSS``,
     ``HHMM`` (Finam's ЧЧММ), ``HH:MM:SS`` or ``HH:MM`` (hours may lose their
-    leading zero), with an optional fraction of a second."""
+    leading zero), with an optional fraction of a second (after a point or a
+    comma, as a Russian locale writes it)."""
     if len(day.strip()) > 10:  # a whole date and time already
         return parse_time(day, tz)
     day, shown = undotted(day.strip()).replace("-", ""), clock.strip()
     if not (len(day) == 8 and day.isdigit()):
         raise _BadRow(f"date {day!r} is not YYYYMMDD or YYYY-MM-DD")
-    hms, _, frac = shown.partition(".")
+    hms, _, frac = shown.replace(",", ".", 1).partition(".")  # 10:00:00,500 too
     hms = _clock_digits(hms)
     if hms is None or (frac and not frac.isdigit()):
         raise _BadRow(f"time {shown!r} is not HHMMSS, HHMM, HH:MM:SS or HH:MM")
@@ -495,6 +498,7 @@ class CsvFeed(Feed):
         vol = cols.get("volume")
         width = max(i for k, i in cols.items() if k in STANDARD) + 1
         self._ticks = ticks = self._tick_readers()  # _explain reads a bad row's cells alike
+        volume_of = self._volume
         if self.params.get("kind", "bar") == "bar":
             o, h, lo, c = (cols[k] for k in REQUIRED["bar"])
 
@@ -509,7 +513,7 @@ class CsvFeed(Feed):
                 else:
                     tt = ticks[sym]
                     op, high, low, close = tt(a), tt(b), tt(d), tt(e)
-                volume = parse_volume(row[vol]) if vol is not None else 0
+                volume = volume_of(row[vol]) if vol is not None else 0
                 if not (low <= op <= high and low <= close <= high):
                     raise _BadRow(
                         f"inconsistent bar: open {row[o]}, high {row[h]}, low {row[lo]}, "
@@ -530,7 +534,7 @@ class CsvFeed(Feed):
                 sym,
                 when(row),
                 tt(row[p]),  # 0: a quote, no trade
-                parse_volume(row[vol]) if vol is not None else 0,
+                volume_of(row[vol]) if vol is not None else 0,
                 tt(row[bid]) if bid is not None and row[bid].strip() else 0,
                 tt(row[ask]) if ask is not None and row[ask].strip() else 0,
             )
@@ -548,7 +552,8 @@ class CsvFeed(Feed):
         return make_tick, width
 
     def _tick_readers(self) -> dict[str, Callable[[str], int]]:
-        """Per symbol, price text -> ticks. A price off the tick grid is rounded
+        """Per symbol, price text -> ticks (and ``_volume``, volume text -> lots,
+        by the same decimal mark). A price off the tick grid is rounded
         half-even to the nearest tick and counted: many such prices usually
         mean a wrong ``tick_size``, which :meth:`_report_off_tick` says once
         the file is read."""
@@ -576,6 +581,12 @@ class CsvFeed(Feed):
 
             return ticks
 
+        def volume(text: str) -> int:  # "100,0" in such a file: 100
+            if comma and "," in text:
+                return parse_volume(decimal_comma(text, said=said), text)
+            return parse_volume(text)
+
+        self._volume = volume
         return {s: reader(inst) for s, inst in self.instruments.items()}
 
     def _report_off_tick(self) -> None:
@@ -692,7 +703,7 @@ class CsvFeed(Feed):
             cell = row[index]
             try:
                 if key == "volume":
-                    parse_volume(cell)
+                    self._volume(cell)
                 elif cell.strip() or key not in ("bid", "ask"):
                     to_ticks(cell)
             except ValueError as err:

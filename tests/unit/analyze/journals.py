@@ -94,7 +94,7 @@ def scripted_events(stop: bool = True) -> list:
 
 
 class Canceller(Strategy):
-    """Bar 1: a limit buy at 90 and one over max_order_qty; bar 2: cancel the
+    """Bar 1: a limit buy at 90 and one at 95 over max_order_qty; bar 2: cancel the
     buy twice; bar 3 (it is cancelled): cancel it once more; bar 4: replace it."""
 
     def __init__(self, params) -> None:
@@ -106,7 +106,7 @@ class Canceller(Strategy):
         self.bars += 1
         if self.bars == 1:
             self.first = ctx.buy(bar.symbol, 1, price=90)
-            return [self.first, ctx.buy(bar.symbol, 50)]
+            return [self.first, ctx.buy(bar.symbol, 50, price=95)]
         if self.bars in (2, 3):
             return [ctx.cancel(self.first.client_id)] * (2 if self.bars == 2 else 1)
         if self.bars == 4:

@@ -314,7 +314,11 @@ def test_refused_cancels_and_replaces_leave_one_order_row_per_order(tmp_path):
         orders = db.execute("SELECT client_id, status, seq, done_seq, reason FROM orders")
         orders = orders.fetchall()
         actions = db.execute("SELECT seq, kind, reason FROM actions ORDER BY seq, n").fetchall()
+        prices = db.execute("SELECT kind, order_type, price FROM actions WHERE seq = 2")
+        prices = prices.fetchall()
     first, big = "test-robot-r1-1", "test-robot-r1-2"
+    # a refused limit order keeps its price, as a new one has it
+    assert sorted(prices) == [("new", "limit", 90.0), ("rejected", "limit", 95.0)]
     assert sorted(orders) == [
         (first, "cancelled", 2, 5, None),
         (big, "rejected", 2, 2, "quantity 50 exceeds max_order_qty 10"),

@@ -505,6 +505,26 @@ def test_a_semicolon_file_may_write_its_prices_with_a_decimal_comma(tmp_path):
     )
 
 
+def test_a_semicolon_file_may_write_its_volumes_with_a_decimal_comma_too(tmp_path):
+    """Excel in a Russian locale writes a volume as 100,0: the file's decimal mark
+    for its volumes as for its prices (it was refused as not a number)."""
+    text = "Date;Open;High;Low;Close;Volume\n01.12.2026 10:00;74,35;74,50;74,30;74,41;100,0\n"
+    (event,) = feed(tmp_path, text, symbol=BR).events()
+    assert event.volume == 100
+    with pytest.raises(ConfigError, match=r"column Volume: '1,500': a decimal comma or a thous"):
+        list(feed(tmp_path, text.replace("100,0", "1,500"), symbol=BR).events())
+    with pytest.raises(ConfigError, match=r"column Volume: '100,5' is not a whole non-negative"):
+        list(feed(tmp_path, text.replace("100,0", "100,5"), symbol=BR).events())
+
+
+def test_a_separate_time_column_may_write_its_fraction_after_a_comma(tmp_path):
+    """10:00:00,250 -- how a Russian locale writes a quarter of a second (a Time
+    cell was refused; a combined Date cell took it)."""
+    text = "Date;Time;Open;High;Low;Close\n01.12.2026;10:00:00,250;74,35;74,50;74,30;74,41\n"
+    (event,) = feed(tmp_path, text, symbol=BR).events()
+    assert event.ts == T0 + 250_000_000
+
+
 def test_a_comma_before_three_digits_is_not_taken_for_a_decimal_mark_unless_said(tmp_path):
     """92,000 in a tab-separated file may group thousands: read as 92 it landed on
     the tick grid without a word. Refused, unless the file says its decimal mark."""

@@ -159,6 +159,21 @@ def test_fill_at_close_before_any_price_waits_for_the_next_one():
     assert ex.on_market(bar(1, 100, 103, 99, 102)) == [fill("a", 1, "buy", 1, 100, 1)]
 
 
+def test_fill_at_close_fills_an_order_decided_after_the_last_price_at_the_next():
+    """A timer's market order on Monday morning took Friday's last close, stamped
+    before the order existed. Decided after every market event seen, it waits for
+    its symbol's next price; decided on one (another symbol's later bar too), it
+    fills at the last price, stamped then; with no time given (a live exchange:
+    now), too."""
+    ex = PaperExchange(INST, fill_at="close")
+    ex.on_market(bar(10, 100, 103, 99, 102))
+    ex.on_market(bar(20, 50, 50, 50, 50, symbol=RTS))
+    assert ex.submit(buy("late"), 25) == [OrderUpdate("late", 25, "accepted")]
+    assert ex.submit(buy("on"), 20)[1] == fill("on", 20, "buy", 1, 102, 1)
+    assert ex.submit(buy("now"))[1] == fill("now", 20, "buy", 1, 102, 2)
+    assert ex.on_market(bar(30, 110, 111, 109, 110)) == [fill("late", 30, "buy", 1, 110, 3)]
+
+
 def test_fill_at_close_leaves_limit_orders_resting():
     ex = PaperExchange(INST, fill_at="close")
     ex.on_market(bar(1, 100, 103, 99, 102))

@@ -73,6 +73,13 @@ CASES = {
     "daily_loss_neg": BASE.replace("max_order_qty: 5", "max_daily_loss: -100"),
     "day_starts": BASE.replace("max_order_qty: 5", "day_starts: 7pm MSK"),
     "backtest_tz": BASE + "backtest:\n  tz: Moscow\n",
+    "holiday_no_date": BASE.replace("max_order_qty: 5", 'closed: ["2027-01-01", "2027-02-30"]'),
+    "hours_holiday": BASE.replace(
+        "max_order_qty: 5",
+        'checks: [{plugin: trading-hours, params: {sessions: ["10:00-18:50"], '
+        'closed: ["2027-02-31"]}}]',
+    ),
+    "trading_days": BASE.replace("max_order_qty: 5", "trading_days: [monday]"),
     "max_position_neg": BASE.replace("max_order_qty: 5", "max_position: -1"),
     "params_not_map": BASE.replace("params: {fast: 10, slow: 30}", "params: [10, 30]"),
     "missing_tick": BASE.replace("{tick_size: 10, point_value: 1.3}", "{point_value: 1.3}"),
@@ -206,12 +213,27 @@ EXPECTED = {
         "{dir}/robot.yaml:14: risk.max_daily_loss: must be > 0, got -100\n"
         "  hint: a positive number; leave the field out for no limit"
     ),
+    "holiday_no_date": (
+        "{dir}/robot.yaml:14: risk.closed[1]: '2027-02-30' is not a date\n"
+        "  hint: write a real date YYYY-MM-DD"
+    ),
+    "hours_holiday": (
+        "{dir}/robot.yaml:14: risk.checks[0].params: risk check 'trading-hours' refused its "
+        "params: closed: '2027-02-31' is not a date\n"
+        "  hint: see the check's params in 'roboframe schema' or its documentation"
+    ),
+    "trading_days": (
+        "{dir}/robot.yaml:14: risk.trading_days[0]: must be one of: mon, tue, wed, thu, fri, "
+        "sat, sun; got 'monday'\n"
+        "  hint: did you mean 'mon'?"
+    ),
     "day_starts": (
         "{dir}/robot.yaml:14: risk.day_starts: expected a time and a zone such as "
         '"19:00 MSK", "00:00 UTC" or "17:00 -05:00", got \'7pm MSK\'\n'
         '  hint: when the day of max_daily_loss begins: "HH:MM" and a zone (UTC, MSK, '
         '+03:00); default "00:00 UTC". MOEX futures: "19:00 MSK", the evening session '
-        "opens the next trading day"
+        "opens the next trading day (a day begun at 12:00 or later is the next date's "
+        "trading day)"
     ),
     "backtest_tz": (
         "{dir}/robot.yaml:18: backtest.tz: expected a zone: UTC, MSK or an offset such as "
