@@ -69,6 +69,11 @@ class GatewayError(RoboframeError):
     """An order gateway failed."""
 
 
+class RunFailed(RoboframeError):
+    """The feed or the order gateway broke the run: it ends as a crash does,
+    its journal without a stop, so ``run --resume`` goes on with it."""
+
+
 class StrategyError(RoboframeError):
     """A strategy raised while handling an event; says which event.
 

@@ -31,8 +31,9 @@ import zmq
 from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Control, Tick, Timer
 from roboframe.core.kernel import MAX_ANSWERS, too_many_answers
+from roboframe.core.streams import FAIL
 from roboframe.core.timetext import span_text, utc_text
-from roboframe.errors import GatewayError, RoboframeError, StrategyError, described
+from roboframe.errors import GatewayError, RoboframeError, RunFailed, StrategyError, described
 from roboframe.journal.format import CLOSED, NOTE, STRATEGY_ERROR, encode_note
 from roboframe.risk.limits import STOPPED
 
@@ -102,6 +103,7 @@ class RoboLoop:
         self.messages = 0
         self.malformed: dict[str, int] = {}
         self.error: StrategyError | None = None
+        self.failure: str | None = None  # why the feed or the gateway broke the run
         self.latency_ns: deque[int] = deque(maxlen=4096)
         """Processing time of recent messages (one in 16 is timed), for metrics."""
         self._stop_reason: str | None = None
@@ -148,6 +150,8 @@ class RoboLoop:
                     malformed(EmptyBatch("batch has no events"), raw)
                     return None
             else:
+                if type(msg) is Control and msg.command == FAIL:  # see streams.FAIL
+                    raise RunFailed(str(msg.args.get("reason") or "a stream failed"))
                 events = (msg,)
             received = clock()
             if ahead is not None:
@@ -505,6 +509,17 @@ class RoboLoop:
                         return
         except StrategyError as exc:
             self.failed(exc)
+        except RunFailed as exc:  # ended as a crash ends it: no stop, resumable
+            self.failure = str(exc)
+            if self.stopped:  # it broke in the drain: the stop stands
+                self._warn_undrained(drain_ms)
+                self._close_journal()
+            else:
+                log.error(
+                    "the run ended unfinished (%s); `roboframe run --resume` goes on with it",
+                    exc,
+                )
+            self.journal.flush()
 
     def _close_journal(self) -> None:
         """The run ended cleanly: the journal says so (see ``CLOSED``) and is flushed."""

@@ -451,7 +451,8 @@ class LiveRobot:
                 self._endpoint_lock.close()  # the endpoint is free for the next run
             if self._journal_lock is not None:
                 self._journal_lock.close()  # and the journal folder
-        if self.loop.error is not None:  # the trade stream has written what it was handed
+        if self.loop.error is not None or self.loop.failure is not None:
+            # the trade stream has written what it was handed
             if spec.loop.open_orders_on_error == "cancel":
                 self._cancel_left()
             else:
@@ -466,8 +467,8 @@ class LiveRobot:
         return summary
 
     def _say_orders_left(self) -> None:
-        """A strategy error stopped the robot: its open orders stay working at the
-        exchange (as on any crash). Say which, and how to cancel them without it."""
+        """A strategy error, or a broken feed or gateway, stopped the robot: its open
+        orders stay working at the exchange (as on any crash). Say which, and how to cancel them without it."""
         from roboframe.builtin.storegw import StoreGateway
 
         open_orders = list(self.kernel.orders.open.values())
@@ -484,8 +485,8 @@ class LiveRobot:
         )
 
     def _cancel_left(self) -> None:
-        """A strategy error stopped the robot, whose file says to cancel what is
-        left working: through the gateway, without the loop, waiting up to
+        """A strategy error, or a broken feed or gateway, stopped the robot, whose
+        file says to cancel what is left working: through the gateway, without the loop, waiting up to
         ``drain_ms`` for the exchange side to answer."""
         command = f"roboframe orders {self.spec.source or 'ROBOT_FILE'} --cancel"
         try:
@@ -501,7 +502,7 @@ class LiveRobot:
         self.cancelled_on_error = {"asked": len(asked), "still_open": left}
         if asked:
             log.warning(
-                "strategy error: a cancel was written for each of %d open order(s) "
+                "the run broke: a cancel was written for each of %d open order(s) "
                 "(loop.open_orders_on_error: cancel); %d closed",
                 len(asked),
                 len(asked) - len(left),
@@ -523,8 +524,10 @@ class LiveRobot:
             "robot": self.spec.name,
             "run_id": self.run_id,
             "journal": str(self.journal_path),
-            "state": snap["state"],
-            "stop_reason": "strategy error" if self.loop.error else self.kernel.stop_reason,
+            "state": "FAILED" if self.loop.failure else snap["state"],
+            "stop_reason": "strategy error"
+            if self.loop.error
+            else (self.loop.failure or self.kernel.stop_reason),
             "error": str(self.loop.error) if self.loop.error else None,
             "error_seq": self.loop.error.seq if self.loop.error else None,
             # a strategy error stops the run at its event: a batch's later ones were

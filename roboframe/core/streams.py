@@ -54,6 +54,15 @@ def send(sock: zmq.Socket, raw: bytes, stop: threading.Event) -> bool:
 
 FEED_FAILED = "feed failed"  # how a stop reason starts when the feed broke the run
 GATEWAY_FAILED = "gateway failed"  # ... and when the order gateway's trade stream did
+FAIL = "fail"  # never a command a trader sends (CONTROL_COMMANDS)
+"""The command a stream sends the loop when its feed or gateway broke: not
+journaled, not handled -- the run ends as a crash does, resumable (see
+:class:`roboframe.errors.RunFailed`). A stop would end it for good: the next
+start a new, flat run beside the position it left."""
+
+
+def fail_message(reason: str) -> bytes:
+    return codec.encode(Control(FAIL, 0, {"reason": reason}))
 
 
 def data_stream(feed: Any, runtime: Runtime, tap: bool) -> None:
@@ -69,28 +78,28 @@ def data_stream(feed: Any, runtime: Runtime, tap: bool) -> None:
         pub = runtime.context.socket(zmq.PUB)
         pub.setsockopt(zmq.LINGER, 0)
         pub.bind(runtime.market_data_address)
-    reason = "feed ended"
+    end = None
     try:
         for raw in feed.messages(stop):
             if pub is not None:
                 pub.send(raw)
             if not send(sender, raw, stop):
                 return
-    except Exception as exc:  # a broken feed stops the robot, it does not hang it
+        end = codec.encode(Control("stop", getattr(feed, "last_ts", 0), {"reason": "feed ended"}))
+    except Exception as exc:  # a broken feed ends the run, it does not hang it
         what = described(exc)
         if not isinstance(exc, RoboframeError):  # not a message of ours: name the feed
             what = f"{type(feed).__name__} raised {what}"
         log.error("%s: %s", FEED_FAILED, what)
-        reason = f"{FEED_FAILED}: {what}"
+        end = fail_message(f"{FEED_FAILED}: {what}")
     finally:
         try:
             feed.close()
         except Exception as exc:
             log.warning("feed close failed: %s", exc)
     try:
-        if not stop.is_set():
-            end = Control("stop", getattr(feed, "last_ts", 0), {"reason": reason})
-            send(sender, codec.encode(end), stop)
+        if not stop.is_set() and end is not None:
+            send(sender, end, stop)
     finally:
         sender.close()
         if pub is not None:
@@ -103,12 +112,11 @@ def trade_stream(gateway: Gateway, runtime: Runtime) -> None:
     try:
         gateway.trade_stream(runtime, sender)
     except Exception as exc:
-        log.error("trade stream failed: %s: %s", type(exc).__name__, exc)
-        send(
-            sender,
-            codec.encode(Control("stop", 0, {"reason": f"{GATEWAY_FAILED}: {exc}"})),
-            runtime.stop,
-        )
+        what = described(exc)
+        if not isinstance(exc, RoboframeError):  # not a message of ours: name the gateway
+            what = f"{type(gateway).__name__}.trade_stream raised {what}"
+        log.error("%s: %s", GATEWAY_FAILED, what)
+        send(sender, fail_message(f"{GATEWAY_FAILED}: {what}"), runtime.stop)
     finally:
         sender.close()
 

@@ -224,8 +224,13 @@ def csv_robot(tmp_path, rows: list[str]) -> Path:
     return robot
 
 
-def test_a_feed_that_breaks_mid_run_makes_run_exit_non_zero(tmp_path):
+def test_a_feed_that_breaks_mid_run_ends_it_resumable(tmp_path):
+    """A broken feed (or gateway) is no stop: a stop ended the run for good, and
+    the next start -- a supervisor's restart, a trader's --resume -- was a new,
+    flat run beside the position the broken one left. It ends as a crash does,
+    and --resume goes on with it."""
     rows = [f"2026-12-01 10:{m:02d}:00,{100 + m},{101 + m},{99 + m},{100 + m},1" for m in range(9)]
+    good = list(rows)
     rows.insert(6, "2026-12-01 10:06:30,not-a-price,1,1,1,1")  # a bad row after a few bars
     robot = csv_robot(tmp_path, rows)
     proc = roboframe_cmd("run", str(robot), "--json", cwd=tmp_path)
@@ -233,9 +238,19 @@ def test_a_feed_that_breaks_mid_run_makes_run_exit_non_zero(tmp_path):
     summary = json.loads(proc.stdout)
     assert summary["stop_reason"].startswith("feed failed: ")
     assert "bars.csv:8" in summary["stop_reason"]  # where the data broke
+    assert summary["state"] == "FAILED"
     assert summary["events"] > 6  # the good bars before it were traded on
-    csv_robot(tmp_path, rows[:6])
-    assert roboframe_cmd("run", str(robot), cwd=tmp_path).returncode == 0  # a clean end
+    assert "--resume` goes on with it" in proc.stderr
+    commands = [e.command for _, e, _ in iter_events(JournalReader(tmp_path / summary["journal"])) if e
+                and type(e).__name__ == "Control"]  # fmt: skip
+    assert commands == ["start"]  # no stop journaled
+    csv_robot(tmp_path, good)  # the data put right: the run goes on from where it broke
+    proc = roboframe_cmd("run", str(robot), "--resume", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    resumed = json.loads(proc.stdout)
+    assert (resumed["run_id"], resumed["stop_reason"]) == (summary["run_id"], "feed ended")
+    assert resumed["events"] > summary["events"]
+    assert verify(tmp_path / resumed["journal"]).ok
 
 
 RESTING = """\
