@@ -250,6 +250,7 @@ def follow_rules(kernel: Kernel, header: dict) -> Kernel:
     kernel.risk.exact_rate = follows(header, "rate")
     kernel.risk.by_trading_days = follows(header, "loss_days")
     kernel.risk.band_needs_price = follows(header, "band")
+    kernel.quiet_after_stop = follows(header, "after_stop")
     return kernel
 
 

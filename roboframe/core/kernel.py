@@ -129,6 +129,8 @@ class Kernel:
         self.reduce_cancels = True
         # a timer after the day's end starts the new day (journals from before: not)
         self.timers_turn_day = True
+        # after on_stop no market data or timers reach the strategy (before: they did)
+        self.quiet_after_stop = True
         # flatten: its closing orders not filled yet (a stop right after waits for them)
         self._closing_sent: list[str] = []
         self._on_bar, self._on_tick = self._market_handlers()
@@ -446,6 +448,8 @@ class Kernel:
                 actions += self._process(cancels_of(self.orders, working), 0)
             self.stop_reason = str(cmd.args.get("reason", ""))
             self.risk.set_state(STOPPED, self.stop_reason)
+            if self.quiet_after_stop:
+                self._quiet()
             return actions
         elif name in STATE_COMMANDS:
             if self.risk.state == STOPPED:  # on_stop ran: a late resume must not trade again
@@ -482,6 +486,28 @@ class Kernel:
             log.warning("unknown control command %r ignored", name)
             return NO_ACTIONS
         return self._process(out, 0) if out else NO_ACTIONS
+
+    def _quiet(self) -> None:
+        """After ``on_stop`` the strategy sees no more market data and no timers (its
+        handlers ran on in the drain, and their orders were refused); fills and
+        updates of its orders still reach it."""
+        self.timers.clear()
+        self._next_due()
+        self.handlers[Bar] = self.handlers[Tick] = self._marked_only
+
+    def _marked_only(self, event: Bar | Tick) -> list[Action]:
+        """A market event after the stop: its price marks the position (the summary's
+        PnL; the robot time a simulated exchange keeps to); no strategy is called."""
+        self._advance(event.ts)
+        pos = self._positions.get(event.symbol)
+        if pos is not None:
+            if type(event) is Bar:
+                price, pos.bar_ts = event.close, max(pos.bar_ts, event.ts)
+            else:
+                price, pos.tick_ts = event.price, max(pos.tick_ts, event.ts)
+            if price:
+                pos.last = price
+        return NO_ACTIONS
 
     def _flatten(self) -> list[Action]:
         """Cancel every open order and close every position at market. A symbol

@@ -40,7 +40,7 @@ from roboframe.risk.limits import STOPPED
 log = logging.getLogger(__name__)
 
 _IDLE_MS = 20  # longest wait for a message before timers and stop checks run
-_HOUSEKEEPING_EVERY = 0xFF  # under load, timers and stop checks every 256 messages
+_HOUSEKEEPING_EVERY = 0xF  # under load, timers and stop checks every 16 messages
 _LATENCY_EVERY = 0xF  # one message in 16 is timed
 MAX_MESSAGE_BYTES = 16 << 20
 """Largest frame the loop's socket takes over ipc/tcp (``zmq.MAXMSGSIZE``; inproc has no
@@ -478,7 +478,7 @@ class RoboLoop:
                     if kernel.next_due <= kernel.now and not self.stopped:
                         self.fire_timers()  # data time passed a timer (recorded feeds)
                     if served & _HOUSEKEEPING_EVERY:
-                        continue  # under load, look at the clock every 256 messages
+                        continue  # under load, look at the clock every 16 messages
                 now = mono()
                 if self._stop_reason is not None and not self.stopped:
                     self.stop(self._stop_reason)

@@ -115,6 +115,9 @@ RULES: dict[str, str] = {
     # a price band refuses a limit order for a symbol with no price yet; before,
     # any limit price passed until the first one
     "band": "needs_price",
+    # after the stop the strategy sees no market data and no timers; before, its
+    # handlers ran on through the drain and their orders were refused
+    "after_stop": "quiet",
 }
 """The kernel's rules that changed between roboframe versions, each as the header
 key and value a run following it writes (all of them: :func:`journal_header`).

@@ -382,3 +382,26 @@ def test_a_stop_right_after_flatten_waits_for_the_closing_order_to_fill(tmp_path
     assert kernel.book.positions[SI].qty == (0 if fills else 2)
     warned = [r.getMessage() for r in caplog.records if "closing orders" in r.getMessage()]
     assert bool(warned) is not fills
+
+
+def test_a_stop_asked_under_load_comes_within_sixteen_messages_and_ends_the_data(tmp_path):
+    """A signal's or --duration's stop was looked at every 256 messages: at 200 a
+    second, over a second late. And after on_stop the strategy saw the data the
+    drain took (and its orders were refused): 223 bars after a stop."""
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    pull.bind("inproc://robo-busy")
+    loop, kernel, journal, _gateway = make_loop(tmp_path, "busy")
+    producer = threading.Thread(target=push_all, args=(ctx, "inproc://robo-busy", ticks(500)))
+    producer.start()
+    loop.start()
+    loop.request_stop("interrupted")  # asked before the burst is served
+    loop.run(pull, drain_ms=0)
+    strategy = kernel.strategy
+    assert 0 < strategy.n <= 16
+    assert kernel.stop_reason == "interrupted"
+    producer.join(5)
+    journal.close()
+    pull.close()
+    ctx.term()

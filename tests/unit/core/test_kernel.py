@@ -397,3 +397,27 @@ def test_a_refused_cancel_of_an_order_not_yet_acknowledged_leaves_it_open():
     kernel.handle(Fill(order.client_id, T0, SI, "buy", 1, 95, "t1"))
     assert own.status == "filled" and kernel.orders.anomalies == 0
     assert kernel.ctx.position(SI) == 1
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_after_on_stop_the_strategy_sees_no_market_data_or_timers(quiet):
+    """The loop drains fills after the stop; the strategy's on_bar ran on through
+    it (its orders refused as stopped), and timers fired. Fills still reach it.
+    (Journals from before replay by the old rule.)"""
+    from roboframe.core.events import Timer
+
+    seen = []
+    kernel, strategy = kernel_with(lambda b, ctx: seen.append(b.close) or [ctx.buy(SI, 1)])
+    kernel.quiet_after_stop = quiet
+    (order,) = kernel.handle(bar(SI, 1, 100))
+    kernel.ctx.set_timer("t", at=T0 + 5 * MINUTE_NS)
+    kernel.handle(Control("stop", T0 + 2 * MINUTE_NS))
+    assert kernel.handle(bar(SI, 3, 105)) == []
+    assert kernel.ctx.last_price(SI) == 105  # the price still marks the position
+    kernel.handle(fill(order, 105))
+    assert strategy.fills and kernel.ctx.position(SI) == 1
+    assert seen == ([100] if quiet else [100, 105])
+    assert kernel.take_rejected() == [] if quiet else kernel.counters["rejections"] == 1
+    assert kernel.due_timers(T0 + 10 * MINUTE_NS) == (
+        [] if quiet else [Timer("t", T0 + 5 * MINUTE_NS)]
+    )
