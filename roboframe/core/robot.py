@@ -468,7 +468,8 @@ class LiveRobot:
 
     def _say_orders_left(self) -> None:
         """A strategy error, or a broken feed or gateway, stopped the robot: its open
-        orders stay working at the exchange (as on any crash). Say which, and how to cancel them without it."""
+        orders stay working at the exchange (as on any crash). Say which, and how
+        to cancel them without it."""
         from roboframe.builtin.storegw import StoreGateway
 
         open_orders = list(self.kernel.orders.open.values())
@@ -486,8 +487,8 @@ class LiveRobot:
 
     def _cancel_left(self) -> None:
         """A strategy error, or a broken feed or gateway, stopped the robot, whose
-        file says to cancel what is left working: through the gateway, without the loop, waiting up to
-        ``drain_ms`` for the exchange side to answer."""
+        file says to cancel what is left working: through the gateway, without the
+        loop, waiting up to ``drain_ms`` for the exchange side to answer."""
         command = f"roboframe orders {self.spec.source or 'ROBOT_FILE'} --cancel"
         try:
             known = list(self.kernel.orders.open)  # some may not be in a store yet

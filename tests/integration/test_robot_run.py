@@ -241,8 +241,8 @@ def test_a_feed_that_breaks_mid_run_ends_it_resumable(tmp_path):
     assert summary["state"] == "FAILED"
     assert summary["events"] > 6  # the good bars before it were traded on
     assert "--resume` goes on with it" in proc.stderr
-    commands = [e.command for _, e, _ in iter_events(JournalReader(tmp_path / summary["journal"])) if e
-                and type(e).__name__ == "Control"]  # fmt: skip
+    reader = JournalReader(tmp_path / summary["journal"])
+    commands = [e.command for _, e, _ in iter_events(reader) if type(e).__name__ == "Control"]
     assert commands == ["start"]  # no stop journaled
     csv_robot(tmp_path, good)  # the data put right: the run goes on from where it broke
     proc = roboframe_cmd("run", str(robot), "--resume", "--json", cwd=tmp_path)
