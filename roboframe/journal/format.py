@@ -118,6 +118,9 @@ RULES: dict[str, str] = {
     # after the stop the strategy sees no market data and no timers; before, its
     # handlers ran on through the drain and their orders were refused
     "after_stop": "quiet",
+    # a flatten's closing orders skip the plugins' risk checks (a check refusing
+    # them, or raising, kept a position the trader had ordered closed)
+    "flatten_checks": "skipped",
 }
 """The kernel's rules that changed between roboframe versions, each as the header
 key and value a run following it writes (all of them: :func:`journal_header`).

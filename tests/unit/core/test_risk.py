@@ -315,6 +315,30 @@ def test_flatten_works_while_paused():
     assert kernel.handle(bar(SI, 2, 100)) == []  # and nothing else passes
 
 
+@pytest.mark.parametrize("skipped", [True, False])
+def test_a_flatten_is_not_held_back_by_the_plugins_checks(skipped):
+    """A check refusing every order (here: out of its trading hours) refused the
+    flatten's closing order too, and the position the trader ordered closed stayed
+    open, with only a log line. Taking risk off passes, as a cancel does; a new
+    order is still refused. (Journals from before replay by the old rule.)"""
+    hours = {"plugin": "trading-hours", "params": {"sessions": ["03:00-04:00"]}}
+    kernel, _ = kernel_with(risk={"checks": [hours]})
+    kernel.risk.flatten_passes_checks = skipped
+    kernel.handle(bar(SI, 1, 100))
+    kernel.orders.add(NewOrder("buy", SI, "buy", 2), T0)
+    kernel.handle(Fill("buy", T0, SI, "buy", 2, 100, "t1"))
+    out = kernel.handle(Control("flatten", T0))
+    refused = [u.reason for u in kernel.take_rejected()]
+    if skipped:
+        assert [(a.side, a.qty) for a in out] == [("sell", 2)] and refused == []
+    else:
+        assert out == [] and refused == ["risk: trading-hours: outside trading hours "
+                                         "(03:00-04:00 UTC)"]  # fmt: skip
+    kernel.handle(Control("resume", T0))
+    assert kernel._process([kernel.ctx.buy(SI, 1)], 0) == []
+    assert [u.reason for u in kernel.take_rejected()][-1].startswith("risk: trading-hours")
+
+
 def test_a_stop_right_after_flatten_still_closes_the_position():
     """``ctl flatten; ctl stop``: the stop comes before the take-profit's cancel
     is answered; the closing order must still go (the loop drains for it)."""
