@@ -252,6 +252,7 @@ def follow_rules(kernel: Kernel, header: dict) -> Kernel:
     kernel.risk.band_needs_price = follows(header, "band")
     kernel.quiet_after_stop = follows(header, "after_stop")
     kernel.risk.flatten_passes_checks = follows(header, "flatten_checks")
+    kernel.fills_checked = follows(header, "fills")
     return kernel
 
 

@@ -131,6 +131,9 @@ class Kernel:
         self.timers_turn_day = True
         # after on_stop no market data or timers reach the strategy (before: they did)
         self.quiet_after_stop = True
+        # a fill of no lots, or of another side or symbol than its order's, is
+        # ignored as an anomaly (before: booked)
+        self.fills_checked = True
         # flatten: its closing orders not filled yet (a stop right after waits for them)
         self._closing_sent: list[str] = []
         self._on_bar, self._on_tick = self._market_handlers()
@@ -304,6 +307,8 @@ class Kernel:
             self.counters["ignored"] += 1
             log.warning("fill for unknown symbol %s ignored", fill.symbol)
             return NO_ACTIONS
+        if self.fills_checked and self._garbled(fill):
+            return NO_ACTIONS
         self.seen_trades.add(key)
         self._seen_order.append(key)
         if len(self._seen_order) > _SEEN_TRADES:  # duplicates arrive close to the original
@@ -320,6 +325,22 @@ class Kernel:
             out = [*adding_orders(self.orders, self._positions), *(out or ())]
         actions = self._process(out, 0) if out else NO_ACTIONS
         return self._flatten_answered(actions) if self.flattening else actions
+
+    def _garbled(self, fill: Fill) -> bool:
+        """A fill no order of the robot can have: no lots (or fewer), or another
+        side or symbol than its order's -- a gateway's bug. Booked, it moved the
+        position the wrong way without a word (a strategy then doubled down);
+        ignored, it is an order anomaly, logged and counted."""
+        own = self.orders.orders.get(fill.client_id)
+        why = None
+        if fill.qty <= 0:
+            why = f"{fill.qty} lots"
+        elif own is not None and (fill.side, fill.symbol) != (own.side, own.symbol):
+            why = f"a {fill.side} of {fill.symbol} for a {own.side} of {own.symbol}"
+        if why is None:
+            return False
+        self.orders.anomaly(f"fill {fill.trade_id} of {fill.client_id} ignored: {why}")
+        return True
 
     def _on_order(self, update: OrderUpdate) -> list[Action]:
         self._advance(update.ts)

@@ -135,14 +135,16 @@ class OrderBook:
         self._finish(own)
         return own
 
-    def _anomaly(self, what: str) -> None:
+    def anomaly(self, what: str) -> None:
+        """Something the exchange side said that no order of the robot can have:
+        counted (``anomalies`` in the summary and status) and logged."""
         self.anomalies += 1
         log.warning("order anomaly: %s", what)
 
     def on_update(self, update: OrderUpdate) -> OwnOrder | None:
         own = self.orders.get(update.client_id)
         if own is None:
-            self._anomaly(f"update for unknown order {update.client_id}")
+            self.anomaly(f"update for unknown order {update.client_id}")
             return None
         own.updated_ts = update.ts
         status = update.status
@@ -151,14 +153,14 @@ class OrderBook:
                 own.status = ACCEPTED
             elif own.status not in OPEN_STATES and own.status != FILLED:
                 # after its fills is the order of a fill-before-acknowledgement: not odd
-                self._anomaly(f"accepted after {own.status}: {update.client_id}")
+                self.anomaly(f"accepted after {own.status}: {update.client_id}")
         elif status == CANCELLED:
             if own.status in OPEN_STATES:
                 own.status = CANCELLED
                 own.reason = update.reason
                 self._finish(own)
             else:
-                self._anomaly(f"cancelled after {own.status}: {update.client_id}")
+                self.anomaly(f"cancelled after {own.status}: {update.client_id}")
         elif status == REJECTED:
             if own.status == NEW:
                 own.status = REJECTED
@@ -175,7 +177,7 @@ class OrderBook:
                 if own.filled >= own.qty:  # fills that came first used it all up
                     self._filled(own)
             else:
-                self._anomaly(f"replaced without a pending replace: {update.client_id}")
+                self.anomaly(f"replaced without a pending replace: {update.client_id}")
             own.replace_pending = None
         elif status == REPLACE_REJECTED:
             own.replace_pending = None  # the order goes on as it was
@@ -184,10 +186,10 @@ class OrderBook:
     def on_fill(self, fill: Fill) -> OwnOrder | None:
         own = self.orders.get(fill.client_id)
         if own is None:
-            self._anomaly(f"fill for unknown order {fill.client_id}")
+            self.anomaly(f"fill for unknown order {fill.client_id}")
             return None
         if own.status not in OPEN_STATES:
-            self._anomaly(f"fill after {own.status}: {fill.client_id}")
+            self.anomaly(f"fill after {own.status}: {fill.client_id}")
         own.filled += fill.qty
         own.updated_ts = fill.ts
         if own.filled >= own.qty:
@@ -199,7 +201,7 @@ class OrderBook:
     def _filled(self, own: OwnOrder) -> None:
         """``own`` has nothing left to fill: it is filled, and no longer open."""
         if own.filled > own.qty:
-            self._anomaly(f"overfill {own.filled}/{own.qty}: {own.client_id}")
+            self.anomaly(f"overfill {own.filled}/{own.qty}: {own.client_id}")
         was_open = own.status in OPEN_STATES
         own.status = FILLED
         if was_open:

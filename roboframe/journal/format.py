@@ -121,6 +121,9 @@ RULES: dict[str, str] = {
     # a flatten's closing orders skip the plugins' risk checks (a check refusing
     # them, or raising, kept a position the trader had ordered closed)
     "flatten_checks": "skipped",
+    # a fill of no lots, or of another side or symbol than its order's, is ignored
+    # as an order anomaly; before, it was booked
+    "fills": "checked",
 }
 """The kernel's rules that changed between roboframe versions, each as the header
 key and value a run following it writes (all of them: :func:`journal_header`).

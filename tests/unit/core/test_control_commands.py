@@ -34,6 +34,7 @@ def test_a_state_command_after_stop_leaves_the_robot_stopped(command):
     assert kernel.handle(Control(command, T0)) == []
     assert kernel.risk.state == "STOPPED"
     assert kernel.handle(bar(SI, 1, 100)) == []
+    assert kernel._process([kernel.ctx.buy(SI, 1)], 0) == []
     assert kernel.take_rejected()[0].reason == "risk: robot is stopped"
 
 

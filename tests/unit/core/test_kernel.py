@@ -216,7 +216,9 @@ def test_stop_runs_on_stop_once_and_blocks_new_orders():
     assert kernel.handle(Control("stop", T0)) == []
     assert strat.stops == 1
     assert kernel.risk.state == "STOPPED" and kernel.stop_reason == "test"
-    assert kernel.handle(bar(SI, 2, 100)) == []
+    assert kernel.handle(bar(SI, 2, 100)) == []  # not handed to the strategy
+    assert kernel.take_rejected() == []
+    assert kernel._process([kernel.ctx.buy(SI, 1)], 0) == []  # an order from on_fill, say
     assert kernel.take_rejected()[0].reason == "risk: robot is stopped"
 
 
@@ -421,3 +423,30 @@ def test_after_on_stop_the_strategy_sees_no_market_data_or_timers(quiet):
     assert kernel.due_timers(T0 + 10 * MINUTE_NS) == (
         [] if quiet else [Timer("t", T0 + 5 * MINUTE_NS)]
     )
+
+
+@pytest.mark.parametrize("checked", [True, False])
+def test_a_fill_no_order_can_have_is_an_anomaly_not_a_trade(checked, caplog):
+    """A gateway's garbled fills -- no lots, the other side, another symbol -- were
+    booked without a word: a buy "filled" as a sell moved the position the wrong
+    way and the strategy doubled down. Ignored now, each counted and logged; the
+    right fill after them is taken. (Journals from before replay by the old rule.)"""
+    kernel, strategy = kernel_with(lambda b, ctx: [ctx.buy(SI, 2)] if b.close == 100 else None)
+    kernel.fills_checked = checked
+    (order,) = kernel.handle(bar(SI, 1, 100))
+    cid = order.client_id
+    garbled = [
+        Fill(cid, T0, SI, "sell", 2, 100, "t1"),
+        Fill(cid, T0, SI, "buy", 0, 100, "t2"),
+        Fill(cid, T0, RTS, "buy", 2, 100, "t3"),
+    ]
+    for bad in garbled:
+        kernel.handle(bad)
+    if checked:
+        assert kernel.ctx.position(SI) == kernel.ctx.position(RTS) == 0
+        assert kernel.orders.anomalies == 3 and strategy.fills == []
+        assert "fill t1 of test-robot-r1-1 ignored: a sell of Si-12.26 for a buy" in caplog.text
+    else:
+        assert (kernel.ctx.position(SI), kernel.ctx.position(RTS)) == (-2, 2)
+    kernel.handle(Fill(cid, T0, SI, "buy", 2, 100, "t4"))
+    assert kernel.ctx.position(SI) == (2 if checked else 0)
