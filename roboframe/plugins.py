@@ -9,11 +9,12 @@ registered, with the name of the plugin that registered each thing.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -326,6 +327,16 @@ def _check_registered(kind: str, name: str, obj: Any, plugin_name: str) -> None:
         from roboframe.config.schema import checked_params_schema
 
         checked_params_schema(Registered(kind, name, obj, plugin_name))
+
+
+def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+    """Call ``hook``'s implementations one by one, in pluggy's order, yielding
+    ``(plugin name, call)`` for the caller to run each under its own name: an
+    error then names the plugin whose hook raised, which pluggy's one call
+    for all of them cannot."""
+    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+        args = {name: kwargs[name] for name in impl.argnames}
+        yield impl.plugin_name, functools.partial(impl.function, **args)
 
 
 def get_plugin_manager() -> pluggy.PluginManager:

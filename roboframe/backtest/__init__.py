@@ -12,8 +12,7 @@ from roboframe.backtest.data import FILE_FEEDS, data_id, file_events, window
 from roboframe.backtest.engine import Backtest, BacktestResult
 from roboframe.builtin.feeds.timeparse import parse_tz
 from roboframe.config.schema import READING
-from roboframe.core import codec
-from roboframe.core.events import Bar, Tick
+from roboframe.core.feed import well_formed, what_is_wrong
 from roboframe.errors import ConfigError, RoboframeError, blamed
 from roboframe.plugins import BUILTIN_PLUGINS
 
@@ -168,52 +167,6 @@ def _blamed_events(events: Iterable, named: str) -> Iterator:
     backtest with a traceback, or passed into a journal no replay could read."""
     with blamed(f"{named} reading its data"):  # our own error below passes through
         for n, event in enumerate(events, start=1):
-            if not _fine(event):
-                raise RoboframeError(f"{named}: its event {n} {_not_an_event(event)}: {event!r}")
+            if not well_formed(event):
+                raise RoboframeError(f"{named}: its event {n} {what_is_wrong(event)}: {event!r}")
             yield event
-
-
-_TOO_BIG = 1 << 63
-
-
-def _fine(event: Any) -> bool:
-    """The cheap check of every event: a Bar or Tick of whole non-negative numbers
-    in 64 bits, a bar's prices in order, a time past 1970."""
-    kind = type(event)
-    if kind is Bar:
-        fields = (event.ts, event.open, event.high, event.low, event.close, event.volume)
-    elif kind is Tick:
-        fields = (event.ts, event.price, event.qty, event.bid, event.ask)
-    else:
-        return False
-    if not all(type(v) is int and 0 <= v < _TOO_BIG for v in fields) or event.ts < _EPOCH_1971:
-        return False
-    if kind is Bar:
-        low, high = event.low, event.high
-        return low <= event.open <= high and low <= event.close <= high
-    return True
-
-
-def _not_an_event(event: Any) -> str:
-    """What is wrong with a plugin feed's event that :func:`_fine` refused."""
-    if type(event) not in (Bar, Tick):
-        return (
-            f"is a {type(event).__name__}, not a Bar or Tick "
-            "(roboframe.core.events; prices in whole ticks: inst.to_ticks(price))"
-        )
-    try:  # the wire's own check: whole ticks and lots, 64-bit, the right types
-        codec.decode(codec.encode(event))
-    except (TypeError, OverflowError, *codec.DECODE_ERRORS) as exc:
-        return (
-            f"does not pass as one on the wire ({str(exc).splitlines()[0]}; prices and "
-            "quantities are Python ints: whole ticks, int(...) of a NumPy number)"
-        )
-    if type(event) is Bar and not (event.low <= min(event.open, event.close)
-                                   and max(event.open, event.close) <= event.high):  # fmt: skip
-        return "is an inconsistent bar (need low <= open, close <= high)"
-    if event.ts < _EPOCH_1971:
-        return "has a time in 1970: times are UTC nanoseconds (seconds * 10**9)"
-    return "has a negative number in it"
-
-
-_EPOCH_1971 = 365 * 86_400 * 10**9  # a time in seconds, ms or µs of these years is before it

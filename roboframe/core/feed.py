@@ -24,6 +24,7 @@ forwards bytes untouched.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +35,8 @@ from roboframe.core import codec
 from roboframe.core.events import Bar, Tick
 from roboframe.core.instruments import Instrument
 from roboframe.errors import PluginError, blamed
+
+log = logging.getLogger(__name__)
 
 PACING_SCHEMA = {
     "rate": {
@@ -147,9 +150,34 @@ class Feed:
         """Skip what a resumed run has already seen (recorded feeds replay from the start)."""
         self.seen = (last_ts, dict(at_last))
 
+    checked_as: str | None = None
+    """Set by a live run for a plugin's feed (its name): each event is checked as a
+    backtest checks it, and a bad one dropped, counted and logged (see
+    :meth:`checked`). The built-in feeds check their data themselves."""
+
+    def checked(self, events: Iterator[Any]) -> Iterator[Tick | Bar]:
+        """``events`` without those no wire message can carry or no market has (a
+        float price, a bar whose high is under its low, a time in 1970): live
+        input, so the run goes on without them -- each counted under ``bad event``
+        and logged (the first, then every 1000th) as a backtest states it."""
+        bad = 0
+        for n, event in enumerate(events, start=1):
+            if well_formed(event):
+                yield event
+                continue
+            bad += 1
+            self._bad_events = bad
+            if bad == 1 or bad % 1000 == 0:
+                log.warning(
+                    "%s: its event %d %s: %r; dropped (%d so far)",
+                    self.checked_as, n, what_is_wrong(event), event, bad,
+                )  # fmt: skip
+
     def unseen_events(self) -> Iterator[Tick | Bar]:
         """:meth:`events`, without those a resumed run has already handled."""
         events = self.events()
+        if self.checked_as is not None:
+            events = self.checked(events)
         if self.seen is None:
             yield from events
             return
@@ -170,7 +198,8 @@ class Feed:
         """Messages this feed dropped itself as malformed, by kind, for ``status``
         and the run summary (next to the loop's own counts). Read from another
         thread while the feed runs: return counts only."""
-        return {}
+        bad = getattr(self, "_bad_events", 0)
+        return {"bad event": bad} if bad else {}
 
     def close(self) -> None:
         """Release files or sockets. Called once, from the thread that used the feed."""
@@ -213,3 +242,49 @@ def _problems(problems: Any, named: str) -> list[tuple[tuple, str, str | None]]:
             'missing", None)'
         )
     return out
+
+
+_TOO_BIG = 1 << 63
+
+
+def well_formed(event: Any) -> bool:
+    """The cheap check of every event: a Bar or Tick of whole non-negative numbers
+    in 64 bits, a bar's prices in order, a time past 1970."""
+    kind = type(event)
+    if kind is Bar:
+        fields = (event.ts, event.open, event.high, event.low, event.close, event.volume)
+    elif kind is Tick:
+        fields = (event.ts, event.price, event.qty, event.bid, event.ask)
+    else:
+        return False
+    if not all(type(v) is int and 0 <= v < _TOO_BIG for v in fields) or event.ts < _EPOCH_1971:
+        return False
+    if kind is Bar:
+        low, high = event.low, event.high
+        return low <= event.open <= high and low <= event.close <= high
+    return True
+
+
+def what_is_wrong(event: Any) -> str:
+    """What is wrong with a plugin feed's event that :func:`well_formed` refused."""
+    if type(event) not in (Bar, Tick):
+        return (
+            f"is a {type(event).__name__}, not a Bar or Tick "
+            "(roboframe.core.events; prices in whole ticks: inst.to_ticks(price))"
+        )
+    try:  # the wire's own check: whole ticks and lots, 64-bit, the right types
+        codec.decode(codec.encode(event))
+    except (TypeError, OverflowError, *codec.DECODE_ERRORS) as exc:
+        return (
+            f"does not pass as one on the wire ({str(exc).splitlines()[0]}; prices and "
+            "quantities are Python ints: whole ticks, int(...) of a NumPy number)"
+        )
+    if type(event) is Bar and not (event.low <= min(event.open, event.close)
+                                   and max(event.open, event.close) <= event.high):  # fmt: skip
+        return "is an inconsistent bar (need low <= open, close <= high)"
+    if event.ts < _EPOCH_1971:
+        return "has a time in 1970: times are UTC nanoseconds (seconds * 10**9)"
+    return "has a negative number in it"
+
+
+_EPOCH_1971 = 365 * 86_400 * 10**9  # a time in seconds, ms or µs of these years is before it

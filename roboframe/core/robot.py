@@ -36,11 +36,20 @@ from roboframe.core.streams import (
     start_thread,
     trade_stream,
 )
-from roboframe.errors import GatewayError, JournalError, RoboframeError, StrategyError, blamed
+from roboframe.errors import (
+    GatewayError,
+    JournalError,
+    RoboframeError,
+    StrategyError,
+    blamed,
+    described,
+)
 from roboframe.journal import JournalWriter
 from roboframe.journal.format import RECEIPT_CLOCK, RULES
 from roboframe.plugins import (
+    BUILTIN_PLUGINS,
     Registry,
+    call_each,
     get_plugin_manager,
     get_registry,
     resolve_strategy,
@@ -194,6 +203,8 @@ class LiveRobot:
         feed_cls = found.obj
         with blamed(f"feed {spec.feed.plugin!r} (plugin {found.plugin}) on start"):
             self.feed = feed_cls(dict(spec.feed.params), self.kernel.instruments, base_dir=base_dir)
+            if found.plugin not in BUILTIN_PLUGINS:  # checked as a backtest checks them
+                self.feed.checked_as = f"feed {spec.feed.plugin!r} (plugin {found.plugin})"
             if self.resumed is not None:  # recorded data goes on from there; live data says
                 self.feed.resume_after(*self.resumed.market_seen)  # what the robot missed
         found = registry.lookup("gateways", spec.gateway.plugin)
@@ -207,8 +218,9 @@ class LiveRobot:
         stepped = self.gateway.in_step  # the loop steps it: exact, paced or not
         if self.gateway.needs_market_data and not stepped and not feed_cls.live_only and unpaced:
             log.warning(
-                "feed %s runs unpaced (rate 0): the robot runs ahead of its paper fills "
-                "and hears of them hundreds of bars late, so its trades differ from a "
+                "feed %s runs unpaced (rate 0): the robot runs ahead of the fills its "
+                "gateway makes from the same data and hears of them hundreds of bars late, "
+                "so its trades differ from a "
                 "backtest's and from run to run; for results use `roboframe backtest`, "
                 "to paper-trade the file set feed.params.rate",
                 spec.feed.plugin,
@@ -370,10 +382,15 @@ class LiveRobot:
                 if runtime.in_step and self.resumed is not None and seed is not None:
                     # a fresh engine: the run's last prices, and how far it had matched
                     seed(self.resumed.last_market, self.resumed.matched_through)
-            with blamed("a roboframe_robot_start hook"):
-                pm.hook.roboframe_robot_start(
-                    robot=spec, run_id=self.run_id, journal_path=str(self.journal_path)
-                )
+            for plugin, call in call_each(
+                pm,
+                "roboframe_robot_start",
+                robot=spec,
+                run_id=self.run_id,
+                journal_path=str(self.journal_path),
+            ):
+                with blamed(f"plugin {plugin}'s roboframe_robot_start hook"):
+                    call()
             try:
                 if self.resumed is None or self.resumed.last_seq == 0:  # killed before its start
                     self.loop.start()
@@ -460,10 +477,15 @@ class LiveRobot:
         if close_error is not None:
             raise JournalError(f"{close_error}; the run's last journal records may be lost")
         summary = self.summary()
-        try:
-            pm.hook.roboframe_robot_stop(robot=spec, run_id=self.run_id, summary=summary)
-        except Exception as exc:
-            log.warning("a robot_stop hook failed: %s", exc)
+        for plugin, call in call_each(
+            pm, "roboframe_robot_stop", robot=spec, run_id=self.run_id, summary=summary
+        ):
+            try:
+                call()
+            except Exception as exc:  # the run is over; the others' hooks still run
+                log.warning(
+                    "plugin %s's roboframe_robot_stop hook raised %s", plugin, described(exc)
+                )
         return summary
 
     def _say_orders_left(self) -> None:

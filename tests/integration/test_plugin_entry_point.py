@@ -365,8 +365,8 @@ journal: {dir: runs}
          "feed 'steps2' (plugin faulty) checking its params raised KeyError: 'path'", 1),
         ("gateway", ("run",), "gateway 'broker' (plugin faulty) opening raised "
          "ConnectionRefusedError: broker at 127.0.0.1:1 refused (rf_faulty.py:", 1),
-        ("hook", ("run",), "a roboframe_robot_start hook raised RuntimeError: audit log "
-         "unreachable (rf_faulty.py:", 1),
+        ("hook", ("run",), "plugin faulty's roboframe_robot_start hook raised RuntimeError: "
+         "audit log unreachable (rf_faulty.py:", 1),
         ("preflight-shape", ("validate", "run", "backtest"), "feed 'steps2' (plugin faulty): "
          "preflight returned 'path: file missing'; expected (field path, message, hint)", 1),
         ("data", ("backtest",), "feed 'steps2' (plugin faulty) reading its data raised "
@@ -474,3 +474,56 @@ def test_new_writes_a_strategys_params_and_leaves_the_required_ones_to_set(tmp_p
     robot.write_text(text.replace("threshold: null", "threshold: 5"))
     proc = roboframe_cmd("validate", str(robot), env=env)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_plugin_guides_own_example_runs_and_backtests(tmp_path):
+    """docs/plugins.md's complete example, installed as written: its feed stamped
+    bars in 1970 and sent each symbol's bars after the other's, which a backtest
+    refuses, and no test ran it."""
+    from .conftest import ROOT
+
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    source = guide.split("`roboframe_meanrev.py`:\n\n```python\n", 1)[1].split("```", 1)[0]
+    site = install(tmp_path, "roboframe_meanrev", source, "meanrev", "0.1.0")
+    robot = tmp_path / "mr.yaml"
+    robot.write_text(
+        "name: mr\nsymbols:\n  Si-12.26: {tick_size: 1}\n  RTS-12.26: {tick_size: 10}\n"
+        "feed: {plugin: steps, params: {bars: 60}}\n"
+        "strategy: {plugin: meanrev, params: {band: 30}}\n"
+        f"gateway: {{plugin: paper}}\njournal: {{dir: {tmp_path / 'runs'}}}\n"
+    )
+    env = {"PYTHONPATH": str(site)}
+    for command in ("run", "backtest"):
+        proc = roboframe_cmd("-q", command, str(robot), "--json", env=env)
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
+        assert out["orders"] > 10, command  # it trades every step past the band
+        proc = roboframe_cmd("replay", out["journal"], "--verify", env=env)
+        assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ("float", "its event 51 does not pass as one on the wire"),
+        ("seconds", "its event 51 has a time in 1970"),
+        ("upside-down", "its event 51 is an inconsistent bar"),
+    ],
+)
+def test_a_plugin_feeds_bad_event_is_dropped_and_named_in_a_live_run(tmp_path, fault, said):
+    """What a backtest refuses, a live run took: a bar whose high is under its low
+    reached the strategy and the paper exchange without a word. Live input, it is
+    dropped, counted and named as the backtest names it; the run goes on."""
+    site = install(tmp_path, "rf_faulty", textwrap.dedent(FAULTY), "faulty")
+    (tmp_path / "faulty.yaml").write_text(FAULTY_ROBOT)
+    env = {"PYTHONPATH": str(site), "RF_BREAK": fault}
+    proc = roboframe_cmd("run", "faulty.yaml", "--json", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["malformed"] == {"bad event": 1}
+    assert f"feed 'steps2' (plugin faulty): {said}" in proc.stderr
+    assert summary["stop_reason"] == "feed ended"
+    assert (
+        roboframe_cmd("replay", summary["journal"], "--verify", env=env, cwd=tmp_path).returncode
+        == 0
+    )
