@@ -458,7 +458,7 @@ def replay(
             return
         if changes and verify and not force:
             click.echo(
-                "the strategy changed since this journal was written; "
+                "the robot's code changed since this journal was written (said above); "
                 "pass --force to verify anyway",
                 err=True,
             )

@@ -428,9 +428,10 @@ def state_at(
 
 
 def strategy_changes(header: dict, registry=None) -> list[str]:
-    """How the strategy or config now differs from what wrote the journal."""
+    """How the strategy, its risk checks or its config now differ from what wrote
+    the journal."""
     from roboframe.config import spec_from_dict
-    from roboframe.core.robot import make_strategy, source_hash
+    from roboframe.core.robot import check_sources, make_strategy, source_hash
 
     spec = spec_from_dict(header["config"], source=header_source(header), registry=registry)
     _, cls, _ = make_strategy(spec, registry)
@@ -441,6 +442,10 @@ def strategy_changes(header: dict, registry=None) -> list[str]:
     now_hash = source_hash(cls)
     if then.get("source_sha256") and now_hash and now_hash != then["source_sha256"]:
         changes.append(f"strategy source {cls.__module__} changed since the journal was written")
+    checks_then = header.get("risk_checks") or {}  # journals before it: none recorded
+    for name, now in check_sources(spec, registry).items():
+        if checks_then.get(name) and now and now != checks_then[name]:
+            changes.append(f"risk check {name}'s source changed since the journal was written")
     if spec.config_hash != header.get("config_hash"):
         changes.append("config hash differs (the robot definition or its defaults changed)")
     return changes

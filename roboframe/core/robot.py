@@ -95,6 +95,18 @@ def source_hash(cls: type) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def check_sources(spec: Any, registry: Any = None) -> dict[str, str | None]:
+    """Each plugin risk check's source hash, by name: a check whose code changed
+    since a run decides otherwise on replay, and ``replay`` says which."""
+    if not spec.risk.checks:
+        return {}
+    registry = registry or get_registry()
+    return {
+        ref.plugin: source_hash(registry.lookup("risk_checks", ref.plugin).obj)
+        for ref in spec.risk.checks
+    }
+
+
 def bind_loop(sock: zmq.Socket, address: str) -> None:
     """Bind the loop's socket, or say in one line why it cannot be; a tcp://
     endpoint past this host is said to take any sender's message as the robot's
@@ -134,6 +146,7 @@ def journal_header(spec: Any, run_id: str, strategy_cls: type, mode: str) -> dic
             "source_sha256": source_hash(strategy_cls),
         },
         "codec": {"name": codec.CODEC, "version": codec.CODEC_VERSION},
+        "risk_checks": check_sources(spec),
         **RULES,  # the rules this roboframe's kernel follows (see RULES)
         "roboframe": __version__,
     }

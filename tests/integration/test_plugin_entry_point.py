@@ -527,3 +527,21 @@ def test_a_plugin_feeds_bad_event_is_dropped_and_named_in_a_live_run(tmp_path, f
         roboframe_cmd("replay", summary["journal"], "--verify", env=env, cwd=tmp_path).returncode
         == 0
     )
+
+
+def test_replay_names_a_risk_check_whose_code_changed(plugin_path, tmp_path):
+    """A check's new code refuses otherwise: its old journals diverged on replay
+    with nothing said of why (strategies had their version and source hash)."""
+    robot = tmp_path / "alt.yaml"
+    robot.write_text(ROBOT % (tmp_path / "runs") + "risk:\n  checks:\n    - plugin: even-closes\n")
+    env = {"PYTHONPATH": str(plugin_path)}
+    proc = roboframe_cmd("-q", "backtest", str(robot), "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    journal = json.loads(proc.stdout)["journal"]
+    assert roboframe_cmd("replay", journal, "--verify", env=env).returncode == 0
+    module = plugin_path / "rf_alternator.py"
+    module.write_text(module.read_text().replace("last % 2 == 0", "last % 3 == 0"))
+    proc = roboframe_cmd("replay", journal, "--verify", env=env)
+    assert proc.returncode == 1
+    assert "warning: risk check even-closes's source changed since the journal" in proc.stderr
+    assert "pass --force to verify anyway" in proc.stderr
