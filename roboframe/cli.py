@@ -17,10 +17,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
-from roboframe.errors import ConfigError, EndpointInUse, RoboframeError, StrategyError
+from roboframe.errors import (
+    ConfigError,
+    EndpointInUse,
+    PluginError,
+    RoboframeError,
+    StrategyError,
+    described,
+)
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -78,21 +86,48 @@ def _verbosity(func):
     )(func)
 
 
+def _blamed_command(command: click.Command, what: str) -> click.Command:
+    """``command``, whose exceptions other than click's and ours end it in one line
+    naming ``what`` and the line that raised."""
+    if getattr(command, "_blamed", False):
+        return command
+    invoke = command.invoke
+
+    def blamed_invoke(ctx: click.Context) -> Any:
+        try:
+            return invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except RoboframeError as exc:
+            raise _fail(exc) from None
+        except Exception as exc:
+            raise _fail(PluginError(f"{what} raised {described(exc)}")) from None
+
+    command.invoke = blamed_invoke
+    command._blamed = True
+    return command
+
+
 class _Commands(click.Group):
     """The core's commands, then those plugins register (looked up only when a
     name is not the core's, so a broken plugin cannot stop ``run``)."""
 
     def _plugin_commands(self) -> dict[str, click.Command]:
-        from roboframe.errors import PluginError
+        """The plugins' commands but one named as a core command (said, and left
+        out: the plugin's others stay), each raising in one line, not a traceback."""
         from roboframe.plugins import get_registry
 
-        commands = get_registry().commands
-        for name, entry in commands.items():
+        out = {}
+        for name, entry in get_registry().commands.items():
             if name in self.commands:
-                raise PluginError(
-                    f"plugin {entry.plugin!r} registered command {name!r}, which is roboframe's own"
+                click.echo(
+                    f"warning: plugin {entry.plugin!r} registered command {name!r}, which is "
+                    "roboframe's own: left out",
+                    err=True,
                 )
-        return {name: entry.obj for name, entry in commands.items()}
+                continue
+            out[name] = _blamed_command(entry.obj, f"command {name!r} (plugin {entry.plugin})")
+        return out
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         try:

@@ -402,7 +402,7 @@ class LiveRobot:
                 run_id=self.run_id,
                 journal_path=str(self.journal_path),
             ):
-                with blamed(f"plugin {plugin}'s roboframe_robot_start hook"):
+                with blamed(f"the roboframe_robot_start hook (plugin {plugin})"):
                     call()
             try:
                 if self.resumed is None or self.resumed.last_seq == 0:  # killed before its start
@@ -497,7 +497,7 @@ class LiveRobot:
                 call()
             except Exception as exc:  # the run is over; the others' hooks still run
                 log.warning(
-                    "plugin %s's roboframe_robot_stop hook raised %s", plugin, described(exc)
+                    "the roboframe_robot_stop hook (plugin %s) raised %s", plugin, described(exc)
                 )
         return summary
 

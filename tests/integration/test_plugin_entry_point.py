@@ -245,16 +245,31 @@ def test_a_plugin_adds_a_command(tmp_path):
 
 
 def test_a_plugin_command_cannot_take_a_core_name(tmp_path):
-    source = COMMAND_PLUGIN.replace('register("greet", greet)', 'register("run", greet)')
+    """The core name is left out, said; the plugin's other commands stay (all of
+    them were lost)."""
+    source = COMMAND_PLUGIN.replace(
+        'register("greet", greet)', 'register("greet", greet)\n    register("run", greet)'
+    )
     site = install(tmp_path, "rf_greet", source, "greet")
     env = {"PYTHONPATH": str(site)}
     proc = roboframe_cmd("--help", env=env)
     assert "plugin 'greet' registered command 'run', which is roboframe's own" in proc.stderr
+    assert "greet" in proc.stdout
     proc = roboframe_cmd("validate", "robots/si.yaml", env=env)  # the core's commands still work
     assert proc.returncode == 0, proc.stderr
+    proc = roboframe_cmd("greet", "trader", env=env)
+    assert (proc.returncode, proc.stdout) == (0, "hello trader\n"), proc.stderr
+    assert "registered command 'run'" in proc.stderr
     proc = roboframe_cmd("nosuch", env=env)
-    assert proc.returncode != 0 and "registered command 'run'" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_a_plugin_command_that_raises_is_one_line_naming_it(tmp_path):
+    source = COMMAND_PLUGIN.replace('click.echo(f"hello {who}")', "raise OSError('no printer')")
+    site = install(tmp_path, "rf_greet", source, "greet")
+    proc = roboframe_cmd("greet", "trader", env={"PYTHONPATH": str(site)})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "command 'greet' (plugin greet) raised OSError: no printer (rf_greet.py:" in proc.stderr
 
 
 FAULTY = """
@@ -365,7 +380,7 @@ journal: {dir: runs}
          "feed 'steps2' (plugin faulty) checking its params raised KeyError: 'path'", 1),
         ("gateway", ("run",), "gateway 'broker' (plugin faulty) opening raised "
          "ConnectionRefusedError: broker at 127.0.0.1:1 refused (rf_faulty.py:", 1),
-        ("hook", ("run",), "plugin faulty's roboframe_robot_start hook raised RuntimeError: "
+        ("hook", ("run",), "the roboframe_robot_start hook (plugin faulty) raised RuntimeError: "
          "audit log unreachable (rf_faulty.py:", 1),
         ("preflight-shape", ("validate", "run", "backtest"), "feed 'steps2' (plugin faulty): "
          "preflight returned 'path: file missing'; expected (field path, message, hint)", 1),
