@@ -482,6 +482,12 @@ class CsvFeed(Feed):
         if not any(n in cols for n in TIME_NAMES):
             missing.insert(0, "date")
         if missing:
+            first = ",".join(header).lstrip()
+            if first[:1] in ("{", "["):  # JSON lines, say: said as such, not as columns
+                raise self.error(
+                    1, "this is JSON, not CSV: the csv feed and --data read CSV files "
+                    "(with a header line of column names; see docs/feeds.md)",
+                )  # fmt: skip
             found = ", ".join(norm(h) for h in header) or "none"
             raise self.error(
                 1,

@@ -517,6 +517,13 @@ def test_a_semicolon_file_may_write_its_volumes_with_a_decimal_comma_too(tmp_pat
         list(feed(tmp_path, text.replace("100,0", "100,5"), symbol=BR).events())
 
 
+def test_a_json_lines_file_is_said_to_be_json(tmp_path):
+    """--data on a .jsonl file listed its JSON as found columns."""
+    text = '{"kind": "bar", "symbol": "Si", "ts": 1, "open": 1}\n'
+    with pytest.raises(ConfigError, match=r"data.csv:1: this is JSON, not CSV"):
+        list(feed(tmp_path, text, symbol=BR).events())
+
+
 def test_a_separate_time_column_may_write_its_fraction_after_a_comma(tmp_path):
     """10:00:00,250 -- how a Russian locale writes a quarter of a second (a Time
     cell was refused; a combined Date cell took it)."""
