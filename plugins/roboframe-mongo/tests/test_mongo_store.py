@@ -67,7 +67,7 @@ def test_the_writer_lock_is_a_lease_held_while_renewed_and_freed_on_close(mongo_
         assert second.try_writer_lock(keep=False)
         assert second.try_writer_lock(keep=True)
 
-        monkeypatch.setattr(mongo_store, "LEASE_S", 1.0)
+        monkeypatch.setattr(mongo_store, "LEASE_S", 2.0)  # under the 4 s the backlog takes
         monkeypatch.setattr(mongo_store, "RENEW_S", 0.05)
         third = open_store(mongo_url)
         assert second.try_writer_lock(keep=True)  # now on a short lease
@@ -308,7 +308,7 @@ def test_the_writer_keeps_its_lease_through_a_long_backlog(mongo_url, monkeypatc
     from roboframe.core.events import NewOrder, OrderUpdate
     from roboframe.storewriter import WRITE_CHUNK, _take_writer_lock, _write_renewing
 
-    monkeypatch.setattr(mongo_store, "LEASE_S", 1.0)
+    monkeypatch.setattr(mongo_store, "LEASE_S", 2.0)  # under the 4 s the backlog takes
     monkeypatch.setattr(mongo_store, "RENEW_S", 0.1)
     writer, other = open_store(mongo_url), open_store(mongo_url)
     writer.setup()
@@ -322,7 +322,7 @@ def test_the_writer_keeps_its_lease_through_a_long_backlog(mongo_url, monkeypatc
         return real(self, items)
 
     monkeypatch.setattr(MongoStore, "record_many", slow)
-    pending = [("alpha", OrderUpdate(cid, n, "accepted")) for n in range(5 * WRITE_CHUNK)]
+    pending = [("alpha", OrderUpdate(cid, n, "accepted")) for n in range(8 * WRITE_CHUNK)]
     done = threading.Event()
     thread = threading.Thread(target=lambda: (_write_renewing(writer, pending), done.set()))
     thread.start()
