@@ -191,7 +191,6 @@ def run(
     from roboframe.config import load_robot
     from roboframe.console import Progress, format_summary
     from roboframe.core.robot import LiveRobot, RunOptions
-    from roboframe.core.streams import FEED_FAILED, GATEWAY_FAILED
 
     quiet = ctx.obj["quiet"] > 0
     progress = None if quiet else Progress()
@@ -224,7 +223,7 @@ def run(
         if progress is not None:
             progress.done()
     # a run the strategy, the data or the order gateway broke is not a clean end
-    failed = summary["error"] or summary["stop_reason"].startswith((FEED_FAILED, GATEWAY_FAILED))
+    failed = summary["error"] or summary["state"] == "FAILED"
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     elif not quiet or failed:

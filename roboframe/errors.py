@@ -73,6 +73,10 @@ class RunFailed(RoboframeError):
     """The feed or the order gateway broke the run: it ends as a crash does,
     its journal without a stop, so ``run --resume`` goes on with it."""
 
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(reason)
+        self.what = what  # "feed" or "gateway"
+
 
 class StrategyError(RoboframeError):
     """A strategy raised while handling an event; says which event.

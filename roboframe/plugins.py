@@ -334,7 +334,13 @@ def call_each(pm: pluggy.PluginManager, hook: str, **kwargs: Any) -> Iterator[tu
     ``(plugin name, call)`` for the caller to run each under its own name: an
     error then names the plugin whose hook raised, which pluggy's one call
     for all of them cannot."""
-    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+    caller = getattr(pm.hook, hook)
+    impls = caller.get_hookimpls()
+    if any(impl.hookwrapper or getattr(impl, "wrapper", False) for impl in impls):
+        names = ", ".join(impl.plugin_name for impl in impls)  # a wrapper wraps them all
+        yield names, functools.partial(caller, **kwargs)
+        return
+    for impl in reversed(impls):
         args = {name: kwargs[name] for name in impl.argnames}
         yield impl.plugin_name, functools.partial(impl.function, **args)
 

@@ -73,6 +73,11 @@ class Runtime:
     resumed_filled: dict[str, int] = field(default_factory=dict)
     """For a resumed run: the lots each open order had filled before the restart,
     by client id (:meth:`Gateway.resubmit` sends such orders for what is left)."""
+    failure: tuple[str, str] | None = None
+    """``(what, why)`` when the feed or the order gateway broke the run (``what``:
+    ``feed`` or ``gateway``), set by the stream before it wakes the loop with a
+    ``fail`` message: the loop takes a ``fail`` only with this set, so no
+    publisher can end a run by sending one."""
 
     def private_address(self, what: str) -> str:
         """An ``inproc://`` address unique to this run, for a gateway's own sockets."""

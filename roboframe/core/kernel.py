@@ -330,7 +330,8 @@ class Kernel:
         """A fill no order of the robot can have: no lots (or fewer), or another
         side or symbol than its order's -- a gateway's bug. Booked, it moved the
         position the wrong way without a word (a strategy then doubled down);
-        ignored, it is an order anomaly, logged and counted."""
+        ignored, it is an order anomaly, logged and counted, and one of some lots
+        halts the robot (reduce-only): the exchange may hold another position."""
         own = self.orders.orders.get(fill.client_id)
         why = None
         if fill.qty <= 0:
@@ -339,7 +340,12 @@ class Kernel:
             why = f"a {fill.side} of {fill.symbol} for a {own.side} of {own.symbol}"
         if why is None:
             return False
-        self.orders.anomaly(f"fill {fill.trade_id} of {fill.client_id} ignored: {why}")
+        said = f"fill {fill.trade_id} of {fill.client_id} ignored: {why}"
+        self.orders.anomaly(said)
+        if fill.qty > 0 and self.risk.state not in (STOPPED, HALTED):
+            # the exchange's position may now be other than the robot's: no new risk
+            # until a trader has looked (ctl status, the broker's) and resumes
+            self.risk.set_state(HALTED, f"{said}; check the position, then resume")
         return True
 
     def _on_order(self, update: OrderUpdate) -> list[Action]:
@@ -521,13 +527,19 @@ class Kernel:
         PnL; the robot time a simulated exchange keeps to); no strategy is called."""
         self._advance(event.ts)
         pos = self._positions.get(event.symbol)
-        if pos is not None:
-            if type(event) is Bar:
-                price, pos.bar_ts = event.close, max(pos.bar_ts, event.ts)
-            else:
-                price, pos.tick_ts = event.price, max(pos.tick_ts, event.ts)
-            if price:
-                pos.last = price
+        if pos is None:
+            return NO_ACTIONS
+        ts = event.ts
+        if type(event) is Bar:
+            if ts <= pos.bar_ts:  # stale, as before the stop
+                return NO_ACTIONS
+            price, pos.bar_ts = event.close, ts
+        else:
+            if ts < pos.tick_ts:
+                return NO_ACTIONS
+            price, pos.tick_ts = event.price, ts
+        if price:
+            pos.last = price
         return NO_ACTIONS
 
     def _flatten(self) -> list[Action]:

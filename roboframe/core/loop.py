@@ -57,10 +57,16 @@ class EmptyBatch(ValueError):
     """A batch message with no events in it."""
 
 
+class ForgedFail(ValueError):
+    """A ``fail`` command no stream of the robot sent (see ``streams.FAIL``)."""
+
+
 def malformed_kind(exc: Exception) -> str:
     """A short, stable name for what was wrong with a message."""
     if isinstance(exc, EmptyBatch):
         return "empty batch"
+    if isinstance(exc, ForgedFail):
+        return "forged fail"
     if isinstance(exc, RecursionError):
         return "nested too deep"
     text = str(exc)
@@ -104,6 +110,9 @@ class RoboLoop:
         self.malformed: dict[str, int] = {}
         self.error: StrategyError | None = None
         self.failure: str | None = None  # why the feed or the gateway broke the run
+        # where a stream says so (Runtime.failure): (what, why), or None
+        self.failed_by: Callable[[], tuple[str, str] | None] = lambda: None
+        self._drain_broken = False  # the order gateway broke while the stop drained
         self.latency_ns: deque[int] = deque(maxlen=4096)
         """Processing time of recent messages (one in 16 is timed), for metrics."""
         self._stop_reason: str | None = None
@@ -151,7 +160,11 @@ class RoboLoop:
                     return None
             else:
                 if type(msg) is Control and msg.command == FAIL:  # see streams.FAIL
-                    raise RunFailed(str(msg.args.get("reason") or "a stream failed"))
+                    failure = self.failed_by()
+                    if failure is None:  # not one of our streams': a publisher's, say
+                        malformed(ForgedFail("a fail command no stream of the robot sent"), raw)
+                        return None
+                    raise RunFailed(*failure)
                 events = (msg,)
             received = clock()
             if ahead is not None:
@@ -219,9 +232,14 @@ class RoboLoop:
         seq = self.seq = self.seq + 1
         self.journal.append_message(seq, received, codec.encode(event))
         # its actions are made at its time, as in a backtest; on the host's clock a
-        # timer's or a command's time lies past the data, where nothing would fill them
+        # timer's or a command's time lies past the data, where nothing would fill
+        # them: they are made just after the latest market event instead (at fill_at
+        # close they wait for the next price, as a backtest's timer orders do)
         kind = type(event)
-        self._step_ts = event.ts if not self.wall_clock or kind is Bar or kind is Tick else None
+        if not self.wall_clock or kind is Bar or kind is Tick:
+            self._step_ts = event.ts
+        else:
+            self._step_ts = max(self.kernel.market_time() + 1, 0)
         try:
             actions = self.kernel.handlers[kind](event)
         except StrategyError as exc:
@@ -469,12 +487,17 @@ class RoboLoop:
                     pass
                 else:
                     served += 1
-                    if served & _LATENCY_EVERY:
-                        process(raw)
-                    else:  # one message in 16 is timed, for the latency percentiles
-                        started = perf()
-                        process(raw)
-                        latency(perf() - started)
+                    try:
+                        if served & _LATENCY_EVERY:
+                            process(raw)
+                        else:  # one message in 16 is timed, for the latency percentiles
+                            started = perf()
+                            process(raw)
+                            latency(perf() - started)
+                    except RunFailed as exc:
+                        if not self.stopped:
+                            raise
+                        self._failed_in_drain(exc)
                     if kernel.next_due <= kernel.now and not self.stopped:
                         self.fire_timers()  # data time passed a timer (recorded feeds)
                     if served & _HOUSEKEEPING_EVERY:
@@ -503,7 +526,7 @@ class RoboLoop:
                     if not (orders or closing or kernel.closing_unfilled()):
                         self._close_journal()  # the stop and what came after it
                         return
-                    if now >= drain_until:
+                    if now >= drain_until or self._drain_broken:
                         self._warn_undrained(drain_ms)
                         self._close_journal()
                         return
@@ -511,15 +534,20 @@ class RoboLoop:
             self.failed(exc)
         except RunFailed as exc:  # ended as a crash ends it: no stop, resumable
             self.failure = str(exc)
-            if self.stopped:  # it broke in the drain: the stop stands
-                self._warn_undrained(drain_ms)
-                self._close_journal()
-            else:
-                log.error(
-                    "the run ended unfinished (%s); `roboframe run --resume` goes on with it",
-                    exc,
-                )
+            log.error(
+                "the run ended unfinished (%s); `roboframe run --resume` goes on with it", exc
+            )
             self.journal.flush()
+
+    def _failed_in_drain(self, exc: RunFailed) -> None:
+        """The feed or the gateway broke after the stop: the stop stands (the run
+        ends as stopped, not to be restarted). A dead feed is nothing to a drain;
+        a dead gateway answers nothing more: the drain ends now."""
+        if exc.what == "gateway":
+            log.error("after the stop, %s: the drain ends here", exc)
+            self._drain_broken = True
+        else:
+            log.warning("after the stop, %s; the drain goes on", exc)
 
     def _close_journal(self) -> None:
         """The run ended cleanly: the journal says so (see ``CLOSED``) and is flushed."""

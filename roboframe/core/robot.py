@@ -443,6 +443,7 @@ class LiveRobot:
                 deadline = None
                 if self.options.duration_s is not None:
                     deadline = time.monotonic() + self.options.duration_s
+                self.loop.failed_by = lambda: runtime.failure
                 self.loop.run(
                     sock,
                     timer_ms=spec.loop.timer_ms,

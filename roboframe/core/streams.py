@@ -61,7 +61,11 @@ journaled, not handled -- the run ends as a crash does, resumable (see
 start a new, flat run beside the position it left."""
 
 
-def fail_message(reason: str) -> bytes:
+def fail(runtime: Runtime, what: str, reason: str) -> bytes:
+    """Say on ``runtime`` that ``what`` (``feed``, ``gateway``) broke the run; the
+    message that wakes the loop to look (see :data:`FAIL`)."""
+    if runtime.failure is None:
+        runtime.failure = (what, reason)
     return codec.encode(Control(FAIL, 0, {"reason": reason}))
 
 
@@ -91,7 +95,7 @@ def data_stream(feed: Any, runtime: Runtime, tap: bool) -> None:
         if not isinstance(exc, RoboframeError):  # not a message of ours: name the feed
             what = f"{type(feed).__name__} raised {what}"
         log.error("%s: %s", FEED_FAILED, what)
-        end = fail_message(f"{FEED_FAILED}: {what}")
+        end = fail(runtime, "feed", f"{FEED_FAILED}: {what}")
     finally:
         try:
             feed.close()
@@ -116,7 +120,7 @@ def trade_stream(gateway: Gateway, runtime: Runtime) -> None:
         if not isinstance(exc, RoboframeError):  # not a message of ours: name the gateway
             what = f"{type(gateway).__name__}.trade_stream raised {what}"
         log.error("%s: %s", GATEWAY_FAILED, what)
-        send(sender, fail_message(f"{GATEWAY_FAILED}: {what}"), runtime.stop)
+        send(sender, fail(runtime, "gateway", f"{GATEWAY_FAILED}: {what}"), runtime.stop)
     finally:
         sender.close()
 

@@ -405,3 +405,65 @@ def test_a_stop_asked_under_load_comes_within_sixteen_messages_and_ends_the_data
     journal.close()
     pull.close()
     ctx.term()
+
+
+def serve_frames(tmp_path, frames, failure=None, drain_ms=5000, name="frames"):
+    """``frames`` into a loop whose streams say ``failure`` (or nothing); the loop
+    served to its end, and how long that took."""
+    import time
+
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    pull.bind("inproc://robo-frames")
+    loop, kernel, journal, _ = make_loop(tmp_path, name)
+    loop.failed_by = lambda: failure
+    loop.start()
+    producer = threading.Thread(target=push_all, args=(ctx, "inproc://robo-frames", frames))
+    producer.start()
+    started = time.monotonic()
+    loop.run(pull, drain_ms=drain_ms)
+    took = time.monotonic() - started
+    producer.join(5)
+    journal.close()
+    pull.close()
+    ctx.term()
+    return loop, kernel, journal, took
+
+
+FAIL = codec.encode(Control("fail", 0, {"reason": "feed failed: row 9"}))
+
+
+def test_a_fail_no_stream_said_is_malformed_and_the_run_goes_on(tmp_path):
+    """A publisher sending the streams' fail command ended the run, exit 0, its
+    position unmanaged. Only a stream that set the runtime's failure ends it."""
+    stop = codec.encode(Control("stop", T0 + 10**9, {"reason": "test"}))
+    data = ticks(10)
+    loop, kernel, _, _ = serve_frames(tmp_path, [*data[:5], FAIL, *data[5:], stop], drain_ms=0)
+    assert loop.failure is None and kernel.stop_reason == "test"
+    assert loop.malformed == {"forged fail": 1}
+    assert kernel.strategy.n == 10
+
+
+def test_a_failure_ends_the_run_unfinished_and_after_the_stop_only_a_gateways_ends_the_drain(
+    tmp_path,
+):
+    """Before the stop a failure ends the run unfinished. After it the stop stands:
+    a dead feed is nothing to the drain, which waits for the unanswered order (it
+    was cut short, the run reported FAILED, and a supervisor restarted a robot the
+    trader had stopped); a dead gateway answers nothing more: the drain ends."""
+    from roboframe.journal.format import CLOSED, NOTE, decode_note
+
+    loop, kernel, _, _ = serve_frames(tmp_path, [*ticks(10), FAIL], ("feed", "feed failed: x"))
+    assert loop.failure == "feed failed: x" and kernel.risk.state == "ACTIVE"
+    stop = codec.encode(Control("stop", 0, {"reason": "ctl"}))
+    for what, waited in (("feed", True), ("gateway", False)):
+        loop, kernel, journal, took = serve_frames(
+            tmp_path, [*ticks(10), stop, FAIL], (what, f"{what} failed: x"), 1500, what
+        )
+        assert loop.failure is None and kernel.stop_reason == "ctl"
+        assert kernel.orders.unanswered() == 1  # the buy of tick 10
+        assert (took >= 1.4) is waited, what
+        notes = [decode_note(r.payload) for r in JournalReader(journal.path).records()
+                 if r.kind == NOTE]  # fmt: skip
+        assert [n["note"] for n in notes] == [CLOSED]

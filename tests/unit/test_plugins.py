@@ -212,3 +212,40 @@ def test_a_third_party_plugin_taking_a_built_in_name_is_left_out_alone():
     assert "'sma-crossover' is registered twice" in reg.broken["taker"]
     assert reg.strategies["sma-crossover"].plugin == "roboframe.builtin.strategies"
     assert "own-name" not in reg.strategies
+
+
+def test_call_each_names_each_plugins_hook_and_keeps_wrappers_whole():
+    """Each hook called on its own, so an error names its plugin; a wrapper hook
+    (which wraps the others) was skipped when its function was called alone."""
+    import pluggy
+
+    from roboframe import hookspecs
+    from roboframe.plugins import call_each
+
+    mark = pluggy.HookimplMarker("roboframe")
+    seen = []
+
+    class Plain:
+        @mark
+        def roboframe_robot_stop(self, robot, summary):
+            seen.append(("plain", robot, summary))
+
+    class Wrapper:
+        @mark(hookwrapper=True)
+        def roboframe_robot_stop(self, robot):
+            seen.append("before")
+            yield
+            seen.append("after")
+
+    pm = pluggy.PluginManager("roboframe")
+    pm.add_hookspecs(hookspecs)
+    pm.register(Plain(), "plain")
+    calls = list(call_each(pm, "roboframe_robot_stop", robot="r", run_id="1", summary={}))
+    assert [name for name, _ in calls] == ["plain"]
+    calls[0][1]()
+    assert seen == [("plain", "r", {})]
+    seen.clear()
+    pm.register(Wrapper(), "wrap")
+    ((names, call),) = call_each(pm, "roboframe_robot_stop", robot="r", run_id="1", summary={})
+    call()
+    assert names == "plain, wrap" and seen == ["before", ("plain", "r", {}), "after"]

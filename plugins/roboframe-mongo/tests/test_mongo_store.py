@@ -67,7 +67,7 @@ def test_the_writer_lock_is_a_lease_held_while_renewed_and_freed_on_close(mongo_
         assert second.try_writer_lock(keep=False)
         assert second.try_writer_lock(keep=True)
 
-        monkeypatch.setattr(mongo_store, "LEASE_S", 2.0)  # under the 4 s the backlog takes
+        monkeypatch.setattr(mongo_store, "LEASE_S", 1.0)
         monkeypatch.setattr(mongo_store, "RENEW_S", 0.05)
         third = open_store(mongo_url)
         assert second.try_writer_lock(keep=True)  # now on a short lease

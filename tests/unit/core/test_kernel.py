@@ -430,7 +430,8 @@ def test_a_fill_no_order_can_have_is_an_anomaly_not_a_trade(checked, caplog):
     """A gateway's garbled fills -- no lots, the other side, another symbol -- were
     booked without a word: a buy "filled" as a sell moved the position the wrong
     way and the strategy doubled down. Ignored now, each counted and logged; the
-    right fill after them is taken. (Journals from before replay by the old rule.)"""
+    right fill after them is taken, and the robot halts (reduce-only) until a trader
+    has looked. (Journals from before replay by the old rule.)"""
     kernel, strategy = kernel_with(lambda b, ctx: [ctx.buy(SI, 2)] if b.close == 100 else None)
     kernel.fills_checked = checked
     (order,) = kernel.handle(bar(SI, 1, 100))
@@ -446,7 +447,20 @@ def test_a_fill_no_order_can_have_is_an_anomaly_not_a_trade(checked, caplog):
         assert kernel.ctx.position(SI) == kernel.ctx.position(RTS) == 0
         assert kernel.orders.anomalies == 3 and strategy.fills == []
         assert "fill t1 of test-robot-r1-1 ignored: a sell of Si-12.26 for a buy" in caplog.text
+        # the exchange may hold another position than the robot's: no new risk
+        assert kernel.risk.state == "HALTED"
+        assert "check the position, then resume" in kernel.risk.halt_reason
     else:
         assert (kernel.ctx.position(SI), kernel.ctx.position(RTS)) == (-2, 2)
     kernel.handle(Fill(cid, T0, SI, "buy", 2, 100, "t4"))
     assert kernel.ctx.position(SI) == (2 if checked else 0)
+
+
+def test_a_stale_bar_after_the_stop_does_not_mark_the_position():
+    kernel, _ = kernel_with()
+    kernel.handle(bar(SI, 5, 100))
+    kernel.handle(Control("stop", T0 + 6 * MINUTE_NS))
+    kernel.handle(bar(SI, 4, 50))  # the past again: a publisher restarted, say
+    assert kernel.ctx.last_price(SI) == 100
+    kernel.handle(bar(SI, 7, 101))
+    assert kernel.ctx.last_price(SI) == 101

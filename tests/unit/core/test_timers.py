@@ -216,3 +216,32 @@ def test_on_the_hosts_clock_a_timers_order_fills_against_older_data():
     assert len(kernel.orders.open) == 1
     loop.inject(bar(SI, 2, 101))  # the next bar of the feed fills it at its open
     assert kernel.book.positions[SI].qty == 1
+
+
+def test_on_the_hosts_clock_a_timers_order_at_the_close_waits_for_the_next_price():
+    """fill_at close on a live feed: a timer's market order filled at once at the
+    last close -- Friday's, on a Monday morning -- stamped before it existed, as
+    the backtest no longer does. It waits for the next price, as in a backtest."""
+    import zmq
+
+    from roboframe.builtin.paper import PaperGateway
+    from roboframe.core.gateway import Runtime
+    from roboframe.core.kernel import Kernel
+    from roboframe.core.loop import RoboLoop
+
+    spec = make_spec(strategy={"plugin": "tests.unit.core.test_timers:BuysOnATimer"})
+    kernel = Kernel(spec, "r1", BuysOnATimer({}))
+    gateway = PaperGateway({"fill_at": "close"}, kernel.instruments, robot="test-robot")
+    runtime = Runtime("test-robot", "r1", zmq.Context.instance(), "inproc://x", None)
+    runtime.in_step = True
+    gateway.open(runtime)
+    clock = [T0 + 3 * 24 * 3600 * 10**9]  # the host's: after the weekend
+    loop = RoboLoop(kernel, NullJournal(), gateway, clock=lambda: clock[0], wall_clock=True)
+    loop.start()
+    loop.inject(bar(SI, 1, 100))  # Friday's last
+    clock[0] += 2 * 10**9
+    loop.fire_timers()
+    assert len(kernel.orders.open) == 1 and kernel.book.positions[SI].qty == 0
+    loop.inject(bar(SI, 2, 107, open=105))  # Monday's first bar fills it at its open
+    pos = kernel.book.positions[SI]
+    assert (pos.qty, pos.cash) == (1, -105)
