@@ -51,6 +51,7 @@ BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 60.0
 STABLE_S = 60.0  # a run this long resets the backoff
 STOP_GRACE_S = 15.0  # SIGTERM, then SIGKILL after this long
+EXIT_FAILED = 1  # roboframe run: its feed or order gateway broke it (resumable)
 EXIT_CONFIG = 2  # roboframe run: the robot file is wrong
 EXIT_STRATEGY = 3  # roboframe run: the strategy raised
 EXIT_RUNNING = 4  # roboframe run: another process answers at its control endpoint
@@ -234,7 +235,10 @@ class Supervisor:
         if self.stopping_all:
             return {"ok": False, "error": "the supervisor is stopping"}
         alive = robot.proc is not None and robot.proc.poll() is None
-        if robot.wanted and (alive or robot.state == "backoff"):
+        if robot.wanted and robot.state == "backoff" and not alive:
+            robot.next_start = now  # its cause put right: at once, not after the wait
+            return {"ok": True, "starting": name}
+        if robot.wanted and alive:
             return {"ok": False, "error": f"{name} is {robot.state} already"}
         if alive:  # still stopping after a down: started again once it is gone
             robot.wanted = True
@@ -420,8 +424,11 @@ class Supervisor:
                 robot.problem = (
                     "another process answers at its control endpoint: this robot left "
                     "running (by a supervisor killed without down?) or another robot with "
-                    f"its journal.dir; `roboframe ctl {robot.path} stop` stops the one running "
-                    "there, and this supervisor then starts it"
+                    "its journal.dir. To carry its run on here, end that process without a "
+                    "stop (`kill -9`: a crash loses nothing) and this supervisor resumes it; "
+                    f"`roboframe ctl {robot.path} stop` ends the run instead, and the one "
+                    "this supervisor then starts is new and flat: the old run's position and "
+                    "working orders are left unmanaged"
                 )
                 log.error("%s: %s", robot.name, robot.problem)
             elif code == EXIT_CONFIG:  # its file, or a strategy module saved mid-edit
@@ -441,12 +448,16 @@ class Supervisor:
                 robot.failures = 1 if ran >= STABLE_S else robot.failures + 1
                 delay = min(BACKOFF_MAX_S, self.backoff_first_s * 2 ** (robot.failures - 1))
                 robot.state, robot.next_start = "backoff", now + delay
+                robot.problem = _last_error(robot.log_path, "") if code == EXIT_FAILED else ""
                 log.error(
-                    "%s exited with %s after %.1fs; restarting in %.0fs",
+                    "%s exited with %s after %.1fs%s; restarting in %.0fs (resumed; "
+                    "`roboframe start %s` restarts it at once)",
                     robot.name,
                     f"signal {-code}" if code < 0 else f"code {code}",
                     ran,
+                    f": {robot.problem}" if robot.problem else "",
                     delay,
+                    robot.name,
                 )
         alive = robot.proc is not None and robot.proc.poll() is None
         if robot.elsewhere and alive and now - robot.started >= ELSEWHERE_SETTLE_S:
@@ -554,20 +565,22 @@ def _changed(robot: Robot) -> bool:
     return robot.strategy_file is not None and _mtime(robot.strategy_file) != robot.strategy_mtime
 
 
-def _last_error(log_path: Path | None) -> str:
-    """The strategy error a robot's log ends with (its run's ``Error:`` line or
-    the loop's ``robot stopped:`` one)."""
+def _last_error(log_path: Path | None, otherwise: str = "the strategy raised") -> str:
+    """The error a robot's log ends with: its run's ``Error:`` line, the loop's
+    ``robot stopped:`` one, or why its feed or gateway ended the run."""
     try:
         with open(log_path, "rb") as f:  # type: ignore[arg-type]
             f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
             lines = f.read().decode(errors="replace").splitlines()
     except (OSError, TypeError):
-        return "the strategy raised"
+        return otherwise
     for line in reversed(lines):
+        if "the run ended unfinished (" in line:
+            return line.split("the run ended unfinished (", 1)[1].rsplit(");", 1)[0].strip()
         for mark in ("Error: ", "robot stopped: "):
             if mark in line:
                 return line.split(mark, 1)[1].strip()
-    return f"the strategy raised (see {log_path})"
+    return f"{otherwise} (see {log_path})" if otherwise else ""
 
 
 def _answers(address: str, timeout: float = 0.5) -> bool:

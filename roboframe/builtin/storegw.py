@@ -51,6 +51,7 @@ LOCK_WAIT_S = 3.0  # a robot lock still held this long after start: another proc
 
 class StoreGateway(Gateway):
     schemes: ClassVar[tuple[str, ...]] = ()
+    ready_before_start = True  # the robot's lock is taken before its start
     params_schema = {
         "type": "object",
         "additionalProperties": False,
@@ -345,12 +346,14 @@ class _StoreStream:
             try:
                 if self.store is None or self.store.fileno() is None or self.down:
                     self._connect()
+                    self.runtime.ready.set()  # the lock is the robot's: it may start
                     self._write_waiting()
                     self._catch_up()
                     self._set_up()
                     backoff = 0.2
                 self._serve(stop)
             except StoreUnavailable as exc:
+                self.runtime.ready.set()  # out of reach: it starts with its order path down
                 self._set_down(str(exc))
                 self._drain_orders()
                 stop.wait(backoff)

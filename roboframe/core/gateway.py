@@ -73,6 +73,10 @@ class Runtime:
     resumed_filled: dict[str, int] = field(default_factory=dict)
     """For a resumed run: the lots each open order had filled before the restart,
     by client id (:meth:`Gateway.resubmit` sends such orders for what is left)."""
+    ready: threading.Event = field(default_factory=threading.Event)
+    """Set by the trade stream once it has tried its order path (connected, the
+    robot's lock taken -- or the store out of reach), or failed: see
+    :attr:`Gateway.ready_before_start`."""
     failure: tuple[str, str] | None = None
     """``(what, why)`` when the feed or the order gateway broke the run (``what``:
     ``feed`` or ``gateway``), set by the stream before it wakes the loop with a
@@ -96,6 +100,12 @@ class Gateway:
     The runtime then publishes every market-data message on
     ``runtime.market_data_address`` (a PUB socket) before the loop sees it.
     """
+
+    ready_before_start: ClassVar[bool] = False
+    """True when the run must wait, before its start, for the trade stream to say
+    it may trade (``runtime.ready``): an order store's gateway takes the robot's
+    lock there, and a second process of the robot must end before its strategy
+    has decided anything -- else it journaled orders that a later resume sent."""
 
     in_step: ClassVar[bool] = False
     """True for a simulated exchange that runs in the loop's own thread, in step

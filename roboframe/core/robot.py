@@ -125,6 +125,11 @@ def bind_loop(sock: zmq.Socket, address: str) -> None:
         )
 
 
+READY_WAIT_S = 10.0
+"""Longest wait, before the start, for the trade stream to try its order path (see
+``Gateway.ready_before_start``); past it the run starts with the path down."""
+
+
 def journal_header(spec: Any, run_id: str, strategy_cls: type, mode: str) -> dict:
     """Everything needed to rebuild the robot from its journal alone."""
     from roboframe import __version__
@@ -395,6 +400,12 @@ class LiveRobot:
                 if runtime.in_step and self.resumed is not None and seed is not None:
                     # a fresh engine: the run's last prices, and how far it had matched
                     seed(self.resumed.last_market, self.resumed.matched_through)
+            early = self.gateway.ready_before_start
+            if early:  # the order path first: a second process of the robot ends here
+                threads.append(start_thread("trade-stream", trade_stream, self.gateway, runtime))
+                runtime.ready.wait(READY_WAIT_S)
+                if runtime.failure is not None:
+                    raise GatewayError(runtime.failure[1])
             for plugin, call in call_each(
                 pm,
                 "roboframe_robot_start",
@@ -424,7 +435,10 @@ class LiveRobot:
                 self.loop.failed(exc)
             else:  # started: the streams and the loop
                 self._tick()
-                threads.append(start_thread("trade-stream", trade_stream, self.gateway, runtime))
+                if not early:
+                    threads.append(
+                        start_thread("trade-stream", trade_stream, self.gateway, runtime)
+                    )
                 if rep is not None:
                     check_set = SetCheck(type(self.kernel.strategy), self.kernel.strategy.params)
                     threads.append(

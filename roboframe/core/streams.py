@@ -122,6 +122,7 @@ def trade_stream(gateway: Gateway, runtime: Runtime) -> None:
         log.error("%s: %s", GATEWAY_FAILED, what)
         send(sender, fail(runtime, "gateway", f"{GATEWAY_FAILED}: {what}"), runtime.stop)
     finally:
+        runtime.ready.set()  # failed: a run waiting to start learns it now
         sender.close()
 
 

@@ -78,3 +78,7 @@ def test_run_exits_failed_when_the_robot_already_runs(tmp_path, pg_url):
         holder.close()
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "robot kilo already runs against this order store" in proc.stdout + proc.stderr
+    # it ended before its start: its strategy decided nothing, its journal holds
+    # nothing a later --resume (a supervisor's, another host's) would send
+    assert "Traceback" not in proc.stderr
+    assert not list((tmp_path / "runs").glob("*.journal"))

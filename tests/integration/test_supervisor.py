@@ -692,3 +692,46 @@ def test_start_runs_a_robot_down_stopped_again(tmp_path):
 def test_start_without_a_supervisor_says_so(tmp_path):
     out = cli("start", "si", cwd=tmp_path)
     assert out.returncode == 1 and "no supervisor answers" in out.stderr
+
+
+CSV_ROBOT = """\
+name: csvbot
+symbols:
+  Si-12.26: {tick_size: 1}
+feed:
+  plugin: csv
+  params: {path: ../data/bars.csv, symbol: Si-12.26}
+strategy:
+  plugin: sma-crossover
+  params: {fast: 2, slow: 3, qty: 1}
+gateway:
+  plugin: paper
+"""
+
+
+def test_a_robot_its_data_broke_is_resumed_its_reason_shown_and_start_retries_at_once(tmp_path, up):
+    """A bad row ended the run as stopped: the restart was a new, flat run. It ends
+    unfinished now, and the supervisor resumes it; `ps` said only "backoff" (the
+    reason was in the robot's own log) and `start` was refused through the wait."""
+    rows = [f"2026-12-01 10:{m:02d}:00,{100 + m % 4},{104},{99},{100 + m % 5},1" for m in range(40)]
+    bad = [*rows[:20], "2026-12-01 10:20:30,not-a-price,1,1,1,1", *rows[20:]]
+    (tmp_path / "data").mkdir()
+    data = tmp_path / "data" / "bars.csv"
+    data.write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(bad) + "\n")
+    (tmp_path / "robots" / "csvbot.yaml").write_text(CSV_ROBOT)
+    up()
+    row = wait_until(
+        lambda: ps(tmp_path).get("csvbot", {}).get("problem") and ps(tmp_path)["csvbot"]
+    )
+    assert row["state"] in ("backoff", "running")
+    assert "feed failed" in row["problem"] and "bars.csv:22" in row["problem"]
+    journals = list((tmp_path / "runs" / "csvbot").glob("*.journal"))
+    assert len(journals) == 1
+    data.write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows) + "\n")
+    started = cli("start", "csvbot", cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    wait_until(lambda: ps(tmp_path)["csvbot"]["last_exit"] == 0, timeout=20)
+    assert list((tmp_path / "runs" / "csvbot").glob("*.journal")) == journals  # the same run
+    assert verify(journals[0]).ok
+    events = [e for _, e, _ in iter_events(JournalReader(journals[0])) if type(e) is Bar]
+    assert len(events) == len(rows)  # each bar once, across the failure

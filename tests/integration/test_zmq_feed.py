@@ -132,6 +132,28 @@ def test_forwards_exact_bytes_of_subscribed_symbols_only(ctx, publisher):
         run.close()
 
 
+def test_a_command_on_the_market_data_socket_is_not_forwarded(ctx, publisher):
+    """A publisher's (or anyone's on its port) stop, flatten or fail went to the
+    loop as if from the robot's own control endpoint, past its CURVE keys."""
+    from roboframe.core.events import Control
+
+    pub, address = publisher
+    run = Running(make_feed(ctx, address, batch=1))
+    try:
+        run.until_live(pub)
+        want = [Tick(SI, i, 92000 + i, 1) for i in range(5)]
+        for event in want:
+            for command in ("flatten", "stop", "fail"):
+                pub.send_multipart([SI.encode(), codec.encode(Control(command, 0, {}))])
+            pub.send_multipart([SI.encode(), b"\x92\x01\x02"])  # an array, not an event
+            pub.send_multipart([event.symbol.encode(), codec.encode(event)])
+        got = run.collect(len(want))
+        assert [e for e in events_of_all(got) if e.ts >= 0] == want
+        assert run.feed.malformed()["not a tick or a bar"] >= 16
+    finally:
+        run.close()
+
+
 def test_waiting_messages_are_joined_into_batches(ctx, publisher):
     pub, address = publisher
     run = Running(make_feed(ctx, address, batch=8))

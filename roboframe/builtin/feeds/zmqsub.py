@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5561"
 POLL_MS = 100
+_FIXARRAYS = frozenset(bytes([b]) for b in range(0x90, 0xA0))  # msgpack arrays of < 16
+_MARKET_TAGS = frozenset((bytes([101]), bytes([102])))  # Tick, Bar (core.events)
 MAX_MESSAGE_BYTES = 1 << 20
 """Largest frame the SUB socket takes (``zmq.MAXMSGSIZE``); a tick or bar is under 100 bytes.
 ZeroMQ drops a larger one unread and disconnects the publisher, which is reconnected."""
@@ -89,6 +91,8 @@ class ZmqFeed(Feed):
 
     bad_frames: int = 0
     """Of :attr:`dropped`, those not of two frames."""
+    not_market: int = 0
+    """Messages on a robot's topic that are not a tick or a bar (a command, say)."""
 
     _sock: zmq.Socket | None = None
     _resumed_after: int | None = None  # a resumed run's last market time, until data comes
@@ -181,7 +185,21 @@ class ZmqFeed(Feed):
             except zmq.Again:
                 break
             if len(frames) == 2 and frames[0] in topics:
-                chunk.append(frames[1])
+                payload = frames[1]
+                # a Tick or a Bar only (an array led by its tag, 101 or 102): a
+                # publisher's command -- stop, flatten -- is no market data, and on
+                # the market-data socket it would pass the control endpoint's keys
+                if payload[:1] in _FIXARRAYS and payload[1:2] in _MARKET_TAGS:
+                    chunk.append(payload)
+                    continue
+                self.not_market += 1
+                if self.not_market == 1:
+                    log.warning(
+                        "zmq feed: ignoring a message on topic %r that is not a tick or a "
+                        "bar (first bytes %r); further ones are counted",
+                        frames[0][:64],
+                        payload[:16],
+                    )
                 continue
             self.dropped += 1
             if len(frames) != 2:
@@ -199,6 +217,8 @@ class ZmqFeed(Feed):
         """What :meth:`_drain` dropped, by kind: a trader must see in ``status`` that a
         publisher speaks another format or other symbols, not only one log line."""
         counts = {}
+        if self.not_market:
+            counts["not a tick or a bar"] = self.not_market
         if self.bad_frames:
             counts["not [symbol, event]"] = self.bad_frames
         if self.dropped > self.bad_frames:
