@@ -178,7 +178,8 @@ def _one(path, sink_store, registry, statistics, order_store, robot, result) -> 
             "the run; the figures are the journal's fills and market data replayed through "
             "the current code, so where its orders differ they mix the two"
         )
-    if order_store is not None and (robot is None or robot == report.robot):
+    live = report.mode != "backtest"  # a backtest's fills never were in any store
+    if order_store is not None and live and (robot is None or robot == report.robot):
         from roboframe.analyze.reconcile import reconcile
 
         report.reconciliation = reconcile(

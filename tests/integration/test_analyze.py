@@ -183,6 +183,12 @@ def test_reconciliation_agrees_when_nothing_differs(tmp_path, request, url_fixtu
     proc = roboframe_cmd("analyze", str(path), "--db", str(tmp_path / "c.db"), "--store", url)
     assert proc.returncode == 0, proc.stderr
     assert "reconciliation: store and journal agree" in proc.stdout
+    # a backtest of the robot written into its live folder: its paper fills were never
+    # in the store, and read as "missing in store" they looked like lost fills
+    spec = load_robot(ROOT / "robots" / "si.yaml")
+    bt = run_backtest(spec, journal_dir=tmp_path)
+    report = analyze([bt.journal], db=str(tmp_path / "a.db"), store_url=url, robot="si-trend")
+    assert report.runs[0].mode == "backtest" and report.runs[0].reconciliation is None
 
 
 @pytest.mark.parametrize(
