@@ -720,10 +720,11 @@ def test_a_robot_its_data_broke_is_resumed_its_reason_shown_and_start_retries_at
     data.write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(bad) + "\n")
     (tmp_path / "robots" / "csvbot.yaml").write_text(CSV_ROBOT)
     up()
+    # failed three times: the next try waits 4 s or more, and `start` comes first
+    wait_until(lambda: ps(tmp_path).get("csvbot", {}).get("restarts", 0) >= 2)
     row = wait_until(
-        lambda: ps(tmp_path).get("csvbot", {}).get("problem") and ps(tmp_path)["csvbot"]
+        lambda: ps(tmp_path)["csvbot"]["state"] == "backoff" and ps(tmp_path)["csvbot"]
     )
-    assert row["state"] in ("backoff", "running")
     assert "feed failed" in row["problem"] and "bars.csv:22" in row["problem"]
     journals = list((tmp_path / "runs" / "csvbot").glob("*.journal"))
     assert len(journals) == 1
