@@ -28,6 +28,7 @@ from roboframe.core.feed import preflight_feed, robot_dir
 from roboframe.core.gateway import Runtime
 from roboframe.core.kernel import Kernel
 from roboframe.core.loop import MAX_MESSAGE_BYTES, RoboLoop
+from roboframe.core.orders import NEW
 from roboframe.core.streams import (
     CONTROL_MAX_BYTES,
     SetCheck,
@@ -124,6 +125,9 @@ def bind_loop(sock: zmq.Socket, address: str) -> None:
             address,
         )
 
+
+UNACKNOWLEDGED_S = 10.0
+"""Host seconds an order may wait for its acknowledgement before the log says so."""
 
 READY_WAIT_S = 10.0
 """Longest wait, before the start, for the trade stream to try its order path (see
@@ -265,6 +269,8 @@ class LiveRobot:
             self.loop.seq = self.resumed.last_seq
         self.first_seq = self.loop.seq  # a resumed run's seq goes on from its journal's
         self.status: dict = {}
+        self._unacknowledged: dict[str, float] = {}  # client id -> host time first seen new
+        self._said_unacknowledged = False
         self.started = time.monotonic()
         self.metrics: MetricsServer | None = None
 
@@ -360,6 +366,31 @@ class LiveRobot:
         self.status = self._snapshot()  # replaced whole: the control thread reads it lock-free
         if self.options.on_progress is not None:
             self.options.on_progress(self.status)
+        self._watch_acknowledgements(time.monotonic())
+
+    def _watch_acknowledgements(self, now: float) -> None:
+        """Say when orders wait :data:`UNACKNOWLEDGED_S` of the host's clock for the
+        exchange side to take them (once each time it happens): a dead exchange
+        process or broker bridge left the order path "up" -- the store took the
+        orders -- while nothing answered them, without a word."""
+        waiting = self._unacknowledged
+        new = [cid for cid, own in self.kernel.orders.open.items() if own.status == NEW]
+        for cid in [cid for cid in waiting if cid not in self.kernel.orders.open]:
+            del waiting[cid]
+        for cid in new:
+            waiting.setdefault(cid, now)
+        late = [cid for cid in new if now - waiting[cid] >= UNACKNOWLEDGED_S]
+        if late and not self._said_unacknowledged:
+            log.warning(
+                "%d order(s) not acknowledged by the exchange side for %gs or more: %s; "
+                "is it running (`roboframe exchange`, the broker bridge)?",
+                len(late),
+                UNACKNOWLEDGED_S,
+                ", ".join(late[:5]) + (" ..." if len(late) > 5 else ""),
+            )
+        elif not late and self._said_unacknowledged:
+            log.warning("the exchange side acknowledges orders again")
+        self._said_unacknowledged = bool(late)
 
     def run(self) -> dict:
         spec = self.spec

@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -612,3 +614,26 @@ def test_a_paper_run_resumed_after_an_error_on_a_fill_matches_no_bar_twice(tmp_p
     summary, bt = fail_fix_resume(tmp_path, "failmod", FAILS_ON_A_FILL, rows, robot)
     assert summary["positions"]["S"]["position"] == 6  # 3 a bar at 10:02 and 10:04
     assert float(summary["net_pnl"]) == bt["net_pnl"]
+
+
+def test_orders_nothing_acknowledges_are_said_in_the_log(robot_file, pg_url, monkeypatch, caplog):
+    """With the exchange process dead, the store took the robot's orders, the order
+    path stayed "up", and nothing said the orders sat unanswered."""
+    import roboframe.core.robot as robot_module
+
+    monkeypatch.setattr(robot_module, "UNACKNOWLEDGED_S", 0.3)
+    extra = f"""
+    gateway:
+      plugin: postgres
+      params: {{url: "{pg_url}"}}
+    """
+    path = robot_file(bars=0, rate=50)  # endless: stopped by --duration
+    text = path.read_text().replace("gateway:\n  plugin: paper\n  params: {commission: 2.0}\n", "")
+    path.write_text(text + textwrap.dedent(extra))
+    with caplog.at_level("WARNING"):
+        summary = LiveRobot(load_robot(path), RunOptions(duration_s=3)).run()
+    assert summary["orders"] >= 1
+    said = [r.getMessage() for r in caplog.records if "not acknowledged" in r.getMessage()]
+    assert len(said) == 1  # once, not every second
+    assert re.match(r"\d+ order\(s\) not acknowledged by the exchange side for 0.3s", said[0])
+    assert "is it running (`roboframe exchange`, the broker bridge)?" in said[0]
