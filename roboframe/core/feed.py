@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 from roboframe.core import codec
 from roboframe.core.events import Bar, Tick
 from roboframe.core.instruments import Instrument
+from roboframe.core.wellformed import MAX_NUMBER
 from roboframe.errors import PluginError, blamed
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,9 @@ class Feed:
         """Skip what a resumed run has already seen (recorded feeds replay from the start)."""
         self.seen = (last_ts, dict(at_last))
 
+    bad_events: int = 0
+    """Events :meth:`checked` dropped."""
+
     checked_as: str | None = None
     """Set by a live run for a plugin's feed (its name): each event is checked as a
     backtest checks it, and a bad one dropped, counted and logged (see
@@ -160,17 +164,15 @@ class Feed:
         float price, a bar whose high is under its low, a time in 1970): live
         input, so the run goes on without them -- each counted under ``bad event``
         and logged (the first, then every 1000th) as a backtest states it."""
-        bad = 0
         for n, event in enumerate(events, start=1):
             if well_formed(event):
                 yield event
                 continue
-            bad += 1
-            self._bad_events = bad
-            if bad == 1 or bad % 1000 == 0:
+            self.bad_events += 1
+            if self.bad_events % 1000 == 1:
                 log.warning(
                     "%s: its event %d %s: %r; dropped (%d so far)",
-                    self.checked_as, n, what_is_wrong(event), event, bad,
+                    self.checked_as, n, what_is_wrong(event), event, self.bad_events,
                 )  # fmt: skip
 
     def unseen_events(self) -> Iterator[Tick | Bar]:
@@ -198,8 +200,7 @@ class Feed:
         """Messages this feed dropped itself as malformed, by kind, for ``status``
         and the run summary (next to the loop's own counts). Read from another
         thread while the feed runs: return counts only."""
-        bad = getattr(self, "_bad_events", 0)
-        return {"bad event": bad} if bad else {}
+        return {"bad event": self.bad_events} if self.bad_events else {}
 
     def close(self) -> None:
         """Release files or sockets. Called once, from the thread that used the feed."""
@@ -244,9 +245,6 @@ def _problems(problems: Any, named: str) -> list[tuple[tuple, str, str | None]]:
     return out
 
 
-_TOO_BIG = 1 << 63
-
-
 def well_formed(event: Any) -> bool:
     """The cheap check of every event: a Bar or Tick of whole non-negative numbers
     in 64 bits, a bar's prices in order, a time past 1970."""
@@ -257,7 +255,7 @@ def well_formed(event: Any) -> bool:
         fields = (event.ts, event.price, event.qty, event.bid, event.ask)
     else:
         return False
-    if not all(type(v) is int and 0 <= v < _TOO_BIG for v in fields) or event.ts < _EPOCH_1971:
+    if not all(type(v) is int and 0 <= v <= MAX_NUMBER for v in fields) or event.ts < _EPOCH_1971:
         return False
     if kind is Bar:
         low, high = event.low, event.high

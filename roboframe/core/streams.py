@@ -66,7 +66,10 @@ def fail(runtime: Runtime, what: str, reason: str) -> bytes:
     message that wakes the loop to look (see :data:`FAIL`)."""
     if runtime.failure is None:
         runtime.failure = (what, reason)
-    return codec.encode(Control(FAIL, 0, {"reason": reason}))
+    return _FAIL_MESSAGE
+
+
+_FAIL_MESSAGE = codec.encode(Control(FAIL, 0))  # the why is on the runtime, not the wire
 
 
 def data_stream(feed: Any, runtime: Runtime, tap: bool) -> None:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from roboframe.core.events import NewOrder
 from roboframe.errors import described
-from roboframe.risk.calendar import TradingDays, day_shift
+from roboframe.risk.calendar import TradingDays
 
 if TYPE_CHECKING:
     from roboframe.core.book import Book
@@ -88,8 +88,8 @@ class RiskEngine:
         self.band_needs_price = True  # False: the rule of older journals (RULES "band")
         # a flatten's closing orders skip the plugins' checks (RULES "flatten_checks")
         self.flatten_passes_checks = True
-        self.day_shift = day_shift(spec.day_starts)  # see day_shift
         self._trading_days = TradingDays(spec.day_starts, spec.trading_days, spec.closed)
+        self.day_shift = self._trading_days.shift  # see calendar.day_shift
         self._every_day = TradingDays.every_day(spec.day_starts)
         self.calendar = self._trading_days  # see by_trading_days
         self._day = None

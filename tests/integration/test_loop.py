@@ -431,7 +431,7 @@ def serve_frames(tmp_path, frames, failure=None, drain_ms=5000, name="frames"):
     return loop, kernel, journal, took
 
 
-FAIL = codec.encode(Control("fail", 0, {"reason": "feed failed: row 9"}))
+FAIL = codec.encode(Control("fail", 0))
 
 
 def test_a_fail_no_stream_said_is_malformed_and_the_run_goes_on(tmp_path):

@@ -34,7 +34,8 @@ def test_a_second_process_of_a_robot_stops_with_the_reason(url):
         try:
             (fail,) = second.events(1)  # the run ends unfinished: no stop journaled
             assert type(fail) is Control and fail.command == "fail"
-            assert fail.args["reason"].startswith("gateway failed: robot kilo already runs")
+            what, why = second.runtime.failure
+            assert what == "gateway" and why.startswith("gateway failed: robot kilo already runs")
         finally:
             second.close()
         first.gw.submit([NewOrder("kilo-r1-2", "Si", "buy", 1)])  # the first goes on

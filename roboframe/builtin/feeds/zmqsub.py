@@ -34,6 +34,7 @@ from collections.abc import Iterator
 import zmq
 
 from roboframe.core import codec
+from roboframe.core.events import Bar, Tick
 from roboframe.core.feed import PACING_SCHEMA, Feed
 from roboframe.core.timetext import span_text, utc_text
 from roboframe.curve import client_schema, load_public, load_secret, make_client
@@ -43,8 +44,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5561"
 POLL_MS = 100
-_FIXARRAYS = frozenset(bytes([b]) for b in range(0x90, 0xA0))  # msgpack arrays of < 16
-_MARKET_TAGS = frozenset((bytes([101]), bytes([102])))  # Tick, Bar (core.events)
+_MARKET_TAGS = (Tick.__struct_config__.tag, Bar.__struct_config__.tag)
 MAX_MESSAGE_BYTES = 1 << 20
 """Largest frame the SUB socket takes (``zmq.MAXMSGSIZE``); a tick or bar is under 100 bytes.
 ZeroMQ drops a larger one unread and disconnects the publisher, which is reconnected."""
@@ -186,10 +186,10 @@ class ZmqFeed(Feed):
                 break
             if len(frames) == 2 and frames[0] in topics:
                 payload = frames[1]
-                # a Tick or a Bar only (an array led by its tag, 101 or 102): a
+                # a Tick or a Bar only (a msgpack fixarray led by its tag): a
                 # publisher's command -- stop, flatten -- is no market data, and on
                 # the market-data socket it would pass the control endpoint's keys
-                if payload[:1] in _FIXARRAYS and payload[1:2] in _MARKET_TAGS:
+                if len(payload) > 1 and payload[0] >> 4 == 0x9 and payload[1] in _MARKET_TAGS:
                     chunk.append(payload)
                     continue
                 self.not_market += 1

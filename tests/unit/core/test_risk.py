@@ -220,7 +220,7 @@ def test_a_flat_robot_starts_each_day_at_day_starts():
     [("00:00 UTC", 0), ("19:00 MSK", -16), ("07:30 -05:00", -12.5), ("03:00", -3)],
 )
 def test_day_shift(text, hours):
-    from roboframe.risk.limits import day_shift
+    from roboframe.risk.calendar import day_shift
 
     assert day_shift(text) == int(hours * 3600) * 10**9
 
