@@ -42,6 +42,7 @@ from roboframe.config.spec import DEFAULT_MAX_AHEAD_MS
 from roboframe.core import codec
 from roboframe.core.events import Bar, Cancel, Fill, NewOrder, OrderUpdate, Replace, Tick
 from roboframe.core.orders import REPLACED
+from roboframe.core.sockets import messages, readable
 from roboframe.core.timetext import span_text, utc_text
 from roboframe.curve import ServerKeys, make_client, make_server, start_authenticator
 from roboframe.errors import RoboframeError
@@ -186,7 +187,7 @@ class ExchangeProcess:
         already here is taken first: a robot decides on a bar the publisher sent
         here too, before the robot had it; taken after the order, that bar's open
         -- a price from before the decision -- filled it."""
-        if self.sub is not None:
+        if self.sub is not None and readable(self.sub):
             self._on_market(self.sub)
         cid = order.client_id
         self.owner[cid] = robot
@@ -249,15 +250,13 @@ class ExchangeProcess:
 
     def _on_orders(self) -> None:
         """Orders straight from robots: answered at once, written to the store behind."""
-        while True:
-            try:
-                frames = self.router.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for frames in messages(self.router):
             if len(frames) != 2:  # the robot's identity, then one message
                 self._malformed(frames[0], f"{len(frames) - 1} frames instead of one")
                 continue
-            identity, payload = frames
+            # a robot's loop sends from "NAME\0orders": the answers go to its trade
+            # stream, "NAME" (a robot of older roboframe sends from "NAME" alone)
+            identity, payload = frames[0].partition(b"\x00")[0], frames[1]
             robot = identity.decode(errors="replace")
             try:
                 actions = codec.decode_actions(payload)
@@ -377,11 +376,7 @@ class ExchangeProcess:
     def _on_market(self, sub: zmq.Socket) -> None:
         ahead = self.max_ahead_ns
         horizon = None if ahead is None else time.time_ns() + ahead
-        while True:
-            try:
-                frames = sub.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for frames in messages(sub):
             try:
                 msg = codec.decode(frames[-1])
             except codec.DECODE_ERRORS as exc:

@@ -31,6 +31,7 @@ from roboframe.core import codec
 from roboframe.core.events import Cancel, Control, Fill, NewOrder, Replace
 from roboframe.core.gateway import Gateway, Runtime
 from roboframe.core.orders import CANCELLED, REJECTED
+from roboframe.core.sockets import messages
 from roboframe.errors import ConfigError
 from roboframe.store.base import (
     OrderStore,
@@ -331,11 +332,7 @@ class _StoreStream:
         self._forward_many([event for _ref, event in pushed])
 
     def _drain_orders(self) -> None:
-        while True:
-            try:
-                frames = self.orders.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for frames in messages(self.orders):
             resent = len(frames) == 2 and frames[0] == RESENT
             (self.resent if resent else self.waiting).extend(codec.decode_actions(frames[-1]))
 

@@ -1,8 +1,16 @@
 """The fast path: orders straight to the exchange process over ZeroMQ.
 
-The robot's DEALER socket (identity: the robot's name) sends orders to the
-exchange's ROUTER (``roboframe exchange --orders tcp://*:5570``), and the
-acknowledgements and fills come straight back. The exchange writes every
+The robot's loop sends its orders on a DEALER socket of its own (identity:
+the robot's name, a zero byte, ``orders``) to the exchange's ROUTER
+(``roboframe exchange --orders tcp://*:5570``), and the acknowledgements and
+fills come straight back to the trade stream's DEALER (identity: the robot's
+name), to which the exchange answers the orders of both. Sent by the loop
+itself, an order leaves with no hop through another thread (one costs tens
+of microseconds); the trade stream finds what was sent in a queue (a deque:
+no socket, so nothing wakes it) and resends it through the store should the
+link break before an answer. With no
+link to the exchange the loop hands its orders to the trade stream, which
+sends them over its own socket or through the store. The exchange writes every
 order, update and trade to the order store right after, under ids it
 reserved there beforehand, so the ids a robot gets over ZeroMQ are the ids
 the store holds. The store stays the source of truth: this trade stream also
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from pathlib import Path
 
 import zmq
@@ -31,10 +40,13 @@ from roboframe.core.orders import (
     REPLACE_REJECTED,
     REPLACED,
 )
+from roboframe.core.sockets import messages
 from roboframe.curve import client_schema, load_public, load_secret, make_client
 
 log = logging.getLogger(__name__)
 
+ORDERS_IDENTITY = b"\x00orders"  # after the robot's name: the loop's own order socket
+ANSWERED_KEPT = 1024  # answers whose order's note is not in yet, remembered (see _note_sent)
 CONNECT_GRACE_S = 2.0  # a link to the exchange not made by then: the order path is down
 HEARTBEAT_MS = 1000  # ZeroMQ heartbeats on the link: a silent peer is lost after 3 of these
 
@@ -72,6 +84,27 @@ class FastGateway(StoreGateway):
             load_secret(files[0], "gateway.params.curve.secret_key")
             load_public(files[1], "gateway.params.curve.server_key")
         super().open(runtime)
+        # the loop's own order socket: submit() runs on the loop's thread
+        self._direct = exchange_socket(self, runtime.context, self.robot.encode() + ORDERS_IDENTITY)
+        self._direct.connect(self.params["address"])
+        self.sent: deque[tuple] = deque()  # what went straight out, for the trade stream
+
+    def submit(self, actions: list) -> None:
+        """Straight to the exchange, then noted for the trade stream; with no link
+        made (or a full queue) the trade stream's way."""
+        raw = codec.encode(actions)
+        try:
+            self._direct.send(raw, zmq.NOBLOCK)
+        except zmq.Again:
+            self._push.send(raw)
+        else:
+            self.sent.append(tuple(actions))
+
+    def close(self) -> None:
+        direct = getattr(self, "_direct", None)
+        if direct is not None:  # what it still queues, the trade stream has as unanswered
+            direct.close(linger=0)
+        super().close()
 
     def trade_stream(self, runtime, sender) -> None:
         stream = _FastStream(self, runtime, sender)
@@ -81,22 +114,28 @@ class FastGateway(StoreGateway):
             stream.close()
 
 
+def exchange_socket(gateway: FastGateway, context: zmq.Context, identity: bytes) -> zmq.Socket:
+    """A DEALER for the exchange's ROUTER, not yet connected."""
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.IDENTITY, identity)
+    sock.setsockopt(zmq.LINGER, 0)
+    files = gateway.curve_files()
+    if files is not None:
+        make_client(sock, *files, "gateway.params.curve")
+    # Orders queue only on a link made to an exchange: with none they go the
+    # store's way (a starting or restarted exchange takes them from there),
+    # not into a socket queue to reach an exchange minutes later, or never.
+    sock.setsockopt(zmq.IMMEDIATE, 1)
+    # a peer gone without a word (a hung host, a cable) is found in seconds
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * HEARTBEAT_MS)
+    return sock
+
+
 class _FastStream(_StoreStream):
     def __init__(self, gateway: FastGateway, runtime, sender) -> None:
         super().__init__(gateway, runtime, sender)
-        self.dealer = runtime.context.socket(zmq.DEALER)
-        self.dealer.setsockopt(zmq.IDENTITY, gateway.robot.encode())
-        self.dealer.setsockopt(zmq.LINGER, 0)
-        files = gateway.curve_files()
-        if files is not None:
-            make_client(self.dealer, *files, "gateway.params.curve")
-        # Orders queue only on a link made to an exchange: with none they go the
-        # store's way (a starting or restarted exchange takes them from there),
-        # not into a socket queue to reach an exchange minutes later, or never.
-        self.dealer.setsockopt(zmq.IMMEDIATE, 1)
-        # a peer gone without a word (a hung host, a cable) is found in seconds
-        self.dealer.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
-        self.dealer.setsockopt(zmq.HEARTBEAT_TIMEOUT, 3 * HEARTBEAT_MS)
+        self.dealer = exchange_socket(gateway, runtime.context, gateway.robot.encode())
         self.address = gateway.params["address"]
         # the link, watched (inproc:// has no link to watch): while it is down the
         # order path is, as for the store -- risk refuses new orders
@@ -109,9 +148,12 @@ class _FastStream(_StoreStream):
         self.exchange_down = ""
         self.connected = self.monitor is None
         self.link_deadline = time.monotonic() + CONNECT_GRACE_S
-        # actions sent over the socket and not answered yet, by client id: at the
+        # actions sent over a socket and not answered yet, by client id: at the
         # stop they go to the store too (see _flush_at_stop)
         self.unanswered: dict[str, list] = {}
+        self.sent = gateway.sent  # what the loop sent straight out (see _take_sent)
+        # answers that came before their order was noted (see _take_sent)
+        self.answered: dict[str, list] = {}
 
     def close(self) -> None:
         if self.monitor is not None:
@@ -166,6 +208,7 @@ class _FastStream(_StoreStream):
         """A link (re)made: what went over a link that then broke, unanswered, may
         have been lost with it (a killed exchange's queue); it goes the store's
         way, where an order the exchange did take is a no-op."""
+        self._take_sent()
         sent = [action for actions in self.unanswered.values() for action in actions]
         self.unanswered = {}
         if sent:
@@ -176,15 +219,42 @@ class _FastStream(_StoreStream):
             self.resent.extend(sent)  # the store's way, retried as a resume's are
             self._write_to_store(self.resent)
 
+    def _take_sent(self) -> None:
+        """What the loop sent straight to the exchange: unanswered until an answer
+        comes. One may have come already (the loop notes an order after sending
+        it, and a thread can be paused in between): such an action is not
+        noted, or a broken link would send it again through the store."""
+        sent, answered = self.sent, self.answered
+        while sent:
+            for action in sent.popleft():
+                self._note_sent(action, answered)
+
+    def _note_sent(self, action, answered: dict[str, list]) -> None:
+        cid = action.client_id
+        early = answered.get(cid, ())
+        answer = next((event for event in early if _answers(event, action)), None)
+        if answer is None:
+            self.unanswered.setdefault(cid, []).append(action)
+            return
+        early.remove(answer)  # taken: a later replace needs an answer of its own
+        if not early:
+            del answered[cid]
+
     def _forward_many(self, events: list) -> None:
-        unanswered = self.unanswered
-        if unanswered:
-            for event in events:
-                sent = unanswered.get(event.client_id)
-                if sent is not None:
-                    sent[:] = [a for a in sent if not _answers(event, a)]
-                    if not sent:
-                        del unanswered[event.client_id]
+        if self.sent:
+            self._take_sent()
+        unanswered, answered = self.unanswered, self.answered
+        for event in events:
+            cid = event.client_id
+            sent = unanswered.get(cid)
+            if sent is not None:
+                sent[:] = [a for a in sent if not _answers(event, a)]
+                if not sent:
+                    del unanswered[cid]
+            else:  # its order's note may not be in yet
+                answered.setdefault(cid, []).append(event)
+                if len(answered) > ANSWERED_KEPT:
+                    del answered[next(iter(answered))]
         super()._forward_many(events)
 
     def _flush_at_stop(self) -> None:
@@ -194,6 +264,7 @@ class _FastStream(_StoreStream):
         called them open. The store has them now (an order the exchange did take
         is a no-op there, a request it did answer is answered again: not open),
         and a restarted exchange takes them from it."""
+        self._take_sent()
         for sent in self.unanswered.values():
             self.waiting.extend(sent)
         self.unanswered = {}
@@ -208,13 +279,9 @@ class _FastStream(_StoreStream):
         position on fills of orders it never sent."""
         events = []
         prefix = self.prefix
-        while True:
+        for frames in messages(self.dealer):
             try:
-                raw = self.dealer.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            try:
-                msg = codec.decode(raw)
+                msg = codec.decode(frames[-1])
             except codec.DECODE_ERRORS:
                 continue  # the loop would count it; nothing of ours to forward
             for event in codec.events_in(msg):

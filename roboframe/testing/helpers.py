@@ -125,6 +125,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def answer_robot(router: Any, sender: bytes, raw: bytes, timeout: float = 5.0) -> None:
+    """Send ``raw`` from ``router`` as the exchange answers: to the trade stream of
+    the robot whose loop sent an order (``NAME\\0orders`` -> ``NAME``), once that
+    stream's socket is connected (a ROUTER drops what it cannot route)."""
+    import zmq
+
+    router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    robot = sender.partition(b"\x00")[0]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            router.send_multipart([robot, raw])
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.02) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds pass; its last answer."""
     end = time.monotonic() + timeout

@@ -205,6 +205,34 @@ def test_a_replace_sent_straight_to_the_exchange_is_answered_at_once_and_stored_
         running.close()
 
 
+def test_an_order_from_a_robots_loop_is_answered_to_its_trade_stream(url):
+    """A robot's loop sends its orders on a socket of its own ("NAME\\0orders"):
+    the answers go to the robot's trade stream ("NAME"), and the store has the
+    robot's name, not the loop socket's."""
+    import zmq
+
+    running = RunningExchange(url)  # its dealer: the trade stream of robot "alpha"
+    loop = running.ctx.socket(zmq.DEALER)
+    loop.setsockopt(zmq.IDENTITY, b"alpha\x00orders")
+    loop.setsockopt(zmq.LINGER, 0)
+    loop.connect(running.orders)
+    cid = "alpha-r1-1"
+    try:
+        running.price(Bar("Si", 1, 100, 100, 100, 100))
+        loop.send(codec.encode([NewOrder(cid, "Si", "buy", 1)]))
+        answers = running.answers(2)
+        assert [(type(a).__name__, a.client_id) for a in answers] == [
+            ("OrderUpdate", cid),
+            ("Fill", cid),
+        ]
+        assert not loop.poll(200)  # nothing to the loop's socket
+        fills, _ = stored(url, 1, 1)
+        assert [f.trade_id for _, f in fills] == [answers[1].trade_id]
+    finally:
+        loop.close()
+        running.close()
+
+
 def filled_by_an_exchange_gone_since(url: str, order: NewOrder) -> None:
     """``order`` sent over ZeroMQ, filled, and written to the store by an
     exchange that has stopped since."""

@@ -209,7 +209,7 @@ def test_a_resumed_run_reads_a_fill_the_socket_went_past(pg_url):
     from roboframe.core.streams import trade_stream
     from roboframe.store import open_store
     from roboframe.storewriter import write_items
-    from roboframe.testing.helpers import free_port
+    from roboframe.testing.helpers import answer_robot, free_port
 
     robot = f"{ROBOT}-gap"
     store = open_store(pg_url)
@@ -235,12 +235,12 @@ def test_a_resumed_run_reads_a_fill_the_socket_went_past(pg_url):
         got = []
         try:
             if answer is not None:
-                identity = None
-                while identity is None:  # an order over the link, to learn its identity
+                sender = None
+                while sender is None:  # an order over the link, to learn who sent it
                     gw.submit([NewOrder(f"{robot}-r1-9", "Si", "buy", 1)])
                     if router.poll(200):
-                        identity = router.recv_multipart()[0]
-                router.send_multipart([identity, codec.encode(answer)])
+                        sender = router.recv_multipart()[0]
+                answer_robot(router, sender, codec.encode(answer))
             end = time.monotonic() + wait
             while time.monotonic() < end:
                 if loop.poll(50):
@@ -264,3 +264,126 @@ def test_a_resumed_run_reads_a_fill_the_socket_went_past(pg_url):
         router.close(0)
         ctx.destroy(linger=0)  # a stream that did not stop must not hang the suite
         store.close()
+
+
+def test_the_loop_sends_its_orders_itself_and_answers_come_to_the_trade_stream(pg_url):
+    """An order left the loop through the trade stream's thread: a hop between two
+    threads (tens of microseconds here, on every order) before it went out. The
+    loop sends it on a socket of its own now -- with no trade stream running it
+    still reaches the exchange -- and the exchange answers the robot's trade
+    stream, by the robot's name."""
+    from decimal import Decimal
+
+    import zmq
+
+    from roboframe.core import codec
+    from roboframe.core.gateway import Runtime
+    from roboframe.core.instruments import Instrument
+    from roboframe.testing.helpers import free_port
+
+    robot = f"{ROBOT}-own"
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)  # the exchange's order socket, played here
+    linked = router.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    router.bind(address)
+    gw = FastGateway({"url": pg_url, "address": address},
+                     {"Si": Instrument("Si", Decimal(1))}, robot=robot)  # fmt: skip
+    try:
+        gw.open(Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None))  # no trade stream
+        assert linked.poll(5000), "the loop's socket never linked"
+        order = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
+        gw.submit([order])
+        assert router.poll(5000), "the order never left the loop"
+        sender, raw = router.recv_multipart()
+        assert sender == robot.encode() + b"\x00orders"
+        assert codec.decode_actions(raw) == [order]
+        assert list(gw.sent) == [(order,)]  # for the trade stream to watch over
+    finally:
+        gw.close()
+        linked.close(linger=0)
+        router.close(linger=0)
+        ctx.term()
+
+
+def test_an_order_the_loop_sent_unanswered_at_the_stop_reaches_the_store(pg_url):
+    """Sent by the loop itself, taken by an exchange that then hung: at the stop
+    the trade stream writes it to the store, as for one it sent itself."""
+    import zmq
+
+    from roboframe.store import open_store
+    from roboframe.testing.helpers import free_port
+
+    robot = f"{ROBOT}-hung"
+    address = f"tcp://127.0.0.1:{free_port()}"
+    params = {"url": pg_url, "poll_ms": 200, "address": address}
+    end = RunningTradeStream(FastGateway, params, robot, run_id="r1")
+    exchange = end.ctx.socket(zmq.ROUTER)
+    exchange.setsockopt(zmq.LINGER, 0)
+    linked = exchange.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    exchange.bind(address)
+    store = open_store(pg_url)
+    order = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
+    try:
+        for _ in range(2):  # both links: the loop's and the trade stream's
+            assert linked.poll(5000), "the robot's links were never made"
+            linked.recv_multipart()
+        time.sleep(0.2)  # made on the robot's side too
+        end.gw.submit([order])
+        assert exchange.poll(5000), "not sent"
+        sender, _ = exchange.recv_multipart()  # taken, never answered
+        assert sender.endswith(b"\x00orders")
+    finally:
+        linked.close(linger=0)
+        exchange.close(linger=0)
+        end.close()
+    try:
+        assert [o.order for o in store.new_requests()[0] if o.robot == robot] == [order]
+    finally:
+        store.close()
+
+
+def test_an_answer_before_the_note_of_its_order_leaves_nothing_to_send_again(pg_url):
+    """The loop notes an order for its trade stream after sending it; the answer
+    can come first. The order is not then kept as unanswered (a broken link would
+    send it again through the store), and a replace's answer taken that way
+    answers that replace only, not the next."""
+    from decimal import Decimal
+
+    import zmq
+
+    from roboframe.builtin.zmqgw import _FastStream
+    from roboframe.core.events import Replace
+    from roboframe.core.gateway import Runtime
+    from roboframe.core.instruments import Instrument
+    from roboframe.testing.helpers import free_port
+
+    robot = f"{ROBOT}-race"
+    ctx = zmq.Context()
+    runtime = Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None)
+    loop = ctx.socket(zmq.PULL)
+    loop.bind(runtime.loop_address)
+    sender = ctx.socket(zmq.PUSH)
+    sender.connect(runtime.loop_address)
+    params = {"url": pg_url, "address": f"tcp://127.0.0.1:{free_port()}"}
+    gw = FastGateway(params, {"Si": Instrument("Si", Decimal(1))}, robot=robot)
+    gw.open(runtime)
+    stream = _FastStream(gw, runtime, sender)
+    cid = f"{robot}-r1-1"
+    try:
+        stream._forward_many([OrderUpdate(cid, 1, "accepted", "", "")])
+        gw.sent.append((NewOrder(cid, "Si", "buy", 1, "limit", 90),))
+        stream._forward_many([OrderUpdate(cid, 2, "replaced", "", "")])
+        gw.sent.append((Replace(cid, 2, 91),))  # answered above: not kept
+        second = Replace(cid, 3, 92)
+        gw.sent.append((second,))
+        stream._take_sent()
+        assert stream.unanswered == {cid: [second]}
+        stream._forward_many([OrderUpdate(cid, 3, "replaced", "", "")])
+        assert stream.unanswered == {}
+    finally:
+        stream.close()
+        gw.close()
+        sender.close(linger=0)
+        loop.close(linger=0)
+        ctx.term()

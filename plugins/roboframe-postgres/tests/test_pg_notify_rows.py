@@ -355,15 +355,16 @@ def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url,
     it (it used to fail on int(''))."""
 
     from roboframe.core import codec
+    from roboframe.testing.helpers import answer_robot
 
     router, address = exchange_socket
     stream = _stream("zmq", {"url": pg_url, "poll_ms": 600_000, "address": address})
     try:
         stream.gw.submit([NewOrder(f"{PREFIX}1", "SI", "buy", 1)])  # so the router knows it
         assert router.poll(5000), "the stream never connected"
-        identity, _ = router.recv_multipart()
+        sender, _ = router.recv_multipart()
         refused = OrderUpdate(f"{PREFIX}1", 7, "replace_rejected", "replace: not supported")
-        router.send_multipart([identity, codec.encode(refused)])
+        answer_robot(router, sender, codec.encode(refused))
         got = stream.events(1, timeout_ms=5000)
         assert got == [refused]
         assert stream.thread.is_alive()
