@@ -38,7 +38,13 @@ import zmq
 
 from roboframe.core.events import Fill, NewOrder, OrderUpdate, Replace
 from roboframe.errors import RoboframeError
-from roboframe.store.base import OrderStore, StoreUnavailable, open_store, run_id_of
+from roboframe.store.base import (
+    OrderStore,
+    StoreIdClash,
+    StoreUnavailable,
+    open_store,
+    run_id_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,7 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(list[tuple[str, NewOrder | OrderUpdate | Fill | Replace]]).decode
 STOP = b""
 ORPHAN_GRACE_S = 60.0  # an orphaned writer retries a missing store this long, then gives up
+CLASH_EXIT = 2  # the writer found another row under an id it writes (StoreIdClash)
 
 
 def write_items(store: OrderStore, items: list) -> None:
@@ -151,6 +158,14 @@ class StoreWriterProcess:
     def check(self) -> None:
         """Raise :class:`WriterDied` when the writer is gone."""
         code = self.proc.poll()
+        if code == CLASH_EXIT:
+            raise WriterDied(
+                "the exchange's store writer stopped: the order store holds other rows "
+                "under the ids it writes (restored from an older backup, or its tables "
+                "recreated, while the exchange ran; its log names the row), and what it had "
+                "not written is missing from the store. Put the store right (the newest "
+                "backup), then restart the exchange; robots reconcile against the store"
+            )
         if code is not None:
             raise WriterDied(
                 f"the exchange's store writer ended (exit code {code}); what it had not "
@@ -198,7 +213,10 @@ def _take_writer_lock(store: OrderStore) -> None:
 
 def serve(url: str, address: str, parent: int) -> int:
     """Receive and write until asked to stop, or the parent is gone. Returns the
-    number of items left unwritten (0 unless the store stayed away)."""
+    number of items left unwritten (0 unless the store stayed away). Raises
+    :class:`StoreIdClash` when the store holds another row under an id it writes:
+    the writer stops, and the exchange with it (:meth:`StoreWriterProcess.check`),
+    rather than go on losing writes without a word."""
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
     pull.setsockopt(zmq.RCVHWM, 0)
@@ -267,7 +285,11 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, terminated)
     parent = os.getppid()
-    left = serve(config["url"], config["address"], parent)
+    try:
+        left = serve(config["url"], config["address"], parent)
+    except StoreIdClash as exc:
+        log.error("store writer: %s; the writer stops, and the exchange with it", exc)
+        sys.exit(CLASH_EXIT)
     sys.exit(1 if left else 0)
 
 

@@ -36,6 +36,7 @@ from roboframe.errors import ConfigError
 from roboframe.store.base import (
     OrderStore,
     RobotAlreadyRunning,
+    StoreBehind,
     StoreUnavailable,
     open_store,
     take_notified,
@@ -181,6 +182,11 @@ class _StoreStream:
         seen = gateway.resume_seen or (frozenset(), frozenset())
         self.seen_trades: set[int] = set(seen[0])
         self.seen_events: set[int] = set(seen[1])
+        # the highest trade and event ids the run holds: its journal's, then those the
+        # store gave it (read, notified). A store below them on a connect was restored
+        # or recreated (see _check_not_behind). A new run holds none at its start.
+        self.held = (max(seen[0], default=0), max(seen[1], default=0))
+        self.connected_once = False
 
     def close(self) -> None:
         if self.store is not None:
@@ -216,7 +222,34 @@ class _StoreStream:
                 "process holds its lock); stop that one first -- or, if it was killed just "
                 "now, start again once its lock has run out (MongoDB: within 15 s)"
             )
+        self._check_not_behind()
+        self.connected_once = True
         self.store.listen_robot(self.robot)
+
+    behind_grace_s: ClassVar[float] = 0.0
+    """How long a store found behind is asked again before the run fails: the
+    store path's ids all came from the store (its reads, its notifications)."""
+
+    def _check_not_behind(self) -> None:
+        """On every connect, before anything is written or read: the store's highest
+        ids of the robot must not be below the ids the run holds -- its journal's
+        (a resumed run), and those the store gave it since (a reconnect: the store
+        may have been restored during the outage). Else the robot would take the
+        new fills that come under those ids as seen, and trade on a wrong position
+        without a word: :class:`StoreBehind` ends the run, unfinished (resumable
+        once the store is put right). A new run's first connect has nothing to
+        compare."""
+        if self.held == (0, 0):
+            return
+        held = "the run has read up to" if self.connected_once else "its journal holds"
+        deadline = time.monotonic() + self.behind_grace_s
+        while True:
+            try:
+                self.store.check_not_behind(self.robot, *self.held, held)
+                return
+            except StoreBehind:
+                if time.monotonic() >= deadline or self.runtime.stop.wait(0.2):
+                    raise
 
     def _set_down(self, reason: str) -> None:
         reason = " ".join(reason.split())  # libpq's text spans lines: one, in status and risk
@@ -286,6 +319,7 @@ class _StoreStream:
             fills[-1][0] if fills else trade_id,
             updates[-1][0] if updates else event_id,
         )
+        self.held = (max(self.held[0], self.position[0]), max(self.held[1], self.position[1]))
         self._caught_up()
 
     def _fresh(self, event: Any) -> bool:
@@ -329,6 +363,13 @@ class _StoreStream:
         )
 
     def _forward_all(self, pushed: list) -> None:
+        trade_id, event_id = self.held  # notified rows are the store's too
+        for ref, event in pushed:
+            if type(event) is Fill:
+                trade_id = max(trade_id, ref)
+            else:
+                event_id = max(event_id, ref)
+        self.held = (trade_id, event_id)
         self._forward_many([event for _ref, event in pushed])
 
     def _drain_orders(self) -> None:

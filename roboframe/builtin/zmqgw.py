@@ -133,6 +133,11 @@ def exchange_socket(gateway: FastGateway, context: zmq.Context, identity: bytes)
 
 
 class _FastStream(_StoreStream):
+    # a resumed run's journal may hold ids the exchange gave over the socket that
+    # its store writer has not written yet (it retries a store just back, up to 5 s
+    # apart): a store behind is asked again this long before the run fails
+    behind_grace_s = 5.0
+
     def __init__(self, gateway: FastGateway, runtime, sender) -> None:
         super().__init__(gateway, runtime, sender)
         self.dealer = exchange_socket(gateway, runtime.context, gateway.robot.encode())

@@ -182,6 +182,35 @@ class OrderStore:
         ``prefix`` (one run's), after the given ids, oldest first, with their ids."""
         raise NotImplementedError
 
+    def highest_ids(self, robot: str) -> tuple[int, int] | None:
+        """The highest trade id and the highest order-event id of ``robot``'s rows
+        (0 for none), of any run, requests included: one cheap indexed read each.
+        None when the backend cannot say (this default): no check, see
+        :meth:`check_not_behind`."""
+        return None
+
+    def check_not_behind(self, robot: str, trade_id: int, event_id: int, held: str) -> None:
+        """Raise :class:`StoreBehind` when the store's highest ids of ``robot``
+        (:meth:`highest_ids`) are below ids the robot holds already -- a resumed
+        run's journal's, those the store gave a run since (``held`` says which). Such a
+        store was restored from an older backup, or its tables were recreated: its
+        ids restarted below them, and the robot would take the new fills that come
+        under those ids as seen ("after id N"), its position wrong with no word."""
+        highest = self.highest_ids(robot)
+        if highest is None:
+            return
+        has_trade, has_event = highest
+        if has_trade >= trade_id and has_event >= event_id:
+            return
+        raise StoreBehind(
+            f"order store behind robot {robot}: {held} trade id {trade_id} and order-event "
+            f"id {event_id}, the store's highest of {robot} are {has_trade} and {has_event}: "
+            "it was restored from an older backup, or its tables recreated, and new fills "
+            "would come under ids the robot takes as seen; hint: restore the newest backup "
+            "and resume, or check the robot's position and orders by hand and start a new "
+            "run without --resume"
+        )
+
     # -- exchange side --------------------------------------------------------
 
     def listen_exchange(self) -> None:
@@ -406,6 +435,37 @@ class StoreUnavailable(RoboframeError):
 
 class RobotAlreadyRunning(RoboframeError):
     """Another process of the same robot holds the robot's lock on the store."""
+
+
+class StoreBehind(RoboframeError):
+    """The store's ids are below those a robot holds (see
+    :meth:`OrderStore.check_not_behind`): the run must not trade on it."""
+
+
+class StoreIdClash(RoboframeError):
+    """A row written under a reserved id found another row under that id: not a
+    retry (the very row, a no-op) but ids restarted below the store's rows, and
+    the write would be lost without a word (see :func:`id_clash`)."""
+
+
+def id_clash(kind: str, row_id: int, there: dict, new: dict) -> StoreIdClash:
+    """The error for a ``kind`` ("trade" or "order event") written under ``row_id``
+    where the store holds ``there``, another row (columns as the store names them)."""
+
+    def shown(row: dict) -> str:
+        if kind == "trade":
+            what = f"{row.get('side')} {row.get('qty')} {row.get('symbol')} at {row.get('price')}"
+        else:
+            what = str(row.get("kind"))
+        return f"{row.get('client_id')} {what}, ts {row.get('ts')}"
+
+    return StoreIdClash(
+        f"order store: {kind} id {row_id} is another {kind}'s ({shown(there)}), not this "
+        f"one's ({shown(new)}): the store's ids restarted below its rows (restored from an "
+        "older backup, or its tables recreated, while the exchange ran), and this write "
+        "would be lost; hint: stop the exchange and its robots, restore the newest backup "
+        "(or move the store's id counters past its highest ids), then start them again"
+    )
 
 
 def open_store(url: str, registry: Any = None) -> OrderStore:

@@ -216,10 +216,17 @@ class RunningTradeStream:
     """A robot's gateway (one symbol) with its trade stream on a
     thread, and the loop's socket to read what the stream forwards: a gateway's
     robot side under test, with real sockets. ``messages`` counts the messages
-    the loop got (answers that came together come as one)."""
+    the loop got (answers that came together come as one). ``store_seen``: a
+    resumed run's, the store ids its journal holds (trades, updates)."""
 
     def __init__(
-        self, gateway: type, params: dict, robot: str, symbol: str = "Si", run_id: str = "r1"
+        self,
+        gateway: type,
+        params: dict,
+        robot: str,
+        symbol: str = "Si",
+        run_id: str = "r1",
+        store_seen: tuple[frozenset[int], frozenset[int]] | None = None,
     ) -> None:
         import threading
         from decimal import Decimal
@@ -231,7 +238,9 @@ class RunningTradeStream:
         from roboframe.core.streams import trade_stream
 
         self.ctx = zmq.Context()
-        self.runtime = Runtime(robot, run_id, self.ctx, f"inproc://{robot}-{run_id}-loop", None)
+        self.runtime = Runtime(
+            robot, run_id, self.ctx, f"inproc://{robot}-{run_id}-loop", None, store_seen=store_seen
+        )
         self.loop = self.ctx.socket(zmq.PULL)
         self.loop.bind(self.runtime.loop_address)
         self.gw = gateway(params, {symbol: Instrument(symbol, Decimal(1))}, robot=robot)

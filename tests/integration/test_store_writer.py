@@ -190,3 +190,51 @@ def test_a_restarted_exchange_waits_for_the_earlier_writer(url, caplog):
         earlier.stop(5)
         store.close()
         ctx.term()
+
+
+def test_a_row_of_another_trade_under_a_reserved_id_stops_the_writer_loudly(url, capfd):
+    """A store restored or recreated under a running exchange holds rows at the
+    ids the exchange reserves: a fill written there was a no-op as if a retry, and
+    a different trade was lost without a word. The writer says so and stops, and
+    the exchange with it; the very row written again (a retry) stays a no-op."""
+    from roboframe.core import codec
+    from roboframe.core.events import Bar
+    from roboframe.storewriter import write_items
+    from tests.integration.exchange import RunningExchange
+    from tests.integration.exchange import stored as written
+
+    robot = "clash"
+    running = RunningExchange(url, robot=robot)
+    store = open_store(url)
+    try:
+        running.price(Bar("Si", 1, 100, 100, 100, 100))
+        running.dealer.send(codec.encode([NewOrder(f"{robot}-r1-1", "Si", "buy", 1)]))
+        fill = next(e for e in running.answers(2) if type(e) is Fill)
+        assert [f for _, f in written(url, 1, 1, robot=robot)[0]] == [fill]
+        write_items(store, [(robot, fill)])  # a retry of the very row: nothing happens
+        assert [f for _, f in written(url, 1, 1, robot=robot)[0]] == [fill]
+        # another robot's trade where the exchange's next trade id falls
+        taken = Fill("other-r9-1", 5, "Si", "sell", 3, 90, str(int(fill.trade_id) + 1), "0")
+        write_items(store, [("other", taken)])
+        running.dealer.send(codec.encode([NewOrder(f"{robot}-r1-2", "Si", "buy", 1)]))
+        deadline = time.monotonic() + 15
+        while not running.failure and time.monotonic() < deadline:
+            time.sleep(0.1)
+        running.thread.join(15)
+        assert not running.thread.is_alive(), "the exchange did not stop"
+        (failure,) = running.failure
+        assert isinstance(failure, WriterDied), failure
+        assert "holds other rows under the ids it writes" in str(failure)
+        err = capfd.readouterr().err
+        assert (
+            f"store writer: order store: trade id {taken.trade_id} is another trade's "
+            f"(other-r9-1 sell 3 Si at 90, ts 5), not this one's ({robot}-r1-2 buy 1 Si at 100"
+        ) in err, err
+        # the other trade is as it was; the second fill is not in (the writer stopped)
+        fills, _ = store.changes_after("other", "other-", 0, 0)
+        assert [f for _, f in fills] == [taken]
+        assert [f for _, f in store.changes_after(robot, f"{robot}-", 0, 0)[0]] == [fill]
+    finally:
+        running.failure.clear()
+        running.close()
+        store.close()

@@ -48,6 +48,7 @@ from roboframe.store.base import (
     StoredOrder,
     StoreUnavailable,
     fill_from,
+    id_clash,
     request_from,
     update_from,
 )
@@ -444,6 +445,13 @@ class MongoStore(OrderStore):
         )
         return [fill_from(d) for d in trades], [update_from(d) for d in events]
 
+    def highest_ids(self, robot: str) -> tuple[int, int]:
+        def highest(coll: str) -> int:  # a backward step on the (name, id) index
+            doc = self.db[coll].find_one({"name": robot}, {"id": 1, "_id": 0}, sort=[("id", -1)])
+            return int(doc["id"]) if doc is not None else 0
+
+        return self._guard(highest, "trades"), self._guard(highest, "order_events")
+
     # -- exchange side --------------------------------------------------------
 
     def listen_exchange(self) -> None:
@@ -556,9 +564,19 @@ class MongoStore(OrderStore):
             )
 
     def _insert_once(self, coll: str, doc: dict) -> None:
-        """Insert ``doc`` unless a row with its id is there (a retried write)."""
-        with contextlib.suppress(DuplicateKeyError):
+        """Insert ``doc`` unless a row with its id is there: a retried write's, the
+        very row. Another row there is a clash (:class:`StoreIdClash`): the ids
+        restarted below the rows (a store restored or recreated), and the write
+        would be lost without a word."""
+        doc = dict(doc)  # insert_one adds an _id to what it is given
+        try:
             self._guard(self.db[coll].insert_one, doc)
+        except DuplicateKeyError:
+            there = self._guard(self.db[coll].find_one, {"id": doc["id"]}, {"_id": 0})
+            there = _plain(there) if there is not None else {}
+            if any(there.get(k) != v for k, v in doc.items() if k != "_id"):
+                kind = "trade" if coll == "trades" else "order event"
+                raise id_clash(kind, doc["id"], there, doc) from None
 
     def record_update(self, robot: str, update: OrderUpdate) -> int:
         new_id = _reserved(update.ref) or self.reserve_ids("order_events", 1)[0]

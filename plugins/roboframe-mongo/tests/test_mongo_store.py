@@ -334,3 +334,65 @@ def test_the_writer_keeps_its_lease_through_a_long_backlog(mongo_url, monkeypatc
     assert pending == [] and not free_seen
     writer.close()
     other.close()
+
+
+def test_the_highest_ids_of_a_robot_are_its_own_rows(mongo_url):
+    """As on PostgreSQL: the robot's highest trade and order-event ids (requests
+    included), of any run, not another robot's; below ids it holds, the store is
+    behind."""
+    from roboframe.core.events import Fill, NewOrder, OrderUpdate
+    from roboframe.store.base import StoreBehind
+
+    store = open_store(mongo_url)
+    store.setup()
+    assert store.highest_ids("alpha") == (0, 0)
+    cid = "alpha-r1-1"
+    store.insert_order("alpha", "r1", NewOrder(cid, "Si-12.26", "buy", 2), 1)
+    store.record_many(
+        [
+            ("alpha", OrderUpdate(cid, 2, "accepted")),
+            ("alpha", Fill(cid, 3, "Si-12.26", "buy", 1, 100, "", "0")),
+            ("beta", Fill("beta-r1-1", 4, "Si-12.26", "buy", 1, 100, "", "0")),
+        ]
+    )
+    store.request_cancel("alpha", cid, 5)
+    trades = [(d["name"], d["id"]) for d in store.db.trades.find().sort("id", 1)]
+    events = max(d["id"] for d in store.db.order_events.find())
+    assert store.highest_ids("alpha") == (trades[0][1], events)
+    store.check_not_behind("alpha", trades[0][1], events, "its journal holds")
+    with pytest.raises(StoreBehind, match=r"robot alpha: its journal holds trade id \d+ and"):
+        store.check_not_behind("alpha", trades[1][1], events, "its journal holds")
+    store.close()
+
+
+def test_a_row_under_a_reserved_id_where_another_row_is_raises(mongo_url):
+    """A row written under an id that is there is a no-op for a retry, which writes
+    the very row again; another row there means the ids restarted below the rows,
+    and the write was lost without a word."""
+    from roboframe.core.events import Fill, NewOrder, OrderUpdate
+    from roboframe.store.base import StoreIdClash
+    from roboframe.storewriter import write_items
+
+    store = open_store(mongo_url)
+    store.setup()
+    trade, event = store.reserve_ids("trades", 1)[0], store.reserve_ids("order_events", 1)[0]
+    cid = "alpha-r1-1"
+    written = [
+        ("alpha", NewOrder(cid, "Si-12.26", "buy", 2)),
+        ("alpha", OrderUpdate(cid, 2, "accepted", "", str(event))),
+        ("alpha", Fill(cid, 3, "Si-12.26", "buy", 1, 100, str(trade), "0")),
+    ]
+    write_items(store, list(written))
+    write_items(store, list(written))  # a retry: nothing happens
+    order = store.db.orders.find_one({"client_id": cid})
+    assert (order["status"], order["filled"]) == ("accepted", 1)
+    other = [("alpha", Fill(cid, 9, "Si-12.26", "buy", 1, 100, str(trade), "0"))]
+    with pytest.raises(StoreIdClash, match=rf"trade id {trade} is another trade's \({cid} buy"):
+        write_items(store, other)
+    clash = [("beta", OrderUpdate("beta-r1-1", 2, "accepted", "", str(event)))]
+    with pytest.raises(StoreIdClash, match=rf"order event id {event} is another order event's"):
+        write_items(store, clash)
+    order = store.db.orders.find_one({"client_id": cid})
+    assert (order["status"], order["filled"]) == ("accepted", 1)
+    assert store.db.trades.count_documents({}) == 1
+    store.close()

@@ -51,6 +51,7 @@ from roboframe.store.base import (
     StoredOrder,
     StoreUnavailable,
     fill_from,
+    id_clash,
     request_from,
     run_id_of,
     update_from,
@@ -120,6 +121,7 @@ DECLARE
     cid text;  -- the order the items in a row are about, updated once for all of them
     cid_lots bigint := 0;
     cid_kind text;
+    there record;  -- the row under a reserved id that was there already
 BEGIN
     FOR item IN  -- a closing item without an order settles the last one
         SELECT value FROM jsonb_array_elements(items || '[{"k": "end"}]'::jsonb)
@@ -167,6 +169,18 @@ BEGIN
                 ON CONFLICT (id) DO NOTHING;
                 IF NOT FOUND THEN
                     cid_lots := cid_lots - lots;
+                    -- a retry's row is this very row; another trade there means the
+                    -- ids restarted below the rows (a store restored or recreated):
+                    -- this fill would be lost without a word
+                    SELECT * INTO there FROM rf_trades WHERE id = (item->>'id')::bigint;
+                    IF (there.robot, there.client_id, there.symbol, there.side, there.qty,
+                            there.price, there.fee, there.ts)
+                        IS DISTINCT FROM (item->>'robot', cid, item->>'symbol', item->>'side',
+                            lots, (item->>'price')::bigint, item->>'fee', (item->>'ts')::bigint)
+                    THEN
+                        RAISE EXCEPTION 'rf_record: id clash' USING DETAIL = json_build_object(
+                            'kind', 'trade', 'there', row_to_json(there), 'new', item)::text;
+                    END IF;
                 END IF;
             END IF;
         ELSIF item->>'k' = 'replace' THEN  -- took effect: the order as it stands now
@@ -192,6 +206,18 @@ BEGIN
                 VALUES ((item->>'id')::bigint, item->>'robot', cid, item->>'kind',
                         item->>'reason', (item->>'ts')::bigint)
                 ON CONFLICT (id) DO NOTHING;
+                IF NOT FOUND THEN  -- as for a trade: a retry's row, or a clash
+                    SELECT * INTO there FROM rf_order_events
+                    WHERE id = (item->>'id')::bigint;
+                    IF (there.robot, there.client_id, there.kind, there.reason, there.ts)
+                        IS DISTINCT FROM (item->>'robot', cid, item->>'kind',
+                            item->>'reason', (item->>'ts')::bigint)
+                    THEN
+                        RAISE EXCEPTION 'rf_record: id clash' USING DETAIL = json_build_object(
+                            'kind', 'order event', 'there', row_to_json(there),
+                            'new', item)::text;
+                    END IF;
+                END IF;
             END IF;
         END IF;
     END LOOP;
@@ -210,8 +236,9 @@ $$ LANGUAGE sql IMMUTABLE;
 # exchange); replace requests (rf_order_events.qty, .price), rf_record takes
 # replaces that took effect, and a replace's answers leave the order's status alone;
 # 7: a "rejected" answer moves only a new order (a refused cancel left a live order
-# marked rejected)
-SCHEMA_VERSION = 7
+# marked rejected); 8: a row under a reserved id where another row is (not a retry's:
+# the ids restarted below the rows) raises, instead of losing the write
+SCHEMA_VERSION = 8
 NOTIFY_FUNCTION = NOTIFY_FUNCTION.replace("{version}", str(SCHEMA_VERSION))
 
 DDL = """
@@ -541,6 +568,15 @@ class PgStore(OrderStore):
         ]
         return fills, updates
 
+    def highest_ids(self, robot: str) -> tuple[int, int]:
+        # each a backward step on the (robot, id) index
+        row = self._exec(
+            "SELECT (SELECT max(id) FROM rf_trades WHERE robot = %s), "
+            "(SELECT max(id) FROM rf_order_events WHERE robot = %s)",
+            (robot, robot),
+        ).fetchone()
+        return row[0] or 0, row[1] or 0
+
     def _pipeline(self):
         if self.conn is None:
             raise StoreUnavailable("not connected")
@@ -710,7 +746,15 @@ class PgStore(OrderStore):
                              "client_id": item.client_id, "kind": item.status,
                              "reason": item.reason, "ts": item.ts})  # fmt: skip
         if rows:
-            self._exec("SELECT rf_record(%s)", (Jsonb(rows),))
+            try:
+                self._exec("SELECT rf_record(%s)", (Jsonb(rows),))
+            except psycopg.errors.RaiseException as exc:
+                detail = exc.diag.message_detail
+                if exc.diag.message_primary != "rf_record: id clash" or not detail:
+                    raise
+                clash = json.loads(detail)
+                there, new = clash["there"], clash["new"]
+                raise id_clash(clash["kind"], there["id"], there, new) from None
 
 
 def _no_rights(schema: str | None, exc: Exception) -> ConfigError:

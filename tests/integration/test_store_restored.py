@@ -1,0 +1,250 @@
+"""An order store restored from an older backup, or its tables recreated: its
+ids start again below those the robots' journals hold.
+
+A resumed run read the store "after id 40" and never saw the new fills written
+under ids 1..40 again -- its position wrong, with no word. It now fails before
+its start (exit 1, resumable once the store is put right), naming the ids, and
+writes nothing; a stream that reconnects to a store recreated while it was
+away fails the same way; a new run on the recreated store trades as usual.
+(The exchange's side, a row written where another row is, is in
+``test_store_writer.py``.)
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from roboframe.core.events import Bar, Control, Fill, NewOrder, OrderUpdate
+from roboframe.plugins import get_registry
+from roboframe.store import open_store
+from roboframe.storewriter import write_items
+from roboframe.testing.helpers import RunningTradeStream, wait_for
+from roboframe.testing.tcpproxy import TcpProxy
+from tests.faults.trading import read_journal, read_store
+from tests.integration.conftest import roboframe_cmd
+from tests.integration.exchange import RunningExchange
+
+BACKENDS = [("postgres", "pg_url"), ("mongo", "mongo_url")]
+
+ROBOT = """\
+name: {name}
+symbols:
+  Si-12.26: {{tick_size: 1}}
+feed:
+  plugin: synthetic
+  params: {{seed: 5, bars: 0, interval: 1m, rate: 20, volatility: 0.003,
+            prices: {{Si-12.26: 92000}}}}
+strategy:
+  plugin: sma-crossover
+  params: {{fast: 2, slow: 4}}
+gateway:
+  plugin: {gateway}
+  params: {{url: "{url}", poll_ms: 100}}
+journal:
+  dir: {dir}
+"""
+
+
+def recreate(url: str) -> None:
+    """The store's tables dropped and made again, empty: its ids start over."""
+    store = open_store(url)
+    try:
+        if url.startswith("mongodb"):
+            store.client.drop_database(store.db.name)
+        else:
+            store.conn.execute("DROP TABLE rf_orders, rf_order_events, rf_trades")
+        store.setup()
+    finally:
+        store.close()
+
+
+def exchange_on(url: str) -> RunningExchange:
+    """A store-path exchange with a price: every market order fills at once."""
+    running = RunningExchange(url, fast=False, robot="restored-dealer")
+    running.price(Bar("Si-12.26", 1, 92000, 92000, 92000, 92000))
+    return running
+
+
+def gateway_class(gateway: str) -> type:
+    if gateway == "zmq":
+        from roboframe.builtin.zmqgw import FastGateway
+
+        return FastGateway
+    return get_registry().gateways[gateway].obj
+
+
+@pytest.mark.parametrize(("gateway", "url_fixture"), BACKENDS)
+def test_a_resumed_run_on_a_recreated_store_fails_and_sends_nothing(
+    tmp_path, request, gateway, url_fixture
+):
+    url = request.getfixturevalue(url_fixture)
+    name = "restored"
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(ROBOT.format(name=name, gateway=gateway, url=url, dir=tmp_path / "runs"))
+    running = exchange_on(url)
+    log = tmp_path / "robot.log"
+    with open(log, "w") as err:
+        robot = subprocess.Popen(
+            [sys.executable, "-m", "roboframe.cli", "-q", "run", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        try:
+            assert wait_for(lambda: len(read_store(url, name)[1]) >= 3, 40, 0.2), log.read_text()
+            time.sleep(0.5)  # the robot journals what the store has
+        finally:
+            robot.send_signal(signal.SIGKILL)  # a crash: the run is resumed later
+            robot.wait(10)
+            running.close()
+    (journal,) = (tmp_path / "runs").glob("*.journal")
+    before = read_journal(journal)
+    assert before.fills, "the robot journaled no fill before it was killed"
+    top = max(int(trade_id) for _, trade_id, _ in before.fills)
+
+    recreate(url)  # ... or restored from a backup older than the journal
+    proc = roboframe_cmd("-q", "run", str(path), "--resume", "--duration", "5", timeout=90)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert f"order store behind robot {name}: its journal holds trade id {top} and " in out
+    assert f"the store's highest of {name} are 0 and 0" in out
+    assert "restore the newest backup" in out and "without --resume" in out
+    assert "Traceback" not in out
+    # it never started: not an order in the store (nothing sent again, nothing new),
+    # none more in the journal, and the run is still there to resume
+    assert read_store(url, name) == ([], [])
+    assert read_journal(journal).orders == before.orders
+    again = roboframe_cmd("-q", "run", str(path), "--resume", "--duration", "5", timeout=90)
+    assert again.returncode == 1 and "order store behind robot" in again.stderr, again.stderr
+
+    # a new run has nothing to compare: it trades on the recreated store
+    running = exchange_on(url)
+    try:
+        proc = roboframe_cmd("-q", "run", str(path), "--duration", "4", "--json", timeout=90)
+    finally:
+        running.close()
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    orders, trades = read_store(url, name)
+    assert summary["orders"] >= 1 and len(orders) == summary["orders"]
+    assert summary["fills"] >= 1 and min(int(t) for _, t, _ in trades) <= top
+
+
+@pytest.mark.parametrize(("gateway", "url_fixture"), [*BACKENDS, ("zmq", "pg_url")])
+def test_a_resumed_stream_checks_its_journals_ids_against_the_store(request, gateway, url_fixture):
+    """The trade stream of a resumed run (``store_seen``: the ids its journal
+    holds) fails at its first connect when the store's highest ids of the robot
+    are below them, and only then; so does the fast path, which reads the store
+    too (after a grace: its journal may hold ids the exchange's writer has not
+    written yet)."""
+    url = request.getfixturevalue(url_fixture)
+    robot, cid = "restored-stream", "restored-stream-r1-1"
+    params = {"url": url, "poll_ms": 200}
+    if gateway == "zmq":  # no exchange there: the store's side is what matters here
+        params["address"] = "tcp://127.0.0.1:9"
+    cls = gateway_class(gateway)
+    store = open_store(url)
+    store.setup()
+    ahead = RunningTradeStream(cls, params, robot, store_seen=(frozenset({7}), frozenset({9})))
+    try:
+        (fail,) = ahead.events(1)
+        assert type(fail) is Control and fail.command == "fail"
+        what, why = ahead.runtime.failure
+        assert what == "gateway"
+        assert why == (
+            f"gateway failed: order store behind robot {robot}: its journal holds trade id 7 "
+            f"and order-event id 9, the store's highest of {robot} are 0 and 0: it was "
+            "restored from an older backup, or its tables recreated, and new fills would "
+            "come under ids the robot takes as seen; hint: restore the newest backup and "
+            "resume, or check the robot's position and orders by hand and start a new run "
+            "without --resume"
+        )
+    finally:
+        ahead.close()
+    assert store.new_requests()[0] == []  # nothing written
+    # the store holds the journal's ids (and another robot's higher ones): it goes on
+    trade_id, *_ = store.reserve_ids("trades", 1)
+    event_id, *_ = store.reserve_ids("order_events", 1)
+    write_items(
+        store,
+        [
+            (robot, NewOrder(cid, "Si", "buy", 1)),
+            (robot, OrderUpdate(cid, 1, "accepted", "", str(event_id))),
+            (robot, Fill(cid, 2, "Si", "buy", 1, 100, str(trade_id), "0")),
+        ],
+    )
+    seen = (frozenset({trade_id}), frozenset({event_id}))
+    for resumed in (seen, None):  # a resumed run whose ids the store has; a new run
+        end = RunningTradeStream(cls, params, robot, run_id="r1", store_seen=resumed)
+        try:
+            assert wait_for(lambda end=end: end.runtime.ready.is_set(), 10)
+            events = end.events(2, timeout_ms=1500)
+            assert all(type(e) is not Control or e.command != "fail" for e in events), events
+            assert end.runtime.failure is None
+        finally:
+            end.close()
+    store.close()
+
+
+@pytest.mark.parametrize(("gateway", "url_fixture"), BACKENDS)
+def test_a_stream_back_from_an_outage_to_a_recreated_store_fails_the_run(
+    request, gateway, url_fixture
+):
+    """The store may be restored while the robot is cut off from it: on reconnect
+    the ids the run has had from the store must still be there. An outage with
+    the store as it was goes on as ever."""
+    url = request.getfixturevalue(url_fixture)
+    parts = urlsplit(url)
+    proxy = TcpProxy(parts.hostname, parts.port)
+    proxied = url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+    robot, cid = "restored-outage", "restored-outage-r1-1"
+    store = open_store(url)
+    store.setup()
+    end = RunningTradeStream(gateway_class(gateway), {"url": proxied, "poll_ms": 200}, robot)
+    try:
+        end.gw.submit([NewOrder(cid, "Si", "buy", 1)])
+        assert wait_for(lambda: store.new_requests()[0], 10), "the stream never connected"
+        trade_id, *_ = store.reserve_ids("trades", 1)
+        event_id, *_ = store.reserve_ids("order_events", 1)
+        write_items(
+            store,
+            [
+                (robot, OrderUpdate(cid, 1, "accepted", "", str(event_id))),
+                (robot, Fill(cid, 2, "Si", "buy", 1, 100, str(trade_id), "0")),
+            ],
+        )
+        assert [type(e) for e in end.events(2)] == [OrderUpdate, Fill]
+
+        def status(event) -> str:
+            assert type(event) is Control, event
+            return event.args.get("status") or event.command
+
+        proxy.cut()  # an outage, the store as it was
+        assert [status(e) for e in end.events(1)] == ["down"]
+        proxy.restore()
+        assert [status(e) for e in end.events(1)] == ["up"]
+        assert end.runtime.failure is None
+
+        proxy.cut()  # an outage in which the store is recreated
+        assert [status(e) for e in end.events(1)] == ["down"]
+        store.close()
+        recreate(url)
+        proxy.restore()
+        assert [status(e) for e in end.events(1)] == ["fail"]
+        _what, why = end.runtime.failure
+        assert (
+            f"order store behind robot {robot}: the run has read up to trade id {trade_id} "
+            f"and order-event id {event_id}, the store's highest of {robot} are 0 and 0"
+        ) in why
+        store = open_store(url)
+        assert store.new_requests()[0] == []  # nothing written to the recreated store
+    finally:
+        end.close()
+        store.close()
+        proxy.close()
