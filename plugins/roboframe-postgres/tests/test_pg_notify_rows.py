@@ -334,7 +334,8 @@ def test_a_replace_is_written_as_a_request_row_in_the_order_it_was_sent(pg_url):
 
 @pytest.fixture
 def exchange_socket():
-    """A ROUTER where the fast path's exchange would be: ``(socket, address)``."""
+    """A ROUTER where the fast path's exchange would be: ``(socket, address,
+    monitor of its links)``."""
     import zmq
 
     from roboframe.testing.helpers import free_port
@@ -343,10 +344,23 @@ def exchange_socket():
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
     router.setsockopt(zmq.LINGER, 0)
+    linked = router.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
     router.bind(address)
-    yield router, address
+    yield router, address, linked
+    linked.close(linger=0)
     router.close()
     ctx.term()
+
+
+def _both_linked(linked) -> None:
+    """Wait for a robot's two links (its loop's and its trade stream's): an order
+    sent before its link is made goes the store's way."""
+    import time
+
+    for _ in range(2):
+        assert linked.poll(5000), "the robot never linked"
+        linked.recv_multipart()
+    time.sleep(0.2)  # made on the robot's side too
 
 
 def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url, exchange_socket):
@@ -357,7 +371,7 @@ def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url,
     from roboframe.core import codec
     from roboframe.testing.helpers import answer_robot
 
-    router, address = exchange_socket
+    router, address, _ = exchange_socket
     stream = _stream("zmq", {"url": pg_url, "poll_ms": 600_000, "address": address})
     try:
         stream.gw.submit([NewOrder(f"{PREFIX}1", "SI", "buy", 1)])  # so the router knows it
@@ -381,7 +395,7 @@ def test_the_fast_path_sends_orders_again_through_the_store_after_a_resume(pg_ur
 
     from roboframe.core import codec
 
-    router, address = exchange_socket
+    router, address, linked = exchange_socket
     stream = _stream("zmq", {"url": pg_url, "poll_ms": 600_000, "address": address})
     store = open_store(pg_url)
     store.setup()
@@ -390,6 +404,7 @@ def test_the_fast_path_sends_orders_again_through_the_store_after_a_resume(pg_ur
             NewOrder(f"{PREFIX}1", "SI", "buy", 1),
             NewOrder(f"{PREFIX}2", "SI", "buy", 1),
         )
+        _both_linked(linked)
         stream.gw.resubmit([again, Replace(again.client_id, 2, 101)])
         stream.gw.submit([fresh, Replace(fresh.client_id, 3, 99)])
         assert router.poll(5000), "the new order never came over ZeroMQ"
