@@ -61,6 +61,16 @@ STATE_COMMANDS = {"pause": PAUSED, "resume": ACTIVE, "reduce": REDUCING, "halt":
 REDUCE_ONLY_COMMANDS = ("reduce", "halt")
 
 
+def order_path(risk: Any) -> str:
+    """The order path's state as status shows it: up, down (the gateway said so),
+    or stalled (up, but the exchange side acknowledges no order)."""
+    if risk.gateway_down:
+        return f"down: {risk.gateway_down}"
+    if risk.unacknowledged:
+        return f"stalled: {risk.unacknowledged}"
+    return "up"
+
+
 class Kernel:
     """One robot's whole business state, driven one event at a time."""
 
@@ -505,6 +515,10 @@ class Kernel:
                 f": {self.risk.gateway_down}" if down else "",
             )
             return NO_ACTIONS if down or not self.closing_owed else self._close_owed()
+        elif name == "acks":  # the robot says its orders wait unacknowledged, or no more
+            late = cmd.args.get("status") == "late"
+            self.risk.unacknowledged = str(cmd.args.get("reason") or "late") if late else ""
+            return NO_ACTIONS
         elif name == "set":
             self.strategy.params = merged_params(self.strategy.params, cmd.args)
             out = self.strategy.handle_params(cmd, self.ctx)
@@ -761,7 +775,7 @@ class Kernel:
             "time": self.now,
             "state": self.risk.state,
             "halt_reason": self.risk.halt_reason,
-            "order_path": f"down: {self.risk.gateway_down}" if self.risk.gateway_down else "up",
+            "order_path": order_path(self.risk),
             "counters": dict(self.counters),
             "positions": {s: p.snapshot() for s, p in self._positions.items()},
             "net_pnl": str(self.book.net_money()),

@@ -270,7 +270,6 @@ class LiveRobot:
         self.first_seq = self.loop.seq  # a resumed run's seq goes on from its journal's
         self.status: dict = {}
         self._unacknowledged: dict[str, float] = {}  # client id -> host time first seen new
-        self._said_unacknowledged = False
         self.started = time.monotonic()
         self.metrics: MetricsServer | None = None
 
@@ -370,9 +369,18 @@ class LiveRobot:
 
     def _watch_acknowledgements(self, now: float) -> None:
         """Say when orders wait :data:`UNACKNOWLEDGED_S` of the host's clock for the
-        exchange side to take them (once each time it happens): a dead exchange
+        exchange side to take them, and until they are taken let risk refuse new
+        orders (cancels go; a flatten's closing orders too): a dead exchange
         process or broker bridge left the order path "up" -- the store took the
-        orders -- while nothing answered them, without a word."""
+        orders -- while nothing answered them, and the strategy's next orders
+        piled up behind them, to fill at once, at later prices, when it came back.
+
+        The host's clock decides, so the loop journals what it decided (an
+        ``acks`` control) and replay follows it. The kernel's state is the one
+        looked at: a run resumed stalled is let go at once, its orders' waits
+        timed anew."""
+        if self.loop.stopped:
+            return
         waiting = self._unacknowledged
         new = [cid for cid, own in self.kernel.orders.open.items() if own.status == NEW]
         for cid in [cid for cid in waiting if cid not in self.kernel.orders.open]:
@@ -380,17 +388,22 @@ class LiveRobot:
         for cid in new:
             waiting.setdefault(cid, now)
         late = [cid for cid in new if now - waiting[cid] >= UNACKNOWLEDGED_S]
-        if late and not self._said_unacknowledged:
+        stalled = bool(self.kernel.risk.unacknowledged)
+        if late and not stalled:
+            named = ", ".join(late[:5]) + (" ..." if len(late) > 5 else "")
             log.warning(
                 "%d order(s) not acknowledged by the exchange side for %gs or more: %s; "
-                "is it running (`roboframe exchange`, the broker bridge)?",
+                "is it running (`roboframe exchange`, the broker bridge)? New orders are "
+                "refused until they are",
                 len(late),
                 UNACKNOWLEDGED_S,
-                ", ".join(late[:5]) + (" ..." if len(late) > 5 else ""),
+                named,
             )
-        elif not late and self._said_unacknowledged:
-            log.warning("the exchange side acknowledges orders again")
-        self._said_unacknowledged = bool(late)
+            why = f"{len(late)} order(s) unacknowledged for {UNACKNOWLEDGED_S:g}s: {named}"
+            self.loop.inject(Control("acks", self.loop.now(), {"status": "late", "reason": why}))
+        elif not late and stalled:
+            log.warning("the exchange side acknowledges orders again; new orders may go")
+            self.loop.inject(Control("acks", self.loop.now(), {"status": "ok"}))
 
     def run(self) -> dict:
         spec = self.spec

@@ -102,6 +102,9 @@ class RiskEngine:
         self._loss_halt = False  # HALTED by the kill switch (not by a halt command)
         self.rejections = 0
         self.gateway_down = ""  # why the order path is unavailable; "" when it is up
+        # why the exchange side seems not to take orders (the order path is up: the
+        # store takes them, but nothing acknowledges them); "" when it does
+        self.unacknowledged = ""
 
     # -- state ----------------------------------------------------------------
 
@@ -159,6 +162,8 @@ class RiskEngine:
         state = self.state
         if self.gateway_down:
             return f"order path unavailable ({self.gateway_down})"
+        if self.unacknowledged and not closing:
+            return f"exchange side not acknowledging orders ({self.unacknowledged})"
         if state != ACTIVE:
             if state in (STOPPED, PAUSED) and not closing:
                 return f"robot is {state.lower()}"
@@ -243,6 +248,8 @@ class RiskEngine:
             return None
         if self.gateway_down:
             return f"order path unavailable ({self.gateway_down})"
+        if self.unacknowledged:
+            return f"exchange side not acknowledging orders ({self.unacknowledged})"
         if self.state != ACTIVE:
             return (
                 f"robot is {self.state}: only a smaller quantity at the same price may be replaced"

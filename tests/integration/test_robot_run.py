@@ -637,3 +637,51 @@ def test_orders_nothing_acknowledges_are_said_in_the_log(robot_file, pg_url, mon
     assert len(said) == 1  # once, not every second
     assert re.match(r"\d+ order\(s\) not acknowledged by the exchange side for 0.3s", said[0])
     assert "is it running (`roboframe exchange`, the broker bridge)?" in said[0]
+
+
+def test_new_orders_wait_while_nothing_acknowledges_the_ones_sent(
+    robot_file, pg_url, monkeypatch, caplog
+):
+    """With the exchange process dead, the store took every order and the order path
+    stayed "up": the strategy's orders piled up behind the first, to fill at once,
+    at later prices, when an exchange came back. Now, once orders wait unacknowledged,
+    new ones are refused (journaled, so replay agrees) until the exchange side takes
+    them, and then they go again."""
+    import threading
+
+    import roboframe.core.robot as robot_module
+    from roboframe.core.events import Control
+    from tests.integration.exchange import RunningExchange
+
+    monkeypatch.setattr(robot_module, "UNACKNOWLEDGED_S", 0.3)
+    extra = f"""
+    gateway:
+      plugin: postgres
+      params: {{url: "{pg_url}", poll_ms: 100}}
+    """
+    path = robot_file(name="stalled", bars=0, rate=50)  # endless: stopped by --duration
+    text = path.read_text().replace("gateway:\n  plugin: paper\n  params: {commission: 2.0}\n", "")
+    path.write_text(text + textwrap.dedent(extra))
+    exchanges = []
+    late_start = threading.Timer(3.0, lambda: exchanges.append(RunningExchange(pg_url, fast=False)))
+    late_start.start()
+    try:
+        with caplog.at_level("INFO", logger="roboframe.core.kernel"):
+            summary = LiveRobot(load_robot(path), RunOptions(duration_s=6)).run()
+    finally:
+        late_start.join()
+        for running in exchanges:
+            running.close()
+    said = [r.getMessage() for r in caplog.records]
+    again = next(i for i, m in enumerate(said) if "acknowledges orders again" in m)
+    refused = [i for i, m in enumerate(said) if "exchange side not acknowledging orders" in m]
+    assert refused, "no order was refused while the first ones waited"
+    assert max(refused) < again  # none after the exchange side took them
+    assert re.search(r"\(\d+ order\(s\) unacknowledged for 0.3s: stalled-", said[refused[0]])
+    acks = [
+        event.args["status"]
+        for _seq, event, _record in iter_events(JournalReader(summary["journal"]))
+        if type(event) is Control and event.command == "acks"
+    ]
+    assert acks[:2] == ["late", "ok"]
+    assert verify(summary["journal"]).ok  # the refusals replay as they happened
