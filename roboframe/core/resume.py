@@ -141,11 +141,32 @@ def _stopped(reader: JournalReader) -> bool:
     )
 
 
+FEED_KEYS = "feed."
+"""What a run resumes under when changed: where its market data come from (a
+broken feed's address or file put right). The kernel never sees them, so the
+journal replays as before; anything else changes the run itself."""
+
+
+def _resumable_change(path: Path, header: dict, spec: Any) -> None:
+    """Let a resume under a file whose feed alone changed go on, saying so;
+    refuse any other change (see :func:`changed_file`)."""
+    changes = config_changes(header.get("config") or {}, spec.raw)
+    if not changes or any(not key.startswith(FEED_KEYS) for key, _, _ in changes):
+        raise changed_file(path, header, spec)
+    log.warning(
+        "%s: resumed under a changed market-data feed (the run's strategy, risk and "
+        "orders are as it started): %s",
+        path,
+        "; ".join(f"{key}: {_shown(old)} -> {_shown(new)}" for key, old, new in changes),
+    )
+
+
 def changed_file(path: Path, header: dict, spec: Any) -> ConfigError:
     """The refusal of a resume under a changed robot file, naming what changed
     and the ways on: the run as it started (the file put back; strategy params
     then changed live), or a new run, which starts flat."""
     changes = config_changes(header.get("config") or {}, spec.raw)
+    changes.sort(key=lambda change: change[0].startswith(FEED_KEYS))  # what refuses, first
     shown = [f"  {key}: {_shown(old)} -> {_shown(new)}" for key, old, new in changes[:_SHOWN]]
     if len(changes) > _SHOWN:
         shown.append(f"  ... and {len(changes) - _SHOWN} more")
@@ -158,7 +179,8 @@ def changed_file(path: Path, header: dict, spec: Any) -> ConfigError:
     return ConfigError(
         f"{path}: the robot file changed since that run started:\n"
         + "\n".join(shown)
-        + "\nit cannot be resumed under the changed file. To resume it, put the file back "
+        + "\nit cannot be resumed under the changed file (a change of its feed alone "
+        "can). To resume it, put the file back "
         f"as that run had it (`roboframe replay {path} --config` prints it) and resume"
         f"{live}; or start a new run (without --resume): it starts flat, and this run's "
         "position and working orders are left as they are, unmanaged"
@@ -207,7 +229,7 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
             raise RunFinished(f"{path}: that run has already stopped")
         if not _started_any(reader):  # it failed before its first event: nothing to lose
             raise RunFinished(f"{path}: that run never started (its journal has no events)")
-        raise changed_file(path, header, spec)
+        _resumable_change(path, header, spec)
     kernel = follow_rules(Kernel(spec, header["run_id"], strategy), header)  # to its end
     last_seq = 0
     trades: set[int] = set()

@@ -685,3 +685,41 @@ def test_new_orders_wait_while_nothing_acknowledges_the_ones_sent(
     ]
     assert acks[:2] == ["late", "ok"]
     assert verify(summary["journal"]).ok  # the refusals replay as they happened
+
+
+def test_a_run_a_broken_feed_ended_resumes_once_the_file_names_a_good_one(tmp_path):
+    """A bad row ended the run unfinished (exit 1, resumable). The trader points the
+    feed at a corrected file: the resume was refused as a changed robot file, and
+    the way on was a new, flat run beside the old one's position. A change of the
+    feed alone is resumed: the same run goes on, and its journal verifies."""
+    header = "Date,Symbol,Open,High,Low,Close,Volume"
+    rows = [
+        f"2026-12-01 10:{m:02d}:00,BBB,{2000 + m % 7 * 5},{2005 + m % 7 * 5},"
+        f"{1995 + m % 7 * 5},{2000 + m % 7 * 5},10"
+        for m in range(1, 21)
+    ]
+    broken = [*rows[:10], "2026-12-01 10:11:00,BBB,abc,1,1,1,1", *rows[11:]]
+    (tmp_path / "bars.csv").write_text("\n".join([header, *broken]) + "\n")
+    (tmp_path / "fixed.csv").write_text("\n".join([header, *rows]) + "\n")
+    robot = (
+        "name: fr\nsymbols: {BBB: {tick_size: 1}}\n"
+        "strategy: {plugin: sma-crossover, params: {fast: 2, slow: 4}}\n"
+        "risk: {max_order_qty: 5, max_position: 5}\n"
+        "gateway: {plugin: paper}\njournal: {dir: runs}\ncontrol: {address: null}\n"
+    )
+    path = tmp_path / "r.yaml"
+    path.write_text(robot + "feed: {plugin: csv, params: {path: bars.csv}}\n")
+    first = roboframe_cmd("-q", "run", "r.yaml", "--json", cwd=tmp_path)
+    assert first.returncode == 1, first.stderr
+    ended = json.loads(first.stdout)
+    assert ended["state"] == "FAILED"
+    path.write_text(robot + "feed: {plugin: csv, params: {path: fixed.csv}}\n")
+    resumed = roboframe_cmd("run", "r.yaml", "--resume", "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed under a changed market-data feed" in resumed.stderr
+    assert 'feed.params.path: "bars.csv" -> "fixed.csv"' in resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["run_id"] == ended["run_id"]
+    assert summary["events"] > ended["events"]  # the bars after the bad row
+    check = roboframe_cmd("replay", summary["journal"], "--verify", cwd=tmp_path)
+    assert check.returncode == 0, check.stderr

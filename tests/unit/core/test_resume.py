@@ -129,6 +129,31 @@ def test_a_run_with_events_is_still_refused_after_its_file_changed(tmp_path):
         rebuild(tmp_path / "r.journal", fixed, Scripted({}))
 
 
+def test_a_run_resumes_under_a_file_whose_feed_alone_changed(tmp_path, caplog):
+    """A feed that broke the run (a publisher moved, a bad file) is put right in the
+    robot file: that run was refused as "changed", and the trader had to choose
+    between the broken feed and a new, flat run beside the old one's position. The
+    kernel never sees the feed: the run resumes, and says what changed."""
+    spec = scripted_spec()
+    write_journal(tmp_path / "r.journal", spec, scripted_events(stop=False)[:2])
+    moved = scripted_spec(feed={"plugin": "csv", "params": {"path": "fixed.csv"}})
+    assert moved.config_hash != spec.config_hash
+    with caplog.at_level("WARNING", logger="roboframe.core.resume"):
+        resumed = rebuild(tmp_path / "r.journal", moved, Scripted({}))
+    assert resumed.last_seq == 2
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert "resumed under a changed market-data feed" in said
+    assert 'feed.plugin: "synthetic" -> "csv"' in said
+    also_risk = scripted_spec(
+        feed={"plugin": "csv", "params": {"path": "fixed.csv"}}, risk={"max_order_qty": 5}
+    )
+    with pytest.raises(ConfigError, match="changed since that run started") as refused:
+        rebuild(tmp_path / "r.journal", also_risk, Scripted({}))
+    first = str(refused.value).splitlines()[1]
+    assert first.startswith("  risk.max_order_qty:")  # what refuses it, named first
+    assert "a change of its feed alone can" in str(refused.value)
+
+
 @pytest.mark.parametrize("said", [True, False])
 def test_a_resumed_run_keeps_the_time_rule_its_journal_began_with(tmp_path, said):
     """A run whose journal began before robot time followed receipt times (no
