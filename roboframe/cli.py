@@ -210,9 +210,13 @@ def run(
         raise _fail(exc) from None
 
     def interrupted(signum, _frame):
-        robot.request_stop("interrupted" if signum == signal.SIGINT else "terminated")
+        if signum == signal.SIGHUP:  # a restart to resume (see Supervisor._restart)
+            robot.request_unfinished("ended to be resumed (SIGHUP), as its supervisor does")
+        else:
+            robot.request_stop("interrupted" if signum == signal.SIGINT else "terminated")
 
-    old = {s: signal.signal(s, interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, interrupted) for s in signals}
     try:
         summary = robot.run()
     except RoboframeError as exc:

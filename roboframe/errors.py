@@ -75,7 +75,7 @@ class RunFailed(RoboframeError):
 
     def __init__(self, what: str, reason: str) -> None:
         super().__init__(reason)
-        self.what = what  # "feed" or "gateway"
+        self.what = what  # "feed" or "gateway"; "run": ended on request, to be resumed
 
 
 class StrategyError(RoboframeError):

@@ -95,6 +95,7 @@ class Robot:
     elsewhere: bool = False  # another process runs it: its own retries are no restarts
     removed: bool = False  # its file went away: back in the folder, it is a robot again
     config_hash: str = ""  # of the definition it runs: a save that changes nothing is no restart
+    raw: dict = field(default_factory=dict, repr=False)  # that definition: what a save changed
     code_mtime: float = 0.0  # of strategy_file when defined: new code with a save is a change
     log_path: Path | None = None
     log_file: Any = field(default=None, repr=False)
@@ -269,8 +270,9 @@ class Supervisor:
                 self._define(robot, mtime, now)
             elif mtime != robot.mtime and robot.wanted:
                 running = robot.state == "running"
-                problem, same = _not_a_robot(path, robot.config_hash) if running else (None, False)
-                if same and _mtime(robot.strategy_file) == robot.code_mtime:
+                problem, changes = _not_a_robot(path, robot.raw) if running else (None, None)
+                same_code = _mtime(robot.strategy_file) == robot.code_mtime
+                if changes == [] and same_code:
                     # saved, touched, deployed again: the definition and code it runs (a
                     # restart was a new run, flat, leaving the old run's position unmanaged)
                     robot.mtime = mtime
@@ -283,6 +285,15 @@ class Supervisor:
                         "started (save a valid file to restart it):\n%s",
                         path, robot.name or path.stem, problem,
                     )  # fmt: skip
+                    continue
+                if changes and same_code and _feed_only(changes):
+                    # where its market data come from, alone: the run goes on, resumed
+                    log.warning(
+                        "%s changed its feed only (%s): restarting %s to resume its run",
+                        path, ", ".join(key for key, _, _ in changes), robot.name,
+                    )  # fmt: skip
+                    self._stop(robot, now, signal.SIGHUP)
+                    self._define(robot, mtime, now)
                     continue
                 log.warning("%s changed: restarting %s", path, robot.name or path.stem)
                 self._say_what_stays(robot)
@@ -353,7 +364,7 @@ class Supervisor:
             log.error("%s: %s", robot.path, robot.problem)
             return
         robot.name, robot.problem, robot.control = spec.name, "", spec.control.address
-        robot.config_hash = spec.config_hash
+        robot.config_hash, robot.raw = spec.config_hash, spec.raw
         robot.invalid = False
         robot.strategy_file = _strategy_file(spec)
         robot.code_mtime = _mtime(robot.strategy_file)
@@ -392,9 +403,11 @@ class Supervisor:
             robot.next_start = now + ELSEWHERE_RETRY_S
         log.warning("started %s (pid %d)", robot.name, robot.proc.pid)
 
-    def _stop(self, robot: Robot, now: float) -> None:
+    def _stop(self, robot: Robot, now: float, how: int = signal.SIGTERM) -> None:
+        """End ``robot``'s process: a clean stop (SIGTERM: journal flushed and closed),
+        or (SIGHUP) an end as a crash's, cleanly, for a resume to go on with the run."""
         if robot.proc is not None and robot.proc.poll() is None:
-            robot.proc.send_signal(signal.SIGTERM)  # a clean stop: journal flushed and closed
+            robot.proc.send_signal(how)
             robot.state, robot.next_start = "stopping", now + STOP_GRACE_S
         elif robot.state in ("backoff", "new", "running"):
             robot.state = "stopped"
@@ -548,16 +561,25 @@ def _mtime(path: Path | None) -> float:
         return 0.0
 
 
-def _not_a_robot(path: Path, config_hash: str) -> tuple[str | None, bool]:
+def _not_a_robot(path: Path, raw: dict) -> tuple[str | None, list | None]:
     """Why the robot file at ``path`` does not validate (None when it does), and
-    whether it defines the robot of ``config_hash`` still."""
+    what it changed from the definition ``raw`` (``config_changes``; None when it
+    does not validate)."""
     from roboframe.config import load_robot
+    from roboframe.config.spec import config_changes
 
     try:
         spec = load_robot(path)
     except ConfigError as exc:
-        return str(exc), False
-    return None, spec.config_hash == config_hash
+        return str(exc), None
+    return None, config_changes(raw, spec.raw)
+
+
+def _feed_only(changes: list) -> bool:
+    """Whether ``changes`` are all the feed's, which a resumed run takes."""
+    from roboframe.core.resume import FEED_KEYS
+
+    return all(key.startswith(FEED_KEYS) for key, _, _ in changes)
 
 
 def _changed(robot: Robot) -> bool:

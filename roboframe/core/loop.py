@@ -116,6 +116,7 @@ class RoboLoop:
         self.latency_ns: deque[int] = deque(maxlen=4096)
         """Processing time of recent messages (one in 16 is timed), for metrics."""
         self._stop_reason: str | None = None
+        self._unfinished: str | None = None  # see request_unfinished
         # a simulated exchange stepped in this thread, as in a backtest (Gateway.in_step)
         self.in_step = bool(getattr(gateway, "in_step", False))
         self._answers: deque = deque()  # its answers, not yet journaled and handled
@@ -399,6 +400,14 @@ class RoboLoop:
         if self._stop_reason is None:
             self._stop_reason = reason
 
+    def request_unfinished(self, reason: str) -> None:
+        """Ask the running loop to end the run soon as a crash ends it -- no stop
+        journaled, ``run --resume`` goes on with it -- but cleanly: its journal
+        flushed, its streams joined (a supervisor restarting it under a changed
+        feed, which a resume takes)."""
+        if self._unfinished is None:
+            self._unfinished = reason
+
     @property
     def stopped(self) -> bool:
         return self.kernel.risk.state == STOPPED
@@ -503,6 +512,8 @@ class RoboLoop:
                     if served & _HOUSEKEEPING_EVERY:
                         continue  # under load, look at the clock every 16 messages
                 now = mono()
+                if self._unfinished is not None and not self.stopped:
+                    raise RunFailed("run", self._unfinished)
                 if self._stop_reason is not None and not self.stopped:
                     self.stop(self._stop_reason)
                 if deadline is not None and now >= deadline and not self.stopped:

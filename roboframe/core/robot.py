@@ -352,6 +352,9 @@ class LiveRobot:
     def request_stop(self, reason: str) -> None:
         self.loop.request_stop(reason)
 
+    def request_unfinished(self, reason: str) -> None:
+        self.loop.request_unfinished(reason)
+
     def _snapshot(self) -> dict:
         snap = self.kernel.snapshot()
         snap["seq"] = self.loop.seq

@@ -333,7 +333,7 @@ def test_a_robot_that_does_not_stop_for_a_restart_is_killed_after_the_grace(tmp_
     sup = Supervisor(tmp_path / "robots", tmp_path / "state")
     try:
         robot = _stuck_robot(sup, path)
-        path.write_text(path.read_text().replace("seed: 3", "seed: 4"))
+        path.write_text(path.read_text().replace("fast: 3", "fast: 4"))  # not the feed alone
         os.utime(path, (time.time() + 5, time.time() + 5))
         sup._scan(1.0)
         assert robot.state == "stopping"
@@ -736,3 +736,24 @@ def test_a_robot_its_data_broke_is_resumed_its_reason_shown_and_start_retries_at
     assert verify(journals[0]).ok
     events = [e for _, e, _ in iter_events(JournalReader(journals[0])) if type(e) is Bar]
     assert len(events) == len(rows)  # each bar once, across the failure
+
+
+def test_a_running_robot_whose_feed_alone_changed_goes_on_with_its_run(tmp_path, up):
+    """A changed file restarted its robot as a new run, flat: a trader who moved the
+    publisher's address (or paced the feed anew) left the old run's position
+    unmanaged. A change of the feed alone ends the run unfinished (SIGHUP: its
+    journal flushed) and resumes it: one journal, each bar once, verified."""
+    path = write_robot(tmp_path, "alpha", bars=1500, rate=200)
+    up()
+    wait_until(lambda: (r := ps(tmp_path).get("alpha")) and (r.get("events") or 0) > 200)
+    path.write_text(path.read_text().replace("rate: 200", "rate: 300"))
+    done = wait_until(lambda: (r := ps(tmp_path)["alpha"])["state"] == "stopped" and r, 60)
+    assert done["restarts"] == 1 and done["last_exit"] == 0
+    journals = list((tmp_path / "runs" / "alpha").glob("*.journal"))
+    assert len(journals) == 1  # the same run, resumed under the new feed
+    assert verify(journals[0]).ok
+    bars = [e.ts for _s, e, _r in iter_events(JournalReader(journals[0])) if type(e) is Bar]
+    assert len(bars) == 1500 and all(b > a for a, b in itertools.pairwise(bars))
+    log = (tmp_path / "runs" / ".supervisor" / "alpha.log").read_text()
+    assert "resumed under a changed market-data feed" in log
+    assert "feed.params.rate: 200 -> 300" in log
