@@ -46,7 +46,6 @@ from roboframe.curve import client_schema, load_public, load_secret, make_client
 log = logging.getLogger(__name__)
 
 ORDERS_IDENTITY = b"\x00orders"  # after the robot's name: the loop's own order socket
-ANSWERED_KEPT = 1024  # answers whose order's note is not in yet, remembered (see _note_sent)
 CONNECT_GRACE_S = 2.0  # a link to the exchange not made by then: the order path is down
 HEARTBEAT_MS = 1000  # ZeroMQ heartbeats on the link: a silent peer is lost after 3 of these
 
@@ -90,15 +89,30 @@ class FastGateway(StoreGateway):
         self.sent: deque[tuple] = deque()  # what went straight out, for the trade stream
 
     def submit(self, actions: list) -> None:
-        """Straight to the exchange, then noted for the trade stream; with no link
-        made (or a full queue) the trade stream's way."""
+        """Straight to the exchange, noted for the trade stream first: the answer
+        can come before the line after the send runs, and must find its action
+        noted (or the action would stay unanswered, sent again through the store
+        should the link break). With no link made (or a full queue) the trade
+        stream's way, the note taken back."""
         raw = codec.encode(actions)
+        noted = tuple(actions)
+        self.sent.append(noted)
         try:
             self._direct.send(raw, zmq.NOBLOCK)
         except zmq.Again:
+            self._take_back(noted)
             self._push.send(raw)
-        else:
-            self.sent.append(tuple(actions))
+
+    def _take_back(self, noted: tuple) -> None:
+        """The note of actions that did not leave. The trade stream may have taken
+        it meanwhile: they are then unanswered until the answer to the way they
+        go comes (sent again through the store, an order is a no-op there)."""
+        sent = self.sent
+        try:
+            if sent[-1] is noted:  # this thread alone appends: the last note, if any left
+                sent.pop()
+        except IndexError:  # the trade stream took the last one just now
+            pass
 
     def close(self) -> None:
         direct = getattr(self, "_direct", None)
@@ -157,8 +171,6 @@ class _FastStream(_StoreStream):
         # stop they go to the store too (see _flush_at_stop)
         self.unanswered: dict[str, list] = {}
         self.sent = gateway.sent  # what the loop sent straight out (see _take_sent)
-        # answers that came before their order was noted (see _take_sent)
-        self.answered: dict[str, list] = {}
 
     def close(self) -> None:
         if self.monitor is not None:
@@ -226,41 +238,31 @@ class _FastStream(_StoreStream):
 
     def _take_sent(self) -> None:
         """What the loop sent straight to the exchange: unanswered until an answer
-        comes. One may have come already (the loop notes an order after sending
-        it, and a thread can be paused in between): such an action is not
-        noted, or a broken link would send it again through the store."""
-        sent, answered = self.sent, self.answered
+        comes. The loop notes it before it sends it, so its answer always finds
+        it here."""
+        sent, unanswered = self.sent, self.unanswered
         while sent:
             for action in sent.popleft():
-                self._note_sent(action, answered)
-
-    def _note_sent(self, action, answered: dict[str, list]) -> None:
-        cid = action.client_id
-        early = answered.get(cid, ())
-        answer = next((event for event in early if _answers(event, action)), None)
-        if answer is None:
-            self.unanswered.setdefault(cid, []).append(action)
-            return
-        early.remove(answer)  # taken: a later replace needs an answer of its own
-        if not early:
-            del answered[cid]
+                unanswered.setdefault(action.client_id, []).append(action)
 
     def _forward_many(self, events: list) -> None:
+        """Forward what is new, and cross off what it answers. Only what is new: an
+        answer comes twice (over the socket, then from the store, written
+        behind), and the store's copy of a replace's answer, taken again, answered
+        the order's next replace, which was then watched over by nobody."""
         if self.sent:
             self._take_sent()
-        unanswered, answered = self.unanswered, self.answered
-        for event in events:
-            cid = event.client_id
-            sent = unanswered.get(cid)
-            if sent is not None:
-                sent[:] = [a for a in sent if not _answers(event, a)]
-                if not sent:
-                    del unanswered[cid]
-            else:  # its order's note may not be in yet
-                answered.setdefault(cid, []).append(event)
-                if len(answered) > ANSWERED_KEPT:
-                    del answered[next(iter(answered))]
-        super()._forward_many(events)
+        fresh = [event for event in events if self._fresh(event)]
+        unanswered = self.unanswered
+        if unanswered:
+            for event in fresh:
+                sent = unanswered.get(event.client_id)
+                if sent is not None:
+                    sent[:] = [a for a in sent if not _answers(event, a)]
+                    if not sent:
+                        del unanswered[event.client_id]
+        if fresh:
+            self._send_events(fresh)
 
     def _flush_at_stop(self) -> None:
         """Also what went over the socket unanswered: with the exchange down, those

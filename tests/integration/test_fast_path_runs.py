@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from roboframe.builtin.zmqgw import FastGateway
 from roboframe.core.events import Bar, NewOrder, OrderUpdate
 from roboframe.testing.helpers import RunningTradeStream
@@ -343,47 +345,140 @@ def test_an_order_the_loop_sent_unanswered_at_the_stop_reaches_the_store(pg_url)
         store.close()
 
 
-def test_an_answer_before_the_note_of_its_order_leaves_nothing_to_send_again(pg_url):
-    """The loop notes an order for its trade stream after sending it; the answer
-    can come first. The order is not then kept as unanswered (a broken link would
-    send it again through the store), and a replace's answer taken that way
-    answers that replace only, not the next."""
+def test_the_loop_notes_an_order_before_it_sends_it(pg_url):
+    """The loop noted an order for its trade stream after sending it; the answer
+    could come first, and was then kept for whatever came next of that order (a
+    replace's answer, for the next replace). Noted first, an answer always finds
+    its action; one that did not leave (no link made) has its note taken back
+    and goes the trade stream's way."""
     from decimal import Decimal
 
     import zmq
 
-    from roboframe.builtin.zmqgw import _FastStream
+    from roboframe.core import codec
     from roboframe.core.events import Replace
     from roboframe.core.gateway import Runtime
     from roboframe.core.instruments import Instrument
     from roboframe.testing.helpers import free_port
 
-    robot = f"{ROBOT}-race"
+    robot = f"{ROBOT}-note"
     ctx = zmq.Context()
-    runtime = Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None)
-    loop = ctx.socket(zmq.PULL)
-    loop.bind(runtime.loop_address)
-    sender = ctx.socket(zmq.PUSH)
-    sender.connect(runtime.loop_address)
-    params = {"url": pg_url, "address": f"tcp://127.0.0.1:{free_port()}"}
-    gw = FastGateway(params, {"Si": Instrument("Si", Decimal(1))}, robot=robot)
-    gw.open(runtime)
-    stream = _FastStream(gw, runtime, sender)
-    cid = f"{robot}-r1-1"
+    router = ctx.socket(zmq.ROUTER)  # the exchange's order socket, played here
+    linked = router.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    gw = FastGateway({"url": pg_url, "address": address},
+                     {"Si": Instrument("Si", Decimal(1))}, robot=robot)  # fmt: skip
     try:
-        stream._forward_many([OrderUpdate(cid, 1, "accepted", "", "")])
-        gw.sent.append((NewOrder(cid, "Si", "buy", 1, "limit", 90),))
-        stream._forward_many([OrderUpdate(cid, 2, "replaced", "", "")])
-        gw.sent.append((Replace(cid, 2, 91),))  # answered above: not kept
-        second = Replace(cid, 3, 92)
-        gw.sent.append((second,))
-        stream._take_sent()
-        assert stream.unanswered == {cid: [second]}
-        stream._forward_many([OrderUpdate(cid, 3, "replaced", "", "")])
-        assert stream.unanswered == {}
+        gw.open(Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None))  # no trade stream
+        unsent = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
+        gw.submit([unsent])  # nothing bound there yet: no link
+        assert list(gw.sent) == []
+        assert codec.decode_actions(gw._pull.recv()) == [unsent]  # the trade stream's way
+        router.bind(address)
+        assert linked.poll(5000), "the loop's socket never linked"
+        time.sleep(0.2)  # made on the robot's side too
+
+        class Watched:  # the loop's socket, with what was noted when it sent
+            def __init__(self, sock) -> None:
+                self.sock, self.noted = sock, []
+
+            def send(self, raw, flags) -> None:
+                self.noted.append(list(gw.sent))
+                self.sock.send(raw, flags)
+
+        direct = gw._direct
+        gw._direct = Watched(direct)
+        replace = Replace(unsent.client_id, 2, 91)
+        gw.submit([replace])
+        assert gw._direct.noted == [[(replace,)]]
+        assert router.poll(5000), "the replace never left the loop"
+        assert codec.decode_actions(router.recv_multipart()[1]) == [replace]
+        gw._direct = direct
     finally:
-        stream.close()
         gw.close()
-        sender.close(linger=0)
-        loop.close(linger=0)
+        linked.close(linger=0)
+        router.close(linger=0)
         ctx.term()
+
+
+@pytest.mark.parametrize("echo", ["before", "after"])
+def test_a_replace_the_exchange_took_unanswered_reaches_the_store_at_the_stop(pg_url, echo):
+    """Each answer comes twice on the fast path: over the socket, then from the
+    store, which the exchange writes behind. The store's copy of a replace's
+    answer was taken for the answer of the robot's next replace of that order
+    (read before that replace was sent, it was kept as an answer come early;
+    read after, it answered it outright): that replace, taken by an exchange
+    that then hung, was watched over by nobody -- not sent again through the
+    store, not even at the stop, and the order kept its old price for good."""
+    import zmq
+
+    from roboframe.core import codec
+    from roboframe.core.events import Replace
+    from roboframe.store import open_store
+    from roboframe.storewriter import write_items
+    from roboframe.testing.helpers import answer_robot, free_port
+
+    robot = f"{ROBOT}-echo-{echo}"
+    address = f"tcp://127.0.0.1:{free_port()}"
+    params = {"url": pg_url, "poll_ms": 200, "address": address}
+    end = RunningTradeStream(FastGateway, params, robot, run_id="r1")
+    exchange = end.ctx.socket(zmq.ROUTER)  # the exchange, played: it writes the store too
+    exchange.setsockopt(zmq.LINGER, 0)
+    linked = exchange.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    exchange.bind(address)
+    store = open_store(pg_url)
+    store.setup()
+    cid = f"{robot}-r1-1"
+
+    def taken(action) -> bytes:
+        assert exchange.poll(5000), f"{action} never came"
+        sender, raw = exchange.recv_multipart()
+        assert codec.decode_actions(raw) == [action]
+        return sender
+
+    def answered(status: str, of: str = cid) -> OrderUpdate:
+        ref = str(store.reserve_ids("order_events", 1)[0])
+        return OrderUpdate(of, time.time_ns(), status, "", ref)
+
+    def in_the_store(items: list) -> None:
+        """``items`` written as the exchange's writer writes them, then a marker
+        the loop gets once the trade stream has read them (read together)."""
+        marker = NewOrder(f"{robot}-r1-2", "Si", "buy", 1, "limit", 80)
+        news = [(robot, marker), (robot, answered("accepted", marker.client_id))]
+        write_items(store, [*items, *news])
+        got = end.events(1, timeout_ms=5000)
+        assert [e.client_id for e in got] == [marker.client_id], got  # new to the stream
+
+    try:
+        for _ in range(2):  # both links: the loop's and the trade stream's
+            assert linked.poll(5000), "the robot's links were never made"
+            linked.recv_multipart()
+        time.sleep(0.2)  # made on the robot's side too
+        order = NewOrder(cid, "Si", "buy", 1, "limit", 90)
+        end.gw.submit([order])
+        sender = taken(order)
+        accepted = answered("accepted")
+        answer_robot(exchange, sender, codec.encode(accepted))
+        assert end.events(1) == [accepted]
+        write_items(store, [(robot, order), (robot, accepted)])
+        first, second = Replace(cid, 2, 91), Replace(cid, 3, 92)
+        end.gw.submit([first])
+        taken(first)
+        replaced = answered("replaced")
+        answer_robot(exchange, sender, codec.encode(replaced))
+        assert end.events(1) == [replaced]
+        if echo == "before":  # the store's copy read before the next replace is sent
+            in_the_store([(robot, first), (robot, replaced)])
+        end.gw.submit([second])
+        taken(second)  # and never answered: the exchange hangs
+        if echo == "after":
+            in_the_store([(robot, first), (robot, replaced)])
+    finally:
+        linked.close(linger=0)
+        exchange.close(linger=0)
+        end.close()
+    try:
+        requests = [action for _, who, action in store.new_requests()[1] if who == robot]
+        assert requests == [second]
+    finally:
+        store.close()
