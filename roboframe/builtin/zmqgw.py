@@ -83,9 +83,16 @@ class FastGateway(StoreGateway):
             load_secret(files[0], "gateway.params.curve.secret_key")
             load_public(files[1], "gateway.params.curve.server_key")
         super().open(runtime)
-        # the loop's own order socket: submit() runs on the loop's thread
+        # the loop's own order socket: submit() runs on the loop's thread; its link
+        # is watched by the trade stream (_on_direct_monitor; inproc:// has none)
+        address = self.params["address"]
+        self.direct_monitor = None
         self._direct = exchange_socket(self, runtime.context, self.robot.encode() + ORDERS_IDENTITY)
-        self._direct.connect(self.params["address"])
+        if not address.startswith("inproc://"):
+            self.direct_monitor = self._direct.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+            )
+        self._direct.connect(address)
         self.sent: deque[tuple] = deque()  # what went straight out, for the trade stream
 
     def submit(self, actions: list) -> None:
@@ -117,6 +124,9 @@ class FastGateway(StoreGateway):
     def close(self) -> None:
         direct = getattr(self, "_direct", None)
         if direct is not None:  # what it still queues, the trade stream has as unanswered
+            if self.direct_monitor is not None:
+                direct.disable_monitor()
+                self.direct_monitor.close(linger=0)
             direct.close(linger=0)
         super().close()
 
@@ -171,6 +181,8 @@ class _FastStream(_StoreStream):
         # stop they go to the store too (see _flush_at_stop)
         self.unanswered: dict[str, list] = {}
         self.sent = gateway.sent  # what the loop sent straight out (see _take_sent)
+        self.direct_monitor = gateway.direct_monitor  # handed over to this thread
+        self.direct_lost = False  # the loop's link broke, not made again yet
 
     def close(self) -> None:
         if self.monitor is not None:
@@ -199,6 +211,23 @@ class _FastStream(_StoreStream):
                 self.connected = False
                 self._exchange_lost("lost")
             self._say_order_path()
+
+    def _on_direct_monitor(self) -> None:
+        """The loop's own link went down or up. It can break alone (a NAT or a
+        firewall dropping one flow, heartbeats timed out on it and not on this
+        stream's): what it took with it goes the store's way once it is made
+        again, as for this stream's link. The order path's state stays this
+        stream's link's: while the loop's is down, its orders come this way."""
+        while True:
+            try:
+                event = recv_monitor_message(self.direct_monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                self.direct_lost = True
+            elif event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED and self.direct_lost:
+                self.direct_lost = False
+                self._through_the_store()
 
     def _exchange_lost(self, how: str) -> None:
         if not self.exchange_down:
@@ -302,6 +331,8 @@ class _FastStream(_StoreStream):
         poller.register(self.dealer, zmq.POLLIN)
         if self.monitor is not None:
             poller.register(self.monitor, zmq.POLLIN)
+        if self.direct_monitor is not None:
+            poller.register(self.direct_monitor, zmq.POLLIN)
         fd = self.store.fileno()
         if fd is not None:
             poller.register(fd, zmq.POLLIN)
@@ -311,6 +342,8 @@ class _FastStream(_StoreStream):
             self.store.keep_robot_lock()  # a lease is renewed when due
             if self.monitor is not None and self.monitor in ready:
                 self._on_monitor()
+            if self.direct_monitor is not None and self.direct_monitor in ready:
+                self._on_direct_monitor()
             late = not self.connected and time.monotonic() >= self.link_deadline
             if late and not self.exchange_down:  # the link never came up at the start
                 self._exchange_lost(f"not made within {CONNECT_GRACE_S:g}s")

@@ -2,6 +2,7 @@
 
 ``cut()`` closes every connection and refuses new ones until ``restore()``;
 clients see exactly what a dead server or a broken link looks like.
+``drop(n)`` closes one connection alone (a NAT or a firewall dropping one flow).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class TcpProxy:
         self.up.set()
         self._stop = threading.Event()
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._dropping: list[int] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -54,6 +56,12 @@ class TcpProxy:
                     except OSError:
                         pass
                     self._drop(sel, src, dst)
+            with self._lock:
+                dropping, self._dropping = self._dropping, []
+                dropped = [self._pairs[n] for n in dropping]
+                self._pairs = [pair for pair in self._pairs if pair not in dropped]
+            for a, b in dropped:
+                self._drop(sel, a, b)
             if not self.up.is_set():
                 with self._lock:
                     pairs, self._pairs = self._pairs, []
@@ -66,6 +74,17 @@ class TcpProxy:
             with contextlib.suppress(KeyError, ValueError):
                 sel.unregister(sock)
             sock.close()
+
+    def connections(self) -> int:
+        """How many connections were made, less those cut or dropped here."""
+        with self._lock:
+            return len(self._pairs)
+
+    def drop(self, n: int) -> None:
+        """Close the ``n``-th of the connections (oldest first), the others left as
+        they are: one of a client's links broken alone."""
+        with self._lock:
+            self._dropping.append(n)
 
     def cut(self) -> None:
         self.up.clear()

@@ -482,3 +482,73 @@ def test_a_replace_the_exchange_took_unanswered_reaches_the_store_at_the_stop(pg
         assert requests == [second]
     finally:
         store.close()
+
+
+def test_orders_the_loops_own_link_took_with_it_go_through_the_store_when_it_is_back(pg_url):
+    """The loop's socket has a link of its own to the exchange, which can break
+    alone (a NAT or a firewall dropping one flow; heartbeats timed out on one
+    link and not on the other). Only the trade stream's link was watched: an
+    order the loop's link took with it stayed "new" for the rest of the run and
+    went through the store at the stop, to fill for a finished run. It goes the
+    store's way when that link is made again, as for the trade stream's."""
+    import threading
+    from decimal import Decimal
+
+    import zmq
+
+    from roboframe.core.gateway import Runtime
+    from roboframe.core.instruments import Instrument
+    from roboframe.core.streams import trade_stream
+    from roboframe.store import open_store
+    from roboframe.testing.helpers import free_port, wait_for
+    from roboframe.testing.tcpproxy import TcpProxy
+
+    robot = f"{ROBOT}-own-link"
+    ctx = zmq.Context()
+    exchange = ctx.socket(zmq.ROUTER)
+    exchange.setsockopt(zmq.LINGER, 0)
+    linked = exchange.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    port = free_port()
+    exchange.bind(f"tcp://127.0.0.1:{port}")
+    proxy = TcpProxy("127.0.0.1", port)
+    runtime = Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None)
+    loop = ctx.socket(zmq.PULL)
+    loop.bind(runtime.loop_address)
+    params = {"url": pg_url, "poll_ms": 200, "address": f"tcp://127.0.0.1:{proxy.port}"}
+    gw = FastGateway(params, {"Si": Instrument("Si", Decimal(1))}, robot=robot)
+    store = open_store(pg_url)
+    thread = None
+
+    def stored() -> list:
+        return [o.order for o in store.new_requests()[0] if o.robot == robot]
+
+    try:
+        gw.open(runtime)  # the loop's link first: the proxy's first connection
+        assert linked.poll(5000), "the loop's link was never made"
+        linked.recv_multipart()
+        assert proxy.connections() == 1
+        thread = threading.Thread(target=trade_stream, args=(gw, runtime), daemon=True)
+        thread.start()
+        assert linked.poll(5000), "the trade stream's link was never made"
+        linked.recv_multipart()
+        time.sleep(0.2)  # made on the robot's side too
+        order = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
+        gw.submit([order])
+        assert exchange.poll(5000), "not sent over the loop's link"
+        sender, _ = exchange.recv_multipart()  # taken, never answered; then the link breaks
+        assert sender.endswith(b"\x00orders")
+        proxy.drop(0)
+        assert linked.poll(5000), "the loop's link was never made again"
+        assert wait_for(lambda: stored() == [order], 10), stored()
+        assert not loop.poll(0)  # the trade stream's link stood: the order path stayed up
+    finally:
+        runtime.stop.set()
+        if thread is not None:
+            thread.join(10)
+        gw.close()
+        loop.close(linger=0)
+        linked.close(linger=0)
+        exchange.close(linger=0)
+        proxy.close()
+        store.close()
+        ctx.destroy(linger=0)
