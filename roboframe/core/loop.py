@@ -110,6 +110,9 @@ class RoboLoop:
         self.malformed: dict[str, int] = {}
         self.error: StrategyError | None = None
         self.failure: str | None = None  # why the feed or the gateway broke the run
+        # the run ended unfinished on request (request_unfinished), not broken: a
+        # resume goes on with it at once, its orders as they are
+        self.ended_to_resume = False
         # where a stream says so (Runtime.failure): (what, why), or None
         self.failed_by: Callable[[], tuple[str, str] | None] = lambda: None
         self._drain_broken = False  # the order gateway broke while the stop drained
@@ -545,6 +548,7 @@ class RoboLoop:
             self.failed(exc)
         except RunFailed as exc:  # ended as a crash ends it: no stop, resumable
             self.failure = str(exc)
+            self.ended_to_resume = exc.what == "run"
             log.error(
                 "the run ended unfinished (%s); `roboframe run --resume` goes on with it", exc
             )

@@ -543,7 +543,10 @@ class LiveRobot:
                 self._endpoint_lock.close()  # the endpoint is free for the next run
             if self._journal_lock is not None:
                 self._journal_lock.close()  # and the journal folder
-        if self.loop.error is not None or self.loop.failure is not None:
+        # a run ended to be resumed at once (SIGHUP) is not broken: its orders stay its own
+        if self.loop.error is not None or (
+            self.loop.failure is not None and not self.loop.ended_to_resume
+        ):
             # the trade stream has written what it was handed
             if spec.loop.open_orders_on_error == "cancel":
                 self._cancel_left()

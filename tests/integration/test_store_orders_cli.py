@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from decimal import Decimal
@@ -17,7 +19,7 @@ from roboframe.core.events import Bar, NewOrder
 from roboframe.core.instruments import Instrument
 from roboframe.store import open_store
 from roboframe.testing.helpers import wait_for
-from tests.integration.conftest import roboframe_cmd
+from tests.integration.conftest import ROOT, roboframe_cmd
 from tests.integration.exchange import RunningExchange
 
 
@@ -252,3 +254,70 @@ def test_cancel_left_reports_a_known_order_never_seen_closed(pg_url):
     asked, left = gateway.cancel_left("r1", 0.5, ["alpha-r1-7", "alpha-r0-1"])
     assert (asked, left) == (["alpha-r1-7"], ["alpha-r1-7"])  # another run's id: not ours
     assert 0.5 <= time.monotonic() - started < 5
+
+
+RESTS = """\
+from roboframe import Strategy
+
+
+class Rests(Strategy):
+    def __init__(self, params):
+        super().__init__(params)
+        self.bars = 0
+
+    def on_bar(self, bar, ctx):
+        self.bars += 1
+        if self.bars == 1:
+            return [ctx.buy(bar.symbol, 1, price=bar.close - 500)]
+"""
+
+
+def test_a_run_ended_on_sighup_to_be_resumed_leaves_its_orders_working(pg_url, tmp_path):
+    """SIGHUP (what ``roboframe up`` sends a robot whose feed alone changed) ends the
+    run to be resumed at once. With ``open_orders_on_error: cancel`` it was taken for a
+    broken run: every working order was cancelled through the store, and the resumed
+    run found its resting order gone. It is left working, and the resumed run keeps it."""
+    (tmp_path / "rests.py").write_text(RESTS)
+    robot = tmp_path / "rests.yaml"
+    robot.write_text(
+        "name: rests\nsymbols: {Si: {tick_size: 1}}\n"
+        "feed: {plugin: synthetic, params: {seed: 1, bars: 0, prices: {Si: 92000}, rate: 20}}\n"
+        "strategy: {plugin: 'rests:Rests'}\n"
+        f"gateway: {{plugin: postgres, params: {{url: '{pg_url}', poll_ms: 100}}}}\n"
+        f"journal: {{dir: '{tmp_path / 'runs'}'}}\n"
+        "loop: {open_orders_on_error: cancel, drain_ms: 5s}\n"
+    )
+    exchange = RunningExchange(pg_url, fast=False)
+    try:
+        exchange.price(Bar("Si", 1, 92000, 92000, 92000, 92000))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "roboframe.cli", "run", str(robot), "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        )  # fmt: skip
+        try:
+
+            def accepted() -> bool:
+                listed = roboframe_cmd("orders", str(robot), "--json")
+                return listed.returncode == 0 and [
+                    r["status"] for r in json.loads(listed.stdout)
+                ] == ["accepted"]
+
+            assert wait_for(accepted, timeout=30, step=0.5)
+            proc.send_signal(signal.SIGHUP)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 1, err  # unfinished: resumable
+        assert json.loads(out)["cancelled_on_error"] is None
+        assert "a cancel was written" not in err
+        listed = roboframe_cmd("orders", str(robot), "--json")
+        assert [r["status"] for r in json.loads(listed.stdout)] == ["accepted"]
+        resumed = roboframe_cmd("run", str(robot), "--resume", "--duration", "2", "--json")
+        assert resumed.returncode == 0, resumed.stderr
+        after = json.loads(resumed.stdout)
+        assert after["orders"] == 1 and after["open_orders"] == 1 and after["cancels"] == 0
+        verified = roboframe_cmd("replay", after["journal"], "--verify")
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    finally:
+        exchange.close()
