@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import inspect
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -270,6 +271,12 @@ class LiveRobot:
         self.first_seq = self.loop.seq  # a resumed run's seq goes on from its journal's
         self.status: dict = {}
         self._unacknowledged: dict[str, float] = {}  # client id -> host time first seen new
+        if self.resumed is not None and self.kernel.risk.unacknowledged:
+            # resumed stalled: how long its orders waited is not known, so they stay late
+            # until taken (timed anew, the stall was lifted at once, nothing acknowledged)
+            for cid, own in self.kernel.orders.open.items():
+                if own.status == NEW:
+                    self._unacknowledged[cid] = -math.inf
         self.started = time.monotonic()
         self.metrics: MetricsServer | None = None
 
@@ -380,8 +387,8 @@ class LiveRobot:
 
         The host's clock decides, so the loop journals what it decided (an
         ``acks`` control) and replay follows it. The kernel's state is the one
-        looked at: a run resumed stalled is let go at once, its orders' waits
-        timed anew."""
+        looked at: a run resumed stalled stays so until the orders it waited on
+        are taken; a run resumed otherwise times its orders' waits anew."""
         if self.loop.stopped:
             return
         waiting = self._unacknowledged

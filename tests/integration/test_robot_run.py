@@ -687,6 +687,73 @@ def test_new_orders_wait_while_nothing_acknowledges_the_ones_sent(
     assert verify(summary["journal"]).ok  # the refusals replay as they happened
 
 
+def test_a_run_resumed_stalled_stays_stalled_until_its_orders_are_taken(
+    robot_file, pg_url, monkeypatch, caplog
+):
+    """A stalled run ended unfinished (SIGHUP: its feed changed under roboframe up; a
+    crash) and resumed journaled "ok" at once, with nothing acknowledged: the log
+    said the exchange side acknowledged orders again, and new orders piled up behind
+    the old ones for another wait. It stays stalled until the exchange side takes
+    the orders it waited on."""
+    import threading
+
+    import roboframe.core.robot as robot_module
+    from roboframe.core.events import Control
+    from tests.integration.exchange import RunningExchange
+
+    monkeypatch.setattr(robot_module, "UNACKNOWLEDGED_S", 0.3)
+    extra = f"""
+    gateway:
+      plugin: postgres
+      params: {{url: "{pg_url}", poll_ms: 100}}
+    """
+    path = robot_file(name="stalled", bars=0, rate=50)  # endless: stopped by --duration
+    text = path.read_text().replace("gateway:\n  plugin: paper\n  params: {commission: 2.0}\n", "")
+    path.write_text(text + textwrap.dedent(extra))
+
+    def acks(journal) -> list[str]:
+        return [
+            "restarted" if event.command == "restarted" else event.args["status"]
+            for _seq, event, _record in iter_events(JournalReader(journal))
+            if type(event) is Control and event.command in ("acks", "restarted")
+        ]
+
+    robot = LiveRobot(load_robot(path), RunOptions())
+
+    def end_once_stalled() -> None:  # as SIGHUP does
+        wait_for(lambda: bool(robot.kernel.risk.unacknowledged), timeout=30, step=0.05)
+        robot.request_unfinished("ended to be resumed (SIGHUP)")
+
+    ending = threading.Thread(target=end_once_stalled)
+    ending.start()
+    try:
+        first = robot.run()
+    finally:
+        ending.join()
+    assert first["state"] == "FAILED" and acks(first["journal"]) == ["late"]
+    exchanges: list = []
+    started: list[float] = []
+
+    def exchange_back() -> None:
+        started.append(time.time())
+        exchanges.append(RunningExchange(pg_url, fast=False))
+
+    late_start = threading.Timer(3.0, exchange_back)
+    late_start.start()
+    try:
+        with caplog.at_level("WARNING", logger="roboframe.core.robot"):
+            again = LiveRobot(load_robot(path), RunOptions(resume=True, duration_s=7)).run()
+    finally:
+        late_start.join()
+        for running in exchanges:
+            running.close()
+    assert again["run_id"] == first["run_id"]
+    assert acks(again["journal"])[:3] == ["late", "restarted", "ok"]
+    back = [r.created for r in caplog.records if "acknowledges orders again" in r.getMessage()]
+    assert back and back[0] > started[0]  # not at the resume: once they were taken
+    assert verify(again["journal"]).ok
+
+
 def test_a_run_a_broken_feed_ended_resumes_once_the_file_names_a_good_one(tmp_path):
     """A bad row ended the run unfinished (exit 1, resumable). The trader points the
     feed at a corrected file: the resume was refused as a changed robot file, and
