@@ -407,7 +407,7 @@ class RoboLoop:
         """Ask the running loop to end the run soon as a crash ends it -- no stop
         journaled, ``run --resume`` goes on with it -- but cleanly: its journal
         flushed, its streams joined (a supervisor restarting it under a changed
-        feed, which a resume takes)."""
+        feed, which a resume takes). A stop asked as well wins: the trader's."""
         if self._unfinished is None:
             self._unfinished = reason
 
@@ -515,10 +515,10 @@ class RoboLoop:
                     if served & _HOUSEKEEPING_EVERY:
                         continue  # under load, look at the clock every 16 messages
                 now = mono()
+                if self._stop_reason is not None and not self.stopped:
+                    self.stop(self._stop_reason)  # first: a stop asked too wins over a resume
                 if self._unfinished is not None and not self.stopped:
                     raise RunFailed("run", self._unfinished)
-                if self._stop_reason is not None and not self.stopped:
-                    self.stop(self._stop_reason)
                 if deadline is not None and now >= deadline and not self.stopped:
                     self.stop("duration reached")
                 if next_timer is not None and now >= next_timer and not self.stopped:

@@ -126,6 +126,20 @@ def test_ctrl_c_stops_cleanly(robot_file):
     assert records and verify(summary["journal"]).ok
 
 
+def test_a_stop_asked_together_with_an_end_to_resume_stops_the_run(robot_file):
+    """SIGHUP (a feed change under roboframe up: end the run to resume it) and
+    SIGTERM (``down``, or a change that makes a new run) both came while the robot
+    started: the run ended unfinished, without its stop -- on_stop never ran, the
+    orders open_orders_on_stop cancels stayed, and after a change beside the feed's
+    the supervisor's resume was refused. The stop, a trader's, wins."""
+    robot = LiveRobot(load_robot(robot_file(bars=0, rate=500)), RunOptions())
+    robot.request_unfinished("ended to be resumed (SIGHUP), as its supervisor does")
+    robot.request_stop("terminated")
+    summary = robot.run()
+    assert summary["state"] == "STOPPED" and summary["stop_reason"] == "terminated"
+    assert verify(summary["journal"]).ok
+
+
 @pytest.mark.parametrize("fsync", ["never", "always"])
 def test_fsync_policies_run(robot_file, fsync):
     path = robot_file(bars=50)
