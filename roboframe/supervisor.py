@@ -97,6 +97,7 @@ class Robot:
     config_hash: str = ""  # of the definition it runs: a save that changes nothing is no restart
     raw: dict = field(default_factory=dict, repr=False)  # that definition: what a save changed
     code_mtime: float = 0.0  # of strategy_file when defined: new code with a save is a change
+    resuming: bool = False  # stopping on SIGHUP: its run ends unfinished, to be resumed
     log_path: Path | None = None
     log_file: Any = field(default=None, repr=False)
 
@@ -270,8 +271,17 @@ class Supervisor:
                 self._define(robot, mtime, now)
             elif mtime != robot.mtime and robot.wanted:
                 running = robot.state == "running"
-                problem, changes = _not_a_robot(path, robot.raw) if running else (None, None)
+                # a save before a robot ending to be resumed is gone: the resume takes it
+                resuming = robot.state == "stopping" and robot.resuming
+                problem, changes = (
+                    _not_a_robot(path, robot.raw) if running or resuming else (None, None)
+                )
                 same_code = _mtime(robot.strategy_file) == robot.code_mtime
+                if resuming and (problem is not None or (same_code and _feed_only(changes))):
+                    # no SIGTERM: a robot still starting would stop its run, and be
+                    # started again as a new one, flat; it restarts under the file as is
+                    self._define(robot, mtime, now)
+                    continue
                 if changes == [] and same_code:
                     # saved, touched, deployed again: the definition and code it runs (a
                     # restart was a new run, flat, leaving the old run's position unmanaged)
@@ -409,6 +419,7 @@ class Supervisor:
         if robot.proc is not None and robot.proc.poll() is None:
             robot.proc.send_signal(how)
             robot.state, robot.next_start = "stopping", now + STOP_GRACE_S
+            robot.resuming = how == signal.SIGHUP
         elif robot.state in ("backoff", "new", "running"):
             robot.state = "stopped"
 

@@ -757,3 +757,44 @@ def test_a_running_robot_whose_feed_alone_changed_goes_on_with_its_run(tmp_path,
     log = (tmp_path / "runs" / ".supervisor" / "alpha.log").read_text()
     assert "resumed under a changed market-data feed" in log
     assert "feed.params.rate: 200 -> 300" in log
+
+
+def test_a_save_while_a_robot_ends_to_be_resumed_stops_it_only_for_a_new_run(tmp_path):
+    """A feed change sends SIGHUP (end the run, to be resumed). A second save before the
+    process was gone -- the feed put back, or changed again -- sent SIGTERM as for any
+    change: a robot still starting then stopped its run, and the restart began a new,
+    flat run beside the old one's position. Only a change beside the feed's, which is
+    a new run, stops it now; a feed's change is taken by the resume."""
+    from roboframe.supervisor import Supervisor
+
+    (tmp_path / "robots").mkdir()
+    path = write_robot(tmp_path, "si")
+    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
+    sup._scan(0.0)
+    robot = sup.robots[path.resolve()]
+    said = "import signal, time; "
+    said += "signal.signal(signal.SIGHUP, lambda *_: print('HUP', flush=True)); "
+    said += "signal.signal(signal.SIGTERM, lambda *_: print('TERM', flush=True)); "
+    said += "print('ready', flush=True); time.sleep(120)"
+    robot.proc = subprocess.Popen([sys.executable, "-c", said], stdout=subprocess.PIPE, text=True)
+    try:
+        assert robot.proc.stdout.readline().strip() == "ready"
+        robot.state, robot.started = "running", 0.0
+
+        def save(old, new, at):
+            path.write_text(path.read_text().replace(old, new))
+            os.utime(path, (time.time() + at, time.time() + at))
+            sup._scan(float(at))
+
+        save("rate: 200", "rate: 300", 5)  # the feed alone
+        assert robot.state == "stopping"
+        assert robot.proc.stdout.readline().strip() == "HUP"
+        save("rate: 300", "rate: 200", 10)  # and back, before the process is gone
+        save("seed: 3", "seed: 4", 15)  # the feed again
+        assert robot.state == "stopping" and robot.raw["feed"]["params"]["seed"] == 4
+        save("fast: 3", "fast: 4", 20)  # beside the feed: a new run
+        assert robot.proc.stdout.readline().strip() == "TERM"
+        robot.proc.kill()
+        assert robot.proc.stdout.read().split() == []  # nothing sent in between
+    finally:
+        _kill_all(sup)
