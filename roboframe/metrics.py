@@ -140,7 +140,7 @@ class RobotCollector:
         yield gauge(
             "roboframe_order_path_up",
             "1 while the order path (gateway, order store, exchange link) takes orders, "
-            "0 while it is down and new orders are refused",
+            "0 while it is down or stalled (orders unacknowledged) and new orders are refused",
             0 if status.get("order_path", "up") != "up" else 1,
         )
 
