@@ -587,10 +587,11 @@ def _not_a_robot(path: Path, raw: dict) -> tuple[str | None, list | None]:
 
 
 def _feed_only(changes: list) -> bool:
-    """Whether ``changes`` are all the feed's, which a resumed run takes."""
-    from roboframe.core.resume import FEED_KEYS
+    """Whether ``changes`` are all the feed's, which a resumed run takes (see
+    :func:`roboframe.core.resume.resumable`)."""
+    from roboframe.core.resume import resumable
 
-    return all(key.startswith(FEED_KEYS) for key, _, _ in changes)
+    return resumable(changes)
 
 
 def _changed(robot: Robot) -> bool:

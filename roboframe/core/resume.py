@@ -147,11 +147,28 @@ broken feed's address or file put right). The kernel never sees them, so the
 journal replays as before; anything else changes the run itself."""
 
 
+FEED_TIME_KEYS = frozenset({"tz", "time_is", "interval", "start"})
+"""Feed settings that move the times of the data a feed reads (a file's time
+zone, bar times as opens or closes, a generated series' start and step). A
+resumed run takes market data after its last journaled time: under such a
+change the data it had came again (a file read three hours later traded its
+first bars twice), or some never came."""
+
+
+def resumable(changes: list) -> bool:
+    """Whether a run resumes under a robot file with ``changes``
+    (``config_changes``): its feed's alone, none moving its data's times."""
+    return bool(changes) and all(
+        key.startswith(FEED_KEYS) and key.rsplit(".", 1)[-1] not in FEED_TIME_KEYS
+        for key, _, _ in changes
+    )
+
+
 def _resumable_change(path: Path, header: dict, spec: Any) -> None:
     """Let a resume under a file whose feed alone changed go on, saying so;
     refuse any other change (see :func:`changed_file`)."""
     changes = config_changes(header.get("config") or {}, spec.raw)
-    if not changes or any(not key.startswith(FEED_KEYS) for key, _, _ in changes):
+    if not resumable(changes):
         raise changed_file(path, header, spec)
     log.warning(
         "%s: resumed under a changed market-data feed (the run's strategy, risk and "
@@ -166,7 +183,7 @@ def changed_file(path: Path, header: dict, spec: Any) -> ConfigError:
     and the ways on: the run as it started (the file put back; strategy params
     then changed live), or a new run, which starts flat."""
     changes = config_changes(header.get("config") or {}, spec.raw)
-    changes.sort(key=lambda change: change[0].startswith(FEED_KEYS))  # what refuses, first
+    changes.sort(key=lambda change: resumable([change]))  # what refuses, first
     shown = [f"  {key}: {_shown(old)} -> {_shown(new)}" for key, old, new in changes[:_SHOWN]]
     if len(changes) > _SHOWN:
         shown.append(f"  ... and {len(changes) - _SHOWN} more")
@@ -180,7 +197,8 @@ def changed_file(path: Path, header: dict, spec: Any) -> ConfigError:
         f"{path}: the robot file changed since that run started:\n"
         + "\n".join(shown)
         + "\nit cannot be resumed under the changed file (a change of its feed alone "
-        "can). To resume it, put the file back "
+        f"can, but for {', '.join(sorted(FEED_TIME_KEYS))}, which move its data's times: "
+        "the data the run had would come again). To resume it, put the file back "
         f"as that run had it (`roboframe replay {path} --config` prints it) and resume"
         f"{live}; or start a new run (without --resume): it starts flat, and this run's "
         "position and working orders are left as they are, unmanaged"

@@ -134,7 +134,7 @@ def test_a_run_resumes_under_a_file_whose_feed_alone_changed(tmp_path, caplog):
     robot file: that run was refused as "changed", and the trader had to choose
     between the broken feed and a new, flat run beside the old one's position. The
     kernel never sees the feed: the run resumes, and says what changed."""
-    spec = scripted_spec()
+    spec = scripted_spec(feed={"plugin": "csv", "params": {"path": "bars.csv"}})
     write_journal(tmp_path / "r.journal", spec, scripted_events(stop=False)[:2])
     moved = scripted_spec(feed={"plugin": "csv", "params": {"path": "fixed.csv"}})
     assert moved.config_hash != spec.config_hash
@@ -143,7 +143,7 @@ def test_a_run_resumes_under_a_file_whose_feed_alone_changed(tmp_path, caplog):
     assert resumed.last_seq == 2
     (said,) = [r.getMessage() for r in caplog.records]
     assert "resumed under a changed market-data feed" in said
-    assert 'feed.plugin: "synthetic" -> "csv"' in said
+    assert 'feed.params.path: "bars.csv" -> "fixed.csv"' in said
     also_risk = scripted_spec(
         feed={"plugin": "csv", "params": {"path": "fixed.csv"}}, risk={"max_order_qty": 5}
     )
@@ -175,3 +175,18 @@ def test_a_resumed_run_keeps_the_time_rule_its_journal_began_with(tmp_path, said
     resumed = rebuild(path, spec, make_strategy(spec)[0])
     assert resumed.receipt_clock is said
     assert (resumed.kernel.now == received) is said  # the receipt time moved it, or not
+
+
+@pytest.mark.parametrize("key", ["tz", "time_is"])
+def test_a_feed_change_that_moves_its_datas_times_is_not_resumed(tmp_path, key):
+    """A resumed run takes market data after its last journaled time: a data file
+    read in another time zone (or its bars taken as opens) gave the run's first
+    bars again, three hours later, and the strategy traded them twice."""
+    spec = scripted_spec(feed={"plugin": "csv", "params": {"path": "bars.csv"}})
+    write_journal(tmp_path / "r.journal", spec, scripted_events(stop=False)[:2])
+    value = {"tz": "MSK", "time_is": "open"}[key]
+    params = {"path": "bars.csv", key: value, "interval": "1m"}
+    moved = scripted_spec(feed={"plugin": "csv", "params": params})
+    with pytest.raises(ConfigError, match="which move its data's times") as refused:
+        rebuild(tmp_path / "r.journal", moved, Scripted({}))
+    assert f"feed.params.{key}:" in str(refused.value)
