@@ -210,7 +210,7 @@ def run(
         raise _fail(exc) from None
 
     def interrupted(signum, _frame):
-        if signum == signal.SIGHUP:  # a restart to resume (see Supervisor._restart)
+        if signum == signal.SIGHUP:  # ended to be resumed (roboframe up: Supervisor._stop)
             robot.request_unfinished("ended to be resumed (SIGHUP), as its supervisor does")
         else:
             robot.request_stop("interrupted" if signum == signal.SIGINT else "terminated")
