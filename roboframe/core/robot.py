@@ -392,6 +392,12 @@ class LiveRobot:
         if self.loop.stopped:
             return
         waiting = self._unacknowledged
+        if self.kernel.risk.gateway_down and not self.kernel.risk.unacknowledged:
+            # the order path is down (the store away, the exchange's link lost): new
+            # orders are refused for that already, and orders wait for it, not for
+            # the exchange side -- timed from when it is back up
+            waiting.clear()
+            return
         new = [cid for cid, own in self.kernel.orders.open.items() if own.status == NEW]
         for cid in [cid for cid in waiting if cid not in self.kernel.orders.open]:
             del waiting[cid]

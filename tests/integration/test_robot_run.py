@@ -804,3 +804,51 @@ def test_a_run_a_broken_feed_ended_resumes_once_the_file_names_a_good_one(tmp_pa
     assert summary["events"] > ended["events"]  # the bars after the bad row
     check = roboframe_cmd("replay", summary["journal"], "--verify", cwd=tmp_path)
     assert check.returncode == 0, check.stderr
+
+
+def test_orders_waiting_out_a_store_outage_do_not_stall_the_order_path(
+    robot_file, pg_url, monkeypatch, caplog
+):
+    """Orders kept through a store outage waited for the store, not the exchange
+    side: the robot said the exchange side acknowledged nothing ("is it running?")
+    and stalled its order path, refused for the outage already."""
+    import threading
+    from urllib.parse import urlparse
+
+    import roboframe.core.robot as robot_module
+    from roboframe.core.events import Control
+    from roboframe.testing.tcpproxy import TcpProxy
+    from tests.integration.exchange import RunningExchange
+
+    monkeypatch.setattr(robot_module, "UNACKNOWLEDGED_S", 0.3)
+    parts = urlparse(pg_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxied = pg_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+    extra = f"""
+    gateway:
+      plugin: postgres
+      params: {{url: "{proxied}", poll_ms: 100}}
+    """
+    path = robot_file(name="outage", bars=0, rate=50)  # endless: stopped by --duration
+    text = path.read_text().replace("gateway:\n  plugin: paper\n  params: {commission: 2.0}\n", "")
+    path.write_text(text + textwrap.dedent(extra))
+    running = RunningExchange(pg_url, fast=False)  # it acknowledges, past the outage
+    cut, back = threading.Timer(1.5, proxy.cut), threading.Timer(4.5, proxy.restore)
+    try:
+        cut.start()
+        back.start()
+        with caplog.at_level("WARNING"):
+            summary = LiveRobot(load_robot(path), RunOptions(duration_s=6.5)).run()
+    finally:
+        cut.cancel()
+        back.cancel()
+        running.close()
+        proxy.close()
+    controls = [
+        (event.command, event.args.get("status"))
+        for _seq, event, _record in iter_events(JournalReader(summary["journal"]))
+        if type(event) is Control and event.command in ("gateway", "acks")
+    ]
+    assert ("gateway", "down") in controls and ("gateway", "up") in controls  # it was out
+    assert not [c for c in controls if c[0] == "acks"], controls
+    assert not [r for r in caplog.records if "not acknowledged" in r.getMessage()]
