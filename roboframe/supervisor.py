@@ -572,6 +572,20 @@ def _mtime(path: Path | None) -> float:
         return 0.0
 
 
+RATE_AFTER_S = 1.0  # a robot's events/s is shown once it has run this long
+
+
+def events_rate(status: dict) -> float | None:
+    """Events a robot's process handled per second since it started, from its
+    status; None in its first second (a handful of events over a few
+    milliseconds of uptime showed 1,000.0 events/s after every restart)."""
+    uptime = status.get("uptime_s") or 0
+    if uptime < RATE_AFTER_S:
+        return None
+    handled = status.get("process_events", status.get("seq", 0))  # since its start
+    return round(handled / uptime, 1)
+
+
 def _not_a_robot(path: Path, raw: dict) -> tuple[str | None, list | None]:
     """Why the robot file at ``path`` does not validate (None when it does), and
     what it changed from the definition ``raw`` (``config_changes``; None when it
@@ -652,13 +666,11 @@ def robot_rows(reply: dict, *, timeout: float = 1.0) -> list[dict]:
                 row["status_error"] = str(exc)
             else:
                 status = answer.get("status") or {}
-                uptime = status.get("uptime_s") or 0
                 row["robot_state"] = status.get("state")
                 if "order_path" in status:  # an older robot's status has none
                     row["order_path"] = status["order_path"]
                 row["events"] = status.get("seq")
-                handled = status.get("process_events", status.get("seq", 0))  # since start
-                row["events_per_s"] = round(handled / uptime, 1) if uptime else None
+                row["events_per_s"] = events_rate(status)
                 row["positions"] = {
                     s: p.get("position") for s, p in (status.get("positions") or {}).items()
                 }
