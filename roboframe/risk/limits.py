@@ -160,10 +160,10 @@ class RiskEngine:
         for in so many words: when not ACTIVE it passes if it reduces, also
         while paused or stopping; the order rate does not hold it back."""
         state = self.state
-        if self.gateway_down:
-            return f"order path unavailable ({self.gateway_down})"
-        if self.unacknowledged and not closing:
-            return f"exchange side not acknowledging orders ({self.unacknowledged})"
+        if self.gateway_down or self.unacknowledged:
+            reason = self._path_refusal(closing)
+            if reason:
+                return reason
         if state != ACTIVE:
             if state in (STOPPED, PAUSED) and not closing:
                 return f"robot is {state.lower()}"
@@ -171,6 +171,15 @@ class RiskEngine:
                 why = self.halt_reason or "reduce only"
                 return f"robot is {state} ({why}): order would not reduce the position"
         return self._limits(order, now, closing=closing)
+
+    def _path_refusal(self, closing: bool = False) -> str | None:
+        """Why the order path takes no new risk now: down, or stalled (orders
+        unacknowledged; a flatten's closing orders still go), or None."""
+        if self.gateway_down:
+            return f"order path unavailable ({self.gateway_down})"
+        if self.unacknowledged and not closing:
+            return f"exchange side not acknowledging orders ({self.unacknowledged})"
+        return None
 
     def _limits(
         self,
@@ -192,17 +201,16 @@ class RiskEngine:
             return reason
         if self.band is not None and order.type == "limit":
             last = self.book.positions[symbol].last
-            pct = float(self.band * 100)
             if not last:
                 if self.band_needs_price:
                     return (
-                        f"no price for {symbol} yet: the {pct:g}% price band has nothing "
-                        "to check a limit price against"
+                        f"no price for {symbol} yet: the {float(self.band * 100):g}% price "
+                        "band has nothing to check a limit price against"
                     )
             elif abs(order.price - last) > self.band * last:
                 return (
-                    f"limit price {order.price} is outside the {pct:g}% band "
-                    f"around the last price {last} (ticks)"
+                    f"limit price {order.price} is outside the {float(self.band * 100):g}% "
+                    f"band around the last price {last} (ticks)"
                 )
         if self.max_rate is not None and not closing:
             sent = self._sent
@@ -246,10 +254,8 @@ class RiskEngine:
         smaller quantity at the same price only takes risk off: it always passes."""
         if order.price == own.price and order.qty < own.qty:
             return None
-        if self.gateway_down:
-            return f"order path unavailable ({self.gateway_down})"
-        if self.unacknowledged:
-            return f"exchange side not acknowledging orders ({self.unacknowledged})"
+        if self.gateway_down or self.unacknowledged:
+            return self._path_refusal()
         if self.state != ACTIVE:
             return (
                 f"robot is {self.state}: only a smaller quantity at the same price may be replaced"
