@@ -72,6 +72,17 @@ def fail(runtime: Runtime, what: str, reason: str) -> bytes:
 _FAIL_MESSAGE = codec.encode(Control(FAIL, 0))  # the why is on the runtime, not the wire
 
 
+def broke(runtime: Runtime, what: str, failed: str, culprit: str, exc: Exception) -> bytes:
+    """A stream's ``what`` (``feed``, ``gateway``) raised ``exc``: logged under
+    ``failed``, with ``culprit`` named when the error is not one of roboframe's own
+    messages, and said on ``runtime`` (see :func:`fail`)."""
+    text = described(exc)
+    if not isinstance(exc, RoboframeError):
+        text = f"{culprit} raised {text}"
+    log.error("%s: %s", failed, text)
+    return fail(runtime, what, f"{failed}: {text}")
+
+
 def data_stream(feed: Any, runtime: Runtime, tap: bool) -> None:
     """Forward the feed's messages to the loop; say ``stop`` when the feed ends.
 
@@ -94,11 +105,7 @@ def data_stream(feed: Any, runtime: Runtime, tap: bool) -> None:
                 return
         end = codec.encode(Control("stop", getattr(feed, "last_ts", 0), {"reason": "feed ended"}))
     except Exception as exc:  # a broken feed ends the run, it does not hang it
-        what = described(exc)
-        if not isinstance(exc, RoboframeError):  # not a message of ours: name the feed
-            what = f"{type(feed).__name__} raised {what}"
-        log.error("%s: %s", FEED_FAILED, what)
-        end = fail(runtime, "feed", f"{FEED_FAILED}: {what}")
+        end = broke(runtime, "feed", FEED_FAILED, type(feed).__name__, exc)
     finally:
         try:
             feed.close()
@@ -119,11 +126,8 @@ def trade_stream(gateway: Gateway, runtime: Runtime) -> None:
     try:
         gateway.trade_stream(runtime, sender)
     except Exception as exc:
-        what = described(exc)
-        if not isinstance(exc, RoboframeError):  # not a message of ours: name the gateway
-            what = f"{type(gateway).__name__}.trade_stream raised {what}"
-        log.error("%s: %s", GATEWAY_FAILED, what)
-        send(sender, fail(runtime, "gateway", f"{GATEWAY_FAILED}: {what}"), runtime.stop)
+        culprit = f"{type(gateway).__name__}.trade_stream"
+        send(sender, broke(runtime, "gateway", GATEWAY_FAILED, culprit, exc), runtime.stop)
     finally:
         runtime.ready.set()  # failed: a run waiting to start learns it now
         sender.close()
