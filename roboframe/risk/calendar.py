@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from roboframe.builtin.feeds.timeparse import parse_tz
+from roboframe.builtin.feeds.timeparse import parse_tz, tz_offset_ns
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WEEKDAYS = DAYS[:5]
@@ -31,17 +31,13 @@ def day_shift(day_starts: str) -> int:
     """Nanoseconds to add to an event time so that whole days since the epoch
     count trading days: ``(ts + shift) // DAY_NS`` changes at ``day_starts``
     ("HH:MM" and an optional zone; "19:00 MSK" is 16:00 UTC, a shift of -16 h)."""
-    return _offset_ns(day_starts) - _start_s(day_starts) * _SECOND_NS
+    zone = parse_tz(day_starts.partition(" ")[2] or "UTC")
+    return tz_offset_ns(zone) - _start_s(day_starts) * _SECOND_NS
 
 
 def _start_s(day_starts: str) -> int:
     hours, minutes = day_starts.partition(" ")[0].split(":")
     return int(hours) * 3600 + int(minutes) * 60
-
-
-def _offset_ns(day_starts: str) -> int:
-    offset = parse_tz(day_starts.partition(" ")[2] or "UTC").utcoffset(None)
-    return (offset.days * 86_400 + offset.seconds) * _SECOND_NS
 
 
 def epoch_day(date: str) -> int:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from roboframe.builtin.feeds.timeparse import ZONE_PATTERN, parse_tz
+from roboframe.builtin.feeds.timeparse import ZONE_PATTERN, parse_tz, tz_offset_ns
 from roboframe.core.events import NewOrder
 from roboframe.core.riskcheck import RiskCheck, RiskView
 from roboframe.errors import ConfigError
@@ -78,9 +78,7 @@ class TradingHours(RiskCheck):
 
     def __init__(self, params: Any, instruments: Any) -> None:
         super().__init__(params, instruments)
-        tz = parse_tz(params.get("tz", "UTC"))
-        offset = tz.utcoffset(None)
-        self.offset_ns = (offset.days * 86_400 + offset.seconds) * 10**9
+        self.offset_ns = tz_offset_ns(parse_tz(params.get("tz", "UTC")))
         self.days = frozenset(DAYS.index(d) for d in params.get("days", WEEKDAYS))
         closed = []  # as days since the epoch, like the local day below
         for date in params.get("closed", ()):

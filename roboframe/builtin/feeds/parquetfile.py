@@ -28,6 +28,7 @@ from itertools import repeat
 from typing import Any
 
 from roboframe.builtin.feeds.csvfile import STANDARD, CsvFeed, _BadRow
+from roboframe.builtin.feeds.timeparse import tz_offset_ns
 from roboframe.core.events import Bar, Tick
 from roboframe.errors import ConfigError, ConfigProblem
 
@@ -144,8 +145,7 @@ class ParquetFeed(CsvFeed):
         self._ns_column = col
         self._ns_scale = _NS_PER_UNIT[kind.unit]
         if kind.tz is None:
-            offset = tz.utcoffset(None)
-            self._ns_offset = (offset.days * 86_400 + offset.seconds) * 10**9
+            self._ns_offset = tz_offset_ns(tz)
         self._time_label = f"column {self._header[col]}"
 
         def when(row: tuple) -> int:

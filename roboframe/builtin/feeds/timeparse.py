@@ -62,3 +62,9 @@ def parse_tz(text: str | None) -> dt.tzinfo:
         raise ValueError(f"not a time zone offset: {text!r} (write UTC, MSK or +03:00)")
     hours, minutes = int(digits[:2]), int(digits[2:] or 0)
     return dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
+
+
+def tz_offset_ns(tz: dt.tzinfo) -> int:
+    """A fixed-offset zone's (:func:`parse_tz`) offset from UTC in nanoseconds."""
+    offset = tz.utcoffset(None)
+    return (offset.days * 86_400 + offset.seconds) * 10**9
