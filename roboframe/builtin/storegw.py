@@ -343,7 +343,12 @@ class _StoreStream:
         it came first, to the loop as one message (Batches, when many)."""
         fresh = [event for event in events if self._fresh(event)]
         if fresh:
+            self._answered(fresh)
             self._send_events(fresh)
+
+    def _answered(self, fresh: list) -> None:
+        """What the exchange side said, each the first time it comes: for a gateway
+        that watches its requests for answers (the fast path)."""
 
     def _caught_up(self) -> None:
         """After a read of the store: what the position covers need not be remembered."""

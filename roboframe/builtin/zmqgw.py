@@ -274,14 +274,13 @@ class _FastStream(_StoreStream):
             for action in sent.popleft():
                 unanswered.setdefault(action.client_id, []).append(action)
 
-    def _forward_many(self, events: list) -> None:
-        """Forward what is new, and cross off what it answers. Only what is new: an
-        answer comes twice (over the socket, then from the store, written
-        behind), and the store's copy of a replace's answer, taken again, answered
-        the order's next replace, which was then watched over by nobody."""
+    def _answered(self, fresh: list) -> None:
+        """Cross off what new answers answer. Only new ones: an answer comes twice
+        (over the socket, then from the store, written behind), and the store's
+        copy of a replace's answer, taken again, answered the order's next
+        replace, which was then watched over by nobody."""
         if self.sent:
             self._take_sent()
-        fresh = [event for event in events if self._fresh(event)]
         unanswered = self.unanswered
         if unanswered:
             for event in fresh:
@@ -290,8 +289,6 @@ class _FastStream(_StoreStream):
                     sent[:] = [a for a in sent if not _answers(event, a)]
                     if not sent:
                         del unanswered[event.client_id]
-        if fresh:
-            self._send_events(fresh)
 
     def _flush_at_stop(self) -> None:
         """Also what went over the socket unanswered: with the exchange down, those
