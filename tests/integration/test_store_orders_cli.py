@@ -115,7 +115,7 @@ RESTING = """\
 from roboframe import Strategy
 
 
-class RestsThenFails(Strategy):
+class Rests(Strategy):
     def __init__(self, params):
         super().__init__(params)
         self.bars = 0
@@ -127,6 +127,8 @@ class RestsThenFails(Strategy):
         if self.bars == 20:
             raise ValueError("lost the hedge leg")
 """
+# the strategy fixed: its order rests, and it fails no more
+RESTING_FIXED = RESTING.replace("self.bars == 20", "self.bars == -1")
 
 
 def test_a_robot_stopped_by_its_strategy_names_its_working_orders_and_the_way_out(pg_url, tmp_path):
@@ -137,7 +139,7 @@ def test_a_robot_stopped_by_its_strategy_names_its_working_orders_and_the_way_ou
     robot.write_text(
         "name: rests\nsymbols: {Si: {tick_size: 1}}\n"
         "feed: {plugin: synthetic, params: {seed: 1, bars: 40, prices: {Si: 92000}, rate: 20}}\n"
-        "strategy: {plugin: 'rests:RestsThenFails'}\n"
+        "strategy: {plugin: 'rests:Rests'}\n"
         f"gateway: {{plugin: postgres, params: {{url: '{pg_url}'}}}}\n"
         f"journal: {{dir: '{tmp_path / 'runs'}'}}\n"
     )
@@ -178,7 +180,7 @@ def test_a_robot_stopped_by_its_strategy_cancels_its_orders_when_its_file_says_s
     robot.write_text(
         "name: rests\nsymbols: {Si: {tick_size: 1}}\n"
         "feed: {plugin: synthetic, params: {seed: 1, bars: 40, prices: {Si: 92000}, rate: 20}}\n"
-        "strategy: {plugin: 'rests:RestsThenFails'}\n"
+        "strategy: {plugin: 'rests:Rests'}\n"
         f"gateway: {gateway}\n"
         f"journal: {{dir: '{tmp_path / 'runs'}'}}\n"
         "loop: {open_orders_on_error: cancel, drain_ms: 10s}\n"
@@ -194,7 +196,7 @@ def test_a_robot_stopped_by_its_strategy_cancels_its_orders_when_its_file_says_s
         listed = roboframe_cmd("orders", str(robot), "--json")
         assert listed.returncode == 0 and json.loads(listed.stdout) == []
 
-        (tmp_path / "rests.py").write_text(RESTING.replace("self.bars == 20", "self.bars == -1"))
+        (tmp_path / "rests.py").write_text(RESTING_FIXED)
         resumed = roboframe_cmd("run", str(robot), "--resume", "--json", timeout=120)
         assert resumed.returncode == 0, resumed.stderr
         after = json.loads(resumed.stdout)
@@ -256,28 +258,12 @@ def test_cancel_left_reports_a_known_order_never_seen_closed(pg_url):
     assert 0.5 <= time.monotonic() - started < 5
 
 
-RESTS = """\
-from roboframe import Strategy
-
-
-class Rests(Strategy):
-    def __init__(self, params):
-        super().__init__(params)
-        self.bars = 0
-
-    def on_bar(self, bar, ctx):
-        self.bars += 1
-        if self.bars == 1:
-            return [ctx.buy(bar.symbol, 1, price=bar.close - 500)]
-"""
-
-
 def test_a_run_ended_on_sighup_to_be_resumed_leaves_its_orders_working(pg_url, tmp_path):
     """SIGHUP (what ``roboframe up`` sends a robot whose feed alone changed) ends the
     run to be resumed at once. With ``open_orders_on_error: cancel`` it was taken for a
     broken run: every working order was cancelled through the store, and the resumed
     run found its resting order gone. It is left working, and the resumed run keeps it."""
-    (tmp_path / "rests.py").write_text(RESTS)
+    (tmp_path / "rests.py").write_text(RESTING_FIXED)
     robot = tmp_path / "rests.yaml"
     robot.write_text(
         "name: rests\nsymbols: {Si: {tick_size: 1}}\n"
