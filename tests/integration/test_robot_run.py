@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -630,20 +629,27 @@ def test_a_paper_run_resumed_after_an_error_on_a_fill_matches_no_bar_twice(tmp_p
     assert float(summary["net_pnl"]) == bt["net_pnl"]
 
 
+def postgres_robot(robot_file, url: str, name: str = "fast-robot", poll_ms: int | None = None):
+    """An endless robot file (stopped by --duration) whose orders go to the order
+    store at ``url``, with no exchange unless the test starts one."""
+    path = robot_file(name=name, bars=0, rate=50)
+    paper = "gateway:\n  plugin: paper\n  params: {commission: 2.0}\n"
+    text = path.read_text()
+    assert paper in text
+    params = f'url: "{url}"' + (f", poll_ms: {poll_ms}" if poll_ms is not None else "")
+    path.write_text(
+        text.replace(paper, "") + f"gateway:\n  plugin: postgres\n  params: {{{params}}}\n"
+    )
+    return path
+
+
 def test_orders_nothing_acknowledges_are_said_in_the_log(robot_file, pg_url, monkeypatch, caplog):
     """With the exchange process dead, the store took the robot's orders, the order
     path stayed "up", and nothing said the orders sat unanswered."""
     import roboframe.core.robot as robot_module
 
     monkeypatch.setattr(robot_module, "UNACKNOWLEDGED_S", 0.3)
-    extra = f"""
-    gateway:
-      plugin: postgres
-      params: {{url: "{pg_url}"}}
-    """
-    path = robot_file(bars=0, rate=50)  # endless: stopped by --duration
-    text = path.read_text().replace("gateway:\n  plugin: paper\n  params: {commission: 2.0}\n", "")
-    path.write_text(text + textwrap.dedent(extra))
+    path = postgres_robot(robot_file, pg_url)
     with caplog.at_level("WARNING"):
         summary = LiveRobot(load_robot(path), RunOptions(duration_s=3)).run()
     assert summary["orders"] >= 1
@@ -668,14 +674,7 @@ def test_new_orders_wait_while_nothing_acknowledges_the_ones_sent(
     from tests.integration.exchange import RunningExchange
 
     monkeypatch.setattr(robot_module, "UNACKNOWLEDGED_S", 0.3)
-    extra = f"""
-    gateway:
-      plugin: postgres
-      params: {{url: "{pg_url}", poll_ms: 100}}
-    """
-    path = robot_file(name="stalled", bars=0, rate=50)  # endless: stopped by --duration
-    text = path.read_text().replace("gateway:\n  plugin: paper\n  params: {commission: 2.0}\n", "")
-    path.write_text(text + textwrap.dedent(extra))
+    path = postgres_robot(robot_file, pg_url, "stalled", poll_ms=100)
     exchanges = []
     late_start = threading.Timer(3.0, lambda: exchanges.append(RunningExchange(pg_url, fast=False)))
     late_start.start()
@@ -716,14 +715,7 @@ def test_a_run_resumed_stalled_stays_stalled_until_its_orders_are_taken(
     from tests.integration.exchange import RunningExchange
 
     monkeypatch.setattr(robot_module, "UNACKNOWLEDGED_S", 0.3)
-    extra = f"""
-    gateway:
-      plugin: postgres
-      params: {{url: "{pg_url}", poll_ms: 100}}
-    """
-    path = robot_file(name="stalled", bars=0, rate=50)  # endless: stopped by --duration
-    text = path.read_text().replace("gateway:\n  plugin: paper\n  params: {commission: 2.0}\n", "")
-    path.write_text(text + textwrap.dedent(extra))
+    path = postgres_robot(robot_file, pg_url, "stalled", poll_ms=100)
 
     def acks(journal) -> list[str]:
         return [
@@ -824,14 +816,7 @@ def test_orders_waiting_out_a_store_outage_do_not_stall_the_order_path(
     parts = urlparse(pg_url)
     proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     proxied = pg_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
-    extra = f"""
-    gateway:
-      plugin: postgres
-      params: {{url: "{proxied}", poll_ms: 100}}
-    """
-    path = robot_file(name="outage", bars=0, rate=50)  # endless: stopped by --duration
-    text = path.read_text().replace("gateway:\n  plugin: paper\n  params: {commission: 2.0}\n", "")
-    path.write_text(text + textwrap.dedent(extra))
+    path = postgres_robot(robot_file, proxied, "outage", poll_ms=100)
     running = RunningExchange(pg_url, fast=False)  # it acknowledges, past the outage
     cut, back = threading.Timer(1.5, proxy.cut), threading.Timer(4.5, proxy.restore)
     try:
