@@ -809,26 +809,48 @@ def test_orders_waiting_out_a_store_outage_do_not_stall_the_order_path(
 
     import roboframe.core.robot as robot_module
     from roboframe.core.events import Control
+    from roboframe.core.orders import NEW
     from roboframe.testing.tcpproxy import TcpProxy
     from tests.integration.exchange import RunningExchange
 
-    monkeypatch.setattr(robot_module, "UNACKNOWLEDGED_S", 0.3)
+    monkeypatch.setattr(robot_module, "UNACKNOWLEDGED_S", 1.0)
     parts = urlparse(pg_url)
     proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     proxied = pg_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
     path = postgres_robot(robot_file, proxied, "outage", poll_ms=100)
-    running = RunningExchange(pg_url, fast=False)  # it acknowledges, past the outage
-    cut, back = threading.Timer(1.5, proxy.cut), threading.Timer(4.5, proxy.restore)
+    robot = LiveRobot(load_robot(path), RunOptions(duration_s=60))
+    exchanges: list = []
+    waiting: list[str] = []
+
+    def unacknowledged() -> list[str]:
+        return [cid for cid, own in list(robot.kernel.orders.open.items()) if own.status == NEW]
+
+    def outage() -> None:
+        """No exchange until an order waits: the store is cut with it unanswered
+        (for longer than UNACKNOWLEDGED_S), and an exchange answers it from then."""
+        try:
+            if wait_for(lambda: bool(unacknowledged()), timeout=30, step=0.005):
+                proxy.cut()
+                waiting.extend(unacknowledged())
+                exchanges.append(RunningExchange(pg_url, fast=False))
+                time.sleep(2.5)  # the outage
+                proxy.restore()
+                time.sleep(2.5)  # the order path back up, the exchange side answering
+        finally:
+            robot.request_stop("test over")
+
+    cutter = threading.Thread(target=outage)
+    cutter.start()
     try:
-        cut.start()
-        back.start()
         with caplog.at_level("WARNING"):
-            summary = LiveRobot(load_robot(path), RunOptions(duration_s=6.5)).run()
+            summary = robot.run()
     finally:
-        cut.cancel()
-        back.cancel()
-        running.close()
+        cutter.join()
+        for running in exchanges:
+            running.close()
         proxy.close()
+    assert waiting, "no order waited for an answer to be cut off with"
+    assert not set(waiting) & set(unacknowledged())  # answered once the store was back
     controls = [
         (event.command, event.args.get("status"))
         for _seq, event, _record in iter_events(JournalReader(summary["journal"]))
