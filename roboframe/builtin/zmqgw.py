@@ -110,6 +110,11 @@ class FastGateway(StoreGateway):
             self._take_back(noted)
             self._push.send(raw)
 
+    def linked(self) -> bool:
+        """Whether an order submitted now leaves on the loop's own link (made, with
+        room in its queue); the loop's thread only, as for submit."""
+        return bool(self._direct.get(zmq.EVENTS) & zmq.POLLOUT)
+
     def _take_back(self, noted: tuple) -> None:
         """The note of actions that did not leave. The trade stream may have taken
         it meanwhile: they are then unanswered until the answer to the way they
@@ -183,6 +188,10 @@ class _FastStream(_StoreStream):
         self.sent = gateway.sent  # what the loop sent straight out (see _take_sent)
         self.direct_monitor = gateway.direct_monitor  # handed over to this thread
         self.direct_lost = False  # the loop's link broke, not made again yet
+        # this stream's link was made once: a handshake after that is a link made
+        # again (the first one finds the loop's orders sent straight out on its
+        # own link, answered in their time, not taken by a broken link)
+        self.linked_before = False
 
     def close(self) -> None:
         if self.monitor is not None:
@@ -206,7 +215,9 @@ class _FastStream(_StoreStream):
                 if self.exchange_down:
                     log.warning("the exchange at %s is back", self.address)
                 self.exchange_down = ""
-                self._through_the_store()
+                if self.linked_before:  # made again: what the broken link took
+                    self._through_the_store()
+                self.linked_before = True
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 self.connected = False
                 self._exchange_lost("lost")

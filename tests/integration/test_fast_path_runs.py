@@ -12,7 +12,7 @@ import pytest
 
 from roboframe.builtin.zmqgw import FastGateway
 from roboframe.core.events import Bar, NewOrder, OrderUpdate
-from roboframe.testing.helpers import RunningTradeStream
+from roboframe.testing.helpers import RunningTradeStream, wait_for
 from tests.integration.exchange import RunningExchange, stored
 
 ROBOT = "runs-apart"  # a name of its own: notification channels span the schemas
@@ -115,12 +115,11 @@ def test_orders_a_broken_link_took_with_it_go_through_the_store_when_it_is_back(
     wrote it to the store and it filled then, for a finished run. When the link
     is made again it goes the store's way at once, where the restarted exchange
     takes it (and an order it had taken already is a no-op)."""
-    import threading
 
     import zmq
 
     from roboframe.store import open_store
-    from roboframe.testing.helpers import free_port, wait_for
+    from roboframe.testing.helpers import free_port
 
     robot = f"{ROBOT}-relink"
     address = f"tcp://127.0.0.1:{free_port()}"
@@ -136,7 +135,7 @@ def test_orders_a_broken_link_took_with_it_go_through_the_store_when_it_is_back(
 
     try:
         assert linked.poll(5000), "the robot's link was never made"
-        threading.Event().wait(0.5)  # and on the robot's side (no queue before it is)
+        assert wait_for(end.gw.linked, 5), "the link was never made on the robot's side"
         order = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
         end.gw.submit([order])
         assert exchange.poll(5000), f"not sent over the link; the store has {stored()}"
@@ -294,6 +293,7 @@ def test_the_loop_sends_its_orders_itself_and_answers_come_to_the_trade_stream(p
     try:
         gw.open(Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None))  # no trade stream
         assert linked.poll(5000), "the loop's socket never linked"
+        assert wait_for(gw.linked, 5), "the link was never made on the loop's side"
         order = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
         gw.submit([order])
         assert router.poll(5000), "the order never left the loop"
@@ -330,7 +330,7 @@ def test_an_order_the_loop_sent_unanswered_at_the_stop_reaches_the_store(pg_url)
         for _ in range(2):  # both links: the loop's and the trade stream's
             assert linked.poll(5000), "the robot's links were never made"
             linked.recv_multipart()
-        time.sleep(0.2)  # made on the robot's side too
+        assert wait_for(end.gw.linked, 5), "the link was never made on the robot's side"
         end.gw.submit([order])
         assert exchange.poll(5000), "not sent"
         sender, _ = exchange.recv_multipart()  # taken, never answered
@@ -376,7 +376,7 @@ def test_the_loop_notes_an_order_before_it_sends_it(pg_url):
         assert codec.decode_actions(gw._pull.recv()) == [unsent]  # the trade stream's way
         router.bind(address)
         assert linked.poll(5000), "the loop's socket never linked"
-        time.sleep(0.2)  # made on the robot's side too
+        assert wait_for(gw.linked, 5), "the link was never made on the loop's side"
 
         class Watched:  # the loop's socket, with what was noted when it sent
             def __init__(self, sock) -> None:
@@ -453,7 +453,7 @@ def test_a_replace_the_exchange_took_unanswered_reaches_the_store_at_the_stop(pg
         for _ in range(2):  # both links: the loop's and the trade stream's
             assert linked.poll(5000), "the robot's links were never made"
             linked.recv_multipart()
-        time.sleep(0.2)  # made on the robot's side too
+        assert wait_for(end.gw.linked, 5), "the link was never made on the robot's side"
         order = NewOrder(cid, "Si", "buy", 1, "limit", 90)
         end.gw.submit([order])
         sender = taken(order)
@@ -500,7 +500,7 @@ def test_orders_the_loops_own_link_took_with_it_go_through_the_store_when_it_is_
     from roboframe.core.instruments import Instrument
     from roboframe.core.streams import trade_stream
     from roboframe.store import open_store
-    from roboframe.testing.helpers import free_port, wait_for
+    from roboframe.testing.helpers import free_port
     from roboframe.testing.tcpproxy import TcpProxy
 
     robot = f"{ROBOT}-own-link"
@@ -531,7 +531,7 @@ def test_orders_the_loops_own_link_took_with_it_go_through_the_store_when_it_is_
         thread.start()
         assert linked.poll(5000), "the trade stream's link was never made"
         linked.recv_multipart()
-        time.sleep(0.2)  # made on the robot's side too
+        assert wait_for(gw.linked, 5), "the link was never made on the loop's side"
         order = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
         gw.submit([order])
         assert exchange.poll(5000), "not sent over the loop's link"
@@ -550,5 +550,72 @@ def test_orders_the_loops_own_link_took_with_it_go_through_the_store_when_it_is_
         linked.close(linger=0)
         exchange.close(linger=0)
         proxy.close()
+        store.close()
+        ctx.destroy(linger=0)
+
+
+def test_orders_the_loop_sent_before_the_trade_stream_linked_stay_on_the_socket(pg_url):
+    """The loop's link can be made before the trade stream's (the loop's socket
+    connects first, in the robot's start). The stream took its first link for a
+    link made again: the loop's orders already out on its own link went the
+    store's way as well, "sent before the link broke", when nothing broke."""
+    import logging
+    import threading
+    from decimal import Decimal
+
+    import zmq
+
+    from roboframe.core.gateway import Runtime
+    from roboframe.core.instruments import Instrument
+    from roboframe.core.streams import trade_stream
+    from roboframe.store import open_store
+    from roboframe.testing.helpers import free_port
+
+    robot = f"{ROBOT}-first-link"
+    ctx = zmq.Context()
+    exchange = ctx.socket(zmq.ROUTER)
+    exchange.setsockopt(zmq.LINGER, 0)
+    linked = exchange.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    exchange.bind(address)
+    runtime = Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None)
+    loop = ctx.socket(zmq.PULL)
+    loop.bind(runtime.loop_address)
+    params = {"url": pg_url, "poll_ms": 200, "address": address}
+    gw = FastGateway(params, {"Si": Instrument("Si", Decimal(1))}, robot=robot)
+    store = open_store(pg_url)
+    store.setup()
+    thread = None
+    warned = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warned.append(record.getMessage())
+    logging.getLogger("roboframe").addHandler(handler)
+
+    def stored() -> list:
+        return [o.order for o in store.new_requests()[0] if o.robot == robot]
+
+    try:
+        gw.open(runtime)
+        assert linked.poll(5000), "the loop's link was never made"
+        linked.recv_multipart()
+        assert wait_for(gw.linked, 5), "the link was never made on the loop's side"
+        order = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
+        gw.submit([order])
+        assert exchange.poll(5000), "not sent over the loop's link"
+        exchange.recv_multipart()  # taken; its answer is the exchange's to give
+        thread = threading.Thread(target=trade_stream, args=(gw, runtime), daemon=True)
+        thread.start()
+        assert linked.poll(5000), "the trade stream's link was never made"
+        assert not wait_for(stored, 1.5), stored()  # the exchange has it; the store not twice
+        assert not [m for m in warned if "through the store" in m], warned
+    finally:
+        logging.getLogger("roboframe").removeHandler(handler)
+        runtime.stop.set()
+        if thread is not None:
+            thread.join(10)
+        gw.close()
+        loop.close(linger=0)
+        linked.close(linger=0)
+        exchange.close(linger=0)
         store.close()
         ctx.destroy(linger=0)

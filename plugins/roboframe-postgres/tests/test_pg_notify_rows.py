@@ -352,15 +352,15 @@ def exchange_socket():
     ctx.term()
 
 
-def _both_linked(linked) -> None:
+def _both_linked(linked, gateway) -> None:
     """Wait for a robot's two links (its loop's and its trade stream's): an order
     sent before its link is made goes the store's way."""
-    import time
+    from roboframe.testing.helpers import wait_for
 
     for _ in range(2):
         assert linked.poll(5000), "the robot never linked"
         linked.recv_multipart()
-    time.sleep(0.2)  # made on the robot's side too
+    assert wait_for(gateway.linked, 5), "the link was never made on the robot's side"
 
 
 def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url, exchange_socket):
@@ -404,7 +404,7 @@ def test_the_fast_path_sends_orders_again_through_the_store_after_a_resume(pg_ur
             NewOrder(f"{PREFIX}1", "SI", "buy", 1),
             NewOrder(f"{PREFIX}2", "SI", "buy", 1),
         )
-        _both_linked(linked)
+        _both_linked(linked, stream.gw)
         stream.gw.resubmit([again, Replace(again.client_id, 2, 101)])
         stream.gw.submit([fresh, Replace(fresh.client_id, 3, 99)])
         assert router.poll(5000), "the new order never came over ZeroMQ"
