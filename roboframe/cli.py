@@ -34,6 +34,7 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_STRATEGY = 3
 EXIT_RUNNING = 4
+EXIT_SUSPENDED = 5  # run: ended on SIGHUP, as asked, for `run --resume` to go on with it
 
 
 class ConfigExit(click.ClickException):
@@ -194,6 +195,19 @@ def run(
 
     quiet = ctx.obj["quiet"] > 0
     progress = None if quiet else Progress()
+    robot = None
+    asked: list[int] = []  # signals come before the robot is made, too (a supervisor's)
+
+    def interrupted(signum, _frame):
+        if robot is None:
+            asked.append(signum)
+        elif signum == signal.SIGHUP:  # ended to be resumed (roboframe up: Supervisor._stop)
+            robot.request_unfinished("ended to be resumed (SIGHUP), as its supervisor does")
+        else:
+            robot.request_stop("interrupted" if signum == signal.SIGINT else "terminated")
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, interrupted) for s in signals}
     try:
         spec = load_robot(robot_file)
         if metrics_port is not None:  # on the spec, not in raw: the config hash stays
@@ -207,23 +221,16 @@ def run(
             ),
         )
     except RoboframeError as exc:
+        _restore(old)
         raise _fail(exc) from None
-
-    def interrupted(signum, _frame):
-        if signum == signal.SIGHUP:  # ended to be resumed (roboframe up: Supervisor._stop)
-            robot.request_unfinished("ended to be resumed (SIGHUP), as its supervisor does")
-        else:
-            robot.request_stop("interrupted" if signum == signal.SIGINT else "terminated")
-
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    old = {s: signal.signal(s, interrupted) for s in signals}
+    for signum in asked:
+        interrupted(signum, None)
     try:
         summary = robot.run()
     except RoboframeError as exc:
         raise _fail(exc) from None
     finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+        _restore(old)
         if progress is not None:
             progress.done()
     # a run the strategy, the data or the order gateway broke is not a clean end
@@ -234,6 +241,13 @@ def run(
         click.echo(format_summary(summary))
     if failed:
         ctx.exit(EXIT_STRATEGY if summary["error"] else EXIT_FAILED)
+    if summary["state"] == "SUSPENDED":  # not a clean end either: the run goes on
+        ctx.exit(EXIT_SUSPENDED)
+
+
+def _restore(handlers: dict) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
 
 
 @main.command()

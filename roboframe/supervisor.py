@@ -55,6 +55,7 @@ EXIT_FAILED = 1  # roboframe run: its feed or order gateway broke it (resumable)
 EXIT_CONFIG = 2  # roboframe run: the robot file is wrong
 EXIT_STRATEGY = 3  # roboframe run: the strategy raised
 EXIT_RUNNING = 4  # roboframe run: another process answers at its control endpoint
+EXIT_SUSPENDED = 5  # roboframe run: ended on SIGHUP, as asked, to be resumed
 ELSEWHERE_RETRY_S = 10.0  # how often a robot another process runs is tried again
 ELSEWHERE_SETTLE_S = 5.0  # a retry up this long is ours: the other process is gone
 
@@ -435,12 +436,17 @@ class Supervisor:
             robot.proc, robot.last_exit = None, code
             was_stopping = robot.state == "stopping"
             ran = now - robot.started
-            if was_stopping or code == 0:
+            # its run ended on SIGHUP (a feed changed) to go on at once: no failure
+            again = was_stopping or code == EXIT_SUSPENDED
+            if again or code == 0:
                 robot.state = "elsewhere" if robot.elsewhere else "stopped"
-                log.warning("%s stopped (exit %d)", robot.name, code)
+                if code == EXIT_SUSPENDED:
+                    log.warning("%s ended its run to resume it (exit %d)", robot.name, code)
+                else:
+                    log.warning("%s stopped (exit %d)", robot.name, code)
                 if robot.invalid:
                     robot.state = "invalid"
-                elif was_stopping and robot.wanted and not self.stopping_all:
+                elif again and robot.wanted and not self.stopping_all:
                     robot.state, robot.next_start = "backoff", now  # a changed file: again
             elif code == EXIT_RUNNING:  # not ours: say so, and take it over once it is gone
                 robot.elsewhere = True
@@ -493,7 +499,7 @@ class Supervisor:
             and now >= robot.next_start
             and not alive  # never a second process of one robot
         ):
-            if robot.last_exit not in (None, 0, EXIT_RUNNING):
+            if robot.last_exit not in (None, 0, EXIT_RUNNING, EXIT_SUSPENDED):
                 robot.restarts += 1
             self._start(robot, now)
 

@@ -549,8 +549,10 @@ class RoboLoop:
         except RunFailed as exc:  # ended as a crash ends it: no stop, resumable
             self.failure = str(exc)
             self.ended_to_resume = exc.what == "run"
-            log.error(
-                "the run ended unfinished (%s); `roboframe run --resume` goes on with it", exc
+            log.log(
+                logging.WARNING if self.ended_to_resume else logging.ERROR,
+                "the run ended unfinished (%s); `roboframe run --resume` goes on with it",
+                exc,
             )
             self.journal.flush()
 

@@ -638,7 +638,10 @@ class LiveRobot:
             "robot": self.spec.name,
             "run_id": self.run_id,
             "journal": str(self.journal_path),
-            "state": "FAILED" if self.loop.failure else snap["state"],
+            # ended on request to be resumed at once (SIGHUP): nothing broke
+            "state": ("SUSPENDED" if self.loop.ended_to_resume else "FAILED")
+            if self.loop.failure
+            else snap["state"],
             "stop_reason": "strategy error"
             if self.loop.error
             else (self.loop.failure or self.kernel.stop_reason),

@@ -294,7 +294,8 @@ def test_a_run_ended_on_sighup_to_be_resumed_leaves_its_orders_working(pg_url, t
         finally:
             if proc.poll() is None:
                 proc.kill()
-        assert proc.returncode == 1, err  # unfinished: resumable
+        assert proc.returncode == 5, err  # ended as asked, to be resumed
+        assert "ERROR" not in err, err  # nothing broke
         assert json.loads(out)["cancelled_on_error"] is None
         assert "a cancel was written" not in err
         listed = roboframe_cmd("orders", str(robot), "--json")
