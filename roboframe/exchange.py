@@ -26,6 +26,7 @@ not grow with every order: of the finished ones it keeps the newest
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import socket
@@ -272,6 +273,12 @@ class ExchangeProcess:
                     self.to_writer.append((robot, action))  # the order row, behind
                     self._place(robot, action)
                 else:
+                    if cid not in self.owner and not self.engine.finished(cid):
+                        # its order may wait in the store, not read yet (it went the
+                        # store's way, this over the socket): placed first, or the
+                        # cancel is refused "not open" and the order then taken
+                        with contextlib.suppress(StoreUnavailable):  # the loop finds it
+                            self._read_requests()
                     self.fast.setdefault(cid, identity)
                     self._apply(robot, action)
 
@@ -537,6 +544,10 @@ class ExchangeProcess:
         self.router = ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a gone robot reads the store
+        # a robot restarted at once links under the identities of its old links,
+        # which may stand yet (their end not seen): the newest link takes them over;
+        # else it is ignored for good, its orders held, neither taken nor refused
+        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         try:
             if self.orders_curve is not None:
                 what = f"exchange orders {self.orders_address}"

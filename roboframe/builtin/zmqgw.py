@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 ORDERS_IDENTITY = b"\x00orders"  # after the robot's name: the loop's own order socket
 CONNECT_GRACE_S = 2.0  # a link to the exchange not made by then: the order path is down
 HEARTBEAT_MS = 1000  # ZeroMQ heartbeats on the link: a silent peer is lost after 3 of these
+STRAYED_KEPT = 100_000  # client ids remembered as gone the trade stream's way (see _stray)
 
 
 class FastGateway(StoreGateway):
@@ -94,6 +95,7 @@ class FastGateway(StoreGateway):
             )
         self._direct.connect(address)
         self.sent: deque[tuple] = deque()  # what went straight out, for the trade stream
+        self.strayed: dict[str, None] = {}  # see _stray
 
     def submit(self, actions: list) -> None:
         """Straight to the exchange, noted for the trade stream first: the answer
@@ -102,13 +104,36 @@ class FastGateway(StoreGateway):
         should the link break). With no link made (or a full queue) the trade
         stream's way, the note taken back."""
         raw = codec.encode(actions)
+        strayed = self.strayed
+        if strayed and any(action.client_id in strayed for action in actions):
+            self._stray(actions)
+            self._push.send(raw)
+            return
         noted = tuple(actions)
         self.sent.append(noted)
         try:
             self._direct.send(raw, zmq.NOBLOCK)
         except zmq.Again:
             self._take_back(noted)
+            self._stray(actions)
             self._push.send(raw)
+
+    def resubmit(self, actions: list) -> None:
+        self._stray(actions)
+        super().resubmit(actions)
+
+    def _stray(self, actions: list) -> None:
+        """Orders whose actions went the trade stream's way (no link made yet, or
+        resent after a resume): their later ones go that way too. Sent straight,
+        a cancel overtook its order -- still on its way, or in the store not read
+        yet by the exchange -- which refused it ("not open") and then took the
+        order: left working, against the strategy's last word. One way keeps them
+        in order: the trade stream sends (or writes) in the order it is handed."""
+        strayed = self.strayed
+        for action in actions:
+            strayed[action.client_id] = None
+        while len(strayed) > STRAYED_KEPT:  # the oldest: long answered
+            del strayed[next(iter(strayed))]
 
     def linked(self) -> bool:
         """Whether an order submitted now leaves on the loop's own link (made, with

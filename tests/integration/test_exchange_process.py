@@ -544,3 +544,30 @@ def test_a_standby_exchange_opens_its_orders_endpoint_only_when_it_serves(pg_url
         standby.close()
         if first.thread.is_alive():
             first.close()
+
+
+def test_a_cancel_over_the_socket_finds_its_order_waiting_in_the_store(url):
+    """A robot's order can go the store's way (its link to the exchange not made
+    yet, or resent after a resume) and its cancel over the socket, overtaking it:
+    the exchange refused the cancel ("not open"), then read the order from the
+    store and took it -- left working, against the strategy's last word. An
+    unknown order's cancel reads the store first."""
+    from roboframe.core.events import Cancel
+
+    running = RunningExchange(url)
+    running.exchange._take_requests = lambda full: False  # notified, not read yet
+    robot = open_store(url)
+    cid = "alpha-r1-1"
+    try:
+        running.price(Bar("Si", 1, 100, 100, 100, 100))
+        assert robot.insert_order("alpha", "r1", NewOrder(cid, "Si", "buy", 1, "limit", 90), 1)
+        running.dealer.send(codec.encode([Cancel(cid)]))
+        answers = running.answers(2)
+        assert [(a.client_id, a.status) for a in answers] == [
+            (cid, "accepted"),
+            (cid, "cancelled"),
+        ], answers
+        assert cid not in running.exchange.engine.open_orders
+    finally:
+        robot.close()
+        running.close()

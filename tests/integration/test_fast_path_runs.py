@@ -126,6 +126,7 @@ def test_orders_a_broken_link_took_with_it_go_through_the_store_when_it_is_back(
     params = {"url": pg_url, "poll_ms": 200, "address": address}
     end = RunningTradeStream(FastGateway, params, robot, run_id="r1")
     store = open_store(pg_url)
+    store.setup()  # the trade stream's work too, which may not be done yet
     exchange = end.ctx.socket(zmq.ROUTER)
     linked = exchange.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
     exchange.bind(address)
@@ -373,7 +374,8 @@ def test_the_loop_notes_an_order_before_it_sends_it(pg_url):
         unsent = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
         gw.submit([unsent])  # nothing bound there yet: no link
         assert list(gw.sent) == []
-        assert codec.decode_actions(gw._pull.recv()) == [unsent]  # the trade stream's way
+        assert gw._pull.poll(5000), "not sent the trade stream's way"
+        assert codec.decode_actions(gw._pull.recv()) == [unsent]
         router.bind(address)
         assert linked.poll(5000), "the loop's socket never linked"
         assert wait_for(gw.linked, 5), "the link was never made on the loop's side"
@@ -388,7 +390,7 @@ def test_the_loop_notes_an_order_before_it_sends_it(pg_url):
 
         direct = gw._direct
         gw._direct = Watched(direct)
-        replace = Replace(unsent.client_id, 2, 91)
+        replace = Replace(f"{robot}-r1-2", 2, 91)  # of an order sent straight
         gw.submit([replace])
         assert gw._direct.noted == [[(replace,)]]
         assert router.poll(5000), "the replace never left the loop"
@@ -619,3 +621,88 @@ def test_orders_the_loop_sent_before_the_trade_stream_linked_stay_on_the_socket(
         exchange.close(linger=0)
         store.close()
         ctx.destroy(linger=0)
+
+
+def test_an_orders_later_actions_go_the_way_it_went(pg_url):
+    """An order the loop could not send itself (its link not made yet, or resent
+    after a resume) goes the trade stream's way, to its socket or the store; a
+    cancel of it sent straight once the link was made could overtake it, and the
+    exchange refused it ("not open") and took the order after. Its later actions
+    go the same way, in order; other orders' go straight."""
+    from decimal import Decimal
+
+    import zmq
+
+    from roboframe.core import codec
+    from roboframe.core.events import Cancel
+    from roboframe.core.gateway import Runtime
+    from roboframe.core.instruments import Instrument
+    from roboframe.testing.helpers import free_port
+
+    robot = f"{ROBOT}-in-order"
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)  # the exchange's order socket, played here
+    router.setsockopt(zmq.LINGER, 0)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    gw = FastGateway({"url": pg_url, "address": address},
+                     {"Si": Instrument("Si", Decimal(1))}, robot=robot)  # fmt: skip
+    try:
+        gw.open(Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None))  # no trade stream
+        early = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
+        gw.submit([early])  # nothing bound there yet: no link
+        assert gw._pull.poll(5000) and codec.decode_actions(gw._pull.recv()) == [early]
+        resent = NewOrder(f"{robot}-r0-7", "Si", "buy", 1, "limit", 91)
+        gw.resubmit([resent])  # a resumed run's: through the store
+        assert gw._pull.poll(5000), "not resent the trade stream's way"
+        gw._pull.recv_multipart()
+        router.bind(address)
+        assert wait_for(gw.linked, 5), "the link was never made on the loop's side"
+        for order in (early, resent):
+            gw.submit([Cancel(order.client_id)])
+            assert gw._pull.poll(5000), f"the cancel of {order.client_id} went straight"
+            assert codec.decode_actions(gw._pull.recv()) == [Cancel(order.client_id)]
+        later = NewOrder(f"{robot}-r1-2", "Si", "buy", 1, "limit", 89)
+        gw.submit([later])
+        assert router.poll(5000), "a new order did not leave the loop itself"
+        assert codec.decode_actions(router.recv_multipart()[1]) == [later]
+        assert not router.poll(100) and not gw._pull.poll(0)  # each one way only
+    finally:
+        gw.close()
+        router.close(linger=0)
+        ctx.term()
+
+
+def test_a_robot_restarted_at_once_is_heard_while_its_old_links_linger(pg_url):
+    """A robot restarted at once (the supervisor, a quick second run; a killed
+    host whose old connections the exchange has not seen end) links with the
+    same identities as before: the exchange's ROUTER ignored the new links for
+    good while the old ones stood, and the new run's orders sat in them, neither
+    taken nor refused. The newest link takes the identity over."""
+    import zmq
+
+    running = RunningExchange(pg_url, robot=f"{ROBOT}-stale-dealer")
+    stale = []
+    for identity in (ROBOT.encode() + b"\x00orders", ROBOT.encode()):  # the old run's links
+        sock = running.ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IDENTITY, identity)
+        sock.setsockopt(zmq.LINGER, 0)
+        monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        sock.connect(running.orders)
+        assert monitor.poll(5000), "the old run's link was never made"
+        sock.disable_monitor()
+        monitor.close(linger=0)
+        stale.append(sock)
+    second = None
+    try:
+        running.price(Bar("Si", 1, 100, 100, 100, 100))
+        second = stream(pg_url, running, "r2")
+        second.gw.submit([NewOrder(f"{ROBOT}-r2-1", "Si", "buy", 1, "limit", 80)])
+        answers = second.events(1)
+        assert [(a.client_id, a.status) for a in answers] == [(f"{ROBOT}-r2-1", "accepted")]
+        assert running.exchange.counts["orders"] == 1
+    finally:
+        if second is not None:
+            second.close()
+        for sock in stale:
+            sock.close(linger=0)
+        running.close()
