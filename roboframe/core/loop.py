@@ -24,6 +24,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
 import zmq
@@ -43,6 +44,7 @@ _IDLE_MS = 20  # longest wait for a message before timers and stop checks run
 _HOUSEKEEPING_EVERY = 0xF  # under load, timers and stop checks every 16 messages
 _LATENCY_EVERY = 0xF  # one message in 16 is timed
 MAX_MESSAGE_BYTES = 16 << 20
+LEFT_NAMED = 20  # orders left working a clean end names in its journal
 """Largest frame the loop's socket takes over ipc/tcp (``zmq.MAXMSGSIZE``; inproc has no
 limit): a full feed batch, 65535 events of up to 256 bytes each, fits. ZeroMQ drops a
 larger frame before it is read into memory and disconnects its sender."""
@@ -569,9 +571,11 @@ class RoboLoop:
     def _close_journal(self) -> None:
         """The run ended cleanly: the journal says so (see ``CLOSED``) and is flushed."""
         kernel = self.kernel
+        open_orders = kernel.orders.open
         left = {  # what the next run, flat, will not manage (said when it starts)
             "positions": {s: p.qty for s, p in kernel.book.positions.items() if p.qty},
-            "open_orders": len(kernel.orders.open),
+            "open_orders": len(open_orders),
+            "orders": list(islice(open_orders, LEFT_NAMED)),  # named, oldest first
         }
         self.journal.append_record(NOTE, self.seq, 0, encode_note(CLOSED, left=left))
         self.journal.flush()

@@ -123,7 +123,12 @@ def what_the_last_run_left(journal_dir: Path, suffix: str) -> str | None:
     if not held and not working:
         return None
     if working:
-        held.append(f"{working} order(s) left working (they may have filled since)")
+        named = left.get("orders") or []  # a journal of an older roboframe names none
+        shown = f": {', '.join(named)}{' ...' if working > len(named) else ''}" if named else ""
+        held.append(
+            f"{working} order(s) left working{shown} (they may have filled since; "
+            "`roboframe orders` lists what an order store holds, `--cancel` cancels)"
+        )
     return (
         f"the last run ({path.name}) ended with {', '.join(held)}; this run starts flat and "
         "does not manage them"

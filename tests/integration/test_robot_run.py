@@ -139,6 +139,33 @@ def test_a_stop_asked_together_with_an_end_to_resume_stops_the_run(robot_file):
     assert verify(summary["journal"]).ok
 
 
+def test_a_new_run_names_the_orders_the_last_run_left_working(tmp_path):
+    """The last run's working orders were counted ("1 order(s) left working"),
+    not named: the trader had to dig the journal for what to cancel."""
+    (tmp_path / "rests.py").write_text(
+        "from roboframe import Strategy\n\n\n"
+        "class Rests(Strategy):\n"
+        "    def on_bar(self, bar, ctx):\n"
+        "        if not ctx.open_orders():\n"
+        "            return [ctx.buy(bar.symbol, 1, price=bar.close // 2)]\n"
+    )
+    path = tmp_path / "rests.yaml"
+    path.write_text(
+        "name: rests\nsymbols: {Si: {tick_size: 1}}\n"
+        "feed: {plugin: synthetic, params: {seed: 1, bars: 0, prices: {Si: 92000}, rate: 50}}\n"
+        "strategy: {plugin: 'rests:Rests'}\ngateway: {plugin: paper}\n"
+        f"journal: {{dir: '{tmp_path / 'runs'}'}}\n"
+    )
+    first = roboframe_cmd("-q", "run", str(path), "--duration", "1", "--json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["open_orders"] == 1
+    second = roboframe_cmd("run", str(path), "--duration", "0.5", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    run_id = summary["run_id"]
+    assert f"1 order(s) left working: rests-{run_id}-1 (" in second.stderr, second.stderr
+
+
 def test_sighup_while_the_robot_is_made_ends_its_run_to_be_resumed(robot_file):
     """``roboframe up`` sends SIGHUP to a robot whose feed alone changed -- also
     one still loading its file and plugins, before ``run`` took the signal: it
