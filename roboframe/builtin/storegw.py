@@ -91,6 +91,7 @@ class StoreGateway(Gateway):
         self.url = self.store_url()
         self._push, self._pull = order_pipe(runtime, "store-orders")
         self.resume_seen = runtime.store_seen
+        self.resume_anchor = runtime.store_anchor
 
     def submit(self, actions: list) -> None:
         self._push.send(codec.encode(actions))
@@ -186,6 +187,9 @@ class _StoreStream:
         # store gave it (read, notified). A store below them on a connect was restored
         # or recreated (see _check_not_behind). A new run holds none at its start.
         self.held = (max(seen[0], default=0), max(seen[1], default=0))
+        # the highest of those trades, with its order's client id: the store must
+        # hold that very trade, not only as high an id (see _check_not_behind)
+        self.anchor = gateway.resume_anchor
         self.connected_once = False
 
     def close(self) -> None:
@@ -245,7 +249,7 @@ class _StoreStream:
         deadline = time.monotonic() + self.behind_grace_s
         while True:
             try:
-                self.store.check_not_behind(self.robot, *self.held, held)
+                self.store.check_not_behind(self.robot, *self.held, held, self.anchor)
                 return
             except StoreBehind:
                 if time.monotonic() >= deadline or self.runtime.stop.wait(0.2):
@@ -343,6 +347,13 @@ class _StoreStream:
         it came first, to the loop as one message (Batches, when many)."""
         fresh = [event for event in events if self._fresh(event)]
         if fresh:
+            anchor = self.anchor[0]
+            for event in fresh:
+                if type(event) is Fill and event.trade_id.isdigit():
+                    trade_id = int(event.trade_id)
+                    if trade_id > anchor:
+                        anchor = trade_id
+                        self.anchor = (trade_id, event.client_id)
             self._answered(fresh)
             self._send_events(fresh)
 

@@ -58,6 +58,9 @@ class Runtime:
     store_seen: tuple[frozenset[int], frozenset[int]] | None = None
     """For a resumed run: the order-store ids of the trades and updates its journal
     holds (see :attr:`roboframe.core.resume.Resumed.store_seen`)."""
+    store_anchor: tuple[int, str] = (0, "")
+    """For a resumed run: its journal's highest trade id and that trade's client id
+    (see :attr:`roboframe.core.resume.Resumed.store_anchor`)."""
     robot_time: Callable[[], int] | None = None
     """The time of the latest market event the robot has handled, readable from
     any thread: a simulated exchange holds back prices the robot has not

@@ -73,6 +73,9 @@ class Resumed:
     sends it again: matched again, it filled its volume twice."""
     replaced_at: dict[str, int] = field(default_factory=dict)
     """When each open order was last replaced: a paper engine's queue time."""
+    store_anchor: tuple[int, str] = (0, "")
+    """The highest order-store trade id the journal holds, and its order's client
+    id: the store must hold that very trade (see ``OrderStore.check_not_behind``)."""
 
 
 def latest_unfinished(journal_dir: Path, suffix: str) -> Path | None:
@@ -257,6 +260,7 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
     last_seq = 0
     trades: set[int] = set()
     refs: set[int] = set()
+    anchor = (0, "")
     last_ts, at_last = 0, {}
     last_market: dict = {}
     matched: dict[str, int] = {}
@@ -288,7 +292,10 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
             matched[event.symbol] = max(matched.get(event.symbol, event.ts), event.ts)
         elif kind is Fill:
             if event.trade_id.isdigit():
-                trades.add(int(event.trade_id))
+                trade_id = int(event.trade_id)
+                trades.add(trade_id)
+                if trade_id > anchor[0]:
+                    anchor = (trade_id, event.client_id)
             matched[event.symbol] = max(matched.get(event.symbol, event.ts), event.ts)
         elif kind is OrderUpdate:
             if event.ref.isdigit():
@@ -311,6 +318,7 @@ def rebuild(path: Path, spec: Any, strategy: Any) -> Resumed:
         last_market,
         matched,
         replaced_at,
+        anchor,
     )
 
 

@@ -431,6 +431,7 @@ class LiveRobot:
             loop_address=spec.loop.address,
             market_data_address=f"inproc://{spec.name}.{self.run_id}.md",
             store_seen=self.resumed.store_seen if self.resumed else None,
+            store_anchor=self.resumed.store_anchor if self.resumed else (0, ""),
             robot_time=self.kernel.market_time,
             max_ahead_ns=self.loop.max_ahead_ns,
         )

@@ -25,6 +25,12 @@ Request = tuple[int, str, Cancel | Replace]
 """A pending request as the exchange side sees it: ``(id, robot, action)``."""
 
 
+_BEHIND_HINT = (
+    "hint: restore the newest backup and resume, or check the robot's position and "
+    "orders by hand and start a new run without --resume"
+)
+
+
 @dataclass(frozen=True)
 class StoredOrder:
     """A row of the orders collection, as the exchange side sees it."""
@@ -189,27 +195,54 @@ class OrderStore:
         :meth:`check_not_behind`."""
         return None
 
-    def check_not_behind(self, robot: str, trade_id: int, event_id: int, held: str) -> None:
+    def check_not_behind(
+        self,
+        robot: str,
+        trade_id: int,
+        event_id: int,
+        held: str,
+        anchor: tuple[int, str] = (0, ""),
+    ) -> None:
         """Raise :class:`StoreBehind` when the store's highest ids of ``robot``
         (:meth:`highest_ids`) are below ids the robot holds already -- a resumed
         run's journal's, those the store gave a run since (``held`` says which). Such a
         store was restored from an older backup, or its tables were recreated: its
         ids restarted below them, and the robot would take the new fills that come
-        under those ids as seen ("after id N"), its position wrong with no word."""
+        under those ids as seen ("after id N"), its position wrong with no word.
+
+        Fills enough after a restore climb past the ids again: ``anchor``, the
+        highest trade id the run holds with its order's client id, must then be
+        that very trade in the store (:meth:`trade_client`)."""
         highest = self.highest_ids(robot)
         if highest is None:
             return
         has_trade, has_event = highest
         if has_trade >= trade_id and has_event >= event_id:
-            return
+            anchor_id, client_id = anchor
+            if not anchor_id:
+                return
+            found = self.trade_client(robot, anchor_id)
+            if found is None or found == client_id:  # None: a store that cannot tell
+                return
+            raise StoreBehind(
+                f"order store not the one robot {robot} traded on: {held} trade "
+                f"{anchor_id} of order {client_id}, the store's trade {anchor_id} of "
+                f"{robot} is {f'of order {found}' if found else 'missing'}: it was "
+                f"restored from an older backup, or its tables recreated, and fills came "
+                f"since under the ids the robot had; {_BEHIND_HINT}"
+            )
         raise StoreBehind(
             f"order store behind robot {robot}: {held} trade id {trade_id} and order-event "
             f"id {event_id}, the store's highest of {robot} are {has_trade} and {has_event}: "
             "it was restored from an older backup, or its tables recreated, and new fills "
-            "would come under ids the robot takes as seen; hint: restore the newest backup "
-            "and resume, or check the robot's position and orders by hand and start a new "
-            "run without --resume"
+            f"would come under ids the robot takes as seen; {_BEHIND_HINT}"
         )
+
+    def trade_client(self, robot: str, trade_id: int) -> str | None:
+        """The client id of the order of ``robot``'s trade ``trade_id``; ``""`` when
+        the store holds no such trade of the robot. None: this store cannot tell
+        (the default; :meth:`check_not_behind` then compares ids alone)."""
+        return None
 
     # -- exchange side --------------------------------------------------------
 

@@ -217,7 +217,8 @@ class RunningTradeStream:
     thread, and the loop's socket to read what the stream forwards: a gateway's
     robot side under test, with real sockets. ``messages`` counts the messages
     the loop got (answers that came together come as one). ``store_seen``: a
-    resumed run's, the store ids its journal holds (trades, updates)."""
+    resumed run's, the store ids its journal holds (trades, updates);
+    ``store_anchor``: its highest trade id and that trade's client id."""
 
     def __init__(
         self,
@@ -227,6 +228,7 @@ class RunningTradeStream:
         symbol: str = "Si",
         run_id: str = "r1",
         store_seen: tuple[frozenset[int], frozenset[int]] | None = None,
+        store_anchor: tuple[int, str] = (0, ""),
     ) -> None:
         import threading
         from decimal import Decimal
@@ -239,7 +241,13 @@ class RunningTradeStream:
 
         self.ctx = zmq.Context()
         self.runtime = Runtime(
-            robot, run_id, self.ctx, f"inproc://{robot}-{run_id}-loop", None, store_seen=store_seen
+            robot,
+            run_id,
+            self.ctx,
+            f"inproc://{robot}-{run_id}-loop",
+            None,
+            store_seen=store_seen,
+            store_anchor=store_anchor,
         )
         self.loop = self.ctx.socket(zmq.PULL)
         self.loop.bind(self.runtime.loop_address)

@@ -22,7 +22,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from roboframe.core.events import Bar, Control, Fill, NewOrder, OrderUpdate
+from roboframe.journal import JournalReader
 from roboframe.plugins import get_registry
+from roboframe.replay import iter_events
 from roboframe.store import open_store
 from roboframe.storewriter import write_items
 from roboframe.testing.helpers import RunningTradeStream, wait_for
@@ -122,6 +124,32 @@ def test_a_resumed_run_on_a_recreated_store_fails_and_sends_nothing(
     assert read_journal(journal).orders == before.orders
     again = roboframe_cmd("-q", "run", str(path), "--resume", "--duration", "5", timeout=90)
     assert again.returncode == 1 and "order store behind robot" in again.stderr, again.stderr
+    # fills since the restore (another run's) climb past the journal's ids: still refused
+    top_event = max(
+        int(event.ref)
+        for _seq, event, _record in iter_events(JournalReader(journal))
+        if type(event) is OrderUpdate and event.ref.isdigit()
+    )
+    store, other = open_store(url), f"{name}-r0-1"
+    try:
+        write_items(store, [(name, NewOrder(other, "Si-12.26", "buy", 1))])
+        while True:
+            trade_id, *_ = store.reserve_ids("trades", 1)
+            event_id, *_ = store.reserve_ids("order_events", 1)
+            write_items(store, [
+                (name, OrderUpdate(other, 1, "accepted", "", str(event_id))),
+                (name, Fill(other, 2, "Si-12.26", "buy", 1, 92000, str(trade_id), "0")),
+            ])  # fmt: skip
+            if trade_id >= top and event_id >= top_event:
+                break
+    finally:
+        store.close()
+    climbed = roboframe_cmd("-q", "run", str(path), "--resume", "--duration", "5", timeout=90)
+    assert climbed.returncode == 1, climbed.stderr
+    assert f"order store not the one robot {name} traded on: its journal holds trade" in (
+        climbed.stderr
+    )
+    recreate(url)
 
     # a new run has nothing to compare: it trades on the recreated store
     running = exchange_on(url)
@@ -192,6 +220,58 @@ def test_a_resumed_stream_checks_its_journals_ids_against_the_store(request, gat
     store.close()
 
 
+@pytest.mark.parametrize(("gateway", "url_fixture"), [*BACKENDS, ("zmq", "pg_url")])
+def test_a_restored_store_whose_ids_climbed_past_the_journals_is_refused(
+    request, gateway, url_fixture
+):
+    """Fills enough after a restore climb past the journal's ids again: the ids
+    alone passed, and the robot took the fills under its ids for seen. The
+    journal's highest trade must be that very trade in the store (its order's
+    client id); a store that has it goes on."""
+    url = request.getfixturevalue(url_fixture)
+    robot = "restored-climbed"
+    mine, other = f"{robot}-r1-1", f"{robot}-r1-2"
+    params = {"url": url, "poll_ms": 200}
+    if gateway == "zmq":  # no exchange there: the store's side is what matters here
+        params["address"] = "tcp://127.0.0.1:9"
+    cls = gateway_class(gateway)
+    store = open_store(url)
+    store.setup()
+    trade_id, *_ = store.reserve_ids("trades", 1)
+    event_id, *_ = store.reserve_ids("order_events", 1)
+    write_items(  # the restored store's: another order's fill under the journal's ids
+        store,
+        [
+            (robot, NewOrder(other, "Si", "buy", 1)),
+            (robot, OrderUpdate(other, 1, "accepted", "", str(event_id))),
+            (robot, Fill(other, 2, "Si", "buy", 1, 100, str(trade_id), "0")),
+        ],
+    )
+    seen = (frozenset({trade_id}), frozenset({event_id}))
+    end = RunningTradeStream(cls, params, robot, store_seen=seen, store_anchor=(trade_id, mine))
+    try:
+        (fail,) = end.events(1)
+        assert type(fail) is Control and fail.command == "fail", fail
+        _what, why = end.runtime.failure
+        assert (
+            f"order store not the one robot {robot} traded on: its journal holds trade "
+            f"{trade_id} of order {mine}, the store's trade {trade_id} of {robot} is of "
+            f"order {other}"
+        ) in why, why
+        assert "restore the newest backup" in why
+    finally:
+        end.close()
+    end = RunningTradeStream(cls, params, robot, store_seen=seen, store_anchor=(trade_id, other))
+    try:  # the journal's own trade there: the store it traded on
+        assert wait_for(lambda: end.runtime.ready.is_set(), 10)
+        events = end.events(2, timeout_ms=1000)
+        assert all(type(e) is not Control or e.command != "fail" for e in events), events
+        assert end.runtime.failure is None
+    finally:
+        end.close()
+        store.close()
+
+
 @pytest.mark.parametrize(("gateway", "url_fixture"), BACKENDS)
 def test_a_stream_back_from_an_outage_to_a_recreated_store_fails_the_run(
     request, gateway, url_fixture
@@ -244,6 +324,62 @@ def test_a_stream_back_from_an_outage_to_a_recreated_store_fails_the_run(
         ) in why
         store = open_store(url)
         assert store.new_requests()[0] == []  # nothing written to the recreated store
+    finally:
+        end.close()
+        store.close()
+        proxy.close()
+
+
+@pytest.mark.parametrize(("gateway", "url_fixture"), BACKENDS)
+def test_a_stream_back_to_a_store_restored_and_climbed_past_its_ids_fails_the_run(
+    request, gateway, url_fixture
+):
+    """Restored while the robot was cut off, and fills enough since to pass the
+    ids the run had read: the trade the run read last must be the store's."""
+    url = request.getfixturevalue(url_fixture)
+    parts = urlsplit(url)
+    proxy = TcpProxy(parts.hostname, parts.port)
+    proxied = url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+    robot, cid, other = "restored-past", "restored-past-r1-1", "restored-past-r1-2"
+    store = open_store(url)
+    store.setup()
+    end = RunningTradeStream(gateway_class(gateway), {"url": proxied, "poll_ms": 200}, robot)
+    try:
+        end.gw.submit([NewOrder(cid, "Si", "buy", 1)])
+        assert wait_for(lambda: store.new_requests()[0], 10), "the stream never connected"
+
+        def answered(order: str) -> tuple[int, int]:
+            trade_id, *_ = store.reserve_ids("trades", 1)
+            event_id, *_ = store.reserve_ids("order_events", 1)
+            write_items(
+                store,
+                [
+                    (robot, OrderUpdate(order, 1, "accepted", "", str(event_id))),
+                    (robot, Fill(order, 2, "Si", "buy", 1, 100, str(trade_id), "0")),
+                ],
+            )
+            return trade_id, event_id
+
+        trade_id, event_id = answered(cid)
+        assert [type(e) for e in end.events(2)] == [OrderUpdate, Fill]
+        proxy.cut()  # an outage in which the store is recreated, and trades on
+        assert [e.args.get("status") for e in end.events(1)] == ["down"]
+        store.close()
+        recreate(url)
+        store = open_store(url)
+        write_items(store, [(robot, NewOrder(other, "Si", "buy", 1))])
+        while True:  # the recreated store's ids climb to the run's again
+            climbed = answered(other)
+            if climbed[0] >= trade_id and climbed[1] >= event_id:
+                break
+        proxy.restore()
+        (fail,) = end.events(1)
+        assert type(fail) is Control and fail.command == "fail", fail
+        _what, why = end.runtime.failure
+        assert (
+            f"order store not the one robot {robot} traded on: the run has read up to trade "
+            f"{trade_id} of order {cid}, the store's trade {trade_id} of {robot} is "
+        ) in why, why
     finally:
         end.close()
         store.close()

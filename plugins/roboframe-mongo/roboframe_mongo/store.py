@@ -452,6 +452,12 @@ class MongoStore(OrderStore):
 
         return self._guard(highest, "trades"), self._guard(highest, "order_events")
 
+    def trade_client(self, robot: str, trade_id: int) -> str:
+        doc = self._guard(
+            self.db.trades.find_one, {"name": robot, "id": trade_id}, {"client_id": 1, "_id": 0}
+        )
+        return doc["client_id"] if doc is not None else ""
+
     # -- exchange side --------------------------------------------------------
 
     def listen_exchange(self) -> None:

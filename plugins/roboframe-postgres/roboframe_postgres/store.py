@@ -577,6 +577,12 @@ class PgStore(OrderStore):
         ).fetchone()
         return row[0] or 0, row[1] or 0
 
+    def trade_client(self, robot: str, trade_id: int) -> str:
+        row = self._exec(
+            "SELECT client_id FROM rf_trades WHERE id = %s AND robot = %s", (trade_id, robot)
+        ).fetchone()
+        return row[0] if row is not None else ""
+
     def _pipeline(self):
         if self.conn is None:
             raise StoreUnavailable("not connected")
