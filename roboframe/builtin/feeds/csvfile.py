@@ -64,6 +64,7 @@ from roboframe.builtin.feeds.timeparse import (
     in_range,
     interval_ns,
     iso_to_ns,
+    msk_history,
     parse_tz,
 )
 from roboframe.core.events import Bar, Tick
@@ -409,6 +410,7 @@ class CsvFeed(Feed):
 
     def _rows(self, reader: Any, make: Callable, width: int, cols: dict[str, int]):
         previous = -(1 << 63)
+        unchecked = True  # the first time's zone (see msk_history)
         bars = self.params.get("kind", "bar") == "bar"
         first = None  # the first event at time ``previous``
         same_time: list[str] = []  # symbols of the bars at that time, once there are two
@@ -425,6 +427,11 @@ class CsvFeed(Feed):
                 except ValueError as exc:
                     raise self._explain(reader.line_num, row, cols, exc) from None
                 if event.ts > previous:
+                    if unchecked:  # the data's first time
+                        unchecked = False
+                        said = msk_history(self.params.get("tz"), event.ts)
+                        if said is not None:
+                            log.warning("%s: %s", self.file_path(), said)
                     previous = event.ts
                     first = event
                 elif event.ts < previous:

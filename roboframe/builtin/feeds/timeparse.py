@@ -64,6 +64,29 @@ def parse_tz(text: str | None) -> dt.tzinfo:
     return dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
 
 
+# Moscow time has been UTC+3 all year since 2014-10-26 02:00 local (22:00 UTC the
+# day before); from 2011-03-27 it was UTC+4, and before that UTC+3 with summer time
+MSK_FIXED_SINCE_NS = 1_414_274_400 * 1_000_000_000
+
+
+def msk_history(tz_text: str | None, first_ns: int) -> str | None:
+    """What to say of data in ``MSK`` (UTC+3 here) that starts before Moscow
+    kept UTC+3 all year: times without an offset are read an hour late then."""
+    if (tz_text or "").upper() != "MSK" or first_ns >= MSK_FIXED_SINCE_NS:
+        return None
+    return (
+        "tz MSK is UTC+3, as Moscow time has been since 26 Oct 2014; this data starts "
+        f"{utc_date(first_ns)}, when Moscow was UTC+4 (from 27 Mar 2011) or kept summer "
+        "time (before): its times without an offset are read an hour late there. For "
+        "data of 27 Mar 2011 - 25 Oct 2014 write tz: +04:00; across the changes, convert "
+        "the file to UTC"
+    )
+
+
+def utc_date(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%d")
+
+
 def tz_offset_ns(tz: dt.tzinfo) -> int:
     """A fixed-offset zone's (:func:`parse_tz`) offset from UTC in nanoseconds."""
     offset = tz.utcoffset(None)

@@ -542,3 +542,31 @@ def test_a_comma_before_three_digits_is_not_taken_for_a_decimal_mark_unless_said
     text = text.replace("92,000", "74,125")
     (event,) = feed(tmp_path, text, symbol=BR, decimal=",").events()
     assert event.close == 7412  # 74.125 rounded half-even to the 0.01 tick (and counted)
+
+
+@pytest.mark.parametrize(
+    ("first", "tz", "warned"),
+    [
+        ("2013-06-03 10:00:00", "MSK", True),  # Moscow on UTC+4 then
+        ("2009-07-01 10:00:00", "MSK", True),  # summer time then
+        ("2014-10-26 10:00:00", "MSK", False),  # UTC+3 for good since the night before
+        ("2013-06-03 10:00:00", "+04:00", False),  # the offset of the day, written
+        ("2013-06-03 10:00:00", "UTC", False),
+    ],
+)
+def test_msk_data_from_before_moscow_kept_utc3_is_said_to_be_an_hour_off(
+    tmp_path, caplog, first, tz, warned
+):
+    """MSK is UTC+3 here. Moscow kept UTC+3 all year only from 26 Oct 2014: a
+    Finam export of 2013, in MSK of its day (UTC+4), was read an hour late
+    without a word -- sessions, day starts and fills an hour off."""
+    text = f"Date,Open,High,Low,Close,Volume\n{first},1,1,1,1,1\n2026-12-01 10:00:00,1,1,1,1,1\n"
+    with caplog.at_level("WARNING", logger="roboframe"):
+        events = list(feed(tmp_path, text, symbol=SI, tz=tz).events())
+    assert len(events) == 2
+    said = [r.getMessage() for r in caplog.records if "tz MSK is UTC+3" in r.getMessage()]
+    if warned:
+        (message,) = said  # once, for the first time only
+        assert f"this data starts {first[:10]}" in message and "tz: +04:00" in message
+    else:
+        assert said == []
