@@ -187,8 +187,10 @@ class _StoreStream:
         # store gave it (read, notified). A store below them on a connect was restored
         # or recreated (see _check_not_behind). A new run holds none at its start.
         self.held = (max(seen[0], default=0), max(seen[1], default=0))
-        # the highest of those trades, with its order's client id: the store must
-        # hold that very trade, not only as high an id (see _check_not_behind)
+        # the highest trade the store gave it (or its journal holds), with its
+        # order's client id: the store must hold that very trade, not only as high
+        # an id (see _check_not_behind). Not one the fast path's socket brought: the
+        # exchange's writer may not have written it yet (a store just back)
         self.anchor = gateway.resume_anchor
         self.connected_once = False
 
@@ -324,6 +326,8 @@ class _StoreStream:
             updates[-1][0] if updates else event_id,
         )
         self.held = (max(self.held[0], self.position[0]), max(self.held[1], self.position[1]))
+        if fills and fills[-1][0] > self.anchor[0]:
+            self.anchor = (fills[-1][0], fills[-1][1].client_id)
         self._caught_up()
 
     def _fresh(self, event: Any) -> bool:
@@ -347,13 +351,6 @@ class _StoreStream:
         it came first, to the loop as one message (Batches, when many)."""
         fresh = [event for event in events if self._fresh(event)]
         if fresh:
-            anchor = self.anchor[0]
-            for event in fresh:
-                if type(event) is Fill and event.trade_id.isdigit():
-                    trade_id = int(event.trade_id)
-                    if trade_id > anchor:
-                        anchor = trade_id
-                        self.anchor = (trade_id, event.client_id)
             self._answered(fresh)
             self._send_events(fresh)
 
@@ -383,6 +380,8 @@ class _StoreStream:
         for ref, event in pushed:
             if type(event) is Fill:
                 trade_id = max(trade_id, ref)
+                if ref > self.anchor[0]:
+                    self.anchor = (ref, event.client_id)
             else:
                 event_id = max(event_id, ref)
         self.held = (trade_id, event_id)

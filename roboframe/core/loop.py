@@ -44,10 +44,10 @@ _IDLE_MS = 20  # longest wait for a message before timers and stop checks run
 _HOUSEKEEPING_EVERY = 0xF  # under load, timers and stop checks every 16 messages
 _LATENCY_EVERY = 0xF  # one message in 16 is timed
 MAX_MESSAGE_BYTES = 16 << 20
-LEFT_NAMED = 20  # orders left working a clean end names in its journal
 """Largest frame the loop's socket takes over ipc/tcp (``zmq.MAXMSGSIZE``; inproc has no
 limit): a full feed batch, 65535 events of up to 256 bytes each, fits. ZeroMQ drops a
 larger frame before it is read into memory and disconnects its sender."""
+LEFT_NAMED = 20  # orders left working a clean end names in its journal
 
 
 def strategy_error_note(exc: StrategyError) -> bytes:
