@@ -384,3 +384,60 @@ def test_a_stream_back_to_a_store_restored_and_climbed_past_its_ids_fails_the_ru
         end.close()
         store.close()
         proxy.close()
+
+
+def test_a_fill_the_socket_brought_before_the_store_has_it_fails_no_reconnect(pg_url):
+    """On the fast path a fill comes over the socket before the exchange's writer
+    writes it -- longer while the store is away (it retries up to 5 s apart).
+    The trade the store must hold on a reconnect is one the store gave the run:
+    not that one, or the run failed on a store that was only behind its writer."""
+    import zmq
+
+    from roboframe.builtin.zmqgw import FastGateway
+    from roboframe.core import codec
+    from roboframe.testing.helpers import answer_robot, free_port
+
+    parts = urlsplit(pg_url)
+    proxy = TcpProxy(parts.hostname, parts.port)
+    proxied = pg_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+    robot, cid = "restored-writer-behind", "restored-writer-behind-r1-1"
+    store = open_store(pg_url)
+    store.setup()
+    address = f"tcp://127.0.0.1:{free_port()}"
+    exchange = zmq.Context.instance().socket(zmq.ROUTER)
+    exchange.setsockopt(zmq.LINGER, 0)
+    exchange.bind(address)
+    params = {"url": proxied, "poll_ms": 200, "address": address}
+    end = RunningTradeStream(FastGateway, params, robot)
+    try:
+        first = f"{robot}-r1-0"  # a fill the store gave the run: it holds ids
+        write_items(store, [(robot, NewOrder(first, "Si", "buy", 1))])
+        held = [str(store.reserve_ids(kind, 1)[0]) for kind in ("order_events", "trades")]
+        write_items(store, [
+            (robot, OrderUpdate(first, 1, "accepted", "", held[0])),
+            (robot, Fill(first, 2, "Si", "buy", 1, 100, held[1], "0")),
+        ])  # fmt: skip
+        assert [type(e) for e in end.events(2)] == [OrderUpdate, Fill]
+        assert wait_for(end.gw.linked, 10), "the loop's link was never made"
+        end.gw.submit([NewOrder(cid, "Si", "buy", 1)])
+        assert exchange.poll(5000), "the order never came"
+        sender, _ = exchange.recv_multipart()
+        trade_id, *_ = store.reserve_ids("trades", 1)  # reserved; the writer is behind
+        event_id, *_ = store.reserve_ids("order_events", 1)
+        answers = [
+            OrderUpdate(cid, 1, "accepted", "", str(event_id)),
+            Fill(cid, 2, "Si", "buy", 1, 100, str(trade_id), "0"),
+        ]
+        answer_robot(exchange, sender, codec.encode(answers[0]))
+        answer_robot(exchange, sender, codec.encode(answers[1]))
+        assert end.events(2) == answers
+        proxy.cut()  # the store away, then back: the writer has not written the fill
+        assert [e.args.get("status") for e in end.events(1)] == ["down"]
+        proxy.restore()
+        assert [e.args.get("status") for e in end.events(1, timeout_ms=15_000)] == ["up"]
+        assert end.runtime.failure is None
+    finally:
+        end.close()
+        exchange.close(linger=0)
+        store.close()
+        proxy.close()
