@@ -275,8 +275,11 @@ class _FastStream(_StoreStream):
         self.exchange_down = f"the exchange at {self.address} is unreachable (link {how})"
 
     def _write_waiting(self) -> None:
+        behind = self._behind_their_orders()
         self._write_to_store(self.resent)  # after a resume: the way that deduplicates
-        if self.waiting:  # straight to the exchange; it writes the store behind
+        if behind:  # after what went before them, the one way that keeps the order
+            self._write_to_store(self.waiting)
+        elif self.waiting:  # straight to the exchange; it writes the store behind
             try:
                 self.dealer.send(codec.encode(self.waiting), zmq.NOBLOCK)
             except zmq.Again:  # no link made: the store's way
@@ -285,6 +288,28 @@ class _FastStream(_StoreStream):
             for action in self.waiting:
                 self.unanswered.setdefault(action.client_id, []).append(action)
             self.waiting = []
+
+    def _behind_their_orders(self) -> bool:
+        """Actions handed over for orders whose earlier actions went over a socket
+        unanswered (a cancel of an order the loop sent straight, made while the
+        link was down): those earlier ones may be lost with a broken link, or
+        queued behind it, and go the store's way -- now, before them. Sent later,
+        when the link was made again, an order came after its cancel, which the
+        exchange refused ("not open"), and the refusal, taken as the order's
+        answer, left the order unsent: "new" in the robot for good. True when an
+        action handed over has earlier ones on the store's way: it goes behind."""
+        waiting = self.waiting
+        if not waiting:
+            return False
+        self._take_sent()
+        unanswered, resent = self.unanswered, self.resent
+        cids = dict.fromkeys(action.client_id for action in waiting)
+        if unanswered:
+            for cid in cids:
+                earlier = unanswered.pop(cid, None)
+                if earlier is not None:
+                    resent.extend(earlier)  # the store's way, retried as a resume's are
+        return bool(resent) and any(action.client_id in cids for action in resent)
 
     def _through_the_store(self) -> None:
         """A link (re)made: what went over a link that then broke, unanswered, may

@@ -706,3 +706,66 @@ def test_a_robot_restarted_at_once_is_heard_while_its_old_links_linger(pg_url):
         for sock in stale:
             sock.close(linger=0)
         running.close()
+
+
+def test_a_cancel_made_while_the_link_is_down_does_not_overtake_its_lost_order(pg_url):
+    """An order sent straight, taken by an exchange that then died unanswered, waits
+    in the trade stream for the link to be made again, to go the store's way. Its
+    cancel, made while the link was down, went to the store at once -- ahead of
+    the order: the exchange refused it ("not open"), then took the order when the
+    link was back, left working against the strategy's last word. The order goes
+    to the store first, then its cancel."""
+    import zmq
+
+    from roboframe.core.events import Cancel
+    from roboframe.store import open_store
+    from roboframe.testing.helpers import free_port
+    from tests.integration.exchange import order_row
+
+    robot = f"{ROBOT}-cancel-behind"
+    address = f"tcp://127.0.0.1:{free_port()}"
+    params = {"url": pg_url, "poll_ms": 200, "address": address}
+    end = RunningTradeStream(FastGateway, params, robot, run_id="r1")
+    exchange = end.ctx.socket(zmq.ROUTER)  # the exchange, played: it takes, then dies
+    exchange.setsockopt(zmq.LINGER, 0)
+    linked = exchange.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    exchange.bind(address)
+    store = open_store(pg_url)
+    store.setup()
+    running = back = None
+    order = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
+    try:
+        for _ in range(2):  # both links: the loop's and the trade stream's
+            assert linked.poll(5000), "the robot's links were never made"
+            linked.recv_multipart()
+        assert wait_for(end.gw.linked, 5), "the link was never made on the robot's side"
+        end.gw.submit([order])
+        assert exchange.poll(5000), "not sent over the link"
+        exchange.recv_multipart()  # taken, never answered: the exchange hangs, then dies
+        exchange.disable_monitor()
+        exchange.close(linger=0)
+        (down,) = end.events(1, timeout_ms=5000)
+        assert down.args["status"] == "down", down
+        assert wait_for(lambda: not end.gw.linked(), 5), "the loop's link stood"
+        end.gw.submit([Cancel(order.client_id)])  # cancels go while the path is down
+
+        def requested() -> list:
+            return [a for _, who, a in store.new_requests()[1] if who == robot]
+
+        assert wait_for(requested, 5), "the cancel never reached the store"
+        running = RunningExchange(pg_url, fast=False, robot=f"{robot}-dealer")
+        back = end.ctx.socket(zmq.ROUTER)  # the exchange's order socket, back
+        back.setsockopt(zmq.LINGER, 0)
+        assert wait_for(lambda: _bound(back, address), 10)
+        row = order_row(pg_url, order.client_id, (1, 90, "cancelled", 0))
+        assert row == (1, 90, "cancelled", 0), row
+        assert not running.failure, running.failure
+    finally:
+        linked.close(linger=0)
+        exchange.close(linger=0)
+        if back is not None:
+            back.close(linger=0)
+        end.close()
+        if running is not None:
+            running.close()
+        store.close()
