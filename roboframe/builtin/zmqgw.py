@@ -93,9 +93,20 @@ class FastGateway(StoreGateway):
             self.direct_monitor = self._direct.get_monitor_socket(
                 zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
             )
-        self._direct.connect(address)
+        self.owned = False  # see link: until then the loop's orders go the trade stream's way
         self.sent: deque[tuple] = deque()  # what went straight out, for the trade stream
         self.strayed: dict[str, None] = {}  # see _stray
+
+    def link(self) -> None:
+        """Connect the loop's socket, once the robot's lock in the store is this
+        run's (the trade stream's thread, before the loop may use the socket; a
+        test without a trade stream calls it itself). The exchange's ROUTER hands
+        an identity over to its newest link: a second process of a running robot,
+        linked before its lock was refused, took the running robot's links, which
+        were left standing with nobody at the other end."""
+        if not self.owned:
+            self._direct.connect(self.params["address"])
+            self.owned = True
 
     def submit(self, actions: list) -> None:
         """Straight to the exchange, noted for the trade stream first: the answer
@@ -105,7 +116,7 @@ class FastGateway(StoreGateway):
         stream's way, the note taken back."""
         raw = codec.encode(actions)
         strayed = self.strayed
-        if strayed and any(action.client_id in strayed for action in actions):
+        if not self.owned or (strayed and any(action.client_id in strayed for action in actions)):
             self._stray(actions)
             self._push.send(raw)
             return
@@ -138,7 +149,7 @@ class FastGateway(StoreGateway):
     def linked(self) -> bool:
         """Whether an order submitted now leaves on the loop's own link (made, with
         room in its queue); the loop's thread only, as for submit."""
-        return bool(self._direct.get(zmq.EVENTS) & zmq.POLLOUT)
+        return self.owned and bool(self._direct.get(zmq.EVENTS) & zmq.POLLOUT)
 
     def _take_back(self, noted: tuple) -> None:
         """The note of actions that did not leave. The trade stream may have taken
@@ -203,7 +214,7 @@ class _FastStream(_StoreStream):
             self.monitor = self.dealer.get_monitor_socket(
                 zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
             )
-        self.dealer.connect(self.address)
+        self.linking = False  # both sockets connect once the robot's lock is the run's
         self.exchange_down = ""
         self.connected = self.monitor is None
         self.link_deadline = time.monotonic() + CONNECT_GRACE_S
@@ -227,6 +238,17 @@ class _FastStream(_StoreStream):
 
     def path_down(self) -> str:
         return self.down or self.exchange_down
+
+    def _connect(self) -> None:
+        """The store, the robot's lock in it, then -- the first time -- the links to
+        the exchange: a second process of the robot stops at the lock, before it
+        takes the running one's links (see FastGateway.link)."""
+        super()._connect()
+        if not self.linking:
+            self.linking = True
+            self.gw.link()  # before the loop may use the socket: ready is set after this
+            self.dealer.connect(self.address)
+            self.link_deadline = time.monotonic() + CONNECT_GRACE_S
 
     def _on_monitor(self) -> None:
         """The link to the exchange went up or down."""

@@ -293,6 +293,7 @@ def test_the_loop_sends_its_orders_itself_and_answers_come_to_the_trade_stream(p
                      {"Si": Instrument("Si", Decimal(1))}, robot=robot)  # fmt: skip
     try:
         gw.open(Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None))  # no trade stream
+        gw.link()  # the trade stream's call, once the robot's lock is the run's
         assert linked.poll(5000), "the loop's socket never linked"
         assert wait_for(gw.linked, 5), "the link was never made on the loop's side"
         order = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
@@ -371,6 +372,7 @@ def test_the_loop_notes_an_order_before_it_sends_it(pg_url):
                      {"Si": Instrument("Si", Decimal(1))}, robot=robot)  # fmt: skip
     try:
         gw.open(Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None))  # no trade stream
+        gw.link()  # the trade stream's call, once the robot's lock is the run's
         unsent = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
         gw.submit([unsent])  # nothing bound there yet: no link
         assert list(gw.sent) == []
@@ -526,6 +528,7 @@ def test_orders_the_loops_own_link_took_with_it_go_through_the_store_when_it_is_
 
     try:
         gw.open(runtime)  # the loop's link first: the proxy's first connection
+        gw.link()  # the trade stream's call, once the robot's lock is the run's
         assert linked.poll(5000), "the loop's link was never made"
         linked.recv_multipart()
         assert proxy.connections() == 1
@@ -598,6 +601,7 @@ def test_orders_the_loop_sent_before_the_trade_stream_linked_stay_on_the_socket(
 
     try:
         gw.open(runtime)
+        gw.link()  # the trade stream's call, once the robot's lock is the run's
         assert linked.poll(5000), "the loop's link was never made"
         linked.recv_multipart()
         assert wait_for(gw.linked, 5), "the link was never made on the loop's side"
@@ -648,6 +652,7 @@ def test_an_orders_later_actions_go_the_way_it_went(pg_url):
                      {"Si": Instrument("Si", Decimal(1))}, robot=robot)  # fmt: skip
     try:
         gw.open(Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None))  # no trade stream
+        gw.link()  # the trade stream's call, once the robot's lock is the run's
         early = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
         gw.submit([early])  # nothing bound there yet: no link
         assert gw._pull.poll(5000) and codec.decode_actions(gw._pull.recv()) == [early]
@@ -769,3 +774,48 @@ def test_a_cancel_made_while_the_link_is_down_does_not_overtake_its_lost_order(p
         if running is not None:
             running.close()
         store.close()
+
+
+def test_a_second_process_of_a_running_robot_leaves_its_links_alone(pg_url):
+    """A second process of a running robot (another host, another supervisor) is
+    refused by the robot's lock in the store; its sockets linked to the exchange
+    before that, under the running robot's identities, which the exchange's
+    ROUTER hands over to the newest link. The running robot's links were left
+    standing without a peer, up to both ends' heartbeats: its next order sat in
+    the exchange's side of its link until its heartbeats ran out, and the
+    answers the exchange sent it went nowhere, for the rest of the run (the
+    store brought them, written behind). The fast path's sockets link once
+    the robot's lock is the run's."""
+    import os
+    import signal
+
+    robot = f"{ROBOT}-twice"
+    running = RunningExchange(pg_url, robot=f"{robot}-dealer")
+    params = {"url": pg_url, "poll_ms": 200, "address": running.orders}
+    first = RunningTradeStream(FastGateway, params, robot, run_id="r1")
+    second = None
+    writer = running.exchange.writer.proc
+    try:
+        running.price(Bar("Si", 1, 100, 100, 100, 100))
+        assert wait_for(first.gw.linked, 5), "the link was never made on the robot's side"
+        first.gw.submit([NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)])
+        assert [e.status for e in first.events(1)] == ["accepted"]
+        second = RunningTradeStream(FastGateway, params, robot, run_id="r2")
+        assert second.events(1, timeout_ms=10_000), "the second process was not stopped"
+        assert "already runs" in second.runtime.failure[1], second.runtime.failure
+        second.close()
+        second = None
+        os.kill(writer.pid, signal.SIGSTOP)  # the store behind: answers come over the links
+        try:
+            order = NewOrder(f"{robot}-r1-2", "Si", "buy", 1, "limit", 89)
+            first.gw.submit([order])
+            got = first.events(1, timeout_ms=5000)
+        finally:
+            os.kill(writer.pid, signal.SIGCONT)
+        assert [(e.client_id, e.status) for e in got] == [(order.client_id, "accepted")], got
+        assert not running.failure, running.failure
+    finally:
+        for end in (first, second):
+            if end is not None:
+                end.close()
+        running.close()
