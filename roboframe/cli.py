@@ -199,7 +199,9 @@ def run(
     asked: list[int] = []  # signals come before the robot is made, too (a supervisor's)
 
     def interrupted(signum, _frame):
-        if robot is None:
+        if robot is None:  # still loading: a stop ends it before it trades, a SIGHUP waits
+            if signum != signal.SIGHUP:
+                raise _StoppedEarly("interrupted" if signum == signal.SIGINT else "terminated")
             asked.append(signum)
         elif signum == signal.SIGHUP:  # ended to be resumed (roboframe up: Supervisor._stop)
             robot.request_unfinished("ended to be resumed (SIGHUP), as its supervisor does")
@@ -223,6 +225,12 @@ def run(
     except RoboframeError as exc:
         _restore(old)
         raise _fail(exc) from None
+    except _StoppedEarly as exc:
+        _restore(old)
+        if progress is not None:
+            progress.done()
+        click.echo(f"{robot_file}: stopped ({exc}) before its start: nothing ran", err=True)
+        return
     for signum in asked:
         interrupted(signum, None)
     try:
@@ -243,6 +251,11 @@ def run(
         ctx.exit(EXIT_STRATEGY if summary["error"] else EXIT_FAILED)
     if summary["state"] == "SUSPENDED":  # not a clean end either: the run goes on
         ctx.exit(EXIT_SUSPENDED)
+
+
+class _StoppedEarly(BaseException):
+    """A stop signal while ``run`` still loads its robot: it ends there, before the
+    robot trades (a BaseException, as KeyboardInterrupt: no plugin's handler takes it)."""
 
 
 def _restore(handlers: dict) -> None:

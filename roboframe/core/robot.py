@@ -197,10 +197,21 @@ class LiveRobot:
         try:
             self._set_up(spec, registry)
         except BaseException:  # nothing runs: all is free at once, not at collection
+            self._drop_unstarted_journal()
             for lock in (self._journal_lock, getattr(self, "_endpoint_lock", None)):
                 if lock is not None:
                     lock.close()
             raise
+
+    def _drop_unstarted_journal(self) -> None:
+        """A start stopped after the journal was opened (a stop signal as it loads):
+        a new run's header alone records nothing, and would be the run --resume takes."""
+        journal = getattr(self, "journal", None)
+        if journal is None:
+            return
+        journal.close()
+        if getattr(self, "resumed", None) is None and journal.frames == 0:
+            self.journal_path.unlink(missing_ok=True)
 
     def _set_up(self, spec: Any, registry: Any) -> None:
         """The rest of ``__init__``, with the journal folder held."""

@@ -139,6 +139,35 @@ def test_a_stop_asked_together_with_an_end_to_resume_stops_the_run(robot_file):
     assert verify(summary["journal"]).ok
 
 
+@pytest.mark.parametrize("where", ["roboframe.config:load_robot", "roboframe.core.robot:RoboLoop"])
+def test_a_stop_while_the_robot_is_made_ends_it_before_it_trades(robot_file, where):
+    """A stop (Ctrl-C, ``roboframe down``) while ``run`` still loads the robot --
+    its file, its plugins, or with its journal just opened: it ends there, with
+    nothing run and no journal left (a header alone would be the run --resume
+    takes), exit 0. Not deferred until the robot ran its start, which sends
+    orders that a stop then leaves working."""
+    path = robot_file(bars=0, rate=500)
+    module, name = where.split(":")
+    code = (
+        "import importlib, os, signal, sys\n"
+        "from roboframe.cli import main\n"
+        f"module = importlib.import_module({module!r})\n"
+        f"real = getattr(module, {name!r})\n"
+        "def loading(*args, **kwargs):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)  # while the robot is made\n"
+        "    return real(*args, **kwargs)\n"
+        f"setattr(module, {name!r}, loading)\n"
+        "sys.argv = ['roboframe', 'run', sys.argv[1]]\n"
+        "main()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, cwd=ROOT, timeout=60)  # fmt: skip
+    assert out.returncode == 0, (out.returncode, out.stderr)
+    assert "stopped (terminated) before its start: nothing ran" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert list((path.parent / "runs").rglob("*.journal")) == []
+
+
 def test_a_new_run_names_the_orders_the_last_run_left_working(tmp_path):
     """The last run's working orders were counted ("1 order(s) left working"),
     not named: the trader had to dig the journal for what to cancel."""
