@@ -521,6 +521,7 @@ def test_orders_the_loops_own_link_took_with_it_go_through_the_store_when_it_is_
     params = {"url": pg_url, "poll_ms": 200, "address": f"tcp://127.0.0.1:{proxy.port}"}
     gw = FastGateway(params, {"Si": Instrument("Si", Decimal(1))}, robot=robot)
     store = open_store(pg_url)
+    store.setup()  # the trade stream's work too, which may not be done when it is read
     thread = None
 
     def stored() -> list:
