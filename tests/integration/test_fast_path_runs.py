@@ -228,8 +228,11 @@ def test_a_resumed_run_reads_a_fill_the_socket_went_past(pg_url):
     def run(seen, answer=None, quiet=1.0):
         """The fills the loop gets: until one comes (the stream forwards only once
         its store is set up), then for ``quiet`` seconds more (one twice, or more)."""
-        rt = Runtime(robot, "r1", ctx, f"inproc://{robot}-{len(seen[0])}", None, store_seen=seen)
-        loop = ctx.socket(zmq.PULL)
+        # a context of its own, as a robot process has: the runs' gateways bind the
+        # same inproc addresses, which a closed socket lets go only a moment later
+        run_ctx = zmq.Context()
+        rt = Runtime(robot, "r1", run_ctx, f"inproc://{robot}-loop", None, store_seen=seen)
+        loop = run_ctx.socket(zmq.PULL)
         loop.bind(rt.loop_address)
         params = {"url": pg_url, "address": address, "poll_ms": 50}
         gw = FastGateway(params, {"Si": Instrument("Si", Decimal(1))}, robot=robot)
@@ -257,6 +260,7 @@ def test_a_resumed_run_reads_a_fill_the_socket_went_past(pg_url):
             thread.join(10)
             gw.close()
             loop.close(0)
+            run_ctx.destroy(linger=0)  # a stream that did not stop must not hang the suite
         assert not thread.is_alive(), "the trade stream did not stop"
         return got
 
