@@ -103,6 +103,31 @@ def test_duration_stops_an_endless_feed(robot_file):
     assert verify(summary["journal"]).ok
 
 
+def _journaled(path: Path, proc: subprocess.Popen, messages: int = 20) -> None:
+    """Wait until ``proc``'s run of robot file ``path`` has ``messages`` messages
+    in its journal on disk. A process can take seconds to start under load: a
+    signal sent before its run takes signals ends it before its start (Ctrl-C:
+    "Aborted!"), and a kill then leaves nothing to resume."""
+    from roboframe.errors import JournalError
+    from roboframe.journal.format import MESSAGE
+
+    folder = Path(load_robot(path).journal.dir)
+
+    def on_disk(journal: Path) -> int:
+        try:
+            return sum(1 for r in JournalReader(journal).records() if r.kind == MESSAGE)
+        except JournalError:  # its header not all written yet
+            return 0
+
+    def journaled() -> bool:
+        return max(map(on_disk, folder.glob("*.journal")), default=0) >= messages
+
+    if not wait_for(lambda: proc.poll() is not None or journaled(), 30) or not journaled():
+        proc.kill()
+        proc.wait(10)
+        raise AssertionError(f"the run of {path.name} never journaled {messages} messages")
+
+
 def test_ctrl_c_stops_cleanly(robot_file):
     path = robot_file(bars=0, rate=500)
     proc = subprocess.Popen(
@@ -112,7 +137,7 @@ def test_ctrl_c_stops_cleanly(robot_file):
         text=True,
         cwd=ROOT,
     )
-    time.sleep(2.0)
+    _journaled(path, proc)  # running, not still starting
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
@@ -245,7 +270,7 @@ def test_resume_continues_a_killed_run_in_the_same_journal(robot_file):
     proc = subprocess.Popen(
         [sys.executable, "-m", "roboframe.cli", "-q", "run", str(path)], cwd=ROOT
     )
-    time.sleep(2.0)
+    _journaled(path, proc)
     proc.kill()  # SIGKILL: no stop event, maybe a torn last frame
     proc.wait(10)
     out = roboframe_cmd("-q", "run", str(path), "--resume", "--duration", "1", "--json")
@@ -489,7 +514,7 @@ def _killed_run(path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "roboframe.cli", "-q", "run", str(path)], cwd=ROOT
     )
-    time.sleep(2.0)
+    _journaled(path, proc)
     proc.kill()  # SIGKILL: the run is left to resume
     proc.wait(10)
 
