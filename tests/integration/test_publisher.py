@@ -10,6 +10,7 @@ import time
 
 import zmq
 
+from roboframe.testing.helpers import wait_for
 from tests.integration.conftest import ROOT
 
 ROBOT = ROOT / "robots" / "si.yaml"
@@ -181,6 +182,9 @@ def test_the_end_of_a_file_reaches_a_subscriber_still_reading_it(tmp_path):
     )
     got = 0
     try:
+        # the first event once the process has started (seconds, under load); then
+        # 3 s without one is the end
+        assert wait_for(lambda: sub.poll(0) or proc.poll() is not None, 30), "nothing came"
         while sub.poll(3000):  # a robot taking 5,000 events a second
             sub.recv_multipart()
             got += 1
