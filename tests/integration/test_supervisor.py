@@ -713,6 +713,8 @@ def test_a_robot_its_data_broke_is_resumed_its_reason_shown_and_start_retries_at
     """A bad row ended the run as stopped: the restart was a new, flat run. It ends
     unfinished now, and the supervisor resumes it; `ps` said only "backoff" (the
     reason was in the robot's own log) and `start` was refused through the wait."""
+    from roboframe.supervisor import ask, supervisor_address
+
     rows = [f"2026-12-01 10:{m:02d}:00,{100 + m % 4},{104},{99},{100 + m % 5},1" for m in range(40)]
     bad = [*rows[:20], "2026-12-01 10:20:30,not-a-price,1,1,1,1", *rows[20:]]
     (tmp_path / "data").mkdir()
@@ -720,17 +722,21 @@ def test_a_robot_its_data_broke_is_resumed_its_reason_shown_and_start_retries_at
     data.write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(bad) + "\n")
     (tmp_path / "robots" / "csvbot.yaml").write_text(CSV_ROBOT)
     up()
-    # failed three times: the next try waits 4 s or more, and `start` comes first
+    # failed three times: the next try waits 4 s or more, and `start` comes first --
+    # asked from this process: `ps` and `start` processes took seconds apiece to
+    # start under load, and the wait was over before `start` came
+    address = supervisor_address(tmp_path / "runs" / ".supervisor")
+
+    def csvbot() -> dict:
+        return {r["name"]: r for r in ask(address, "ps")["robots"]}["csvbot"]
+
     wait_until(lambda: ps(tmp_path).get("csvbot", {}).get("restarts", 0) >= 2)
-    row = wait_until(
-        lambda: ps(tmp_path)["csvbot"]["state"] == "backoff" and ps(tmp_path)["csvbot"]
-    )
+    row = wait_until(lambda: (r := csvbot())["state"] == "backoff" and r, step=0.02)
     assert "feed failed" in row["problem"] and "bars.csv:22" in row["problem"]
     journals = list((tmp_path / "runs" / "csvbot").glob("*.journal"))
     assert len(journals) == 1
     data.write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows) + "\n")
-    started = cli("start", "csvbot", cwd=tmp_path)
-    assert started.returncode == 0, started.stderr
+    assert ask(address, "start", "csvbot") == {"ok": True, "starting": "csvbot"}
     wait_until(lambda: ps(tmp_path)["csvbot"]["last_exit"] == 0, timeout=20)
     assert list((tmp_path / "runs" / "csvbot").glob("*.journal")) == journals  # the same run
     assert verify(journals[0]).ok
