@@ -371,11 +371,12 @@ def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url,
     from roboframe.core import codec
     from roboframe.testing.helpers import answer_robot
 
-    router, address, _ = exchange_socket
+    router, address, linked = exchange_socket
     stream = _stream("zmq", {"url": pg_url, "poll_ms": 600_000, "address": address})
     try:
+        _both_linked(linked, stream.gw)  # or the order goes the store's way, not to the router
         stream.gw.submit([NewOrder(f"{PREFIX}1", "SI", "buy", 1)])  # so the router knows it
-        assert router.poll(5000), "the stream never connected"
+        assert router.poll(5000), "the order never came over ZeroMQ"
         sender, _ = router.recv_multipart()
         refused = OrderUpdate(f"{PREFIX}1", 7, "replace_rejected", "replace: not supported")
         answer_robot(router, sender, codec.encode(refused))
