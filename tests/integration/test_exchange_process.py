@@ -211,6 +211,8 @@ def test_an_order_from_a_robots_loop_is_answered_to_its_trade_stream(url):
     robot's name, not the loop socket's."""
     import zmq
 
+    from roboframe.core.events import Cancel
+
     running = RunningExchange(url)  # its dealer: the trade stream of robot "alpha"
     loop = running.ctx.socket(zmq.DEALER)
     loop.setsockopt(zmq.IDENTITY, b"alpha\x00orders")
@@ -219,6 +221,10 @@ def test_an_order_from_a_robots_loop_is_answered_to_its_trade_stream(url):
     cid = "alpha-r1-1"
     try:
         running.price(Bar("Si", 1, 100, 100, 100, 100))
+        # the answers go to the trade stream's link, which the ROUTER must know by
+        # then (it drops what it cannot route): it does once it has answered there
+        running.dealer.send(codec.encode([Cancel("alpha-r1-0")]))
+        assert [u.status for u in running.answers(1)] == ["cancel_rejected"]
         loop.send(codec.encode([NewOrder(cid, "Si", "buy", 1)]))
         answers = running.answers(2)
         assert [(type(a).__name__, a.client_id) for a in answers] == [
