@@ -26,6 +26,13 @@ def recv_decoded(sock):
     return codec.decode(sock.recv())
 
 
+def subscribed(md) -> None:
+    """Wait until the paper thread's SUB has subscribed at ``md`` (an XPUB, which
+    hears it): what a PUB sends before, it drops."""
+    assert md.poll(TIMEOUT_MS), "the paper thread never subscribed"
+    assert md.recv() == b"\x01"  # to everything
+
+
 @pytest.mark.parametrize("batch", [1, 64])
 def test_zmq_feed_subscribes_per_symbol_and_forwards_bytes(batch):
     ctx = zmq.Context()
@@ -83,14 +90,14 @@ def test_paper_gateway_fills_through_the_trade_stream():
     runtime = Runtime("paper-test", "r1", ctx, "inproc://paper-loop", "inproc://paper-md")
     loop = ctx.socket(zmq.PULL)
     loop.bind(runtime.loop_address)
-    md = ctx.socket(zmq.PUB)
+    md = ctx.socket(zmq.XPUB)
     md.bind(runtime.market_data_address)
     gateway = PaperGateway({"commission": "1"}, INSTRUMENTS, robot="paper-test")
     gateway.open(runtime)
     thread = threading.Thread(target=trade_stream, args=(gateway, runtime))
     thread.start()
     try:
-        threading.Event().wait(0.2)  # let the SUB connect
+        subscribed(md)
         md.send(codec.encode(Bar(SI, 1, 100, 100, 100, 100)))
         gateway.submit([NewOrder("o1", SI, "buy", 2)])
         assert recv_decoded(loop) == OrderUpdate("o1", 1, "accepted")
@@ -119,14 +126,14 @@ class InStep:
                                **runtime)  # fmt: skip
         self.loop = self.ctx.socket(zmq.PULL)
         self.loop.bind(self.runtime.loop_address)
-        self.md = self.ctx.socket(zmq.PUB)
+        self.md = self.ctx.socket(zmq.XPUB)
         self.md.bind(self.runtime.market_data_address)
         self.gw = PaperGateway({}, INSTRUMENTS, robot=name)
         self.gw.open(self.runtime)
         self.thread = threading.Thread(target=trade_stream, args=(self.gw, self.runtime),
                                        name=f"{name}-paper")  # fmt: skip
         self.thread.start()
-        threading.Event().wait(0.2)  # let the SUB connect
+        subscribed(self.md)
 
     def price(self, bar) -> None:
         self.md.send(codec.encode(bar))
