@@ -505,9 +505,11 @@ def test_a_bar_that_came_with_an_order_is_taken_before_it(pg_url):
         armed.set()
         order = NewOrder("alpha-r1-1", "Si", "buy", 1, "limit", 105)
         running.dealer.send(codec.encode([order]))  # the poll wakes for it ...
-        time.sleep(0.3)
+        assert wait_for(lambda: not armed.is_set(), 5), "the exchange never woke"
         running.pub.send_multipart([b"Si", codec.encode(Bar("Si", 120, 100, 101, 99, 100))])
-        time.sleep(0.3)  # ... and the decision's bar is in before the order is handled
+        # ... and the decision's bar is in before the order is handled (the exchange's
+        # thread waits at the gate: its market socket is the test's to look at)
+        assert wait_for(lambda: running.exchange.sub.poll(0), 4), "the bar never came in"
         gate.set()
         (accepted,) = running.answers(1)
         assert (accepted.status, accepted.ts) == ("accepted", 120)
