@@ -81,7 +81,8 @@ def test_a_writer_outlives_a_killed_exchange_long_enough_to_write(url, tmp_path)
             from roboframe.storewriter import StoreWriterProcess
             from tests.integration.test_store_writer import items
             from roboframe.store import open_store
-            writer = StoreWriterProcess({url!r}, zmq.Context())
+            ctx = zmq.Context()
+            writer = StoreWriterProcess({url!r}, ctx)
             writer.start()
             warm = items("bravo", 31)
             writer.put(warm[:1])  # the writer is up once this order row is in the store
@@ -90,6 +91,8 @@ def test_a_writer_outlives_a_killed_exchange_long_enough_to_write(url, tmp_path)
                 time.sleep(0.02)
             for item in warm[1:]:
                 writer.put([item])
+            writer.push.close(linger=10_000)
+            ctx.term()  # returns once the items have left this process's socket
             print(writer.proc.pid, flush=True)
             time.sleep(60)
             """
@@ -97,8 +100,7 @@ def test_a_writer_outlives_a_killed_exchange_long_enough_to_write(url, tmp_path)
     )
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
-        writer_pid = int(parent.stdout.readline())
-        time.sleep(0.2)  # the items left the exchange's socket
+        writer_pid = int(parent.stdout.readline())  # the items have left the exchange
     finally:
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
