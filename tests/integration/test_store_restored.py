@@ -16,7 +16,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -92,6 +91,11 @@ def test_a_resumed_run_on_a_recreated_store_fails_and_sends_nothing(
     path.write_text(ROBOT.format(name=name, gateway=gateway, url=url, dir=tmp_path / "runs"))
     running = exchange_on(url)
     log = tmp_path / "robot.log"
+
+    def journaled_fills() -> int:  # the journal on disk, the loop writing it
+        journals = list((tmp_path / "runs").glob("*.journal"))
+        return len(read_journal(journals[0]).fills) if journals else 0
+
     with open(log, "w") as err:
         robot = subprocess.Popen(
             [sys.executable, "-m", "roboframe.cli", "-q", "run", str(path)],
@@ -100,7 +104,8 @@ def test_a_resumed_run_on_a_recreated_store_fails_and_sends_nothing(
         )
         try:
             assert wait_for(lambda: len(read_store(url, name)[1]) >= 3, 40, 0.2), log.read_text()
-            time.sleep(0.5)  # the robot journals what the store has
+            # the robot journals what the store has
+            assert wait_for(lambda: journaled_fills() >= 3, 10, 0.1), log.read_text()
         finally:
             robot.send_signal(signal.SIGKILL)  # a crash: the run is resumed later
             robot.wait(10)
