@@ -36,6 +36,7 @@ from roboframe.journal.format import ACTIONS, FRAME_HEAD
 from tests.faults.trading import (
     Market,
     check_invariants,
+    fills_caught_up,
     finish,
     journals,
     read_journal,
@@ -72,11 +73,14 @@ def kill_loop(market: Market, rng: random.Random, kills: int, why: str) -> list[
 
 
 def run_to_end(market: Market, *, run_s: float = 3.0) -> dict:
-    """Resume once more, stop the market data before the end, and let the run finish,
-    so every fill the exchange makes reaches the robot before it stops."""
-    proc = market.robot(resume=True, duration=run_s + 2.0)
+    """Resume once more, stop the market data, and stop the run once every fill the
+    exchange made has reached the robot (not a fixed 2 s later: a fill still on its
+    way then is one the invariants find missing)."""
+    proc = market.robot(resume=True)
     time.sleep(run_s)
     market.stop_market()
+    fills_caught_up(market)
+    proc.send_signal(signal.SIGTERM)
     return finish(proc, market)
 
 

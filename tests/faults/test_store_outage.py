@@ -24,7 +24,14 @@ import pytest
 
 from roboframe.testing.fixtures import _server_missing
 from roboframe.testing.helpers import wait_for
-from tests.faults.trading import Market, check_invariants, finish, free_port, read_store
+from tests.faults.trading import (
+    Market,
+    check_invariants,
+    fills_caught_up,
+    finish,
+    free_port,
+    read_store,
+)
 
 PG_BIN = Path(os.environ.get("ROBOFRAME_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -115,7 +122,7 @@ def survive_outage(tmp_path: Path, cluster: PrivateCluster, outage_s: float) -> 
         )
         assert robot.poll() is None, f"the robot died in the outage; {why}\n{market.log_tail()}"
         market.stop_market()
-        time.sleep(1.5)  # the last fills reach the robot
+        fills_caught_up(market)  # the last fills reach the robot
         robot.send_signal(signal.SIGTERM)
         summary = finish(robot, market)
     finally:

@@ -209,6 +209,26 @@ def journals(market: Market) -> list[Path]:
     return sorted(market.journal_dir.glob("*.journal"))
 
 
+def fills_caught_up(market: Market, timeout: float = 20) -> bool:
+    """Wait until the robot's journals on disk hold every fill the store has: the
+    last ones reach a running robot through the store (notified, read, journaled,
+    flushed), in no fixed time under load. False after ``timeout``; the
+    invariants then name what is missing."""
+    from roboframe.errors import JournalError
+    from roboframe.testing.helpers import wait_for
+
+    def caught_up() -> bool:
+        view = JournalView()
+        try:
+            for path in journals(market):
+                read_journal(path, view)
+        except JournalError:  # a resumed run cutting its torn tail just now
+            return False
+        return set(view.fills) >= set(read_store(market.url)[1])
+
+    return wait_for(caught_up, timeout, 0.1)
+
+
 def check_invariants(market: Market, summary: dict, why: str) -> JournalView:
     """Every order in the store once, every fill reached the robot once, the robot's
     state is the replay of its journal, and every journal verifies. ``why`` (the
