@@ -621,6 +621,9 @@ def test_orders_the_loop_sent_before_the_trade_stream_linked_stay_on_the_socket(
         thread = threading.Thread(target=trade_stream, args=(gw, runtime), daemon=True)
         thread.start()
         assert linked.poll(5000), "the trade stream's link was never made"
+        # the stream takes its link up once it serves, after its store's connect (slow
+        # under load): the window below counts from there, or it watches nothing
+        assert runtime.ready.wait(10), "the trade stream never connected to its store"
         assert not wait_for(stored, 1.5), stored()  # the exchange has it; the store not twice
         assert not [m for m in warned if "through the store" in m], warned
     finally:
