@@ -6,6 +6,7 @@ go late is waited for."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -282,40 +283,19 @@ def test_the_loop_sends_its_orders_itself_and_answers_come_to_the_trade_stream(p
     loop sends it on a socket of its own now -- with no trade stream running it
     still reaches the exchange -- and the exchange answers the robot's trade
     stream, by the robot's name."""
-    from decimal import Decimal
-
-    import zmq
-
     from roboframe.core import codec
-    from roboframe.core.gateway import Runtime
-    from roboframe.core.instruments import Instrument
-    from roboframe.testing.helpers import free_port
 
-    robot = f"{ROBOT}-own"
-    ctx = zmq.Context()
-    router = ctx.socket(zmq.ROUTER)  # the exchange's order socket, played here
-    linked = router.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-    address = f"tcp://127.0.0.1:{free_port()}"
-    router.bind(address)
-    gw = FastGateway({"url": pg_url, "address": address},
-                     {"Si": Instrument("Si", Decimal(1))}, robot=robot)  # fmt: skip
-    try:
-        gw.open(Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None))  # no trade stream
-        gw.link()  # the trade stream's call, once the robot's lock is the run's
-        assert linked.poll(5000), "the loop's socket never linked"
-        assert wait_for(gw.linked, 5), "the link was never made on the loop's side"
-        order = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
-        gw.submit([order])
-        assert router.poll(5000), "the order never left the loop"
-        sender, raw = router.recv_multipart()
-        assert sender == robot.encode() + b"\x00orders"
+    with _lone_gateway(pg_url, f"{ROBOT}-own") as end:
+        end.router.bind(end.address)
+        assert end.linked.poll(5000), "the loop's socket never linked"
+        assert wait_for(end.gw.linked, 5), "the link was never made on the loop's side"
+        order = NewOrder(f"{end.robot}-r1-1", "Si", "buy", 1, "limit", 90)
+        end.gw.submit([order])
+        assert end.router.poll(5000), "the order never left the loop"
+        sender, raw = end.router.recv_multipart()
+        assert sender == end.robot.encode() + b"\x00orders"
         assert codec.decode_actions(raw) == [order]
-        assert list(gw.sent) == [(order,)]  # for the trade stream to watch over
-    finally:
-        gw.close()
-        linked.close(linger=0)
-        router.close(linger=0)
-        ctx.term()
+        assert list(end.gw.sent) == [(order,)]  # for the trade stream to watch over
 
 
 def test_an_order_the_loop_sent_unanswered_at_the_stop_reaches_the_store(pg_url):
@@ -361,26 +341,11 @@ def test_the_loop_notes_an_order_before_it_sends_it(pg_url):
     replace's answer, for the next replace). Noted first, an answer always finds
     its action; one that did not leave (no link made) has its note taken back
     and goes the trade stream's way."""
-    from decimal import Decimal
-
-    import zmq
-
     from roboframe.core import codec
     from roboframe.core.events import Replace
-    from roboframe.core.gateway import Runtime
-    from roboframe.core.instruments import Instrument
-    from roboframe.testing.helpers import free_port
 
-    robot = f"{ROBOT}-note"
-    ctx = zmq.Context()
-    router = ctx.socket(zmq.ROUTER)  # the exchange's order socket, played here
-    linked = router.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-    address = f"tcp://127.0.0.1:{free_port()}"
-    gw = FastGateway({"url": pg_url, "address": address},
-                     {"Si": Instrument("Si", Decimal(1))}, robot=robot)  # fmt: skip
-    try:
-        gw.open(Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None))  # no trade stream
-        gw.link()  # the trade stream's call, once the robot's lock is the run's
+    with _lone_gateway(pg_url, f"{ROBOT}-note") as end:
+        gw, router, linked, address, robot = end.gw, end.router, end.linked, end.address, end.robot
         unsent = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
         gw.submit([unsent])  # nothing bound there yet: no link
         assert list(gw.sent) == []
@@ -406,11 +371,6 @@ def test_the_loop_notes_an_order_before_it_sends_it(pg_url):
         assert router.poll(5000), "the replace never left the loop"
         assert codec.decode_actions(router.recv_multipart()[1]) == [replace]
         gw._direct = direct
-    finally:
-        gw.close()
-        linked.close(linger=0)
-        router.close(linger=0)
-        ctx.term()
 
 
 @pytest.mark.parametrize("echo", ["before", "after"])
@@ -503,8 +463,36 @@ def test_orders_the_loops_own_link_took_with_it_go_through_the_store_when_it_is_
     order the loop's link took with it stayed "new" for the rest of the run and
     went through the store at the stop, to fill for a finished run. It goes the
     store's way when that link is made again, as for the trade stream's."""
+    with _robot_beside_an_exchange(pg_url, f"{ROBOT}-own-link", proxied=True) as end:
+        end.gw.open(end.runtime)  # the loop's link first: the proxy's first connection
+        end.gw.link()  # the trade stream's call, once the robot's lock is the run's
+        assert end.linked.poll(5000), "the loop's link was never made"
+        end.linked.recv_multipart()
+        assert end.proxy.connections() == 1
+        end.start_stream()
+        assert end.linked.poll(5000), "the trade stream's link was never made"
+        end.linked.recv_multipart()
+        assert wait_for(end.gw.linked, 5), "the link was never made on the loop's side"
+        order = NewOrder(f"{end.robot}-r1-1", "Si", "buy", 1, "limit", 90)
+        end.gw.submit([order])
+        assert end.exchange.poll(5000), "not sent over the loop's link"
+        sender, _ = end.exchange.recv_multipart()  # taken, never answered; the link breaks
+        assert sender.endswith(b"\x00orders")
+        end.proxy.drop(0)
+        assert end.linked.poll(5000), "the loop's link was never made again"
+        assert wait_for(lambda: end.stored() == [order], 10), end.stored()
+        assert not end.loop.poll(0)  # the trade stream's link stood: the order path stayed up
+
+
+@contextlib.contextmanager
+def _robot_beside_an_exchange(pg_url: str, robot: str, proxied: bool = False):
+    """A stand-in exchange's ROUTER (``linked``: its links made), a fast-path
+    gateway of ``robot`` for it (not opened), the loop's socket and the order
+    store; ``start_stream()`` runs the trade stream on a thread. With
+    ``proxied``, the robot reaches the exchange through ``proxy``."""
     import threading
     from decimal import Decimal
+    from types import SimpleNamespace
 
     import zmq
 
@@ -515,55 +503,46 @@ def test_orders_the_loops_own_link_took_with_it_go_through_the_store_when_it_is_
     from roboframe.testing.helpers import free_port
     from roboframe.testing.tcpproxy import TcpProxy
 
-    robot = f"{ROBOT}-own-link"
     ctx = zmq.Context()
     exchange = ctx.socket(zmq.ROUTER)
     exchange.setsockopt(zmq.LINGER, 0)
     linked = exchange.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
     port = free_port()
     exchange.bind(f"tcp://127.0.0.1:{port}")
-    proxy = TcpProxy("127.0.0.1", port)
+    proxy = TcpProxy("127.0.0.1", port) if proxied else None
     runtime = Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None)
     loop = ctx.socket(zmq.PULL)
     loop.bind(runtime.loop_address)
-    params = {"url": pg_url, "poll_ms": 200, "address": f"tcp://127.0.0.1:{proxy.port}"}
+    address = f"tcp://127.0.0.1:{proxy.port if proxy else port}"
+    params = {"url": pg_url, "poll_ms": 200, "address": address}
     gw = FastGateway(params, {"Si": Instrument("Si", Decimal(1))}, robot=robot)
     store = open_store(pg_url)
     store.setup()  # the trade stream's work too, which may not be done when it is read
-    thread = None
+    threads = []
+
+    def start_stream() -> None:
+        thread = threading.Thread(target=trade_stream, args=(gw, runtime), daemon=True)
+        thread.start()
+        threads.append(thread)
 
     def stored() -> list:
         return [o.order for o in store.new_requests()[0] if o.robot == robot]
 
     try:
-        gw.open(runtime)  # the loop's link first: the proxy's first connection
-        gw.link()  # the trade stream's call, once the robot's lock is the run's
-        assert linked.poll(5000), "the loop's link was never made"
-        linked.recv_multipart()
-        assert proxy.connections() == 1
-        thread = threading.Thread(target=trade_stream, args=(gw, runtime), daemon=True)
-        thread.start()
-        assert linked.poll(5000), "the trade stream's link was never made"
-        linked.recv_multipart()
-        assert wait_for(gw.linked, 5), "the link was never made on the loop's side"
-        order = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
-        gw.submit([order])
-        assert exchange.poll(5000), "not sent over the loop's link"
-        sender, _ = exchange.recv_multipart()  # taken, never answered; then the link breaks
-        assert sender.endswith(b"\x00orders")
-        proxy.drop(0)
-        assert linked.poll(5000), "the loop's link was never made again"
-        assert wait_for(lambda: stored() == [order], 10), stored()
-        assert not loop.poll(0)  # the trade stream's link stood: the order path stayed up
+        yield SimpleNamespace(
+            robot=robot, exchange=exchange, linked=linked, proxy=proxy, runtime=runtime,
+            loop=loop, gw=gw, store=store, start_stream=start_stream, stored=stored,
+        )  # fmt: skip
     finally:
         runtime.stop.set()
-        if thread is not None:
+        for thread in threads:
             thread.join(10)
         gw.close()
         loop.close(linger=0)
         linked.close(linger=0)
         exchange.close(linger=0)
-        proxy.close()
+        if proxy is not None:
+            proxy.close()
         store.close()
         ctx.destroy(linger=0)
 
@@ -574,69 +553,30 @@ def test_orders_the_loop_sent_before_the_trade_stream_linked_stay_on_the_socket(
     link made again: the loop's orders already out on its own link went the
     store's way as well, "sent before the link broke", when nothing broke."""
     import logging
-    import threading
-    from decimal import Decimal
 
-    import zmq
-
-    from roboframe.core.gateway import Runtime
-    from roboframe.core.instruments import Instrument
-    from roboframe.core.streams import trade_stream
-    from roboframe.store import open_store
-    from roboframe.testing.helpers import free_port
-
-    robot = f"{ROBOT}-first-link"
-    ctx = zmq.Context()
-    exchange = ctx.socket(zmq.ROUTER)
-    exchange.setsockopt(zmq.LINGER, 0)
-    linked = exchange.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-    address = f"tcp://127.0.0.1:{free_port()}"
-    exchange.bind(address)
-    runtime = Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None)
-    loop = ctx.socket(zmq.PULL)
-    loop.bind(runtime.loop_address)
-    params = {"url": pg_url, "poll_ms": 200, "address": address}
-    gw = FastGateway(params, {"Si": Instrument("Si", Decimal(1))}, robot=robot)
-    store = open_store(pg_url)
-    store.setup()
-    thread = None
     warned = []
     handler = logging.Handler()
     handler.emit = lambda record: warned.append(record.getMessage())
     logging.getLogger("roboframe").addHandler(handler)
-
-    def stored() -> list:
-        return [o.order for o in store.new_requests()[0] if o.robot == robot]
-
     try:
-        gw.open(runtime)
-        gw.link()  # the trade stream's call, once the robot's lock is the run's
-        assert linked.poll(5000), "the loop's link was never made"
-        linked.recv_multipart()
-        assert wait_for(gw.linked, 5), "the link was never made on the loop's side"
-        order = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
-        gw.submit([order])
-        assert exchange.poll(5000), "not sent over the loop's link"
-        exchange.recv_multipart()  # taken; its answer is the exchange's to give
-        thread = threading.Thread(target=trade_stream, args=(gw, runtime), daemon=True)
-        thread.start()
-        assert linked.poll(5000), "the trade stream's link was never made"
-        # the stream takes its link up once it serves, after its store's connect (slow
-        # under load): the window below counts from there, or it watches nothing
-        assert runtime.ready.wait(10), "the trade stream never connected to its store"
-        assert not wait_for(stored, 1.5), stored()  # the exchange has it; the store not twice
-        assert not [m for m in warned if "through the store" in m], warned
+        with _robot_beside_an_exchange(pg_url, f"{ROBOT}-first-link") as end:
+            end.gw.open(end.runtime)
+            end.gw.link()  # the trade stream's call, once the robot's lock is the run's
+            assert end.linked.poll(5000), "the loop's link was never made"
+            end.linked.recv_multipart()
+            assert wait_for(end.gw.linked, 5), "the link was never made on the loop's side"
+            end.gw.submit([NewOrder(f"{end.robot}-r1-1", "Si", "buy", 1, "limit", 90)])
+            assert end.exchange.poll(5000), "not sent over the loop's link"
+            end.exchange.recv_multipart()  # taken; its answer is the exchange's to give
+            end.start_stream()
+            assert end.linked.poll(5000), "the trade stream's link was never made"
+            # the stream takes its link up once it serves, after its store's connect
+            # (slow under load): the window below counts from there, or watches nothing
+            assert end.runtime.ready.wait(10), "the trade stream never connected to its store"
+            assert not wait_for(end.stored, 1.5), end.stored()  # the exchange has it
+            assert not [m for m in warned if "through the store" in m], warned
     finally:
         logging.getLogger("roboframe").removeHandler(handler)
-        runtime.stop.set()
-        if thread is not None:
-            thread.join(10)
-        gw.close()
-        loop.close(linger=0)
-        linked.close(linger=0)
-        exchange.close(linger=0)
-        store.close()
-        ctx.destroy(linger=0)
 
 
 def test_an_orders_later_actions_go_the_way_it_went(pg_url):
@@ -645,26 +585,11 @@ def test_an_orders_later_actions_go_the_way_it_went(pg_url):
     cancel of it sent straight once the link was made could overtake it, and the
     exchange refused it ("not open") and took the order after. Its later actions
     go the same way, in order; other orders' go straight."""
-    from decimal import Decimal
-
-    import zmq
-
     from roboframe.core import codec
     from roboframe.core.events import Cancel
-    from roboframe.core.gateway import Runtime
-    from roboframe.core.instruments import Instrument
-    from roboframe.testing.helpers import free_port
 
-    robot = f"{ROBOT}-in-order"
-    ctx = zmq.Context()
-    router = ctx.socket(zmq.ROUTER)  # the exchange's order socket, played here
-    router.setsockopt(zmq.LINGER, 0)
-    address = f"tcp://127.0.0.1:{free_port()}"
-    gw = FastGateway({"url": pg_url, "address": address},
-                     {"Si": Instrument("Si", Decimal(1))}, robot=robot)  # fmt: skip
-    try:
-        gw.open(Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None))  # no trade stream
-        gw.link()  # the trade stream's call, once the robot's lock is the run's
+    with _lone_gateway(pg_url, f"{ROBOT}-in-order") as end:
+        gw, router, address, robot = end.gw, end.router, end.address, end.robot
         early = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
         gw.submit([early])  # nothing bound there yet: no link
         assert gw._pull.poll(5000) and codec.decode_actions(gw._pull.recv()) == [early]
@@ -683,10 +608,6 @@ def test_an_orders_later_actions_go_the_way_it_went(pg_url):
         assert router.poll(5000), "a new order did not leave the loop itself"
         assert codec.decode_actions(router.recv_multipart()[1]) == [later]
         assert not router.poll(100) and not gw._pull.poll(0)  # each one way only
-    finally:
-        gw.close()
-        router.close(linger=0)
-        ctx.term()
 
 
 def test_a_robot_restarted_at_once_is_heard_while_its_old_links_linger(pg_url):
@@ -834,3 +755,35 @@ def test_a_second_process_of_a_running_robot_leaves_its_links_alone(pg_url):
             if end is not None:
                 end.close()
         running.close()
+
+
+@contextlib.contextmanager
+def _lone_gateway(pg_url: str, robot: str):
+    """A fast-path gateway of ``robot``, opened and linked as its trade stream
+    would link it, with no trade stream running; the exchange's ROUTER, played
+    here, not bound yet (``address``; ``linked``: its links made)."""
+    from decimal import Decimal
+    from types import SimpleNamespace
+
+    import zmq
+
+    from roboframe.core.gateway import Runtime
+    from roboframe.core.instruments import Instrument
+    from roboframe.testing.helpers import free_port
+
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    linked = router.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    gw = FastGateway({"url": pg_url, "address": address},
+                     {"Si": Instrument("Si", Decimal(1))}, robot=robot)  # fmt: skip
+    try:
+        gw.open(Runtime(robot, "r1", ctx, f"inproc://{robot}-loop", None))
+        gw.link()  # the trade stream's call, once the robot's lock is the run's
+        yield SimpleNamespace(robot=robot, gw=gw, router=router, linked=linked, address=address)
+    finally:
+        gw.close()
+        linked.close(linger=0)
+        router.close(linger=0)
+        ctx.term()

@@ -81,6 +81,30 @@ def gateway_class(gateway: str) -> type:
     return get_registry().gateways[gateway].obj
 
 
+def stream_of(gateway: str, url: str) -> tuple[type, dict]:
+    """The gateway class and its params for a trade stream on the store at ``url``
+    (the fast path with no exchange there: the store's side is what matters)."""
+    params = {"url": url, "poll_ms": 200}
+    if gateway == "zmq":
+        params["address"] = "tcp://127.0.0.1:9"
+    return gateway_class(gateway), params
+
+
+def answer_in_store(store, robot: str, cid: str, symbol: str = "Si", new: bool = False):
+    """Write the exchange's answer to order ``cid`` (and the order, ``new``): its
+    acceptance and a fill of one lot, under ids reserved in ``store``, as its
+    writer does. ``(trade id, order-event id)``."""
+    trade_id, *_ = store.reserve_ids("trades", 1)
+    event_id, *_ = store.reserve_ids("order_events", 1)
+    items = [(robot, NewOrder(cid, symbol, "buy", 1))] if new else []
+    items += [
+        (robot, OrderUpdate(cid, 1, "accepted", "", str(event_id))),
+        (robot, Fill(cid, 2, symbol, "buy", 1, 100, str(trade_id), "0")),
+    ]
+    write_items(store, items)
+    return trade_id, event_id
+
+
 @pytest.mark.parametrize(("gateway", "url_fixture"), BACKENDS)
 def test_a_resumed_run_on_a_recreated_store_fails_and_sends_nothing(
     tmp_path, request, gateway, url_fixture
@@ -137,16 +161,9 @@ def test_a_resumed_run_on_a_recreated_store_fails_and_sends_nothing(
     )
     store, other = open_store(url), f"{name}-r0-1"
     try:
-        write_items(store, [(name, NewOrder(other, "Si-12.26", "buy", 1))])
-        while True:
-            trade_id, *_ = store.reserve_ids("trades", 1)
-            event_id, *_ = store.reserve_ids("order_events", 1)
-            write_items(store, [
-                (name, OrderUpdate(other, 1, "accepted", "", str(event_id))),
-                (name, Fill(other, 2, "Si-12.26", "buy", 1, 92000, str(trade_id), "0")),
-            ])  # fmt: skip
-            if trade_id >= top and event_id >= top_event:
-                break
+        trade_id, event_id = answer_in_store(store, name, other, "Si-12.26", new=True)
+        while trade_id < top or event_id < top_event:
+            trade_id, event_id = answer_in_store(store, name, other, "Si-12.26")
     finally:
         store.close()
     climbed = roboframe_cmd("-q", "run", str(path), "--resume", "--duration", "5", timeout=90)
@@ -178,10 +195,7 @@ def test_a_resumed_stream_checks_its_journals_ids_against_the_store(request, gat
     written yet)."""
     url = request.getfixturevalue(url_fixture)
     robot, cid = "restored-stream", "restored-stream-r1-1"
-    params = {"url": url, "poll_ms": 200}
-    if gateway == "zmq":  # no exchange there: the store's side is what matters here
-        params["address"] = "tcp://127.0.0.1:9"
-    cls = gateway_class(gateway)
+    cls, params = stream_of(gateway, url)
     store = open_store(url)
     store.setup()
     ahead = RunningTradeStream(cls, params, robot, store_seen=(frozenset({7}), frozenset({9})))
@@ -202,16 +216,7 @@ def test_a_resumed_stream_checks_its_journals_ids_against_the_store(request, gat
         ahead.close()
     assert store.new_requests()[0] == []  # nothing written
     # the store holds the journal's ids (and another robot's higher ones): it goes on
-    trade_id, *_ = store.reserve_ids("trades", 1)
-    event_id, *_ = store.reserve_ids("order_events", 1)
-    write_items(
-        store,
-        [
-            (robot, NewOrder(cid, "Si", "buy", 1)),
-            (robot, OrderUpdate(cid, 1, "accepted", "", str(event_id))),
-            (robot, Fill(cid, 2, "Si", "buy", 1, 100, str(trade_id), "0")),
-        ],
-    )
+    trade_id, event_id = answer_in_store(store, robot, cid, new=True)
     seen = (frozenset({trade_id}), frozenset({event_id}))
     for resumed in (seen, None):  # a resumed run whose ids the store has; a new run
         end = RunningTradeStream(cls, params, robot, run_id="r1", store_seen=resumed)
@@ -236,22 +241,11 @@ def test_a_restored_store_whose_ids_climbed_past_the_journals_is_refused(
     url = request.getfixturevalue(url_fixture)
     robot = "restored-climbed"
     mine, other = f"{robot}-r1-1", f"{robot}-r1-2"
-    params = {"url": url, "poll_ms": 200}
-    if gateway == "zmq":  # no exchange there: the store's side is what matters here
-        params["address"] = "tcp://127.0.0.1:9"
-    cls = gateway_class(gateway)
+    cls, params = stream_of(gateway, url)
     store = open_store(url)
     store.setup()
-    trade_id, *_ = store.reserve_ids("trades", 1)
-    event_id, *_ = store.reserve_ids("order_events", 1)
-    write_items(  # the restored store's: another order's fill under the journal's ids
-        store,
-        [
-            (robot, NewOrder(other, "Si", "buy", 1)),
-            (robot, OrderUpdate(other, 1, "accepted", "", str(event_id))),
-            (robot, Fill(other, 2, "Si", "buy", 1, 100, str(trade_id), "0")),
-        ],
-    )
+    # the restored store's: another order's fill under the journal's ids
+    trade_id, event_id = answer_in_store(store, robot, other, new=True)
     seen = (frozenset({trade_id}), frozenset({event_id}))
     end = RunningTradeStream(cls, params, robot, store_seen=seen, store_anchor=(trade_id, mine))
     try:
@@ -277,13 +271,15 @@ def test_a_restored_store_whose_ids_climbed_past_the_journals_is_refused(
         store.close()
 
 
+@pytest.mark.parametrize("climbed", [False, True])
 @pytest.mark.parametrize(("gateway", "url_fixture"), BACKENDS)
 def test_a_stream_back_from_an_outage_to_a_recreated_store_fails_the_run(
-    request, gateway, url_fixture
+    request, gateway, url_fixture, climbed
 ):
     """The store may be restored while the robot is cut off from it: on reconnect
-    the ids the run has had from the store must still be there. An outage with
-    the store as it was goes on as ever."""
+    the ids the run has had from the store must still be there -- and, should
+    fills since have climbed past them (``climbed``), the trade the run read
+    last must be the store's. An outage with the store as it was goes on as ever."""
     url = request.getfixturevalue(url_fixture)
     parts = urlsplit(url)
     proxy = TcpProxy(parts.hostname, parts.port)
@@ -295,15 +291,7 @@ def test_a_stream_back_from_an_outage_to_a_recreated_store_fails_the_run(
     try:
         end.gw.submit([NewOrder(cid, "Si", "buy", 1)])
         assert wait_for(lambda: store.new_requests()[0], 10), "the stream never connected"
-        trade_id, *_ = store.reserve_ids("trades", 1)
-        event_id, *_ = store.reserve_ids("order_events", 1)
-        write_items(
-            store,
-            [
-                (robot, OrderUpdate(cid, 1, "accepted", "", str(event_id))),
-                (robot, Fill(cid, 2, "Si", "buy", 1, 100, str(trade_id), "0")),
-            ],
-        )
+        trade_id, event_id = answer_in_store(store, robot, cid)
         assert [type(e) for e in end.events(2)] == [OrderUpdate, Fill]
 
         def status(event) -> str:
@@ -320,71 +308,27 @@ def test_a_stream_back_from_an_outage_to_a_recreated_store_fails_the_run(
         assert [status(e) for e in end.events(1)] == ["down"]
         store.close()
         recreate(url)
+        store = open_store(url)
+        other = f"{robot}-r1-2"
+        if climbed:  # another order's fills, until the ids reach the run's again
+            ids = answer_in_store(store, robot, other, new=True)
+            while ids[0] < trade_id or ids[1] < event_id:
+                ids = answer_in_store(store, robot, other)
         proxy.restore()
         assert [status(e) for e in end.events(1)] == ["fail"]
         _what, why = end.runtime.failure
-        assert (
-            f"order store behind robot {robot}: the run has read up to trade id {trade_id} "
-            f"and order-event id {event_id}, the store's highest of {robot} are 0 and 0"
-        ) in why
-        store = open_store(url)
-        assert store.new_requests()[0] == []  # nothing written to the recreated store
-    finally:
-        end.close()
-        store.close()
-        proxy.close()
-
-
-@pytest.mark.parametrize(("gateway", "url_fixture"), BACKENDS)
-def test_a_stream_back_to_a_store_restored_and_climbed_past_its_ids_fails_the_run(
-    request, gateway, url_fixture
-):
-    """Restored while the robot was cut off, and fills enough since to pass the
-    ids the run had read: the trade the run read last must be the store's."""
-    url = request.getfixturevalue(url_fixture)
-    parts = urlsplit(url)
-    proxy = TcpProxy(parts.hostname, parts.port)
-    proxied = url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
-    robot, cid, other = "restored-past", "restored-past-r1-1", "restored-past-r1-2"
-    store = open_store(url)
-    store.setup()
-    end = RunningTradeStream(gateway_class(gateway), {"url": proxied, "poll_ms": 200}, robot)
-    try:
-        end.gw.submit([NewOrder(cid, "Si", "buy", 1)])
-        assert wait_for(lambda: store.new_requests()[0], 10), "the stream never connected"
-
-        def answered(order: str) -> tuple[int, int]:
-            trade_id, *_ = store.reserve_ids("trades", 1)
-            event_id, *_ = store.reserve_ids("order_events", 1)
-            write_items(
-                store,
-                [
-                    (robot, OrderUpdate(order, 1, "accepted", "", str(event_id))),
-                    (robot, Fill(order, 2, "Si", "buy", 1, 100, str(trade_id), "0")),
-                ],
-            )
-            return trade_id, event_id
-
-        trade_id, event_id = answered(cid)
-        assert [type(e) for e in end.events(2)] == [OrderUpdate, Fill]
-        proxy.cut()  # an outage in which the store is recreated, and trades on
-        assert [e.args.get("status") for e in end.events(1)] == ["down"]
-        store.close()
-        recreate(url)
-        store = open_store(url)
-        write_items(store, [(robot, NewOrder(other, "Si", "buy", 1))])
-        while True:  # the recreated store's ids climb to the run's again
-            climbed = answered(other)
-            if climbed[0] >= trade_id and climbed[1] >= event_id:
-                break
-        proxy.restore()
-        (fail,) = end.events(1)
-        assert type(fail) is Control and fail.command == "fail", fail
-        _what, why = end.runtime.failure
-        assert (
-            f"order store not the one robot {robot} traded on: the run has read up to trade "
-            f"{trade_id} of order {cid}, the store's trade {trade_id} of {robot} is "
-        ) in why, why
+        if climbed:
+            assert (
+                f"order store not the one robot {robot} traded on: the run has read up to "
+                f"trade {trade_id} of order {cid}, the store's trade {trade_id} of {robot} is "
+            ) in why, why
+        else:
+            assert (
+                f"order store behind robot {robot}: the run has read up to trade id "
+                f"{trade_id} and order-event id {event_id}, the store's highest of {robot} "
+                "are 0 and 0"
+            ) in why
+        assert store.new_requests()[0] == []  # nothing the robot wrote to the recreated store
     finally:
         end.close()
         store.close()
@@ -416,12 +360,7 @@ def test_a_fill_the_socket_brought_before_the_store_has_it_fails_no_reconnect(pg
     end = RunningTradeStream(FastGateway, params, robot)
     try:
         first = f"{robot}-r1-0"  # a fill the store gave the run: it holds ids
-        write_items(store, [(robot, NewOrder(first, "Si", "buy", 1))])
-        held = [str(store.reserve_ids(kind, 1)[0]) for kind in ("order_events", "trades")]
-        write_items(store, [
-            (robot, OrderUpdate(first, 1, "accepted", "", held[0])),
-            (robot, Fill(first, 2, "Si", "buy", 1, 100, held[1], "0")),
-        ])  # fmt: skip
+        answer_in_store(store, robot, first, new=True)
         assert [type(e) for e in end.events(2)] == [OrderUpdate, Fill]
         assert wait_for(end.gw.linked, 10), "the loop's link was never made"
         end.gw.submit([NewOrder(cid, "Si", "buy", 1)])
