@@ -95,8 +95,8 @@ class Robot:
     invalid: bool = False  # its file is not a valid robot (shown once its process is gone)
     elsewhere: bool = False  # another process runs it: its own retries are no restarts
     removed: bool = False  # its file went away: back in the folder, it is a robot again
-    config_hash: str = ""  # of the definition it runs: a save that changes nothing is no restart
-    raw: dict = field(default_factory=dict, repr=False)  # that definition: what a save changed
+    # the definition it runs: what a save changed (one that changes nothing is no restart)
+    raw: dict = field(default_factory=dict, repr=False)
     code_mtime: float = 0.0  # of strategy_file when defined: new code with a save is a change
     resuming: bool = False  # stopping on SIGHUP: its run ends unfinished, to be resumed
     log_path: Path | None = None
@@ -255,6 +255,8 @@ class Supervisor:
     # -- robots ---------------------------------------------------------------
 
     def _scan(self, now: float) -> None:
+        from roboframe.core.resume import resumable  # a feed's change alone resumes
+
         files = {
             p.resolve(): p
             for p in self.folder.iterdir()
@@ -278,7 +280,8 @@ class Supervisor:
                     _not_a_robot(path, robot.raw) if running or resuming else (None, None)
                 )
                 same_code = _mtime(robot.strategy_file) == robot.code_mtime
-                if resuming and (problem is not None or (same_code and _feed_only(changes))):
+                feed_only = same_code and resumable(changes or [])
+                if resuming and (problem is not None or feed_only):
                     # no SIGTERM: a robot still starting would stop its run, and be
                     # started again as a new one, flat; it restarts under the file as is
                     self._define(robot, mtime, now)
@@ -297,7 +300,7 @@ class Supervisor:
                         path, robot.name or path.stem, problem,
                     )  # fmt: skip
                     continue
-                if changes and same_code and _feed_only(changes):
+                if feed_only:
                     # where its market data come from, alone: the run goes on, resumed
                     log.warning(
                         "%s changed its feed only (%s): restarting %s to resume its run",
@@ -375,7 +378,7 @@ class Supervisor:
             log.error("%s: %s", robot.path, robot.problem)
             return
         robot.name, robot.problem, robot.control = spec.name, "", spec.control.address
-        robot.config_hash, robot.raw = spec.config_hash, spec.raw
+        robot.raw = spec.raw
         robot.invalid = False
         robot.strategy_file = _strategy_file(spec)
         robot.code_mtime = _mtime(robot.strategy_file)
@@ -604,14 +607,6 @@ def _not_a_robot(path: Path, raw: dict) -> tuple[str | None, list | None]:
     except ConfigError as exc:
         return str(exc), None
     return None, config_changes(raw, spec.raw)
-
-
-def _feed_only(changes: list) -> bool:
-    """Whether ``changes`` are all the feed's, which a resumed run takes (see
-    :func:`roboframe.core.resume.resumable`)."""
-    from roboframe.core.resume import resumable
-
-    return resumable(changes)
 
 
 def _changed(robot: Robot) -> bool:
