@@ -197,20 +197,19 @@ class LiveRobot:
         try:
             self._set_up(spec, registry)
         except BaseException:  # nothing runs: all is free at once, not at collection
-            self._drop_unstarted_journal()
+            journal = getattr(self, "journal", None)
+            if journal is not None:  # a stop signal as it loads, after the journal opened
+                journal.close()
+                self._drop_unstarted_journal()
             for lock in (self._journal_lock, getattr(self, "_endpoint_lock", None)):
                 if lock is not None:
                     lock.close()
             raise
 
     def _drop_unstarted_journal(self) -> None:
-        """A start stopped after the journal was opened (a stop signal as it loads):
-        a new run's header alone records nothing, and would be the run --resume takes."""
-        journal = getattr(self, "journal", None)
-        if journal is None:
-            return
-        journal.close()
-        if getattr(self, "resumed", None) is None and journal.frames == 0:
+        """A new run that failed or was stopped before its start, its journal closed:
+        a header alone records nothing, and would be the run --resume takes."""
+        if self.resumed is None and self.journal.frames == 0:
             self.journal_path.unlink(missing_ok=True)
 
     def _set_up(self, spec: Any, registry: Any) -> None:
@@ -556,10 +555,7 @@ class LiveRobot:
                 close_error = None
             except JournalError as exc:  # raised below, unless the run already failed
                 close_error = exc
-            if self.resumed is None and self.journal.frames == 0:
-                # it failed before its start (a gateway that does not open, a hook that
-                # raised): a header alone records nothing, and would be the run --resume takes
-                self.journal_path.unlink(missing_ok=True)
+            self._drop_unstarted_journal()  # a gateway that did not open, a hook that raised
             if auth is not None:
                 auth.stop()
             if not any(t.is_alive() for t in threads):
