@@ -113,7 +113,8 @@ class FastGateway(StoreGateway):
         can come before the line after the send runs, and must find its action
         noted (or the action would stay unanswered, sent again through the store
         should the link break). With no link made (or a full queue) the trade
-        stream's way, the note taken back."""
+        stream's way, the note taken back; and an order that went that way keeps
+        to it (see _stray)."""
         raw = codec.encode(actions)
         strayed = self.strayed
         if not self.owned or (strayed and any(action.client_id in strayed for action in actions)):

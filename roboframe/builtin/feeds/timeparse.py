@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from roboframe.core.timetext import utc_text
+
 _UNITS_NS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9}
 
 
@@ -76,15 +78,11 @@ def msk_history(tz_text: str | None, first_ns: int) -> str | None:
         return None
     return (
         "tz MSK is UTC+3, as Moscow time has been since 26 Oct 2014; this data starts "
-        f"{utc_date(first_ns)}, when Moscow was UTC+4 (from 27 Mar 2011) or kept summer "
+        f"{utc_text(first_ns)}, when Moscow was UTC+4 (from 27 Mar 2011) or kept summer "
         "time (before): its times without an offset are read an hour late there. For "
         "data of 27 Mar 2011 - 25 Oct 2014 write tz: +04:00; across the changes, convert "
         "the file to UTC"
     )
-
-
-def utc_date(ns: int) -> str:
-    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).strftime("%Y-%m-%d")
 
 
 def tz_offset_ns(tz: dt.tzinfo) -> int:
