@@ -154,6 +154,17 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, step: float =
     return bool(predicate())
 
 
+def both_linked(linked: Any, gateway: Any, timeout: float = 5.0) -> None:
+    """Wait for a fast-path robot's two links to a stand-in exchange's ROUTER --
+    ``linked``, a monitor of its handshakes: the loop's and the trade stream's --
+    and for the loop's side of its own (``gateway.linked``): an order sent before
+    then goes the trade stream's way, not straight to the ROUTER."""
+    for _ in range(2):
+        assert linked.poll(int(timeout * 1000)), "the robot's links were never made"
+        linked.recv_multipart()
+    assert wait_for(gateway.linked, timeout), "the link was never made on the robot's side"
+
+
 def start_secantus(log_path: str | None = None, timeout: float = 20.0):
     """A SecantusDB server (MongoDB wire protocol, one-node replica set with
     change streams, in memory) on a free port: ``(port, process)``.

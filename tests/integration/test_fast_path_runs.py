@@ -13,7 +13,7 @@ import pytest
 
 from roboframe.builtin.zmqgw import FastGateway
 from roboframe.core.events import Bar, NewOrder, OrderUpdate
-from roboframe.testing.helpers import RunningTradeStream, wait_for
+from roboframe.testing.helpers import RunningTradeStream, both_linked, wait_for
 from tests.integration.exchange import RunningExchange, stored
 
 ROBOT = "runs-apart"  # a name of its own: notification channels span the schemas
@@ -317,10 +317,7 @@ def test_an_order_the_loop_sent_unanswered_at_the_stop_reaches_the_store(pg_url)
     store = open_store(pg_url)
     order = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
     try:
-        for _ in range(2):  # both links: the loop's and the trade stream's
-            assert linked.poll(5000), "the robot's links were never made"
-            linked.recv_multipart()
-        assert wait_for(end.gw.linked, 5), "the link was never made on the robot's side"
+        both_linked(linked, end.gw)
         end.gw.submit([order])
         assert exchange.poll(5000), "not sent"
         sender, _ = exchange.recv_multipart()  # taken, never answered
@@ -422,10 +419,7 @@ def test_a_replace_the_exchange_took_unanswered_reaches_the_store_at_the_stop(pg
         assert [e.client_id for e in got] == [marker.client_id], got  # new to the stream
 
     try:
-        for _ in range(2):  # both links: the loop's and the trade stream's
-            assert linked.poll(5000), "the robot's links were never made"
-            linked.recv_multipart()
-        assert wait_for(end.gw.linked, 5), "the link was never made on the robot's side"
+        both_linked(linked, end.gw)
         order = NewOrder(cid, "Si", "buy", 1, "limit", 90)
         end.gw.submit([order])
         sender = taken(order)
@@ -676,10 +670,7 @@ def test_a_cancel_made_while_the_link_is_down_does_not_overtake_its_lost_order(p
     running = back = None
     order = NewOrder(f"{robot}-r1-1", "Si", "buy", 1, "limit", 90)
     try:
-        for _ in range(2):  # both links: the loop's and the trade stream's
-            assert linked.poll(5000), "the robot's links were never made"
-            linked.recv_multipart()
-        assert wait_for(end.gw.linked, 5), "the link was never made on the robot's side"
+        both_linked(linked, end.gw)
         end.gw.submit([order])
         assert exchange.poll(5000), "not sent over the link"
         exchange.recv_multipart()  # taken, never answered: the exchange hangs, then dies

@@ -10,7 +10,12 @@ from roboframe_postgres.store import SCHEMA_VERSION, PgStore, robot_channel
 
 from roboframe.core.events import Cancel, Fill, NewOrder, OrderUpdate, Replace
 from roboframe.store import open_store
-from roboframe.testing.helpers import RunningTradeStream, take_notifications, wait_for
+from roboframe.testing.helpers import (
+    RunningTradeStream,
+    both_linked,
+    take_notifications,
+    wait_for,
+)
 
 ROBOT, PREFIX = "alpha", "alpha-r1-"
 
@@ -356,17 +361,6 @@ def exchange_socket():
     ctx.term()
 
 
-def _both_linked(linked, gateway) -> None:
-    """Wait for a robot's two links (its loop's and its trade stream's): an order
-    sent before its link is made goes the store's way."""
-    from roboframe.testing.helpers import wait_for
-
-    for _ in range(2):
-        assert linked.poll(5000), "the robot never linked"
-        linked.recv_multipart()
-    assert wait_for(gateway.linked, 5), "the link was never made on the robot's side"
-
-
 def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url, exchange_socket):
     """An exchange may answer without writing a row (an older roboframe's refusal
     of a replace did): the answer has no ref. The fast path's stream forwards
@@ -378,7 +372,7 @@ def test_an_answer_without_a_store_id_reaches_the_loop_from_the_exchange(pg_url,
     router, address, linked = exchange_socket
     stream = _stream("zmq", {"url": pg_url, "poll_ms": 600_000, "address": address})
     try:
-        _both_linked(linked, stream.gw)  # or the order goes the store's way, not to the router
+        both_linked(linked, stream.gw)  # or the order goes the store's way, not to the router
         stream.gw.submit([NewOrder(f"{PREFIX}1", "SI", "buy", 1)])  # so the router knows it
         assert router.poll(5000), "the order never came over ZeroMQ"
         sender, _ = router.recv_multipart()
@@ -409,7 +403,7 @@ def test_the_fast_path_sends_orders_again_through_the_store_after_a_resume(pg_ur
             NewOrder(f"{PREFIX}1", "SI", "buy", 1),
             NewOrder(f"{PREFIX}2", "SI", "buy", 1),
         )
-        _both_linked(linked, stream.gw)
+        both_linked(linked, stream.gw)
         stream.gw.resubmit([again, Replace(again.client_id, 2, 101)])
         stream.gw.submit([fresh, Replace(fresh.client_id, 3, 99)])
         assert router.poll(5000), "the new order never came over ZeroMQ"
