@@ -36,6 +36,8 @@ EXIT_STRATEGY = 3
 EXIT_RUNNING = 4
 EXIT_SUSPENDED = 5  # run: ended on SIGHUP, as asked, for `run --resume` to go on with it
 
+log = logging.getLogger(__name__)
+
 
 class ConfigExit(click.ClickException):
     """A config problem: printed as is, exit code 2, no traceback."""
@@ -173,6 +175,13 @@ def main(ctx: click.Context, verbose: int, quiet: int) -> None:
     help="Continue the robot's last run if it did not stop (after a crash).",
 )
 @click.option(
+    "--finish",
+    is_flag=True,
+    help="Stop the robot's last run if it did not stop (after a crash), as a stop would "
+    "have: resumed under the robot file its journal holds, even if the file changed "
+    "since, then stopped at once (open_orders_on_stop applies). Nothing new starts.",
+)
+@click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
     help="Serve Prometheus metrics on this port (overrides metrics.port; 0: any free port).",
@@ -186,6 +195,7 @@ def run(
     duration: float | None,
     as_json: bool,
     resume: bool,
+    finish: bool,
     metrics_port: int | None,
 ) -> None:
     """Run a robot until its feed ends, --duration passes, or Ctrl-C."""
@@ -193,6 +203,8 @@ def run(
     from roboframe.console import Progress, format_summary
     from roboframe.core.robot import LiveRobot, RunOptions
 
+    if finish and (resume or duration is not None):
+        raise ConfigExit("--finish stops the last run at once: not with --resume or --duration")
     quiet = ctx.obj["quiet"] > 0
     progress = None if quiet else Progress()
     robot = None
@@ -212,6 +224,12 @@ def run(
     old = {s: signal.signal(s, interrupted) for s in signals}
     try:
         spec = load_robot(robot_file)
+        if finish:
+            spec = _last_run_spec(spec, robot_file, journal_dir)
+            if spec is None:
+                _restore(old)
+                click.echo(f"{robot_file}: its last run stopped: nothing to finish", err=True)
+                return
         if metrics_port is not None:  # on the spec, not in raw: the config hash stays
             spec = dataclasses.replace(
                 spec, metrics=dataclasses.replace(spec.metrics, port=metrics_port)
@@ -219,9 +237,14 @@ def run(
         robot = LiveRobot(
             spec,
             RunOptions(
-                journal_dir=journal_dir, duration_s=duration, on_progress=progress, resume=resume
+                journal_dir=journal_dir,
+                duration_s=duration,
+                on_progress=progress,
+                resume=resume or finish,
             ),
         )
+        if finish:  # at the loop's first look: after the resume's catch-up and resends
+            robot.request_stop("finished: the last run stopped as a stop would have")
     except RoboframeError as exc:
         _restore(old)
         raise _fail(exc) from None
@@ -251,6 +274,26 @@ def run(
         ctx.exit(EXIT_STRATEGY if summary["error"] else EXIT_FAILED)
     if summary["state"] == "SUSPENDED":  # not a clean end either: the run goes on
         ctx.exit(EXIT_SUSPENDED)
+
+
+def _last_run_spec(spec: Any, robot_file: Path, journal_dir: Path | None) -> Any:
+    """For ``run --finish``: the robot as its last run had it, when that run did
+    not stop -- from its journal's header (relative paths from ``robot_file``'s
+    folder, as the file's own), so the resume takes it whatever the file says
+    now. None when the last run stopped, or never started."""
+    from roboframe.config import spec_from_dict
+    from roboframe.core.resume import unfinished_run
+    from roboframe.core.robot import JOURNAL_SUFFIX
+
+    found = unfinished_run(Path(journal_dir or spec.journal.dir), JOURNAL_SUFFIX)
+    if found is None:
+        return None
+    path, header = found
+    if header.get("robot") != spec.name:  # the resume refuses it, in these words
+        return spec
+    if header.get("config_hash") != spec.config_hash:
+        log.warning("%s: finishing the run under the robot file it started with", path)
+    return spec_from_dict(header["config"], source=str(robot_file))
 
 
 class _StoppedEarly(BaseException):

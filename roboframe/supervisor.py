@@ -12,7 +12,9 @@ strategy raised (exit 3) is ``failed``, not restarted: resuming would meet
 the same event and the same error, since a strategy is a pure function of
 its events. It starts again when its file or its strategy's source changes. A new file is a
 new robot, with no other settings; a file changed on disk restarts its
-robot (cleanly) with the new definition; a removed file stops its robot.
+robot (cleanly) with the new definition; a removed file stops its robot. A
+stop that comes too late for a run already ended to be resumed (SIGHUP) is
+carried out on that run by ``roboframe run FILE --finish``.
 
 ``roboframe ps`` and ``roboframe down`` talk to the supervisor through an
 ipc socket in its state folder (mode 0600). The supervisor is not on any
@@ -99,6 +101,7 @@ class Robot:
     raw: dict = field(default_factory=dict, repr=False)
     code_mtime: float = 0.0  # of strategy_file when defined: new code with a save is a change
     resuming: bool = False  # stopping on SIGHUP: its run ends unfinished, to be resumed
+    finish: bool = False  # its run ended to be resumed, and a stop came after: see _finish
     log_path: Path | None = None
     log_file: Any = field(default=None, repr=False)
 
@@ -402,7 +405,8 @@ class Supervisor:
             robot.log_file = open(robot.log_path, "ab")  # noqa: SIM115 -- closed on exit
         # not -q: the robot's log gets its warnings (order path down, a resume's resubmits)
         # and its summary; its progress line comes once a minute into a file
-        cmd = [sys.executable, "-m", "roboframe.cli", "run", str(robot.path), "--resume"]
+        how = "--finish" if robot.finish else "--resume"
+        cmd = [sys.executable, "-m", "roboframe.cli", "run", str(robot.path), how]
         robot.proc = subprocess.Popen(
             [*cmd, *self.extra_args],
             stdin=subprocess.DEVNULL,
@@ -412,10 +416,12 @@ class Supervisor:
         )
         # a retry of a robot another process runs shows so until it is ours, and the
         # next retry waits its period (it started one every turn of the loop)
-        robot.state, robot.started = ("elsewhere" if robot.elsewhere else "running"), now
+        state = "finishing" if robot.finish else "running"
+        robot.state, robot.started = ("elsewhere" if robot.elsewhere else state), now
         if robot.elsewhere:
             robot.next_start = now + ELSEWHERE_RETRY_S
-        log.warning("started %s (pid %d)", robot.name, robot.proc.pid)
+        log.warning("started %s (pid %d)%s", robot.name, robot.proc.pid,
+                    " to stop its last run" if robot.finish else "")  # fmt: skip
 
     def _stop(self, robot: Robot, now: float, how: int = signal.SIGTERM) -> None:
         """End ``robot``'s process: a clean stop (SIGTERM: journal flushed and closed),
@@ -424,6 +430,8 @@ class Supervisor:
             robot.proc.send_signal(how)
             robot.state, robot.next_start = "stopping", now + STOP_GRACE_S
             robot.resuming = how == signal.SIGHUP
+        elif robot.state == "stopping":  # gone, its end not yet seen: read as asked now
+            robot.resuming = robot.resuming and how == signal.SIGHUP
         elif robot.state in ("backoff", "new", "running"):
             robot.state = "stopped"
 
@@ -439,17 +447,22 @@ class Supervisor:
             robot.proc, robot.last_exit = None, code
             was_stopping = robot.state == "stopping"
             ran = now - robot.started
+            if robot.finish:
+                self._finished(robot, code, now)
+                return
             # its run ended on SIGHUP (a feed changed) to go on at once: no failure
             again = was_stopping or code == EXIT_SUSPENDED
             if again or code == 0:
                 robot.state = "elsewhere" if robot.elsewhere else "stopped"
                 if code == EXIT_SUSPENDED:
                     log.warning("%s ended its run to resume it (exit %d)", robot.name, code)
+                    if was_stopping and not robot.resuming:  # a stop came after the SIGHUP
+                        self._finish(robot)
                 else:
                     log.warning("%s stopped (exit %d)", robot.name, code)
                 if robot.invalid:
                     robot.state = "invalid"
-                elif again and robot.wanted and not self.stopping_all:
+                elif again and (robot.finish or (robot.wanted and not self.stopping_all)):
                     robot.state, robot.next_start = "backoff", now  # a changed file: again
             elif code == EXIT_RUNNING:  # not ours: say so, and take it over once it is gone
                 robot.elsewhere = True
@@ -498,13 +511,57 @@ class Supervisor:
             robot.state, robot.problem = "running", ""
         if (
             robot.state in ("backoff", "elsewhere")
-            and robot.wanted
+            and (robot.wanted or robot.finish)  # a stop owed is carried out, wanted or not
             and now >= robot.next_start
             and not alive  # never a second process of one robot
         ):
             if robot.last_exit not in (None, 0, EXIT_RUNNING, EXIT_SUSPENDED):
                 robot.restarts += 1
             self._start(robot, now)
+
+    @staticmethod
+    def _finish(robot: Robot) -> None:
+        """A stop (a change beyond the feed, ``down``) came after the SIGHUP of a
+        change of the feed alone, too late: the run had already ended to be
+        resumed. A resume under the changed file is refused, and the run was
+        left unmanaged, its orders working whatever open_orders_on_stop said.
+        It is carried out now, as asked: ``run --finish`` resumes the run under
+        the robot file it started with and stops it; then, if still wanted, the
+        robot starts under its file as it is."""
+        robot.finish = True
+        log.warning(
+            "%s ended its run to resume it before a stop reached it: stopping that run "
+            "as it started (run --finish)",
+            robot.name,
+        )
+
+    def _finished(self, robot: Robot, code: int, now: float) -> None:
+        """The end of a ``run --finish``: started again if wanted, once done. A stop
+        that cannot be carried out (its definition no longer loads, its strategy
+        raises) is left to the trader, as is any failure while everything stops;
+        one the order path failed is tried again."""
+        if code == 0:
+            robot.finish, robot.failures = False, 0
+            log.warning("%s: its last run is stopped", robot.name)
+            robot.state = "backoff" if robot.wanted and not self.stopping_all else "stopped"
+            robot.next_start = now
+            return
+        if code in (EXIT_CONFIG, EXIT_STRATEGY) or self.stopping_all:
+            robot.finish = False
+            robot.state = "failed"
+            robot.problem = (
+                f"its last run ended to be resumed, and could not be stopped as it started "
+                f"(exit {code}: see {robot.log_path}); its position and working orders are "
+                f"unmanaged: `roboframe run {robot.path} --finish` stops it, or `roboframe "
+                f"orders {robot.name} --cancel` cancels its orders"
+            )
+            log.error("%s: %s", robot.name, robot.problem)
+            return
+        robot.failures += 1
+        delay = min(BACKOFF_MAX_S, self.backoff_first_s * 2 ** (robot.failures - 1))
+        robot.state, robot.next_start = "backoff", now + delay
+        log.error("%s: stopping its last run failed (exit %d); again in %.0fs",
+                  robot.name, code, delay)  # fmt: skip
 
     # -- the loop -------------------------------------------------------------
 
@@ -525,7 +582,8 @@ class Supervisor:
                     self._watch(robot, now)
                 self._answer()
                 if self.stopping_all and not any(
-                    r.proc is not None and r.proc.poll() is None for r in self.robots.values()
+                    r.finish or (r.proc is not None and r.proc.poll() is None)
+                    for r in self.robots.values()
                 ):
                     self._answer()
                     return

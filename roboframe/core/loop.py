@@ -493,6 +493,8 @@ class RoboLoop:
         next_flush = mono() + flush_every
         drain_until: float | None = None
         served = 0
+        if self._stop_reason is not None and not self.stopped:
+            self.stop(self._stop_reason)  # asked before the loop ran: before any message
         try:
             while True:
                 try:

@@ -96,6 +96,22 @@ def _started(path: Path, suffix: str) -> tuple[str, int]:
     return (base, int(n)) if dot and n.isdigit() else (run_id, 1)
 
 
+def unfinished_run(journal_dir: Path, suffix: str) -> tuple[Path, dict] | None:
+    """The robot's last live run, when it started and did not stop (a crash, or
+    an end to be resumed): its journal and the journal's header. A torn last
+    frame is cut first, as a resume cuts it."""
+    path = latest_unfinished(journal_dir, suffix)
+    if path is None:
+        return None
+    cut = recover(path)
+    if cut:
+        log.warning("%s: cut a torn last frame of %d bytes", path, cut)
+    reader = JournalReader(path)
+    if not _started_any(reader) or _stopped(reader):
+        return None
+    return path, reader.header
+
+
 def what_the_last_run_left(journal_dir: Path, suffix: str) -> str | None:
     """Said when a new run starts flat: what the robot's last run left -- its
     position and working orders, from the note its clean end wrote -- or that
@@ -118,7 +134,8 @@ def what_the_last_run_left(journal_dir: Path, suffix: str) -> str | None:
     if note.get("note") != CLOSED:
         return (
             f"the last run ({path.name}) did not end cleanly; its position and orders are "
-            f"not this run's: `roboframe run --resume` goes on with it"
+            f"not this run's: `roboframe run --resume` goes on with it (`--finish` "
+            "stops it, as a stop would have)"
         )
     left = note.get("left") or {}
     held = [f"{symbol} {qty:+d}" for symbol, qty in sorted((left.get("positions") or {}).items())]

@@ -560,6 +560,41 @@ def test_a_params_change_refused_at_resume_names_the_live_set_that_makes_it(robo
     assert f"roboframe ctl {path} set long_only=true qty=2" in refused.stderr
 
 
+def test_finish_stops_a_killed_run_under_the_file_it_started_with(robot_file):
+    """A run killed, then its file changed: the resume is refused, and the run's
+    position and working orders stayed unmanaged until the trader put the file
+    back, resumed and stopped it. ``run --finish`` stops it as a stop would have,
+    under the robot file its journal holds, before any market event of its own;
+    nothing new starts, and the next run is a new one under the file as it is."""
+    from roboframe.core.events import Bar, Control
+
+    path = robot_file(bars=0, rate=300)
+    _killed_run(path)
+    journal = next((path.parent / "runs" / "fast-robot").glob("*.journal"))
+    path.write_text(path.read_text().replace("max_position: 3", "max_position: 4"))
+    both = roboframe_cmd("-q", "run", str(path), "--finish", "--resume")
+    assert both.returncode == 2 and "not with --resume" in both.stderr
+
+    out = roboframe_cmd("-q", "run", str(path), "--finish", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert Path(summary["journal"]) == journal
+    assert summary["state"] == "STOPPED" and summary["stop_reason"].startswith("finished")
+    assert verify(journal).ok
+    events = [e for _s, e, _r in iter_events(JournalReader(journal))]
+    kinds = [(type(e), getattr(e, "command", None)) for e in events]
+    restarted = kinds.index((Control, "restarted"))
+    stop = kinds.index((Control, "stop"))
+    assert restarted < stop and kinds.count((Control, "stop")) == 1
+    assert not [e for e in events[restarted:stop] if type(e) is Bar]  # stopped at once
+
+    again = roboframe_cmd("-q", "run", str(path), "--finish")
+    assert again.returncode == 0 and "nothing to finish" in again.stderr
+    fresh = roboframe_cmd("-q", "run", str(path), "--resume", "--duration", "1", "--json")
+    assert fresh.returncode == 0, fresh.stderr
+    assert Path(json.loads(fresh.stdout)["journal"]) != journal  # a new run, the new file
+
+
 def test_a_loop_address_that_cannot_be_bound_is_one_line_not_a_traceback(robot_file, tmp_path):
     path = robot_file(extra=f"loop: {{address: 'ipc://{tmp_path}/no/such/folder/loop.sock'}}\n")
     out = roboframe_cmd("-q", "run", str(path), "--duration", "1")

@@ -805,3 +805,62 @@ def test_a_save_while_a_robot_ends_to_be_resumed_stops_it_only_for_a_new_run(tmp
         assert robot.proc.stdout.read().split() == []  # nothing sent in between
     finally:
         _kill_all(sup)
+
+
+@pytest.mark.parametrize("stop", ["change", "down"])
+def test_a_stop_after_a_robot_ended_its_run_to_be_resumed_stops_that_run(
+    tmp_path, monkeypatch, stop
+):
+    """A feed change ends the run to be resumed (SIGHUP); a change beside the feed
+    (or ``down``) came before the supervisor saw the process gone, too late for the
+    run, which had already ended. The resume under the changed file was refused:
+    the robot was left invalid, its last run's position and orders unmanaged
+    whatever open_orders_on_stop said (after ``down``, the run was left as a
+    crash leaves it). The supervisor now stops that run as it started
+    (``run --finish``), then starts the robot under its file as it is, if wanted."""
+    from roboframe.supervisor import EXIT_SUSPENDED, Supervisor
+
+    from .test_robot_run import _journaled
+
+    monkeypatch.chdir(tmp_path)  # the robots' journals, as under `up` run here
+    (tmp_path / "robots").mkdir()
+    path = write_robot(tmp_path, "si", bars=0, rate=200)
+    folder = tmp_path / load_robot(path).journal.dir
+    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
+
+    def save(old, new, at):
+        path.write_text(path.read_text().replace(old, new))
+        os.utime(path, (time.time() + at, time.time() + at))
+        sup._scan(float(at))
+
+    try:
+        sup._scan(0.0)
+        robot = sup.robots[path.resolve()]
+        sup._watch(robot, 0.0)
+        first = robot.proc
+        _journaled(path, first)
+        save("rate: 200", "rate: 300", 5)  # the feed alone: SIGHUP
+        assert robot.state == "stopping" and robot.resuming
+        assert first.wait(30) == EXIT_SUSPENDED  # gone, not yet seen gone
+        if stop == "change":  # beside the feed: a stop, too late for the run
+            save("qty: 1", "qty: 2", 10)
+        else:
+            assert sup._command("down", "si")["ok"]
+        sup._watch(robot, 11.0)
+        assert robot.state == "finishing" and robot.proc is not first
+        assert robot.proc.wait(60) == 0
+        (old,) = folder.glob("*.journal")
+        sup._watch(robot, 12.0)  # its last run stopped: the robot starts again, if wanted
+        sup._watch(robot, 12.0)
+        assert not robot.finish and robot.last_exit == 0
+        assert robot.state == ("running" if stop == "change" else "stopped")
+        stops = [e for _s, e, _r in iter_events(JournalReader(old)) if getattr(e, "command", "")]
+        assert [e.command for e in stops][-1] == "stop"
+        assert verify(old).ok
+        if stop == "down":
+            return
+        wait_until(lambda: len(list(folder.glob("*.journal"))) == 2)
+        (new,) = set(folder.glob("*.journal")) - {old}
+        assert JournalReader(new).header["config"]["strategy"]["params"]["qty"] == 2
+    finally:
+        _kill_all(sup)
