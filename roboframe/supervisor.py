@@ -536,10 +536,10 @@ class Supervisor:
         )
 
     def _finished(self, robot: Robot, code: int, now: float) -> None:
-        """The end of a ``run --finish``: started again if wanted, once done. A stop
-        that cannot be carried out (its definition no longer loads, its strategy
-        raises) is left to the trader, as is any failure while everything stops;
-        one the order path failed is tried again."""
+        """The end of a ``run --finish``: started again if wanted, once done. One the
+        robot file or the strategy stopped (its file saved mid-edit, its strategy
+        raising) is tried again when either changes, or on ``start``; one the order
+        path failed, after a backoff. While everything stops, there is no again."""
         if code == 0:
             robot.finish, robot.failures = False, 0
             log.warning("%s: its last run is stopped", robot.name)
@@ -547,13 +547,15 @@ class Supervisor:
             robot.next_start = now
             return
         if code in (EXIT_CONFIG, EXIT_STRATEGY) or self.stopping_all:
-            robot.finish = False
+            robot.finish = not self.stopping_all
             robot.state = "failed"
+            robot.strategy_mtime = _mtime(robot.strategy_file)
             robot.problem = (
                 f"its last run ended to be resumed, and could not be stopped as it started "
                 f"(exit {code}: see {robot.log_path}); its position and working orders are "
-                f"unmanaged: `roboframe run {robot.path} --finish` stops it, or `roboframe "
-                f"orders {robot.name} --cancel` cancels its orders"
+                f"unmanaged until `roboframe run {robot.path} --finish` stops it (tried "
+                f"again when its file or strategy changes), or `roboframe orders "
+                f"{robot.name} --cancel` cancels its orders"
             )
             log.error("%s: %s", robot.name, robot.problem)
             return

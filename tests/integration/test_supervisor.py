@@ -807,7 +807,7 @@ def test_a_save_while_a_robot_ends_to_be_resumed_stops_it_only_for_a_new_run(tmp
         _kill_all(sup)
 
 
-@pytest.mark.parametrize("stop", ["change", "down"])
+@pytest.mark.parametrize("stop", ["change", "down", "mid-edit"])
 def test_a_stop_after_a_robot_ended_its_run_to_be_resumed_stops_that_run(
     tmp_path, monkeypatch, stop
 ):
@@ -817,7 +817,8 @@ def test_a_stop_after_a_robot_ended_its_run_to_be_resumed_stops_that_run(
     the robot was left invalid, its last run's position and orders unmanaged
     whatever open_orders_on_stop said (after ``down``, the run was left as a
     crash leaves it). The supervisor now stops that run as it started
-    (``run --finish``), then starts the robot under its file as it is, if wanted."""
+    (``run --finish``), then starts the robot under its file as it is, if wanted;
+    a finish the file mid-edit stopped is tried again once the file is saved."""
     from roboframe.supervisor import EXIT_SUSPENDED, Supervisor
 
     from .test_robot_run import _journaled
@@ -842,18 +843,28 @@ def test_a_stop_after_a_robot_ended_its_run_to_be_resumed_stops_that_run(
         save("rate: 200", "rate: 300", 5)  # the feed alone: SIGHUP
         assert robot.state == "stopping" and robot.resuming
         assert first.wait(30) == EXIT_SUSPENDED  # gone, not yet seen gone
-        if stop == "change":  # beside the feed: a stop, too late for the run
-            save("qty: 1", "qty: 2", 10)
-        else:
+        if stop == "down":
             assert sup._command("down", "si")["ok"]
-        sup._watch(robot, 11.0)
+        else:  # beside the feed: a stop, too late for the run
+            save("qty: 1", "qty: 2", 10)
+        if stop == "mid-edit":
+            good = path.read_text()
+            path.write_text("name: si\nsymbols: [Si-12.26\n")
+            sup._watch(robot, 11.0)
+            assert robot.state == "finishing" and robot.proc.wait(60) == 2
+            sup._watch(robot, 11.0)
+            assert robot.state == "failed" and robot.finish and "--finish" in robot.problem
+            path.write_text(good)
+            os.utime(path, (time.time() + 20, time.time() + 20))
+            sup._scan(20.0)
+        sup._watch(robot, 21.0)
         assert robot.state == "finishing" and robot.proc is not first
         assert robot.proc.wait(60) == 0
         (old,) = folder.glob("*.journal")
-        sup._watch(robot, 12.0)  # its last run stopped: the robot starts again, if wanted
-        sup._watch(robot, 12.0)
+        sup._watch(robot, 22.0)  # its last run stopped: the robot starts again, if wanted
+        sup._watch(robot, 22.0)
         assert not robot.finish and robot.last_exit == 0
-        assert robot.state == ("running" if stop == "change" else "stopped")
+        assert robot.state == ("stopped" if stop == "down" else "running")
         stops = [e for _s, e, _r in iter_events(JournalReader(old)) if getattr(e, "command", "")]
         assert [e.command for e in stops][-1] == "stop"
         assert verify(old).ok
