@@ -54,6 +54,7 @@ from roboframe.store.base import (
     shown_url,
     take_notified,
 )
+from roboframe.store.ids import IdsAhead
 from roboframe.storewriter import StoreWriterProcess, write_items
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class ExchangeProcess:
         self.handled: list[int] = []  # requests answered, to mark in the store
         self.last_replace: dict[str, tuple[int, int]] = {}  # client id -> (qty, price)
         self.store: OrderStore | None = None
+        self.ids: IdsAhead | None = None  # answers' store ids, reserved ahead
         self.poll_s = poll_s
         self.max_ahead_ns = max_ahead_ns  # market data stamped further ahead is dropped
         self.counts = {
@@ -299,8 +301,8 @@ class ExchangeProcess:
         fills = sum(1 for _, event in self.outbox if type(event) is Fill)
         updates = sum(1 for _, event in self.outbox if type(event) is OrderUpdate)
         self.counts["fills"] += fills
-        trade_ids = iter(self.store.reserve_ids("trades", fills))  # from a block taken ahead
-        event_ids = iter(self.store.reserve_ids("order_events", updates))
+        trade_ids = iter(self.ids.take("trades", fills))  # from memory: see IdsAhead
+        event_ids = iter(self.ids.take("order_events", updates))
         answers: dict[bytes, list] = {}
         for robot, event in self.outbox:
             kind = type(event)
@@ -460,6 +462,9 @@ class ExchangeProcess:
                         if self.orders_address and self.writer is None:
                             self.writer = StoreWriterProcess(self.store_url, ctx)
                             self.writer.start()
+                        if self.ids is None:  # reserving from now on, off this thread
+                            self.ids = IdsAhead(self.store_url)
+                            self.ids.start()
                         if not self.owner:
                             self._reload()
                         if self.orders_address and self.router is None:
@@ -488,6 +493,8 @@ class ExchangeProcess:
             if self.writer is not None:
                 self._hand_to_writer()
                 self.writer.stop(30)  # it writes what it holds before it stops
+            if self.ids is not None:
+                self.ids.close()
             if self.store is not None:
                 self.store.close()
             if auth is not None:
