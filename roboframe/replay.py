@@ -253,6 +253,7 @@ def follow_rules(kernel: Kernel, header: dict) -> Kernel:
     kernel.quiet_after_stop = follows(header, "after_stop")
     kernel.risk.flatten_passes_checks = follows(header, "flatten_checks")
     kernel.fills_checked = follows(header, "fills")
+    kernel.risk.stop_is_final = follows(header, "stop")
     return kernel
 
 

@@ -124,6 +124,9 @@ RULES: dict[str, str] = {
     # a fill of no lots, or of another side or symbol than its order's, is ignored
     # as an order anomaly; before, it was booked
     "fills": "checked",
+    # the kill switch leaves a stopped robot stopped; before, a loss on a fill in
+    # the stop's drain halted it, and a resume then made it trade again
+    "stop": "final",
 }
 """The kernel's rules that changed between roboframe versions, each as the header
 key and value a run following it writes (all of them: :func:`journal_header`).

@@ -12,7 +12,8 @@ Trading states:
   fires, the kernel also cancels the open orders that would add to a
   position (:func:`roboframe.core.exits.adding_orders`): reduce-only stops
   new risk, the cancels stop the risk already resting on the exchange.
-- ``STOPPED``: the run is over; nothing new passes.
+- ``STOPPED``: the run is over; nothing new passes, and the kill switch leaves
+  it so (a loss on a fill in the stop's drain does not make it HALTED).
 
 Limits, all optional: allowed symbols; max order quantity; max position per
 symbol (counting open orders on the same side, the worst case); max orders
@@ -100,6 +101,9 @@ class RiskEngine:
         self.from_day_before = True
         self.halt_for_the_day = spec.halt_lasts == "day"
         self._loss_halt = False  # HALTED by the kill switch (not by a halt command)
+        # the kill switch leaves a stopped robot stopped (False: the rule of journals
+        # written before, in which it halted it: RULES "stop")
+        self.stop_is_final = True
         self.rejections = 0
         self.gateway_down = ""  # why the order path is unavailable; "" when it is up
         # why the exchange side seems not to take orders (the order path is up: the
@@ -142,7 +146,7 @@ class RiskEngine:
                 self._day_start = total
                 return False
             self._day_start = before
-        if self.state != HALTED and self._day_start - total > limit:
+        if self.state != HALTED and self._day_start - total > limit and self._may_halt():
             self.set_state(
                 HALTED,
                 f"daily loss {self._day_start - total:.2f} exceeds {limit:g}",
@@ -150,6 +154,13 @@ class RiskEngine:
             self._loss_halt = True
             return True
         return False
+
+    def _may_halt(self) -> bool:
+        """Whether the kill switch may change the state: not once the robot is
+        stopped. A fill in the stop's drain past the limit turned STOPPED into
+        HALTED, which the loop takes for a running robot (it drained on), and a
+        late ``resume`` made it ACTIVE: trading again after its ``on_stop``."""
+        return self.state != STOPPED or not self.stop_is_final
 
     # -- checks ---------------------------------------------------------------
 

@@ -524,3 +524,20 @@ def test_a_fractional_order_rate_allows_no_burst_past_a_second():
             risk={"max_orders_per_second": rate},
         )
         assert len(kernel.handle(bar(SI, 1, 100))) == most
+
+
+@pytest.mark.parametrize("final", [True, False])
+def test_a_loss_on_a_fill_after_the_stop_leaves_the_robot_stopped(final):
+    """An order still working at the stop fills in the drain at a loss past the
+    limit: the kill switch turned STOPPED into HALTED, which the loop takes for a
+    running robot (it drained on), and a late ``resume`` then traded again. A
+    stopped robot stays stopped. (Journals from before replay by the old rule.)"""
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 10)], risk={"max_daily_loss": 50})
+    kernel.risk.stop_is_final = final
+    (order,) = kernel.handle(bar(SI, 1, 100))
+    kernel.handle(Control("stop", T0 + 2 * MINUTE_NS))
+    kernel.handle(bar(SI, 3, 90))
+    kernel.handle(Fill(order.client_id, T0 + 3 * MINUTE_NS, SI, "buy", 10, 100, "t1"))
+    assert kernel.risk.state == ("STOPPED" if final else "HALTED")
+    kernel.handle(Control("resume", T0 + 4 * MINUTE_NS))
+    assert kernel.risk.state == ("STOPPED" if final else "ACTIVE")
