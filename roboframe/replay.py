@@ -254,6 +254,7 @@ def follow_rules(kernel: Kernel, header: dict) -> Kernel:
     kernel.risk.flatten_passes_checks = follows(header, "flatten_checks")
     kernel.fills_checked = follows(header, "fills")
     kernel.risk.stop_is_final = follows(header, "stop")
+    kernel.fees_checked = follows(header, "fees")
     return kernel
 
 

@@ -21,7 +21,10 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
 from typing import Any
+
+import msgspec
 
 from roboframe.config.spec import parse_duration_ms
 from roboframe.core.book import Book
@@ -144,6 +147,9 @@ class Kernel:
         # a fill of no lots, or of another side or symbol than its order's, is
         # ignored as an anomaly (before: booked)
         self.fills_checked = True
+        # a fill whose fee is no finite number is booked without it (before: it
+        # raised, or made the PnL NaN)
+        self.fees_checked = True
         # flatten: its closing orders not filled yet (a stop right after waits for them)
         self._closing_sent: list[str] = []
         self._on_bar, self._on_tick = self._market_handlers()
@@ -319,6 +325,8 @@ class Kernel:
             return NO_ACTIONS
         if self.fills_checked and self._garbled(fill):
             return NO_ACTIONS
+        if self.fees_checked and fill.fee and fill.fee != "0" and not _finite(fill.fee):
+            fill = self._without_fee(fill)
         self.seen_trades.add(key)
         self._seen_order.append(key)
         if len(self._seen_order) > _SEEN_TRADES:  # duplicates arrive close to the original
@@ -357,6 +365,18 @@ class Kernel:
             # until a trader has looked (ctl status, the broker's) and resumes
             self.risk.set_state(HALTED, f"{said}; check the position, then resume")
         return True
+
+    def _without_fee(self, fill: Fill) -> Fill:
+        """``fill``, its fee no number (``1,5`` from a bridge's locale, ``NaN``):
+        booked without it, an order anomaly. Booked as it was, ``1,5`` raised with
+        the fill half booked (the cash moved, the position not), and every resume
+        raised at it again; ``NaN`` made the PnL NaN, and the kill switch, comparing
+        against it, never fired."""
+        self.orders.anomaly(
+            f"fill {fill.trade_id} of {fill.client_id}: fee {fill.fee!r} is not a number; "
+            "booked without it"
+        )
+        return msgspec.structs.replace(fill, fee="0")
 
     def _on_order(self, update: OrderUpdate) -> list[Action]:
         self._advance(update.ts)
@@ -795,6 +815,14 @@ def too_many_answers() -> StrategyError:
         f"more than {MAX_ANSWERS:,} answers to orders within one market event; "
         "does the strategy send an order for every answer (on_order, on_fill)?"
     )
+
+
+def _finite(text: str) -> bool:
+    """Whether ``text`` is a finite decimal number (a fee as a fill gives it)."""
+    try:
+        return Decimal(text).is_finite()
+    except InvalidOperation:
+        return False
 
 
 def _overrides(strategy: Strategy, handler: str) -> bool:

@@ -127,6 +127,9 @@ RULES: dict[str, str] = {
     # the kill switch leaves a stopped robot stopped; before, a loss on a fill in
     # the stop's drain halted it, and a resume then made it trade again
     "stop": "final",
+    # a fill whose fee is no finite number is booked without it, an order anomaly;
+    # before, it raised (half booked) or made the PnL NaN
+    "fees": "checked",
 }
 """The kernel's rules that changed between roboframe versions, each as the header
 key and value a run following it writes (all of them: :func:`journal_header`).

@@ -464,3 +464,24 @@ def test_a_stale_bar_after_the_stop_does_not_mark_the_position():
     assert kernel.ctx.last_price(SI) == 100
     kernel.handle(bar(SI, 7, 101))
     assert kernel.ctx.last_price(SI) == 101
+
+
+@pytest.mark.parametrize("fee", ["1,5", "NaN", "-Infinity", "sNaN", "RUB 1.5"])
+def test_a_fill_whose_fee_is_no_number_is_booked_without_it(fee):
+    """A bridge writing fees in its locale (``1,5``) or a store's ``NaN``: the fill
+    raised half booked (the cash moved, the position not), and every resume raised
+    at it again; a NaN fee made the PnL NaN, and the kill switch never fired. The
+    fill is booked without its fee, an order anomaly."""
+    kernel, strategy = kernel_with(
+        lambda b, ctx: [ctx.buy(SI, 2)] if b.close == 100 else None,
+        risk={"max_daily_loss": 50},
+    )
+    (order,) = kernel.handle(bar(SI, 1, 100))
+    kernel.handle(Fill(order.client_id, T0, SI, "buy", 1, 100, "t1", fee))
+    kernel.handle(Fill(order.client_id, T0, SI, "buy", 1, 100, "t2", "0.5"))
+    pos = kernel.book.positions[SI]
+    assert (pos.qty, pos.cash, pos.fees) == (2, -200, Decimal("0.5"))
+    assert kernel.orders.anomalies == 1 and len(strategy.fills) == 2
+    assert kernel.ctx.pnl() == Decimal("-0.50")
+    kernel.handle(bar(SI, 2, 70))  # -60.50: the kill switch fires
+    assert kernel.risk.state == "HALTED"
