@@ -255,6 +255,7 @@ def follow_rules(kernel: Kernel, header: dict) -> Kernel:
     kernel.fills_checked = follows(header, "fills")
     kernel.risk.stop_is_final = follows(header, "stop")
     kernel.fees_checked = follows(header, "fees")
+    kernel.orders.replace_waits = follows(header, "replace")
     return kernel
 
 

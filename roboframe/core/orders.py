@@ -13,7 +13,9 @@ taken at its word only while the order is new (an order is rejected before
 it is accepted); for an accepted order it is a refused cancel. A *replace* changes an open order's
 quantity and price when ``replaced`` comes back, and nothing when
 ``replace_rejected`` does; the state stays as it was either way, unless
-fills that arrived first already reach the new quantity: then it is filled. Anything
+fills that arrived first already reach the new quantity: then it is filled. Fills
+that reach the old quantity while a larger one is asked for leave the order open
+until the answer: the exchange may have taken the replace first. Anything
 else impossible -- a fill for a finished order, more filled than ordered --
 is counted as an anomaly and logged; positions still follow the fills,
 because the exchange is right.
@@ -111,6 +113,10 @@ class OrderBook:
         self.total = 0
         self._finished: deque[str] = deque()
         self._keep = keep_finished
+        # fills up to the old quantity of an order growing by a replace not yet
+        # answered leave it open (False: the rule of journals written before, in
+        # which they filled it: RULES "replace")
+        self.replace_waits = True
 
     def _finish(self, own: OwnOrder) -> None:
         self.open.pop(own.client_id, None)
@@ -181,6 +187,8 @@ class OrderBook:
             own.replace_pending = None
         elif status == REPLACE_REJECTED:
             own.replace_pending = None  # the order goes on as it was
+            if own.status in OPEN_STATES and own.filled >= own.qty:
+                self._filled(own)  # its fills, waiting for this answer, used it all up
         return own
 
     def on_fill(self, fill: Fill) -> OwnOrder | None:
@@ -192,11 +200,25 @@ class OrderBook:
             self.anomaly(f"fill after {own.status}: {fill.client_id}")
         own.filled += fill.qty
         own.updated_ts = fill.ts
-        if own.filled >= own.qty:
+        if own.filled >= own.qty and not self._may_grow(own):
             self._filled(own)
         elif own.status in OPEN_STATES:
             own.status = PARTIAL
         return own
+
+    def _may_grow(self, own: OwnOrder) -> bool:
+        """Whether open ``own``, filled up to its quantity, may still have lots
+        working: a replace to more than has filled is not answered yet. The
+        exchange may have taken it before these fills, whose way to the robot was
+        the faster: finished now, the lots it added worked on unseen (``replaced``
+        was an anomaly, and no limit, target, flatten or stop counted them)."""
+        pending = own.replace_pending
+        return (
+            self.replace_waits
+            and pending is not None
+            and pending[0] > own.filled
+            and own.status in OPEN_STATES
+        )
 
     def _filled(self, own: OwnOrder) -> None:
         """``own`` has nothing left to fill: it is filled, and no longer open."""

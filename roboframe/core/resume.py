@@ -393,7 +393,8 @@ def unanswered(kernel: Kernel) -> list[NewOrder | Cancel | Replace]:
     out: list[NewOrder | Cancel | Replace] = []
     for o in kernel.orders.open.values():
         left = o.qty - o.filled
-        out.append(NewOrder(o.client_id, o.symbol, o.side, left, o.type, o.price))
+        if left > 0:  # none: filled up to its quantity, a replace to more unanswered
+            out.append(NewOrder(o.client_id, o.symbol, o.side, left, o.type, o.price))
         if o.cancel_pending:
             out.append(Cancel(o.client_id))
         elif o.replace_pending is not None:

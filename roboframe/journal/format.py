@@ -130,6 +130,10 @@ RULES: dict[str, str] = {
     # a fill whose fee is no finite number is booked without it, an order anomaly;
     # before, it raised (half booked) or made the PnL NaN
     "fees": "checked",
+    # fills up to an order's quantity while a replace to more is unanswered leave
+    # it open until the answer; before, they filled it, and the lots the replace
+    # added (the exchange having taken it first) worked on unseen
+    "replace": "waits",
 }
 """The kernel's rules that changed between roboframe versions, each as the header
 key and value a run following it writes (all of them: :func:`journal_header`).
