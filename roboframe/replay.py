@@ -256,6 +256,7 @@ def follow_rules(kernel: Kernel, header: dict) -> Kernel:
     kernel.risk.stop_is_final = follows(header, "stop")
     kernel.fees_checked = follows(header, "fees")
     kernel.orders.replace_waits = follows(header, "replace")
+    kernel.cancels_again = follows(header, "cancels")
     return kernel
 
 

@@ -42,7 +42,7 @@ from roboframe.core.events import (
     Timer,
 )
 from roboframe.core.exits import adding_orders, answered, cancels_of, open_by_symbol
-from roboframe.core.orders import CANCEL_REJECTED, REPLACE_REJECTED, OrderBook
+from roboframe.core.orders import ACCEPTED, CANCEL_REJECTED, NEW, REPLACE_REJECTED, OrderBook
 from roboframe.core.riskcheck import RiskView, make_checks
 from roboframe.core.strategy import INTERFACE_VERSION, Strategy, merged_params
 from roboframe.core.wellformed import check_client_id, normalized, refusal
@@ -150,6 +150,12 @@ class Kernel:
         # a fill whose fee is no finite number is booked without it (before: it
         # raised, or made the PnL NaN)
         self.fees_checked = True
+        # a cancel refused before its order was acknowledged goes again once it is, when
+        # a flatten waits for the order, the stop cancelled it, or it adds in a
+        # reduce-only state (before: not)
+        self.cancels_again = True
+        self._refused_unknown: dict[str, None] = {}  # those orders, by client id
+        self._cancelled_at_stop: dict[str, None] = {}  # open_orders_on_stop: cancel's
         # flatten: its closing orders not filled yet (a stop right after waits for them)
         self._closing_sent: list[str] = []
         self._on_bar, self._on_tick = self._market_handlers()
@@ -380,10 +386,43 @@ class Kernel:
 
     def _on_order(self, update: OrderUpdate) -> list[Action]:
         self._advance(update.ts)
-        self.orders.on_update(update)
+        own = self.orders.on_update(update)
         out = None if self._handle_order is None else self._handle_order(update, self.ctx)
         actions = self._process(out, 0) if out else NO_ACTIONS
+        if self.cancels_again and own is not None:
+            actions = self._cancel_again(update.status, own, actions)
         return self._flatten_answered(actions) if self.flattening else actions
+
+    def _cancel_again(self, status: str, own: Any, actions: list[Action]) -> list[Action]:
+        """``actions``, and a cancel of ``own`` when one was refused before the
+        order was acknowledged ("order not found", from a bridge that did not
+        know it yet) and the acknowledgement is here, if the order must still go:
+        a flatten waits for it, the stop cancelled it, or it adds to a position in
+        a reduce-only state. Refused once, such a flatten waited for good, the
+        position open; the stop's cancel left the order working after the run; the
+        kill switch's or a reduce's left an adding order resting."""
+        cid = own.client_id
+        if status == CANCEL_REJECTED and own.status == NEW:
+            self._refused_unknown[cid] = None
+            return actions
+        if status != ACCEPTED or cid not in self._refused_unknown:
+            return actions
+        del self._refused_unknown[cid]
+        if not own.is_open or own.cancel_pending or not self._must_go(cid):
+            return actions
+        return [*actions, *self._process([Cancel(cid)], 0)]
+
+    def _must_go(self, client_id: str) -> bool:
+        """Whether open order ``client_id`` is one a flatten waits for, one the
+        stop cancelled (``open_orders_on_stop: cancel``), or one the reduce-only
+        state cancels (it would add to a position)."""
+        if any(client_id in ids for ids in self.flattening.values()):
+            return True
+        if client_id in self._cancelled_at_stop:
+            return True
+        if self.risk.state not in (HALTED, REDUCING):
+            return False
+        return Cancel(client_id) in adding_orders(self.orders, self._positions)
 
     # -- timers -----------------------------------------------------------------
 
@@ -503,6 +542,7 @@ class Kernel:
             actions = self._process(out, 0) if out else []
             if self._cancel_on_stop:
                 actions += self._process(cancels_of(self.orders, working), 0)
+                self._cancelled_at_stop = dict.fromkeys(working)
             self.stop_reason = str(cmd.args.get("reason", ""))
             self.risk.set_state(STOPPED, self.stop_reason)
             if self.quiet_after_stop:

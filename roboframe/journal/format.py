@@ -134,6 +134,11 @@ RULES: dict[str, str] = {
     # it open until the answer; before, they filled it, and the lots the replace
     # added (the exchange having taken it first) worked on unseen
     "replace": "waits",
+    # a cancel refused before its order was acknowledged goes again once it is, when
+    # a flatten waits for the order, the stop cancelled it, or it adds in a
+    # reduce-only state; before, the flatten waited for good, the order outlived
+    # the stop, the adding order rested
+    "cancels": "again",
 }
 """The kernel's rules that changed between roboframe versions, each as the header
 key and value a run following it writes (all of them: :func:`journal_header`).

@@ -541,3 +541,46 @@ def test_a_loss_on_a_fill_after_the_stop_leaves_the_robot_stopped(final):
     assert kernel.risk.state == ("STOPPED" if final else "HALTED")
     kernel.handle(Control("resume", T0 + 4 * MINUTE_NS))
     assert kernel.risk.state == ("STOPPED" if final else "ACTIVE")
+
+
+def _a_new_order_whose_cancel_a_bridge_refused(command, order, again):
+    """``command`` sent while ``order`` waits for its acknowledgement; the bridge
+    refuses the cancel it brings (it does not know the order yet), then
+    acknowledges the order: what the kernel does then."""
+    kernel, _ = kernel_with(risk={"max_daily_loss": 50}, loop={"open_orders_on_stop": "cancel"})
+    kernel.cancels_again = again
+    kernel.handle(bar(SI, 1, 100))
+    kernel.orders.add(NewOrder("buy", SI, "buy", 2), T0)
+    kernel.handle(Fill("buy", T0, SI, "buy", 2, 100, "t1"))
+    (sent,) = kernel._process([order(kernel.ctx)], 0)
+    if command == "kill switch":
+        assert kernel.handle(bar(SI, 2, 70)) == [Cancel(sent.client_id)]
+    else:
+        assert kernel.handle(Control(command, T0)) == [Cancel(sent.client_id)]
+    kernel.handle(OrderUpdate(sent.client_id, T0, "cancel_rejected", "order not found"))
+    return kernel, sent, kernel.handle(OrderUpdate(sent.client_id, T0, "accepted"))
+
+
+@pytest.mark.parametrize("again", [True, False])
+@pytest.mark.parametrize(
+    ("command", "order"),
+    [
+        ("flatten", lambda ctx: ctx.sell(SI, 2, price=120)),  # the exit, waited for
+        ("kill switch", lambda ctx: ctx.buy(SI, 1, price=90)),  # adds: cancelled
+        ("reduce", lambda ctx: ctx.buy(SI, 1, price=90)),
+        ("stop", lambda ctx: ctx.sell(SI, 2, price=120)),  # open_orders_on_stop: cancel
+    ],
+    ids=["flatten", "kill switch", "reduce", "stop"],
+)
+def test_a_cancel_refused_before_the_order_was_known_goes_again_once_it_is(command, order, again):
+    """A bridge refuses a cancel of an order it has not acknowledged yet ("order
+    not found"). When that cancel was a flatten's, the flatten waited for the
+    order for good, the position open; a kill switch's or a reduce's left an
+    order adding to the position resting, and the stop's (open_orders_on_stop:
+    cancel) one working after the run. Acknowledged, it is cancelled again.
+    (Journals from before replay by the old rule.)"""
+    kernel, sent, out = _a_new_order_whose_cancel_a_bridge_refused(command, order, again)
+    assert out == ([Cancel(sent.client_id)] if again else [])
+    if again and command == "flatten":
+        (close,) = kernel.handle(OrderUpdate(sent.client_id, T0, "cancelled"))
+        assert (close.side, close.qty) == ("sell", 2)
