@@ -20,9 +20,14 @@ def fill_key(fill: Fill) -> tuple:
 
 
 def _fee(fee: str) -> str:
-    from decimal import Decimal
+    """``fee`` in one spelling (``1.50`` is ``1.5``); as it is when it is no
+    number (``1,5`` from a bridge's locale), which raised here."""
+    from decimal import Decimal, InvalidOperation
 
-    return str(Decimal(fee).normalize()) if fee else "0"
+    try:
+        return str(Decimal(fee).normalize()) if fee else "0"
+    except InvalidOperation:
+        return fee
 
 
 def reconcile(

@@ -360,6 +360,7 @@ class RunAnalysis:
                     if kernel.counters["fills"] != fills_before:  # not a duplicate
                         fills_before = kernel.counters["fills"]
                         moved = True
+                        event = kernel.as_booked(event)  # a fee that is no number: none
                         ledger.on_fill(event)
                         touched = positions[event.symbol]
                         position_curves[event.symbol].add(ts, touched.qty)

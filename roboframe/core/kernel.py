@@ -331,8 +331,10 @@ class Kernel:
             return NO_ACTIONS
         if self.fills_checked and self._garbled(fill):
             return NO_ACTIONS
-        if self.fees_checked and fill.fee and fill.fee != "0" and not _finite(fill.fee):
-            fill = self._without_fee(fill)
+        booked = self.as_booked(fill)
+        if booked is not fill:
+            self._fee_dropped(fill)
+            fill = booked
         self.seen_trades.add(key)
         self._seen_order.append(key)
         if len(self._seen_order) > _SEEN_TRADES:  # duplicates arrive close to the original
@@ -372,17 +374,23 @@ class Kernel:
             self.risk.set_state(HALTED, f"{said}; check the position, then resume")
         return True
 
-    def _without_fee(self, fill: Fill) -> Fill:
-        """``fill``, its fee no number (``1,5`` from a bridge's locale, ``NaN``):
-        booked without it, an order anomaly. Booked as it was, ``1,5`` raised with
-        the fill half booked (the cash moved, the position not), and every resume
-        raised at it again; ``NaN`` made the PnL NaN, and the kill switch, comparing
-        against it, never fired."""
+    def as_booked(self, fill: Fill) -> Fill:
+        """``fill`` as the books take it: without its fee when that is no number
+        (``1,5`` from a bridge's locale, ``NaN``). Booked as it was, ``1,5``
+        raised with the fill half booked (the cash moved, the position not), and
+        every resume raised at it again; ``NaN`` made the PnL NaN, and the kill
+        switch, comparing against it, never fired. An analysis of the journal
+        takes the fill the same way."""
+        if self.fees_checked and fill.fee and fill.fee != "0" and not _finite(fill.fee):
+            return msgspec.structs.replace(fill, fee="0")
+        return fill
+
+    def _fee_dropped(self, fill: Fill) -> None:
+        """Say that ``fill``'s fee was no number: an order anomaly."""
         self.orders.anomaly(
             f"fill {fill.trade_id} of {fill.client_id}: fee {fill.fee!r} is not a number; "
             "booked without it"
         )
-        return msgspec.structs.replace(fill, fee="0")
 
     def _on_order(self, update: OrderUpdate) -> list[Action]:
         self._advance(update.ts)

@@ -331,3 +331,19 @@ def test_refused_cancels_and_replaces_leave_one_order_row_per_order(tmp_path):
         (6, "cancel_rejected", "risk: order is not open"),
         (7, "replace_rejected", "risk: replace: order is not open"),
     ]
+
+
+def test_a_fill_whose_fee_is_no_number_is_analysed_as_the_robot_booked_it(tmp_path):
+    """A bridge's ``1,5``: the robot books the fill without its fee (an anomaly);
+    the analysis of its journal raised at it instead."""
+    from roboframe.testing.helpers import fill
+
+    events = scripted_events()
+    events[3] = lambda sent: fill(sent[0], 101, trade_id="T1", ts=at(1) + 1, fee="1,5")
+    path = tmp_path / "runs" / "r1.journal"
+    path.parent.mkdir()
+    write_journal(path, scripted_spec(), events)
+    db = tmp_path / "a.db"
+    analyze([path], db=str(db))
+    fills = rows(db, "SELECT trade_id, fee FROM fills ORDER BY seq")
+    assert fills == [{"trade_id": "T1", "fee": 0.0}, {"trade_id": "T2", "fee": 0.5}]
