@@ -411,7 +411,10 @@ class Kernel:
         kill switch's or a reduce's left an adding order resting."""
         cid = own.client_id
         if status == CANCEL_REJECTED and own.status == NEW:
-            self._refused_unknown[cid] = None
+            refused = self._refused_unknown
+            refused[cid] = None
+            if len(refused) > _SEEN_TRADES:  # the oldest: filled or gone without an ack
+                del refused[next(iter(refused))]
             return actions
         if status != ACCEPTED or cid not in self._refused_unknown:
             return actions
