@@ -219,6 +219,16 @@ def _num(value: float) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else round(value, 4)
 
 
+def _deepest(max_dd: float, peak: float, final: float) -> float:
+    """The deepest drawdown, the final equity's included: a fill after the last
+    market event (an exit the strategy's ``on_stop`` sent, filled at the last
+    close) moves equity after the last sample, as ``equity_peak`` takes it.
+    (Not a float's last bit of difference: that is no drawdown, nor a -0.0.)"""
+    if peak <= 0.0 or final >= peak * (1.0 - 1e-12):
+        return max_dd
+    return min(max_dd, final / peak - 1.0)
+
+
 def summarize(
     trades: list[Trade] | Ledger, tracker: EquityTracker, *, fees: float, start: int, end: int
 ) -> dict[str, Any]:
@@ -242,7 +252,7 @@ def summarize(
         "equity_peak": round(max(tracker.peak, final), 2),
         "net_pnl": round(final - cash, 2),
         "return_pct": _num((final / cash - 1.0) * 100 if cash else float("nan")),
-        "max_drawdown_pct": _num(tracker.max_dd * 100),
+        "max_drawdown_pct": _num(_deepest(tracker.max_dd, tracker.peak, final) * 100),
         "exposure_pct": _num(
             tracker.exposed / tracker.events * 100 if tracker.events else float("nan")
         ),

@@ -168,3 +168,29 @@ def test_the_start_comes_before_any_market_time_as_in_a_live_run(tmp_path):
     RoboLoop(live, NullJournal(), None, wall_clock=False).start()
     assert strategy.start_time == live.strategy.start_time == 0
     assert strategy.fired_at <= bars[0].ts  # by the first bar, as live; not an hour in
+
+
+class FlatOnStop(Strategy):
+    """Long one lot on the first bar; flat again when the run stops."""
+
+    def on_bar(self, bar, ctx):
+        return ctx.order_target(SI, 1)
+
+    def on_stop(self, event, ctx):
+        return ctx.order_target(SI, 0)
+
+
+def test_a_fill_after_the_last_market_event_counts_in_the_drawdown(tmp_path):
+    """Closing on stop at the last close (fill_at: close) costs its fee after the
+    last equity sample: the final equity was 0.2% under the start, the only
+    peak, and the maximum drawdown said 0.1%."""
+    spec = make_spec(
+        strategy={"plugin": "tests.unit.backtest.test_engine:FlatOnStop", "params": {}},
+        gateway={"plugin": "paper", "params": {"commission": 10}},
+    )
+    bars = [bar(SI, m, 92_000) for m in range(1, 4)]
+    stats = Backtest(spec, iter(bars), cash=Decimal(10_000), fill_at="close", journal=False)
+    stats = stats.run().stats
+    assert (stats["trades"], stats["open_trades_at_end"], stats["fees"]) == (1, 0, 20.0)
+    assert (stats["equity_final"], stats["equity_peak"]) == (9_980.0, 10_000.0)
+    assert stats["max_drawdown_pct"] == -0.2
