@@ -626,21 +626,34 @@ class CsvFeed(Feed):
                 raise self.error(
                     None, f"params.symbol {fixed!r} is not one of the robot's symbols ({known})"
                 )
-            if col is None or len(instruments) == 1:
+            if col is None:
                 return lambda row: fixed
             others = frozenset(instruments) - {fixed}
+            first = None  # the instrument the first row names: every row must
 
             def given(row: list[str]) -> str:
                 """The file's symbol -- unless a row names another of the robot's
-                symbols: a file of several instruments given as one would trade
-                one's prices as the other's."""
+                symbols, or another instrument than the first row: a file of
+                several instruments given as one would trade one's prices as the
+                other's (a one-symbol robot's too, which has no other symbol)."""
+                nonlocal first
                 name = row[col].strip()
+                if name == first:
+                    return fixed
                 if name in others:
                     raise _BadRow(
                         f"symbol {name!r}: this file is read as {fixed}'s (params.symbol, "
                         f"or --data {fixed}=FILE), and {name} is another of the robot's "
                         "symbols; a file of several symbols needs no symbol given"
                     )
+                if first is not None:
+                    raise _BadRow(
+                        f"symbol {name!r} after {first!r}: this file is read as {fixed}'s "
+                        f"(params.symbol, or --data {fixed}=FILE), and it holds several "
+                        "instruments; give a file of one (one contract under two names, "
+                        "rolled over: without its symbol column)"
+                    )
+                first = name
                 return fixed
 
             return given

@@ -143,6 +143,24 @@ def test_a_row_naming_another_robot_symbol_is_refused_when_the_file_is_given_as_
     assert ":3: symbol 'RTS-12.26': this file is read as Si-12.26's" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("instruments", "other"), [({RTS: INSTRUMENTS[RTS]}, SI), (INSTRUMENTS, "GAZP")]
+)
+def test_a_file_of_several_instruments_given_as_one_is_refused(tmp_path, instruments, other):
+    """An RTS robot backtested with ``--data RTS-12.26=FILE`` on a file of Si and
+    RTS ticks (as the error for the file alone advised) read the Si ticks as RTS
+    prices: a buy at 92000 "made" 23,426 RUB. Only another of the robot's own
+    symbols was refused, and a one-symbol robot has none."""
+    text = (
+        "Time,Symbol,Price,Volume\n2026-12-01T10:00:00Z,RTS-12.26,110000,1\n"
+        f"2026-12-01T10:00:01Z,{other},92000,1\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        list(feed(tmp_path, text, instruments, symbol=RTS, kind="tick").events())
+    said = f":3: symbol {other!r} after 'RTS-12.26': this file is read as RTS-12.26's"
+    assert said in str(err.value)
+
+
 def test_one_symbol_robot_needs_no_symbol(tmp_path):
     text = "Date,Open,High,Low,Close\n2026-12-01T10:00:00Z,1,2,1,2\n"
     (bar,) = feed(tmp_path, text, instruments={SI: INSTRUMENTS[SI]}).events()
