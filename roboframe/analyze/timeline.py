@@ -267,8 +267,21 @@ class RunAnalysis:
         market_ids: set[str] = set()
         moved = False  # a fill since the last mark: every symbol's value is taken anew
 
+        held: tuple[int, float] | None = None  # the last mark's (ts, equity), not yet taken
+
+        def take(ts: int, value: float) -> None:
+            """Take a time's equity: after its last market event, as the backtest
+            takes it (a hedged pair's legs of one minute move together)."""
+            nonlocal peak, max_dd
+            if value > peak:
+                peak = value
+            elif peak > 0.0 and value / peak - 1.0 < max_dd:
+                max_dd = value / peak - 1.0
+            equity_curve.add(ts, value)
+            drawdown_curve.add(ts, (value / peak - 1.0) * 100 if peak > 0 else 0.0)
+
         def mark(symbol: str, ts: int) -> None:
-            nonlocal base, equity, peak, max_dd, n_marks, exposed, moved
+            nonlocal base, equity, n_marks, exposed, moved, held
             if moved:  # as the backtest does: the same floats
                 moved = False
                 base = revalued(base, positions, tick_value, contrib)
@@ -280,12 +293,9 @@ class RunAnalysis:
             n_marks += 1
             if book.open_count:
                 exposed += 1
-            if equity > peak:
-                peak = equity
-            elif peak > 0.0 and equity / peak - 1.0 < max_dd:
-                max_dd = equity / peak - 1.0
-            equity_curve.add(ts, equity)
-            drawdown_curve.add(ts, (equity / peak - 1.0) * 100 if peak > 0 else 0.0)
+            if held is not None and held[0] != ts:
+                take(*held)
+            held = (ts, equity)
             price_curves[symbol].add(ts, pos.last * tick_size[symbol])
 
         records = self.reader.records()
@@ -400,6 +410,8 @@ class RunAnalysis:
                 rows.flush()
         if waiting is not None:
             mark(*waiting)
+        if held is not None:
+            take(*held)
         if stopped is not None and self.failure is None:
             self._diverged(unraised(check, *stopped))
         for cid, (seq, ts) in sorted(open_orders.items()):

@@ -60,6 +60,18 @@ def _floor(peak: float, max_dd: float) -> float:
     return peak * (1.0 + max_dd) + peak * 1e-12
 
 
+def _time_taken(equity: float, peak: float, max_dd: float) -> tuple[float, float]:
+    """The peak and the maximum drawdown with ``equity`` taken. Equity is taken
+    once a time, after its last market event: between two symbols' bars of one
+    minute a hedged pair had one leg moved alone, and a peak or a fall it never
+    had (the backtest's loop does this inline, for the last time's equity here)."""
+    if equity > peak:
+        return equity, max_dd
+    if peak > 0.0:
+        max_dd = min(max_dd, equity / peak - 1.0)
+    return peak, max_dd
+
+
 @dataclass
 class BacktestResult:
     stats: dict[str, Any]
@@ -265,7 +277,8 @@ class Backtest:
         counters = kernel.counters
         fills_seen = counters["fills"]
         cash = tracker.cash
-        base = equity = peak = cash
+        base = equity = peak = held = cash
+        held_ts = None  # the time of the equity held, not yet taken (see _time_taken)
         k = n = 0.0
         max_dd = 0.0
         floor = _floor(peak, max_dd)
@@ -336,19 +349,23 @@ class Backtest:
                 contrib[symbol] = now
                 equity = base - book.fees_float
             marks += 1
-            if equity > peak:
-                peak = equity
-                floor = _floor(peak, max_dd)
-            elif equity < floor:
-                drawdown = equity / peak - 1.0
-                if drawdown < max_dd:
-                    max_dd = drawdown
-                floor = _floor(peak, max_dd)
+            if ts != held_ts:  # the equity held is its time's last: its peak, its drawdown
+                held_ts = ts
+                if held > peak:
+                    peak = held
+                    floor = _floor(peak, max_dd)
+                elif held < floor:
+                    drawdown = held / peak - 1.0
+                    if drawdown < max_dd:
+                        max_dd = drawdown
+                    floor = _floor(peak, max_dd)
+            held = equity
             if marks >= next_report:
                 progress(marks)
                 next_report += 100_000
         if is_open:
             exposed += marks - exposed_since
+        peak, max_dd = _time_taken(held, peak, max_dd)
         self.seq = seq
         last_ts = event.ts
         feed(Control("stop", last_ts, {"reason": "data ended"}))

@@ -148,3 +148,46 @@ def test_ticks_of_one_time_are_marked_as_the_backtest_marks_them(tmp_path, fill_
     # held after ticks 2-4 (next: bought on tick 2, sold on tick 5) or 1-3 (close:
     # bought at tick 1, sold at tick 4): 3 of 5 either way
     assert result.stats["exposure_pct"] == 60.0
+
+
+@pytest.mark.parametrize("first", [SI, RTS])
+def test_a_hedged_pair_has_no_drawdown_whichever_leg_comes_first(tmp_path, first):
+    """Two symbols' bars of one time reach the robot one after the other, and
+    equity was taken between them too, with one leg moved alone. Long 10 Si and
+    short 10 RTS, both 100, 100, 150, 100, 150, 100 (a tick of 1 each): the pair
+    never gains or loses, but it had a peak of 10,500 and a maximum drawdown of
+    -9.52% on 10,000 -- whichever file came first."""
+    for symbol in (SI, RTS):
+        lines = ["Date,Open,High,Low,Close"]
+        for minute, close in enumerate([100, 100, 150, 100, 150, 100], start=1):
+            lines.append(f"2026-12-01T07:{minute:02d}:00Z,{close},{close},{close},{close}")
+        (tmp_path / f"{symbol}.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "pair.yaml").write_text(
+        ROBOT.format(fill_at="")
+        .replace(
+            "Si-12.26: {tick_size: 1}", "Si-12.26: {tick_size: 1}\n  RTS-12.26: {tick_size: 1}"
+        )
+        .replace("plan: [[Si-12.26, 2, Si-12.26, -2]", "plan: [[Si-12.26, 1, Si-12.26, 10]")
+        .replace(
+            "[Si-12.26, 3, Si-12.26, 1], [Si-12.26, 4, Si-12.26, 2],\n"
+            "           [Si-12.26, 6, Si-12.26, 1], [Si-12.26, 7, Si-12.26, -3]]",
+            "[RTS-12.26, 1, RTS-12.26, -10]]",
+        )
+        .replace("commission: 2", "commission: 0")
+        .replace("cash: 1000", "cash: 10000")
+    )
+    spec = load_robot(tmp_path / "pair.yaml")
+    second = RTS if first == SI else SI
+    data = [f"{symbol}={tmp_path / symbol}.csv" for symbol in (first, second)]
+    result = run_backtest(spec, data=data, journal_dir=tmp_path / "runs")
+    stats = result.stats
+    assert (stats["trades"], stats["open_trades_at_end"]) == (2, 2)
+    assert (stats["equity_final"], stats["equity_peak"], stats["max_drawdown_pct"]) == (
+        10_000.0,
+        10_000.0,
+        0.0,
+    )
+    assert stats["exposure_pct"] == pytest.approx(1000 / 12, abs=1e-4)  # from bar 2 on
+    report = analyze([result.journal], db=str(tmp_path / "a.db")).runs[0]
+    assert report.stats == {**stats, **order_counts(result.kernel)}
+    assert {value for _, value in report.equity} == {10_000.0}
