@@ -62,12 +62,14 @@ def file_events(
     reading = reading or {}
     kind = reading.get("kind", "bar")
     feeds = []
+    given: dict[str, str] = {}  # file -> the argument that gave it
     for arg in args:
         symbol, path = parse_data_arg(arg)
         cls = feed_for(path)
         known = cls.params_schema["properties"]
         params: dict[str, Any] = {k: v for k, v in reading.items() if k in known}
         params["path"] = str(Path(path).resolve())
+        _once(given, params["path"], arg)
         if symbol:
             if symbol not in instruments:
                 raise ConfigError(f"--data {arg}: {symbol!r} is not one of the robot's symbols")
@@ -80,6 +82,15 @@ def file_events(
     if kind != "bar":  # ticks may share a time
         return (item[3] for item in merged)
     return _one_bar_a_time(merged, [feed.file_path().name for feed in feeds])
+
+
+def _once(given: dict[str, str], path: str, arg: str) -> None:
+    """Refuse a file given twice: ticks may share a time, so nothing else stops
+    every tick of it reaching the strategy twice (a second bar of a symbol at
+    one time is refused, but only once the data gets there)."""
+    if path in given:
+        raise ConfigError(f"--data {arg}: the file is given twice (also {given[path]})")
+    given[path] = arg
 
 
 def _one_bar_a_time(merged: Iterator[tuple], names: list[str]) -> Iterator[Bar]:

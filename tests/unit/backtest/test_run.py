@@ -209,3 +209,20 @@ def test_a_price_fixed_in_the_robots_own_data_file_is_another_run(tmp_path):
     fixed = run_backtest(spec, journal_dir=tmp_path / "runs").journal
     assert again == first.replace(".journal", ".2.journal")  # the same data: the same run
     assert fixed.rsplit("/", 1)[-1].split(".")[0] != first.rsplit("/", 1)[-1].split(".")[0]
+
+
+def test_a_tick_file_given_twice_is_refused(tmp_path):
+    """Ticks may share a time, so the same tick file given twice fed every tick
+    twice: net PnL changed, and nothing said why (bars are refused as a second
+    bar of a symbol at one time)."""
+    (tmp_path / "ticks.csv").write_text(
+        "Date,Price,Volume\n2026-12-01T10:00:00Z,100,1\n2026-12-01T10:00:01Z,101,1\n"
+    )
+    (tmp_path / "robot.yaml").write_text(ROBOT + "backtest: {kind: tick}\n")
+    spec = load_robot(tmp_path / "robot.yaml")
+    assert (
+        run_backtest(spec, data=[str(tmp_path / "ticks.csv")], journal=False).stats["events"] == 2
+    )
+    twice = [str(tmp_path / "ticks.csv"), f"Si-12.26={tmp_path / 'ticks.csv'}"]
+    with pytest.raises(ConfigError, match=r"ticks.csv: the file is given twice \(also "):
+        run_backtest(spec, data=twice, journal=False)
