@@ -670,9 +670,9 @@ class CsvFeed(Feed):
             if name not in instruments:
                 raise _BadRow(
                     f"symbol {name!r} is not one of the robot's symbols ({known}); a file "
-                    "of one instrument named otherwise (an exchange ticker) needs "
-                    "params.symbol, or SYMBOL=FILE (backtest --data SYMBOL=FILE, feed publish "
-                    "SYMBOL=FILE)"
+                    "of several instruments may hold only the robot's, and a file of one "
+                    "instrument named otherwise (an exchange ticker) needs params.symbol, "
+                    "or SYMBOL=FILE (backtest --data SYMBOL=FILE, feed publish SYMBOL=FILE)"
                 )
             return name
 

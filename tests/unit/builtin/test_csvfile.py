@@ -126,6 +126,20 @@ def test_an_exchange_ticker_error_says_how_to_map_the_file(tmp_path):
     assert "params.symbol" in str(err.value) and "--data SYMBOL=FILE" in str(err.value)
 
 
+def test_a_symbol_the_robot_does_not_trade_in_a_file_of_several_says_so(tmp_path):
+    """An RTS robot on the sample file of Si and RTS bars was told that "a file of
+    one instrument named otherwise" needs SYMBOL=FILE -- which reads the Si
+    bars as RTS's. The error says a file of several may hold only its symbols."""
+    text = (
+        "Date,Symbol,Open,High,Low,Close\n2026-12-01T10:00:00Z,RTS-12.26,110000,110000,110000,110000\n"
+        "2026-12-01T10:00:00Z,Si-12.26,1,2,1,2\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        list(feed(tmp_path, text, instruments={RTS: INSTRUMENTS[RTS]}).events())
+    assert ":3: symbol 'Si-12.26' is not one of the robot's symbols (RTS-12.26)" in str(err.value)
+    assert "a file of several instruments may hold only the robot's" in str(err.value)
+
+
 def test_symbol_param_wins_over_the_column(tmp_path):
     text = "Date,Symbol,Open,High,Low,Close\n2026-12-01T10:00:00Z,SPFB.Si,1,2,1,2\n"
     (bar,) = feed(tmp_path, text, symbol=SI).events()
