@@ -216,7 +216,8 @@ class Backtest:
         """Drive the data through the kernel; statistics at the end.
 
         A strategy error ends the journal at the event it raised on, as a live
-        run's does, so ``replay`` and ``analyze`` read the run up to it.
+        run's does, so ``replay`` and ``analyze`` read the run up to it. Anything
+        else that stops it (a bad data row, Ctrl-C) leaves no journal.
         """
         try:
             return self._drive()
@@ -232,6 +233,14 @@ class Backtest:
             err = StrategyError(f"{exc} ({where})")
             err.seq, err.event = seq, exc.event
             raise err from None
+        except BaseException:
+            # the data broke off (a bad row) or Ctrl-C: no result, and a journal of it
+            # would lack the events still batched and never be closed -- analyze and
+            # replay took it for a run "still running" with nothing in it
+            if self.writer is not None:
+                self.writer.close()
+                self.journal_path.unlink(missing_ok=True)
+            raise
         finally:
             if self.writer is not None:
                 self.writer.close()

@@ -226,3 +226,17 @@ def test_a_tick_file_given_twice_is_refused(tmp_path):
     twice = [str(tmp_path / "ticks.csv"), f"Si-12.26={tmp_path / 'ticks.csv'}"]
     with pytest.raises(ConfigError, match=r"ticks.csv: the file is given twice \(also "):
         run_backtest(spec, data=twice, journal=False)
+
+
+def test_data_that_breaks_off_leaves_no_journal(tmp_path):
+    """A bad row past the first: the error names it, and no journal is left that
+    analyze would list as a run "still running" from 1970 with no events (the
+    rows before it were still batched, never written)."""
+    spec = write_robot(tmp_path)
+    lines = (tmp_path / "bars.csv").read_text().splitlines()
+    lines.insert(6, "2026-12-01T10:04:30Z,100,99,101,100")  # high under low
+    (tmp_path / "bars.csv").write_text("\n".join(lines) + "\n")
+    data = [str(tmp_path / "bars.csv")]
+    with pytest.raises(ConfigError, match=r"bars.csv:7: inconsistent bar"):
+        run_backtest(spec, data=data, journal_dir=tmp_path / "runs")
+    assert list((tmp_path / "runs").glob("*.journal")) == []
