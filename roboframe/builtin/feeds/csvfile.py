@@ -414,14 +414,18 @@ class CsvFeed(Feed):
         bars = self.params.get("kind", "bar") == "bar"
         first = None  # the first event at time ``previous``
         same_time: list[str] = []  # symbols of the bars at that time, once there are two
+        fields = len(self._header)
         try:
             for row in reader:
-                if len(row) < width:
-                    if not row or (len(row) == 1 and not row[0].strip()):
-                        continue  # a blank line
-                    raise self.error(
-                        reader.line_num, f"expected at least {width} fields, found {len(row)}"
-                    )
+                if len(row) != fields:
+                    if len(row) < width:
+                        if not row or (len(row) == 1 and not row[0].strip()):
+                            continue  # a blank line
+                        raise self.error(
+                            reader.line_num, f"expected at least {width} fields, found {len(row)}"
+                        )
+                    if len(row) > fields and any(cell.strip() for cell in row[fields:]):
+                        raise self._too_long(reader.line_num, len(row), fields)
                 try:
                     event = make(row)
                 except ValueError as exc:
@@ -451,6 +455,17 @@ class CsvFeed(Feed):
             raise self._undecodable(reader.line_num + 1, exc) from None
         except csv.Error as exc:
             raise self.error(reader.line_num, f"unreadable line: {exc}") from None
+
+    def _too_long(self, line: int, found: int, fields: int) -> ConfigError:
+        """A row with more cells than the header has names: its cells do not line
+        up with the columns. Taken as it was, an unquoted decimal comma in the
+        last price (``...,92005,5,100``) made the close 92005 and the volume 5."""
+        return self.error(
+            line,
+            f"{found} fields, but the header names {fields}: an unquoted decimal comma "
+            f"(92005,5) or a stray {self._delimiter!r}? the cells would not be under "
+            "their columns",
+        )
 
     def _one_bar_a_time(self, line: int, bar: Bar, same_time: list[str]) -> None:
         """Refuse a second bar of a symbol at one time: a repeated row (two
@@ -734,13 +749,25 @@ class CsvFeed(Feed):
                     to_ticks(cell)
             except ValueError as err:
                 said = key == "volume" or isinstance(err, _BadRow)
-                what = err if said else f"{cell!r} is not a price"
+                what = err if said else f"{cell!r} is not a price{self._comma_hint(cell)}"
                 return self.error(line, f"column {self._header[index].strip()}: {what}")
         try:
             self._when(row)
         except ValueError as err:
             return self.error(line, f"{self._time_label}: {err}")
         return self.error(line, str(exc))
+
+    def _comma_hint(self, cell: str) -> str:
+        """Why a decimal comma was not read as one: in a file separated by commas
+        it is read only when ``decimal`` says so (``"92000,5"``, quoted)."""
+        if "decimal" in self.params or getattr(self, "_delimiter", None) != ",":
+            return ""  # a Parquet file's cells have no delimiter
+        if not (isinstance(cell, str) and "," in cell):
+            return ""
+        return (
+            " (a decimal comma in a file separated by commas: set params.decimal: ',', "
+            "backtest.decimal for --data files)"
+        )
 
 
 def _resolve(path: str, base_dir: Path) -> Path:

@@ -602,3 +602,25 @@ def test_msk_data_from_before_moscow_kept_utc3_is_said_to_be_an_hour_off(
         assert f"this data starts {first[:10]}" in message and "tz: +04:00" in message
     else:
         assert said == []
+
+
+def test_a_row_with_more_cells_than_the_header_is_refused(tmp_path):
+    """An unquoted decimal comma in a comma-separated file's last price split it
+    in two: the close read 92005 and the volume 5, the real volume dropped as an
+    extra cell, without a word. A trailing separator (empty cells) still passes."""
+    text = "Date,Open,High,Low,Close,Volume\n2026-12-01T10:00:00Z,92000,92010,91990,92005,5,100\n"
+    with pytest.raises(ConfigError, match=r"data.csv:2: 7 fields, but the header names 6"):
+        list(feed(tmp_path, text, symbol=SI).events())
+    text = "Date;Open;High;Low;Close;Volume\n2026-12-01T10:00:00Z;92000;92010;91990;92005;100;\n"
+    (event,) = feed(tmp_path, text, symbol=SI).events()
+    assert (event.close, event.volume) == (92005, 100)
+
+
+def test_a_quoted_decimal_comma_in_a_comma_separated_file_names_the_setting(tmp_path):
+    """'92000,5' quoted in a file separated by commas is refused unless decimal
+    says ','; the error said only that it is not a price."""
+    text = 'Date,Open,High,Low,Close\n2026-12-01T10:00:00Z,"74,35","74,50","74,30","74,41"\n'
+    with pytest.raises(ConfigError, match=r"column Open: '74,35' is not a price \(a decimal com"):
+        list(feed(tmp_path, text, symbol=BR).events())
+    (event,) = feed(tmp_path, text, symbol=BR, decimal=",").events()
+    assert event.close == 7441
