@@ -165,8 +165,9 @@ CONTRACTS = {
     "EU": ("1", 98000, "1", ""),
     "RTS": ("10", 110000, "1.3", "  (~ 2 x USD/RUB / 100; the exchange sets it daily)"),
     "MIX": ("25", 2900000, "0.01", ""),
-    "BR": ("0.01", 74, "7.5", "  (10 barrels x USD/RUB / 100: set today's)"),
-    "GD": ("0.1", 2600, "7.5", "  (USD/RUB / 10 per 0.1: set today's)"),
+    # a point is 1.00 USD for BR and GD: the tick is worth a hundredth / a tenth of it
+    "BR": ("0.01", 74, "750", "  (10 barrels x USD/RUB: set today's)"),
+    "GD": ("0.1", 2600, "75", "  (USD/RUB, an ounce: set today's)"),
 }
 """What ``roboframe new --symbol`` fills in for a known contract (others: Si's,
 to be edited)."""

@@ -130,3 +130,26 @@ def test_validate_names_a_handler_roboframe_never_calls(tmp_path):
     assert fine.returncode == 0
     proc = roboframe_cmd("validate", str(tmp_path / "ok" / "s.yaml"), cwd=tmp_path)
     assert "never calls" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("symbol", "tick_value"),
+    [
+        ("Si-12.26", "1"),  # 1 RUB a tick
+        ("RTS-12.26", "13.0"),  # 0.2 USD a tick, at USD/RUB 65
+        ("BR-1.27", "7.50"),  # 10 barrels x 0.01 USD = 0.1 USD a tick, at USD/RUB 75
+        ("GD-3.27", "7.5"),  # 1 ounce x 0.1 USD = 0.1 USD a tick, at USD/RUB 75
+    ],
+)
+def test_a_known_contract_gets_the_money_a_tick_is_worth(tmp_path, symbol, tick_value):
+    """point_value is the money of a whole point (1.00 USD for BR and GD): BR
+    was written 7.5, a tick's worth, so a tick was 0.075 RUB and PnL and the
+    daily-loss limit 100 times too small (GD 10 times)."""
+    from decimal import Decimal
+
+    from roboframe.config import load_robot
+
+    proc = roboframe_cmd("new", "c", "--dir", str(tmp_path), "--symbol", symbol)
+    assert proc.returncode == 0, proc.stderr
+    instrument = load_robot(tmp_path / "c.yaml").symbols[symbol]
+    assert instrument.tick_value == Decimal(tick_value)
