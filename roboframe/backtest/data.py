@@ -133,7 +133,10 @@ def window(
         try:
             bounds.append(iso_to_ns(text, tz) if text else None)
         except ValueError as exc:
-            raise ConfigError(f"{flag} {text!r} is not a time: {exc}") from None
+            raise ConfigError(
+                f"{flag} {text!r} is not a time ({exc}): write an ISO-8601 date or time, "
+                "2026-12-01, 20261201, 2026-12-01T10:02 or 2026-12-01T10:02+03:00"
+            ) from None
     lo, hi = bounds
     if hi is not None and _is_date(end):  # a date: through the end of that day
         hi += _DAY - 1

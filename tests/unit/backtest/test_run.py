@@ -240,3 +240,12 @@ def test_data_that_breaks_off_leaves_no_journal(tmp_path):
     with pytest.raises(ConfigError, match=r"bars.csv:7: inconsistent bar"):
         run_backtest(spec, data=data, journal_dir=tmp_path / "runs")
     assert list((tmp_path / "runs").glob("*.journal")) == []
+
+
+@pytest.mark.parametrize("given", ["01.12.2026", "10:02"])
+def test_a_from_that_is_not_iso_says_what_to_write(tmp_path, given):
+    """A Russian-locale date (as the trader's own export writes it) or a time
+    alone got only Python's "Invalid isoformat string"."""
+    spec = write_robot(tmp_path)
+    with pytest.raises(ConfigError, match=r"write an ISO-8601 date or time, 2026-12-01, "):
+        run_backtest(spec, start=given, journal=False)
