@@ -48,6 +48,7 @@ the column. ``docs/feeds.md`` has examples.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import logging
@@ -279,6 +280,18 @@ def decimal_comma(text: str, *, said: bool) -> str:
     return f"{whole}.{frac}"
 
 
+def text_encoding(path: Path, said: str) -> str:
+    """``said``, but ``utf-16`` for a file read as ``utf-8-sig`` (the default)
+    that starts with a UTF-16 byte order mark: Excel's "Unicode Text" export,
+    tab-separated. Read as UTF-8 it was refused with a hint to try cp1251, which
+    takes any bytes and read the header as garbage."""
+    if codecs.lookup(said).name != "utf-8-sig":
+        return said
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return "utf-16" if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else said
+
+
 def sniff_delimiter(header: str) -> str:
     """The field separator a header line uses: the most frequent of ``,``, ``;``,
     tab and ``|`` (``,`` on a tie or when there is none). Finam lets the user
@@ -382,6 +395,7 @@ class CsvFeed(Feed):
         path = self.file_path()
         try:
             encoding = self.params.get("encoding", "utf-8-sig")
+            encoding = text_encoding(path, encoding)
             handle = open(path, newline="", encoding=encoding)  # noqa: SIM115
         except OSError as exc:
             raise self.error(None, f"cannot open CSV feed: {exc.strerror}") from None

@@ -624,3 +624,19 @@ def test_a_quoted_decimal_comma_in_a_comma_separated_file_names_the_setting(tmp_
         list(feed(tmp_path, text, symbol=BR).events())
     (event,) = feed(tmp_path, text, symbol=BR, decimal=",").events()
     assert event.close == 7441
+
+
+@pytest.mark.parametrize("encoding", [None, "utf-8-sig"])
+def test_excels_unicode_text_export_is_read_as_utf16(tmp_path, encoding):
+    """Excel's "Unicode Text" is tab-separated UTF-16 with a byte order mark; read
+    as UTF-8 it was refused with a hint to try cp1251. The robot file's default
+    (utf-8-sig, filled in) reads it as the mark says; another encoding said wins."""
+    text = "Date\tOpen\tHigh\tLow\tClose\n01.12.2026 10:00\t74,35\t74,50\t74,30\t74,41\n"
+    (tmp_path / "data.csv").write_text(text, encoding="utf-16")
+    params = {"path": "data.csv", "symbol": BR}
+    if encoding:
+        params["encoding"] = encoding
+    (event,) = CsvFeed(params, INSTRUMENTS, base_dir=tmp_path).events()
+    assert (event.ts, event.close) == (T0, 7441)
+    with pytest.raises(ConfigError, match="unknown encoding 'klingon'"):
+        list(CsvFeed({**params, "encoding": "klingon"}, INSTRUMENTS, base_dir=tmp_path).events())
