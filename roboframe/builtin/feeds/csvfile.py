@@ -689,7 +689,9 @@ class CsvFeed(Feed):
         if col is None:
             if len(instruments) != 1:
                 raise self.error(
-                    1, "no Symbol column: set params.symbol to the robot symbol this file is for"
+                    1,
+                    "no Symbol column: set params.symbol to the robot symbol this file is for, "
+                    "or SYMBOL=FILE (backtest --data SYMBOL=FILE, feed publish SYMBOL=FILE)",
                 )
             only = next(iter(instruments))
             return lambda row: only

@@ -284,7 +284,8 @@ GOOD = "2026-12-01T10:00:00Z,1,2,1,2"
         (
             "Date,Open,High,Low,Close\n" + GOOD + "\n",
             {},
-            ":1: no Symbol column: set params.symbol to the robot symbol this file is for",
+            ":1: no Symbol column: set params.symbol to the robot symbol this file is for, "
+            "or SYMBOL=FILE (backtest --data SYMBOL=FILE",
         ),
         (
             "Date,Open,High,Low,Close\nsoon,1,2,1,2\n",
