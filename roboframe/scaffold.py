@@ -164,7 +164,7 @@ CONTRACTS = {
     "SI": ("1", 92000, "1", ""),
     "EU": ("1", 98000, "1", ""),
     "RTS": ("10", 110000, "1.3", "  (~ 2 x USD/RUB / 100; the exchange sets it daily)"),
-    "MIX": ("25", 2900000, "0.01", ""),
+    "MIX": ("25", 290000, "1", "  (quoted as 100 x the index: a tick is 25 RUB)"),
     # a point is 1.00 USD for BR and GD: the tick is worth a hundredth / a tenth of it
     "BR": ("0.01", 74, "750", "  (10 barrels x USD/RUB: set today's)"),
     "GD": ("0.1", 2600, "75", "  (USD/RUB, an ounce: set today's)"),

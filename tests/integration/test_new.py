@@ -139,6 +139,7 @@ def test_validate_names_a_handler_roboframe_never_calls(tmp_path):
         ("RTS-12.26", "13.0"),  # 0.2 USD a tick, at USD/RUB 65
         ("BR-1.27", "7.50"),  # 10 barrels x 0.01 USD = 0.1 USD a tick, at USD/RUB 75
         ("GD-3.27", "7.5"),  # 1 ounce x 0.1 USD = 0.1 USD a tick, at USD/RUB 75
+        ("MIX-12.26", "25"),  # 25 points of 100 x the index = 25 RUB a tick
     ],
 )
 def test_a_known_contract_gets_the_money_a_tick_is_worth(tmp_path, symbol, tick_value):
