@@ -528,7 +528,7 @@ class CsvFeed(Feed):
             raise self.error(
                 1,
                 f"missing column(s) {', '.join(missing)} for kind {kind}; found {found} "
-                "(see docs/feeds.md)",
+                f"({_header_hint(header)}see docs/feeds.md)",
             )
         return cols
 
@@ -784,6 +784,21 @@ class CsvFeed(Feed):
             " (a decimal comma in a file separated by commas: set params.decimal: ',', "
             "backtest.decimal for --data files)"
         )
+
+
+def _header_hint(header: list[str]) -> str:
+    """What a header without the needed columns most likely is: a first line
+    of data (an export saved without its header line), or one field (fields
+    separated by a character the header sniffing does not try, such as a space)."""
+    digits = sum(cell.strip().replace(".", "").replace(":", "").isdigit() for cell in header)
+    if len(header) > 1 and digits * 2 >= len(header):
+        return "the first line looks like data: the file needs a header line of column names; "
+    if len(header) == 1 and " " in header[0].strip():
+        return (
+            "one field: separated by spaces? set params.delimiter (backtest.delimiter for "
+            "--data files); "
+        )
+    return ""
 
 
 def _resolve(path: str, base_dir: Path) -> Path:

@@ -641,3 +641,19 @@ def test_excels_unicode_text_export_is_read_as_utf16(tmp_path, encoding):
     assert (event.ts, event.close) == (T0, 7441)
     with pytest.raises(ConfigError, match="unknown encoding 'klingon'"):
         list(CsvFeed({**params, "encoding": "klingon"}, INSTRUMENTS, base_dir=tmp_path).events())
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        # an export saved without its header line (Finam: the header is a checkbox)
+        ("SPFB.Si,1,20261201,100100,92000,92015,91990,92010,154\n", "the first line looks like"),
+        # fields separated by spaces, which the header sniffing does not try
+        ("<DATE> <TIME> <OPEN> <HIGH> <LOW> <CLOSE>\n20261201 100100 1 2 1 2\n", "by spaces?"),
+    ],
+)
+def test_a_header_without_the_columns_says_what_it_likely_is(tmp_path, text, said):
+    """Both listed their cells as the columns found, and nothing more."""
+    with pytest.raises(ConfigError, match=r"data.csv:1: missing column\(s\)") as err:
+        list(feed(tmp_path, text, symbol=SI).events())
+    assert said in str(err.value)
