@@ -90,6 +90,11 @@ class TradingHours(RiskCheck):
         self.sessions = []  # (start, end) in minutes of the day
         for text in params["sessions"]:
             h1, m1, h2, m2 = map(int, _SESSION.match(text).groups())
+            if (h1, m1) == (h2, m2):  # "00:00-00:00" for all day: it refused every order
+                raise ConfigError(
+                    f"sessions: {text!r} ends where it starts, so it is never open (a session "
+                    "past midnight ends before it starts; for no hours limit leave the check out)"
+                )
             self.sessions.append((h1 * 60 + m1, h2 * 60 + m2))
         self.label = f"{', '.join(params['sessions'])} {params.get('tz', 'UTC')}"
 

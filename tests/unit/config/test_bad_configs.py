@@ -79,6 +79,11 @@ CASES = {
         'checks: [{plugin: trading-hours, params: {sessions: ["10:00-18:50"], '
         'closed: ["2027-02-31"]}}]',
     ),
+    # meant as "all day", it was an empty session: every order refused, validate said ok
+    "hours_empty_session": BASE.replace(
+        "max_order_qty: 5",
+        'checks: [{plugin: trading-hours, params: {sessions: ["10:00-18:50", "00:00-00:00"]}}]',
+    ),
     "trading_days": BASE.replace("max_order_qty: 5", "trading_days: [monday]"),
     "max_position_neg": BASE.replace("max_order_qty: 5", "max_position: -1"),
     "params_not_map": BASE.replace("params: {fast: 10, slow: 30}", "params: [10, 30]"),
@@ -220,6 +225,12 @@ EXPECTED = {
     "hours_holiday": (
         "{dir}/robot.yaml:14: risk.checks[0].params: risk check 'trading-hours' refused its "
         "params: closed: '2027-02-31' is not a date\n"
+        "  hint: see the check's params in 'roboframe schema' or its documentation"
+    ),
+    "hours_empty_session": (
+        "{dir}/robot.yaml:14: risk.checks[0].params: risk check 'trading-hours' refused its "
+        "params: sessions: '00:00-00:00' ends where it starts, so it is never open (a "
+        "session past midnight ends before it starts; for no hours limit leave the check out)\n"
         "  hint: see the check's params in 'roboframe schema' or its documentation"
     ),
     "trading_days": (
