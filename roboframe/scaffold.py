@@ -198,10 +198,16 @@ def make_robot(
             f"--symbol {symbol!r}: use up to 32 letters, digits and . _ : / @ -, starting "
             "with a letter or digit (Si-12.26, RTS-12.26, SBER)"
         )
-    known = CONTRACTS.get(symbol.partition("-")[0].upper(), CONTRACTS["SI"])
+    code = symbol.partition("-")[0].upper()
+    known = CONTRACTS.get(code, CONTRACTS["SI"])
     tick_size = tick_size or known[0]
     price = price or known[1]
     point_value, point_note = known[2], known[3]
+    if code not in CONTRACTS:  # Si's figures, silently, for RIZ6 or SBER: PnL off
+        point_note = (
+            f"  (Si's tick, point value and price: {symbol} is no contract "
+            f"`roboframe new` knows ({', '.join(CONTRACTS)}); set its own)"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     robot_path = folder / f"{name}.yaml"
     module_path = None

@@ -154,3 +154,12 @@ def test_a_known_contract_gets_the_money_a_tick_is_worth(tmp_path, symbol, tick_
     assert proc.returncode == 0, proc.stderr
     instrument = load_robot(tmp_path / "c.yaml").symbols[symbol]
     assert instrument.tick_value == Decimal(tick_value)
+
+
+def test_an_unknown_contract_is_said_to_have_sis_figures(tmp_path):
+    """--symbol SBER (or RIZ6, RTS by its short code) got Si's tick, point value
+    and price without a word; the file now says so where they are."""
+    proc = roboframe_cmd("new", "c", "--dir", str(tmp_path), "--symbol", "RIZ6")
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "c.yaml").read_text()
+    assert "Si's tick, point value and price: RIZ6 is no contract `roboframe new` knows" in text
