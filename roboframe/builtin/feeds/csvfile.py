@@ -636,13 +636,14 @@ class CsvFeed(Feed):
             tick = self.instruments[symbol].tick_size
             log.warning(
                 "%s: %d price(s) of %s were not multiples of its tick %s and were rounded to "
-                "the nearest tick (the first: %s); is symbols.%s.tick_size right?",
+                "the nearest tick (the first: %s); is symbols.%s.tick_size right?%s",
                 self.file_path().name,
                 count,
                 symbol,
                 tick,
                 first.strip(),
                 symbol,
+                _grouped_hint(first),
             )
 
     def _symbol_reader(self, cols: dict[str, int]) -> Callable[[list[str]], str]:
@@ -784,6 +785,22 @@ class CsvFeed(Feed):
             " (a decimal comma in a file separated by commas: set params.decimal: ',', "
             "backtest.decimal for --data files)"
         )
+
+
+_DOT_GROUPED = re.compile(r"\d{1,3}(\.\d{3})+")
+
+
+def _grouped_hint(price: str) -> str:
+    """A price such as ``92.015`` may be 92015 with its thousands grouped by a
+    point (an export option of Finam's, and a Russian locale's with a decimal
+    comma): read as 92.015, every price of the file is a thousand times small,
+    and the tick_size the warning asks about is not the cause."""
+    if not _DOT_GROUPED.fullmatch(price.strip()):
+        return ""
+    return (
+        f" Or does the file group thousands with a point ({price.strip()} for "
+        f"{price.strip().replace('.', '')})? Export it without a thousands separator"
+    )
 
 
 def _header_hint(header: list[str]) -> str:

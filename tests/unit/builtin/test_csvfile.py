@@ -657,3 +657,14 @@ def test_a_header_without_the_columns_says_what_it_likely_is(tmp_path, text, sai
     with pytest.raises(ConfigError, match=r"data.csv:1: missing column\(s\)") as err:
         list(feed(tmp_path, text, symbol=SI).events())
     assert said in str(err.value)
+
+
+def test_prices_grouped_in_thousands_by_a_point_are_named_as_a_cause(tmp_path, caplog):
+    """An export grouping thousands with a point writes Si's 92015 as 92.015:
+    read as 92.015 RUB (a round 92.000 even exactly on the tick), and the
+    warning pointed only at tick_size."""
+    text = "Date;Open;High;Low;Close\n2026-12-01T10:00:00Z;92.000;92.015;91.990;92.010\n"
+    with caplog.at_level("WARNING"):
+        list(feed(tmp_path, text, symbol=SI).events())
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert "group thousands with a point (92.015 for 92015)" in said
