@@ -34,6 +34,7 @@ def check_all(
     problems += _check_risk_symbols(data.get("risk", {}), symbols)
     problems += _check_dates(data.get("risk", {}).get("closed", ()), ("risk", "closed"))
     problems += _check_feed_symbols(data.get("feed", {}).get("params", {}), symbols)
+    problems += _check_bar_opens(data)
     problems += _check_addresses(data)
     problems += _check_timer(data.get("loop", {}))
     for section, kind in (("feed", "feeds"), ("gateway", "gateways")):
@@ -199,6 +200,25 @@ def _check_feed_symbols(params: dict, symbols: list[str]) -> list[Problem]:
                 did_you_mean(symbol, symbols) or f"symbols: {', '.join(symbols)}",
             )
         )
+    return out
+
+
+def _check_bar_opens(data: dict) -> list[Problem]:
+    """``time_is: open`` without ``interval``: a file's bars cannot be moved to
+    their close. Found only as the feed started, it made a run that wrote a
+    journal, failed with exit 1 and was left unfinished -- a run no ``--resume``
+    can finish, since adding ``interval`` moves the data's times -- and a
+    backtest that validate had passed."""
+    out = []
+    feed = data.get("feed", {})
+    own = feed.get("params", {}) if feed.get("plugin") in ("csv", "parquet") else {}
+    hint = "the bars' length, as the file's are: interval: 1m (5m, 1h, 1d)"
+    if own.get("time_is") == "open" and "interval" not in own:
+        out.append((("feed", "params", "time_is"), "time_is: open needs interval", hint))
+    settings = data.get("backtest") or {}
+    reading = {**own, **settings}  # how --data files are read (backtest.data_params)
+    if "time_is" in settings and reading.get("time_is") == "open" and "interval" not in reading:
+        out.append((("backtest", "time_is"), "time_is: open needs interval", hint))
     return out
 
 

@@ -73,6 +73,8 @@ CASES = {
     "daily_loss_neg": BASE.replace("max_order_qty: 5", "max_daily_loss: -100"),
     "day_starts": BASE.replace("max_order_qty: 5", "day_starts: 7pm MSK"),
     "backtest_tz": BASE + "backtest:\n  tz: Moscow\n",
+    # validate said ok; the backtest then failed on its data
+    "backtest_open_no_interval": BASE + "backtest:\n  time_is: open\n",
     "holiday_no_date": BASE.replace("max_order_qty: 5", 'closed: ["2027-01-01", "2027-02-30"]'),
     "hours_holiday": BASE.replace(
         "max_order_qty: 5",
@@ -246,6 +248,10 @@ EXPECTED = {
         "opens the next trading day (a day begun at 12:00 or later is the next date's "
         "trading day)"
     ),
+    "backtest_open_no_interval": (
+        "{dir}/robot.yaml:18: backtest.time_is: time_is: open needs interval\n"
+        "  hint: the bars' length, as the file's are: interval: 1m (5m, 1h, 1d)"
+    ),
     "backtest_tz": (
         "{dir}/robot.yaml:18: backtest.tz: expected a zone: UTC, MSK or an offset such as "
         "+03:00, got 'Moscow'\n"
@@ -322,3 +328,21 @@ def test_good_file_validates(tmp_path):
         f"{path}: ok (si-trend: sma-crossover on RTS-12.26, Si-12.26, feed synthetic, "
         "gateway paper)\n"
     )
+
+
+def test_a_csv_feed_of_bar_opens_without_interval_is_a_config_error(tmp_path):
+    """It passed validate; run then wrote a journal, failed as the feed started
+    (exit 1) and left a run that no --resume could finish."""
+    (tmp_path / "bars.csv").write_text("Date,Open,High,Low,Close\n2026-12-01 10:00,1,2,1,2\n")
+    path = tmp_path / "robot.yaml"
+    path.write_text(
+        BASE.replace(
+            "plugin: synthetic\n  params: {seed: 1, prices: {Si-12.26: 92000}}",
+            "plugin: csv\n  params: {path: bars.csv, symbol: Si-12.26, time_is: open}",
+        )
+    )
+    for command in ("validate", "run"):
+        proc = roboframe_cmd(command, str(path), cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert f"{path}:7: feed.params.time_is: time_is: open needs interval" in proc.stderr
+    assert not (tmp_path / "runs").exists()
