@@ -340,6 +340,27 @@ def test_a_data_file_that_cannot_be_opened_stops_run_and_backtest_before_anythin
     assert "feed.params.path: cannot open" in proc.stderr
 
 
+def test_a_data_file_whose_header_cannot_be_read_stops_run_before_anything_is_written(tmp_path):
+    """A MOEX ISS export (its time column is 'begin'): run wrote a journal, failed
+    as the feed started (exit 1) and left a run unfinished, which the next run
+    warned of."""
+    (tmp_path / "iss.csv").write_text("open,close,high,low,volume,begin\n1,2,2,1,5,2026-12-01\n")
+    robot = tmp_path / "csv.yaml"
+    robot.write_text(CSV_ROBOT.format(path="iss.csv"))
+    proc = roboframe_cmd("run", str(robot), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{robot}:7: feed.params.path: {tmp_path}/iss.csv:1: missing column(s) date" in (
+        proc.stderr
+    )
+    assert "rename others with params.columns" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
+    robot.write_text(
+        CSV_ROBOT.format(path="iss.csv").replace("symbol:", "columns: {begin: date}\n    symbol:")
+    )
+    proc = roboframe_cmd("-q", "run", str(robot), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+
 def csv_robot(tmp_path, rows: list[str]) -> Path:
     """CSV_ROBOT over ``rows`` of Date,Open,High,Low,Close,Volume in bars.csv."""
     (tmp_path / "bars.csv").write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows) + "\n")

@@ -383,6 +383,14 @@ class CsvFeed(Feed):
         except OSError as exc:
             hint = "a relative path is taken from the robot file's folder"
             return [(("path",), f"cannot open {path}: {exc.strerror}", hint)]
+        if cls.events is not CsvFeed.events:  # a subclass reading another format
+            return []
+        try:  # a header it cannot read: found as the feed started, it left a run unfinished
+            for _ in cls(params, {}, base_dir=base_dir)._read(header_only=True):
+                pass
+        except ConfigError as exc:
+            hint = "docs/feeds.md lists the columns; rename others with params.columns"
+            return [(("path",), str(exc), hint)]
         return []
 
     def error(self, line: int | None, message: str) -> ConfigError:
@@ -392,6 +400,11 @@ class CsvFeed(Feed):
 
     def events(self) -> Iterator[Bar | Tick]:
         """Yield one event per data row, checking time order."""
+        return self._read()
+
+    def _read(self, header_only: bool = False) -> Iterator[Bar | Tick]:
+        """:meth:`events`; with ``header_only``, none: the header line is read
+        and its columns checked (:meth:`preflight`)."""
         path = self.file_path()
         try:
             encoding = self.params.get("encoding", "utf-8-sig")
@@ -418,6 +431,8 @@ class CsvFeed(Feed):
                 raise self.error(1, "empty file: expected a header line (see docs/feeds.md)")
             self._header = header
             cols = self._columns(header)
+            if header_only:
+                return
             self._delimiter = delimiter
             make, width = self._maker(cols)
             yield from self._rows(reader, make, width, cols)
