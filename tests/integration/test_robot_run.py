@@ -361,6 +361,20 @@ def test_a_data_file_whose_header_cannot_be_read_stops_run_before_anything_is_wr
     assert proc.returncode == 0, proc.stderr
 
 
+def test_a_parquet_file_without_the_columns_stops_run_before_anything_is_written(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"open": [1], "high": [2], "low": [1], "close": [2], "begin": ["2026-12-01"]})
+    pq.write_table(table, tmp_path / "iss.parquet")
+    robot = tmp_path / "pq.yaml"
+    robot.write_text(CSV_ROBOT.format(path="iss.parquet").replace("plugin: csv", "plugin: parquet"))
+    proc = roboframe_cmd("run", str(robot), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "feed.params.path: " in proc.stderr and "missing column(s) date" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 def csv_robot(tmp_path, rows: list[str]) -> Path:
     """CSV_ROBOT over ``rows`` of Date,Open,High,Low,Close,Volume in bars.csv."""
     (tmp_path / "bars.csv").write_text("Date,Open,High,Low,Close,Volume\n" + "\n".join(rows) + "\n")

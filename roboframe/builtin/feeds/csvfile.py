@@ -383,8 +383,6 @@ class CsvFeed(Feed):
         except OSError as exc:
             hint = "a relative path is taken from the robot file's folder"
             return [(("path",), f"cannot open {path}: {exc.strerror}", hint)]
-        if cls.events is not CsvFeed.events:  # a subclass reading another format
-            return []
         try:  # a header it cannot read: found as the feed started, it left a run unfinished
             for _ in cls(params, {}, base_dir=base_dir)._read(header_only=True):
                 pass
@@ -404,7 +402,8 @@ class CsvFeed(Feed):
 
     def _read(self, header_only: bool = False) -> Iterator[Bar | Tick]:
         """:meth:`events`; with ``header_only``, none: the header line is read
-        and its columns checked (:meth:`preflight`)."""
+        and its columns checked (:meth:`preflight`). A subclass reading another
+        format (Parquet) reads its own."""
         path = self.file_path()
         try:
             encoding = self.params.get("encoding", "utf-8-sig")

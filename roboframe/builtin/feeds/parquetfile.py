@@ -85,7 +85,7 @@ class ParquetFeed(CsvFeed):
         where = f"row {line}: " if line else ""
         return ConfigError([ConfigProblem(str(self.file_path()), None, "", where + message)])
 
-    def events(self) -> Iterator[Bar | Tick]:
+    def _read(self, header_only: bool = False) -> Iterator[Bar | Tick]:
         pa, pq = _pyarrow()
         path = self.file_path()
         try:
@@ -98,6 +98,8 @@ class ParquetFeed(CsvFeed):
             schema = source.schema_arrow
             self._header = header = list(schema.names)
             cols = self._columns(header)
+            if header_only:
+                return
             used = sorted({i for k, i in cols.items() if k in STANDARD})
             self._types = {i: schema.field(i).type for i in used}
             self._floats = {i: pa.types.is_floating(t) for i, t in self._types.items()}
