@@ -14,6 +14,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from roboframe.builtin.feeds.timeparse import iso_to_ns
 from roboframe.config.messages import Problem, describe, did_you_mean, unknown_plugin
 from roboframe.config.schema import RobotValidator
 from roboframe.config.spec import parse_duration_ms
@@ -35,6 +36,7 @@ def check_all(
     problems += _check_dates(data.get("risk", {}).get("closed", ()), ("risk", "closed"))
     problems += _check_feed_symbols(data.get("feed", {}).get("params", {}), symbols)
     problems += _check_bar_opens(data)
+    problems += _check_synthetic_start(data.get("feed", {}))
     problems += _check_addresses(data)
     problems += _check_timer(data.get("loop", {}))
     for section, kind in (("feed", "feeds"), ("gateway", "gateways")):
@@ -220,6 +222,21 @@ def _check_bar_opens(data: dict) -> list[Problem]:
     if "time_is" in settings and reading.get("time_is") == "open" and "interval" not in reading:
         out.append((("backtest", "time_is"), "time_is: open needs interval", hint))
     return out
+
+
+def _check_synthetic_start(feed: dict) -> list[Problem]:
+    """The synthetic feed's ``start``, which the schema takes as any string: a
+    date that is no date failed as the feed started, leaving a run unfinished
+    that no ``--resume`` can finish (``start`` moves the data's times)."""
+    start = feed.get("params", {}).get("start") if feed.get("plugin") == "synthetic" else None
+    if not isinstance(start, str):
+        return []
+    try:
+        iso_to_ns(start)
+    except ValueError as exc:
+        hint = "an ISO-8601 time such as 2026-01-05T07:00:00Z"
+        return [(("feed", "params", "start"), f"{start!r} is not a time: {exc}", hint)]
+    return []
 
 
 def _check_on_error(data: dict, registry: Any) -> list[Problem]:

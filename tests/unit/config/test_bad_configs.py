@@ -73,6 +73,8 @@ CASES = {
     "daily_loss_neg": BASE.replace("max_order_qty: 5", "max_daily_loss: -100"),
     "day_starts": BASE.replace("max_order_qty: 5", "day_starts: 7pm MSK"),
     "backtest_tz": BASE + "backtest:\n  tz: Moscow\n",
+    # validate said ok; run failed as the feed started and left its run unfinished
+    "synthetic_start": BASE.replace("{seed: 1,", '{seed: 1, start: "2026-13-01",'),
     # validate said ok; the backtest then failed on its data
     "backtest_open_no_interval": BASE + "backtest:\n  time_is: open\n",
     "holiday_no_date": BASE.replace("max_order_qty: 5", 'closed: ["2027-01-01", "2027-02-30"]'),
@@ -251,6 +253,11 @@ EXPECTED = {
     "backtest_open_no_interval": (
         "{dir}/robot.yaml:18: backtest.time_is: time_is: open needs interval\n"
         "  hint: the bars' length, as the file's are: interval: 1m (5m, 1h, 1d)"
+    ),
+    "synthetic_start": (
+        "{dir}/robot.yaml:7: feed.params.start: '2026-13-01' is not a time: month must be "
+        "in 1..12\n"
+        "  hint: an ISO-8601 time such as 2026-01-05T07:00:00Z"
     ),
     "backtest_tz": (
         "{dir}/robot.yaml:18: backtest.tz: expected a zone: UTC, MSK or an offset such as "
