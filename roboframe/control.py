@@ -172,7 +172,14 @@ def send_command(
         )
     request = {"command": command, "args": parse_assignments(assignments)}
     curve = (key, server_key) if key is not None else None
+    expected = expected_robot(target)
+    if expected is not None and command != "status":  # the right robot, before it acts
+        reply = ask_json(address, {"command": "status"}, timeout=timeout, curve=curve)
+        if reply is not None:
+            _same_robot(reply, expected, target, address)
     reply = ask_json(address, request, timeout=timeout, curve=curve)
+    if reply is not None and expected is not None:
+        _same_robot(reply, expected, target, address)
     if reply is None:
         message = f"no answer from {address} within {timeout:g}s"
         if _endpoint_free(address):
@@ -184,6 +191,35 @@ def send_command(
             )
         raise RoboframeError(message)
     return reply
+
+
+def expected_robot(target: str) -> str | None:
+    """The name of the robot ``target`` means: a bare name is one, a robot file
+    says it (read as it stands, valid or not); an address names none."""
+    if "://" in target:
+        return None
+    path = Path(target)
+    if is_bare_name(target) and not path.exists():
+        return target
+    from roboframe.config.yamlload import raw_mapping
+
+    name = (raw_mapping(path) or {}).get("name")
+    return name if isinstance(name, str) else None
+
+
+def _same_robot(reply: dict, expected: str, target: str, address: str) -> None:
+    """Refuse an answer from another robot: two robot files with one journal.dir
+    (a file copied, its name changed) share one control endpoint, and ``ctl
+    b.yaml flatten`` flattened robot a -- as ``ps`` advised for b, "elsewhere"."""
+    status = reply.get("status")
+    robot = status.get("robot") if isinstance(status, dict) else None
+    if isinstance(robot, str) and robot != expected:
+        raise ConfigError(
+            f"{target}: the robot answering at {address} is {robot!r}, not {expected!r}; "
+            "nothing was sent\n  hint: two robots share this control endpoint (the same "
+            "journal.dir or control.address): give each its own; a robot renamed in its "
+            f"file since it started is reached by its address: roboframe ctl {address} ..."
+        )
 
 
 def _endpoint_free(address: str) -> bool:

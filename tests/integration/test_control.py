@@ -309,3 +309,26 @@ def test_ctl_reaches_a_running_robot_whose_file_no_longer_validates(robot_file):
     path.write_text("name: [unclosed\n")  # nothing to read an address from: the error stands
     proc = roboframe_cmd("ctl", str(path), "status")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_ctl_refuses_a_robot_file_whose_endpoint_another_robot_answers(robot_file, tmp_path):
+    """A robot file copied and renamed, its journal.dir left as it was: both robots
+    have one control endpoint, and `ctl b.yaml flatten` (which `ps` advised for b,
+    shown 'elsewhere') flattened robot a. ctl now checks who answers."""
+    shared = tmp_path / "runs" / "shared"
+    a = robot_file(name="rob-a", bars=0, rate=100, journal_dir=shared)
+    b = robot_file(name="rob-b", bars=0, rate=100, journal_dir=shared)
+    robot, thread = _start(a)
+    try:
+        for command in ("flatten", "status"):
+            proc = roboframe_cmd("ctl", str(b), command)
+            assert proc.returncode == 2, proc.stdout + proc.stderr
+            assert "is 'rob-a', not 'rob-b'; nothing was sent" in proc.stderr
+            assert "Traceback" not in proc.stderr
+        proc = roboframe_cmd("ctl", str(a), "pause")
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        send_command(robot.control_address, "stop")
+        thread.join(30)
+    # the flatten never reached robot a: only its own file's pause did
+    assert [c.command for c in _controls(robot.journal_path)] == ["start", "pause", "stop"]
