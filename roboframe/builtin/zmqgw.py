@@ -40,7 +40,7 @@ from roboframe.core.orders import (
     REPLACE_REJECTED,
     REPLACED,
 )
-from roboframe.core.sockets import messages
+from roboframe.core.sockets import ADDRESS_PATTERN, messages
 from roboframe.curve import client_schema, load_public, load_secret, make_client
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class FastGateway(StoreGateway):
             **StoreGateway.params_schema["properties"],
             "address": {
                 "type": "string",
-                "pattern": "^(inproc|ipc|tcp)://.+$",
+                "pattern": ADDRESS_PATTERN,
                 "description": "the exchange's order endpoint (roboframe exchange "
                 "--orders), e.g. tcp://127.0.0.1:5570",
             },

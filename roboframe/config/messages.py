@@ -40,7 +40,7 @@ _TYPE_NAMES = {
 _PATTERN_WANTS = {
     DECIMAL_PATTERN: "a number",
     DURATION_PATTERN: "a duration such as 500ms, 1s, 2m, 1h or a number of milliseconds",
-    ADDRESS_PATTERN: "a ZeroMQ address inproc://..., ipc://... or tcp://...",
+    ADDRESS_PATTERN: "a ZeroMQ address inproc://..., ipc://... or tcp://HOST:PORT",
     DAY_STARTS_PATTERN: 'a time and a zone such as "19:00 MSK", "00:00 UTC" or "17:00 -05:00"',
     DATE_PATTERN: 'a date YYYY-MM-DD such as "2027-01-01"',
     ZONE_PATTERN: "a zone: UTC, MSK or an offset such as +03:00",

@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError
 
 from roboframe.builtin.feeds.timeparse import ZONE, ZONE_PATTERN
+from roboframe.core.sockets import ADDRESS_PATTERN
 from roboframe.errors import PluginError
 from roboframe.plugins import SINGULAR
 from roboframe.risk.calendar import DAYS
@@ -23,7 +24,6 @@ SCHEMA_ID = "https://roboframe.dev/schemas/robot.schema.json"
 
 DECIMAL_PATTERN = r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$"
 DURATION_PATTERN = r"^[0-9]+(ms|s|m|h)?$"
-ADDRESS_PATTERN = r"^(inproc|ipc|tcp)://.+$"
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 CLASS_PATTERN = rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$"
 """``package.module:Class``, a strategy named by its import path."""

@@ -12,6 +12,11 @@ from collections.abc import Iterator
 
 import zmq
 
+ADDRESS_PATTERN = r"^((inproc|ipc)://.+|tcp://.+:[0-9]+)$"
+"""A ZeroMQ address for the robot file's schema. A tcp:// one needs its port:
+``tcp://127.0.0.1`` passed validate, and a feed connecting to it failed only
+as the run started, leaving the run unfinished."""
+
 _EVENTS, _POLLIN, _NOBLOCK = zmq.EVENTS, zmq.POLLIN, zmq.NOBLOCK
 
 

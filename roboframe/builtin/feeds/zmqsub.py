@@ -36,6 +36,7 @@ import zmq
 from roboframe.core import codec
 from roboframe.core.events import Bar, Tick
 from roboframe.core.feed import PACING_SCHEMA, Feed
+from roboframe.core.sockets import ADDRESS_PATTERN
 from roboframe.core.timetext import span_text, utc_text
 from roboframe.curve import client_schema, load_public, load_secret, make_client
 from roboframe.errors import ConfigError
@@ -60,7 +61,7 @@ class ZmqFeed(Feed):
         "properties": {
             "address": {
                 "type": "string",
-                "pattern": "^(inproc|ipc|tcp)://.+$",
+                "pattern": ADDRESS_PATTERN,
                 "default": DEFAULT_ADDRESS,
                 "description": "publisher address to connect to",
             },

@@ -73,6 +73,11 @@ CASES = {
     "daily_loss_neg": BASE.replace("max_order_qty: 5", "max_daily_loss: -100"),
     "day_starts": BASE.replace("max_order_qty: 5", "day_starts: 7pm MSK"),
     "backtest_tz": BASE + "backtest:\n  tz: Moscow\n",
+    # validate said ok; run connected, failed as the feed started, left its run unfinished
+    "feed_address_no_port": BASE.replace(
+        "plugin: synthetic\n  params: {seed: 1, prices: {Si-12.26: 92000}}",
+        'plugin: zmq\n  params: {address: "tcp://127.0.0.1"}',
+    ),
     # validate said ok; run failed as the feed started and left its run unfinished
     "synthetic_start": BASE.replace("{seed: 1,", '{seed: 1, start: "2026-13-01",'),
     # validate said ok; the backtest then failed on its data
@@ -151,7 +156,7 @@ EXPECTED = {
         "  hint: heartbeat timer period (write 1s, 500ms ...), null for none"
     ),
     "bad_address": (
-        "{dir}/robot.yaml:18: loop.address: expected a ZeroMQ address inproc://..., ipc://... or tcp://..., got 'http://robo'\n"
+        "{dir}/robot.yaml:18: loop.address: expected a ZeroMQ address inproc://..., ipc://... or tcp://HOST:PORT, got 'http://robo'\n"
         "  hint: ZeroMQ address the loop binds: inproc://, ipc:// or tcp://"
     ),
     "same_control": (
@@ -258,6 +263,11 @@ EXPECTED = {
         "{dir}/robot.yaml:7: feed.params.start: '2026-13-01' is not a time: month must be "
         "in 1..12\n"
         "  hint: an ISO-8601 time such as 2026-01-05T07:00:00Z"
+    ),
+    "feed_address_no_port": (
+        "{dir}/robot.yaml:7: feed.params.address: expected a ZeroMQ address inproc://..., "
+        "ipc://... or tcp://HOST:PORT, got 'tcp://127.0.0.1'\n"
+        "  hint: publisher address to connect to"
     ),
     "backtest_tz": (
         "{dir}/robot.yaml:18: backtest.tz: expected a zone: UTC, MSK or an offset such as "

@@ -333,7 +333,7 @@ CASES = [
     pytest.param(
         GOOD + "loop:\n  address: http://robo\n",
         (
-            "{dir}/robot.yaml:18: loop.address: expected a ZeroMQ address inproc://..., ipc://... or tcp://..., got 'http://robo'\n"
+            "{dir}/robot.yaml:18: loop.address: expected a ZeroMQ address inproc://..., ipc://... or tcp://HOST:PORT, got 'http://robo'\n"
             "  hint: ZeroMQ address the loop binds: inproc://, ipc:// or tcp://"
         ),
         id="bad_address_scheme",
