@@ -71,8 +71,11 @@ def file_events(
         params["path"] = str(Path(path).resolve())
         _once(given, params["path"], arg)
         if symbol:
-            if symbol not in instruments:
-                raise ConfigError(f"--data {arg}: {symbol!r} is not one of the robot's symbols")
+            if symbol not in instruments:  # Si-3.27 for Si-12.26, si-12.26: say which are
+                known = ", ".join(sorted(instruments))
+                raise ConfigError(
+                    f"--data {arg}: {symbol!r} is not one of the robot's symbols ({known})"
+                )
             params["symbol"] = symbol
         feeds.append(cls(params, instruments))
     if len(feeds) == 1:

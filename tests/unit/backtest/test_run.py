@@ -249,3 +249,12 @@ def test_a_from_that_is_not_iso_says_what_to_write(tmp_path, given):
     spec = write_robot(tmp_path)
     with pytest.raises(ConfigError, match=r"write an ISO-8601 date or time, 2026-12-01, "):
         run_backtest(spec, start=given, journal=False)
+
+
+def test_data_for_a_symbol_the_robot_lacks_names_the_robots_symbols(tmp_path):
+    """--data si-12.26=FILE (or last quarter's contract) said only that the symbol
+    is not the robot's, not which ones are."""
+    spec = write_robot(tmp_path)
+    data = [f"si-12.26={tmp_path / 'bars.csv'}"]
+    with pytest.raises(ConfigError, match=r"'si-12.26' is not one of the robot's symbols \(Si-12"):
+        run_backtest(spec, data=data, journal=False)
