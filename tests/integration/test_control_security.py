@@ -130,6 +130,7 @@ def _plain(address: str) -> None:
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVTIMEO, 500)
+    sock.setsockopt(zmq.SNDTIMEO, 500)  # a REQ with no peer past the handshake never sends
     try:
         sock.connect(address)
         sock.send(b'{"command": "stop"}')
