@@ -25,7 +25,11 @@ class BuyEveryTenth(Strategy):
         super().__init__({})
         self.n = 0
 
+    at_first = None  # called as the first tick comes
+
     def on_tick(self, tick, ctx):
+        if self.n == 0 and self.at_first is not None:
+            self.at_first()
         self.n += 1
         if self.n % 10 == 0:
             return [ctx.buy(tick.symbol, 1)]
@@ -387,7 +391,8 @@ def test_a_stop_right_after_flatten_waits_for_the_closing_order_to_fill(tmp_path
 def test_a_stop_asked_under_load_comes_within_sixteen_messages_and_ends_the_data(tmp_path):
     """A signal's or --duration's stop was looked at every 256 messages: at 200 a
     second, over a second late. And after on_stop the strategy saw the data the
-    drain took (and its orders were refused): 223 bars after a stop."""
+    drain took (and its orders were refused): 223 bars after a stop. (A stop
+    asked before the loop runs comes before any message: see the next test.)"""
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
     pull.setsockopt(zmq.LINGER, 0)
@@ -396,11 +401,32 @@ def test_a_stop_asked_under_load_comes_within_sixteen_messages_and_ends_the_data
     producer = threading.Thread(target=push_all, args=(ctx, "inproc://robo-busy", ticks(500)))
     producer.start()
     loop.start()
-    loop.request_stop("interrupted")  # asked before the burst is served
-    loop.run(pull, drain_ms=0)
     strategy = kernel.strategy
-    assert 0 < strategy.n <= 16
+    strategy.at_first = lambda: loop.request_stop("interrupted")  # as a signal mid-burst
+    loop.run(pull, drain_ms=0)
+    assert 1 <= strategy.n <= 16
     assert kernel.stop_reason == "interrupted"
+    producer.join(5)
+    journal.close()
+    pull.close()
+    ctx.term()
+
+
+def test_a_stop_asked_before_the_loop_runs_comes_before_any_message(tmp_path):
+    """``run --finish`` asks its stop as the robot starts: served first, a burst of
+    market data reached the strategy, whose orders went out, before the stop."""
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    pull.bind("inproc://robo-first")
+    loop, kernel, journal, gateway = make_loop(tmp_path, "first")
+    producer = threading.Thread(target=push_all, args=(ctx, "inproc://robo-first", ticks(100)))
+    producer.start()
+    loop.start()
+    loop.request_stop("finished")
+    loop.run(pull, drain_ms=0)
+    assert kernel.strategy.n == 0 and gateway.sent == []
+    assert kernel.stop_reason == "finished"
     producer.join(5)
     journal.close()
     pull.close()
