@@ -23,6 +23,7 @@ import logging
 import threading
 from collections import deque
 
+from roboframe.errors import described
 from roboframe.store.base import ID_BLOCK, StoreUnavailable, open_store
 
 log = logging.getLogger(__name__)
@@ -99,12 +100,14 @@ class IdsAhead:
                     if store is None:
                         store = open_store(self.url)
                     fetched = {kind: store.reserve_ids(kind, n) for kind, n in short.items()}
-                except StoreUnavailable as exc:
+                except Exception as exc:  # the store away, or a bug: said, and tried again
+                    if not isinstance(exc, StoreUnavailable) and not self._error:
+                        log.exception("ids-ahead: reserving ids failed")
                     if store is not None:
                         store.close()
                     store = None
                     with self._cond:
-                        self._error = str(exc) or "store unavailable"
+                        self._error = described(exc) or "store unavailable"
                         self._cond.notify_all()  # a taker waiting fails now
                         self._cond.wait(RETRY_S)
                     continue
@@ -114,8 +117,6 @@ class IdsAhead:
                         self._wanted[kind] = 0
                     self._error = ""
                     self._cond.notify_all()
-        except Exception:  # a bug: said, and takers then wait and fail, not hang
-            log.exception("ids-ahead: reserving ids failed")
         finally:
             if store is not None:
                 store.close()

@@ -65,3 +65,26 @@ def test_a_take_with_the_store_away_fails_with_its_reason(ahead):
     ids = ahead("postgresql://postgres@127.0.0.1:1/test?connect_timeout=1")
     with pytest.raises(StoreUnavailable, match=r"no trades ids reserved: .+"):
         ids.take("trades", 1)
+
+
+def test_a_store_not_set_up_yet_is_tried_again_until_it_is(ahead, pg_url):
+    """An error that is no outage (the tables not made yet) killed the thread, and
+    every take after it waited in vain: it is said and tried again, like an
+    outage, and the ids come once the store can give them."""
+    import psycopg
+
+    late = pg_url + "_late"  # a schema of its own, with no tables yet
+    ids = ahead(late)
+    try:
+        with pytest.raises(StoreUnavailable, match=r"no trades ids reserved: .+"):
+            ids.take("trades", 1)
+        store = open_store(late)
+        store.setup()
+        store.close()
+        assert wait_for(lambda: ids.held("trades") > 0, 10)
+        assert len(ids.take("trades", 2)) == 2
+    finally:
+        ids.close()
+        with psycopg.connect(pg_url.partition("?")[0], autocommit=True) as admin:
+            schema = late.rpartition("schema=")[2]
+            admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
