@@ -100,6 +100,12 @@ def test_a_fill_moves_its_symbols_value_before_that_symbol_trades_again(tmp_path
     assert report.equity[-1][1] == pytest.approx(float(cash) - 6500)
 
 
+def with_rts(robot: str, tick: int) -> str:
+    """The robot file ``robot`` with RTS-12.26 (tick ``tick``) beside Si-12.26."""
+    si = "Si-12.26: {tick_size: 1}"
+    return robot.replace(si, f"{si}\n  RTS-12.26: {{tick_size: {tick}}}")
+
+
 def test_a_trade_open_at_the_end_closes_at_its_own_symbols_last_bar(tmp_path):
     """RTS's data end at 07:03 and Si's at 07:05: the RTS trade still open at the
     end is closed at RTS's last close, at 07:03 -- not at the run's last time."""
@@ -110,10 +116,7 @@ def test_a_trade_open_at_the_end_closes_at_its_own_symbols_last_bar(tmp_path):
         lines.append(f"2026-12-01T07:0{minute}:00Z,{SI},100,100,100,100,0")
     (tmp_path / "bars.csv").write_text("\n".join(lines) + "\n")
     (tmp_path / "two.yaml").write_text(
-        ROBOT.format(fill_at="")
-        .replace(
-            "Si-12.26: {tick_size: 1}", "Si-12.26: {tick_size: 1}\n  RTS-12.26: {tick_size: 10}"
-        )
+        with_rts(ROBOT.format(fill_at=""), tick=10)
         .replace(", symbol: Si-12.26", "")
         .replace(
             "plan: [[Si-12.26, 2, Si-12.26, -2]",
@@ -163,10 +166,7 @@ def test_a_hedged_pair_has_no_drawdown_whichever_leg_comes_first(tmp_path, first
             lines.append(f"2026-12-01T07:{minute:02d}:00Z,{close},{close},{close},{close}")
         (tmp_path / f"{symbol}.csv").write_text("\n".join(lines) + "\n")
     (tmp_path / "pair.yaml").write_text(
-        ROBOT.format(fill_at="")
-        .replace(
-            "Si-12.26: {tick_size: 1}", "Si-12.26: {tick_size: 1}\n  RTS-12.26: {tick_size: 1}"
-        )
+        with_rts(ROBOT.format(fill_at=""), tick=1)
         .replace("plan: [[Si-12.26, 2, Si-12.26, -2]", "plan: [[Si-12.26, 1, Si-12.26, 10]")
         .replace(
             "[Si-12.26, 3, Si-12.26, 1], [Si-12.26, 4, Si-12.26, 2],\n"

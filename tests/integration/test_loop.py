@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import pytest
 import zmq
@@ -388,49 +389,48 @@ def test_a_stop_right_after_flatten_waits_for_the_closing_order_to_fill(tmp_path
     assert bool(warned) is not fills
 
 
+@contextmanager
+def burst(tmp_path, name: str, n: int):
+    """A started loop on an inproc socket, ``n`` ticks pushed at it at once; its
+    socket, the loop, its kernel and its gateway. Closed after."""
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    pull.bind(f"inproc://robo-{name}")
+    loop, kernel, journal, gateway = make_loop(tmp_path, name)
+    producer = threading.Thread(target=push_all, args=(ctx, f"inproc://robo-{name}", ticks(n)))
+    producer.start()
+    loop.start()
+    try:
+        yield pull, loop, kernel, gateway
+    finally:
+        producer.join(5)
+        journal.close()
+        pull.close()
+        ctx.term()
+
+
 def test_a_stop_asked_under_load_comes_within_sixteen_messages_and_ends_the_data(tmp_path):
     """A signal's or --duration's stop was looked at every 256 messages: at 200 a
     second, over a second late. And after on_stop the strategy saw the data the
     drain took (and its orders were refused): 223 bars after a stop. (A stop
     asked before the loop runs comes before any message: see the next test.)"""
-    ctx = zmq.Context()
-    pull = ctx.socket(zmq.PULL)
-    pull.setsockopt(zmq.LINGER, 0)
-    pull.bind("inproc://robo-busy")
-    loop, kernel, journal, _gateway = make_loop(tmp_path, "busy")
-    producer = threading.Thread(target=push_all, args=(ctx, "inproc://robo-busy", ticks(500)))
-    producer.start()
-    loop.start()
-    strategy = kernel.strategy
-    strategy.at_first = lambda: loop.request_stop("interrupted")  # as a signal mid-burst
-    loop.run(pull, drain_ms=0)
-    assert 1 <= strategy.n <= 16
-    assert kernel.stop_reason == "interrupted"
-    producer.join(5)
-    journal.close()
-    pull.close()
-    ctx.term()
+    with burst(tmp_path, "busy", 500) as (pull, loop, kernel, _gateway):
+        strategy = kernel.strategy
+        strategy.at_first = lambda: loop.request_stop("interrupted")  # a signal mid-burst
+        loop.run(pull, drain_ms=0)
+        assert 1 <= strategy.n <= 16
+        assert kernel.stop_reason == "interrupted"
 
 
 def test_a_stop_asked_before_the_loop_runs_comes_before_any_message(tmp_path):
     """``run --finish`` asks its stop as the robot starts: served first, a burst of
     market data reached the strategy, whose orders went out, before the stop."""
-    ctx = zmq.Context()
-    pull = ctx.socket(zmq.PULL)
-    pull.setsockopt(zmq.LINGER, 0)
-    pull.bind("inproc://robo-first")
-    loop, kernel, journal, gateway = make_loop(tmp_path, "first")
-    producer = threading.Thread(target=push_all, args=(ctx, "inproc://robo-first", ticks(100)))
-    producer.start()
-    loop.start()
-    loop.request_stop("finished")
-    loop.run(pull, drain_ms=0)
-    assert kernel.strategy.n == 0 and gateway.sent == []
-    assert kernel.stop_reason == "finished"
-    producer.join(5)
-    journal.close()
-    pull.close()
-    ctx.term()
+    with burst(tmp_path, "first", 100) as (pull, loop, kernel, gateway):
+        loop.request_stop("finished")
+        loop.run(pull, drain_ms=0)
+        assert kernel.strategy.n == 0 and gateway.sent == []
+        assert kernel.stop_reason == "finished"
 
 
 def serve_frames(tmp_path, frames, failure=None, drain_ms=5000, name="frames"):
