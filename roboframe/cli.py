@@ -893,6 +893,7 @@ def validate(robot_files: tuple[Path, ...]) -> None:
     """Check robot files: schema, cross-field rules, plugins, strategy params; and
     warn of what would stop a run on this machine (a data file that cannot be opened)."""
     from roboframe.config import load_robot
+    from roboframe.config.checks import unlimited_positions
     from roboframe.core.feed import preflight_feed
     from roboframe.core.robot import make_strategy
     from roboframe.core.strategy import HANDLERS, uncalled_handlers
@@ -916,6 +917,9 @@ def validate(robot_files: tuple[Path, ...]) -> None:
             failed += 1
             click.echo(f"{path}: {exc}", err=True)
             continue
+        unlimited = unlimited_positions(spec)
+        if unlimited is not None:
+            click.echo(f"warning: {path}: {unlimited}", err=True)
         for name in uncalled_handlers(strategy_cls):
             click.echo(
                 f"warning: {path}: strategy {strategy_cls.__name__} has {name}(), which "

@@ -169,6 +169,22 @@ def _check_risk_symbols(risk: dict, symbols: list[str]) -> list[Problem]:
     return out
 
 
+def unlimited_positions(spec: Any) -> str | None:
+    """A warning when ``risk.max_position`` is a mapping that leaves symbols out:
+    those have no position limit (limits are optional), which a trader who listed
+    the others rarely means. None otherwise."""
+    limits = (spec.raw.get("risk") or {}).get("max_position")
+    if not isinstance(limits, dict):
+        return None
+    left = [symbol for symbol in spec.symbols if symbol not in limits]
+    if not left:
+        return None
+    return (
+        f"risk.max_position sets no limit for {', '.join(left)}: the robot may hold any "
+        "position there (give every symbol a limit, or one number for all)"
+    )
+
+
 def _check_feed_symbols(params: dict, symbols: list[str]) -> list[Problem]:
     out = []
     prices = params.get("prices")

@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import zmq
 
+from roboframe.config.checks import unlimited_positions
 from roboframe.core import codec
 from roboframe.core.events import Control
 from roboframe.core.feed import preflight_feed, robot_dir
@@ -258,6 +259,9 @@ class LiveRobot:
                 "to paper-trade the file set feed.params.rate",
                 spec.feed.plugin,
             )
+        unlimited = unlimited_positions(spec)
+        if unlimited is not None:
+            log.warning("%s", unlimited)
         if self.resumed is None:  # the plugins started: now the journal (none left if not)
             self._say_what_the_last_run_left()
             header = journal_header(spec, self.run_id, strategy_cls, "live")

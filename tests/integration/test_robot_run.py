@@ -630,6 +630,22 @@ def test_finish_stops_a_killed_run_under_the_file_it_started_with(robot_file):
     assert Path(json.loads(fresh.stdout)["journal"]) != journal  # a new run, the new file
 
 
+def test_a_position_limit_that_leaves_a_symbol_out_is_warned_of(robot_file):
+    """``max_position: {Si-12.26: 3}`` on a robot that also trades RTS left RTS
+    with no limit, and validate said ok: limits are optional, so it stays valid,
+    but validate and the run both say which symbols have none."""
+    path = robot_file(bars=50)
+    both = roboframe_cmd("validate", str(path))
+    assert both.returncode == 0 and "max_position" not in both.stderr  # one number: all
+    path.write_text(path.read_text().replace("max_position: 3", "max_position: {Si-12.26: 3}"))
+    one = roboframe_cmd("validate", str(path))
+    assert one.returncode == 0, one.stderr
+    assert "risk.max_position sets no limit for RTS-12.26" in one.stderr
+    run = roboframe_cmd("run", str(path))
+    assert run.returncode == 0, run.stderr
+    assert "risk.max_position sets no limit for RTS-12.26" in run.stderr
+
+
 def test_a_loop_address_that_cannot_be_bound_is_one_line_not_a_traceback(robot_file, tmp_path):
     path = robot_file(extra=f"loop: {{address: 'ipc://{tmp_path}/no/such/folder/loop.sock'}}\n")
     out = roboframe_cmd("-q", "run", str(path), "--duration", "1")
