@@ -257,6 +257,7 @@ def follow_rules(kernel: Kernel, header: dict) -> Kernel:
     kernel.fees_checked = follows(header, "fees")
     kernel.orders.replace_waits = follows(header, "replace")
     kernel.cancels_again = follows(header, "cancels")
+    kernel.orders.rejected_removes = follows(header, "rejected")
     return kernel
 
 

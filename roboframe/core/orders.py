@@ -9,8 +9,10 @@
 ``new`` means sent, not yet acknowledged. ``cancel_rejected`` refuses a
 *cancel* (too late, already filled, not known yet): the order keeps its
 state, whatever it is. A gateway that says ``rejected`` for that instead is
-taken at its word only while the order is new (an order is rejected before
-it is accepted); for an accepted order it is a refused cancel. A *replace* changes an open order's
+taken at its word while the order is new (an order is rejected before it is
+accepted), and for an accepted order with nothing asked of it (no cancel, no
+replace: there is nothing to refuse, so the exchange removed the order); for
+an accepted order with a cancel pending it is a refused cancel. A *replace* changes an open order's
 quantity and price when ``replaced`` comes back, and nothing when
 ``replace_rejected`` does; the state stays as it was either way, unless
 fills that arrived first already reach the new quantity: then it is filled. Fills
@@ -117,6 +119,10 @@ class OrderBook:
         # answered leave it open (False: the rule of journals written before, in
         # which they filled it: RULES "replace")
         self.replace_waits = True
+        # a rejected accepted order with no cancel or replace pending is finished
+        # (False: the rule of journals written before, in which it stayed open as
+        # if a cancel had been refused: RULES "rejected")
+        self.rejected_removes = True
 
     def _finish(self, own: OwnOrder) -> None:
         self.open.pop(own.client_id, None)
@@ -168,7 +174,7 @@ class OrderBook:
             else:
                 self.anomaly(f"cancelled after {own.status}: {update.client_id}")
         elif status == REJECTED:
-            if own.status == NEW:
+            if own.status == NEW or self._removed(own):
                 own.status = REJECTED
                 own.reason = update.reason
                 self._finish(own)
@@ -190,6 +196,18 @@ class OrderBook:
             if own.status in OPEN_STATES and own.filled >= own.qty:
                 self._filled(own)  # its fills, waiting for this answer, used it all up
         return own
+
+    def _removed(self, own: OwnOrder) -> bool:
+        """Whether ``rejected`` for open ``own`` means the exchange removed it:
+        nothing was asked of it that the word could refuse. Taken for a refused
+        cancel, it left the order open for good: order_target counted its lots
+        as working and sent nothing, max_position counted them too."""
+        if not (self.rejected_removes and own.status in OPEN_STATES):
+            return False
+        if own.cancel_pending or own.replace_pending is not None:
+            return False
+        self.anomaly(f"rejected with nothing asked of it, taken as removed: {own.client_id}")
+        return True
 
     def on_fill(self, fill: Fill) -> OwnOrder | None:
         own = self.orders.get(fill.client_id)

@@ -139,6 +139,9 @@ RULES: dict[str, str] = {
     # reduce-only state; before, the flatten waited for good, the order outlived
     # the stop, the adding order rested
     "cancels": "again",
+    # an accepted order rejected with no cancel or replace pending is finished (the
+    # exchange removed it); before, it was taken for a refused cancel and stayed open
+    "rejected": "removes",
 }
 """The kernel's rules that changed between roboframe versions, each as the header
 key and value a run following it writes (all of them: :func:`journal_header`).

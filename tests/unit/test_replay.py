@@ -307,7 +307,8 @@ def test_every_rule_a_header_names_is_followed_and_a_header_without_it_is_not():
                 k.risk.band_needs_price, k.quiet_after_stop,
                 k.risk.flatten_passes_checks, k.fills_checked,
                 k.risk.stop_is_final, k.fees_checked,
-                k.orders.replace_waits, k.cancels_again)  # fmt: skip
+                k.orders.replace_waits, k.cancels_again,
+                k.orders.rejected_removes)  # fmt: skip
 
     assert rules_of(dict(RULES)) == (True,) * len(RULES)
     assert rules_of({}) == (False,) * len(RULES)

@@ -106,6 +106,26 @@ def test_cancel_and_rejected_cancel():
     assert own.status == "cancelled" and not kernel.orders.open
 
 
+@pytest.mark.parametrize("removes", [True, False])
+def test_an_accepted_order_rejected_with_nothing_asked_of_it_is_finished(removes):
+    """A bridge removes an accepted, partly filled buy of 3 with ``rejected``, no
+    cancel or replace pending: nothing to refuse. Taken for a refused cancel, the
+    order stayed open for good -- order_target(3) counted its lots as working and
+    sent nothing. (Journals from before: it stays open.)"""
+    kernel, _ = kernel_with(lambda b, ctx: [ctx.buy(SI, 3, price=b.close - 5)])
+    kernel.orders.rejected_removes = removes
+    (order,) = kernel.handle(bar(SI, 1, 100))
+    kernel.handle(OrderUpdate(order.client_id, T0, "accepted"))
+    kernel.handle(Fill(order.client_id, T0, SI, "buy", 1, 95, "t1"))
+    kernel.handle(OrderUpdate(order.client_id, T0, "rejected", "removed by the exchange"))
+    own = kernel.orders.orders[order.client_id]
+    assert (own.client_id in kernel.orders.open) is not removes
+    assert own.status == ("rejected" if removes else "partially_filled")
+    assert kernel.ctx.position(SI) == 1
+    wanted = kernel.ctx.order_target(SI, 3)
+    assert [(a.side, a.qty) for a in wanted] == ([("buy", 2)] if removes else [])
+
+
 def test_gateway_rejection_of_new_order():
     kernel, strat = kernel_with(lambda b, ctx: [ctx.sell(SI, 1)])
     (order,) = kernel.handle(bar(SI, 1, 100))
