@@ -565,6 +565,14 @@ class Supervisor:
         log.error("%s: stopping its last run failed (exit %d); again in %.0fs",
                   robot.name, code, delay)  # fmt: skip
 
+    def _all_stopped(self) -> bool:
+        """Whether no robot's process lives, nor is about to start to stop a run
+        (a finish waiting for its turn; one left failed waits for no one)."""
+        return not any(
+            (r.finish and r.state == "backoff") or (r.proc is not None and r.proc.poll() is None)
+            for r in self.robots.values()
+        )
+
     # -- the loop -------------------------------------------------------------
 
     def serve(self) -> None:
@@ -583,10 +591,7 @@ class Supervisor:
                 for robot in list(self.robots.values()):
                     self._watch(robot, now)
                 self._answer()
-                if self.stopping_all and not any(
-                    r.finish or (r.proc is not None and r.proc.poll() is None)
-                    for r in self.robots.values()
-                ):
+                if self.stopping_all and self._all_stopped():
                     self._answer()
                     return
                 if self.sock is not None:

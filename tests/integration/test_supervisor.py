@@ -875,3 +875,23 @@ def test_a_stop_after_a_robot_ended_its_run_to_be_resumed_stops_that_run(
         assert JournalReader(new).header["config"]["strategy"]["params"]["qty"] == 2
     finally:
         _kill_all(sup)
+
+
+def test_down_waits_for_a_finish_about_to_start_and_not_for_one_left_failed(tmp_path):
+    """``down`` of everything waits for a run being stopped (``run --finish``) that
+    is about to start; one that failed and waits for its file to change has no
+    process to wait for: the supervisor waited for it for good."""
+    from roboframe.supervisor import Supervisor
+
+    (tmp_path / "robots").mkdir()
+    path = write_robot(tmp_path, "si")
+    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
+    try:
+        sup._scan(0.0)
+        robot = sup.robots[path.resolve()]
+        robot.finish, robot.state = True, "backoff"
+        assert not sup._all_stopped()
+        robot.state = "failed"
+        assert sup._all_stopped()
+    finally:
+        _kill_all(sup)
