@@ -243,7 +243,8 @@ def run(
                 resume=resume or finish,
             ),
         )
-        if finish:  # at the loop's first look: after the resume's catch-up and resends
+        if finish:  # as the loop starts, before any message (what the store held comes in
+            # the stop's drain, and the resume's resends went before)
             robot.request_stop("finished: the last run stopped as a stop would have")
     except RoboframeError as exc:
         _restore(old)
