@@ -173,13 +173,15 @@ def send_command(
     request = {"command": command, "args": parse_assignments(assignments)}
     curve = (key, server_key) if key is not None else None
     expected = expected_robot(target)
-    if expected is not None and command != "status":  # the right robot, before it acts
-        reply = ask_json(address, {"command": "status"}, timeout=timeout, curve=curve)
+    if expected is None:
+        reply = ask_json(address, request, timeout=timeout, curve=curve)
+    else:  # the right robot, before it acts: who answers (its status) first
+        status = request if command == "status" else {"command": "status"}
+        reply = ask_json(address, status, timeout=timeout, curve=curve)
         if reply is not None:
             _same_robot(reply, expected, target, address)
-    reply = ask_json(address, request, timeout=timeout, curve=curve)
-    if reply is not None and expected is not None:
-        _same_robot(reply, expected, target, address)
+            if command != "status":
+                reply = ask_json(address, request, timeout=timeout, curve=curve)
     if reply is None:
         message = f"no answer from {address} within {timeout:g}s"
         if _endpoint_free(address):
