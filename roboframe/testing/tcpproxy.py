@@ -11,6 +11,7 @@ import contextlib
 import selectors
 import socket
 import threading
+from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
@@ -96,3 +97,12 @@ class TcpProxy:
         self._stop.set()
         self._thread.join(2)
         self.listener.close()
+
+
+def proxied_url(url: str, default_port: int = 5432) -> tuple[TcpProxy, str]:
+    """A proxy in front of the server ``url`` names (a database URL), and ``url``
+    through it: the same user, database and options, the proxy's host and port."""
+    parts = urlsplit(url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or default_port)
+    user, at, _ = parts.netloc.rpartition("@")
+    return proxy, urlunsplit(parts._replace(netloc=f"{user}{at}127.0.0.1:{proxy.port}"))

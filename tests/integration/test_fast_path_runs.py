@@ -45,10 +45,7 @@ def test_a_new_run_takes_no_fill_of_an_order_an_earlier_run_left_working(pg_url)
         assert second.events(1, timeout_ms=1500) == []  # not the second run's fill
         assert not running.failure, running.failure
     finally:
-        for end in (first, second):
-            if end is not None:
-                end.close()
-        running.close()
+        _close(running, first, second)
 
 
 def test_orders_sent_while_the_exchange_is_down_reach_the_store_at_the_stop(pg_url):
@@ -742,10 +739,15 @@ def test_a_second_process_of_a_running_robot_leaves_its_links_alone(pg_url):
         assert [(e.client_id, e.status) for e in got] == [(order.client_id, "accepted")], got
         assert not running.failure, running.failure
     finally:
-        for end in (first, second):
-            if end is not None:
-                end.close()
-        running.close()
+        _close(running, first, second)
+
+
+def _close(running, *ends) -> None:
+    """The trade streams still open (None: closed already), then the exchange."""
+    for end in ends:
+        if end is not None:
+            end.close()
+    running.close()
 
 
 @contextlib.contextmanager

@@ -1000,18 +1000,15 @@ def test_orders_waiting_out_a_store_outage_do_not_stall_the_order_path(
     side: the robot said the exchange side acknowledged nothing ("is it running?")
     and stalled its order path, refused for the outage already."""
     import threading
-    from urllib.parse import urlparse
 
     import roboframe.core.robot as robot_module
     from roboframe.core.events import Control
     from roboframe.core.orders import NEW
-    from roboframe.testing.tcpproxy import TcpProxy
+    from roboframe.testing.tcpproxy import proxied_url
     from tests.integration.exchange import RunningExchange
 
     monkeypatch.setattr(robot_module, "UNACKNOWLEDGED_S", 1.0)
-    parts = urlparse(pg_url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    proxied = pg_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+    proxy, proxied = proxied_url(pg_url)
     path = postgres_robot(robot_file, proxied, "outage", poll_ms=100)
     robot = LiveRobot(load_robot(path), RunOptions(duration_s=60))
     exchanges: list = []

@@ -16,7 +16,6 @@ import json
 import signal
 import subprocess
 import sys
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -27,7 +26,7 @@ from roboframe.replay import iter_events
 from roboframe.store import open_store
 from roboframe.storewriter import write_items
 from roboframe.testing.helpers import RunningTradeStream, wait_for
-from roboframe.testing.tcpproxy import TcpProxy
+from roboframe.testing.tcpproxy import proxied_url
 from tests.faults.trading import read_journal, read_store
 from tests.integration.conftest import roboframe_cmd
 from tests.integration.exchange import RunningExchange
@@ -103,6 +102,17 @@ def answer_in_store(store, robot: str, cid: str, symbol: str = "Si", new: bool =
     ]
     write_items(store, items)
     return trade_id, event_id
+
+
+def goes_on(end: RunningTradeStream) -> None:
+    """``end`` (closed after) gets ready and goes on: no failure said."""
+    try:
+        assert wait_for(lambda: end.runtime.ready.is_set(), 10)
+        events = end.events(2, timeout_ms=1500)
+        assert all(type(e) is not Control or e.command != "fail" for e in events), events
+        assert end.runtime.failure is None
+    finally:
+        end.close()
 
 
 @pytest.mark.parametrize(("gateway", "url_fixture"), BACKENDS)
@@ -219,14 +229,7 @@ def test_a_resumed_stream_checks_its_journals_ids_against_the_store(request, gat
     trade_id, event_id = answer_in_store(store, robot, cid, new=True)
     seen = (frozenset({trade_id}), frozenset({event_id}))
     for resumed in (seen, None):  # a resumed run whose ids the store has; a new run
-        end = RunningTradeStream(cls, params, robot, run_id="r1", store_seen=resumed)
-        try:
-            assert wait_for(lambda end=end: end.runtime.ready.is_set(), 10)
-            events = end.events(2, timeout_ms=1500)
-            assert all(type(e) is not Control or e.command != "fail" for e in events), events
-            assert end.runtime.failure is None
-        finally:
-            end.close()
+        goes_on(RunningTradeStream(cls, params, robot, run_id="r1", store_seen=resumed))
     store.close()
 
 
@@ -260,14 +263,11 @@ def test_a_restored_store_whose_ids_climbed_past_the_journals_is_refused(
         assert "restore the newest backup" in why
     finally:
         end.close()
-    end = RunningTradeStream(cls, params, robot, store_seen=seen, store_anchor=(trade_id, other))
     try:  # the journal's own trade there: the store it traded on
-        assert wait_for(lambda: end.runtime.ready.is_set(), 10)
-        events = end.events(2, timeout_ms=1000)
-        assert all(type(e) is not Control or e.command != "fail" for e in events), events
-        assert end.runtime.failure is None
+        goes_on(
+            RunningTradeStream(cls, params, robot, store_seen=seen, store_anchor=(trade_id, other))
+        )
     finally:
-        end.close()
         store.close()
 
 
@@ -281,9 +281,7 @@ def test_a_stream_back_from_an_outage_to_a_recreated_store_fails_the_run(
     fills since have climbed past them (``climbed``), the trade the run read
     last must be the store's. An outage with the store as it was goes on as ever."""
     url = request.getfixturevalue(url_fixture)
-    parts = urlsplit(url)
-    proxy = TcpProxy(parts.hostname, parts.port)
-    proxied = url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+    proxy, proxied = proxied_url(url)
     robot, cid = "restored-outage", "restored-outage-r1-1"
     store = open_store(url)
     store.setup()
@@ -346,9 +344,7 @@ def test_a_fill_the_socket_brought_before_the_store_has_it_fails_no_reconnect(pg
     from roboframe.core import codec
     from roboframe.testing.helpers import answer_robot, free_port
 
-    parts = urlsplit(pg_url)
-    proxy = TcpProxy(parts.hostname, parts.port)
-    proxied = pg_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+    proxy, proxied = proxied_url(pg_url)
     robot, cid = "restored-writer-behind", "restored-writer-behind-r1-1"
     store = open_store(pg_url)
     store.setup()

@@ -95,6 +95,18 @@ def write_robot(tmp_path, name, *, bars=800, rate=200, seed=3) -> Path:
     return path
 
 
+def one_robot(tmp_path, **robot):
+    """A supervisor of ``robots/`` with robot si's file in it, scanned once: the
+    supervisor, its robot and the file (close with _kill_all)."""
+    from roboframe.supervisor import Supervisor
+
+    (tmp_path / "robots").mkdir()
+    path = write_robot(tmp_path, "si", **robot)
+    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
+    sup._scan(0.0)
+    return sup, sup.robots[path.resolve()], path
+
+
 def orders_in(journal) -> list[str]:
     out = []
     for record in JournalReader(journal).records():
@@ -385,14 +397,10 @@ def test_down_during_a_retry_of_a_robot_another_process_runs_does_not_call_it_st
     """The supervisor retries a robot another process runs every 10 s; a `down`
     landing on a retry took the retry for the robot and said "stopped", while the
     other process ran on, unreachable by name. Retries are no restarts either."""
-    from roboframe.supervisor import EXIT_RUNNING, Supervisor
+    from roboframe.supervisor import EXIT_RUNNING
 
-    (tmp_path / "robots").mkdir()
-    path = write_robot(tmp_path, "si")
-    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
+    sup, robot, path = one_robot(tmp_path)
     try:
-        sup._scan(0.0)
-        robot = sup.robots[path.resolve()]
         robot.proc = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({EXIT_RUNNING})"])
         robot.state, robot.started = "running", 0.0
         robot.proc.wait(10)
@@ -644,14 +652,9 @@ def test_ps_shows_a_running_robot_whose_order_path_is_down():
 def test_an_invalid_robot_file_is_read_again_only_when_something_changes(tmp_path, caplog):
     """A file saved broken while its robot was stopped was defined anew at every
     scan, each time saying its strategy's source had changed."""
-    from roboframe.supervisor import Supervisor
 
-    (tmp_path / "robots").mkdir()
-    path = write_robot(tmp_path, "si")
-    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
+    sup, robot, path = one_robot(tmp_path)
     try:
-        sup._scan(0.0)
-        robot = sup.robots[path.resolve()]
         robot.state = "stopped"
         path.write_text("name: si\nsymbols: [Si-12.26\n")
         os.utime(path, (time.time() + 5, time.time() + 5))
@@ -819,15 +822,13 @@ def test_a_stop_after_a_robot_ended_its_run_to_be_resumed_stops_that_run(
     crash leaves it). The supervisor now stops that run as it started
     (``run --finish``), then starts the robot under its file as it is, if wanted;
     a finish the file mid-edit stopped is tried again once the file is saved."""
-    from roboframe.supervisor import EXIT_SUSPENDED, Supervisor
+    from roboframe.supervisor import EXIT_SUSPENDED
 
     from .test_robot_run import _journaled
 
     monkeypatch.chdir(tmp_path)  # the robots' journals, as under `up` run here
-    (tmp_path / "robots").mkdir()
-    path = write_robot(tmp_path, "si", bars=0, rate=200)
+    sup, robot, path = one_robot(tmp_path, bars=0, rate=200)
     folder = tmp_path / load_robot(path).journal.dir
-    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
 
     def save(old, new, at):
         path.write_text(path.read_text().replace(old, new))
@@ -835,8 +836,6 @@ def test_a_stop_after_a_robot_ended_its_run_to_be_resumed_stops_that_run(
         sup._scan(float(at))
 
     try:
-        sup._scan(0.0)
-        robot = sup.robots[path.resolve()]
         sup._watch(robot, 0.0)
         first = robot.proc
         _journaled(path, first)
@@ -881,14 +880,9 @@ def test_down_waits_for_a_finish_about_to_start_and_not_for_one_left_failed(tmp_
     """``down`` of everything waits for a run being stopped (``run --finish``) that
     is about to start; one that failed and waits for its file to change has no
     process to wait for: the supervisor waited for it for good."""
-    from roboframe.supervisor import Supervisor
 
-    (tmp_path / "robots").mkdir()
-    path = write_robot(tmp_path, "si")
-    sup = Supervisor(tmp_path / "robots", tmp_path / "state")
+    sup, robot, _path = one_robot(tmp_path)
     try:
-        sup._scan(0.0)
-        robot = sup.robots[path.resolve()]
         robot.finish, robot.state = True, "backoff"
         assert not sup._all_stopped()
         robot.state = "failed"

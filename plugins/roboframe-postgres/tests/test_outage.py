@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from decimal import Decimal
-from urllib.parse import urlsplit
 
 import psycopg
 from roboframe_postgres.store import split_schema
@@ -26,7 +25,7 @@ from roboframe.journal import ACTIONS, JournalReader
 from roboframe.publisher import publish
 from roboframe.replay import iter_events, verify
 from roboframe.testing.helpers import wait_for
-from roboframe.testing.tcpproxy import TcpProxy
+from roboframe.testing.tcpproxy import proxied_url
 
 ROBOT = """\
 name: gamma
@@ -47,9 +46,7 @@ journal:
 
 
 def test_robot_survives_a_store_outage(tmp_path, pg_url):
-    parts = urlsplit(pg_url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    proxied = pg_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}")
+    proxy, proxied = proxied_url(pg_url)
     stop = threading.Event()
     bound: list[str] = []
     inst = {"Si-12.26": Instrument("Si-12.26", Decimal(1))}
