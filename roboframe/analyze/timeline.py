@@ -39,6 +39,7 @@ from roboframe.backtest.stats import (
     order_counts,
     revalued,
     summarize,
+    time_taken,
 )
 from roboframe.core.events import (
     Bar,
@@ -273,10 +274,7 @@ class RunAnalysis:
             """Take a time's equity: after its last market event, as the backtest
             takes it (a hedged pair's legs of one minute move together)."""
             nonlocal peak, max_dd
-            if value > peak:
-                peak = value
-            elif peak > 0.0 and value / peak - 1.0 < max_dd:
-                max_dd = value / peak - 1.0
+            peak, max_dd = time_taken(value, peak, max_dd)
             equity_curve.add(ts, value)
             drawdown_curve.add(ts, (value / peak - 1.0) * 100 if peak > 0 else 0.0)
 

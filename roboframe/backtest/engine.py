@@ -37,7 +37,14 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from roboframe.backtest.stats import EquityTracker, Ledger, last_prices, revalued, summarize
+from roboframe.backtest.stats import (
+    EquityTracker,
+    Ledger,
+    last_prices,
+    revalued,
+    summarize,
+    time_taken,
+)
 from roboframe.builtin.paper import PaperExchange
 from roboframe.core import codec
 from roboframe.core.events import Bar, Batch, Control, Fill, Tick
@@ -58,18 +65,6 @@ def _floor(peak: float, max_dd: float) -> float:
     if peak <= 0.0:
         return -math.inf
     return peak * (1.0 + max_dd) + peak * 1e-12
-
-
-def _time_taken(equity: float, peak: float, max_dd: float) -> tuple[float, float]:
-    """The peak and the maximum drawdown with ``equity`` taken. Equity is taken
-    once a time, after its last market event: between two symbols' bars of one
-    minute a hedged pair had one leg moved alone, and a peak or a fall it never
-    had (the backtest's loop does this inline, for the last time's equity here)."""
-    if equity > peak:
-        return equity, max_dd
-    if peak > 0.0:
-        max_dd = min(max_dd, equity / peak - 1.0)
-    return peak, max_dd
 
 
 @dataclass
@@ -287,7 +282,7 @@ class Backtest:
         fills_seen = counters["fills"]
         cash = tracker.cash
         base = equity = peak = held = cash
-        held_ts = None  # the time of the equity held, not yet taken (see _time_taken)
+        held_ts = None  # the time of the equity held, not yet taken (see stats.time_taken)
         k = n = 0.0
         max_dd = 0.0
         floor = _floor(peak, max_dd)
@@ -374,7 +369,7 @@ class Backtest:
                 next_report += 100_000
         if is_open:
             exposed += marks - exposed_since
-        peak, max_dd = _time_taken(held, peak, max_dd)
+        peak, max_dd = time_taken(held, peak, max_dd)
         self.seq = seq
         last_ts = event.ts
         feed(Control("stop", last_ts, {"reason": "data ended"}))

@@ -215,6 +215,19 @@ class EquityTracker:
                 self.max_dd = dd
 
 
+def time_taken(equity: float, peak: float, max_dd: float) -> tuple[float, float]:
+    """The peak and the maximum drawdown with ``equity`` taken. Equity is taken
+    once a time, after its last market event: between two symbols' bars of one
+    minute a hedged pair had one leg moved alone, and a peak or a fall it never
+    had. The backtest's loop does this inline (a call per bar costs); the last
+    time's equity, and the analyzer's every time, come here."""
+    if equity > peak:
+        return equity, max_dd
+    if peak > 0.0:
+        max_dd = min(max_dd, equity / peak - 1.0)
+    return peak, max_dd
+
+
 def _num(value: float) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else round(value, 4)
 
