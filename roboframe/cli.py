@@ -292,8 +292,14 @@ def _last_run_spec(spec: Any, robot_file: Path, journal_dir: Path | None) -> Any
     path, header = found
     if header.get("robot") != spec.name:  # the resume refuses it, in these words
         return spec
-    if header.get("config_hash") != spec.config_hash:
-        log.warning("%s: finishing the run under the robot file it started with", path)
+    if header.get("config_hash") == spec.config_hash:
+        return spec
+    if not isinstance(header.get("config"), dict):  # a journal of another writer
+        raise ConfigError(
+            f"{path}: its header holds no robot file to finish the run under; put back "
+            f"the file it ran with and stop it with `roboframe run {robot_file} --resume`"
+        )
+    log.warning("%s: finishing the run under the robot file it started with", path)
     return spec_from_dict(header["config"], source=str(robot_file))
 
 

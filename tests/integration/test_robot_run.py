@@ -630,6 +630,26 @@ def test_finish_stops_a_killed_run_under_the_file_it_started_with(robot_file):
     assert Path(json.loads(fresh.stdout)["journal"]) != journal  # a new run, the new file
 
 
+def test_finish_of_a_journal_without_its_robot_file_says_so(robot_file):
+    """A journal whose header holds no robot file (another writer's) cannot say
+    what to finish the run under: one line naming the journal, no traceback."""
+    from roboframe.core import codec
+    from roboframe.core.events import Control
+    from roboframe.journal import JournalWriter
+
+    path = robot_file()
+    folder = path.parent / "runs" / "fast-robot"
+    folder.mkdir(parents=True)
+    header = {"robot": "fast-robot", "run_id": "20260101T000000Z", "config_hash": "other"}
+    writer = JournalWriter(folder / "20260101T000000Z.journal", header)
+    writer.append_message(1, 0, codec.encode(Control("start", 0)))
+    writer.close()
+    out = roboframe_cmd("-q", "run", str(path), "--finish")
+    assert out.returncode == 2, out.stderr
+    assert "holds no robot file to finish the run under" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_a_position_limit_that_leaves_a_symbol_out_is_warned_of(robot_file):
     """``max_position: {Si-12.26: 3}`` on a robot that also trades RTS left RTS
     with no limit, and validate said ok: limits are optional, so it stays valid,
